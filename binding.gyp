@@ -1,0 +1,27 @@
+{
+  "targets": [
+    {
+      "target_name": "finetune_native",
+      "sources": [
+        "native/binding/addon.cc",
+        "native/cpu/threadpool.cc",
+        "native/cpu/gemm.cc",
+        "native/cpu/elementwise.cc",
+        "native/cpu/copy.cc",
+        "native/cpu/reduce.cc",
+        "native/cpu/softmax.cc",
+        "native/cpu/layer_norm.cc",
+        "native/cpu/embedding.cc",
+        "native/cpu/cross_entropy.cc",
+        "native/cpu/optim.cc",
+        "native/cpu/random.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-O2"],
+      "cflags_cc!": ["-fno-exceptions", "-O2"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-pthread"],
+      "ldflags": ["-pthread", "-ldl"]
+    }
+  ]
+}

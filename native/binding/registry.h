@@ -1,0 +1,19 @@
+// Each kernel family registers its entry points on the addon's exports.
+#pragma once
+#include <napi.h>
+
+namespace ft {
+
+void RegisterMemory(Napi::Env env, Napi::Object exports);
+void RegisterGemm(Napi::Env env, Napi::Object exports);
+void RegisterCopy(Napi::Env env, Napi::Object exports);
+void RegisterElementwise(Napi::Env env, Napi::Object exports);
+void RegisterReduce(Napi::Env env, Napi::Object exports);
+void RegisterSoftmax(Napi::Env env, Napi::Object exports);
+void RegisterLayerNorm(Napi::Env env, Napi::Object exports);
+void RegisterEmbedding(Napi::Env env, Napi::Object exports);
+void RegisterCrossEntropy(Napi::Env env, Napi::Object exports);
+void RegisterOptim(Napi::Env env, Napi::Object exports);
+void RegisterRandom(Napi::Env env, Napi::Object exports);
+
+}  // namespace ft

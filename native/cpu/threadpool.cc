@@ -1,0 +1,121 @@
+#include "cpu/threadpool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ft {
+namespace {
+
+class Pool {
+ public:
+  explicit Pool(int threads) { Resize(threads); }
+  ~Pool() { Stop(); }
+
+  int Size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void Resize(int threads) {
+    Stop();
+    stop_ = false;
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { Work(i); });
+  }
+
+  void Run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    int64_t chunks = std::min<int64_t>(Size(), (n + grain - 1) / grain);
+    if (chunks <= 1 || inside_) {
+      fn(0, n);
+      return;
+    }
+    std::unique_lock<std::mutex> lock(run_mutex_);
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      job_ = &fn;
+      total_ = n;
+      chunks_ = chunks;
+      pending_ = static_cast<int>(chunks - 1);
+      ++generation_;
+    }
+    cv_.notify_all();
+    inside_ = true;
+    RunChunk(0);
+    inside_ = false;
+    std::unique_lock<std::mutex> g(mutex_);
+    done_cv_.wait(g, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void RunChunk(int64_t c) {
+    int64_t begin = total_ * c / chunks_;
+    int64_t end = total_ * (c + 1) / chunks_;
+    if (begin < end) (*job_)(begin, end);
+  }
+
+  void Work(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> g(mutex_);
+        cv_.wait(g, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (index >= chunks_) continue;
+      }
+      inside_ = true;
+      RunChunk(index);
+      inside_ = false;
+      std::lock_guard<std::mutex> g(mutex_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_, run_mutex_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t total_ = 0, chunks_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  static thread_local bool inside_;
+};
+
+thread_local bool Pool::inside_ = false;
+
+int DefaultThreads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+Pool& GetPool() {
+  static Pool pool(DefaultThreads());
+  return pool;
+}
+
+}  // namespace
+
+void SetNumThreads(int n) { GetPool().Resize(std::max(1, n)); }
+int GetNumThreads() { return GetPool().Size(); }
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  GetPool().Run(n, std::max<int64_t>(1, grain), fn);
+}
+
+}  // namespace ft

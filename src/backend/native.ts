@@ -1,0 +1,147 @@
+// The native addon's JS contract. Every buffer argument is an ArrayBuffer from `alloc`; offsets, strides and
+// sizes count elements of the buffer's dtype. The addon validates every bound before touching memory and throws
+// a JS error otherwise. Unless a kernel says otherwise it works on float32 buffers.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** dtype codes shared with native/common/dtype.h */
+export const enum DTypeCode { F32 = 0, F16 = 1, BF16 = 2, I64 = 3, I32 = 4, Bool = 5 }
+
+/** Binary elementwise op codes (native/cpu/elementwise.cc). */
+export const enum BinaryOp { Add = 0, Sub = 1, Mul = 2, Div = 3, Max = 4, Min = 5, Pow = 6 }
+
+/** Comparison op codes: produce bool (uint8 0/1). */
+export const enum CompareOp { Eq = 0, Ne = 1, Lt = 2, Le = 3, Gt = 4, Ge = 5 }
+
+/** Unary op codes. `alpha` is the extra scalar some take (Pow scalar exponent, LeakyRelu slope...). */
+export const enum UnaryOp {
+  Neg = 0, Exp = 1, Log = 2, Tanh = 3, Relu = 4, GeluErf = 5, GeluTanh = 6, Sigmoid = 7, Sqrt = 8, Rsqrt = 9,
+  Abs = 10, Square = 11, Reciprocal = 12, Softplus = 13, Log1p = 14, PowScalar = 15, Sign = 16, Erf = 17,
+}
+
+/** Backward of a unary op: dx = dy * f'(x); for Tanh and Sigmoid `x` is the forward's output y. */
+export const enum UnaryGradOp { GeluErf = 0, GeluTanh = 1, TanhFromOutput = 2, SigmoidFromOutput = 3, Relu = 4 }
+
+/** Reduction op codes. */
+export const enum ReduceOp { Sum = 0, Max = 1, Min = 2 }
+
+type AB = ArrayBuffer;
+
+export interface NativeAddon {
+  // ---- memory and machine (native/binding/addon.cc)
+  /** zero-filled, 64-byte aligned, owned by the addon until `free` */
+  alloc(nbytes: number): AB;
+  /** releases the memory now and detaches the buffer; a second call is a no-op */
+  free(buf: AB): void;
+  liveBytes(): number;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  cpuFeatures(): { avx2: boolean; fma: boolean; avx512f: boolean; avx512bf16: boolean };
+
+  // ---- GEMM (native/cpu/gemm.cc), row-major, batched:
+  // for b in [0, batch): C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, op(X) = X or X^T,
+  // A_b starts at offA + b*strideA (likewise B, C); op(A) is M x K, op(B) is K x N, C is M x N with row stride ldc.
+  // beta == 0 means C is not read (NaNs in C do not propagate).
+  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: AB, offA: number, lda: number, strideA: number,
+    B: AB, offB: number, ldb: number, strideB: number, beta: number,
+    C: AB, offC: number, ldc: number, strideC: number, batch: number): void;
+
+  // ---- copies and casts (native/cpu/copy.cc): dst[idx] = cast(src[idx]) for every index of `shape`,
+  // any dtype pair; strides may be 0 on src (broadcast). Float -> int truncates toward zero, bool is != 0.
+  copy(shape: number[], src: AB, srcDtype: DTypeCode, srcOff: number, srcStrides: number[],
+    dst: AB, dstDtype: DTypeCode, dstOff: number, dstStrides: number[]): void;
+  /** fill a strided view with a value (any dtype) */
+  fill(shape: number[], dst: AB, dtype: DTypeCode, off: number, strides: number[], value: number): void;
+
+  // ---- elementwise float32 (native/cpu/elementwise.cc), all views strided, out may alias an input exactly
+  binary(op: BinaryOp, shape: number[], a: AB, aOff: number, aStrides: number[], b: AB, bOff: number,
+    bStrides: number[], out: AB, outOff: number, outStrides: number[]): void;
+  /** out = op(a, s) or, with `reverse`, op(s, a) */
+  binaryScalar(op: BinaryOp, shape: number[], a: AB, aOff: number, aStrides: number[], scalar: number,
+    reverse: boolean, out: AB, outOff: number, outStrides: number[]): void;
+  /** out (bool, uint8) = a op b */
+  compare(op: CompareOp, shape: number[], a: AB, aOff: number, aStrides: number[], b: AB, bOff: number,
+    bStrides: number[], out: AB, outOff: number, outStrides: number[]): void;
+  unary(op: UnaryOp, alpha: number, shape: number[], a: AB, aOff: number, aStrides: number[],
+    out: AB, outOff: number, outStrides: number[]): void;
+  /** contiguous: dx[i] = dy[i] * f'(x[i]) */
+  unaryGrad(op: UnaryGradOp, n: number, x: AB, xOff: number, dy: AB, dyOff: number, dx: AB, dxOff: number): void;
+  /** out = cond ? a : b; cond is bool (uint8) */
+  where(shape: number[], cond: AB, cOff: number, cStrides: number[], a: AB, aOff: number, aStrides: number[],
+    b: AB, bOff: number, bStrides: number[], out: AB, outOff: number, outStrides: number[]): void;
+  /** bias + GELU(erf) fused: h[r, c] += bias[c] (in place, kept for backward); y[r, c] = gelu(h[r, c]); contiguous */
+  biasGelu(rows: number, cols: number, h: AB, hOff: number, bias: AB, biasOff: number, y: AB, yOff: number): void;
+
+  // ---- reductions over contiguous [outer, n, inner] (native/cpu/reduce.cc): dst[o, i] = op over k of src[o, k, i]
+  reduce(op: ReduceOp, outer: number, n: number, inner: number, src: AB, srcOff: number, dst: AB, dstOff: number): void;
+  /** index (int64) of the first max over k */
+  argmax(outer: number, n: number, inner: number, src: AB, srcOff: number, dst: AB, dstOff: number): void;
+  /** sum of squares of several contiguous float32 tensors, accumulated in double: the grad-norm */
+  sumSquares(bufs: AB[], offs: number[], sizes: number[]): number;
+  /** x *= factor for several contiguous float32 tensors (grad clipping) */
+  scaleMany(bufs: AB[], offs: number[], sizes: number[], factor: number): void;
+
+  // ---- softmax family (native/cpu/softmax.cc), rows of `cols` contiguous values
+  softmaxForward(rows: number, cols: number, x: AB, xOff: number, y: AB, yOff: number, log: boolean): void;
+  /** dx = y * (dy - sum(dy*y)) or, for log-softmax, dx = dy - exp(y) * sum(dy) */
+  softmaxBackward(rows: number, cols: number, y: AB, yOff: number, dy: AB, dyOff: number, dx: AB, dxOff: number,
+    log: boolean): void;
+  /** attention probabilities: scores [B, H, S, T] contiguous; y = softmax(scores * scale + mask[b, t]) over t,
+   * mask is float32 [B, T] (0 or a large negative), may be null */
+  maskedSoftmaxForward(B: number, H: number, S: number, T: number, scores: AB, sOff: number, scale: number,
+    mask: AB | null, maskOff: number, y: AB, yOff: number): void;
+
+  // ---- layer norm over the last `cols` values (native/cpu/layer_norm.cc); mean and rstd are [rows]
+  layerNormForward(rows: number, cols: number, x: AB, xOff: number, w: AB | null, wOff: number, b: AB | null,
+    bOff: number, eps: number, y: AB, yOff: number, mean: AB, rstd: AB): void;
+  /** dx is assigned; dw and db (when given) are assigned the sums over rows */
+  layerNormBackward(rows: number, cols: number, x: AB, xOff: number, dy: AB, dyOff: number, w: AB | null,
+    wOff: number, mean: AB, rstd: AB, dx: AB, dxOff: number, dw: AB | null, db: AB | null): void;
+
+  // ---- embedding (native/cpu/embedding.cc); ids are int64; an id outside [0, V) throws RangeError
+  embeddingForward(n: number, ids: AB, idsOff: number, V: number, D: number, table: AB, tableOff: number,
+    out: AB, outOff: number): void;
+  /** dtable[ids[i]] += dy[i] (dtable [V, D] contiguous); rows whose id equals paddingIdx are skipped (-1: none) */
+  embeddingBackward(n: number, ids: AB, idsOff: number, V: number, D: number, dy: AB, dyOff: number,
+    dtable: AB, paddingIdx: number): void;
+
+  // ---- cross-entropy (native/cpu/cross_entropy.cc); targets int64 [N]; loss[i] = lse_i - logits[i, t_i],
+  // 0 where t_i == ignoreIndex; a target outside [0, C) that is not ignoreIndex throws RangeError
+  crossEntropyForward(N: number, C: number, logits: AB, lOff: number, targets: AB, tOff: number,
+    ignoreIndex: number, loss: AB, lse: AB): void;
+  /** dlogits[i] = g[i] * (softmax(logits[i]) - onehot(t_i)), zero rows for ignored targets */
+  crossEntropyBackward(N: number, C: number, logits: AB, lOff: number, targets: AB, tOff: number,
+    ignoreIndex: number, lse: AB, g: AB, dlogits: AB): void;
+
+  // ---- optimizers (native/cpu/optim.cc): one call updates a whole list of contiguous float32 tensors.
+  // torch.optim.AdamW: p -= lr*wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+  // p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+  adamw(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], weightDecays: number[],
+    lr: number, beta1: number, beta2: number, eps: number, step: number): void;
+
+  // ---- random numbers (native/cpu/random.cc): counter-based (Philox-style), so a (seed, offset) pair always
+  // gives the same numbers on every machine and thread count. Element i uses counter offset + i.
+  uniform(n: number, seed: number, offset: number, low: number, high: number, out: AB, outOff: number): void;
+  normal(n: number, seed: number, offset: number, mean: number, std: number, out: AB, outOff: number): void;
+  /** mask (uint8) = keep with probability 1-p; y = x * mask / (1-p); x, y contiguous */
+  dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
+    mask: AB): void;
+}
+
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, "build", "Release", "finetune_native.node");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error(
+    "finetune's native addon is not built (build/Release/finetune_native.node is missing): run `npm install` " +
+      "in the package folder (it builds the addon with node-gyp; a C++17 compiler and python3 are needed)",
+  );
+}
+
+export const native: NativeAddon = createRequire(import.meta.url)(findAddon()) as NativeAddon;
