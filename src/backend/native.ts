@@ -48,6 +48,14 @@ export interface NativeAddon {
     A: AB, offA: number, lda: number, strideA: number,
     B: AB, offB: number, ldb: number, strideB: number, beta: number,
     C: AB, offC: number, ldc: number, strideC: number, batch: number): void;
+  /** the same contract computed by the system's OpenBLAS (cblas_sgemm per batch element), loaded at run time for
+   * measuring against; throws an Error when no libopenblas can be loaded */
+  openblasSgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: AB, offA: number, lda: number, strideA: number,
+    B: AB, offB: number, ldb: number, strideB: number, beta: number,
+    C: AB, offC: number, ldc: number, strideC: number, batch: number): void;
+  /** whether `openblasSgemm` can run here */
+  openblasAvailable(): boolean;
 
   // ---- copies and casts (native/cpu/copy.cc): dst[idx] = cast(src[idx]) for every index of `shape`,
   // any dtype pair; strides may be 0 on src (broadcast). Float -> int truncates toward zero, bool is != 0.

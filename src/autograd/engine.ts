@@ -1,0 +1,109 @@
+// Reverse-mode differentiation: runs the graph's nodes from the root to the leaves in dependency order.
+import { Node } from "./node.js";
+import { no_grad } from "./grad_mode.js";
+import { withScope } from "./scope.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { ones_like } from "../tensor/creation.js";
+
+export interface BackwardOptions {
+  gradient?: Tensor;
+  retain_graph?: boolean;
+}
+
+export function backward(root: Tensor, options: BackwardOptions = {}): void {
+  if (!root.requires_grad) {
+    throw new Error("element 0 of tensors does not require grad and does not have a grad_fn");
+  }
+  let gradient = options.gradient;
+  if (gradient === undefined) {
+    if (root.numel() !== 1) throw new Error("grad can be implicitly created only for scalar outputs");
+    gradient = no_grad(() => ones_like(root));
+  } else if (!sameShape(gradient.shape, root.shape)) {
+    throw new Error(`backward(gradient): gradient has shape [${gradient.shape}] but the tensor has shape [${root.shape}]`);
+  } else {
+    gradient = gradient.alias();
+  }
+  const seed = gradient;
+  no_grad(() =>
+    withScope(() => {
+      if (!root.grad_fn) {
+        accumulateLeaf(root, seed);
+        return;
+      }
+      runGraph(root.grad_fn, seed, options.retain_graph ?? false);
+    }),
+  );
+}
+
+function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
+  const dependencies = countDependencies(rootNode);
+  const grads = new Map<Node, Tensor>([[rootNode, seed]]);
+  const ready: Node[] = [rootNode];
+  while (ready.length > 0) {
+    const node = ready.pop()!;
+    const grad = grads.get(node)!;
+    grads.delete(node);
+    const inputGrads = withScope(() => node.apply(grad));
+    const handedOn = new Set<Tensor>();
+    node.next.forEach((edge, i) => {
+      let g = inputGrads[i] ?? null;
+      if (g === null) return;
+      if (edge === null) {
+        if (g !== grad) g.dispose();
+        return;
+      }
+      // A backward may pass its incoming gradient (or one tensor) on to several inputs: give each its own handle.
+      if (g === grad || handedOn.has(g)) g = g.alias();
+      handedOn.add(g);
+      if ("leaf" in edge) {
+        accumulateLeaf(edge.leaf, g);
+        return;
+      }
+      const previous = grads.get(edge.node);
+      if (previous) {
+        grads.set(edge.node, previous.add(g));
+        previous.dispose();
+        g.dispose();
+      } else {
+        grads.set(edge.node, g);
+      }
+      const left = dependencies.get(edge.node)! - 1;
+      dependencies.set(edge.node, left);
+      if (left === 0) ready.push(edge.node);
+    });
+    grad.dispose();
+    if (!retainGraph) node.release();
+  }
+  for (const g of grads.values()) g.dispose();
+}
+
+function countDependencies(root: Node): Map<Node, number> {
+  const counts = new Map<Node, number>([[root, 0]]);
+  const stack = [root];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    for (const edge of node.next) {
+      if (edge === null || !("node" in edge)) continue;
+      const seen = counts.has(edge.node);
+      counts.set(edge.node, (counts.get(edge.node) ?? 0) + 1);
+      if (!seen) stack.push(edge.node);
+    }
+  }
+  return counts;
+}
+
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (leaf.grad === null) {
+    const owned = g.isExclusive() ? g : g.clone();
+    if (owned !== g) g.dispose();
+    owned._persistent = true;
+    leaf.grad = owned;
+  } else {
+    leaf.grad.add_(g);
+    g.dispose();
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,58 @@
+// A node of the autograd graph: the backward function of one operation, the tensors it saved, and where the
+// gradients of its inputs go. Parameter gradients are accumulated into .grad (+=), activation gradients are
+// handed on; backward() releases what a node saved once it has run.
+import type { Tensor } from "../tensor/tensor.js";
+
+export type Edge = { node: Node } | { leaf: Tensor } | null;
+
+/** Returns one gradient per input (null where an input needs none), each with that input's shape. */
+export type BackwardFn = (gradOutput: Tensor) => (Tensor | null)[];
+
+export class Node {
+  private backwardFn: BackwardFn | null;
+  private saved: Tensor[];
+
+  constructor(
+    readonly opName: string,
+    readonly next: Edge[],
+    backwardFn: BackwardFn,
+    saved: Tensor[],
+  ) {
+    this.backwardFn = backwardFn;
+    this.saved = saved;
+    for (const t of saved) t._savedCount++;
+  }
+
+  /** PyTorch's name for the node, e.g. "MulBackward0". */
+  name(): string {
+    return `${this.opName}Backward0`;
+  }
+
+  apply(gradOutput: Tensor): (Tensor | null)[] {
+    if (!this.backwardFn) {
+      throw new Error(
+        "Trying to backward through the graph a second time (or directly access saved tensors after they have " +
+          "already been freed). Saved intermediate values of the graph are freed when you call .backward(). " +
+          "Specify retain_graph=true if you need to backward through the graph a second time.",
+      );
+    }
+    return this.backwardFn(gradOutput);
+  }
+
+  release(): void {
+    for (const t of this.saved) {
+      t._savedCount--;
+      if (t._savedCount === 0 && t._graphOwned) t.dispose();
+    }
+    this.saved = [];
+    this.backwardFn = null;
+  }
+
+  toString(): string {
+    return `<${this.name()}>`;
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return this.toString();
+  }
+}

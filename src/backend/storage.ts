@@ -1,0 +1,36 @@
+// A block of device memory shared by a tensor and its views, reference-counted so that it is released the moment
+// its last tensor is disposed (see autograd/scope.ts for who disposes what), not when the garbage collector runs.
+import { native } from "./native.js";
+import { Device } from "../tensor/device.js";
+
+export class Storage {
+  private refs = 1;
+
+  private constructor(
+    readonly buffer: ArrayBuffer,
+    readonly nbytes: number,
+    readonly device: Device,
+  ) {}
+
+  static allocate(nbytes: number, device: Device): Storage {
+    if (device.type !== "cpu") {
+      throw new Error(`device ${device} is not available: this build runs tensors on the CPU only`);
+    }
+    return new Storage(native.alloc(nbytes), nbytes, device);
+  }
+
+  get released(): boolean {
+    return this.refs === 0;
+  }
+
+  retain(): this {
+    if (this.refs === 0) throw new Error("internal error: retaining released storage");
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (this.refs === 0) return;
+    if (--this.refs === 0) native.free(this.buffer);
+  }
+}

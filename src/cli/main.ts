@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// The `finetune` command: dispatches sub-commands to their modules.
+import { hubServeCommand } from "./hub.js";
+
+const USAGE = "usage: finetune hub serve DIR [--port N] [--host 127.0.0.1]";
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === "hub" && rest[0] === "serve") return hubServeCommand(rest.slice(1));
+  console.error(USAGE);
+  process.exitCode = 2;
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  console.error(`finetune: ${err.message}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,13 @@
+// Error classes named as in huggingface_hub, each message saying what to try next.
+export class HfHubError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+export class RepositoryNotFoundError extends HfHubError {}
+export class RevisionNotFoundError extends HfHubError {}
+export class EntryNotFoundError extends HfHubError {}
+export class GatedRepoError extends HfHubError {}
+export class LocalEntryNotFoundError extends HfHubError {}
+export class HubConnectionError extends HfHubError {}

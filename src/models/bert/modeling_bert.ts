@@ -1,0 +1,409 @@
+// BERT, block for block as transformers' modeling_bert.py, with the checkpoint's parameter names.
+import { Tensor } from "../../tensor/tensor.js";
+import { arange, zeros } from "../../tensor/creation.js";
+import { float32, int64 } from "../../tensor/dtype.js";
+import { Module } from "../../nn/module.js";
+import { Parameter } from "../../nn/parameter.js";
+import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from "../../nn/layers.js";
+import * as init from "../../nn/init.js";
+import * as F from "../../ops/functional.js";
+import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
+import { linear_gelu } from "../../ops/matmul.js";
+import { matmul } from "../../ops/matmul.js";
+import { PreTrainedModel } from "../modeling_utils.js";
+import { BertConfig } from "./configuration_bert.js";
+import {
+  BaseModelOutputWithPooling,
+  MaskedLMOutput,
+  SequenceClassifierOutput,
+  toInputs,
+  type ModelInputs,
+} from "../modeling_outputs.js";
+
+type Activation = (x: Tensor) => Tensor;
+
+function activation(name: string): Activation {
+  switch (name) {
+    case "gelu":
+      return (x) => gelu(x);
+    case "gelu_new":
+    case "gelu_pytorch_tanh":
+      return (x) => gelu(x, "tanh");
+    case "relu":
+      return relu;
+    case "tanh":
+      return tanh;
+    default:
+      throw new Error(`activation function ${name} not found in ACT2FN (supported: gelu, gelu_new, gelu_pytorch_tanh, relu, tanh)`);
+  }
+}
+
+export class BertEmbeddings extends Module {
+  word_embeddings: Embedding;
+  position_embeddings: Embedding;
+  token_type_embeddings: Embedding;
+  LayerNorm: LayerNorm;
+  dropout: Dropout;
+  declare position_ids: Tensor;
+  declare token_type_ids: Tensor;
+
+  constructor(config: BertConfig) {
+    super();
+    this.word_embeddings = new Embedding(config.vocab_size, config.hidden_size, { padding_idx: config.pad_token_id });
+    this.position_embeddings = new Embedding(config.max_position_embeddings, config.hidden_size);
+    this.token_type_embeddings = new Embedding(config.type_vocab_size, config.hidden_size);
+    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
+    this.dropout = new Dropout(config.hidden_dropout_prob);
+    this.register_buffer("position_ids", arange(config.max_position_embeddings).reshape([1, -1]), false);
+    this.register_buffer("token_type_ids", zeros([1, config.max_position_embeddings], { dtype: int64 }), false);
+  }
+
+  forward(input_ids: Tensor, token_type_ids: Tensor | null = null, position_ids: Tensor | null = null): Tensor {
+    const [batch, seq] = input_ids.shape;
+    if (seq > this.position_ids.shape[1]) {
+      throw new Error(`input_ids has ${seq} tokens, more than max_position_embeddings (${this.position_ids.shape[1]}): truncate the inputs (tokenizer truncation: true)`);
+    }
+    const positions = position_ids ?? this.position_ids.narrow(1, 0, seq);
+    const types = token_type_ids ?? this.token_type_ids.narrow(1, 0, seq).expand([batch, seq]);
+    let embeddings = add(this.word_embeddings(input_ids), this.token_type_embeddings(types));
+    embeddings = add(embeddings, this.position_embeddings(positions));
+    embeddings = this.LayerNorm(embeddings);
+    return this.dropout(embeddings);
+  }
+}
+
+export class BertSelfAttention extends Module {
+  readonly num_attention_heads: number;
+  readonly attention_head_size: number;
+  query: Linear;
+  key: Linear;
+  value: Linear;
+  dropout: Dropout;
+
+  constructor(config: BertConfig) {
+    super();
+    this.num_attention_heads = config.num_attention_heads;
+    this.attention_head_size = config.hidden_size / config.num_attention_heads;
+    this.query = new Linear(config.hidden_size, config.hidden_size);
+    this.key = new Linear(config.hidden_size, config.hidden_size);
+    this.value = new Linear(config.hidden_size, config.hidden_size);
+    this.dropout = new Dropout(config.attention_probs_dropout_prob);
+  }
+
+  /** [B, S, H] -> [B, heads, S, head_size] (a view) */
+  private heads(x: Tensor): Tensor {
+    const [b, s] = x.shape;
+    return x.view([b, s, this.num_attention_heads, this.attention_head_size]).permute([0, 2, 1, 3]);
+  }
+
+  forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
+    const q = this.heads(this.query(hidden));
+    const k = this.heads(this.key(hidden));
+    const v = this.heads(this.value(hidden));
+    const scores = matmul(q, k.transpose(-1, -2));
+    const probs = this.dropout(F.masked_softmax(scores, additiveMask, 1 / Math.sqrt(this.attention_head_size)));
+    const context = matmul(probs, v).permute([0, 2, 1, 3]);
+    const [b, s] = hidden.shape;
+    return context.reshape([b, s, this.num_attention_heads * this.attention_head_size]);
+  }
+}
+
+export class BertSelfOutput extends Module {
+  dense: Linear;
+  LayerNorm: LayerNorm;
+  dropout: Dropout;
+
+  constructor(config: BertConfig) {
+    super();
+    this.dense = new Linear(config.hidden_size, config.hidden_size);
+    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
+    this.dropout = new Dropout(config.hidden_dropout_prob);
+  }
+
+  forward(hidden: Tensor, input: Tensor): Tensor {
+    return this.LayerNorm(add(this.dropout(this.dense(hidden)), input));
+  }
+}
+
+export class BertAttention extends Module {
+  self: BertSelfAttention;
+  output: BertSelfOutput;
+
+  constructor(config: BertConfig) {
+    super();
+    this.self = new BertSelfAttention(config);
+    this.output = new BertSelfOutput(config);
+  }
+
+  forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
+    return this.output(this.self(hidden, additiveMask), hidden);
+  }
+}
+
+export class BertIntermediate extends Module {
+  dense: Linear;
+  private readonly act: Activation | null;
+
+  constructor(config: BertConfig) {
+    super();
+    this.dense = new Linear(config.hidden_size, config.intermediate_size);
+    this.act = config.hidden_act === "gelu" ? null : activation(config.hidden_act);
+  }
+
+  forward(hidden: Tensor): Tensor {
+    // The erf GELU is fused with the bias add; other activations run after the linear layer.
+    if (!this.act && this.dense.bias && hidden.dtype === float32) return linear_gelu(hidden, this.dense.weight, this.dense.bias);
+    return (this.act ?? activation("gelu"))(this.dense(hidden));
+  }
+}
+
+export class BertOutput extends Module {
+  dense: Linear;
+  LayerNorm: LayerNorm;
+  dropout: Dropout;
+
+  constructor(config: BertConfig) {
+    super();
+    this.dense = new Linear(config.intermediate_size, config.hidden_size);
+    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
+    this.dropout = new Dropout(config.hidden_dropout_prob);
+  }
+
+  forward(hidden: Tensor, input: Tensor): Tensor {
+    return this.LayerNorm(add(this.dropout(this.dense(hidden)), input));
+  }
+}
+
+export class BertLayer extends Module {
+  attention: BertAttention;
+  intermediate: BertIntermediate;
+  output: BertOutput;
+
+  constructor(config: BertConfig) {
+    super();
+    this.attention = new BertAttention(config);
+    this.intermediate = new BertIntermediate(config);
+    this.output = new BertOutput(config);
+  }
+
+  forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
+    const attention = this.attention(hidden, additiveMask);
+    return this.output(this.intermediate(attention), attention);
+  }
+}
+
+export class BertEncoder extends Module {
+  layer: ModuleList;
+
+  constructor(config: BertConfig) {
+    super();
+    this.layer = new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config)));
+  }
+
+  forward(hidden: Tensor, additiveMask: Tensor | null, outputHiddenStates = false): { last_hidden_state: Tensor; hidden_states: Tensor[] | null } {
+    const all: Tensor[] = outputHiddenStates ? [hidden] : [];
+    let h = hidden;
+    for (const layer of this.layer) {
+      h = layer(h, additiveMask);
+      if (outputHiddenStates) all.push(h);
+    }
+    return { last_hidden_state: h, hidden_states: outputHiddenStates ? all : null };
+  }
+}
+
+export class BertPooler extends Module {
+  dense: Linear;
+
+  constructor(config: BertConfig) {
+    super();
+    this.dense = new Linear(config.hidden_size, config.hidden_size);
+  }
+
+  forward(hidden: Tensor): Tensor {
+    return tanh(this.dense(hidden.select(1, 0)));
+  }
+}
+
+export abstract class BertPreTrainedModel extends PreTrainedModel {
+  static override config_class = BertConfig as never;
+  static override base_model_prefix = "bert";
+  declare readonly config: BertConfig;
+
+  _init_weights(module: Module): void {
+    const std = this.config.initializer_range;
+    if (module instanceof Linear) {
+      init.normal_(module.weight, 0, std);
+      if (module.bias) init.zeros_(module.bias);
+    } else if (module instanceof Embedding) {
+      init.normal_(module.weight, 0, std);
+      if (module.padding_idx !== null) init.zeros_(module.weight.select(0, module.padding_idx));
+    } else if (module instanceof LayerNorm) {
+      if (module.weight) init.ones_(module.weight);
+      if (module.bias) init.zeros_(module.bias);
+    } else if (module instanceof BertLMPredictionHead) {
+      init.zeros_(module.bias);
+    }
+  }
+}
+
+/** (1 - mask) * float32 min, as [B, T]: added to the attention scores of padding positions. */
+function additiveAttentionMask(mask: Tensor | null): Tensor | null {
+  if (!mask) return null;
+  if (mask.ndim !== 2) throw new Error(`attention_mask must be [batch, seq], got shape [${mask.shape}]`);
+  return mul(sub(1, mask.to(float32)), -3.4028234663852886e38);
+}
+
+export class BertModel extends BertPreTrainedModel {
+  embeddings: BertEmbeddings;
+  encoder: BertEncoder;
+  pooler: BertPooler | null;
+
+  constructor(config: BertConfig, add_pooling_layer = true) {
+    super(config);
+    this.embeddings = new BertEmbeddings(config);
+    this.encoder = new BertEncoder(config);
+    this.pooler = add_pooling_layer ? new BertPooler(config) : null;
+    this.post_init();
+  }
+
+  get_input_embeddings(): Embedding {
+    return this.embeddings.word_embeddings;
+  }
+
+  forward(inputsOrIds: ModelInputs | Tensor, options: { output_hidden_states?: boolean } = {}): BaseModelOutputWithPooling {
+    const inputs = toInputs(inputsOrIds);
+    const ids = inputs.input_ids;
+    if (!ids) throw new Error("You have to specify input_ids");
+    if (ids.ndim !== 2) throw new Error(`input_ids must be [batch, seq], got shape [${ids.shape}]`);
+    const embedded = this.embeddings(ids, inputs.token_type_ids ?? null, inputs.position_ids ?? null);
+    const out = this.encoder(embedded, additiveAttentionMask(inputs.attention_mask ?? null), options.output_hidden_states ?? inputs.output_hidden_states ?? false);
+    const pooled = this.pooler ? this.pooler(out.last_hidden_state) : null;
+    return new BaseModelOutputWithPooling(out.last_hidden_state, pooled, out.hidden_states);
+  }
+}
+
+export class BertForSequenceClassification extends BertPreTrainedModel {
+  readonly num_labels: number;
+  bert: BertModel;
+  dropout: Dropout;
+  classifier: Linear;
+
+  constructor(config: BertConfig) {
+    super(config);
+    this.num_labels = config.num_labels;
+    this.bert = new BertModel(config);
+    this.dropout = new Dropout(config.classifier_dropout ?? config.hidden_dropout_prob);
+    this.classifier = new Linear(config.hidden_size, config.num_labels);
+    this.post_init();
+  }
+
+  forward(inputsOrIds: ModelInputs | Tensor): SequenceClassifierOutput {
+    const inputs = toInputs(inputsOrIds);
+    const out = this.bert(inputs);
+    const logits = this.classifier(this.dropout(out.pooler_output));
+    const labels = inputs.labels ?? null;
+    const loss = labels ? this.classificationLoss(logits, labels) : null;
+    return new SequenceClassifierOutput(loss, logits, out.hidden_states);
+  }
+
+  /** The loss transformers picks from num_labels and the labels' dtype (and remembers in config.problem_type). */
+  private classificationLoss(logits: Tensor, labels: Tensor): Tensor {
+    if (this.config.problem_type === null) {
+      if (this.num_labels === 1) this.config.problem_type = "regression";
+      else if (labels.dtype === int64 || labels.dtype.name === "int32") this.config.problem_type = "single_label_classification";
+      else this.config.problem_type = "multi_label_classification";
+    }
+    switch (this.config.problem_type) {
+      case "regression":
+        return this.num_labels === 1 ? F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)) : F.mse_loss(logits, labels.to(logits.dtype));
+      case "single_label_classification": {
+        const flat = labels.reshape([-1]);
+        checkLabels(flat, this.num_labels);
+        return F.cross_entropy(logits.view([-1, this.num_labels]), flat);
+      }
+      default:
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype));
+    }
+  }
+}
+
+function checkLabels(labels: Tensor, numLabels: number): void {
+  const bad = (labels.tolist() as number[]).find((v) => v !== -100 && (v < 0 || v >= numLabels));
+  if (bad !== undefined) {
+    throw new RangeError(`label ${bad} is outside [0, ${numLabels}): the model was created with num_labels=${numLabels}; pass num_labels matching the dataset's labels to from_pretrained`);
+  }
+}
+
+export class BertPredictionHeadTransform extends Module {
+  dense: Linear;
+  LayerNorm: LayerNorm;
+  private readonly act: Activation;
+
+  constructor(config: BertConfig) {
+    super();
+    this.dense = new Linear(config.hidden_size, config.hidden_size);
+    this.act = activation(config.hidden_act);
+    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
+  }
+
+  forward(hidden: Tensor): Tensor {
+    return this.LayerNorm(this.act(this.dense(hidden)));
+  }
+}
+
+export class BertLMPredictionHead extends Module {
+  transform: BertPredictionHeadTransform;
+  bias: Parameter;
+  decoder: Linear;
+
+  constructor(config: BertConfig) {
+    super();
+    this.transform = new BertPredictionHeadTransform(config);
+    this.bias = new Parameter(zeros([config.vocab_size]));
+    this.decoder = new Linear(config.hidden_size, config.vocab_size);
+    this.decoder.bias = this.bias;
+  }
+
+  forward(hidden: Tensor): Tensor {
+    return this.decoder(this.transform(hidden));
+  }
+}
+
+export class BertOnlyMLMHead extends Module {
+  predictions: BertLMPredictionHead;
+
+  constructor(config: BertConfig) {
+    super();
+    this.predictions = new BertLMPredictionHead(config);
+  }
+
+  forward(hidden: Tensor): Tensor {
+    return this.predictions(hidden);
+  }
+}
+
+export class BertForMaskedLM extends BertPreTrainedModel {
+  bert: BertModel;
+  cls: BertOnlyMLMHead;
+
+  constructor(config: BertConfig) {
+    super(config);
+    this.bert = new BertModel(config, false);
+    this.cls = new BertOnlyMLMHead(config);
+    this.post_init();
+  }
+
+  override tie_weights(): void {
+    if (this.config.tie_word_embeddings) this.cls.predictions.decoder.weight = this.bert.embeddings.word_embeddings.weight;
+  }
+
+  forward(inputsOrIds: ModelInputs | Tensor): MaskedLMOutput {
+    const inputs = toInputs(inputsOrIds);
+    const out = this.bert(inputs);
+    const logits = this.cls(out.last_hidden_state);
+    const labels = inputs.labels ?? null;
+    const vocab = this.config.vocab_size;
+    const loss = labels ? F.cross_entropy(logits.view([-1, vocab]), labels.reshape([-1])) : null;
+    return new MaskedLMOutput(loss, logits, out.hidden_states);
+  }
+}

@@ -1,0 +1,37 @@
+// torch.nn.utils: gradient clipping over all parameters in one pass (one native call for the norm, one to scale).
+import type { Tensor } from "../tensor/tensor.js";
+import { float32 } from "../tensor/dtype.js";
+import { native } from "../backend/native.js";
+import { fromFlat } from "../tensor/creation.js";
+
+function gradsOf(parameters: Iterable<Tensor> | Tensor): Tensor[] {
+  const list = (parameters as Tensor)._isTensor ? [parameters as Tensor] : [...(parameters as Iterable<Tensor>)];
+  const grads = list.map((p) => p.grad).filter((g): g is Tensor => g !== null);
+  for (const g of grads) {
+    if (g.dtype !== float32 || !g.isExclusive()) throw new Error("clip_grad_norm_: gradients must be contiguous float32 tensors");
+  }
+  return grads;
+}
+
+/** The 2-norm of all gradients together (a JS number). */
+export function gradNorm(grads: Tensor[]): number {
+  return Math.sqrt(native.sumSquares(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel())));
+}
+
+/** Scales the gradients so that their total 2-norm is at most max_norm; returns the norm before clipping. */
+export function clip_grad_norm_(parameters: Iterable<Tensor> | Tensor, max_norm: number, norm_type = 2, error_if_nonfinite = false): Tensor {
+  if (norm_type !== 2) throw new Error(`clip_grad_norm_: norm_type ${norm_type} is not supported (only 2)`);
+  const grads = gradsOf(parameters);
+  const total = gradNorm(grads);
+  if (error_if_nonfinite && !Number.isFinite(total)) {
+    throw new Error(`The total norm of order ${norm_type} for gradients from \`parameters\` is non-finite, so it cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set \`error_if_nonfinite=False\``);
+  }
+  // torch computes clip_coef = max_norm / (total_norm + 1e-6) in float32 and clamps it at 1.
+  const coef = Math.fround(Math.fround(max_norm) / Math.fround(Math.fround(total) + 1e-6));
+  if (coef < 1) native.scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), coef);
+  return fromFlat([total], [], float32);
+}
+
+export function clip_grad_value_(parameters: Iterable<Tensor> | Tensor, clip_value: number): void {
+  for (const g of gradsOf(parameters)) g.clamp_(-clip_value, clip_value);
+}

@@ -1,0 +1,291 @@
+// torch.nn.functional: softmax, layer_norm, embedding, dropout and the losses, each a fused native forward with
+// its own backward (tested against the composed version and by finite differences).
+import { Tensor } from "../tensor/tensor.js";
+import { bool, float32, int64 } from "../tensor/dtype.js";
+import { backendFor, checkSameDevice } from "../backend/kernels.js";
+import { normDim, numelOf, sameShape, formatShape } from "../tensor/shape.js";
+import { convertContiguous, zeros } from "../tensor/creation.js";
+import { record } from "./record.js";
+import { no_grad } from "../autograd/grad_mode.js";
+import { default_generator, type Generator } from "./random.js";
+import { add, mul, relu, abs, neg, softplus, sigmoid, sub, where } from "./elementwise.js";
+import { mean, sum } from "./reduce.js";
+
+/** A contiguous float32 version of t; `owned` says whether the caller must release it. */
+function f32(t: Tensor): { t: Tensor; owned: boolean } {
+  t.checkAlive();
+  if (t.dtype === float32 && t.is_contiguous()) return { t, owned: false };
+  return { t: convertContiguous(t, float32), owned: true };
+}
+
+function release(x: { t: Tensor; owned: boolean }): void {
+  if (x.owned) x.t.dispose();
+}
+
+function restoreDtype(out: Tensor, dtype: typeof float32): Tensor {
+  if (dtype === float32) return out;
+  const c = convertContiguous(out, dtype);
+  out.dispose();
+  return c;
+}
+
+// ---- softmax
+
+function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
+  if (!x.dtype.is_floating_point) throw new TypeError(`${log ? "log_softmax" : "softmax"}: expected a floating point tensor, got ${x.dtype}`);
+  const d = normDim(dim, x.ndim);
+  if (x.ndim > 0 && d !== x.ndim - 1) {
+    const moved = x.transpose(d, -1);
+    const out = softmaxImpl(moved, -1, log);
+    return out.transpose(d, -1);
+  }
+  const cols = x.ndim === 0 ? 1 : x.shape[x.ndim - 1];
+  const rows = cols === 0 ? 0 : x.numel() / cols;
+  const input = f32(x);
+  const y = Tensor.empty(x.shape, float32, x.device);
+  backendFor(y).softmaxForward(rows, cols, input.t.buffer, input.t.offset, y.buffer, 0, log);
+  release(input);
+  const out = restoreDtype(y, x.dtype);
+  return record(out, log ? "LogSoftmax" : "Softmax", [x], (g) => {
+    const gy = f32(g);
+    const yy = f32(out);
+    const dx = Tensor.empty(x.shape, float32, x.device);
+    backendFor(dx).softmaxBackward(rows, cols, yy.t.buffer, yy.t.offset, gy.t.buffer, gy.t.offset, dx.buffer, 0, log);
+    release(gy);
+    release(yy);
+    return [restoreDtype(dx, g.dtype)];
+  }, [out]);
+}
+
+export function softmax(x: Tensor, dim: number): Tensor {
+  return softmaxImpl(x, dim, false);
+}
+
+export function log_softmax(x: Tensor, dim: number): Tensor {
+  return softmaxImpl(x, dim, true);
+}
+
+/** softmax(scores * scale + mask) over the last dim of attention scores [B, H, S, T]; mask is additive [B, T]. */
+export function masked_softmax(scores: Tensor, mask: Tensor | null, scale: number): Tensor {
+  if (scores.ndim !== 4) throw new Error(`masked_softmax: expected scores [B, H, S, T], got ${formatShape(scores.shape)}`);
+  const [B, H, S, T] = scores.shape;
+  if (mask && (mask.numel() !== B * T)) throw new Error(`masked_softmax: mask must hold [${B}, ${T}] values, got ${formatShape(mask.shape)}`);
+  if (mask?.requires_grad) throw new Error("masked_softmax: the attention mask cannot require grad");
+  const s = f32(scores);
+  const m = mask ? f32(mask) : null;
+  const y = Tensor.empty(scores.shape, float32, scores.device);
+  backendFor(y).maskedSoftmaxForward(B, H, S, T, s.t.buffer, s.t.offset, scale, m ? m.t.buffer : null, m ? m.t.offset : 0, y.buffer, 0);
+  release(s);
+  if (m) release(m);
+  const out = restoreDtype(y, scores.dtype);
+  return record(out, "MaskedSoftmax", [scores], (g) => {
+    const gy = f32(g);
+    const yy = f32(out);
+    const dx = Tensor.empty(scores.shape, float32, scores.device);
+    const rows = B * H * S;
+    backendFor(dx).softmaxBackward(rows, T, yy.t.buffer, yy.t.offset, gy.t.buffer, gy.t.offset, dx.buffer, 0, false);
+    release(gy);
+    release(yy);
+    if (scale !== 1) backendFor(dx).scaleMany([dx.buffer], [0], [dx.numel()], scale);
+    return [restoreDtype(dx, g.dtype)];
+  }, [out]);
+}
+
+// ---- layer norm
+
+export function layer_norm(x: Tensor, normalized_shape: readonly number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  checkSameDevice(x, weight, bias);
+  const k = normalized_shape.length;
+  if (!sameShape(x.shape.slice(x.ndim - k), normalized_shape)) {
+    throw new Error(`Given normalized_shape=${formatShape(normalized_shape)}, expected input with shape [*, ${normalized_shape.join(", ")}], but got input of size ${formatShape(x.shape)}`);
+  }
+  for (const [name, p] of [["weight", weight], ["bias", bias]] as const) {
+    if (p && !sameShape(p.shape, normalized_shape)) throw new Error(`layer_norm: ${name} of shape ${formatShape(p.shape)} does not match normalized_shape ${formatShape(normalized_shape)}`);
+  }
+  const cols = numelOf(normalized_shape);
+  const rows = cols === 0 ? 0 : x.numel() / cols;
+  const input = f32(x);
+  const w = weight ? f32(weight) : null;
+  const b = bias ? f32(bias) : null;
+  const y = Tensor.empty(x.shape, float32, x.device);
+  const meanT = Tensor.empty([rows], float32, x.device);
+  const rstd = Tensor.empty([rows], float32, x.device);
+  backendFor(y).layerNormForward(rows, cols, input.t.buffer, input.t.offset, w ? w.t.buffer : null, w ? w.t.offset : 0,
+    b ? b.t.buffer : null, b ? b.t.offset : 0, eps, y.buffer, 0, meanT.buffer, rstd.buffer);
+  if (w) release(w);
+  if (b) release(b);
+  const saved = input.owned ? input.t : x;
+  const out = restoreDtype(y, x.dtype);
+  const needs = { w: weight?.requires_grad ?? false, b: bias?.requires_grad ?? false };
+  const result = record(out, "NativeLayerNorm", [x, weight, bias], (g) => {
+    const gy = f32(g);
+    const xs = f32(saved);
+    const wf = weight ? f32(weight.detach()) : null;
+    const dx = Tensor.empty(x.shape, float32, x.device);
+    const dw = needs.w ? Tensor.empty([...normalized_shape], float32, x.device) : null;
+    const db = needs.b ? Tensor.empty([...normalized_shape], float32, x.device) : null;
+    backendFor(dx).layerNormBackward(rows, cols, xs.t.buffer, xs.t.offset, gy.t.buffer, gy.t.offset, wf ? wf.t.buffer : null,
+      wf ? wf.t.offset : 0, meanT.buffer, rstd.buffer, dx.buffer, 0, dw ? dw.buffer : null, db ? db.buffer : null);
+    release(gy);
+    release(xs);
+    if (wf) release(wf);
+    return [restoreDtype(dx, x.dtype), dw, db];
+  }, [saved, meanT, rstd]);
+  if (!result.requires_grad) {
+    meanT.dispose();
+    rstd.dispose();
+    if (input.owned) input.t.dispose();
+  }
+  return result;
+}
+
+// ---- embedding
+
+export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | null = null): Tensor {
+  checkSameDevice(ids, weight);
+  if (ids.dtype.is_floating_point || ids.dtype === bool) {
+    throw new TypeError(`Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; but got ${ids.dtype} instead (while checking arguments for embedding)`);
+  }
+  if (weight.ndim !== 2) throw new Error(`embedding: weight must be 2-D [num_embeddings, embedding_dim], got ${formatShape(weight.shape)}`);
+  const [V, D] = weight.shape;
+  const idx = ids.dtype === int64 && ids.is_contiguous() ? ids : convertContiguous(ids, int64);
+  const w = f32(weight);
+  const n = ids.numel();
+  const out = Tensor.empty([...ids.shape, D], float32, weight.device);
+  try {
+    backendFor(out).embeddingForward(n, idx.buffer, idx.offset, V, D, w.t.buffer, w.t.offset, out.buffer, 0);
+  } finally {
+    release(w);
+  }
+  const pad = padding_idx === null ? -1 : padding_idx < 0 ? padding_idx + V : padding_idx;
+  const result = restoreDtype(out, weight.dtype);
+  return record(result, "Embedding", [weight], (g) => {
+    const gy = f32(g);
+    const dtable = zeros([V, D], { device: weight.device });
+    backendFor(dtable).embeddingBackward(n, idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad);
+    release(gy);
+    return [restoreDtype(dtable, weight.dtype)];
+  }, idx === ids ? [] : [idx]);
+}
+
+// ---- dropout
+
+export function dropout(x: Tensor, p = 0.5, training = true, generator: Generator = default_generator): Tensor {
+  if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
+  if (!training || p === 0) return x;
+  if (p === 1) return mul(x, 0);
+  const input = f32(x);
+  const n = x.numel();
+  const y = Tensor.empty(x.shape, float32, x.device);
+  const mask = Tensor.empty(x.shape, bool, x.device);
+  const { seed, offset } = generator.draw(n);
+  backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
+  release(input);
+  const scale = 1 / (1 - p);
+  const out = record(restoreDtype(y, x.dtype), "NativeDropout", [x], (g) => [where(mask, mul(g, scale), 0)], [mask]);
+  if (!out.requires_grad) mask.dispose();
+  return out;
+}
+
+// ---- losses
+
+export type Reduction = "mean" | "sum" | "none";
+
+function reduce(loss: Tensor, reduction: Reduction): Tensor {
+  if (reduction === "none") return loss;
+  if (reduction === "sum") return sum(loss);
+  if (reduction === "mean") return mean(loss);
+  throw new Error(`${reduction} is not a valid value for reduction`);
+}
+
+export interface CrossEntropyOptions {
+  ignore_index?: number;
+  reduction?: Reduction;
+  label_smoothing?: number;
+}
+
+/** Cross-entropy of logits [N, C] (or [C]) against class indices [N]; mean over the targets not ignored. */
+export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntropyOptions = {}): Tensor {
+  const ignoreIndex = options.ignore_index ?? -100;
+  const reduction = options.reduction ?? "mean";
+  if ((options.label_smoothing ?? 0) !== 0) throw new Error("cross_entropy: label_smoothing is not supported yet");
+  if (target.dtype.is_floating_point) throw new Error("cross_entropy: class-probability targets are not supported; pass class indices (int64)");
+  checkSameDevice(input, target);
+  const logits2d = input.ndim === 1 ? input.unsqueeze(0) : input;
+  const tgt = input.ndim === 1 ? target.reshape([1]) : target;
+  if (logits2d.ndim !== 2) throw new Error(`cross_entropy: expected input [N, C] or [C], got ${formatShape(input.shape)}`);
+  const [N, C] = logits2d.shape;
+  if (tgt.ndim !== 1 || tgt.shape[0] !== N) {
+    throw new Error(`Expected input batch_size (${N}) to match target batch_size (${tgt.numel()}).`);
+  }
+  const logits = f32(logits2d);
+  const t = tgt.dtype === int64 && tgt.is_contiguous() ? tgt : convertContiguous(tgt, int64);
+  const losses = Tensor.empty([N], float32, input.device);
+  const lse = Tensor.empty([N], float32, input.device);
+  backendFor(losses).crossEntropyForward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, losses.buffer, lse.buffer);
+  const targets = t.tolist() as number[];
+  const count = targets.filter((v) => v !== ignoreIndex).length;
+  let out: Tensor = losses;
+  if (reduction !== "none") {
+    out = sum(losses);
+    losses.dispose();
+    if (reduction === "mean") {
+      const total = out;
+      out = mul(total, 1 / count);
+      total.dispose();
+    }
+  } else if (input.ndim === 1) {
+    out = losses.reshape([]);
+  }
+  const result = record(out, "NllLoss", [logits2d], (g) => {
+    const perRow = Tensor.empty([N], float32, input.device);
+    const rows = new Float32Array(perRow.buffer, 0, N);
+    if (reduction === "none") rows.set(g.reshape([N]).data() as Float32Array);
+    else rows.fill(g.item() / (reduction === "mean" ? count : 1));
+    const dlogits = Tensor.empty([N, C], float32, input.device);
+    backendFor(dlogits).crossEntropyBackward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, lse.buffer, perRow.buffer, dlogits.buffer);
+    perRow.dispose();
+    return [restoreDtype(dlogits, input.dtype)];
+  }, [logits.t, t, lse]);
+  if (!result.requires_grad) {
+    release(logits);
+    lse.dispose();
+    if (t !== tgt) t.dispose();
+  }
+  return result;
+}
+
+export function mse_loss(input: Tensor, target: Tensor, options: { reduction?: Reduction } = {}): Tensor {
+  if (!sameShape(input.shape, target.shape)) {
+    process.emitWarning(`Using a target size (${formatShape(target.shape)}) that is different to the input size (${formatShape(input.shape)}). This will likely lead to incorrect results due to broadcasting. Please ensure they have the same size.`);
+  }
+  const diff = sub(input, target);
+  return reduce(mul(diff, diff), options.reduction ?? "mean");
+}
+
+export function binary_cross_entropy_with_logits(input: Tensor, target: Tensor, options: { reduction?: Reduction; pos_weight?: Tensor; weight?: Tensor } = {}): Tensor {
+  if (!sameShape(input.shape, target.shape)) {
+    throw new Error(`Target size (${formatShape(target.shape)}) must be the same as input size (${formatShape(input.shape)})`);
+  }
+  const reduction = options.reduction ?? "mean";
+  const { pos_weight: posWeight, weight } = options;
+  const x = input.detach();
+  const y = target.detach().to(input.dtype);
+  // The stable forms: max(x, 0) - x*y + log(1 + exp(-|x|)); with pos_weight p, L = 1 + (p - 1) y:
+  // (1 - y) x + L log(1 + exp(-x)). Its derivative is L sigmoid(x) - p y (sigmoid(x) - y without p).
+  const value = no_grad(() => {
+    const posFactor = posWeight ? add(mul(sub(posWeight, 1), y), 1) : null;
+    let loss = posFactor
+      ? add(mul(sub(1, y), x), mul(posFactor, softplus(neg(x))))
+      : add(sub(relu(x), mul(x, y)), softplus(neg(abs(x))));
+    if (weight) loss = mul(loss, weight);
+    return reduce(loss, reduction);
+  });
+  const n = input.numel();
+  return record(value, "BinaryCrossEntropyWithLogits", [input], (g) => {
+    const s = sigmoid(x);
+    let dx = posWeight ? sub(mul(s, add(mul(sub(posWeight, 1), y), 1)), mul(posWeight, y)) : sub(s, y);
+    if (weight) dx = mul(dx, weight);
+    return [mul(mul(dx, reduction === "none" ? g : g.reshape([])), reduction === "mean" ? 1 / n : 1)];
+  }, [x, y]);
+}

@@ -1,0 +1,53 @@
+// cat and stack: inputs copied into slices of one new tensor; each input's gradient is its slice.
+import { Tensor } from "../tensor/tensor.js";
+import { promoteTypes } from "../tensor/dtype.js";
+import { backendFor, checkSameDevice } from "../backend/kernels.js";
+import { contiguousStrides, formatShape, normDim } from "../tensor/shape.js";
+import { record } from "./record.js";
+import { narrow, unsqueeze } from "./view.js";
+
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  if (tensors.length === 0) throw new Error("torch.cat(): expected a non-empty list of Tensors");
+  checkSameDevice(...tensors);
+  const ref = tensors.find((t) => !(t.ndim === 1 && t.shape[0] === 0)) ?? tensors[0];
+  const d = normDim(dim, ref.ndim);
+  const parts = tensors.filter((t) => !(t.ndim === 1 && t.shape[0] === 0 && ref.ndim !== 1));
+  for (const t of parts) {
+    t.checkAlive();
+    if (t.ndim !== ref.ndim || t.shape.some((s, i) => i !== d && s !== ref.shape[i])) {
+      throw new Error(`Sizes of tensors must match except in dimension ${d}. Expected ${formatShape(ref.shape)} but got ${formatShape(t.shape)}`);
+    }
+  }
+  const dtype = parts.map((t) => t.dtype).reduce(promoteTypes);
+  const shape = [...ref.shape];
+  shape[d] = parts.reduce((a, t) => a + t.shape[d], 0);
+  const out = Tensor.empty(shape, dtype, ref.device);
+  const strides = contiguousStrides(shape);
+  const sizes: number[] = [];
+  let start = 0;
+  for (const t of parts) {
+    backendFor(out).copy([...t.shape], t.buffer, t.dtype.code, t.offset, [...t.strides], out.buffer, dtype.code, start * strides[d], strides);
+    sizes.push(t.shape[d]);
+    start += t.shape[d];
+  }
+  return record(out, "Cat", parts, (g) => {
+    let at = 0;
+    return parts.map((t, i) => {
+      const slice = t.requires_grad ? narrow(g, d, at, sizes[i]).contiguous() : null;
+      at += sizes[i];
+      return slice;
+    });
+  });
+}
+
+export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
+  if (tensors.length === 0) throw new Error("stack expects a non-empty TensorList");
+  const first = tensors[0];
+  for (const t of tensors) {
+    if (formatShape(t.shape) !== formatShape(first.shape)) {
+      throw new Error(`stack expects each tensor to be equal size, but got ${formatShape(first.shape)} at entry 0 and ${formatShape(t.shape)} at entry ${tensors.indexOf(t)}`);
+    }
+  }
+  const d = normDim(dim, first.ndim + 1);
+  return cat(tensors.map((t) => unsqueeze(t, d)), d);
+}

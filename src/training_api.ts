@@ -1,0 +1,33 @@
+// The public names of the training pieces that stand apart from the tensor engine: metrics, arguments,
+// learning-rate schedules, progress bars and callbacks. src/index.ts re-exports all of it.
+export { evaluate } from "./evaluate/index.js";
+export type { MetricInput, MetricResult, MetricValue, TensorLike } from "./evaluate/index.js";
+export {
+  TrainingArguments,
+  parse_training_cli,
+  type IntervalStrategy,
+  type SaveStrategy,
+  type OptimizerName,
+  type TrainingArgumentsFields,
+  type TrainingArgumentsOptions,
+} from "./training/training_args.js";
+export {
+  SCHEDULER_TYPES,
+  lrLambdaFor,
+  type LrLambda,
+  type ScheduleOptions,
+  type SchedulerType,
+} from "./optim/schedules.js";
+export { tqdm, Tqdm, format_meter, format_interval, type TqdmOptions } from "./training/progress.js";
+export {
+  TrainerCallback,
+  CallbackHandler,
+  DefaultFlowCallback,
+  ProgressCallback,
+  PrinterCallback,
+  EarlyStoppingCallback,
+  format_logs,
+  type CallbackKwargs,
+  type CallbackEvent,
+} from "./training/callbacks.js";
+export { TrainerState, TrainerControl, type ExportableState, type TrainerStateFields } from "./training/trainer_state.js";
