@@ -5,3 +5,4 @@ export * as nn from "./nn/index.js";
 export { AdamW, SGD, Optimizer, LambdaLR, get_scheduler } from "./optim/index.js";
 export * from "./models/index.js";
 export * from "./training_api.js";
+export * from "./data_api.js";

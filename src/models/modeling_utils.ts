@@ -43,6 +43,8 @@ export abstract class PreTrainedModel extends Module {
   static base_model_prefix = "";
   /** Checkpoint keys that are expected to be unused and not worth reporting. */
   static _keys_to_ignore_on_load_unexpected: RegExp[] = [/(^|\.)position_ids$/];
+  /** The batch keys forward reads (Python reads them off forward's signature); the Trainer drops other columns. */
+  static forward_input_names = ["input_ids", "attention_mask", "token_type_ids", "position_ids", "labels"];
   _loading_info: LoadingInfo | null = null;
 
   constructor(readonly config: PretrainedConfig) {

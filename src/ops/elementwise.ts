@@ -179,8 +179,8 @@ export function fullLike(t: Tensor, value: number): Tensor {
 
 function maxMinGrad(a: Tensor, b: Tensor, g: Tensor, winner: CompareOp): (Tensor | null)[] {
   // Ties split the gradient evenly, as PyTorch does.
-  const aWins = compareTensors(winner, a, b).to(g.dtype);
-  const tie = compareTensors(CompareOp.Eq, a, b).to(g.dtype);
+  const aWins = compareTensors(winner, a.detach(), b.detach()).to(g.dtype);
+  const tie = compareTensors(CompareOp.Eq, a.detach(), b.detach()).to(g.dtype);
   const wA = add(aWins, mul(tie, 0.5));
   const wB = sub(1, add(aWins, mul(tie, 0.5)));
   return [
@@ -190,11 +190,11 @@ function maxMinGrad(a: Tensor, b: Tensor, g: Tensor, winner: CompareOp): (Tensor
 }
 
 export function maximum(a: Tensor, b: Tensor): Tensor {
-  return record(rawBinary(BinaryOp.Max, a, b), "Maximum", [a, b], (g) => maxMinGrad(a.detach(), b.detach(), g, CompareOp.Gt), [a, b]);
+  return record(rawBinary(BinaryOp.Max, a, b), "Maximum", [a, b], (g) => maxMinGrad(a, b, g, CompareOp.Gt), [a, b]);
 }
 
 export function minimum(a: Tensor, b: Tensor): Tensor {
-  return record(rawBinary(BinaryOp.Min, a, b), "Minimum", [a, b], (g) => maxMinGrad(a.detach(), b.detach(), g, CompareOp.Lt), [a, b]);
+  return record(rawBinary(BinaryOp.Min, a, b), "Minimum", [a, b], (g) => maxMinGrad(a, b, g, CompareOp.Lt), [a, b]);
 }
 
 export function clamp(t: Tensor, min: number | null, max: number | null): Tensor {
@@ -217,21 +217,23 @@ export function clamp(t: Tensor, min: number | null, max: number | null): Tensor
 
 // ---- unary maths
 
-function unaryOp(op: UnaryOp, name: string, t: Tensor, grad: (g: Tensor, x: Tensor, y: Tensor) => Tensor, saveOutput = false): Tensor {
+/** A unary op whose backward needs either its input x or its output y (the one it saves). */
+function unaryOp(op: UnaryOp, name: string, t: Tensor, grad: (g: Tensor, saved: Tensor) => Tensor, saveOutput = false): Tensor {
   const out = rawUnary(op, t);
-  return record(out, name, [t], (g) => [grad(g, t.detach(), out.detach())], saveOutput ? [out] : [t]);
+  const saved = saveOutput ? out : t;
+  return record(out, name, [t], (g) => [grad(g, saved.detach())], [saved]);
 }
 
-export const exp = (t: Tensor) => unaryOp(UnaryOp.Exp, "Exp", t, (g, _x, y) => mul(g, y), true);
+export const exp = (t: Tensor) => unaryOp(UnaryOp.Exp, "Exp", t, (g, y) => mul(g, y), true);
 export const log = (t: Tensor) => unaryOp(UnaryOp.Log, "Log", t, (g, x) => div(g, x));
 export const log1p = (t: Tensor) => unaryOp(UnaryOp.Log1p, "Log1p", t, (g, x) => div(g, add(x, 1)));
-export const sqrt = (t: Tensor) => unaryOp(UnaryOp.Sqrt, "Sqrt", t, (g, _x, y) => div(g, mul(y, 2)), true);
-export const rsqrt = (t: Tensor) => unaryOp(UnaryOp.Rsqrt, "Rsqrt", t, (g, _x, y) => mul(g, mul(pow(y, 3), -0.5)), true);
+export const sqrt = (t: Tensor) => unaryOp(UnaryOp.Sqrt, "Sqrt", t, (g, y) => div(g, mul(y, 2)), true);
+export const rsqrt = (t: Tensor) => unaryOp(UnaryOp.Rsqrt, "Rsqrt", t, (g, y) => mul(g, mul(pow(y, 3), -0.5)), true);
 export const abs = (t: Tensor) => unaryOp(UnaryOp.Abs, "Abs", t, (g, x) => mul(g, sign(x)));
 export const square = (t: Tensor) => unaryOp(UnaryOp.Square, "Pow", t, (g, x) => mul(g, mul(x, 2)));
-export const reciprocal = (t: Tensor) => unaryOp(UnaryOp.Reciprocal, "Reciprocal", t, (g, _x, y) => neg(mul(g, mul(y, y))), true);
-export const tanh = (t: Tensor) => unaryOp(UnaryOp.Tanh, "Tanh", t, (g, _x, y) => rawUnaryGrad(UnaryGradOp.TanhFromOutput, y, g), true);
-export const sigmoid = (t: Tensor) => unaryOp(UnaryOp.Sigmoid, "Sigmoid", t, (g, _x, y) => rawUnaryGrad(UnaryGradOp.SigmoidFromOutput, y, g), true);
+export const reciprocal = (t: Tensor) => unaryOp(UnaryOp.Reciprocal, "Reciprocal", t, (g, y) => neg(mul(g, mul(y, y))), true);
+export const tanh = (t: Tensor) => unaryOp(UnaryOp.Tanh, "Tanh", t, (g, y) => rawUnaryGrad(UnaryGradOp.TanhFromOutput, y, g), true);
+export const sigmoid = (t: Tensor) => unaryOp(UnaryOp.Sigmoid, "Sigmoid", t, (g, y) => rawUnaryGrad(UnaryGradOp.SigmoidFromOutput, y, g), true);
 export const relu = (t: Tensor) => unaryOp(UnaryOp.Relu, "Relu", t, (g, x) => rawUnaryGrad(UnaryGradOp.Relu, x, g));
 export const softplus = (t: Tensor) => unaryOp(UnaryOp.Softplus, "Softplus", t, (g, x) => mul(g, rawUnary(UnaryOp.Sigmoid, x)));
 export const sign = (t: Tensor): Tensor => rawUnary(UnaryOp.Sign, t);
@@ -336,7 +338,7 @@ export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tenso
   return record(out, "Where", [ta, tb], (g) => [
     ta.requires_grad ? sumToShape(where(cond, g, 0), ta.shape) : null,
     tb.requires_grad ? sumToShape(where(cond, 0, g), tb.shape) : null,
-  ]);
+  ], [cond]);
 }
 
 export function masked_fill(t: Tensor, mask: Tensor, value: number): Tensor {

@@ -130,7 +130,7 @@ export function layer_norm(x: Tensor, normalized_shape: readonly number[], weigh
     release(xs);
     if (wf) release(wf);
     return [restoreDtype(dx, x.dtype), dw, db];
-  }, [saved, meanT, rstd]);
+  }, weight ? [saved, meanT, rstd, weight] : [saved, meanT, rstd]);
   if (!result.requires_grad) {
     meanT.dispose();
     rstd.dispose();
@@ -165,7 +165,7 @@ export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | nul
     backendFor(dtable).embeddingBackward(n, idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad);
     release(gy);
     return [restoreDtype(dtable, weight.dtype)];
-  }, idx === ids ? [] : [idx]);
+  }, [idx]);
 }
 
 // ---- dropout
@@ -287,5 +287,5 @@ export function binary_cross_entropy_with_logits(input: Tensor, target: Tensor, 
     let dx = posWeight ? sub(mul(s, add(mul(sub(posWeight, 1), y), 1)), mul(posWeight, y)) : sub(s, y);
     if (weight) dx = mul(dx, weight);
     return [mul(mul(dx, reduction === "none" ? g : g.reshape([])), reduction === "mean" ? 1 / n : 1)];
-  }, [x, y]);
+  }, [x, y, ...(posWeight ? [posWeight] : []), ...(weight ? [weight] : [])]);
 }

@@ -26,7 +26,7 @@ function inferShape(shape: readonly number[], numel: number): number[] {
 
 /** Strides for viewing (shape, strides) as newShape without copying, or null when impossible (PyTorch's rule). */
 function viewStrides(shape: readonly number[], strides: readonly number[], newShape: readonly number[]): number[] | null {
-  if (numelOf(shape) === 0) return contiguousStrides(newShape);
+  if (numelOf(shape) === 0 || shape.length === 0) return contiguousStrides(newShape);
   const newStrides = new Array<number>(newShape.length);
   let viewD = newShape.length - 1;
   let chunkBase = strides[strides.length - 1] ?? 1;

@@ -1,0 +1,79 @@
+// `npm run bench:engine`: GEMM against OpenBLAS (bench/gemm.ts), then the training step (forward + backward +
+// AdamW) of a bert-base-sized and an L4/H256 BERT classifier at batch 8 x sequence 67: ms per step, achieved
+// GFLOP/s, resident memory. The last line is one JSON object with the figures.
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { benchGemm } from "./gemm.js";
+import { torch } from "../src/torch.js";
+import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
+import { AdamW } from "../src/optim/index.js";
+
+const BATCH = 8;
+const SEQ = 67;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const BERT_BASE_CONFIG = path.join(ROOT, "..", "shared", "hub", "models", "google-bert", "bert-base-uncased", "config.json");
+
+/** Multiply-add FLOPs of one training step: matmuls forward, twice that backward. */
+function stepFlops(c: BertConfig): number {
+  const tokens = BATCH * SEQ;
+  const H = c.hidden_size;
+  const perLayer = 2 * tokens * (4 * H * H + 2 * H * c.intermediate_size) + 2 * 2 * BATCH * SEQ * SEQ * H;
+  const forward = c.num_hidden_layers * perLayer + 2 * BATCH * (H * H + H * 2);
+  return 3 * forward;
+}
+
+function rssMb(): number {
+  return process.memoryUsage().rss / 2 ** 20;
+}
+
+function benchStep(label: string, config: BertConfig, steps: number): { ms: number; gflops: number } {
+  torch.manual_seed(0);
+  const model = BertForSequenceClassification.from_config(config);
+  model.train();
+  const optimizer = new AdamW(model.parameters(), { lr: 2e-5 });
+  const batch = {
+    input_ids: torch.randint(0, config.vocab_size, [BATCH, SEQ]),
+    attention_mask: torch.ones([BATCH, SEQ], { dtype: torch.int64 }),
+    token_type_ids: torch.zeros([BATCH, SEQ], { dtype: torch.int64 }),
+    labels: torch.randint(0, 2, [BATCH]),
+  };
+  const step = () => {
+    const out = model(batch);
+    out.loss.backward();
+    optimizer.step();
+    optimizer.zero_grad();
+    out.loss.dispose();
+    out.logits.dispose();
+  };
+  step();
+  const rssBefore = rssMb();
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < steps; i++) step();
+  const ms = Number(process.hrtime.bigint() - start) / 1e6 / steps;
+  const gflops = stepFlops(config) / (ms / 1000) / 1e9;
+  console.log(`${label}: ${ms.toFixed(1)} ms/step, ${gflops.toFixed(1)} GFLOP/s, RSS ${rssBefore.toFixed(0)} -> ${rssMb().toFixed(0)} MB over ${steps} steps`);
+  return { ms, gflops };
+}
+
+const gemm = await benchGemm();
+console.log(`\nTraining step (forward + backward + AdamW), batch ${BATCH} x seq ${SEQ}, ${torch.get_num_threads()} threads` +
+  " (PyTorch 2.11 on a 2-thread Xeon: bert-base 2095 ms, L4/H256 125 ms)");
+const baseConfig = new BertConfig({ ...JSON.parse(fs.readFileSync(BERT_BASE_CONFIG, "utf8")), num_labels: 2 });
+const l4 = benchStep("L4/H256  ", new BertConfig({ num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024, num_labels: 2 }), 20);
+const base = benchStep("bert-base", baseConfig, 3);
+const peakRss = process.resourceUsage().maxRSS / 1024;
+console.log(`bert-base step at ${((100 * base.gflops) / gemm.gemm_peak_gflops).toFixed(0)}% of the measured GEMM peak; peak RSS ${peakRss.toFixed(0)} MB`);
+console.log(JSON.stringify({
+  gemm_peak_gflops: round(gemm.gemm_peak_gflops),
+  openblas_peak_gflops: round(gemm.openblas_peak_gflops),
+  gemm_vs_openblas: round(gemm.gemm_vs_openblas, 3),
+  bert_base_step_ms: round(base.ms),
+  bert_base_gflops: round(base.gflops),
+  l4h256_step_ms: round(l4.ms),
+  peak_rss_mb: round(peakRss),
+}));
+
+function round(v: number, digits = 1): number | null {
+  return Number.isFinite(v) ? Number(v.toFixed(digits)) : null;
+}
