@@ -6,7 +6,8 @@
 // AVX-512 kernel). Ours runs in this process, in the normal environment.
 //
 // Run alone: node dist/bench/gemm.js
-import { spawnSync } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { native } from "../src/backend/native.js";
 
@@ -60,52 +61,96 @@ export const GEMM_SHAPES: GemmShape[] = [
 
 type GemmFn = typeof native.sgemm;
 
-/** Best GFLOP/s of a few timed windows, after a warm-up call; the windows shrink for big shapes so the whole
- * table stays within about half a minute per side on two cores. */
-function measure(fn: GemmFn, s: GemmShape): number {
-  const { M, N, K, batch } = s;
-  const lda = s.transA ? M : K, ldb = s.transB ? K : N;
-  const A = native.alloc(M * K * batch * 4), B = native.alloc(K * N * batch * 4), C = native.alloc(M * N * batch * 4);
-  for (const buf of [A, B]) {
-    const f = new Float32Array(buf);
-    for (let i = 0; i < f.length; i++) f[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+/** Operands of one shape, filled once; `time` gives the GFLOP/s of one timed window. */
+class Operands {
+  private readonly bufs: ArrayBuffer[];
+  private readonly call: () => void;
+  private readonly flops: number;
+
+  constructor(fn: GemmFn, s: GemmShape) {
+    const { M, N, K, batch } = s;
+    const lda = s.transA ? M : K, ldb = s.transB ? K : N;
+    const A = native.alloc(M * K * batch * 4), B = native.alloc(K * N * batch * 4);
+    const C = native.alloc(M * N * batch * 4);
+    for (const buf of [A, B]) {
+      const f = new Float32Array(buf);
+      for (let i = 0; i < f.length; i++) f[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+    }
+    this.bufs = [A, B, C];
+    this.call = () => fn(s.transA, s.transB, M, N, K, 1, A, 0, lda, M * K, B, 0, ldb, K * N, 0, C, 0, N, M * N, batch);
+    this.flops = 2 * M * N * K * batch;
+    this.call(); // warm-up: page faults, packing buffers, thread start
   }
-  const call = () => fn(s.transA, s.transB, M, N, K, 1, A, 0, lda, M * K, B, 0, ldb, K * N, 0, C, 0, N, M * N, batch);
-  const flops = 2 * M * N * K * batch;
-  call();
-  const windowMs = flops > 2e10 ? 600 : 150;
-  let best = 0;
-  for (let w = 0; w < 3; w++) {
+
+  time(): number {
+    const windowMs = this.flops > 2e10 ? 600 : 150;
     let calls = 0;
-    const t0 = performance.now();
     let elapsed = 0;
+    const t0 = performance.now();
     do {
-      call();
+      this.call();
       calls++;
       elapsed = performance.now() - t0;
     } while (elapsed < windowMs);
-    best = Math.max(best, (flops * calls) / (elapsed * 1e6));
+    return (this.flops * calls) / (elapsed * 1e6);
   }
-  for (const buf of [A, B, C]) native.free(buf);
-  return best;
+
+  free(): void {
+    for (const buf of this.bufs) native.free(buf);
+  }
 }
 
 const CHILD_FLAG = "--openblas-child";
+const ROUNDS = 3;
 
-/** OpenBLAS's figures, from a child process with OpenBLAS's own kernel selection; NaNs when it is not installed. */
-function measureOpenBlas(): number[] {
-  const env = { ...process.env };
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), CHILD_FLAG], {
-    env,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "inherit"],
-    maxBuffer: 1 << 20,
-  });
-  if (child.status !== 0) throw new Error(`the OpenBLAS benchmark child failed (exit ${child.status})`);
-  const figures = JSON.parse(child.stdout) as Array<number | null>;
-  return figures.map((v) => v ?? NaN);
+/** The OpenBLAS side: a child process with OpenBLAS's own kernel selection that times one window of a shape per
+ * request line ("prepare i" / "time" / "free"), answering a JSON number (null without OpenBLAS). Windows of the
+ * two sides alternate, so load from elsewhere on the machine falls on both alike. */
+class OpenBlasChild {
+  private readonly child: ChildProcess;
+  private readonly lines: AsyncIterator<string>;
+
+  constructor() {
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    this.child = spawn(process.execPath, [fileURLToPath(import.meta.url), CHILD_FLAG], {
+      env,
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    this.lines = createInterface({ input: this.child.stdout! })[Symbol.asyncIterator]();
+  }
+
+  async ask(request: string): Promise<number> {
+    this.child.stdin!.write(`${request}\n`);
+    const { value, done } = await this.lines.next();
+    if (done) throw new Error(`the OpenBLAS benchmark child exited (code ${this.child.exitCode})`);
+    return (JSON.parse(value as string) as number | null) ?? NaN;
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+  }
+}
+
+async function serveOpenBlas(): Promise<void> {
+  const available = native.openblasAvailable();
+  let ops: Operands | undefined;
+  for await (const line of createInterface({ input: process.stdin })) {
+    const [verb, arg] = line.split(" ");
+    let answer: number | null = null;
+    if (verb === "prepare" && available) {
+      const shape = GEMM_SHAPES[Number(arg)];
+      if (shape === undefined) throw new Error(`no GEMM shape ${arg}`);
+      ops = new Operands(native.openblasSgemm, shape);
+    } else if (verb === "time" && ops !== undefined) {
+      answer = ops.time();
+    } else if (verb === "free" && ops !== undefined) {
+      ops.free();
+      ops = undefined;
+    }
+    process.stdout.write(`${JSON.stringify(answer)}\n`);
+  }
 }
 
 function fmt(v: number, width: number): string {
@@ -113,12 +158,24 @@ function fmt(v: number, width: number): string {
 }
 
 export async function benchGemm(): Promise<GemmBenchResult> {
-  const openblas = measureOpenBlas();
-  const rows: GemmRow[] = GEMM_SHAPES.map((s, i) => {
-    const gflops = measure(native.sgemm, s);
-    const ob = openblas[i]!;
-    return { ...s, gflops, openblas_gflops: ob, ratio: gflops / ob };
-  });
+  const child = new OpenBlasChild();
+  const rows: GemmRow[] = [];
+  try {
+    for (const [i, s] of GEMM_SHAPES.entries()) {
+      const ours = new Operands(native.sgemm, s);
+      await child.ask(`prepare ${i}`);
+      let gflops = 0, ob = 0;
+      for (let r = 0; r < ROUNDS; r++) {
+        gflops = Math.max(gflops, ours.time());
+        ob = Math.max(ob, await child.ask("time"));
+      }
+      ours.free();
+      await child.ask("free");
+      rows.push({ ...s, gflops, openblas_gflops: ob, ratio: gflops / ob });
+    }
+  } finally {
+    child.close();
+  }
   console.log(`GEMM float32, ${native.getNumThreads()} threads: ours vs OpenBLAS (its best kernel), GFLOP/s`);
   console.log(`${"shape".padEnd(26)} ${"M x N x K".padEnd(16)} ${"batch".padStart(5)} ${"ours".padStart(8)}` +
     ` ${"openblas".padStart(8)} ${"ratio".padStart(6)}`);
@@ -140,9 +197,7 @@ export async function benchGemm(): Promise<GemmBenchResult> {
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   if (process.argv.includes(CHILD_FLAG)) {
-    const available = native.openblasAvailable();
-    const figures = GEMM_SHAPES.map((s) => (available ? measure(native.openblasSgemm, s) : null));
-    process.stdout.write(JSON.stringify(figures));
+    await serveOpenBlas();
   } else {
     await benchGemm();
   }

@@ -31,3 +31,29 @@ export {
   type CallbackEvent,
 } from "./training/callbacks.js";
 export { TrainerState, TrainerControl, type ExportableState, type TrainerStateFields } from "./training/trainer_state.js";
+export { Trainer, type TrainerOptions, type TrainableModel, type ProcessingClass } from "./training/trainer.js";
+export {
+  EvalPrediction,
+  PREFIX_CHECKPOINT_DIR,
+  get_last_checkpoint,
+  set_seed,
+  speed_metrics,
+  type TrainOutput,
+  type PredictionOutput,
+  type Metrics,
+} from "./training/trainer_utils.js";
+export { get_parameter_names, ALL_LAYERNORM_LAYERS } from "./training/optimizer_setup.js";
+export {
+  DataLoader,
+  default_collate,
+  Sampler,
+  SequentialSampler,
+  RandomSampler,
+  BatchSampler,
+  DataCollatorWithPadding,
+  default_data_collator,
+  DataCollatorForLanguageModeling,
+  type DataLoaderOptions,
+  type DataCollatorWithPaddingOptions,
+  type DataCollatorForLanguageModelingOptions,
+} from "./data/index.js";

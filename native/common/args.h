@@ -13,6 +13,9 @@
 namespace ft {
 
 constexpr int kMaxRank = 8;
+// Sizes and strides beyond 2^40 elements cannot belong to a real buffer; rejecting them keeps the
+// extent arithmetic (at most 8 terms) far from int64 overflow.
+constexpr int64_t kMaxDim = int64_t{1} << 40;
 
 struct Buffer {
   uint8_t* data = nullptr;
@@ -78,7 +81,8 @@ inline std::vector<int64_t> GetIntArray(const Napi::CallbackInfo& info, int inde
 // A typed view of part of an ArrayBuffer: element `offset` and the `extent` elements after it must lie inside.
 template <typename T>
 inline T* Elements(const Napi::CallbackInfo& info, const Buffer& b, int64_t offset, int64_t extent, const char* name) {
-  if (offset < 0 || extent < 0 ||
+  constexpr int64_t kMaxElements = int64_t{1} << 48;  // keeps the arithmetic below far from overflow
+  if (offset < 0 || extent < 0 || offset > kMaxElements || extent > kMaxElements ||
       static_cast<uint64_t>(offset + extent) * sizeof(T) > b.bytes) {
     throw Napi::RangeError::New(info.Env(), std::string(name) + ": " + std::to_string(extent) +
                                                 " elements at offset " + std::to_string(offset) +
@@ -100,6 +104,8 @@ inline int64_t StridedExtent(const Napi::CallbackInfo& info, const std::vector<i
     if (shape[i] < 0 || strides[i] < 0)
       throw Napi::RangeError::New(info.Env(), std::string(name) + ": negative size or stride");
     if (shape[i] == 0) return 0;
+    if (shape[i] > kMaxDim || strides[i] > kMaxDim)
+      throw Napi::RangeError::New(info.Env(), std::string(name) + ": size or stride too large");
     extent += (shape[i] - 1) * strides[i];
   }
   return extent;

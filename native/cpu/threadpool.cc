@@ -21,7 +21,9 @@ class Pool {
   void Resize(int threads) {
     Stop();
     stop_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { Work(i); });
+    // New workers start from the current generation: the last job, already finished, is not theirs to run.
+    const uint64_t generation = generation_;
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, generation] { Work(i, generation); });
   }
 
   void Run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -55,8 +57,7 @@ class Pool {
     if (begin < end) (*job_)(begin, end);
   }
 
-  void Work(int index) {
-    uint64_t seen = 0;
+  void Work(int index, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> g(mutex_);

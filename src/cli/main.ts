@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // The `finetune` command: dispatches sub-commands to their modules.
 import { hubServeCommand } from "./hub.js";
+import { trainCommand } from "./train.js";
+import { envCommand } from "./env.js";
 
-const USAGE = "usage: finetune hub serve DIR [--port N] [--host 127.0.0.1]";
+const USAGE = "usage: finetune train --model ID --dataset ID [...] | env | hub serve DIR [--port N] [--host 127.0.0.1]";
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (command === "train") return trainCommand(rest);
   if (command === "hub" && rest[0] === "serve") return hubServeCommand(rest.slice(1));
+  if (command === "env") return envCommand();
   console.error(USAGE);
   process.exitCode = 2;
 }

@@ -13,21 +13,26 @@ export function read_arrow_file(file: string): arrow.Table {
   }
 }
 
-/** Streams record batches into `file`; nothing appears under that name unless every batch was written. */
+/**
+ * Streams record batches into `file` as the IPC stream format: the schema message once, each batch
+ * as it comes, then the end-of-stream marker; nothing appears under that name until finish().
+ */
 export class ArrowFileWriter {
   private readonly tmp: string;
   private readonly fd: number;
-  private readonly writer: arrow.RecordBatchStreamWriter;
   private readonly schema: arrow.Schema;
+  /** bytes of the schema message, which tableToIPC puts before every batch it serializes */
+  private readonly schema_bytes: number;
   rows = 0;
 
   constructor(readonly file: string, readonly features: Features) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     this.tmp = `${file}.${process.pid}.tmp`;
-    this.fd = fs.openSync(this.tmp, "w");
     this.schema = arrow_schema(features);
-    this.writer = new arrow.RecordBatchStreamWriter();
-    this.writer.reset(undefined, this.schema);
+    const header = arrow.tableToIPC(new arrow.Table(this.schema), "stream");
+    this.schema_bytes = header.length - EOS_BYTES;
+    this.fd = fs.openSync(this.tmp, "w");
+    fs.writeSync(this.fd, header.subarray(0, this.schema_bytes));
   }
 
   write(columns: Record<string, arrow.Vector>): void {
@@ -41,20 +46,14 @@ export class ArrowFileWriter {
   }
 
   write_data(data: arrow.Data<arrow.Struct>): void {
-    this.writer.write(new arrow.RecordBatch(this.schema, data));
-    this.flush();
+    const bytes = arrow.tableToIPC(new arrow.Table([new arrow.RecordBatch(this.schema, data)]), "stream");
+    fs.writeSync(this.fd, bytes.subarray(this.schema_bytes, bytes.length - EOS_BYTES));
     this.rows += data.length;
-  }
-
-  private flush(): void {
-    const bytes = this.writer.toUint8Array(true);
-    if (bytes.length) fs.writeSync(this.fd, bytes);
   }
 
   /** Completes the file and renames it into place. */
   finish(): void {
-    this.writer.finish();
-    this.flush();
+    fs.writeSync(this.fd, EOS);
     fs.closeSync(this.fd);
     fs.renameSync(this.tmp, this.file);
   }
@@ -66,6 +65,10 @@ export class ArrowFileWriter {
     fs.rmSync(this.tmp, { force: true });
   }
 }
+
+/** The IPC end-of-stream marker: continuation token and a zero length. */
+const EOS = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+const EOS_BYTES = EOS.length;
 
 function single_chunk(v: arrow.Vector, column: string): arrow.Data {
   if (v.data.length !== 1) throw new Error(`internal: column '${column}' of a batch has ${v.data.length} chunks`);

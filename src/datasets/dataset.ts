@@ -11,6 +11,7 @@ import { ClassLabel, Features, Sequence, Value, type FeatureType } from "./featu
 import { hash_value, update_fingerprint } from "./fingerprint.js";
 import { format_column, format_value, make_format, PYTHON_FORMAT, visible_columns, type Format } from "./formatting.js";
 import { DatasetDict } from "./dataset_dict.js";
+import { dataset_to_json, dataset_to_parquet, save_dataset } from "./disk.js";
 import { permutation } from "./random.js";
 
 export type Row = Record<string, any>;
@@ -60,6 +61,7 @@ export interface SplitOptions {
 }
 
 type MapFn = (input: any, ...rest: any[]) => Row | Batch | null | undefined | void;
+type FilterFn = (input: any, ...rest: any[]) => unknown;
 
 export class Dataset {
   /** @internal */ readonly _data: arrow.Table;
@@ -310,7 +312,7 @@ export class Dataset {
     }
   }
 
-  filter(fn: MapFn, options: FilterOptions = {}): Dataset {
+  filter(fn: FilterFn, options: FilterOptions = {}): Dataset {
     const batched = options.batched ?? false;
     const batch_size = options.batch_size == null || options.batch_size <= 0 ? this.num_rows || 1 : options.batch_size;
     const input_columns = options.input_columns == null ? null : as_list(options.input_columns);
@@ -425,6 +427,19 @@ export class Dataset {
 
   reset_format(): void {
     this._format = PYTHON_FORMAT;
+  }
+
+  save_to_disk(dataset_path: string): void {
+    save_dataset(this, dataset_path);
+  }
+
+  /** Writes JSON lines (or one JSON array with lines: false); returns the bytes written. */
+  to_json(path_or_buf: string, options: { lines?: boolean } = {}): number {
+    return dataset_to_json(this, path_or_buf, options);
+  }
+
+  to_parquet(path_or_buf: string): number {
+    return dataset_to_parquet(this, path_or_buf);
   }
 
   set_transform(): never {

@@ -1,6 +1,7 @@
 // DatasetDict: named splits, each a Dataset, reachable as dd["train"]; transforms apply to every split.
 import { inspect } from "node:util";
 import { Dataset, type FilterOptions, type MapOptions } from "./dataset.js";
+import { save_dataset_dict } from "./disk.js";
 import type { FeatureType } from "./features.js";
 
 class DatasetDictBase {
@@ -84,6 +85,10 @@ class DatasetDictBase {
 
   reset_format(): void {
     for (const ds of this.values()) ds.reset_format();
+  }
+
+  save_to_disk(dataset_dict_path: string): void {
+    save_dataset_dict(this as unknown as DatasetDict, dataset_dict_path);
   }
 
   [inspect.custom](): string {

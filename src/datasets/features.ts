@@ -84,7 +84,7 @@ export class ClassLabel {
   }
 
   [inspect.custom](): string {
-    return `ClassLabel({ names: ${inspect(this.names)} })`;
+    return `ClassLabel({ names: [${this.names.map((n) => inspect(n)).join(", ")}] })`;
   }
 }
 

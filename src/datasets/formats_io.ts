@@ -79,7 +79,11 @@ function feature_of_parquet(node: SchemaTree, file: string): FeatureType {
 }
 
 export function parquet_bytes(features: Features, batch: Record<string, unknown[]>): ArrayBuffer {
-  const columnData = Object.entries(features).map(([name, f]) => ({ name, data: batch[name]!.map((v) => v), type: parquet_type(f) }));
+  const columnData = Object.entries(features).map(([name, f]) => {
+    const type = parquet_type(f);
+    const data = type === "INT64" ? batch[name]!.map((v) => (v === null ? null : BigInt(v as number))) : batch[name]!;
+    return { name, data, type };
+  });
   return parquetWriteBuffer({
     columnData: columnData as never,
     kvMetadata: [{ key: "huggingface", value: JSON.stringify({ info: { features: features_to_json(features) } }) }],

@@ -1,31 +1,54 @@
 // The one place where data code (datasets formatting, tokenizer outputs) makes engine tensors.
-// The engine's entry module is loaded by name at start-up so this part builds on its own while the
-// engine is written; once src/torch.ts is in, a static `import { torch } from "../torch.js"` replaces this.
-export interface EngineTensor {
-  readonly shape: readonly number[];
-  tolist(): unknown;
-}
+// Integer data goes through typed arrays: building from nested JS arrays costs more per element.
+import { torch } from "../torch.js";
+import type { Tensor } from "../tensor/tensor.js";
 
-type Nested = number | boolean | Nested[];
-type Data = Nested | BigInt64Array | Int32Array | Float32Array | Float64Array | Uint8Array;
-
-interface Torch {
-  tensor(data: Data, options?: { dtype?: unknown }): EngineTensor;
-  int64: unknown;
-  float32: unknown;
-  bool: unknown;
-}
-
-const engine_module = "../torch.js";
-const torch: Torch | undefined = await import(engine_module).then((m) => m.torch as Torch, () => undefined);
-
+export type EngineTensor = Tensor;
 export type TensorDType = "int64" | "float32" | "bool";
 
-export function to_tensor(data: Data, dtype: TensorDType): EngineTensor {
-  if (!torch) throw new Error("return_tensors='pt' / set_format('torch') need the tensor engine (src/torch.ts), which is not built");
-  return torch.tensor(data, { dtype: torch[dtype] });
+type Nested = number | boolean | Nested[];
+
+export function to_tensor(data: Nested | ArrayLike<number>, dtype: TensorDType): EngineTensor {
+  const shape = rectangular_shape(data);
+  if (!shape || shape.length === 0 || dtype === "bool") return torch.tensor(data as never, { dtype: torch[dtype] });
+  const flat = new Float64Array(count(shape));
+  let k = 0;
+  const fill = (v: unknown): void => {
+    if (Array.isArray(v) || ArrayBuffer.isView(v)) {
+      const arr = v as ArrayLike<unknown>;
+      for (let i = 0; i < arr.length; i++) fill(arr[i]);
+    } else flat[k++] = Number(v);
+  };
+  fill(data);
+  const typed = dtype === "float32" ? Float32Array.from(flat)
+    : flat.every((v) => v >= -2147483648 && v <= 2147483647) ? Int32Array.from(flat) : BigInt64Array.from(flat, (v) => BigInt(v));
+  return torch.tensor(typed, { dtype: torch[dtype] }).reshape(shape);
 }
 
 export function is_tensor(value: unknown): value is EngineTensor {
-  return typeof value === "object" && value !== null && "shape" in value && typeof (value as EngineTensor).tolist === "function";
+  return value instanceof torch.Tensor;
+}
+
+/** The shape of nested arrays whose rows all have the same length, or undefined when ragged. */
+function rectangular_shape(data: unknown): number[] | undefined {
+  const shape: number[] = [];
+  let probe = data;
+  while (Array.isArray(probe) || (ArrayBuffer.isView(probe) && !(probe instanceof DataView))) {
+    const len = (probe as ArrayLike<unknown>).length;
+    shape.push(len);
+    if (len === 0) break;
+    probe = (probe as ArrayLike<unknown>)[0];
+  }
+  const check = (v: unknown, depth: number): boolean => {
+    if (depth === shape.length) return !Array.isArray(v);
+    const arr = v as ArrayLike<unknown>;
+    if (!(Array.isArray(v) || ArrayBuffer.isView(v)) || arr.length !== shape[depth]) return false;
+    for (let i = 0; i < arr.length; i++) if (!check(arr[i], depth + 1)) return false;
+    return true;
+  };
+  return check(data, 0) ? shape : undefined;
+}
+
+function count(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
 }

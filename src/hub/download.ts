@@ -56,8 +56,11 @@ export async function hf_hub_download(repo_id: string, filename: string, opts: D
   } catch (err) {
     if (err instanceof HubConnectionError && cached) return cached; // as Python: fall back to the cache when unreachable
     if (err instanceof EntryNotFoundError) {
-      const commit = cache.commit_for(revision);
-      if (commit) cache.mark_missing(commit, filename);
+      const commit = err.commit ?? cache.commit_for(revision);
+      if (commit) {
+        cache.write_ref(revision, commit);
+        cache.mark_missing(commit, filename);
+      }
     }
     throw err;
   }

@@ -7,7 +7,10 @@ export class HfHubError extends Error {
 }
 export class RepositoryNotFoundError extends HfHubError {}
 export class RevisionNotFoundError extends HfHubError {}
-export class EntryNotFoundError extends HfHubError {}
+export class EntryNotFoundError extends HfHubError {
+  /** the commit the Hub looked in (its X-Repo-Commit header), when it said */
+  commit?: string;
+}
 export class GatedRepoError extends HfHubError {}
 export class LocalEntryNotFoundError extends HfHubError {}
 export class HubConnectionError extends HfHubError {}

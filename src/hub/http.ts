@@ -66,9 +66,11 @@ async function raise_for_status(resp: Response, ctx: RequestContext): Promise<ne
     );
   }
   if (code === "EntryNotFound" || resp.status === 404) {
-    throw new EntryNotFoundError(
+    const err = new EntryNotFoundError(
       `File '${ctx.filename ?? "?"}' not found in ${describe(ctx)} at revision '${ctx.revision ?? "main"}' (${where}).`,
     );
+    err.commit = resp.headers.get("x-repo-commit") ?? undefined;
+    throw err;
   }
   throw new HfHubError(`The Hub answered ${where}: ${server_message || resp.statusText}`);
 }

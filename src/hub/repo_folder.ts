@@ -47,8 +47,8 @@ export class RepoFolder {
   exists(kind: RepoKind, id: string): boolean {
     const dir = this.repo_dir(kind, id);
     if (!dir || !fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return false;
-    // an organisation folder holds only repositories; a repository holds files
-    return fs.readdirSync(dir, { withFileTypes: true }).some((d) => d.isFile());
+    // ORG/NAME is always a repository; a one-part id is one only if it holds files (else it is an org)
+    return id.includes("/") || fs.readdirSync(dir, { withFileTypes: true }).some((d) => d.isFile());
   }
 
   private repo_dir(kind: RepoKind, id: string): string | undefined {

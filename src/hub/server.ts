@@ -14,7 +14,7 @@ const KINDS: Record<string, RepoKind> = { models: "models", datasets: "datasets"
 const ACTIONS = new Set(["revision", "tree", "paths-info", "resolve", "raw"]);
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
 }
@@ -59,7 +59,7 @@ export class HubServer {
       const body = JSON.stringify({ error: e.message });
       res.writeHead(e.status, {
         "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body),
-        "X-Error-Code": e.code, "X-Error-Message": e.message,
+        "X-Error-Code": e.code, "X-Error-Message": e.message, ...e.headers,
       });
       res.end(req.method === "HEAD" ? undefined : body);
     }
@@ -130,7 +130,7 @@ export class HubServer {
     const snap = this.snapshot_at(kind, located.id, revision);
     const entry = snap.files.get(file.join("/"));
     const abs = entry && this.folder.file(kind, located.id, entry.path);
-    if (!entry || !abs) throw new HttpError(404, "EntryNotFound", "Entry not found");
+    if (!entry || !abs) throw new HttpError(404, "EntryNotFound", "Entry not found", { "X-Repo-Commit": snap.sha });
     send_file(req, res, entry, abs, snap.sha);
   }
 }

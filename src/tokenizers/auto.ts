@@ -46,7 +46,8 @@ export class AutoTokenizer {
       }
     };
     const kwargs = Object.fromEntries(Object.entries(options).filter(([k]) => !DOWNLOAD_KEYS.has(k)));
-    const config: Json = { ...(await parse("special_tokens_map.json")), ...(await parse("tokenizer_config.json")), ...kwargs };
+    const tokenizer_config = await parse("tokenizer_config.json");
+    const config: Json = { ...(await parse("special_tokens_map.json")), ...tokenizer_config, ...kwargs };
     let tokenizer_json = await parse("tokenizer.json");
     let bert = BERT_LIKE.test(String(config.tokenizer_class ?? ""));
     if (!tokenizer_json) {

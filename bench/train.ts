@@ -1,0 +1,85 @@
+// Training benchmark: the Trainer on MRPC train (batch 8) on the CPU, with a bert-base-sized and an L4/H256
+// random-initialised model. A full bert-base epoch takes about an hour on a small CPU, so each model runs a
+// fixed number of steps and the epoch time is extrapolated from them. Timers around the phases split each
+// step into forward+backward, clipping+optimizer, and the rest (data reading, collation, logging, callbacks).
+// The last line printed is one JSON object with the figures.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { AutoTokenizer, load_dataset, type DatasetDict } from "../src/data_api.js";
+import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
+import { Trainer, TrainerCallback, TrainingArguments } from "../src/training_api.js";
+import type { Batch } from "../src/data/data_collator.js";
+import type { TrainableModel } from "../src/training/trainer.js";
+import { startHub } from "../test/helpers/hub-server.js";
+
+const hub = await startHub();
+const shared_models = path.join(process.cwd(), "../shared/hub/models/google-bert/bert-base-uncased");
+const tokenizer = await AutoTokenizer.from_pretrained("bert-base-uncased");
+const raw = (await load_dataset("glue", "mrpc")) as DatasetDict;
+const train = raw["train"]!.map((b) => tokenizer(b["sentence1"], b["sentence2"], { truncation: true }), { batched: true, keep_in_memory: true });
+const base_config = JSON.parse(fs.readFileSync(path.join(shared_models, "config.json"), "utf8")) as Record<string, unknown>;
+
+/** Splits each optimizer step's wall time into compute (forward, backward, clip, step) and everything else. */
+class PhaseTimer extends TrainerCallback {
+  compute_ms = 0;
+  first_step_end = 0;
+  last_step_end = 0;
+  steps = 0;
+  after_backward = 0;
+  override on_optimizer_step(): void {
+    // The first step warms caches and allocations up: it is left out of the figures
+    if (this.steps > 0) this.compute_ms += performance.now() - this.after_backward;
+  }
+  override on_step_end(): void {
+    this.steps += 1;
+    this.last_step_end = performance.now();
+    if (this.steps === 1) this.first_step_end = this.last_step_end;
+  }
+}
+
+class TimedTrainer extends Trainer {
+  constructor(model: TrainableModel, args: TrainingArguments, readonly timer: PhaseTimer) {
+    super(model, args, { train_dataset: train, tokenizer, callbacks: [timer] });
+  }
+  override training_step(model: TrainableModel, inputs: Batch, accumulation_steps = 1): number {
+    const start = performance.now();
+    const loss = super.training_step(model, inputs, accumulation_steps);
+    this.timer.after_backward = performance.now();
+    if (this.timer.steps > 0) this.timer.compute_ms += this.timer.after_backward - start;
+    return loss;
+  }
+}
+
+async function bench(label: string, config: Record<string, unknown>, steps: number) {
+  const model = new BertForSequenceClassification(new BertConfig({ ...config, num_labels: 2 }));
+  const timer = new PhaseTimer();
+  const output_dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-bench-train-"));
+  const args = new TrainingArguments(output_dir, {
+    per_device_train_batch_size: 8, num_train_epochs: 1, max_steps: steps + 1, save_strategy: "no", logging_steps: 10, disable_tqdm: true,
+  });
+  const trainer = new TimedTrainer(model, args, timer);
+  trainer.remove_callback(trainer.callback_handler.callbacks.find((cb) => cb.constructor.name === "PrinterCallback")!);
+  await trainer.train();
+  fs.rmSync(output_dir, { recursive: true, force: true });
+  const wall_ms = timer.last_step_end - timer.first_step_end;
+  const compute_ms = timer.compute_ms;
+  const samples_per_s = (steps * 8) / (wall_ms / 1000);
+  const epoch_s = train.num_rows / samples_per_s;
+  const overhead_share = Math.max(0, 1 - compute_ms / wall_ms);
+  console.log(
+    `${label}: ${steps} steps of 8 in ${(wall_ms / 1000).toFixed(1)} s -> ${samples_per_s.toFixed(2)} samples/s; ` +
+      `one MRPC epoch (${train.num_rows} rows) extrapolated: ${(epoch_s / 60).toFixed(1)} min; ` +
+      `outside forward/backward/step: ${(overhead_share * 100).toFixed(1)}%`,
+  );
+  return { samples_per_s, epoch_s, overhead_share };
+}
+
+const l4h256 = await bench("L4/H256", { ...base_config, num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024 }, 100);
+const bert_base = await bench("bert-base", base_config, 20);
+await hub.close();
+console.log(JSON.stringify({
+  bert_base_samples_per_s: Number(bert_base.samples_per_s.toFixed(3)),
+  l4h256_samples_per_s: Number(l4h256.samples_per_s.toFixed(3)),
+  overhead_share: Number(((bert_base.overhead_share + l4h256.overhead_share) / 2).toFixed(4)),
+}));

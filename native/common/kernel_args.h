@@ -1,0 +1,53 @@
+// Argument decoding shared by several kernel families on top of args.h: op codes, element counts that are
+// products of sizes (checked for overflow, which would otherwise defeat the bounds checks), and the buffer
+// lists taken by the multi-tensor kernels (grad norm, clipping, optimizers).
+#pragma once
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "common/args.h"
+
+namespace ft {
+
+inline int GetOp(const Napi::CallbackInfo& info, int index, const char* name, int count) {
+  int64_t op = GetInt(info, index, name);
+  if (op < 0 || op >= count)
+    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " is not an op code (0.." +
+                                                std::to_string(count - 1) + ")");
+  return static_cast<int>(op);
+}
+
+// a * b for counts (>= 0), or a RangeError naming `what` when the product cannot be an element count.
+inline int64_t CountProduct(const Napi::CallbackInfo& info, int64_t a, int64_t b, const char* what) {
+  int64_t p;
+  if (__builtin_mul_overflow(a, b, &p) || p > (int64_t{1} << 48))
+    throw Napi::RangeError::New(info.Env(), std::string(what) + ": element count overflows");
+  return p;
+}
+
+inline std::vector<Buffer> GetBufferList(const Napi::CallbackInfo& info, int index, const char* name) {
+  Napi::Value v = info[index];
+  if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), ArgName(index, name) + " must be an array of ArrayBuffers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Buffer> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a[i];
+    if (!e.IsArrayBuffer())
+      throw Napi::TypeError::New(info.Env(),
+                                 ArgName(index, name) + "[" + std::to_string(i) + "] must be an ArrayBuffer");
+    Napi::ArrayBuffer ab = e.As<Napi::ArrayBuffer>();
+    out[i].data = static_cast<uint8_t*>(ab.Data());
+    out[i].bytes = ab.ByteLength();
+  }
+  return out;
+}
+
+inline void CheckListLength(const Napi::CallbackInfo& info, size_t got, size_t want, int index, const char* name) {
+  if (got != want)
+    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " has " + std::to_string(got) +
+                                                " entries, expected " + std::to_string(want));
+}
+
+}  // namespace ft
