@@ -1,14 +1,16 @@
 // The addon's entry: host memory management and the registration of every kernel family.
 //
-// Tensor memory is allocated here (64-byte aligned, zero-filled) and handed to JS as an external ArrayBuffer.
-// Ownership is explicit: `free` releases the memory at once and detaches the ArrayBuffer, so JS can no longer
-// reach it; the finalizer frees only what was never freed explicitly.
+// Tensor memory is allocated here (64-byte aligned, zero-filled on request) and handed to JS as an external
+// ArrayBuffer. Ownership is explicit: `free` returns the memory at once and detaches the ArrayBuffer, so JS can
+// no longer reach it; the finalizer frees only what was never freed explicitly.
 #include <napi.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 #include "binding/registry.h"
 #include "cpu/cpu_features.h"
@@ -17,7 +19,58 @@
 namespace ft {
 namespace {
 
+// Host memory is recycled: a training step allocates the same sizes step after step, and fresh pages from the
+// OS cost a page fault each (over half of a BERT step's time without this cache). Freed blocks wait in
+// per-size free lists; sizes are rounded up to one of 8 steps per power of two so that batches padded to
+// different lengths still reuse blocks. The cache holds at most kMaxCachedBytes; beyond that blocks go back to
+// the OS at once. Thread-safe: finalizers may run on another thread.
+constexpr size_t kAlignment = 64;
+constexpr size_t kMaxCachedBytes = size_t{4} << 30;
+
+std::mutex g_cache_mutex;
+std::unordered_map<size_t, std::vector<void*>> g_free_blocks;
+size_t g_cached_bytes = 0;
 std::atomic<int64_t> g_live_bytes{0};
+
+size_t RoundedSize(size_t bytes) {
+  if (bytes <= 4096) return ((bytes + kAlignment - 1) / kAlignment) * kAlignment;
+  size_t power = size_t{1} << (63 - __builtin_clzll(bytes - 1));  // largest power of two below bytes
+  size_t step = power / 8;
+  return ((bytes + step - 1) / step) * step;
+}
+
+void* TakeBlock(size_t size) {
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    auto it = g_free_blocks.find(size);
+    if (it != g_free_blocks.end() && !it->second.empty()) {
+      void* block = it->second.back();
+      it->second.pop_back();
+      g_cached_bytes -= size;
+      return block;
+    }
+  }
+  return std::aligned_alloc(kAlignment, size);
+}
+
+void GiveBlock(void* block, size_t size) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  if (g_cached_bytes + size > kMaxCachedBytes) {
+    std::free(block);
+    return;
+  }
+  g_free_blocks[size].push_back(block);
+  g_cached_bytes += size;
+}
+
+void EmptyCache() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  for (auto& [size, blocks] : g_free_blocks) {
+    for (void* block : blocks) std::free(block);
+  }
+  g_free_blocks.clear();
+  g_cached_bytes = 0;
+}
 
 struct HostBlock {
   void* data;
@@ -27,7 +80,7 @@ struct HostBlock {
 
 void ReleaseBlock(HostBlock* block) {
   if (!block->released.exchange(true)) {
-    std::free(block->data);
+    GiveBlock(block->data, block->bytes);
     g_live_bytes -= static_cast<int64_t>(block->bytes);
   }
 }
@@ -37,23 +90,25 @@ void FinalizeBlock(Napi::Env, void*, HostBlock* block) {
   delete block;
 }
 
-
-
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "alloc(nbytes): nbytes must be a number");
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "alloc(nbytes, zero = true): nbytes must be a number");
   double requested = info[0].As<Napi::Number>().DoubleValue();
   if (!(requested >= 0) || requested > 1ull << 40 || requested != static_cast<double>(static_cast<uint64_t>(requested)))
-    throw Napi::RangeError::New(env, "alloc(nbytes): nbytes must be a whole number of bytes below 1 TiB");
+    throw Napi::RangeError::New(env, "alloc(nbytes, zero = true): nbytes must be a whole number of bytes below 1 TiB");
+  bool zero = !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
   size_t bytes = static_cast<size_t>(requested);
-  size_t padded = ((bytes + 63) / 64) * 64;
-  if (padded == 0) padded = 64;
-  void* data = std::aligned_alloc(64, padded);
+  size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
+  void* data = TakeBlock(size);
+  if (data == nullptr) {
+    EmptyCache();
+    data = std::aligned_alloc(kAlignment, size);
+  }
   if (data == nullptr)
     throw Napi::Error::New(env, "out of host memory allocating " + std::to_string(bytes) + " bytes");
-  std::memset(data, 0, padded);
-  auto* block = new HostBlock{data, padded};
-  g_live_bytes += static_cast<int64_t>(padded);
+  if (zero) std::memset(data, 0, bytes);
+  auto* block = new HostBlock{data, size};
+  g_live_bytes += static_cast<int64_t>(size);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, bytes, FinalizeBlock, block);
   napi_wrap(env, ab, block, nullptr, nullptr, nullptr);
   return ab;
@@ -71,6 +126,16 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   ReleaseBlock(block);
   ab.Detach();
   return env.Undefined();
+}
+
+Napi::Value EmptyCacheJs(const Napi::CallbackInfo& info) {
+  EmptyCache();
+  return info.Env().Undefined();
+}
+
+Napi::Value CachedBytes(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  return Napi::Number::New(info.Env(), static_cast<double>(g_cached_bytes));
 }
 
 Napi::Value LiveBytes(const Napi::CallbackInfo& info) {
@@ -103,6 +168,8 @@ void RegisterMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc, "alloc"));
   exports.Set("free", Napi::Function::New(env, Free, "free"));
   exports.Set("liveBytes", Napi::Function::New(env, LiveBytes, "liveBytes"));
+  exports.Set("cachedBytes", Napi::Function::New(env, CachedBytes, "cachedBytes"));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCacheJs, "emptyCache"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetThreads, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetThreads, "getNumThreads"));
   exports.Set("cpuFeatures", Napi::Function::New(env, Features, "cpuFeatures"));

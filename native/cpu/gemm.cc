@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "binding/registry.h"

@@ -31,11 +31,16 @@ type AB = ArrayBuffer;
 
 export interface NativeAddon {
   // ---- memory and machine (native/binding/addon.cc)
-  /** zero-filled, 64-byte aligned, owned by the addon until `free` */
-  alloc(nbytes: number): AB;
-  /** releases the memory now and detaches the buffer; a second call is a no-op */
+  /** 64-byte aligned, zero-filled unless `zero` is false (then uninitialised); owned by the addon until `free` */
+  alloc(nbytes: number, zero?: boolean): AB;
+  /** returns the memory to the addon's cache now and detaches the buffer; a second call is a no-op */
   free(buf: AB): void;
+  /** bytes held by live tensors */
   liveBytes(): number;
+  /** freed bytes kept for reuse */
+  cachedBytes(): number;
+  /** returns the cached blocks to the OS */
+  emptyCache(): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   cpuFeatures(): { avx2: boolean; fma: boolean; avx512f: boolean; avx512bf16: boolean };

@@ -12,11 +12,12 @@ export class Storage {
     readonly device: Device,
   ) {}
 
-  static allocate(nbytes: number, device: Device): Storage {
+  /** New memory: zero-filled when `zero`, else uninitialised (every caller then writes all of it). */
+  static allocate(nbytes: number, device: Device, zero = false): Storage {
     if (device.type !== "cpu") {
       throw new Error(`device ${device} is not available: this build runs tensors on the CPU only`);
     }
-    return new Storage(native.alloc(nbytes), nbytes, device);
+    return new Storage(native.alloc(nbytes, zero), nbytes, device);
   }
 
   get released(): boolean {

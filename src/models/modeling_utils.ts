@@ -7,6 +7,7 @@ import { Module } from "../nn/module.js";
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import { no_grad } from "../autograd/grad_mode.js";
+import * as init from "../nn/init.js";
 import { formatShape, sameShape } from "../tensor/shape.js";
 import { PretrainedConfig } from "./configuration_utils.js";
 import { resolveFile, type ResolveOptions } from "./resolve.js";
@@ -38,6 +39,8 @@ type ModelClass<T extends PreTrainedModel> = {
   name: string;
 };
 
+const initialized = new WeakSet<Module>();
+
 export abstract class PreTrainedModel extends Module {
   static config_class: new (kwargs?: Record<string, unknown>) => PretrainedConfig = PretrainedConfig;
   static base_model_prefix = "";
@@ -51,10 +54,23 @@ export abstract class PreTrainedModel extends Module {
     super();
   }
 
-  /** Initialises every weight like transformers, then ties shared ones. Subclass constructors call it last. */
+  /**
+   * Initialises every weight like transformers, then ties shared ones. Subclass constructors call it last; a
+   * module already initialised by an inner model's post_init (BertModel inside a classifier) is not drawn again.
+   */
   post_init(): void {
-    no_grad(() => this.apply((m) => this._init_weights(m)));
+    this.initWeights(this.modules());
     this.tie_weights();
+  }
+
+  private initWeights(modules: Module[]): void {
+    no_grad(() => {
+      for (const m of modules) {
+        if (initialized.has(m)) continue;
+        this._init_weights(m);
+        initialized.add(m);
+      }
+    });
   }
 
   abstract _init_weights(module: Module): void;
@@ -73,7 +89,7 @@ export abstract class PreTrainedModel extends Module {
     const { config: givenConfig, ignore_mismatched_sizes, ...rest } = options;
     const configClass = this.config_class as unknown as typeof PretrainedConfig;
     const config = givenConfig ?? (await configClass.from_pretrained(idOrPath, rest));
-    const model = new this(config as never);
+    const model = init.no_init_weights(() => new this(config as never));
     const files = await openCheckpoint(idOrPath, rest);
     try {
       model.loadCheckpoint(files, idOrPath, ignore_mismatched_sizes ?? false);
@@ -117,6 +133,7 @@ export abstract class PreTrainedModel extends Module {
       }
     });
     const missing = Object.entries(own).filter(([, t]) => !loadedTensors.has(t)).map(([k]) => k);
+    this.initWeights(missing.map((k) => this.get_submodule(k.slice(0, Math.max(k.lastIndexOf("."), 0)))));
     this._loading_info = { missing_keys: missing, unexpected_keys: unexpected, mismatched_keys: mismatched };
     reportLoading(cls.name, source, this._loading_info);
   }

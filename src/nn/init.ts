@@ -3,24 +3,44 @@ import type { Tensor } from "../tensor/tensor.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { normal_ as drawNormal, uniform_ as drawUniform } from "../ops/random.js";
 
+let skipping = 0;
+
+/**
+ * transformers' no_init_weights: runs fn with every initialiser here a no-op, for models whose weights are
+ * about to be loaded from a checkpoint (drawing 110M random numbers first would be wasted).
+ */
+export function no_init_weights<T>(fn: () => T): T {
+  skipping++;
+  try {
+    return fn();
+  } finally {
+    skipping--;
+  }
+}
+
+function initialise<T extends Tensor>(t: T, fill: (t: T) => void): T {
+  if (skipping === 0) no_grad(() => fill(t));
+  return t;
+}
+
 export function normal_<T extends Tensor>(t: T, mean = 0, std = 1): T {
-  return no_grad(() => drawNormal(t, mean, std));
+  return initialise(t, (x) => drawNormal(x, mean, std));
 }
 
 export function uniform_<T extends Tensor>(t: T, a = 0, b = 1): T {
-  return no_grad(() => drawUniform(t, a, b));
+  return initialise(t, (x) => drawUniform(x, a, b));
 }
 
 export function zeros_<T extends Tensor>(t: T): T {
-  return no_grad(() => t.zero_());
+  return initialise(t, (x) => x.zero_());
 }
 
 export function ones_<T extends Tensor>(t: T): T {
-  return no_grad(() => t.fill_(1));
+  return initialise(t, (x) => x.fill_(1));
 }
 
 export function constant_<T extends Tensor>(t: T, value: number): T {
-  return no_grad(() => t.fill_(value));
+  return initialise(t, (x) => x.fill_(value));
 }
 
 function fans(t: Tensor): [number, number] {

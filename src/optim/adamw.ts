@@ -61,7 +61,7 @@ export class AdamW extends Optimizer {
 }
 
 function persistentZeros(p: Tensor): Tensor {
-  const t = Tensor.empty(p.shape, p.dtype, p.device);
+  const t = Tensor.empty(p.shape, p.dtype, p.device, true);
   t._persistent = true;
   return t;
 }

@@ -23,13 +23,14 @@ function finish(t: Tensor, options: FactoryOptions): Tensor {
   return t;
 }
 
+/** torch.empty: the values are unspecified (here: whatever the memory held). */
 export function empty(shape: readonly number[], options: FactoryOptions = {}): Tensor {
   checkShape(shape);
   return finish(Tensor.empty(shape, toDType(options.dtype ?? float32), resolveDevice(options)), options);
 }
 
 function filled(shape: readonly number[], value: number, dtype: DType, options: FactoryOptions): Tensor {
-  const t = Tensor.empty(checkShape(shape), dtype, resolveDevice(options));
+  const t = Tensor.empty(checkShape(shape), dtype, resolveDevice(options), value === 0);
   if (value !== 0) native.fill([...t.shape], t.buffer, dtype.code, 0, [...t.strides], value);
   return finish(t, options);
 }

@@ -38,10 +38,10 @@ export class Tensor {
     trackTensor(this);
   }
 
-  /** A new contiguous tensor with uninitialised (zeroed) memory. */
-  static empty(shape: readonly number[], dtype: DType = float32, device: Device = storageDevice()): Tensor {
+  /** A new contiguous tensor; its memory is uninitialised unless `zero`. */
+  static empty(shape: readonly number[], dtype: DType = float32, device: Device = storageDevice(), zero = false): Tensor {
     const numel = shape.reduce((a, b) => a * b, 1);
-    const storage = Storage.allocate(numel * dtype.itemsize, device);
+    const storage = Storage.allocate(numel * dtype.itemsize, device, zero);
     return new Tensor(storage, [...shape], contiguousStrides(shape), 0, dtype);
   }
 
