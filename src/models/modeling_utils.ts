@@ -63,10 +63,11 @@ export abstract class PreTrainedModel extends Module {
     this.tie_weights();
   }
 
-  private initWeights(modules: Module[]): void {
+  /** `force`: also modules whose initialisation was skipped under no_init_weights. */
+  private initWeights(modules: Module[], force = false): void {
     no_grad(() => {
       for (const m of modules) {
-        if (initialized.has(m)) continue;
+        if (initialized.has(m) && !force) continue;
         this._init_weights(m);
         initialized.add(m);
       }
@@ -133,7 +134,7 @@ export abstract class PreTrainedModel extends Module {
       }
     });
     const missing = Object.entries(own).filter(([, t]) => !loadedTensors.has(t)).map(([k]) => k);
-    this.initWeights(missing.map((k) => this.get_submodule(k.slice(0, Math.max(k.lastIndexOf("."), 0)))));
+    this.initWeights(missing.map((k) => this.get_submodule(k.slice(0, Math.max(k.lastIndexOf("."), 0)))), true);
     this._loading_info = { missing_keys: missing, unexpected_keys: unexpected, mismatched_keys: mismatched };
     reportLoading(cls.name, source, this._loading_info);
   }

@@ -8,6 +8,7 @@ import { linear } from "../ops/matmul.js";
 import { Module } from "./module.js";
 import { Parameter } from "./parameter.js";
 import * as init from "./init.js";
+import { floatRepr } from "../util/pyformat.js";
 
 interface DTypeOption {
   dtype?: DType | string;
@@ -90,7 +91,7 @@ export class LayerNorm extends Module {
   }
 
   override extra_repr(): string {
-    return `(${this.normalized_shape.join(", ")},), eps=${this.eps}, elementwise_affine=${this.weight ? "True" : "False"}`;
+    return `(${this.normalized_shape.join(", ")},), eps=${floatRepr(this.eps)}, elementwise_affine=${this.weight ? "True" : "False"}`;
   }
 }
 
@@ -105,7 +106,7 @@ export class Dropout extends Module {
   }
 
   override extra_repr(): string {
-    return `p=${this.p}, inplace=False`;
+    return `p=${floatRepr(this.p)}, inplace=False`;
   }
 }
 

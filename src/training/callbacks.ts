@@ -1,6 +1,6 @@
 // transformers' callback system: TrainerCallback's events, the handler that runs them in order, and the
 // stock callbacks (flow decisions, progress bars, log printing, early stopping).
-import { formatG, pyRepr } from "./pyformat.js";
+import { formatG, pyRepr } from "../util/pyformat.js";
 import { tqdm, type Tqdm } from "./progress.js";
 import { TrainerControl, TrainerState, type ExportableState } from "./trainer_state.js";
 import type { TrainingArguments } from "./training_args.js";

@@ -1,5 +1,5 @@
 // Trainer.metrics_format: how log_metrics shows each metric (runtimes as h:mm:ss.cc, flos in GF, 4 decimals).
-import { floatRepr } from "./pyformat.js";
+import { floatRepr } from "../util/pyformat.js";
 import { pyRound } from "./trainer_utils.js";
 
 function secs2timedelta(secs: number): string {

@@ -1,7 +1,7 @@
 // A tqdm progress bar: the same line format (format_meter), smoothed rate and ~10 refreshes a second on a
 // terminal. Where stderr is not a terminal (CI logs, files) carriage-return redraws would pile up, so it
 // prints a plain line at each tenth of the total (or every 10 s without a total) and the final state.
-import { floatRepr, formatFixedWidth, formatG } from "./pyformat.js";
+import { floatRepr, formatFixedWidth, formatG } from "../util/pyformat.js";
 
 export interface TqdmOptions {
   total?: number | null;

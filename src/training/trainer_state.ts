@@ -1,7 +1,7 @@
 // TrainerState and TrainerControl: what the Trainer's loop knows and what callbacks may ask of it.
 import { randomBytes } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { floatRepr } from "./pyformat.js";
+import { floatRepr } from "../util/pyformat.js";
 import type { TrainingArguments } from "./training_args.js";
 
 /** A callback whose settings and counters are saved in trainer_state.json and restored on resume. */

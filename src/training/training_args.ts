@@ -1,6 +1,6 @@
 // transformers' TrainingArguments (v5 names and defaults), with its __post_init__ derivations and checks.
 import { SCHEDULER_TYPES } from "../optim/schedules.js";
-import { floatRepr, pyRepr } from "./pyformat.js";
+import { floatRepr, pyRepr } from "../util/pyformat.js";
 
 export const INTERVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
 export const SAVE_STRATEGIES = ["no", "steps", "epoch", "best"] as const;

@@ -102,6 +102,13 @@ describe("tokenizer", () => {
     assert.deepEqual(columns, { input_ids: [[1, 2, 0, 0], [3, 0, 0, 0]], attention_mask: [[1, 1, 0, 0], [1, 0, 0, 0]] });
   });
 
+  it("returns engine tensors with return_tensors: 'pt'", () => {
+    const batch = tokenizer(["a b", "c"], { padding: true, return_tensors: "pt" });
+    assert.deepEqual(batch.input_ids.shape, [2, 4]);
+    assert.deepEqual(batch.attention_mask.tolist(), [[1, 1, 1, 1], [1, 1, 1, 0]]);
+    assert.deepEqual(tokenizer("a b", "c", { return_tensors: "pt" }).token_type_ids.tolist(), [[0, 0, 0, 0, 1, 1]]);
+  });
+
   it("refuses ragged tensors with the transformers hint", () => {
     assert.throws(() => tokenizer(["a b c", "d"], { return_tensors: "pt" }), /padding: true, truncation: true/);
   });
