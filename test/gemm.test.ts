@@ -1,4 +1,5 @@
 import { test } from "node:test";
+import { rng as unitRng } from "./helpers/rng.js";
 import assert from "node:assert/strict";
 import { native } from "../src/backend/native.js";
 
@@ -6,14 +7,8 @@ type GemmFn = typeof native.sgemm;
 
 /** Deterministic values in [-1, 1), so a failure reproduces. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const unit = unitRng(seed);
+  return () => unit() * 2 - 1;
 }
 
 function filled(n: number, rand: () => number): ArrayBuffer {

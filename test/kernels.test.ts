@@ -1,21 +1,12 @@
 // Every non-GEMM native kernel checked against a plain float64 JS reference on random data: strided and
 // broadcast views, odd sizes, sizes above the threading grain, aliased outputs, and the error paths.
 import { test } from "node:test";
+import { rng } from "./helpers/rng.js";
 import assert from "node:assert/strict";
 import { native, DTypeCode, BinaryOp, CompareOp, UnaryOp, UnaryGradOp, ReduceOp } from "../src/backend/native.js";
 
 // ---------------------------------------------------------------- helpers
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randArray(n: number, seed: number, lo = -3, hi = 3): Float32Array {
   const r = rng(seed);

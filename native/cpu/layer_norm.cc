@@ -26,17 +26,6 @@ constexpr int64_t kGrain = 32768;
 constexpr int64_t kRowsPerBlock = 32;
 constexpr int kLanes = 8;
 
-FT_INLINE double RowSum(const float* x, int64_t n) {
-  double acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j];
-  for (; i < n; ++i) acc[0] += x[i];
-  double s = 0;
-  for (int j = 0; j < kLanes; ++j) s += acc[j];
-  return s;
-}
-
 FT_INLINE double RowSquaredDeviation(const float* x, int64_t n, double mean) {
   double acc[kLanes] = {};
   int64_t i = 0;
@@ -51,7 +40,7 @@ FT_INLINE double RowSquaredDeviation(const float* x, int64_t n, double mean) {
 FT_VECTORIZE void ForwardRows(int64_t rows, int64_t n, const float* x, const float* w, const float* b, float eps,
                               float* y, float* mean, float* rstd) {
   for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
-    const double mu = RowSum(x, n) / n;
+    const double mu = SumRowDouble(x, n) / n;
     const double var = RowSquaredDeviation(x, n, mu) / n;
     const float m = static_cast<float>(mu);
     const float rs = static_cast<float>(1.0 / std::sqrt(var + eps));

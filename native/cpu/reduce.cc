@@ -34,17 +34,7 @@ constexpr int kLanes = 16;
 FT_INLINE float NanMax(float a, float b) { return (a != a || a > b) ? a : b; }
 FT_INLINE float NanMin(float a, float b) { return (a != a || a < b) ? a : b; }
 
-// Independent per-lane accumulators, combined at the end, so the loop vectorises without -ffast-math.
-FT_VECTORIZE double SumRow(const float* x, int64_t n) {
-  double acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j];
-  for (; i < n; ++i) acc[0] += x[i];
-  double s = 0;
-  for (int j = 0; j < kLanes; ++j) s += acc[j];
-  return s;
-}
+FT_VECTORIZE double SumRow(const float* x, int64_t n) { return SumRowDouble(x, n); }
 
 FT_VECTORIZE double SumSquaresRow(const float* x, int64_t n) {
   double acc[kLanes] = {};

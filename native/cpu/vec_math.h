@@ -138,4 +138,18 @@ FT_INLINE float GeluTanhGrad(float x) {
   return s + 2.0f * x * s * (1.0f - s) * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x2);
 }
 
+// The sum of n floats in double, with independent per-lane accumulators combined at the end, so the loop
+// vectorises without -ffast-math and the result does not depend on how callers split their work.
+FT_INLINE double SumRowDouble(const float* x, int64_t n) {
+  constexpr int kLanes = 8;
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j];
+  for (; i < n; ++i) acc[0] += x[i];
+  double s = 0;
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
 }  // namespace ft
