@@ -50,18 +50,29 @@ function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   let dtype = promoteTypes(a.dtype, b.dtype);
   if (op === BinaryOp.Div && !dtype.is_floating_point) dtype = float32;
   if (!dtype.is_floating_point) {
-    const xs = readFlat(a.expand(shape)).map(Number);
-    const ys = readFlat(b.expand(shape)).map(Number);
-    return fromFlat(xs.map((x, i) => JS_BINARY[op](x, ys[i])), shape, dtype === bool ? int64 : dtype);
+    return fromFlat(jsBroadcast([a, b], shape, ([x, y]) => JS_BINARY[op](x, y)), shape, dtype === bool ? int64 : dtype);
   }
+  const out = floatBroadcast(a, b, shape, float32, (a32, aStrides, b32, bStrides, o) =>
+    backendFor(o).binary(op, shape, a32.buffer, a32.offset, aStrides, b32.buffer, b32.offset, bStrides, o.buffer, 0, contiguousStrides(shape)));
+  return finishFloat(out, dtype);
+}
+
+/** Runs a float32 kernel over a and b broadcast to `shape`, into a new tensor of `outDtype`. */
+function floatBroadcast(a: Tensor, b: Tensor, shape: number[], outDtype: DType,
+  run: (a32: Tensor, aStrides: number[], b32: Tensor, bStrides: number[], out: Tensor) => void): Tensor {
   const a32 = asF32(a);
   const b32 = asF32(b);
-  const out = Tensor.empty(shape, float32, a.device);
-  backendFor(out).binary(op, shape, a32.buffer, a32.offset, broadcastStrides(a32.shape, a32.strides, shape),
-    b32.buffer, b32.offset, broadcastStrides(b32.shape, b32.strides, shape), out.buffer, 0, contiguousStrides(shape));
+  const out = Tensor.empty(shape, outDtype, a.device);
+  run(a32, broadcastStrides(a32.shape, a32.strides, shape), b32, broadcastStrides(b32.shape, b32.strides, shape), out);
   releaseTemp(a32, a);
   releaseTemp(b32, b);
-  return finishFloat(out, dtype);
+  return out;
+}
+
+/** fn over the broadcast elements of integer or bool tensors, in JS (they are small: ids, labels, masks). */
+function jsBroadcast(tensors: Tensor[], shape: number[], fn: (values: number[]) => number): number[] {
+  const columns = tensors.map((t) => readFlat(t.expand(shape)).map(Number));
+  return columns[0].map((_, i) => fn(columns.map((c) => c[i])));
 }
 
 /** t op s (or s op t) for a JS number s, without autograd. */
@@ -271,18 +282,10 @@ function compareTensors(op: CompareOp, a: Tensor, b: Tensor): Tensor {
   checkSameDevice(a, b);
   const shape = broadcastShapes(a.shape, b.shape);
   if (a.dtype.is_floating_point || b.dtype.is_floating_point) {
-    const a32 = asF32(a);
-    const b32 = asF32(b);
-    const out = Tensor.empty(shape, bool, a.device);
-    backendFor(out).compare(op, shape, a32.buffer, a32.offset, broadcastStrides(a32.shape, a32.strides, shape),
-      b32.buffer, b32.offset, broadcastStrides(b32.shape, b32.strides, shape), out.buffer, 0, contiguousStrides(shape));
-    releaseTemp(a32, a);
-    releaseTemp(b32, b);
-    return out;
+    return floatBroadcast(a, b, shape, bool, (a32, aStrides, b32, bStrides, o) =>
+      backendFor(o).compare(op, shape, a32.buffer, a32.offset, aStrides, b32.buffer, b32.offset, bStrides, o.buffer, 0, contiguousStrides(shape)));
   }
-  const xs = readFlat(a.expand(shape)).map(Number);
-  const ys = readFlat(b.expand(shape)).map(Number);
-  return fromFlat(xs.map((x, i) => (JS_COMPARE[op](x, ys[i]) ? 1 : 0)), shape, bool);
+  return fromFlat(jsBroadcast([a, b], shape, ([x, y]) => (JS_COMPARE[op](x, y) ? 1 : 0)), shape, bool);
 }
 
 function compare(op: CompareOp, a: Tensor, b: TensorOrScalar): Tensor {
@@ -320,10 +323,7 @@ export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tenso
   const dtype = promoteTypes(ta.dtype, tb.dtype);
   let out: Tensor;
   if (!dtype.is_floating_point) {
-    const c = readFlat(cond.expand(shape));
-    const xs = readFlat(ta.expand(shape)).map(Number);
-    const ys = readFlat(tb.expand(shape)).map(Number);
-    out = fromFlat(c.map((v, i) => (v ? xs[i] : ys[i])), shape, dtype);
+    out = fromFlat(jsBroadcast([cond, ta, tb], shape, ([c, x, y]) => (c ? x : y)), shape, dtype);
   } else {
     const a32 = asF32(ta);
     const b32 = asF32(tb);

@@ -108,20 +108,27 @@ export class BertSelfAttention extends Module {
   }
 }
 
-export class BertSelfOutput extends Module {
+/** dense -> dropout -> + residual -> LayerNorm: the block after attention and after the feed-forward layer. */
+abstract class BertResidualOutput extends Module {
   dense: Linear;
   LayerNorm: LayerNorm;
   dropout: Dropout;
 
-  constructor(config: BertConfig) {
+  constructor(config: BertConfig, inFeatures: number) {
     super();
-    this.dense = new Linear(config.hidden_size, config.hidden_size);
+    this.dense = new Linear(inFeatures, config.hidden_size);
     this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
     this.dropout = new Dropout(config.hidden_dropout_prob);
   }
 
   forward(hidden: Tensor, input: Tensor): Tensor {
     return this.LayerNorm(add(this.dropout(this.dense(hidden)), input));
+  }
+}
+
+export class BertSelfOutput extends BertResidualOutput {
+  constructor(config: BertConfig) {
+    super(config, config.hidden_size);
   }
 }
 
@@ -157,20 +164,9 @@ export class BertIntermediate extends Module {
   }
 }
 
-export class BertOutput extends Module {
-  dense: Linear;
-  LayerNorm: LayerNorm;
-  dropout: Dropout;
-
+export class BertOutput extends BertResidualOutput {
   constructor(config: BertConfig) {
-    super();
-    this.dense = new Linear(config.intermediate_size, config.hidden_size);
-    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
-    this.dropout = new Dropout(config.hidden_dropout_prob);
-  }
-
-  forward(hidden: Tensor, input: Tensor): Tensor {
-    return this.LayerNorm(add(this.dropout(this.dense(hidden)), input));
+    super(config, config.intermediate_size);
   }
 }
 
