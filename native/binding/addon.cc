@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unistd.h>
 #include <unordered_map>
 #include <vector>
 
@@ -98,6 +99,12 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "alloc(nbytes, zero = true): nbytes must be a whole number of bytes below 1 TiB");
   bool zero = !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
   size_t bytes = static_cast<size_t>(requested);
+  // Linux overcommits: a block larger than the machine's memory would be handed out, then kill the process
+  // when touched. Refuse it here, as PyTorch's allocator does.
+  static const size_t physical = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (bytes > physical)
+    throw Napi::RangeError::New(env, "can't allocate memory: you tried to allocate " + std::to_string(bytes) +
+                                         " bytes, more than this machine's " + std::to_string(physical) + " bytes of RAM");
   size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
   void* data = TakeBlock(size);
   if (data == nullptr) {

@@ -85,6 +85,7 @@ test("wrong dtypes and bad indices give clear errors, not crashes", () => {
   assert.throws(() => torch.ones([2]).to("cuda"), /CUDA is not available/);
   assert.throws(() => torch.ones([2]).select(0, 5), /index 5 is out of bounds for dimension 0 with size 2/);
   assert.throws(() => torch.ones([2]).sum(3), /Dimension out of range/);
+  assert.throws(() => torch.zeros([300000, 300000]), /can't allocate memory: you tried to allocate 360000000000 bytes/);
   const freed = torch.ones([2]);
   freed.dispose();
   assert.throws(() => freed.add(1), /memory has been released/);
