@@ -14,7 +14,10 @@
         "native/cpu/embedding.cc",
         "native/cpu/cross_entropy.cc",
         "native/cpu/optim.cc",
-        "native/cpu/random.cc"
+        "native/cpu/random.cc",
+        "native/cuda/search.cc",
+        "native/cuda/loader.cc",
+        "native/cuda/info.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

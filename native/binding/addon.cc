@@ -196,6 +196,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ft::RegisterCrossEntropy(env, exports);
   ft::RegisterOptim(env, exports);
   ft::RegisterRandom(env, exports);
+  ft::RegisterCuda(env, exports);
   return exports;
 }
 

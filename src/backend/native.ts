@@ -29,6 +29,26 @@ export const enum ReduceOp { Sum = 0, Max = 1, Min = 2 }
 
 type AB = ArrayBuffer;
 
+/** A CUDA library the addon opened, or why it could not (every dlopen/dlsym failure and the folders searched). */
+export type CudaLibrary = { path: string; version: string | null } | { error: string };
+
+/** What `cudaInfo()` found (native/cuda/): computed once per process, on the first call. */
+export interface CudaInfo {
+  /** a driver, at least one device and finetune's CUDA kernels: false in this build, which has no kernels */
+  available: boolean;
+  /** why `available` is false (missing or broken library, old driver, no GPU, no kernels); null when true */
+  reason: string | null;
+  /** whether this build has CUDA kernels */
+  backend: boolean;
+  /** cuDriverGetVersion: 13000 for CUDA 13.0; null when no driver answered */
+  driver_version: number | null;
+  device_count: number;
+  devices: { name: string; total_memory: number; major: number; minor: number }[];
+  libraries: { cuda: CudaLibrary; nvrtc: CudaLibrary; cublasLt: CudaLibrary };
+  /** folders looked in, in order: $CUDA_HOME's first, then /usr/local/cuda*, LD_LIBRARY_PATH, Python's nvidia wheels */
+  searched: string[];
+}
+
 export interface NativeAddon {
   // ---- memory and machine (native/binding/addon.cc)
   /** 64-byte aligned, zero-filled unless `zero` is false (then uninitialised); owned by the addon until `free` */
@@ -142,6 +162,10 @@ export interface NativeAddon {
   /** mask (uint8) = keep with probability 1-p; y = x * mask / (1-p); x, y contiguous */
   dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
     mask: AB): void;
+
+  // ---- CUDA discovery (native/cuda/): libcuda, NVRTC and cuBLASLt are dlopen()ed at run time; a missing or broken
+  // library is a `reason`, never an exception. FINETUNE_DISABLE_CUDA=1 skips loading.
+  cudaInfo(): CudaInfo;
 }
 
 function findAddon(): string {

@@ -2,6 +2,7 @@
 // its last tensor is disposed (see autograd/scope.ts for who disposes what), not when the garbage collector runs.
 import { native } from "./native.js";
 import { Device } from "../tensor/device.js";
+import { cudaUnavailableReason } from "./cuda.js";
 
 export class Storage {
   private refs = 1;
@@ -15,7 +16,7 @@ export class Storage {
   /** New memory: zero-filled when `zero`, else uninitialised (every caller then writes all of it). */
   static allocate(nbytes: number, device: Device, zero = false): Storage {
     if (device.type !== "cpu") {
-      throw new Error(`device ${device} is not available: this build runs tensors on the CPU only`);
+      throw new Error(`device ${device} is not available: ${cudaUnavailableReason()}`);
     }
     return new Storage(native.alloc(nbytes, zero), nbytes, device);
   }

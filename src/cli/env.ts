@@ -3,8 +3,8 @@ import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { native } from "../backend/native.js";
-import { cuda } from "../backend/cuda.js";
+import { native, type CudaInfo, type CudaLibrary } from "../backend/native.js";
+import { cudaInfo } from "../backend/cuda.js";
 
 function packageVersion(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -14,6 +14,26 @@ function packageVersion(): string {
     dir = path.dirname(dir);
   }
   return "unknown";
+}
+
+function libraryText(lib: CudaLibrary): string {
+  return "path" in lib ? `${lib.path}${lib.version === null ? "" : ` (${lib.version})`}` : "not loaded";
+}
+
+// What CUDA the addon found and, when it cannot be used, why: the first thing to read on a GPU machine.
+function cudaReport(): Record<string, string> {
+  const info = cudaInfo();
+  const driver = info.driver_version;
+  const device = (d: CudaInfo["devices"][number], i: number): string =>
+    `${i}: ${d.name} (${(d.total_memory / 2 ** 30).toFixed(2)} GB, compute ${d.major}.${d.minor})`;
+  const { cuda, nvrtc, cublasLt } = info.libraries;
+  return {
+    "CUDA available": info.available ? "true" : `false (${info.reason})`,
+    "CUDA driver": driver === null ? "none" : `CUDA ${Math.floor(driver / 1000)}.${Math.floor((driver % 1000) / 10)}`,
+    "GPU devices": info.devices.length === 0 ? "none" : info.devices.map(device).join("; "),
+    "CUDA libraries": `libcuda ${libraryText(cuda)}; NVRTC ${libraryText(nvrtc)}; cuBLASLt ${libraryText(cublasLt)}`,
+    "CUDA search folders": info.searched.join(", ") || "(none)",
+  };
 }
 
 export function envReport(): Record<string, string> {
@@ -27,8 +47,7 @@ export function envReport(): Record<string, string> {
     "CPU kernels": simd,
     "Compute threads": String(native.getNumThreads()),
     "System RAM": `${(os.totalmem() / 2 ** 30).toFixed(2)} GB`,
-    "CUDA available": String(cuda.is_available()),
-    "GPU devices": String(cuda.device_count()),
+    ...cudaReport(),
     "HF_ENDPOINT": process.env.HF_ENDPOINT ?? "(default)",
     "HF_HOME": process.env.HF_HOME ?? path.join(os.homedir(), ".cache", "huggingface"),
   };

@@ -4,6 +4,7 @@ import { DType, bool, float32, int64, toDType } from "../tensor/dtype.js";
 import { Device, toDevice } from "../tensor/device.js";
 import { DTypeCode } from "../backend/native.js";
 import { backendFor } from "../backend/kernels.js";
+import { cudaUnavailableReason } from "../backend/cuda.js";
 import { broadcastStrides, sameShape, formatShape } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
 import { is_grad_enabled } from "../autograd/grad_mode.js";
@@ -28,7 +29,7 @@ export function to(t: Tensor, target: ToTarget): Tensor {
   const { dtype, device } = parseTarget(target);
   if (device && !device.equals(t.device)) {
     throw new Error(
-      `cannot move a tensor to ${device}: ${device.type === "cuda" ? "CUDA is not available in this build (torch.cuda.is_available() is false)" : "unknown device"}`,
+      `cannot move a tensor to ${device}: ${device.type === "cuda" ? `CUDA is not available (torch.cuda.is_available() is false): ${cudaUnavailableReason()}` : "unknown device"}`,
     );
   }
   if (!dtype || dtype === t.dtype) return t;
