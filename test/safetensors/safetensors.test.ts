@@ -1,4 +1,5 @@
 import { test } from "node:test";
+import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,10 +14,9 @@ import {
   writeSafetensors,
   type Dtype,
   type NamedTensor,
-} from "../src/safetensors/index.js";
+} from "../../src/safetensors/index.js";
 
-// npm test runs from the repository root; the golden files sit in the shared folder beside it.
-const GOLDEN = resolve(process.cwd(), "../shared/golden/tiny-bert-seqcls");
+const GOLDEN = TINY_BERT_SEQCLS;
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), "finetune-safetensors-"));

@@ -1,7 +1,7 @@
 import { test } from "node:test";
-import { rng as unitRng } from "./helpers/rng.js";
+import { rng as unitRng } from "../helpers/rng.js";
 import assert from "node:assert/strict";
-import { native } from "../src/backend/native.js";
+import { native } from "../../src/backend/native.js";
 
 type GemmFn = typeof native.sgemm;
 

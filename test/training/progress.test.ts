@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { format_interval, format_meter, Tqdm } from "../src/training_api.js";
-import { floatRepr, formatFixed, formatG, pyRepr } from "../src/util/pyformat.js";
+import { format_interval, format_meter, Tqdm } from "../../src/training_api.js";
+import { floatRepr, formatFixed, formatG, pyRepr } from "../../src/util/pyformat.js";
 
 test("Python float formatting", () => {
   // f"{x:.4g}" as transformers prints the logs

@@ -1,9 +1,9 @@
 // Every non-GEMM native kernel checked against a plain float64 JS reference on random data: strided and
 // broadcast views, odd sizes, sizes above the threading grain, aliased outputs, and the error paths.
 import { test } from "node:test";
-import { rng } from "./helpers/rng.js";
+import { rng } from "../helpers/rng.js";
 import assert from "node:assert/strict";
-import { native, DTypeCode, BinaryOp, CompareOp, UnaryOp, UnaryGradOp, ReduceOp } from "../src/backend/native.js";
+import { native, DTypeCode, BinaryOp, CompareOp, UnaryOp, UnaryGradOp, ReduceOp } from "../../src/backend/native.js";
 
 // ---------------------------------------------------------------- helpers
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { evaluate } from "../src/training_api.js";
+import { evaluate } from "../../src/training_api.js";
 
 const close = (actual: unknown, expected: number, tol = 1e-12) =>
   assert.ok(typeof actual === "number" && Math.abs(actual - expected) <= tol, `${actual} != ${expected}`);

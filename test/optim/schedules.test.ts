@@ -1,12 +1,14 @@
 import { test } from "node:test";
+import path from "node:path";
+import { GOLDEN } from "../helpers/paths.js";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { lrLambdaFor } from "../src/training_api.js";
+import { lrLambdaFor } from "../../src/training_api.js";
 
 const close = (actual: number, expected: number, tol = 1e-12) => assert.ok(Math.abs(actual - expected) <= tol, `${actual} != ${expected}`);
 
 test("golden trainer trajectory: linear, warmup 4, 32 steps, lr 1e-3 gives the logged learning rates exactly", () => {
-  const trace = JSON.parse(readFileSync(new URL("../../../shared/golden/trainer-trajectory/trace.json", import.meta.url), "utf8"));
+  const trace = JSON.parse(readFileSync(path.join(GOLDEN, "trainer-trajectory", "trace.json"), "utf8"));
   const lambda = lrLambdaFor("linear", { num_warmup_steps: 4, num_training_steps: 32 });
   assert.equal(trace.steps.length, 32);
   // step k is logged after scheduler.step(), with the lr step k ran at: base_lr · λ(k − 1)

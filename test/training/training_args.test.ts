@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parse_training_cli, TrainingArguments } from "../src/training_api.js";
+import { parse_training_cli, TrainingArguments } from "../../src/training_api.js";
 
 test("transformers 5 defaults", () => {
   const args = new TrainingArguments("test-trainer");

@@ -13,7 +13,7 @@ import {
   TrainerState,
   TrainingArguments,
   type TrainingArgumentsOptions,
-} from "../src/training_api.js";
+} from "../../src/training_api.js";
 
 /** Runs DefaultFlowCallback.on_step_end for each step; returns the steps at which each flag was raised. */
 function flow(options: TrainingArgumentsOptions, max_steps: number) {
