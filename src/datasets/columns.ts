@@ -18,7 +18,6 @@ function build(values: readonly unknown[], feature: FeatureType): arrow.Vector {
     const flat = flat_typed(values, type);
     if (flat) return arrow.makeVector(flat as never);
     if (feature instanceof Sequence && arrow.DataType.isList(type)) {
-      const child_type = type.children[0]!.type;
       const offsets = new Int32Array(values.length + 1);
       const rows = values as readonly unknown[][];
       for (let i = 0; i < rows.length; i++) {

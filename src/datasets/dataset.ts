@@ -5,7 +5,7 @@ import * as arrow from "apache-arrow";
 import fs from "node:fs";
 import path from "node:path";
 import { inspect } from "node:util";
-import { file_sink, memory_sink, read_arrow_file, write_table, type TableSink } from "./arrow_file.js";
+import { file_sink, memory_sink, read_arrow_file, type TableSink } from "./arrow_file.js";
 import { build_column, column_values, infer_feature, to_js } from "./columns.js";
 import { ClassLabel, Features, Sequence, Value, type FeatureType } from "./features.js";
 import { hash_value, update_fingerprint } from "./fingerprint.js";

@@ -3,7 +3,7 @@ import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import {
   DTYPE_ITEMSIZE,
   SafetensorsError,
