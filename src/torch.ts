@@ -7,7 +7,7 @@ import * as creation from "./tensor/creation.js";
 import * as ops from "./ops/index.js";
 import { no_grad, enable_grad, is_grad_enabled, set_grad_enabled } from "./autograd/grad_mode.js";
 import { native } from "./backend/native.js";
-import { cuda } from "./backend/cuda.js";
+import { backends, cuda } from "./backend/cuda.js";
 import * as nn from "./nn/index.js";
 import { AdamW, SGD, Optimizer, LambdaLR } from "./optim/index.js";
 
@@ -32,6 +32,7 @@ export const torch = {
   bool: dtypes.bool,
   device: (spec: string | Device, index?: number) => new Device(spec, index),
   cuda,
+  backends,
   nn,
   optim: { AdamW, SGD, Optimizer, lr_scheduler: { LambdaLR } },
 

@@ -197,6 +197,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ft::RegisterOptim(env, exports);
   ft::RegisterRandom(env, exports);
   ft::RegisterCuda(env, exports);
+  Napi::Object cuda = Napi::Object::New(env);
+  ft::RegisterCudaMemory(env, cuda);
+  ft::RegisterCudaGemm(env, cuda);
+  ft::RegisterCudaKernels(env, cuda);
+  exports.Set("cuda", cuda);
   return exports;
 }
 

@@ -17,4 +17,10 @@ void RegisterOptim(Napi::Env env, Napi::Object exports);
 void RegisterRandom(Napi::Env env, Napi::Object exports);
 void RegisterCuda(Napi::Env env, Napi::Object exports);
 
+// native.cuda: the same kernel contract on device handles. The addon creates the `cuda` object once; each family
+// adds its functions to it (native/cuda/memory.cc, gemm.cc, kernels/register.cc).
+void RegisterCudaMemory(Napi::Env env, Napi::Object cuda);
+void RegisterCudaGemm(Napi::Env env, Napi::Object cuda);
+void RegisterCudaKernels(Napi::Env env, Napi::Object cuda);
+
 }  // namespace ft

@@ -4,13 +4,10 @@
 
 #include "binding/registry.h"
 #include "cuda/loader.h"
+#include "cuda/runtime.h"
 
 namespace ft {
 namespace {
-
-// This build has no CUDA kernels yet: a working driver and GPU still leave tensors on the CPU, and saying so is
-// the honest answer to torch.cuda.is_available().
-constexpr bool kKernelsBuilt = false;
 
 Napi::Value LibraryJs(Napi::Env env, const cuda::Library& lib) {
   Napi::Object o = Napi::Object::New(env);
@@ -23,24 +20,15 @@ Napi::Value LibraryJs(Napi::Env env, const cuda::Library& lib) {
   return o;
 }
 
-std::string KernelsMissingReason(const cuda::CudaState& s) {
-  std::string names;
-  for (const cuda::Device& d : s.devices) names += (names.empty() ? "" : ", ") + d.name;
-  size_t n = s.devices.size();
-  return "finetune's CUDA kernels are not built yet (CPU only); found driver " + s.cuda.version + ", " +
-         std::to_string(n) + (n == 1 ? " device (" : " devices (") + names + ")";
-}
-
 Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const cuda::CudaState& s = cuda::GetCuda();
   Napi::Object o = Napi::Object::New(env);
-  bool usable = s.problem.empty();
-  o.Set("available", usable && kKernelsBuilt);
-  o.Set("backend", kKernelsBuilt);
-  if (!usable) o.Set("reason", s.problem);
-  else if (!kKernelsBuilt) o.Set("reason", KernelsMissingReason(s));
-  else o.Set("reason", env.Null());
+  // Usable means driver, device, NVRTC and cuBLASLt found; the context starts on first use (native.cuda).
+  std::string reason = cuda::UnusableReason();
+  o.Set("available", reason.empty());
+  o.Set("backend", true);
+  o.Set("reason", reason.empty() ? env.Null() : Napi::String::New(env, reason));
   o.Set("driver_version", s.driver_version > 0 ? Napi::Number::New(env, s.driver_version) : env.Null());
   o.Set("device_count", static_cast<double>(s.devices.size()));
   Napi::Array devices = Napi::Array::New(env, s.devices.size());

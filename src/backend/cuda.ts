@@ -1,5 +1,6 @@
-// torch.cuda, answered from what the addon's CUDA loader found (native/cuda/). This build has no CUDA kernels, so
-// CUDA is never available yet; the loader still reports the driver, GPUs and libraries it sees, and why not.
+// torch.cuda, answered from what the addon's CUDA loader found (native/cuda/): available when the driver, a GPU,
+// NVRTC and cuBLASLt are there; otherwise the loader still reports what it sees, and why not. Memory statistics
+// come from native.cuda's caching allocator.
 import { native, type CudaInfo } from "./native.js";
 
 let cached: CudaInfo | undefined;
@@ -46,12 +47,33 @@ export const cuda = {
   }),
   synchronize: (): void => {
     requireCuda("synchronize");
+    native.cuda.synchronize();
   },
-  memory_allocated: (): number => 0,
-  max_memory_allocated: (): number => 0,
-  memory_reserved: (): number => 0,
-  reset_peak_memory_stats: (): void => {},
-  empty_cache: (): void => {},
+  // Without CUDA PyTorch's statistics read 0 and empty_cache does nothing; so do ours.
+  memory_allocated: (): number => (cudaInfo().available ? native.cuda.memoryAllocated() : 0),
+  max_memory_allocated: (): number => (cudaInfo().available ? native.cuda.maxMemoryAllocated() : 0),
+  memory_reserved: (): number =>
+    cudaInfo().available ? native.cuda.memoryAllocated() + native.cuda.cachedBytes() : 0,
+  reset_peak_memory_stats: (): void => {
+    if (cudaInfo().available) native.cuda.resetPeakMemoryStats();
+  },
+  empty_cache: (): void => {
+    if (cudaInfo().available) native.cuda.emptyCache();
+  },
   manual_seed: (_seed: number): void => {},
   manual_seed_all: (_seed: number): void => {},
+};
+
+/** torch.backends.cuda.matmul: `allow_tf32` (default false, as in PyTorch) lets float32 GEMMs use TF32 tensor cores. */
+export const backends = {
+  cuda: {
+    matmul: {
+      get allow_tf32(): boolean {
+        return native.cuda.getAllowTf32();
+      },
+      set allow_tf32(allow: boolean) {
+        native.cuda.setAllowTf32(allow);
+      },
+    },
+  },
 };

@@ -1,7 +1,6 @@
 // The device seam: tensor-level kernel calls. Ops hand it tensors (storage + layout); it picks the backend of
-// their device. Only the CPU backend (the native addon) exists in this build; a CUDA backend implements the
-// same calls on device memory.
-import { native } from "./native.js";
+// their device: the native addon's CPU kernels, or native.cuda, the same contract on device handles.
+import { native, type Kernels } from "./native.js";
 import type { Tensor } from "../tensor/tensor.js";
 
 export function checkSameDevice(...tensors: (Tensor | null | undefined)[]): void {
@@ -15,8 +14,7 @@ export function checkSameDevice(...tensors: (Tensor | null | undefined)[]): void
   }
 }
 
-/** The native entry points for a tensor's device. */
-export function backendFor(t: Tensor): typeof native {
-  if (t.device.type !== "cpu") throw new Error(`no backend for device ${t.device} in this build`);
-  return native;
+/** The kernel entry points for a tensor's device. A CUDA tensor exists only where native.cuda works. */
+export function backendFor(t: Tensor): Kernels {
+  return t.device.type === "cpu" ? native : native.cuda;
 }

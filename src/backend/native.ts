@@ -166,6 +166,49 @@ export interface NativeAddon {
   // ---- CUDA discovery (native/cuda/): libcuda, NVRTC and cuBLASLt are dlopen()ed at run time; a missing or broken
   // library is a `reason`, never an exception. FINETUNE_DISABLE_CUDA=1 skips loading.
   cudaInfo(): CudaInfo;
+
+  /** The CUDA backend (native/cuda/): the kernel contract above on device handles. */
+  cuda: CudaAddon;
+}
+
+/** The kernel entry points, the same on every device (src/backend/kernels.ts picks the device's). */
+export type KernelName =
+  | "sgemm" | "copy" | "fill" | "binary" | "binaryScalar" | "compare" | "unary" | "unaryGrad" | "where" | "biasGelu"
+  | "reduce" | "argmax" | "sumSquares" | "scaleMany" | "softmaxForward" | "softmaxBackward" | "maskedSoftmaxForward"
+  | "layerNormForward" | "layerNormBackward" | "embeddingForward" | "embeddingBackward" | "crossEntropyForward"
+  | "crossEntropyBackward" | "adamw" | "uniform" | "normal" | "dropout";
+export type Kernels = Pick<NativeAddon, KernelName>;
+
+/**
+ * native.cuda: every kernel of the CPU contract under the same name and signature, where each buffer argument is
+ * a device handle: an empty ArrayBuffer (byteLength 0, so JS cannot touch device memory) from `alloc`. Passing host
+ * memory where a device handle is expected is a TypeError naming the argument. All work is queued in order on one
+ * stream; only `copyDeviceToHost`, `synchronize` and kernels that return a number (sumSquares) wait for it.
+ * Without a usable GPU every function except the tf32 setting throws an Error with cudaInfo().reason.
+ */
+export interface CudaAddon extends Kernels {
+  /** device memory from the caching allocator, zero-filled unless `zero` is false */
+  alloc(nbytes: number, zero?: boolean): AB;
+  /** returns the memory to the cache now (stream order makes reuse safe); a second call is a no-op */
+  free(handle: AB): void;
+  /** bytes taken from the cache (tensors, scratch, cuBLASLt's workspace): torch.cuda.memory_allocated */
+  memoryAllocated(): number;
+  /** the same, under the host contract's name */
+  liveBytes(): number;
+  maxMemoryAllocated(): number;
+  resetPeakMemoryStats(): void;
+  /** freed bytes kept for reuse (memory_reserved() - memory_allocated()) */
+  cachedBytes(): number;
+  /** waits for the stream, then returns the cached blocks to the driver */
+  emptyCache(): void;
+  synchronize(): void;
+  copyHostToDevice(host: AB, hostByteOffset: number, device: AB, deviceByteOffset: number, nbytes: number): void;
+  /** waits for the copy: `host` holds the values on return */
+  copyDeviceToHost(device: AB, deviceByteOffset: number, host: AB, hostByteOffset: number, nbytes: number): void;
+  copyDeviceToDevice(src: AB, srcByteOffset: number, dst: AB, dstByteOffset: number, nbytes: number): void;
+  /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
+  setAllowTf32(allow: boolean): void;
+  getAllowTf32(): boolean;
 }
 
 function findAddon(): string {

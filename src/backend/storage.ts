@@ -1,8 +1,9 @@
 // A block of device memory shared by a tensor and its views, reference-counted so that it is released the moment
 // its last tensor is disposed (see autograd/scope.ts for who disposes what), not when the garbage collector runs.
+// Host memory is an ArrayBuffer from native.alloc; CUDA memory a device handle from native.cuda.alloc.
 import { native } from "./native.js";
 import { Device } from "../tensor/device.js";
-import { cudaUnavailableReason } from "./cuda.js";
+import { cudaInfo, cudaUnavailableReason } from "./cuda.js";
 
 export class Storage {
   private refs = 1;
@@ -15,10 +16,12 @@ export class Storage {
 
   /** New memory: zero-filled when `zero`, else uninitialised (every caller then writes all of it). */
   static allocate(nbytes: number, device: Device, zero = false): Storage {
-    if (device.type !== "cpu") {
-      throw new Error(`device ${device} is not available: ${cudaUnavailableReason()}`);
+    if (device.type === "cpu") return new Storage(native.alloc(nbytes, zero), nbytes, device);
+    if (!cudaInfo().available) throw new Error(`device ${device} is not available: ${cudaUnavailableReason()}`);
+    if ((device.index ?? 0) !== 0) {
+      throw new Error(`device ${device} is not available: finetune drives one GPU, cuda:0 (set CUDA_VISIBLE_DEVICES to choose it)`);
     }
-    return new Storage(native.alloc(nbytes, zero), nbytes, device);
+    return new Storage(native.cuda.alloc(nbytes, zero), nbytes, device);
   }
 
   get released(): boolean {
@@ -33,6 +36,6 @@ export class Storage {
 
   release(): void {
     if (this.refs === 0) return;
-    if (--this.refs === 0) native.free(this.buffer);
+    if (--this.refs === 0) (this.device.type === "cpu" ? native : native.cuda).free(this.buffer);
   }
 }

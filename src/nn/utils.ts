@@ -2,6 +2,7 @@
 import type { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import { native } from "../backend/native.js";
+import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { fromFlat } from "../tensor/creation.js";
 
 function gradsOf(parameters: Iterable<Tensor> | Tensor): Tensor[] {
@@ -10,12 +11,14 @@ function gradsOf(parameters: Iterable<Tensor> | Tensor): Tensor[] {
   for (const g of grads) {
     if (g.dtype !== float32 || !g.isExclusive()) throw new Error("clip_grad_norm_: gradients must be contiguous float32 tensors");
   }
+  checkSameDevice(...grads);
   return grads;
 }
 
 /** The 2-norm of all gradients together (a JS number). */
 export function gradNorm(grads: Tensor[]): number {
-  return Math.sqrt(native.sumSquares(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel())));
+  const kernels = grads.length > 0 ? backendFor(grads[0]) : native;
+  return Math.sqrt(kernels.sumSquares(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel())));
 }
 
 /** Scales the gradients so that their total 2-norm is at most max_norm; returns the norm before clipping. */
@@ -28,7 +31,7 @@ export function clip_grad_norm_(parameters: Iterable<Tensor> | Tensor, max_norm:
   }
   // torch computes clip_coef = max_norm / (total_norm + 1e-6) in float32 and clamps it at 1.
   const coef = Math.fround(Math.fround(max_norm) / Math.fround(Math.fround(total) + 1e-6));
-  if (coef < 1) native.scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), coef);
+  if (coef < 1 && grads.length > 0) backendFor(grads[0]).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), coef);
   return fromFlat([total], [], float32);
 }
 

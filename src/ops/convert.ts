@@ -4,9 +4,10 @@ import { DType, bool, float32, int64, toDType } from "../tensor/dtype.js";
 import { Device, toDevice } from "../tensor/device.js";
 import { DTypeCode } from "../backend/native.js";
 import { backendFor } from "../backend/kernels.js";
-import { cudaUnavailableReason } from "../backend/cuda.js";
+import { native } from "../backend/native.js";
+import { cudaInfo, cudaUnavailableReason } from "../backend/cuda.js";
 import { broadcastStrides, sameShape, formatShape } from "../tensor/shape.js";
-import { convertContiguous } from "../tensor/creation.js";
+import { convertContiguous, transferContiguous, transferInto } from "../tensor/creation.js";
 import { is_grad_enabled } from "../autograd/grad_mode.js";
 import { record } from "./record.js";
 
@@ -28,9 +29,21 @@ function parseTarget(target: ToTarget): { dtype?: DType; device?: Device } {
 export function to(t: Tensor, target: ToTarget): Tensor {
   const { dtype, device } = parseTarget(target);
   if (device && !device.equals(t.device)) {
-    throw new Error(
-      `cannot move a tensor to ${device}: ${device.type === "cuda" ? `CUDA is not available (torch.cuda.is_available() is false): ${cudaUnavailableReason()}` : "unknown device"}`,
-    );
+    if (device.type === "cuda" && !cudaInfo().available) {
+      throw new Error(
+        `cannot move a tensor to ${device}: CUDA is not available (torch.cuda.is_available() is false): ${cudaUnavailableReason()}`,
+      );
+    }
+    t.checkAlive();
+    // The dtype changes on the CPU side: before an upload, after a download (host casts need no kernel launch).
+    const castFirst = dtype && dtype !== t.dtype && t.device.type === "cpu";
+    const source = castFirst ? to(t, dtype) : t;
+    const moved = record(transferContiguous(source, device), "ToCopy", [source], (g) => [transferContiguous(g, source.device)]);
+    if (source !== t && !source.requires_grad) source.dispose();
+    if (!dtype || dtype === moved.dtype) return moved;
+    const cast = to(moved, dtype);
+    if (!moved.requires_grad) moved.dispose();
+    return cast;
   }
   if (!dtype || dtype === t.dtype) return t;
   t.checkAlive();
@@ -51,10 +64,23 @@ export function clone(t: Tensor): Tensor {
   return record(convertContiguous(t, t.dtype), "Clone", [t], (g) => [g]);
 }
 
-/** Writes `src` (broadcast to dst's shape, cast to its dtype) into dst's memory. */
+/** Writes `src` (broadcast to dst's shape, cast to its dtype) into dst's memory; `src` may be on another device. */
 export function copy_<T extends Tensor>(dst: T, src: Tensor): T {
   checkInplace(dst);
   src.checkAlive();
+  if (!src.device.equals(dst.device)) {
+    // Loading weights onto the GPU: one copy straight into dst when nothing needs broadcasting or casting.
+    if (src.dtype === dst.dtype && sameShape(src.shape, dst.shape) && dst.is_contiguous()) {
+      transferInto(src, dst);
+      return dst;
+    }
+    const moved = transferContiguous(src, dst.device);
+    try {
+      return copy_(dst, moved);
+    } finally {
+      moved.dispose();
+    }
+  }
   const strides = broadcastStrides(src.shape, src.strides, dst.shape);
   backendFor(dst).copy([...dst.shape], src.buffer, src.dtype.code, src.offset, strides, dst.buffer, dst.dtype.code, dst.offset, [...dst.strides]);
   return dst;
@@ -104,8 +130,13 @@ export function toTypedArray(t: Tensor): Float32Array | BigInt64Array | Int32Arr
   const out = new Tensor(t.storage.retain(), t.shape, t.strides, t.offset, t.dtype);
   try {
     const flat = dtype === t.dtype && t.is_contiguous() ? out : convertContiguous(out, dtype);
-    const buffer = flat.buffer;
-    const byteOffset = flat.offset * dtype.itemsize;
+    let buffer = flat.buffer;
+    let byteOffset = flat.offset * dtype.itemsize;
+    if (flat.device.type !== "cpu") {
+      buffer = new ArrayBuffer(n * dtype.itemsize);
+      native.cuda.copyDeviceToHost(flat.buffer, byteOffset, buffer, 0, buffer.byteLength);
+      byteOffset = 0;
+    }
     let result: Float32Array | BigInt64Array | Int32Array | Uint8Array;
     switch (dtype.code) {
       case DTypeCode.F32: result = new Float32Array(buffer, byteOffset, n).slice(); break;
@@ -117,6 +148,22 @@ export function toTypedArray(t: Tensor): Float32Array | BigInt64Array | Int32Arr
     return result;
   } finally {
     out.dispose();
+  }
+}
+
+/** The raw bytes of the values, row-major, in host memory (a copy), whatever the device and dtype. */
+export function toHostBytes(t: Tensor): Uint8Array {
+  t.checkAlive();
+  const flat = t.is_contiguous() ? t : convertContiguous(t, t.dtype);
+  try {
+    const nbytes = t.numel() * t.dtype.itemsize;
+    const byteOffset = flat.offset * t.dtype.itemsize;
+    if (flat.device.type === "cpu") return new Uint8Array(flat.buffer, byteOffset, nbytes).slice();
+    const out = new Uint8Array(nbytes);
+    native.cuda.copyDeviceToHost(flat.buffer, byteOffset, out.buffer, 0, nbytes);
+    return out;
+  } finally {
+    if (flat !== t) flat.dispose();
   }
 }
 

@@ -1,7 +1,7 @@
 // torch.optim.AdamW (decoupled weight decay), every parameter of a group updated by one native call.
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
-import { native } from "../backend/native.js";
+import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { Optimizer, type ParamsArg } from "./optimizer.js";
 
 export interface AdamWOptions {
@@ -46,7 +46,8 @@ export class AdamW extends Optimizer {
       }
       for (const [step, params] of byStep) {
         const states = params.map((p) => this.state.get(p)!);
-        native.adamw(
+        checkSameDevice(...params, ...params.map((p) => p.grad!));
+        backendFor(params[0]).adamw(
           params.map((p) => p.buffer),
           params.map((p) => p.grad!.buffer),
           states.map((s) => (s.exp_avg as Tensor).buffer),

@@ -1,11 +1,12 @@
 // safetensors <-> engine tensors: load a file as named tensors, save named tensors.
 import { Tensor } from "../tensor/tensor.js";
+import { toHostBytes } from "../ops/convert.js";
 import { fromSafetensorsName } from "../tensor/dtype.js";
 import { readSafetensors, type SafetensorsFile } from "./read.js";
 import { writeSafetensors, type NamedTensor } from "./write.js";
 import type { Dtype } from "./format.js";
 
-/** One tensor of an open file, copied into engine memory. */
+/** One tensor of an open file, copied into engine memory on the CPU (Module.to moves it). */
 export function tensorFromFile(st: SafetensorsFile, name: string): Tensor {
   const info = st.info(name);
   const dtype = fromSafetensorsName(info.dtype);
@@ -34,9 +35,7 @@ export function save_file(tensors: Record<string, Tensor>, file: string, metadat
   for (const [name, t] of Object.entries(tensors)) {
     if (seen.has(t)) continue;
     seen.add(t);
-    const c = t.contiguous();
-    entries.push({ name, dtype: t.dtype.safetensors as Dtype, shape: [...t.shape], data: new Uint8Array(c.buffer, c.offset * t.dtype.itemsize, t.numel() * t.dtype.itemsize).slice() });
-    if (c !== t) c.dispose();
+    entries.push({ name, dtype: t.dtype.safetensors as Dtype, shape: [...t.shape], data: toHostBytes(t) });
   }
   writeSafetensors(file, entries, metadata);
 }

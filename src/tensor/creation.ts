@@ -3,6 +3,7 @@ import { Tensor } from "./tensor.js";
 import { DType, bool, float32, int32, int64, toDType } from "./dtype.js";
 import { Device, toDevice } from "./device.js";
 import { native } from "../backend/native.js";
+import { backendFor } from "../backend/kernels.js";
 import { contiguousStrides, numelOf } from "./shape.js";
 
 export interface FactoryOptions {
@@ -31,7 +32,7 @@ export function empty(shape: readonly number[], options: FactoryOptions = {}): T
 
 function filled(shape: readonly number[], value: number, dtype: DType, options: FactoryOptions): Tensor {
   const t = Tensor.empty(checkShape(shape), dtype, resolveDevice(options), value === 0);
-  if (value !== 0) native.fill([...t.shape], t.buffer, dtype.code, 0, [...t.strides], value);
+  if (value !== 0) backendFor(t).fill([...t.shape], t.buffer, dtype.code, 0, [...t.strides], value);
   return finish(t, options);
 }
 
@@ -114,17 +115,19 @@ function flattenInto(data: Nested, shape: number[], depth: number, out: (number 
   for (const item of data) flattenInto(item, shape, depth + 1, out);
 }
 
-/** A tensor from a flat list of numbers in row-major order. */
+/** A tensor from a flat list of numbers in row-major order; JS values are written on the host, then moved. */
 export function fromFlat(values: ArrayLike<number>, shape: readonly number[], dtype: DType, options: FactoryOptions = {}): Tensor {
   checkShape(shape);
   if (values.length !== numelOf(shape)) throw new RangeError(`fromFlat: ${values.length} values for shape [${shape}]`);
+  const device = resolveDevice(options);
+  if (device.type !== "cpu") return finish(moveOwned(fromFlat(values, shape, dtype), device), options);
   if (dtype === int64 || dtype === int32) {
-    const t = Tensor.empty(shape, int64, resolveDevice(options));
+    const t = Tensor.empty(shape, int64);
     const view = new BigInt64Array(t.buffer, 0, values.length);
     for (let i = 0; i < values.length; i++) view[i] = BigInt(Math.trunc(values[i]));
     return finish(dtype === int64 ? t : convertOwned(t, dtype), options);
   }
-  const staging = Tensor.empty(shape, float32, resolveDevice(options));
+  const staging = Tensor.empty(shape, float32);
   new Float32Array(staging.buffer, 0, values.length).set(values);
   return finish(dtype === float32 ? staging : convertOwned(staging, dtype), options);
 }
@@ -136,19 +139,59 @@ function fromTypedArray(data: ArrayBufferView, options: FactoryOptions): Tensor 
   else if (data instanceof Int32Array) source = int32;
   else if (data instanceof Uint8Array) source = bool;
   else throw new TypeError(`tensor(data): unsupported typed array ${data.constructor.name}`);
+  const device = resolveDevice(options);
+  if (device.type !== "cpu") return finish(moveOwned(fromTypedArray(data, { dtype: options.dtype }), device), options);
   const n = (data as Float32Array).length;
-  const t = Tensor.empty([n], source, resolveDevice(options));
+  const t = Tensor.empty([n], source);
   if (data instanceof Float64Array) new Float32Array(t.buffer, 0, n).set(data);
   else new Uint8Array(t.buffer, 0, n * source.itemsize).set(new Uint8Array(data.buffer, data.byteOffset, n * source.itemsize));
   const dtype = options.dtype ? toDType(options.dtype) : source;
   return finish(dtype === source ? t : convertOwned(t, dtype), options);
 }
 
-/** A contiguous copy of `t` in another dtype (no autograd). */
+/** A contiguous copy of `t` in another dtype, on its device (no autograd). */
 export function convertContiguous(t: Tensor, dtype: DType): Tensor {
   const out = Tensor.empty(t.shape, dtype, t.device);
-  native.copy([...t.shape], t.buffer, t.dtype.code, t.offset, [...t.strides], out.buffer, dtype.code, 0, contiguousStrides(t.shape));
+  backendFor(t).copy([...t.shape], t.buffer, t.dtype.code, t.offset, [...t.strides], out.buffer, dtype.code, 0, contiguousStrides(t.shape));
   return out;
+}
+
+/**
+ * A contiguous copy of `t` on another device, same dtype (no autograd): one host<->device copy of the contiguous
+ * values; a strided `t` is first made contiguous on its own device.
+ */
+export function transferContiguous(t: Tensor, device: Device): Tensor {
+  const out = Tensor.empty(t.shape, t.dtype, device);
+  try {
+    transferInto(t, out);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
+  return out;
+}
+
+/** Writes `src` into `dst`, a contiguous tensor of the same shape and dtype on another device. */
+export function transferInto(src: Tensor, dst: Tensor): void {
+  const flat = src.is_contiguous() ? src : convertContiguous(src, src.dtype);
+  try {
+    const size = src.dtype.itemsize;
+    const [from, to, nbytes] = [flat.offset * size, dst.offset * size, src.numel() * size];
+    if (dst.device.type === "cpu") native.cuda.copyDeviceToHost(flat.buffer, from, dst.buffer, to, nbytes);
+    else if (flat.device.type === "cpu") native.cuda.copyHostToDevice(flat.buffer, from, dst.buffer, to, nbytes);
+    else native.cuda.copyDeviceToDevice(flat.buffer, from, dst.buffer, to, nbytes);
+  } finally {
+    if (flat !== src) flat.dispose();
+  }
+}
+
+/** Moves a temporary and releases it. */
+function moveOwned(t: Tensor, device: Device): Tensor {
+  try {
+    return transferContiguous(t, device);
+  } finally {
+    t.dispose();
+  }
 }
 
 /** Converts a temporary and releases it. */

@@ -119,6 +119,8 @@ export class Trainer {
     this.args = args ?? new TrainingArguments("trainer_output");
     set_seed(this.args.seed);
     this.model = model;
+    // transformers places the model on args.device; on the CPU there is nothing to move.
+    if (this.args.device.type !== "cpu") model.to(this.args.device);
     this.processing_class = options.processing_class ?? options.tokenizer ?? null;
     this.data_collator =
       options.data_collator ??
@@ -278,18 +280,32 @@ export class Trainer {
   }
 
   /** Forward and backward on one batch; returns the loss (divided over the accumulation steps) as a number. */
-  training_step(model: TrainableModel, inputs: Batch, accumulation_steps = 1): number {
+  training_step(model: TrainableModel, batch: Batch, accumulation_steps = 1): number {
     model.train();
-    const [loss, outputs] = this.compute_loss(model, inputs, true);
-    const scaled = accumulation_steps > 1 ? loss.div(accumulation_steps) : loss;
-    const value = scaled.item();
-    if (!Number.isFinite(value)) {
+    const inputs = this._prepare_inputs(batch);
+    try {
+      const [loss, outputs] = this.compute_loss(model, inputs, true);
+      const scaled = accumulation_steps > 1 ? loss.div(accumulation_steps) : loss;
+      const value = scaled.item();
+      if (!Number.isFinite(value)) {
+        disposeOutputs(outputs, scaled, loss);
+        throw new NonFiniteLossError(value);
+      }
+      scaled.backward();
       disposeOutputs(outputs, scaled, loss);
-      throw new NonFiniteLossError(value);
+      return value;
+    } finally {
+      disposeMoved(inputs, batch);
     }
-    scaled.backward();
-    disposeOutputs(outputs, scaled, loss);
-    return value;
+  }
+
+  /** The batch on args.device: the collator builds it on the CPU. The caller still owns `batch`. */
+  _prepare_inputs(batch: Batch): Batch {
+    const device = this.args.device;
+    if (device.type === "cpu") return batch;
+    const out: Batch = {};
+    for (const [k, v] of Object.entries(batch)) out[k] = v instanceof Tensor ? v.to(device) : v;
+    return out;
   }
 
   // ---- training
@@ -598,7 +614,9 @@ export class Trainer {
     let loss_sum = 0;
     let loss_count = 0;
     let num_samples = 0;
-    for (const inputs of dataloader) {
+    for (const batch of dataloader) {
+      const inputs = this._prepare_inputs(batch);
+      disposeMoved(batch, inputs);
       const batch_size = findBatchSize(inputs);
       num_samples += batch_size;
       const has_labels = this.label_names.every((k) => inputs[k] !== undefined);
@@ -661,6 +679,12 @@ function disposeOutputs(outputs: Record<string, unknown>, ...extra: Tensor[]): v
       t.dispose();
     }
   }
+}
+
+/** Disposes the tensors of `batch` that `other` does not share (the copies or originals of a device move). */
+function disposeMoved(batch: Batch, other: Batch): void {
+  if (batch === other) return;
+  for (const [k, v] of Object.entries(batch)) if (v instanceof Tensor && v !== other[k]) v.dispose();
 }
 
 function findBatchSize(inputs: Batch): number {

@@ -1,6 +1,8 @@
 // transformers' TrainingArguments (v5 names and defaults), with its __post_init__ derivations and checks.
 import { SCHEDULER_TYPES } from "../optim/schedules.js";
 import { floatRepr, pyRepr } from "../util/pyformat.js";
+import { Device } from "../tensor/device.js";
+import { cuda } from "../backend/cuda.js";
 
 export const INTERVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
 export const SAVE_STRATEGIES = ["no", "steps", "epoch", "best"] as const;
@@ -383,6 +385,11 @@ export class TrainingArguments {
     for (const name of ["per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"] as const) {
       if (this[name] < 1) throw new Error(`--${name} must be at least 1, got ${this[name]}`);
     }
+  }
+
+  /** The device the Trainer puts the model and batches on: the GPU when CUDA is available, unless use_cpu. */
+  get device(): Device {
+    return !this.use_cpu && cuda.is_available() ? new Device("cuda:0") : new Device("cpu");
   }
 
   /** One process drives one device. */

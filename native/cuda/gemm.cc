@@ -1,0 +1,307 @@
+// native.cuda.sgemm: the CPU sgemm contract (native/cpu/gemm.cc) on cuBLASLt, loaded at run time.
+//
+// cuBLASLt is column-major. A row-major matrix read column-major is its transpose, so row-major
+// C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's "A" is our B, its "B" is our A, and M and N
+// swap. The types and enum values below are cublasLt.h's (CUDA 12 and 13 agree on all of them).
+#include <dlfcn.h>
+#include <napi.h>
+
+#include <cstring>
+#include <string>
+#include <unordered_map>
+
+#include "binding/registry.h"
+#include "common/args.h"
+#include "cuda/runtime.h"
+
+namespace ft {
+namespace {
+
+using cublasStatus_t = int;
+using cublasLtHandle_t = struct cublasLtContext*;
+using cublasLtMatmulDesc_t = struct cublasLtMatmulDescOpaque_t*;
+using cublasLtMatrixLayout_t = struct cublasLtMatrixLayoutOpaque_t*;
+using cublasLtMatmulPreference_t = struct cublasLtMatmulPreferenceOpaque_t*;
+struct cublasLtMatmulAlgo_t {
+  uint64_t data[8];
+};
+struct cublasLtMatmulHeuristicResult_t {
+  cublasLtMatmulAlgo_t algo;
+  size_t workspaceSize;
+  cublasStatus_t state;
+  float wavesCount;
+  int reserved[4];
+};
+static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96, "cublasLtMatmulHeuristicResult_t is 96 bytes");
+
+constexpr cublasStatus_t kCublasSuccess = 0;
+constexpr int kCudaR32F = 0;                // cudaDataType CUDA_R_32F
+constexpr int kComputeF32 = 68;             // CUBLAS_COMPUTE_32F
+constexpr int kComputeF32FastTf32 = 77;     // CUBLAS_COMPUTE_32F_FAST_TF32
+constexpr int kOpN = 0, kOpT = 1;           // cublasOperation_t
+constexpr int kDescTransA = 3;              // CUBLASLT_MATMUL_DESC_TRANSA (int32)
+constexpr int kDescTransB = 4;              // CUBLASLT_MATMUL_DESC_TRANSB (int32)
+constexpr int kLayoutBatchCount = 5;        // CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT (int32)
+constexpr int kLayoutBatchOffset = 6;       // CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET (int64, elements)
+constexpr int kPrefMaxWorkspace = 1;        // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64)
+constexpr int kPrefMinAlignmentA = 5;       // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES = 5..8 (uint32)
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+struct CublasLtApi {
+  cublasStatus_t (*cublasLtCreate)(cublasLtHandle_t*) = nullptr;
+  cublasStatus_t (*cublasLtMatmulDescCreate)(cublasLtMatmulDesc_t*, int compute_type, int scale_type) = nullptr;
+  cublasStatus_t (*cublasLtMatmulDescSetAttribute)(cublasLtMatmulDesc_t, int attr, const void* buf, size_t) = nullptr;
+  cublasStatus_t (*cublasLtMatrixLayoutCreate)(cublasLtMatrixLayout_t*, int type, uint64_t rows, uint64_t cols,
+                                               int64_t ld) = nullptr;
+  cublasStatus_t (*cublasLtMatrixLayoutSetAttribute)(cublasLtMatrixLayout_t, int attr, const void* buf,
+                                                     size_t) = nullptr;
+  cublasStatus_t (*cublasLtMatmulPreferenceCreate)(cublasLtMatmulPreference_t*) = nullptr;
+  cublasStatus_t (*cublasLtMatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t, int attr, const void* buf,
+                                                         size_t) = nullptr;
+  cublasStatus_t (*cublasLtMatmulPreferenceDestroy)(cublasLtMatmulPreference_t) = nullptr;
+  cublasStatus_t (*cublasLtMatmulAlgoGetHeuristic)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t a,
+                                                   cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                                                   cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t,
+                                                   int requested, cublasLtMatmulHeuristicResult_t* results,
+                                                   int* returned) = nullptr;
+  cublasStatus_t (*cublasLtMatmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void* alpha, const void* A,
+                                   cublasLtMatrixLayout_t, const void* B, cublasLtMatrixLayout_t, const void* beta,
+                                   const void* C, cublasLtMatrixLayout_t, void* D, cublasLtMatrixLayout_t,
+                                   const cublasLtMatmulAlgo_t* algo, void* workspace, size_t workspace_bytes,
+                                   cuda::CUstream stream) = nullptr;
+};
+
+struct Lt {
+  CublasLtApi api;
+  cublasLtHandle_t handle = nullptr;
+  cuda::RawBlock workspace;  // held for the life of the process, as PyTorch holds cuBLAS's
+};
+
+bool g_allow_tf32 = false;
+
+template <typename Fn>
+void Resolve(Napi::Env env, const char* name, Fn& fn) {
+  void* symbol = dlsym(cuda::GetCuda().cublas_lt.handle, name);
+  if (symbol == nullptr)
+    throw Napi::Error::New(env, cuda::GetCuda().cublas_lt.path + " lacks " + name +
+                                    ": install a cuBLAS matching the CUDA toolkit (12 or 13)");
+  fn = reinterpret_cast<Fn>(symbol);
+}
+
+void CheckLt(Napi::Env env, cublasStatus_t status, const char* what) {
+  if (status != kCublasSuccess)
+    throw Napi::Error::New(env, std::string("cuBLASLt ") + what + " failed with status " + std::to_string(status));
+}
+
+Lt& GetLt(Napi::Env env) {
+  static Lt lt;
+  if (lt.handle != nullptr) return lt;
+  CublasLtApi& a = lt.api;
+  Resolve(env, "cublasLtCreate", a.cublasLtCreate);
+  Resolve(env, "cublasLtMatmulDescCreate", a.cublasLtMatmulDescCreate);
+  Resolve(env, "cublasLtMatmulDescSetAttribute", a.cublasLtMatmulDescSetAttribute);
+  Resolve(env, "cublasLtMatrixLayoutCreate", a.cublasLtMatrixLayoutCreate);
+  Resolve(env, "cublasLtMatrixLayoutSetAttribute", a.cublasLtMatrixLayoutSetAttribute);
+  Resolve(env, "cublasLtMatmulPreferenceCreate", a.cublasLtMatmulPreferenceCreate);
+  Resolve(env, "cublasLtMatmulPreferenceSetAttribute", a.cublasLtMatmulPreferenceSetAttribute);
+  Resolve(env, "cublasLtMatmulPreferenceDestroy", a.cublasLtMatmulPreferenceDestroy);
+  Resolve(env, "cublasLtMatmulAlgoGetHeuristic", a.cublasLtMatmulAlgoGetHeuristic);
+  Resolve(env, "cublasLtMatmul", a.cublasLtMatmul);
+  if (lt.workspace.ptr == 0) lt.workspace = cuda::TakeDeviceMemory(env, kWorkspaceBytes);
+  CheckLt(env, a.cublasLtCreate(&lt.handle), "cublasLtCreate");
+  return lt;
+}
+
+// Everything that selects a plan. Alignments matter: cuBLASLt assumes 256-byte aligned matrices unless told
+// otherwise, and element offsets (views) break that. All fields are 64-bit so that the struct has no padding
+// to spoil the byte-wise hash and comparison.
+struct PlanKey {
+  int64_t transA, transB, tf32;
+  int64_t M, N, K, lda, ldb, ldc, strideA, strideB, strideC, batch;
+  int64_t alignA, alignB, alignC;
+  bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
+};
+
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    const auto* p = reinterpret_cast<const unsigned char*>(&k);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof(PlanKey); ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    return static_cast<size_t>(h);
+  }
+};
+
+// Descriptors and algorithm for one key; kept for the life of the process (a training run has a few hundred
+// shapes at most, and each costs a heuristic query to build).
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+std::unordered_map<PlanKey, Plan, PlanKeyHash> g_plans;
+
+uint32_t Alignment(uint64_t address, int64_t stride_elements) {
+  uint64_t bits = address | (static_cast<uint64_t>(stride_elements) * sizeof(float)) | 256;
+  return static_cast<uint32_t>(bits & (~bits + 1));  // the lowest set bit: the largest power of two dividing all
+}
+
+cublasLtMatrixLayout_t LtLayout(Napi::Env env, const CublasLtApi& a, uint64_t rows, uint64_t cols, int64_t ld,
+                                  int32_t batch, int64_t stride) {
+  cublasLtMatrixLayout_t layout = nullptr;
+  CheckLt(env, a.cublasLtMatrixLayoutCreate(&layout, kCudaR32F, rows, cols, ld), "cublasLtMatrixLayoutCreate");
+  CheckLt(env, a.cublasLtMatrixLayoutSetAttribute(layout, kLayoutBatchCount, &batch, sizeof(batch)),
+          "setting the batch count");
+  CheckLt(env, a.cublasLtMatrixLayoutSetAttribute(layout, kLayoutBatchOffset, &stride, sizeof(stride)),
+          "setting the batch stride");
+  return layout;
+}
+
+// Builds the column-major problem: cuBLASLt's A is our B (op transB, m = N), its B is our A (op transA, n = M).
+// Descriptors of a plan that fails half-way are not freed: this only fails on a broken cuBLASLt.
+const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
+  auto it = g_plans.find(k);
+  if (it != g_plans.end()) return it->second;
+  const CublasLtApi& a = lt.api;
+  Plan plan;
+  CheckLt(env, a.cublasLtMatmulDescCreate(&plan.desc, k.tf32 ? kComputeF32FastTf32 : kComputeF32, kCudaR32F),
+          "cublasLtMatmulDescCreate");
+  int32_t opA = k.transB ? kOpT : kOpN, opB = k.transA ? kOpT : kOpN;
+  CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescTransA, &opA, sizeof(opA)), "setting transa");
+  CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescTransB, &opB, sizeof(opB)), "setting transb");
+  const int32_t batch = static_cast<int32_t>(k.batch);
+  const uint64_t m = k.N, n = k.M, kk = k.K;
+  plan.a = k.transB ? LtLayout(env, a, kk, m, k.ldb, batch, k.strideB) : LtLayout(env, a, m, kk, k.ldb, batch, k.strideB);
+  plan.b = k.transA ? LtLayout(env, a, n, kk, k.lda, batch, k.strideA) : LtLayout(env, a, kk, n, k.lda, batch, k.strideA);
+  plan.c = LtLayout(env, a, m, n, k.ldc, batch, k.strideC);
+  cublasLtMatmulPreference_t pref = nullptr;
+  CheckLt(env, a.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  uint64_t workspace = kWorkspaceBytes;
+  const uint32_t align[4] = {static_cast<uint32_t>(k.alignB), static_cast<uint32_t>(k.alignA),
+                             static_cast<uint32_t>(k.alignC), static_cast<uint32_t>(k.alignC)};  // cuBLASLt's A, B, C, D
+  cublasStatus_t status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMaxWorkspace, &workspace, sizeof(workspace));
+  for (int i = 0; i < 4 && status == kCublasSuccess; ++i)
+    status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMinAlignmentA + i, &align[i], sizeof(uint32_t));
+  cublasLtMatmulHeuristicResult_t result{};
+  int returned = 0;
+  if (status == kCublasSuccess)
+    status = a.cublasLtMatmulAlgoGetHeuristic(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result,
+                                              &returned);
+  a.cublasLtMatmulPreferenceDestroy(pref);
+  CheckLt(env, status, "cublasLtMatmulAlgoGetHeuristic");
+  if (returned == 0)
+    throw Napi::Error::New(env, "cuBLASLt has no algorithm for sgemm M=" + std::to_string(k.M) + " N=" +
+                                    std::to_string(k.N) + " K=" + std::to_string(k.K) +
+                                    " batch=" + std::to_string(k.batch));
+  plan.algo = result.algo;
+  return g_plans.emplace(k, plan).first->second;
+}
+
+int64_t CheckedExtent(const Napi::CallbackInfo& info, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                      int64_t stride, const char* name) {
+  if (ld < cols)
+    throw Napi::RangeError::New(info.Env(), std::string(name) + ": leading dimension " + std::to_string(ld) +
+                                                " is below the row length " + std::to_string(cols));
+  if (stride < 0) throw Napi::RangeError::New(info.Env(), std::string(name) + ": negative batch stride");
+  if (rows == 0 || cols == 0 || batch == 0) return 0;
+  int64_t one, last, extent;
+  if (__builtin_mul_overflow(rows - 1, ld, &one) || __builtin_add_overflow(one, cols, &one) ||
+      __builtin_mul_overflow(batch - 1, stride, &last) || __builtin_add_overflow(last, one, &extent) ||
+      extent > (int64_t{1} << 53))
+    throw Napi::RangeError::New(info.Env(), std::string(name) + ": the batched matrix spans too many elements");
+  return extent;
+}
+
+// Argument order as the CPU sgemm: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB,
+// beta, C, offC, ldc, strideC, batch.
+Napi::Value Sgemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cuda::EnsureContext(env);
+  if (info.Length() < 20)
+    throw Napi::TypeError::New(env, "sgemm expects 20 arguments, got " + std::to_string(info.Length()));
+  PlanKey k{};
+  k.transA = GetBool(info, 0, "transA");
+  k.transB = GetBool(info, 1, "transB");
+  k.M = GetCount(info, 2, "M");
+  k.N = GetCount(info, 3, "N");
+  k.K = GetCount(info, 4, "K");
+  float alpha = static_cast<float>(GetNumber(info, 5, "alpha"));
+  const cuda::DeviceBuffer a = cuda::GetDeviceBuffer(info, 6, "A");
+  const int64_t offA = GetCount(info, 7, "offA");
+  k.lda = GetCount(info, 8, "lda");
+  k.strideA = GetCount(info, 9, "strideA");
+  const cuda::DeviceBuffer b = cuda::GetDeviceBuffer(info, 10, "B");
+  const int64_t offB = GetCount(info, 11, "offB");
+  k.ldb = GetCount(info, 12, "ldb");
+  k.strideB = GetCount(info, 13, "strideB");
+  float beta = static_cast<float>(GetNumber(info, 14, "beta"));
+  const cuda::DeviceBuffer c = cuda::GetDeviceBuffer(info, 15, "C");
+  const int64_t offC = GetCount(info, 16, "offC");
+  k.ldc = GetCount(info, 17, "ldc");
+  k.strideC = GetCount(info, 18, "strideC");
+  k.batch = GetCount(info, 19, "batch");
+  // cuBLASLt takes 32-bit batch counts and, in practice, leading dimensions.
+  constexpr int64_t kMax32 = int64_t{1} << 31;
+  if (k.M >= kMax32 || k.N >= kMax32 || k.K >= kMax32 || k.batch >= kMax32 || k.lda >= kMax32 ||
+      k.ldb >= kMax32 || k.ldc >= kMax32)
+    throw Napi::RangeError::New(env, "sgemm: M, N, K, batch and leading dimensions must be below 2^31");
+  const bool reads = k.M > 0 && k.N > 0 && k.K > 0;
+  const int64_t extA = k.transA ? CheckedExtent(info, reads ? k.K : 0, k.M, k.lda, k.batch, k.strideA, "A")
+                                : CheckedExtent(info, reads ? k.M : 0, k.K, k.lda, k.batch, k.strideA, "A");
+  const int64_t extB = k.transB ? CheckedExtent(info, reads ? k.N : 0, k.K, k.ldb, k.batch, k.strideB, "B")
+                                : CheckedExtent(info, reads ? k.K : 0, k.N, k.ldb, k.batch, k.strideB, "B");
+  const int64_t extC = CheckedExtent(info, k.M, k.N, k.ldc, k.batch, k.strideC, "C");
+  uint64_t pa = cuda::DeviceElements<float>(info, a, offA, extA, "A");
+  uint64_t pb = cuda::DeviceElements<float>(info, b, offB, extB, "B");
+  const uint64_t pc = cuda::DeviceElements<float>(info, c, offC, extC, "C");
+  if (k.M == 0 || k.N == 0 || k.batch == 0) return env.Undefined();
+  Lt& lt = GetLt(env);
+  // K = 0 leaves C = beta * C. cuBLASLt does not take k = 0, so multiply by a zero column with alpha 0 instead.
+  cuda::RawBlock zeros;
+  struct ZerosGuard {
+    cuda::RawBlock& block;
+    ~ZerosGuard() { cuda::GiveDeviceMemory(block); }
+  } zeros_guard{zeros};
+  if (k.K == 0) {
+    int64_t longest = k.M > k.N ? k.M : k.N;
+    zeros = cuda::TakeDeviceMemory(env, static_cast<size_t>(longest) * sizeof(float));
+    cuda::MemsetBytes(env, zeros.ptr, 0, static_cast<size_t>(longest) * sizeof(float));
+    k.K = 1;
+    alpha = 0.0f;
+    k.transA = k.transB = 0;
+    k.lda = 1;
+    k.ldb = k.N;
+    k.strideA = k.strideB = 0;
+    pa = pb = zeros.ptr;
+  }
+  k.tf32 = g_allow_tf32;
+  k.alignA = Alignment(pa, k.strideA);
+  k.alignB = Alignment(pb, k.strideB);
+  k.alignC = Alignment(pc, k.strideC);
+  const Plan& plan = GetPlan(env, lt, k);
+  // beta == 0: cuBLAS then does not read C, so NaNs in C do not propagate (the CPU contract).
+  CheckLt(env,
+          lt.api.cublasLtMatmul(lt.handle, plan.desc, &alpha, reinterpret_cast<const void*>(pb), plan.a,
+                                reinterpret_cast<const void*>(pa), plan.b, &beta, reinterpret_cast<const void*>(pc),
+                                plan.c, reinterpret_cast<void*>(pc), plan.c, &plan.algo,
+                                reinterpret_cast<void*>(lt.workspace.ptr), kWorkspaceBytes, cuda::Stream()),
+          "cublasLtMatmul");
+  return env.Undefined();
+}
+
+Napi::Value SetAllowTf32(const Napi::CallbackInfo& info) {
+  g_allow_tf32 = GetBool(info, 0, "allow");
+  return info.Env().Undefined();
+}
+
+Napi::Value GetAllowTf32(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), g_allow_tf32); }
+
+}  // namespace
+
+void RegisterCudaGemm(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
+  cuda.Set("setAllowTf32", Napi::Function::New(env, SetAllowTf32, "setAllowTf32"));
+  cuda.Set("getAllowTf32", Napi::Function::New(env, GetAllowTf32, "getAllowTf32"));
+}
+
+}  // namespace ft

@@ -1,0 +1,168 @@
+// Host-side helpers shared by the CUDA kernel families: launch shapes, the modules' sources, dimension
+// coalescing for strided views (the CPU's, so a contiguous view becomes one dimension and its kernel divides
+// nothing), and the multi-tensor lists (grad norm, clipping, AdamW) described to the device in one array.
+#pragma once
+#include <napi.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/args.h"
+#include "common/kernel_args.h"
+#include "cuda/kernels/device_common.h"
+#include "cuda/runtime.h"
+
+namespace ft::cuda::kernels {
+
+constexpr int kThreads = 256;
+// Grid-stride loops do the rest: this many blocks of kThreads keep every SM of an H100 busy many times over.
+constexpr int64_t kMaxBlocks = int64_t{1} << 16;
+// Row kernels (one block per row) loop over rows beyond this grid.
+constexpr int64_t kMaxRowBlocks = int64_t{1} << 20;
+// Elements per block of the multi-tensor kernels; FT_CHUNK in device_common.h.
+constexpr int64_t kChunk = 4096;
+
+inline Dim3 Blocks(int64_t count) {
+  Dim3 d;
+  d.x = static_cast<unsigned>(count);
+  return d;
+}
+
+// Blocks of `threads` covering n elements, capped (grid-stride loops cover the rest); 0 for n == 0.
+inline Dim3 GridFor(int64_t n, int threads = kThreads) {
+  return Blocks(std::min<int64_t>(kMaxBlocks, (n + threads - 1) / threads));
+}
+
+inline Dim3 RowGrid(int64_t rows) { return Blocks(std::min<int64_t>(kMaxRowBlocks, rows)); }
+
+// Threads for a row kernel: a warp multiple up to 1024 (the block reductions need whole warps), enough for
+// one element per thread on short rows.
+inline Dim3 RowThreads(int64_t cols, int64_t max_threads = 1024) {
+  return Blocks(std::clamp<int64_t>((cols + 31) / 32 * 32, 32, max_threads));
+}
+
+// A family's module: the shared device code, then the family's own.
+inline std::string ModuleSource(const char* family_source) { return std::string(kDeviceCommon) + family_source; }
+
+// The CPU's Coalesce (cpu/strided.h) producing one device Layout per operand: size-1 dimensions dropped,
+// neighbours merged where every operand is contiguous across them; a scalar becomes shape [1].
+template <size_t N>
+std::array<Layout, N> Coalesce(const std::vector<int64_t>& shape,
+                               const std::array<const std::vector<int64_t>*, N>& strides) {
+  std::array<Layout, N> l{};
+  int rank = 0;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (rank > 0) {
+      bool mergeable = true;
+      for (size_t k = 0; k < N; ++k) mergeable = mergeable && l[k].strides[rank - 1] == (*strides[k])[d] * shape[d];
+      if (mergeable) {
+        for (size_t k = 0; k < N; ++k) {
+          l[k].shape[rank - 1] *= shape[d];
+          l[k].strides[rank - 1] = (*strides[k])[d];
+        }
+        continue;
+      }
+    }
+    for (size_t k = 0; k < N; ++k) {
+      l[k].shape[rank] = shape[d];
+      l[k].strides[rank] = (*strides[k])[d];
+    }
+    ++rank;
+  }
+  if (rank == 0) {
+    for (size_t k = 0; k < N; ++k) {
+      l[k].shape[0] = 1;
+      l[k].strides[0] = 1;
+    }
+    rank = 1;
+  }
+  for (size_t k = 0; k < N; ++k) l[k].rank = rank;
+  return l;
+}
+
+// A strided float32 (or T) view read from arguments index (buffer), index + 1 (offset), index + 2 (strides),
+// bounds-checked against `shape`; returns its device address and fills `strides`.
+template <typename T = float>
+uint64_t DeviceView(const Napi::CallbackInfo& info, int index, const char* name, const std::vector<int64_t>& shape,
+                    std::vector<int64_t>* strides) {
+  DeviceBuffer b = GetDeviceBuffer(info, index, name);
+  const int64_t off = GetInt(info, index + 1, name);
+  *strides = GetIntArray(info, index + 2, name);
+  return DeviceElements<T>(info, b, off, StridedExtent(info, shape, *strides, name), name);
+}
+
+// The device buffers of an array argument (the multi-tensor kernels' lists), checked as GetDeviceBuffer checks
+// one argument.
+inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& info, int index, const char* name) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[index];
+  if (!v.IsArray()) throw Napi::TypeError::New(env, ArgName(index, name) + " must be an array of CUDA device buffers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<DeviceBuffer> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const std::string label = ArgName(index, name) + "[" + std::to_string(i) + "]";
+    DeviceBlock* block = UnwrapDeviceHandle(env, a[i]);
+    if (block == nullptr) throw Napi::TypeError::New(env, label + " must be a CUDA device buffer (from cuda.alloc)");
+    if (block->released.load()) throw Napi::Error::New(env, label + ": the device memory has been released");
+    out[i] = DeviceBuffer{block->ptr, block->requested};
+  }
+  return out;
+}
+
+// A list of contiguous float32 device tensors, as the multi-tensor kernels see it: tensor t owns blocks
+// [first_block[t], first_block[t + 1]) of kChunk elements. Written to device memory as `count` Slots and then
+// count + 1 block starts.
+struct Slot {
+  uint64_t data[4];  // the tensor's device addresses (AdamW: param, grad, exp_avg, exp_avg_sq)
+  int64_t size;
+  float scalar;  // per-tensor scalar (AdamW: 1 - lr * weight_decay)
+  float unused = 0;
+};
+static_assert(sizeof(Slot) == 48, "Slot must match the kernels' declaration");
+
+struct TensorList {
+  std::vector<Slot> slots;
+  std::vector<int64_t> first_block;  // slots.size() + 1 entries
+  int64_t blocks() const { return first_block.back(); }
+};
+
+inline TensorList MakeTensorList(std::vector<Slot> slots) {
+  TensorList list;
+  list.first_block.push_back(0);
+  for (const Slot& s : slots) list.first_block.push_back(list.first_block.back() + (s.size + kChunk - 1) / kChunk);
+  list.slots = std::move(slots);
+  return list;
+}
+
+// The list in scratch device memory: the slots, then the block starts (8-byte aligned after 48-byte slots).
+class DeviceTensorList {
+ public:
+  DeviceTensorList(Napi::Env env, const TensorList& list)
+      : count_(static_cast<int32_t>(list.slots.size())),
+        scratch_(env, list.slots.size() * sizeof(Slot) + list.first_block.size() * sizeof(int64_t)) {
+    CopyHostToDevice(env, slots(), list.slots.data(), list.slots.size() * sizeof(Slot));
+    CopyHostToDevice(env, first_block(), list.first_block.data(), list.first_block.size() * sizeof(int64_t));
+  }
+  uint64_t slots() const { return scratch_.ptr(); }
+  uint64_t first_block() const { return scratch_.ptr() + static_cast<uint64_t>(count_) * sizeof(Slot); }
+  int32_t count() const { return count_; }
+
+ private:
+  int32_t count_;
+  ScratchBuffer scratch_;
+};
+
+// The first of n int64 indices at device address `ids` outside [0, limit) and, when has_allowed, not equal to
+// `allowed` (index_check.cc); position -1 when all are valid. Synchronises.
+struct InvalidIndex {
+  int64_t position = -1;
+  int64_t value = 0;
+};
+InvalidIndex FindInvalidIndex(Napi::Env env, uint64_t ids, int64_t n, int64_t limit, int64_t allowed,
+                              bool has_allowed);
+
+}  // namespace ft::cuda::kernels

@@ -1,0 +1,247 @@
+// CUDA strided copies with dtype casts, and fills: native/cpu/copy.cc's contract and conversions (the half
+// types round to nearest even through the same bit arithmetic as common/dtype.h, so both backends agree to the
+// bit). Same-dtype copies move raw bits; one kernel serves every dtype pair, its switches being uniform across
+// a launch.
+#include <napi.h>
+
+#include <cstring>
+#include <limits>
+
+#include "common/args.h"
+#include "common/dtype.h"
+#include "cuda/kernels/common.h"
+#include "cuda/kernels/register.h"
+
+namespace ft::cuda::kernels {
+namespace {
+
+constexpr char kSource[] = R"CUDA(
+#define DT_F32 0
+#define DT_F16 1
+#define DT_BF16 2
+#define DT_I64 3
+#define DT_I32 4
+#define DT_BOOL 5
+
+__device__ __forceinline__ float Bf16ToF32(uint16 h) { return __uint_as_float((uint32)h << 16); }
+
+__device__ __forceinline__ uint16 F32ToBf16(float f) {
+  const uint32 bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16)((bits >> 16) | 0x40);
+  const uint32 rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return (uint16)((bits + rounding) >> 16);
+}
+
+__device__ __forceinline__ float F16ToF32(uint16 h) {
+  const uint32 sign = (uint32)(h & 0x8000u) << 16;
+  const uint32 exp = (h >> 10) & 0x1fu;
+  uint32 mant = h & 0x3ffu;
+  uint32 bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {
+      int e = -1;
+      do { mant <<= 1; ++e; } while ((mant & 0x400u) == 0);
+      bits = sign | (uint32)(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | mant << 13;
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
+  }
+  return __uint_as_float(bits);
+}
+
+__device__ __forceinline__ uint16 F32ToF16(float f) {
+  const uint32 bits = __float_as_uint(f);
+  const uint32 sign = (bits >> 16) & 0x8000u;
+  const uint32 absBits = bits & 0x7fffffffu;
+  if (absBits > 0x7f800000u) return (uint16)(sign | 0x7e00u);
+  if (absBits >= 0x477ff000u) return (uint16)(sign | 0x7c00u);
+  if (absBits < 0x38800000u) {
+    if (absBits < 0x33000000u) return (uint16)sign;
+    const uint32 exp = absBits >> 23;
+    const uint32 mant = (absBits & 0x7fffffu) | 0x800000u;
+    const uint32 shift = 126 - exp;
+    uint32 result = mant >> shift;
+    const uint32 rem = mant & ((1u << shift) - 1);
+    const uint32 halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (result & 1u))) ++result;
+    return (uint16)(sign | result);
+  }
+  const uint32 rounded = absBits + 0xfffu + ((absBits >> 13) & 1u);
+  return (uint16)(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+__device__ __forceinline__ bool IsFloatType(int dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
+
+__device__ __forceinline__ float LoadFloat(const uint8* p, int dt) {
+  if (dt == DT_F32) return *(const float*)p;
+  if (dt == DT_F16) return F16ToF32(*(const uint16*)p);
+  return Bf16ToF32(*(const uint16*)p);
+}
+
+__device__ __forceinline__ int64 LoadInt(const uint8* p, int dt) {
+  if (dt == DT_I64) return *(const int64*)p;
+  if (dt == DT_I32) return *(const int32*)p;
+  return *p;
+}
+
+// Float to integer truncates toward zero; NaN and out-of-range values give the minimum (x86's "integer
+// indefinite", as the CPU backend and PyTorch on x86).
+__device__ __forceinline__ void StoreFloat(uint8* p, int dt, float v) {
+  switch (dt) {
+    case DT_F32: *(float*)p = v; break;
+    case DT_F16: *(uint16*)p = F32ToF16(v); break;
+    case DT_BF16: *(uint16*)p = F32ToBf16(v); break;
+    case DT_I64:
+      *(int64*)p = v >= -9223372036854775808.0f && v < 9223372036854775808.0f ? (int64)v
+                                                                                : (int64)0x8000000000000000ull;
+      break;
+    case DT_I32: *(int32*)p = v >= -2147483648.0f && v < 2147483648.0f ? (int32)v : (int32)0x80000000u; break;
+    default: *p = v != 0.0f; break;
+  }
+}
+
+__device__ __forceinline__ void StoreInt(uint8* p, int dt, int64 v) {
+  switch (dt) {
+    case DT_F32:
+    case DT_F16:
+    case DT_BF16: StoreFloat(p, dt, __ll2float_rn(v)); break;
+    case DT_I64: *(int64*)p = v; break;
+    case DT_I32: *(int32*)p = (int32)v; break;
+    default: *p = v != 0; break;
+  }
+}
+
+__device__ __forceinline__ int ItemSize(int dt) {
+  return dt == DT_I64 ? 8 : (dt == DT_F32 || dt == DT_I32) ? 4 : (dt == DT_BOOL ? 1 : 2);
+}
+
+extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* src, int sdt, uint8* dst, int ddt) {
+  const int ss = ItemSize(sdt), ds = ItemSize(ddt);
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 so, dof, unused0, unused1;
+    StridedOffsets(sl, dl, sl, sl, i, so, dof, unused0, unused1);
+    const uint8* s = src + so * ss;
+    uint8* d = dst + dof * ds;
+    if (sdt == ddt) {
+      switch (ss) {
+        case 8: *(uint64*)d = *(const uint64*)s; break;
+        case 4: *(uint32*)d = *(const uint32*)s; break;
+        case 2: *(uint16*)d = *(const uint16*)s; break;
+        default: *d = *s; break;
+      }
+    } else if (IsFloatType(sdt)) {
+      StoreFloat(d, ddt, LoadFloat(s, sdt));
+    } else {
+      StoreInt(d, ddt, LoadInt(s, sdt));
+    }
+  }
+}
+
+// Writes `bits` (the value already in the dtype's representation) to every element of a view.
+extern "C" __global__ void ft_fill(Layout l, int64 n, uint8* dst, int size, uint64 bits) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 o, unused0, unused1, unused2;
+    StridedOffsets(l, l, l, l, i, o, unused0, unused1, unused2);
+    uint8* d = dst + o * size;
+    switch (size) {
+      case 8: *(uint64*)d = bits; break;
+      case 4: *(uint32*)d = (uint32)bits; break;
+      case 2: *(uint16*)d = (uint16)bits; break;
+      default: *d = (uint8)bits; break;
+    }
+  }
+}
+)CUDA";
+
+CUfunction Kernel(Napi::Env env, const char* name) {
+  static const std::string source = ModuleSource(kSource);
+  return GetKernel(env, "copy", source, name);
+}
+
+int GetDType(const Napi::CallbackInfo& info, int index, const char* name) {
+  const int64_t dt = GetInt(info, index, name);
+  if (dt < kF32 || dt > kBool)
+    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " is not a dtype code (0..5)");
+  return static_cast<int>(dt);
+}
+
+// The CPU's TruncateToInt for the fill value (a double): out of range and NaN give the minimum.
+template <typename D>
+D TruncateToInt(double v) {
+  constexpr double kLimit = static_cast<double>(std::numeric_limits<D>::max()) + 1.0;
+  return v >= -kLimit && v < kLimit ? static_cast<D>(v) : std::numeric_limits<D>::min();
+}
+
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const std::vector<int64_t> shape = GetIntArray(info, 0, "shape");
+  const DeviceBuffer src = GetDeviceBuffer(info, 1, "src");
+  int sdt = GetDType(info, 2, "srcDtype");
+  const int64_t soff = GetInt(info, 3, "srcOff");
+  const std::vector<int64_t> sstr = GetIntArray(info, 4, "srcStrides");
+  const DeviceBuffer dst = GetDeviceBuffer(info, 5, "dst");
+  int ddt = GetDType(info, 6, "dstDtype");
+  const int64_t doff = GetInt(info, 7, "dstOff");
+  const std::vector<int64_t> dstr = GetIntArray(info, 8, "dstStrides");
+  uint64_t s = DeviceElementsBytes(info, src, soff, StridedExtent(info, shape, sstr, "src"), ItemSize(sdt), "src");
+  uint64_t d = DeviceElementsBytes(info, dst, doff, StridedExtent(info, shape, dstr, "dst"), ItemSize(ddt), "dst");
+  int64_t n = Numel(shape);
+  if (n == 0) return env.Undefined();
+  auto [sl, dl] = Coalesce<2>(shape, {&sstr, &dstr});
+  if (sdt == ddt && sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1) {
+    CopyDeviceToDevice(env, d, s, static_cast<size_t>(n) * ItemSize(sdt));
+    return env.Undefined();
+  }
+  void* args[] = {&sl, &dl, &n, &s, &sdt, &d, &ddt};
+  Launch(env, Kernel(env, "ft_copy"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const std::vector<int64_t> shape = GetIntArray(info, 0, "shape");
+  const DeviceBuffer dst = GetDeviceBuffer(info, 1, "dst");
+  const int dt = GetDType(info, 2, "dtype");
+  const int64_t off = GetInt(info, 3, "off");
+  const std::vector<int64_t> strides = GetIntArray(info, 4, "strides");
+  const double value = GetNumber(info, 5, "value");
+  int size = static_cast<int>(ItemSize(dt));
+  uint64_t d = DeviceElementsBytes(info, dst, off, StridedExtent(info, shape, strides, "dst"), size, "dst");
+  int64_t n = Numel(shape);
+  if (n == 0) return env.Undefined();
+  // Integer fills take the JS number as is (exact up to 2^53), not through float.
+  uint64_t bits = 0;
+  switch (dt) {
+    case kF32: {
+      const float f = static_cast<float>(value);
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      bits = u;
+      break;
+    }
+    case kF16: bits = F32ToF16(static_cast<float>(value)); break;
+    case kBF16: bits = F32ToBf16(static_cast<float>(value)); break;
+    case kI64: bits = static_cast<uint64_t>(TruncateToInt<int64_t>(value)); break;
+    case kI32: bits = static_cast<uint32_t>(TruncateToInt<int32_t>(value)); break;
+    default: bits = value != 0; break;
+  }
+  auto [l] = Coalesce<1>(shape, {&strides});
+  void* args[] = {&l, &n, &d, &size, &bits};
+  Launch(env, Kernel(env, "ft_fill"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterCopy(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("copy", Napi::Function::New(env, Copy, "copy"));
+  cuda.Set("fill", Napi::Function::New(env, Fill, "fill"));
+}
+
+}  // namespace ft::cuda::kernels

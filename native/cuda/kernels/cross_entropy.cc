@@ -1,0 +1,117 @@
+// CUDA cross-entropy from logits with int64 targets: native/cpu/cross_entropy.cc's contract. Targets are
+// checked on the device first (index_check.cc; one synchronisation per call), so a bad one throws the CPU's
+// RangeError before a kernel indexes a row with it. The forward takes one block per row (max, sum of exps,
+// logsumexp); the backward is elementwise.
+#include <napi.h>
+
+#include <string>
+
+#include "common/args.h"
+#include "common/kernel_args.h"
+#include "cuda/kernels/common.h"
+#include "cuda/kernels/register.h"
+
+namespace ft::cuda::kernels {
+namespace {
+
+constexpr char kSource[] = R"CUDA(
+extern "C" __global__ __launch_bounds__(1024) void ft_cross_entropy_forward(int64 N, int64 C, const float* logits, const int64* targets,
+                                                    int64 ignore, float* loss, float* lse) {
+  __shared__ float scratch[32];
+  for (int64 r = blockIdx.x; r < N; r += gridDim.x) {
+    const float* x = logits + r * C;
+    float m = -FT_INF;
+    for (int64 k = threadIdx.x; k < C; k += blockDim.x) m = fmaxf(m, x[k]);
+    m = BlockMax(m, scratch);
+    float s = 0.0f;
+    for (int64 k = threadIdx.x; k < C; k += blockDim.x) s += Exp(x[k] - m);
+    s = BlockSum(s, scratch);
+    if (threadIdx.x == 0) {
+      const float l = m + logf(s);
+      const int64 t = targets[r];
+      lse[r] = l;
+      loss[r] = t == ignore ? 0.0f : l - x[t];
+    }
+  }
+}
+
+// dlogits[r, k] = g[r] * (exp(logits[r, k] - lse[r]) - (k == t_r)), zero for ignored rows; the product and the
+// subtraction are rounded separately, as on the CPU.
+extern "C" __global__ void ft_cross_entropy_backward(int64 N, int64 C, const float* logits, const int64* targets,
+                                                     int64 ignore, const float* lse, const float* g,
+                                                     float* dlogits) {
+  for (int64 t = GlobalThread(); t < N * C; t += GridThreads()) {
+    const int64 r = t / C, k = t - r * C;
+    const int64 target = targets[r];
+    if (target == ignore) {
+      dlogits[t] = 0.0f;
+      continue;
+    }
+    const float scale = g[r];
+    const float v = __fmul_rn(scale, Exp(logits[t] - lse[r]));
+    dlogits[t] = k == target ? __fsub_rn(v, scale) : v;
+  }
+}
+)CUDA";
+
+CUfunction Kernel(Napi::Env env, const char* name) {
+  static const std::string source = ModuleSource(kSource);
+  return GetKernel(env, "cross_entropy", source, name);
+}
+
+void CheckTargets(const Napi::CallbackInfo& info, uint64_t targets, int64_t N, int64_t C, int64_t ignore) {
+  const InvalidIndex bad = FindInvalidIndex(info.Env(), targets, N, C, ignore, true);
+  if (bad.position >= 0)
+    throw Napi::RangeError::New(info.Env(), "cross entropy: target " + std::to_string(bad.value) + " at row " +
+                                                std::to_string(bad.position) + " is outside [0, C) with C = " +
+                                                std::to_string(C) + " and is not ignore_index " +
+                                                std::to_string(ignore));
+}
+
+Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t N = GetCount(info, 0, "N");
+  int64_t C = GetCount(info, 1, "C");
+  uint64_t logits = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "logits"), GetInt(info, 3, "lOff"),
+                                          CountProduct(info, N, C, "N * C"), "logits");
+  uint64_t targets =
+      DeviceElements<int64_t>(info, GetDeviceBuffer(info, 4, "targets"), GetInt(info, 5, "tOff"), N, "targets");
+  int64_t ignore = GetInt(info, 6, "ignoreIndex");
+  uint64_t loss = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "loss"), 0, N, "loss");
+  uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 8, "lse"), 0, N, "lse");
+  if (C == 0 && N > 0) throw Napi::RangeError::New(env, "crossEntropyForward: C must be > 0");
+  CheckTargets(info, targets, N, C, ignore);
+  void* args[] = {&N, &C, &logits, &targets, &ignore, &loss, &lse};
+  Launch(env, Kernel(env, "ft_cross_entropy_forward"), RowGrid(N), RowThreads(C), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t N = GetCount(info, 0, "N");
+  int64_t C = GetCount(info, 1, "C");
+  const int64_t numel = CountProduct(info, N, C, "N * C");
+  uint64_t logits =
+      DeviceElements<float>(info, GetDeviceBuffer(info, 2, "logits"), GetInt(info, 3, "lOff"), numel, "logits");
+  uint64_t targets =
+      DeviceElements<int64_t>(info, GetDeviceBuffer(info, 4, "targets"), GetInt(info, 5, "tOff"), N, "targets");
+  int64_t ignore = GetInt(info, 6, "ignoreIndex");
+  uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "lse"), 0, N, "lse");
+  uint64_t g = DeviceElements<float>(info, GetDeviceBuffer(info, 8, "g"), 0, N, "g");
+  uint64_t dlogits = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "dlogits"), 0, numel, "dlogits");
+  CheckTargets(info, targets, N, C, ignore);
+  void* args[] = {&N, &C, &logits, &targets, &ignore, &lse, &g, &dlogits};
+  Launch(env, Kernel(env, "ft_cross_entropy_backward"), GridFor(numel), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterCrossEntropy(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
+  cuda.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
+}
+
+}  // namespace ft::cuda::kernels

@@ -1,0 +1,228 @@
+// Device code shared by every kernel family, prepended to each family's source before NVRTC compiles it. NVRTC
+// has no standard headers, so the fixed-width types are defined here. The float functions are the CPU's
+// (native/cpu/vec_math.h) transcribed, so both backends compute the same GELU, tanh, exp and erf up to FMA
+// contraction; where the contract needs the CPU's exact bits (random numbers, AdamW) the kernels round every
+// step explicitly with the __f*_rn intrinsics, which NVRTC never contracts.
+#pragma once
+
+namespace ft::cuda::kernels {
+
+inline constexpr const char kDeviceCommon[] = R"CUDA(
+typedef signed char int8;
+typedef unsigned char uint8;
+typedef unsigned short uint16;
+typedef int int32;
+typedef unsigned int uint32;
+typedef long long int64;
+typedef unsigned long long uint64;
+
+#define FT_INF __int_as_float(0x7f800000)
+
+// The host's ft::cuda::Layout, member for member: a view's sizes and element strides.
+struct Layout {
+  int32 rank;
+  int64 shape[8];
+  int64 strides[8];
+};
+
+// Element offsets of flat index i in up to four views of one shape (unused views pass the first again); the
+// index is split once. Dimension 0 needs no division, so a coalesced contiguous view costs none.
+__device__ __forceinline__ void StridedOffsets(const Layout& a, const Layout& b, const Layout& c, const Layout& d,
+                                               int64 i, int64& oa, int64& ob, int64& oc, int64& od) {
+  oa = ob = oc = od = 0;
+#pragma unroll
+  for (int k = 7; k >= 1; --k) {
+    if (k < a.rank) {
+      const int64 q = i / a.shape[k], r = i - q * a.shape[k];
+      i = q;
+      oa += r * a.strides[k];
+      ob += r * b.strides[k];
+      oc += r * c.strides[k];
+      od += r * d.strides[k];
+    }
+  }
+  oa += i * a.strides[0];
+  ob += i * b.strides[0];
+  oc += i * c.strides[0];
+  od += i * d.strides[0];
+}
+
+__device__ __forceinline__ int64 GlobalThread() { return (int64)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64 GridThreads() { return (int64)gridDim.x * blockDim.x; }
+
+// torch.maximum / torch.minimum: NaN wins.
+__device__ __forceinline__ float NanMax(float a, float b) { return (a != a || a > b) ? a : b; }
+__device__ __forceinline__ float NanMin(float a, float b) { return (a != a || a < b) ? a : b; }
+
+// Cephes expf, as the CPU's Exp: clamped so 2^n splits into two finite halves, NaN passes through.
+__device__ __forceinline__ float Exp(float x) {
+  x = x > 88.8f ? 88.8f : x;
+  x = x < -104.0f ? -104.0f : x;
+  const float kRound = 12582912.0f;
+  float t = x * 1.44269504088896341f + kRound;
+  float n = t - kRound;
+  uint32 ni = __float_as_uint(t) - __float_as_uint(kRound);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  uint32 n1 = (uint32)((int32)ni >> 1);
+  uint32 n2 = ni - n1;
+  return y * __uint_as_float((n1 + 127u) << 23) * __uint_as_float((n2 + 127u) << 23);
+}
+
+__device__ __forceinline__ float Tanh(float x) {
+  float z = fabsf(x);
+  float s = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * s + 2.06390887954e-2f;
+  p = p * s - 5.37397155531e-2f;
+  p = p * s + 1.33314422036e-1f;
+  p = p * s - 3.33332819422e-1f;
+  float small = p * s * x + x;
+  float large = copysignf(1.0f - 2.0f / (Exp(2.0f * z) + 1.0f), x);
+  return z < 0.625f ? small : large;
+}
+
+__device__ __forceinline__ float Sigmoid(float x) { return 1.0f / (1.0f + Exp(-x)); }
+
+__device__ __forceinline__ float ErfSmall(float x) {
+  float z = x * x;
+  float r = 1.2837916613e-01f + z * (-3.2504209876e-01f + z * (-2.8481749818e-02f +
+            z * (-5.7702702470e-03f + z * -2.3763017452e-05f)));
+  float s = 1.0f + z * (3.9791721106e-01f + z * (6.5022252500e-02f + z * (5.0813062117e-03f +
+            z * (1.3249473704e-04f + z * -3.9602282413e-06f))));
+  return x + x * (r / s);
+}
+
+// erfc(a * k) for a >= 0 with k^2 = k2 exact; the exp(-a^2 k^2) factor is split so a^2 is never rounded.
+__device__ __forceinline__ float ErfcScaled(float a, float k, float k2) {
+  const float z = a * k;
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  const float ah = __uint_as_float(__float_as_uint(a) & 0xfffff000u);
+  return t * Exp(-k2 * (ah * ah)) * Exp(p - k2 * ((a - ah) * (a + ah)));
+}
+
+__device__ __forceinline__ float Erf(float x) {
+  const float z = fabsf(x);
+  const float large = copysignf(1.0f - ErfcScaled(z, 1.0f, 1.0f), x);
+  return z < 0.84375f ? ErfSmall(x) : large;
+}
+
+// 1 + erf(x / sqrt(2)) without cancellation for negative x.
+__device__ __forceinline__ float OnePlusErfHalf(float x) {
+  const float tail = ErfcScaled(fabsf(x), 0.70710678118654752f, 0.5f);
+  const float u = x * 0.70710678118654752f;
+  const float mid = 1.0f + ErfSmall(u);
+  return fabsf(u) < 0.84375f ? mid : (x < 0.0f ? tail : 2.0f - tail);
+}
+
+#define FT_INV_SQRT_2PI 0.39894228040143268f
+#define FT_SQRT_2_OVER_PI 0.79788456080286536f
+#define FT_GELU_CUBIC 0.044715f
+
+__device__ __forceinline__ float GeluErf(float x) { return 0.5f * x * OnePlusErfHalf(x); }
+
+__device__ __forceinline__ float GeluErfGrad(float x) {
+  return 0.5f * OnePlusErfHalf(x) + x * FT_INV_SQRT_2PI * Exp(-0.5f * x * x);
+}
+
+__device__ __forceinline__ float GeluTanh(float x) {
+  return x / (1.0f + Exp(-2.0f * FT_SQRT_2_OVER_PI * (x + FT_GELU_CUBIC * x * x * x)));
+}
+
+__device__ __forceinline__ float GeluTanhGrad(float x) {
+  const float x2 = x * x;
+  const float s = 1.0f / (1.0f + Exp(-2.0f * FT_SQRT_2_OVER_PI * (x + FT_GELU_CUBIC * x2 * x)));
+  return s + 2.0f * x * s * (1.0f - s) * FT_SQRT_2_OVER_PI * (1.0f + 3.0f * FT_GELU_CUBIC * x2);
+}
+
+// Block-wide reductions for blocks of at most 1024 threads: warp shuffles, then one value per warp through
+// `scratch` (32 entries). Every thread gets the result; `scratch` may be reused after the call returns.
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ double WarpSumDouble(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__device__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = WarpSum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0f;
+  return WarpSum(v);
+}
+
+__device__ double BlockSumDouble(double v, double* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = WarpSumDouble(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0;
+  return WarpSumDouble(v);
+}
+
+// The maximum ignoring NaN (fmaxf), as the CPU's row maxima with `x > acc ? x : acc`.
+__device__ float BlockMax(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = WarpMax(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : -FT_INF;
+  return WarpMax(v);
+}
+
+// The multi-tensor kernels (grad norm, clipping, AdamW) take one launch for a whole list: tensor t owns the
+// blocks [first_block[t], first_block[t + 1]) and each block a chunk of FT_CHUNK elements of it.
+#define FT_CHUNK 4096
+
+// The host's kernels::Slot: one tensor of a list (AdamW: param, grad, exp_avg, exp_avg_sq) and its scalar.
+struct Slot {
+  uint64 data[4];
+  int64 size;
+  float scalar;
+  float unused;
+};
+
+__device__ __forceinline__ int FindTensor(const int64* first_block, int count, int64 block) {
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (first_block[mid] <= block) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+)CUDA";
+
+}  // namespace ft::cuda::kernels

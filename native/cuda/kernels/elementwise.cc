@@ -1,0 +1,268 @@
+// CUDA float32 elementwise kernels over strided views, native/cpu/elementwise.cc's contract: binary ops (a
+// scalar operand is its own kernel), comparisons, unary ops and their gradients, where, and the fused bias +
+// GELU. Every element is read before it is written by the same thread, so an output may alias an input exactly.
+// The transcendental functions are the CPU's (device_common.h) except log, sqrt, pow, log1p and softplus's exp,
+// which the CPU takes from libm and CUDA's own versions match within an ulp or two.
+#include <napi.h>
+
+#include "common/args.h"
+#include "common/kernel_args.h"
+#include "cuda/kernels/common.h"
+#include "cuda/kernels/register.h"
+
+namespace ft::cuda::kernels {
+namespace {
+
+enum BinaryOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kPow };
+enum CompareOp { kEq = 0, kNe, kLt, kLe, kGt, kGe };
+enum UnaryOp {
+  kNeg = 0, kExp, kLog, kTanh, kRelu, kGeluErf, kGeluTanh, kSigmoid, kSqrt, kRsqrt,
+  kAbs, kSquare, kReciprocal, kSoftplus, kLog1p, kPowScalar, kSign, kErf,
+};
+enum UnaryGradOp { kGradGeluErf = 0, kGradGeluTanh, kGradTanhFromOutput, kGradSigmoidFromOutput, kGradRelu };
+
+constexpr char kSource[] = R"CUDA(
+__device__ __forceinline__ float BinaryOp(int op, float x, float y) {
+  switch (op) {
+    case 0: return x + y;
+    case 1: return x - y;
+    case 2: return x * y;
+    case 3: return x / y;
+    case 4: return NanMax(x, y);
+    case 5: return NanMin(x, y);
+    default: return powf(x, y);
+  }
+}
+
+__device__ __forceinline__ uint8 CompareOp(int op, float x, float y) {
+  switch (op) {
+    case 0: return x == y;
+    case 1: return x != y;
+    case 2: return x < y;
+    case 3: return x <= y;
+    case 4: return x > y;
+    default: return x >= y;
+  }
+}
+
+__device__ __forceinline__ float UnaryOp(int op, float alpha, float x) {
+  switch (op) {
+    case 0: return -x;
+    case 1: return Exp(x);
+    case 2: return logf(x);
+    case 3: return Tanh(x);
+    case 4: return x < 0.0f ? 0.0f : x;  // NaN stays NaN
+    case 5: return GeluErf(x);
+    case 6: return GeluTanh(x);
+    case 7: return Sigmoid(x);
+    case 8: return sqrtf(x);
+    case 9: return 1.0f / sqrtf(x);
+    case 10: return fabsf(x);
+    case 11: return x * x;
+    case 12: return 1.0f / x;
+    case 13: return x > 20.0f ? x : log1pf(expf(x));  // torch's softplus: beta 1, linear above threshold 20
+    case 14: return log1pf(x);
+    case 15: return alpha == 2.0f ? x * x : powf(x, alpha);
+    case 16: return x != x ? x : (float)((0.0f < x) - (x < 0.0f));
+    default: return Erf(x);
+  }
+}
+
+// x is the forward's input (its output for tanh and sigmoid), dy the incoming gradient.
+__device__ __forceinline__ float UnaryGradOp(int op, float x, float dy) {
+  switch (op) {
+    case 0: return dy * GeluErfGrad(x);
+    case 1: return dy * GeluTanhGrad(x);
+    case 2: return dy * (1.0f - x * x);
+    case 3: return dy * (x * (1.0f - x));
+    default: return x > 0.0f ? dy : 0.0f;
+  }
+}
+
+extern "C" __global__ void ft_binary(int op, Layout al, Layout bl, Layout ol, int64 n, const float* a,
+                                     const float* b, float* out) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 ao, bo, oo, unused;
+    StridedOffsets(al, bl, ol, ol, i, ao, bo, oo, unused);
+    out[oo] = BinaryOp(op, a[ao], b[bo]);
+  }
+}
+
+extern "C" __global__ void ft_binary_scalar(int op, Layout al, Layout ol, int64 n, const float* a, float scalar,
+                                            int reverse, float* out) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 ao, oo, unused0, unused1;
+    StridedOffsets(al, ol, ol, ol, i, ao, oo, unused0, unused1);
+    out[oo] = reverse ? BinaryOp(op, scalar, a[ao]) : BinaryOp(op, a[ao], scalar);
+  }
+}
+
+extern "C" __global__ void ft_compare(int op, Layout al, Layout bl, Layout ol, int64 n, const float* a,
+                                      const float* b, uint8* out) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 ao, bo, oo, unused;
+    StridedOffsets(al, bl, ol, ol, i, ao, bo, oo, unused);
+    out[oo] = CompareOp(op, a[ao], b[bo]);
+  }
+}
+
+extern "C" __global__ void ft_unary(int op, float alpha, Layout al, Layout ol, int64 n, const float* a,
+                                    float* out) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 ao, oo, unused0, unused1;
+    StridedOffsets(al, ol, ol, ol, i, ao, oo, unused0, unused1);
+    out[oo] = UnaryOp(op, alpha, a[ao]);
+  }
+}
+
+extern "C" __global__ void ft_unary_grad(int op, int64 n, const float* x, const float* dy, float* dx) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) dx[i] = UnaryGradOp(op, x[i], dy[i]);
+}
+
+extern "C" __global__ void ft_where(Layout cl, Layout al, Layout bl, Layout ol, int64 n, const uint8* cond,
+                                    const float* a, const float* b, float* out) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    int64 co, ao, bo, oo;
+    StridedOffsets(cl, al, bl, ol, i, co, ao, bo, oo);
+    out[oo] = cond[co] ? a[ao] : b[bo];
+  }
+}
+
+// h[r, c] += bias[c] in place (the backward needs it), y = gelu(h).
+extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y) {
+  const int64 n = rows * cols;
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    const float v = h[i] + bias[i % cols];
+    h[i] = v;
+    y[i] = GeluErf(v);
+  }
+}
+)CUDA";
+
+CUfunction Kernel(Napi::Env env, const char* name) {
+  static const std::string source = ModuleSource(kSource);
+  return GetKernel(env, "elementwise", source, name);
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int op = GetOp(info, 0, "op", kPow + 1);
+  const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
+  std::vector<int64_t> as, bs, os;
+  uint64_t a = DeviceView(info, 2, "a", shape, &as);
+  uint64_t b = DeviceView(info, 5, "b", shape, &bs);
+  uint64_t o = DeviceView(info, 8, "out", shape, &os);
+  int64_t n = Numel(shape);
+  auto [al, bl, ol] = Coalesce<3>(shape, {&as, &bs, &os});
+  void* args[] = {&op, &al, &bl, &ol, &n, &a, &b, &o};
+  Launch(env, Kernel(env, "ft_binary"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int op = GetOp(info, 0, "op", kPow + 1);
+  const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
+  std::vector<int64_t> as, os;
+  uint64_t a = DeviceView(info, 2, "a", shape, &as);
+  float scalar = static_cast<float>(GetNumber(info, 5, "scalar"));
+  int reverse = GetBool(info, 6, "reverse") ? 1 : 0;
+  uint64_t o = DeviceView(info, 7, "out", shape, &os);
+  int64_t n = Numel(shape);
+  auto [al, ol] = Coalesce<2>(shape, {&as, &os});
+  void* args[] = {&op, &al, &ol, &n, &a, &scalar, &reverse, &o};
+  Launch(env, Kernel(env, "ft_binary_scalar"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value Compare(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int op = GetOp(info, 0, "op", kGe + 1);
+  const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
+  std::vector<int64_t> as, bs, os;
+  uint64_t a = DeviceView(info, 2, "a", shape, &as);
+  uint64_t b = DeviceView(info, 5, "b", shape, &bs);
+  uint64_t o = DeviceView<uint8_t>(info, 8, "out", shape, &os);
+  int64_t n = Numel(shape);
+  auto [al, bl, ol] = Coalesce<3>(shape, {&as, &bs, &os});
+  void* args[] = {&op, &al, &bl, &ol, &n, &a, &b, &o};
+  Launch(env, Kernel(env, "ft_compare"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int op = GetOp(info, 0, "op", kErf + 1);
+  float alpha = static_cast<float>(GetNumber(info, 1, "alpha"));
+  const std::vector<int64_t> shape = GetIntArray(info, 2, "shape");
+  std::vector<int64_t> as, os;
+  uint64_t a = DeviceView(info, 3, "a", shape, &as);
+  uint64_t o = DeviceView(info, 6, "out", shape, &os);
+  int64_t n = Numel(shape);
+  auto [al, ol] = Coalesce<2>(shape, {&as, &os});
+  void* args[] = {&op, &alpha, &al, &ol, &n, &a, &o};
+  Launch(env, Kernel(env, "ft_unary"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int op = GetOp(info, 0, "op", kGradRelu + 1);
+  int64_t n = GetCount(info, 1, "n");
+  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), n, "x");
+  uint64_t dy = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "dy"), GetInt(info, 5, "dyOff"), n, "dy");
+  uint64_t dx = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "dx"), GetInt(info, 7, "dxOff"), n, "dx");
+  void* args[] = {&op, &n, &x, &dy, &dx};
+  Launch(env, Kernel(env, "ft_unary_grad"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value Where(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const std::vector<int64_t> shape = GetIntArray(info, 0, "shape");
+  std::vector<int64_t> cs, as, bs, os;
+  uint64_t c = DeviceView<uint8_t>(info, 1, "cond", shape, &cs);
+  uint64_t a = DeviceView(info, 4, "a", shape, &as);
+  uint64_t b = DeviceView(info, 7, "b", shape, &bs);
+  uint64_t o = DeviceView(info, 10, "out", shape, &os);
+  int64_t n = Numel(shape);
+  auto [cl, al, bl, ol] = Coalesce<4>(shape, {&cs, &as, &bs, &os});
+  void* args[] = {&cl, &al, &bl, &ol, &n, &c, &a, &b, &o};
+  Launch(env, Kernel(env, "ft_where"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t rows = GetCount(info, 0, "rows");
+  int64_t cols = GetCount(info, 1, "cols");
+  const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
+  uint64_t h = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "h"), GetInt(info, 3, "hOff"), numel, "h");
+  uint64_t bias =
+      DeviceElements<float>(info, GetDeviceBuffer(info, 4, "bias"), GetInt(info, 5, "biasOff"), cols, "bias");
+  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "y"), GetInt(info, 7, "yOff"), numel, "y");
+  void* args[] = {&rows, &cols, &h, &bias, &y};
+  Launch(env, Kernel(env, "ft_bias_gelu"), GridFor(numel), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterElementwise(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  cuda.Set("binaryScalar", Napi::Function::New(env, BinaryScalar, "binaryScalar"));
+  cuda.Set("compare", Napi::Function::New(env, Compare, "compare"));
+  cuda.Set("unary", Napi::Function::New(env, Unary, "unary"));
+  cuda.Set("unaryGrad", Napi::Function::New(env, UnaryGrad, "unaryGrad"));
+  cuda.Set("where", Napi::Function::New(env, Where, "where"));
+  cuda.Set("biasGelu", Napi::Function::New(env, BiasGelu, "biasGelu"));
+}
+
+}  // namespace ft::cuda::kernels

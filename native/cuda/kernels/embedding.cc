@@ -1,0 +1,96 @@
+// CUDA embedding lookup and its backward: native/cpu/embedding.cc's contract. The ids are checked on the device
+// first (index_check.cc; one synchronisation per call), so a bad id throws the CPU's RangeError before any
+// kernel reads the table with it, and there is no partial result. The backward gives each column to one thread,
+// which adds the rows in order: repeated ids never race, and every dtable entry is summed in the CPU's order,
+// so the result matches it to the bit without atomics.
+#include <napi.h>
+
+#include <string>
+
+#include "common/args.h"
+#include "common/kernel_args.h"
+#include "cuda/kernels/common.h"
+#include "cuda/kernels/register.h"
+
+namespace ft::cuda::kernels {
+namespace {
+
+constexpr char kSource[] = R"CUDA(
+extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, const int64* ids, const float* table,
+                                                float* out) {
+  for (int64 t = GlobalThread(); t < n * D; t += GridThreads()) {
+    const int64 i = t / D;
+    out[t] = table[ids[i] * D + (t - i * D)];
+  }
+}
+
+// dtable[ids[i], c] += dy[i, c] for i in order, skipping rows whose id is `padding`.
+extern "C" __global__ void ft_embedding_backward(int64 n, int64 D, const int64* ids, const float* dy, float* dtable,
+                                                 int64 padding) {
+  for (int64 c = GlobalThread(); c < D; c += GridThreads()) {
+    for (int64 i = 0; i < n; ++i) {
+      const int64 id = ids[i];
+      if (id == padding) continue;
+      dtable[id * D + c] += dy[i * D + c];
+    }
+  }
+}
+)CUDA";
+
+CUfunction Kernel(Napi::Env env, const char* name) {
+  static const std::string source = ModuleSource(kSource);
+  return GetKernel(env, "embedding", source, name);
+}
+
+void CheckIds(const Napi::CallbackInfo& info, uint64_t ids, int64_t n, int64_t V) {
+  const InvalidIndex bad = FindInvalidIndex(info.Env(), ids, n, V, 0, false);
+  if (bad.position >= 0)
+    throw Napi::RangeError::New(info.Env(), "embedding: id " + std::to_string(bad.value) + " at position " +
+                                                std::to_string(bad.position) + " is outside [0, V) with V = " +
+                                                std::to_string(V));
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  uint64_t ids = DeviceElements<int64_t>(info, GetDeviceBuffer(info, 1, "ids"), GetInt(info, 2, "idsOff"), n, "ids");
+  int64_t V = GetCount(info, 3, "V");
+  int64_t D = GetCount(info, 4, "D");
+  uint64_t table = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "table"), GetInt(info, 6, "tableOff"),
+                                         CountProduct(info, V, D, "V * D"), "table");
+  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "out"), GetInt(info, 8, "outOff"),
+                                       CountProduct(info, n, D, "n * D"), "out");
+  CheckIds(info, ids, n, V);
+  void* args[] = {&n, &D, &ids, &table, &out};
+  Launch(env, Kernel(env, "ft_embedding_forward"), GridFor(n * D), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  uint64_t ids = DeviceElements<int64_t>(info, GetDeviceBuffer(info, 1, "ids"), GetInt(info, 2, "idsOff"), n, "ids");
+  int64_t V = GetCount(info, 3, "V");
+  int64_t D = GetCount(info, 4, "D");
+  uint64_t dy = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "dy"), GetInt(info, 6, "dyOff"),
+                                      CountProduct(info, n, D, "n * D"), "dy");
+  uint64_t dtable =
+      DeviceElements<float>(info, GetDeviceBuffer(info, 7, "dtable"), 0, CountProduct(info, V, D, "V * D"), "dtable");
+  int64_t padding = GetInt(info, 8, "paddingIdx");
+  CheckIds(info, ids, n, V);
+  if (n == 0) return env.Undefined();
+  void* args[] = {&n, &D, &ids, &dy, &dtable, &padding};
+  Launch(env, Kernel(env, "ft_embedding_backward"), GridFor(D, 64), Blocks(64), 0, args);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterEmbedding(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward, "embeddingForward"));
+  cuda.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
+}
+
+}  // namespace ft::cuda::kernels

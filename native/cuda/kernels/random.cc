@@ -1,0 +1,179 @@
+// CUDA counter-based random numbers: native/cpu/random.cc's scheme exactly, so a (seed, offset) pair gives the
+// same numbers on both backends. Element e = offset + i takes word e % 4 of Philox4x32-10(seed, e / 4) (uniform,
+// dropout; one thread per four-word block) or words 0 and 1 of Philox(seed, e) (normal). The float steps are
+// rounded explicitly in the CPU's order, so uniform and dropout match it to the bit. normal's log and cos are
+// computed in double and rounded to float: the correctly rounded value, which glibc's logf and cosf (under an
+// ulp) return for all but rare inputs.
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+
+#include "common/args.h"
+#include "common/kernel_args.h"
+#include "cuda/kernels/common.h"
+#include "cuda/kernels/register.h"
+
+namespace ft::cuda::kernels {
+namespace {
+
+constexpr char kSource[] = R"CUDA(
+struct Philox4 {
+  uint32 x0, x1, x2, x3;
+};
+
+// Random123's Philox4x32 with 10 rounds, as the CPU's.
+__device__ __forceinline__ Philox4 Philox(uint64 key, uint64 counter) {
+  uint32 c0 = (uint32)counter, c1 = (uint32)(counter >> 32), c2 = 0, c3 = 0;
+  uint32 k0 = (uint32)key, k1 = (uint32)(key >> 32);
+#pragma unroll
+  for (int round = 0; round < 10; ++round) {
+    const uint32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+    const uint32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+    const uint32 n0 = hi1 ^ c1 ^ k0;
+    const uint32 n2 = hi0 ^ c3 ^ k1;
+    c1 = lo1;
+    c3 = lo0;
+    c0 = n0;
+    c2 = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  Philox4 r;
+  r.x0 = c0;
+  r.x1 = c1;
+  r.x2 = c2;
+  r.x3 = c3;
+  return r;
+}
+
+__device__ __forceinline__ uint32 Word(const Philox4& r, uint32 j) {
+  return j == 0 ? r.x0 : j == 1 ? r.x1 : j == 2 ? r.x2 : r.x3;
+}
+
+// 24 random bits as a float in [0, 1) (exact: an integer below 2^24 times 2^-24).
+__device__ __forceinline__ float UnitFloat(uint32 bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
+
+// Thread q handles the elements i in [0, n) with (first + i) / 4 == first / 4 + q: one Philox call each.
+// Returns false when q is past the last such block.
+__device__ __forceinline__ bool BlockRange(uint64 first, int64 n, int64 q, int64& i0, int64& i1) {
+  const int64 lead = (int64)(first & 3);
+  i0 = q == 0 ? 0 : 4 * q - lead;
+  i1 = min(n, 4 * (q + 1) - lead);
+  return i0 < n;
+}
+
+extern "C" __global__ void ft_uniform(int64 n, uint64 key, uint64 first, float low, float span, float* out) {
+  const int64 groups = ((int64)(first & 3) + n + 3) / 4;
+  for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
+    int64 i0, i1;
+    if (!BlockRange(first, n, q, i0, i1)) continue;
+    const Philox4 r = Philox(key, (first + (uint64)i0) >> 2);
+    for (int64 i = i0; i < i1; ++i) out[i] = __fadd_rn(low, __fmul_rn(span, UnitFloat(Word(r, (first + i) & 3))));
+  }
+}
+
+// Box-Muller on two uniforms; u1 is in (0, 1] so the log is finite.
+extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float mean, float stddev, float* out) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    const Philox4 r = Philox(key, counter + (uint64)i);
+    const float u1 = (float)((r.x0 >> 8) + 1) * (1.0f / 16777216.0f);
+    const float u2 = UnitFloat(r.x1);
+    const float radius = __fsqrt_rn(__fmul_rn(-2.0f, (float)log((double)u1)));
+    const float c = (float)cos((double)__fmul_rn(6.28318530717958648f, u2));
+    out[i] = __fadd_rn(mean, __fmul_rn(stddev, __fmul_rn(radius, c)));
+  }
+}
+
+// y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates.
+extern "C" __global__ void ft_dropout(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
+                                      float* y, uint8* mask) {
+  const int64 groups = ((int64)(first & 3) + n + 3) / 4;
+  for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
+    int64 i0, i1;
+    if (!BlockRange(first, n, q, i0, i1)) continue;
+    const Philox4 r = Philox(key, (first + (uint64)i0) >> 2);
+    for (int64 i = i0; i < i1; ++i) {
+      const uint8 keep = UnitFloat(Word(r, (first + i) & 3)) >= p;
+      mask[i] = keep;
+      y[i] = __fmul_rn(__fmul_rn(x[i], (float)keep), scale);
+    }
+  }
+}
+)CUDA";
+
+CUfunction Kernel(Napi::Env env, const char* name) {
+  static const std::string source = ModuleSource(kSource);
+  return GetKernel(env, "random", source, name);
+}
+
+// A seed or counter offset: a JS number holding an integer in [0, 2^64).
+uint64_t GetU64(const Napi::CallbackInfo& info, int index, const char* name) {
+  const double d = GetNumber(info, index, name);
+  if (!(d >= 0 && d < 18446744073709551616.0) || d != std::floor(d))
+    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be an integer in [0, 2^64)");
+  return static_cast<uint64_t>(d);
+}
+
+// Threads for the four-element blocks of [offset, offset + n).
+int64_t Groups(uint64_t offset, int64_t n) { return (static_cast<int64_t>(offset & 3) + n + 3) / 4; }
+
+Napi::Value Uniform(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  uint64_t seed = GetU64(info, 1, "seed");
+  uint64_t offset = GetU64(info, 2, "offset");
+  float low = static_cast<float>(GetNumber(info, 3, "low"));
+  const float high = static_cast<float>(GetNumber(info, 4, "high"));
+  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "out"), GetInt(info, 6, "outOff"), n, "out");
+  if (n == 0) return env.Undefined();
+  float span = high - low;
+  void* args[] = {&n, &seed, &offset, &low, &span, &out};
+  Launch(env, Kernel(env, "ft_uniform"), GridFor(Groups(offset, n)), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value Normal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  uint64_t seed = GetU64(info, 1, "seed");
+  uint64_t offset = GetU64(info, 2, "offset");
+  float mean = static_cast<float>(GetNumber(info, 3, "mean"));
+  float stddev = static_cast<float>(GetNumber(info, 4, "std"));
+  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "out"), GetInt(info, 6, "outOff"), n, "out");
+  void* args[] = {&n, &seed, &offset, &mean, &stddev, &out};
+  Launch(env, Kernel(env, "ft_normal"), GridFor(n), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  uint64_t seed = GetU64(info, 1, "seed");
+  uint64_t offset = GetU64(info, 2, "offset");
+  const double p = GetNumber(info, 3, "p");
+  if (!(p >= 0 && p <= 1)) throw Napi::RangeError::New(env, ArgName(3, "p") + " must be in [0, 1]");
+  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "x"), GetInt(info, 5, "xOff"), n, "x");
+  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "y"), GetInt(info, 7, "yOff"), n, "y");
+  uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 8, "mask"), 0, n, "mask");
+  if (n == 0) return env.Undefined();
+  // p == 1 drops everything (torch returns zeros): no uniform reaches 2, and the scale is then unused.
+  float scale = p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
+  float threshold = p >= 1 ? 2.0f : static_cast<float>(p);
+  void* args[] = {&n, &seed, &offset, &threshold, &scale, &x, &y, &mask};
+  Launch(env, Kernel(env, "ft_dropout"), GridFor(Groups(offset, n)), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterRandom(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("uniform", Napi::Function::New(env, Uniform, "uniform"));
+  cuda.Set("normal", Napi::Function::New(env, Normal, "normal"));
+  cuda.Set("dropout", Napi::Function::New(env, Dropout, "dropout"));
+}
+
+}  // namespace ft::cuda::kernels

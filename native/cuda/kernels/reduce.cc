@@ -1,0 +1,346 @@
+// CUDA reductions over contiguous [outer, n, inner] views, argmax, and the multi-tensor grad-norm / clipping
+// helpers: native/cpu/reduce.cc's contract. Sums accumulate in double, per thread and across the block. Long
+// reductions are split into fixed chunks whose double partials a second kernel combines in chunk order, so
+// every result is deterministic (no atomics) and does not depend on the device's SM count.
+#include <napi.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "common/args.h"
+#include "common/kernel_args.h"
+#include "cuda/kernels/common.h"
+#include "cuda/kernels/register.h"
+
+namespace ft::cuda::kernels {
+namespace {
+
+enum ReduceOp { kSum = 0, kMax, kMin };
+
+// Elements of a row that one block reduces (inner == 1): the CPU's block size.
+constexpr int64_t kRowChunk = 65536;
+// Along a strided axis (inner > 1) one thread reduces a column chunk; chunks are split until about this many
+// threads run, but never below kMinColumnChunk elements.
+constexpr int64_t kColumnThreads = int64_t{1} << 17;
+constexpr int64_t kMinColumnChunk = 64;
+
+constexpr char kSource[] = R"CUDA(
+#define OP_SUM 0
+#define OP_MAX 1
+
+__device__ __forceinline__ double Combine(int op, double a, double b) {
+  if (op == OP_SUM) return a + b;
+  const float x = (float)a, y = (float)b;
+  return op == OP_MAX ? NanMax(x, y) : NanMin(x, y);
+}
+
+__device__ __forceinline__ double WarpCombine(int op, double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = Combine(op, v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Every thread gets the block's combined value. `identity` fills the unused warp slots.
+__device__ double BlockCombine(int op, double v, double identity) {
+  __shared__ double scratch[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = WarpCombine(op, v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : identity;
+  return WarpCombine(op, v);
+}
+
+__device__ __forceinline__ double Identity(int op) { return op == OP_SUM ? 0.0 : (op == OP_MAX ? -FT_INF : FT_INF); }
+
+// inner == 1: block u reduces chunk u % chunks of row u / chunks; with one chunk per row it writes dst, else
+// partial[u] for ft_reduce_finish.
+extern "C" __global__ void ft_reduce_rows(int op, int64 outer, int64 n, int64 chunk, int64 chunks, const float* src,
+                                          double* partial, float* dst) {
+  const double identity = Identity(op);
+  for (int64 u = blockIdx.x; u < outer * chunks; u += gridDim.x) {
+    const int64 o = u / chunks, k0 = (u % chunks) * chunk;
+    const int64 len = min(chunk, n - k0);
+    const float* x = src + o * n + k0;
+    double acc = identity;
+    for (int64 k = threadIdx.x; k < len; k += blockDim.x) acc = Combine(op, acc, (double)x[k]);
+    acc = BlockCombine(op, acc, identity);
+    if (threadIdx.x == 0) {
+      if (chunks == 1) dst[o] = (float)acc; else partial[u] = acc;
+    }
+  }
+}
+
+// inner > 1: thread t reduces column t % inner of chunk (t / inner) % chunks of outer index t / (inner * chunks)
+// (consecutive threads read consecutive columns); with one chunk it writes dst, else partial[t].
+extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64 inner, int64 chunk, int64 chunks,
+                                             const float* src, double* partial, float* dst) {
+  const int64 total = outer * chunks * inner;
+  for (int64 t = GlobalThread(); t < total; t += GridThreads()) {
+    const int64 i = t % inner, b = (t / inner) % chunks, o = t / (inner * chunks);
+    const int64 k0 = b * chunk, k1 = min(n, k0 + chunk);
+    const float* x = src + o * n * inner + i;
+    double acc = Identity(op);
+    for (int64 k = k0; k < k1; ++k) acc = Combine(op, acc, (double)x[k * inner]);
+    if (chunks == 1) dst[o * inner + i] = (float)acc; else partial[t] = acc;
+  }
+}
+
+// dst[o, i] = the partials of (o, i) combined in chunk order: partial[(o * chunks + b) * inner + i].
+extern "C" __global__ void ft_reduce_finish(int op, int64 outer, int64 chunks, int64 inner, const double* partial,
+                                            float* dst) {
+  for (int64 t = GlobalThread(); t < outer * inner; t += GridThreads()) {
+    const int64 o = t / inner, i = t % inner;
+    const double* p = partial + o * chunks * inner + i;
+    double r = p[0];
+    for (int64 b = 1; b < chunks; ++b) r = Combine(op, r, p[b * inner]);
+    dst[t] = (float)r;
+  }
+}
+
+// Whether (v2, i2) beats (v1, i1) for torch.argmax: a NaN beats any number, then the larger value, then the
+// smaller index (the first occurrence).
+__device__ __forceinline__ bool Better(float v1, int64 i1, float v2, int64 i2) {
+  const bool n1 = v1 != v1, n2 = v2 != v2;
+  if (n1 || n2) return n2 && (!n1 || i2 < i1);
+  if (v2 != v1) return v2 > v1;
+  return i2 < i1;
+}
+
+// inner == 1: one block per row.
+extern "C" __global__ void ft_argmax_rows(int64 outer, int64 n, const float* src, int64* dst) {
+  __shared__ float values[32];
+  __shared__ int64 indices[32];
+  for (int64 o = blockIdx.x; o < outer; o += gridDim.x) {
+    const float* x = src + o * n;
+    float best = -FT_INF;
+    int64 arg = 0x7fffffffffffffffll;  // loses to every element, -inf included
+    for (int64 k = threadIdx.x; k < n; k += blockDim.x) {
+      if (Better(best, arg, x[k], k)) {
+        best = x[k];
+        arg = k;
+      }
+    }
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) {
+      const float v = __shfl_xor_sync(0xffffffffu, best, s);
+      const int64 i = __shfl_xor_sync(0xffffffffu, arg, s);
+      if (Better(best, arg, v, i)) {
+        best = v;
+        arg = i;
+      }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) {
+      values[warp] = best;
+      indices[warp] = arg;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < warps; ++w) {
+        if (Better(best, arg, values[w], indices[w])) {
+          best = values[w];
+          arg = indices[w];
+        }
+      }
+      dst[o] = arg;
+    }
+  }
+}
+
+// inner > 1: one thread per output, scanning k in order as the CPU does.
+extern "C" __global__ void ft_argmax_columns(int64 outer, int64 n, int64 inner, const float* src, int64* dst) {
+  for (int64 t = GlobalThread(); t < outer * inner; t += GridThreads()) {
+    const float* x = src + (t / inner) * n * inner + t % inner;
+    float best = x[0];
+    int64 arg = 0;
+    for (int64 k = 1; k < n && best == best; ++k) {
+      const float v = x[k * inner];
+      if (v > best || v != v) {
+        best = v;
+        arg = k;
+      }
+    }
+    dst[t] = arg;
+  }
+}
+
+// Block b of the list: its tensor's slot and element range.
+__device__ __forceinline__ const Slot& ChunkOf(const Slot* slots, const int64* first_block, int count, int64 b,
+                                               int64& begin, int64& end) {
+  const int t = FindTensor(first_block, count, b);
+  begin = (b - first_block[t]) * FT_CHUNK;
+  end = min(slots[t].size, begin + FT_CHUNK);
+  return slots[t];
+}
+
+// partial[b] = the sum of squares of block b's chunk, in double.
+extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_block, int count, int64 blocks,
+                                          double* partial) {
+  __shared__ double scratch[32];
+  for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
+    int64 begin, end;
+    const float* x = (const float*)ChunkOf(slots, first_block, count, b, begin, end).data[0];
+    double acc = 0.0;
+    for (int64 k = begin + threadIdx.x; k < end; k += blockDim.x) acc += (double)x[k] * x[k];
+    acc = BlockSumDouble(acc, scratch);
+    if (threadIdx.x == 0) partial[b] = acc;
+  }
+}
+
+// One block: *out = the sum of n doubles.
+extern "C" __global__ __launch_bounds__(1024) void ft_sum_doubles(const double* x, int64 n, double* out) {
+  __shared__ double scratch[32];
+  double acc = 0.0;
+  for (int64 k = threadIdx.x; k < n; k += blockDim.x) acc += x[k];
+  acc = BlockSumDouble(acc, scratch);
+  if (threadIdx.x == 0) *out = acc;
+}
+
+extern "C" __global__ void ft_scale_many(const Slot* slots, const int64* first_block, int count, int64 blocks,
+                                         float factor) {
+  for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
+    int64 begin, end;
+    float* x = (float*)ChunkOf(slots, first_block, count, b, begin, end).data[0];
+    for (int64 k = begin + threadIdx.x; k < end; k += blockDim.x) x[k] *= factor;
+  }
+}
+)CUDA";
+
+CUfunction Kernel(Napi::Env env, const char* name) {
+  static const std::string source = ModuleSource(kSource);
+  return GetKernel(env, "reduce", source, name);
+}
+
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int op = GetOp(info, 0, "op", kMin + 1);
+  int64_t outer = GetCount(info, 1, "outer");
+  int64_t n = GetCount(info, 2, "n");
+  int64_t inner = GetCount(info, 3, "inner");
+  const int64_t out_count = CountProduct(info, outer, inner, "outer * inner");
+  const int64_t in_count = CountProduct(info, out_count, n, "outer * n * inner");
+  uint64_t src =
+      DeviceElements<float>(info, GetDeviceBuffer(info, 4, "src"), GetInt(info, 5, "srcOff"), in_count, "src");
+  uint64_t dst =
+      DeviceElements<float>(info, GetDeviceBuffer(info, 6, "dst"), GetInt(info, 7, "dstOff"), out_count, "dst");
+  if (out_count == 0) return env.Undefined();
+  if (n == 0) {
+    // Like torch: the empty sum is 0; max / min of nothing has no value.
+    if (op != kSum) throw Napi::RangeError::New(env, "reduce: max/min over an empty dimension (n = 0)");
+    MemsetBytes(env, dst, 0, static_cast<size_t>(out_count) * sizeof(float));
+    return env.Undefined();
+  }
+  int64_t chunk, chunks;
+  if (inner == 1) {
+    chunk = std::min(n, kRowChunk);
+  } else {
+    const int64_t wanted = std::clamp<int64_t>(kColumnThreads / out_count, 1, (n + kMinColumnChunk - 1) / kMinColumnChunk);
+    chunk = (n + wanted - 1) / wanted;
+  }
+  chunks = (n + chunk - 1) / chunk;
+  ScratchBuffer partial(env, chunks > 1 ? static_cast<size_t>(out_count * chunks) * sizeof(double) : 0);
+  uint64_t partial_ptr = partial.ptr();
+  if (inner == 1) {
+    void* args[] = {&op, &outer, &n, &chunk, &chunks, &src, &partial_ptr, &dst};
+    Launch(env, Kernel(env, "ft_reduce_rows"), RowGrid(outer * chunks), Blocks(kThreads), 0, args);
+  } else {
+    void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &src, &partial_ptr, &dst};
+    Launch(env, Kernel(env, "ft_reduce_columns"), GridFor(out_count * chunks), Blocks(kThreads), 0, args);
+  }
+  if (chunks > 1) {
+    void* args[] = {&op, &outer, &chunks, &inner, &partial_ptr, &dst};
+    Launch(env, Kernel(env, "ft_reduce_finish"), GridFor(out_count), Blocks(kThreads), 0, args);
+  }
+  return env.Undefined();
+}
+
+Napi::Value Argmax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t outer = GetCount(info, 0, "outer");
+  int64_t n = GetCount(info, 1, "n");
+  int64_t inner = GetCount(info, 2, "inner");
+  const int64_t out_count = CountProduct(info, outer, inner, "outer * inner");
+  const int64_t in_count = CountProduct(info, out_count, n, "outer * n * inner");
+  uint64_t src =
+      DeviceElements<float>(info, GetDeviceBuffer(info, 3, "src"), GetInt(info, 4, "srcOff"), in_count, "src");
+  uint64_t dst =
+      DeviceElements<int64_t>(info, GetDeviceBuffer(info, 5, "dst"), GetInt(info, 6, "dstOff"), out_count, "dst");
+  if (out_count == 0) return env.Undefined();
+  if (n == 0) throw Napi::RangeError::New(env, "argmax: empty dimension (n = 0)");
+  if (inner == 1) {
+    void* args[] = {&outer, &n, &src, &dst};
+    Launch(env, Kernel(env, "ft_argmax_rows"), RowGrid(outer), RowThreads(n, kThreads), 0, args);
+  } else {
+    void* args[] = {&outer, &n, &inner, &src, &dst};
+    Launch(env, Kernel(env, "ft_argmax_columns"), GridFor(out_count), Blocks(kThreads), 0, args);
+  }
+  return env.Undefined();
+}
+
+// bufs, offs and sizes at argument indices 0, 1, 2, as the list the kernels read.
+TensorList GetList(const Napi::CallbackInfo& info) {
+  std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, 0, "bufs");
+  std::vector<int64_t> offs = GetIntArray(info, 1, "offs");
+  std::vector<int64_t> sizes = GetIntArray(info, 2, "sizes");
+  CheckListLength(info, offs.size(), bufs.size(), 1, "offs");
+  CheckListLength(info, sizes.size(), bufs.size(), 2, "sizes");
+  std::vector<Slot> slots(bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    const std::string name = "bufs[" + std::to_string(i) + "]";
+    slots[i].data[0] = DeviceElements<float>(info, bufs[i], offs[i], sizes[i], name.c_str());
+    slots[i].size = sizes[i];
+  }
+  return MakeTensorList(std::move(slots));
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  TensorList list = GetList(info);
+  int64_t blocks = list.blocks();
+  if (blocks == 0) return Napi::Number::New(env, 0.0);
+  DeviceTensorList device(env, list);
+  ScratchBuffer partial(env, static_cast<size_t>(blocks + 1) * sizeof(double));
+  uint64_t slots = device.slots(), first_block = device.first_block(), partial_ptr = partial.ptr();
+  uint64_t total_ptr = partial.ptr() + static_cast<uint64_t>(blocks) * sizeof(double);
+  int count = device.count();
+  void* args[] = {&slots, &first_block, &count, &blocks, &partial_ptr};
+  Launch(env, Kernel(env, "ft_sum_squares"), RowGrid(blocks), Blocks(kThreads), 0, args);
+  void* finish_args[] = {&partial_ptr, &blocks, &total_ptr};
+  Launch(env, Kernel(env, "ft_sum_doubles"), Blocks(1), Blocks(1024), 0, finish_args);
+  double total = 0;
+  CopyDeviceToHost(env, &total, total_ptr, sizeof(double));
+  return Napi::Number::New(env, total);
+}
+
+Napi::Value ScaleMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  TensorList list = GetList(info);
+  float factor = static_cast<float>(GetNumber(info, 3, "factor"));
+  int64_t blocks = list.blocks();
+  if (blocks == 0) return env.Undefined();
+  DeviceTensorList device(env, list);
+  uint64_t slots = device.slots(), first_block = device.first_block();
+  int count = device.count();
+  void* args[] = {&slots, &first_block, &count, &blocks, &factor};
+  Launch(env, Kernel(env, "ft_scale_many"), RowGrid(blocks), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterReduce(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
+  cuda.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
+  cuda.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  cuda.Set("scaleMany", Napi::Function::New(env, ScaleMany, "scaleMany"));
+}
+
+}  // namespace ft::cuda::kernels

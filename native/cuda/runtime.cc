@@ -1,0 +1,594 @@
+// The CUDA runtime (see runtime.h): context and stream, device memory cache and handles, NVRTC compilation with
+// its caches, launches and copies. Everything here runs on the JS thread except GiveDeviceMemory, which
+// finalizers may call, so the cache is guarded by a mutex.
+#include "cuda/runtime.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <sys/stat.h>
+#include <unordered_map>
+
+#include "common/args.h"
+
+namespace ft::cuda {
+namespace {
+
+constexpr CUresult kErrorOutOfMemory = 2;
+constexpr unsigned kStreamNonBlocking = 0x1;
+
+// ---- driver entry points and the context
+
+struct Runtime {
+  bool tried = false;
+  std::string error;  // why the runtime could not start, once tried
+  RuntimeApi api;
+  CUcontext context = nullptr;
+  CUstream stream = nullptr;
+  int arch = 0;
+};
+
+Runtime g_runtime;
+thread_local bool t_context_current = false;
+
+std::string ErrorText(CUresult result) {
+  const char* text = nullptr;
+  const DriverApi& api = GetCuda().api;
+  if (api.cuGetErrorString != nullptr && api.cuGetErrorString(result, &text) == kCudaSuccess && text != nullptr)
+    return "error " + std::to_string(result) + " (" + text + ")";
+  return "error " + std::to_string(result);
+}
+
+template <typename Fn>
+bool ResolveDriver(const char* name, Fn& fn, std::string& error) {
+  void* symbol = dlsym(GetCuda().cuda.handle, name);
+  if (symbol == nullptr) {
+    error = GetCuda().cuda.path + " lacks " + name + ": update the NVIDIA driver";
+    return false;
+  }
+  fn = reinterpret_cast<Fn>(symbol);
+  return true;
+}
+
+void StartRuntime() {
+  Runtime& r = g_runtime;
+  r.tried = true;
+  r.error = UnusableReason();
+  if (!r.error.empty()) return;
+  RuntimeApi& a = r.api;
+  std::string error;
+  if (!ResolveDriver("cuDevicePrimaryCtxRetain", a.cuDevicePrimaryCtxRetain, error) ||
+      !ResolveDriver("cuCtxSetCurrent", a.cuCtxSetCurrent, error) ||
+      !ResolveDriver("cuStreamCreate", a.cuStreamCreate, error) ||
+      !ResolveDriver("cuStreamSynchronize", a.cuStreamSynchronize, error) ||
+      !ResolveDriver("cuMemAlloc_v2", a.cuMemAlloc_v2, error) ||
+      !ResolveDriver("cuMemFree_v2", a.cuMemFree_v2, error) ||
+      !ResolveDriver("cuMemGetInfo_v2", a.cuMemGetInfo_v2, error) ||
+      !ResolveDriver("cuMemcpyHtoDAsync_v2", a.cuMemcpyHtoDAsync_v2, error) ||
+      !ResolveDriver("cuMemcpyDtoHAsync_v2", a.cuMemcpyDtoHAsync_v2, error) ||
+      !ResolveDriver("cuMemcpyDtoDAsync_v2", a.cuMemcpyDtoDAsync_v2, error) ||
+      !ResolveDriver("cuMemsetD8Async", a.cuMemsetD8Async, error) ||
+      !ResolveDriver("cuModuleLoadData", a.cuModuleLoadData, error) ||
+      !ResolveDriver("cuModuleGetFunction", a.cuModuleGetFunction, error) ||
+      !ResolveDriver("cuLaunchKernel", a.cuLaunchKernel, error)) {
+    r.error = error;
+    return;
+  }
+  const DriverApi& d = GetCuda().api;
+  CUdevice device = 0;
+  CUresult result = d.cuDeviceGet(&device, 0);
+  if (result == kCudaSuccess) result = a.cuDevicePrimaryCtxRetain(&r.context, device);
+  if (result != kCudaSuccess) {
+    r.error = "could not create a CUDA context on device 0: " + ErrorText(result) +
+              ": check the GPU with nvidia-smi (is it in exclusive mode and taken by another process?)";
+    return;
+  }
+  if ((result = a.cuCtxSetCurrent(r.context)) != kCudaSuccess ||
+      (result = a.cuStreamCreate(&r.stream, kStreamNonBlocking)) != kCudaSuccess) {
+    r.error = "could not start CUDA on device 0: " + ErrorText(result);
+    return;
+  }
+  t_context_current = true;
+  const Device& dev = GetCuda().devices[0];
+  r.arch = dev.major * 10 + dev.minor;
+}
+
+// ---- device memory cache: the host cache's rounding (native/binding/addon.cc), so that batches padded to
+// different lengths reuse blocks; blocks stay cached until an allocation fails or emptyCache.
+
+std::mutex g_cache_mutex;
+std::unordered_map<size_t, std::vector<CUdeviceptr>> g_free_blocks;
+MemoryStats g_stats;
+
+size_t RoundedSize(size_t bytes) {
+  constexpr size_t kSmallStep = 512;
+  if (bytes <= 4096) return ((bytes + kSmallStep - 1) / kSmallStep) * kSmallStep;
+  size_t power = size_t{1} << (63 - __builtin_clzll(bytes - 1));
+  size_t step = power / 8;
+  return ((bytes + step - 1) / step) * step;
+}
+
+void ReleaseCached() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  for (auto& [size, blocks] : g_free_blocks) {
+    for (CUdeviceptr p : blocks) g_runtime.api.cuMemFree_v2(p);
+  }
+  g_free_blocks.clear();
+  g_stats.cached = 0;
+}
+
+std::string Bytes(size_t n) {
+  char text[64];
+  if (n >= (size_t{1} << 30)) std::snprintf(text, sizeof(text), "%.2f GiB", n / double(size_t{1} << 30));
+  else std::snprintf(text, sizeof(text), "%.2f MiB", n / double(size_t{1} << 20));
+  return text;
+}
+
+// ---- device handles
+
+// Tells device handles apart from the host buffers native.alloc wraps with a HostBlock.
+constexpr napi_type_tag kDeviceHandleTag = {0x6a1c3f0e5b7d4a21ull, 0x9e8d7c6b5a493827ull};
+
+void FinalizeHandle(napi_env, void* data, void*) {
+  auto* block = static_cast<DeviceBlock*>(data);
+  if (!block->released.exchange(true)) GiveDeviceMemory(RawBlock{block->ptr, block->bytes});
+  delete block;
+}
+
+// ---- NVRTC
+
+using nvrtcResult = int;
+using nvrtcProgram = struct _nvrtcProgram*;
+constexpr nvrtcResult kNvrtcSuccess = 0;
+
+struct NvrtcApi {
+  nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram*, const char* src, const char* name, int num_headers,
+                                    const char* const* headers, const char* const* include_names) = nullptr;
+  nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int num_options, const char* const* options) = nullptr;
+  nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram, size_t*) = nullptr;
+  nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram, size_t*) = nullptr;
+  nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*nvrtcGetPTXSize)(nvrtcProgram, size_t*) = nullptr;
+  nvrtcResult (*nvrtcGetPTX)(nvrtcProgram, char*) = nullptr;
+  nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram*) = nullptr;
+  nvrtcResult (*nvrtcVersion)(int* major, int* minor) = nullptr;
+  const char* (*nvrtcGetErrorString)(nvrtcResult) = nullptr;
+  // Optional (NVRTC 11.2+): the architectures this NVRTC can build cubins for.
+  nvrtcResult (*nvrtcGetNumSupportedArchs)(int*) = nullptr;
+  nvrtcResult (*nvrtcGetSupportedArchs)(int*) = nullptr;
+};
+
+struct Nvrtc {
+  NvrtcApi api;
+  std::string error;
+  std::string version;
+  // The architecture option: sm_XY (a cubin) when NVRTC knows the device, else compute_<newest it knows>
+  // (PTX, which the driver compiles for the device).
+  std::string arch_option;
+  bool cubin = true;
+};
+
+template <typename Fn>
+bool ResolveNvrtc(const char* name, Fn& fn, std::string& error) {
+  void* symbol = dlsym(GetCuda().nvrtc.handle, name);
+  if (symbol == nullptr) {
+    error = GetCuda().nvrtc.path + " lacks " + name + ": install a complete CUDA toolkit or nvidia-cuda-nvrtc";
+    return false;
+  }
+  fn = reinterpret_cast<Fn>(symbol);
+  return true;
+}
+
+const Nvrtc& GetNvrtc() {
+  static const Nvrtc nvrtc = [] {
+    Nvrtc n;
+    NvrtcApi& a = n.api;
+    if (!ResolveNvrtc("nvrtcCreateProgram", a.nvrtcCreateProgram, n.error) ||
+        !ResolveNvrtc("nvrtcCompileProgram", a.nvrtcCompileProgram, n.error) ||
+        !ResolveNvrtc("nvrtcGetProgramLogSize", a.nvrtcGetProgramLogSize, n.error) ||
+        !ResolveNvrtc("nvrtcGetProgramLog", a.nvrtcGetProgramLog, n.error) ||
+        !ResolveNvrtc("nvrtcGetCUBINSize", a.nvrtcGetCUBINSize, n.error) ||
+        !ResolveNvrtc("nvrtcGetCUBIN", a.nvrtcGetCUBIN, n.error) ||
+        !ResolveNvrtc("nvrtcGetPTXSize", a.nvrtcGetPTXSize, n.error) ||
+        !ResolveNvrtc("nvrtcGetPTX", a.nvrtcGetPTX, n.error) ||
+        !ResolveNvrtc("nvrtcDestroyProgram", a.nvrtcDestroyProgram, n.error) ||
+        !ResolveNvrtc("nvrtcVersion", a.nvrtcVersion, n.error) ||
+        !ResolveNvrtc("nvrtcGetErrorString", a.nvrtcGetErrorString, n.error))
+      return n;
+    std::string ignored;
+    ResolveNvrtc("nvrtcGetNumSupportedArchs", a.nvrtcGetNumSupportedArchs, ignored);
+    ResolveNvrtc("nvrtcGetSupportedArchs", a.nvrtcGetSupportedArchs, ignored);
+    int major = 0, minor = 0;
+    a.nvrtcVersion(&major, &minor);
+    n.version = std::to_string(major) + "." + std::to_string(minor);
+    int arch = g_runtime.arch;
+    int count = 0;
+    if (a.nvrtcGetNumSupportedArchs != nullptr && a.nvrtcGetSupportedArchs != nullptr &&
+        a.nvrtcGetNumSupportedArchs(&count) == kNvrtcSuccess && count > 0) {
+      std::vector<int> archs(count);
+      if (a.nvrtcGetSupportedArchs(archs.data()) == kNvrtcSuccess) {
+        int best = 0;
+        for (int v : archs)
+          if (v <= arch && v > best) best = v;
+        if (best == 0) {
+          n.error = "NVRTC " + n.version + " cannot compile for this GPU (sm_" + std::to_string(arch) +
+                    "): install the CUDA toolkit that matches the driver";
+          return n;
+        }
+        if (best != arch) {
+          n.cubin = false;
+          n.arch_option = "--gpu-architecture=compute_" + std::to_string(best);
+          return n;
+        }
+      }
+    }
+    n.arch_option = "--gpu-architecture=sm_" + std::to_string(arch);
+    return n;
+  }();
+  return nvrtc;
+}
+
+uint64_t Fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// The on-disk cache folder, created when missing; empty when there is none to use (no $HOME, read-only disk):
+// the cache only saves compile time, so its failures are never errors.
+std::string CacheFolder() {
+  static const std::string folder = [] {
+    std::string dir;
+    if (const char* env = std::getenv("FINETUNE_CACHE"); env != nullptr && *env != '\0') {
+      dir = env;
+    } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+      dir = std::string(home) + "/.cache/finetune/kernels";
+    } else {
+      return std::string();
+    }
+    for (size_t i = 1; i <= dir.size(); ++i) {
+      if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
+    }
+    struct stat st;
+    return stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) ? dir : std::string();
+  }();
+  return folder;
+}
+
+bool ReadFile(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  out = buffer.str();
+  return !out.empty();
+}
+
+void WriteFileAtomically(const std::string& path, const std::string& data) {
+  std::string temp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) return;
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    if (!out) {
+      out.close();
+      std::remove(temp.c_str());
+      return;
+    }
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) std::remove(temp.c_str());
+}
+
+// Compiles `source`; returns the cubin, or PTX with its terminating NUL (cuModuleLoadData needs it).
+std::string Compile(Napi::Env env, const Nvrtc& n, const char* module_name, const std::string& source) {
+  const NvrtcApi& a = n.api;
+  nvrtcProgram program = nullptr;
+  nvrtcResult result = a.nvrtcCreateProgram(&program, source.c_str(), module_name, 0, nullptr, nullptr);
+  if (result != kNvrtcSuccess)
+    throw Napi::Error::New(env, std::string("NVRTC could not create the program ") + module_name + ": " +
+                                    a.nvrtcGetErrorString(result));
+  std::unique_ptr<nvrtcProgram, void (*)(nvrtcProgram*)> guard(&program, [](nvrtcProgram* p) {
+    GetNvrtc().api.nvrtcDestroyProgram(p);
+  });
+  const char* options[] = {n.arch_option.c_str(), "-std=c++17"};
+  result = a.nvrtcCompileProgram(program, 2, options);
+  if (result != kNvrtcSuccess) {
+    size_t log_size = 0;
+    std::string log;
+    if (a.nvrtcGetProgramLogSize(program, &log_size) == kNvrtcSuccess && log_size > 1) {
+      log.resize(log_size);
+      a.nvrtcGetProgramLog(program, log.data());
+      log.resize(log_size - 1);
+    }
+    throw Napi::Error::New(env, std::string("NVRTC ") + n.version + " failed to compile the CUDA kernels of " +
+                                    module_name + " (" + n.arch_option + "): " + a.nvrtcGetErrorString(result) +
+                                    "\n" + log);
+  }
+  std::string image;
+  size_t size = 0;
+  if (n.cubin) {
+    if (a.nvrtcGetCUBINSize(program, &size) == kNvrtcSuccess && size > 0) {
+      image.resize(size);
+      if (a.nvrtcGetCUBIN(program, image.data()) == kNvrtcSuccess) return image;
+    }
+  }
+  // No cubin (compute_XX target, or an NVRTC that gives none): PTX, which the driver compiles at load.
+  if ((result = a.nvrtcGetPTXSize(program, &size)) != kNvrtcSuccess || size == 0)
+    throw Napi::Error::New(env, std::string("NVRTC produced no code for ") + module_name + ": " +
+                                    a.nvrtcGetErrorString(result));
+  image.resize(size);
+  if ((result = a.nvrtcGetPTX(program, image.data())) != kNvrtcSuccess)
+    throw Napi::Error::New(env, std::string("NVRTC could not return the PTX of ") + module_name + ": " +
+                                    a.nvrtcGetErrorString(result));
+  return image;
+}
+
+struct LoadedModule {
+  std::string source;
+  CUmodule module = nullptr;
+  std::unordered_map<std::string, CUfunction> functions;
+};
+
+// Per module name, the sources compiled under it (usually one; a generator may specialise a source per dtype).
+// Modules stay loaded for the life of the process.
+std::unordered_map<std::string, std::vector<std::unique_ptr<LoadedModule>>> g_modules;
+
+CUmodule LoadModule(Napi::Env env, const char* module_name, const std::string& source) {
+  const Nvrtc& n = GetNvrtc();
+  if (!n.error.empty()) throw Napi::Error::New(env, "CUDA kernels cannot be compiled: " + n.error);
+  std::string key = source + '\0' + n.arch_option + '\0' + n.version;
+  uint64_t hash = Fnv1a(0xcbf29ce484222325ull, key.data(), key.size());
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  std::string folder = CacheFolder();
+  std::string path = folder.empty() ? std::string()
+                                    : folder + "/" + module_name + "-" + hex + (n.cubin ? ".cubin" : ".ptx");
+  const RuntimeApi& a = g_runtime.api;
+  CUmodule module = nullptr;
+  std::string image;
+  // A cached file that no longer loads (truncated, another driver) is compiled again and replaced.
+  if (!path.empty() && ReadFile(path, image) && a.cuModuleLoadData(&module, image.data()) == kCudaSuccess)
+    return module;
+  image = Compile(env, n, module_name, source);
+  CUresult result = a.cuModuleLoadData(&module, image.data());
+  if (result != kCudaSuccess)
+    throw Napi::Error::New(env, std::string("the CUDA driver could not load the kernels of ") + module_name +
+                                    " compiled by NVRTC " + n.version + " (" + n.arch_option + "): " +
+                                    ErrorText(result) + ": the driver may be older than NVRTC; update it");
+  if (!path.empty()) WriteFileAtomically(path, image);
+  return module;
+}
+
+}  // namespace
+
+std::string UnusableReason() {
+  const CudaState& s = GetCuda();
+  if (!s.problem.empty()) return s.problem;
+  if (s.nvrtc.handle == nullptr)
+    return "NVRTC (CUDA's run-time compiler) was not found: " + s.nvrtc.error +
+           ". Install the CUDA toolkit or the nvidia-cuda-nvrtc package, or set CUDA_HOME";
+  if (s.cublas_lt.handle == nullptr)
+    return "cuBLASLt was not found: " + s.cublas_lt.error +
+           ". Install the CUDA toolkit or the nvidia-cublas package, or set CUDA_HOME";
+  return std::string();
+}
+
+void EnsureContext(Napi::Env env) {
+  if (!g_runtime.tried) StartRuntime();
+  if (!g_runtime.error.empty()) throw Napi::Error::New(env, "CUDA is not available: " + g_runtime.error);
+  if (!t_context_current) {
+    Check(env, g_runtime.api.cuCtxSetCurrent(g_runtime.context), "cuCtxSetCurrent");
+    t_context_current = true;
+  }
+}
+
+CUstream Stream() { return g_runtime.stream; }
+
+const RuntimeApi& Api() { return g_runtime.api; }
+
+int Arch() { return g_runtime.arch; }
+
+void Check(Napi::Env env, CUresult result, const char* what) {
+  if (result != kCudaSuccess) throw Napi::Error::New(env, std::string(what) + " failed: " + ErrorText(result));
+}
+
+RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
+  size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    auto it = g_free_blocks.find(size);
+    if (it != g_free_blocks.end() && !it->second.empty()) {
+      CUdeviceptr p = it->second.back();
+      it->second.pop_back();
+      g_stats.cached -= size;
+      g_stats.allocated += size;
+      if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
+      return RawBlock{p, size};
+    }
+  }
+  CUdeviceptr p = 0;
+  CUresult result = g_runtime.api.cuMemAlloc_v2(&p, size);
+  if (result == kErrorOutOfMemory) {
+    EmptyDeviceCache(env);
+    result = g_runtime.api.cuMemAlloc_v2(&p, size);
+  }
+  if (result == kErrorOutOfMemory) {
+    size_t free = 0, total = 0;
+    g_runtime.api.cuMemGetInfo_v2(&free, &total);
+    MemoryStats s = GetMemoryStats();
+    throw Napi::Error::New(env, "CUDA out of memory. Tried to allocate " + Bytes(size) + ". GPU 0 has a total capacity of " +
+                                    Bytes(total) + " of which " + Bytes(free) + " is free; " + Bytes(s.allocated) +
+                                    " is allocated by finetune. Reduce the batch size or free tensors");
+  }
+  Check(env, result, "cuMemAlloc");
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  g_stats.allocated += size;
+  if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
+  return RawBlock{p, size};
+}
+
+void GiveDeviceMemory(RawBlock block) noexcept {
+  if (block.ptr == 0) return;
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  g_free_blocks[block.bytes].push_back(block.ptr);
+  g_stats.allocated -= block.bytes;
+  g_stats.cached += block.bytes;
+}
+
+void EmptyDeviceCache(Napi::Env env) {
+  if (g_runtime.stream == nullptr) return;
+  // Cached blocks may still be read by queued work of their last owner.
+  Synchronize(env);
+  ReleaseCached();
+}
+
+MemoryStats GetMemoryStats() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  return g_stats;
+}
+
+void ResetPeakMemory() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  g_stats.peak = g_stats.allocated;
+}
+
+Napi::ArrayBuffer NewDeviceHandle(Napi::Env env, RawBlock raw, size_t requested) {
+  auto* block = new DeviceBlock;
+  block->ptr = raw.ptr;
+  block->bytes = raw.bytes;
+  block->requested = requested;
+  Napi::ArrayBuffer handle;
+  try {
+    handle = Napi::ArrayBuffer::New(env, 0);
+    NAPI_THROW_IF_FAILED(env, napi_type_tag_object(env, handle, &kDeviceHandleTag), Napi::ArrayBuffer());
+  } catch (...) {
+    GiveDeviceMemory(raw);
+    delete block;
+    throw;
+  }
+  napi_status status = napi_wrap(env, handle, block, FinalizeHandle, nullptr, nullptr);
+  if (status != napi_ok) {
+    GiveDeviceMemory(raw);
+    delete block;
+    NAPI_THROW_IF_FAILED(env, status, Napi::ArrayBuffer());
+  }
+  return handle;
+}
+
+DeviceBlock* UnwrapDeviceHandle(Napi::Env env, Napi::Value value) {
+  if (!value.IsArrayBuffer()) return nullptr;
+  bool tagged = false;
+  if (napi_check_object_type_tag(env, value, &kDeviceHandleTag, &tagged) != napi_ok || !tagged) return nullptr;
+  void* raw = nullptr;
+  if (napi_unwrap(env, value, &raw) != napi_ok) return nullptr;
+  return static_cast<DeviceBlock*>(raw);
+}
+
+DeviceBuffer GetDeviceBuffer(const Napi::CallbackInfo& info, int index, const char* name) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[index];
+  if (v.IsNull()) return DeviceBuffer{};
+  DeviceBlock* block = UnwrapDeviceHandle(env, v);
+  if (block == nullptr) {
+    throw Napi::TypeError::New(env, ArgName(index, name) + " must be a CUDA device buffer (from cuda.alloc)" +
+                                        (v.IsArrayBuffer() ? ", not host memory: move the tensor with .to(\"cuda\")"
+                                                           : ""));
+  }
+  if (block->released.load())
+    throw Napi::Error::New(env, ArgName(index, name) + ": the device memory has been released");
+  return DeviceBuffer{block->ptr, block->requested};
+}
+
+uint64_t DeviceElementsBytes(const Napi::CallbackInfo& info, const DeviceBuffer& b, int64_t offset, int64_t extent,
+                             size_t element_size, const char* name) {
+  constexpr int64_t kMaxElements = int64_t{1} << 48;
+  if (offset < 0 || extent < 0 || offset > kMaxElements || extent > kMaxElements ||
+      static_cast<uint64_t>(offset + extent) * element_size > b.bytes) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + ": " + std::to_string(extent) +
+                                                " elements at offset " + std::to_string(offset) +
+                                                " exceed the device buffer of " +
+                                                std::to_string(b.bytes / element_size) + " elements" +
+                                                (b.ptr == 0 ? " (null)" : ""));
+  }
+  return b.ptr + static_cast<uint64_t>(offset) * element_size;
+}
+
+Layout MakeLayout(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  Layout l;
+  l.rank = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size() && i < 8; ++i) {
+    l.shape[i] = shape[i];
+    l.strides[i] = strides[i];
+  }
+  return l;
+}
+
+CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& source, const char* function_name) {
+  EnsureContext(env);
+  std::vector<std::unique_ptr<LoadedModule>>& list = g_modules[module_name];
+  LoadedModule* loaded = nullptr;
+  for (auto& m : list) {
+    if (m->source == source) {
+      loaded = m.get();
+      break;
+    }
+  }
+  if (loaded == nullptr) {
+    auto m = std::make_unique<LoadedModule>();
+    m->module = LoadModule(env, module_name, source);
+    m->source = source;
+    loaded = m.get();
+    list.push_back(std::move(m));
+  }
+  auto it = loaded->functions.find(function_name);
+  if (it != loaded->functions.end()) return it->second;
+  CUfunction fn = nullptr;
+  CUresult result = g_runtime.api.cuModuleGetFunction(&fn, loaded->module, function_name);
+  if (result != kCudaSuccess)
+    throw Napi::Error::New(env, std::string("the CUDA kernels of ") + module_name + " have no function " +
+                                    function_name + " (is it extern \"C\" __global__?): " + ErrorText(result));
+  loaded->functions.emplace(function_name, fn);
+  return fn;
+}
+
+void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  Check(env,
+        g_runtime.api.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes,
+                                     g_runtime.stream, args, nullptr),
+        "cuLaunchKernel");
+}
+
+void Synchronize(Napi::Env env) { Check(env, g_runtime.api.cuStreamSynchronize(g_runtime.stream), "cuStreamSynchronize"); }
+
+void CopyHostToDevice(Napi::Env env, CUdeviceptr dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  // From pageable memory the driver stages the data before returning, so the host buffer may be freed at once.
+  Check(env, g_runtime.api.cuMemcpyHtoDAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyHtoDAsync");
+}
+
+void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes) {
+  if (bytes == 0) return;
+  Check(env, g_runtime.api.cuMemcpyDtoHAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyDtoHAsync");
+  Synchronize(env);
+}
+
+void CopyDeviceToDevice(Napi::Env env, CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  if (bytes == 0) return;
+  Check(env, g_runtime.api.cuMemcpyDtoDAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyDtoDAsync");
+}
+
+void MemsetBytes(Napi::Env env, CUdeviceptr dst, uint8_t value, size_t bytes) {
+  if (bytes == 0) return;
+  Check(env, g_runtime.api.cuMemsetD8Async(dst, value, bytes, g_runtime.stream), "cuMemsetD8Async");
+}
+
+}  // namespace ft::cuda

@@ -1,0 +1,177 @@
+// The CUDA runtime of the addon: one context and stream on device 0, device handles, the device memory cache,
+// NVRTC kernel compilation with in-memory and on-disk caches, launches and copies.
+//
+// No CUDA header is used: the few driver types are declared here (values checked against cuda.h 13.0) and every
+// entry point is resolved with dlsym from the libraries loader.cc opened, so the addon builds and loads on
+// machines without CUDA. Every native.cuda entry point calls EnsureContext first, so without a usable GPU each
+// one throws the loader's reason instead of touching anything.
+//
+// Device handles: a device allocation is given to JS as an empty ArrayBuffer (byteLength 0, so JS can never
+// read or write device memory through it) with a DeviceBlock napi_wrap'd onto it. All work goes to one stream,
+// in order, so memory freed into the cache may be reused by the next launch without waiting.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cuda/loader.h"
+
+namespace ft::cuda {
+
+using CUdeviceptr = uint64_t;
+using CUcontext = struct CUctx_st*;
+using CUstream = struct CUstream_st*;
+using CUmodule = struct CUmod_st*;
+using CUfunction = struct CUfunc_st*;
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+// Why native.cuda cannot be used here (the loader's problem, or NVRTC or cuBLASLt missing); empty when it can.
+std::string UnusableReason();
+
+// Throws a JS Error with UnusableReason() when CUDA cannot be used; otherwise makes the primary context of
+// device 0 current on this thread and creates the stream (once).
+void EnsureContext(Napi::Env env);
+
+// The one stream all work is queued on (valid after EnsureContext).
+CUstream Stream();
+
+// Throws a JS Error "<what> failed: error N (text)" unless `result` is success.
+void Check(Napi::Env env, CUresult result, const char* what);
+
+// ---- device memory
+
+// What napi_wrap holds on a device handle. `bytes` is the rounded size taken from the cache.
+struct DeviceBlock {
+  CUdeviceptr ptr = 0;
+  size_t bytes = 0;      // usable (rounded) size
+  size_t requested = 0;  // what alloc() asked for: the bound every argument check uses
+  std::atomic<bool> released{false};
+};
+
+// Device memory from the cache (rounded up as the host cache rounds); on out-of-memory the cache is emptied and
+// the allocation retried once, then a JS Error says how much was asked, used and cached.
+struct RawBlock {
+  CUdeviceptr ptr = 0;
+  size_t bytes = 0;
+};
+RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes);
+// Returns a block to the cache; never throws (finalizers call it).
+void GiveDeviceMemory(RawBlock block) noexcept;
+
+// Empties the cache back to the driver (after the stream drains).
+void EmptyDeviceCache(Napi::Env env);
+
+// Bytes taken from the cache and not given back (tensors, scratch, workspaces), their peak, and bytes cached.
+struct MemoryStats {
+  size_t allocated = 0;
+  size_t peak = 0;
+  size_t cached = 0;
+};
+MemoryStats GetMemoryStats();
+void ResetPeakMemory();
+
+// A new device handle owning `block`; `requested` bytes are usable through it.
+Napi::ArrayBuffer NewDeviceHandle(Napi::Env env, RawBlock block, size_t requested);
+// The block behind a device handle, or nullptr when `value` is not one (a host ArrayBuffer included).
+DeviceBlock* UnwrapDeviceHandle(Napi::Env env, Napi::Value value);
+
+// Device temporary memory for one call, back in the cache at scope end (stream order makes that safe).
+class ScratchBuffer {
+ public:
+  ScratchBuffer(Napi::Env env, size_t bytes) : block_(TakeDeviceMemory(env, bytes)) {}
+  ~ScratchBuffer() { GiveDeviceMemory(block_); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  CUdeviceptr ptr() const { return block_.ptr; }
+  size_t bytes() const { return block_.bytes; }
+
+ private:
+  RawBlock block_;
+};
+
+// ---- arguments
+
+struct DeviceBuffer {
+  CUdeviceptr ptr = 0;
+  size_t bytes = 0;
+};
+
+// The device memory behind argument `index`: TypeError when it is not a device handle (a host ArrayBuffer
+// included), Error when the handle was freed. JS null gives {0, 0}, for the arguments the CPU contract lets be
+// null; DeviceElements refuses such a buffer unless the extent is 0.
+DeviceBuffer GetDeviceBuffer(const Napi::CallbackInfo& info, int index, const char* name);
+
+// A bounds check like args.h Elements: `offset` and the `extent` elements after it must lie inside the buffer.
+// Returns the device address of element `offset`.
+uint64_t DeviceElementsBytes(const Napi::CallbackInfo& info, const DeviceBuffer& b, int64_t offset, int64_t extent,
+                             size_t element_size, const char* name);
+template <typename T>
+inline uint64_t DeviceElements(const Napi::CallbackInfo& info, const DeviceBuffer& b, int64_t offset, int64_t extent,
+                               const char* name) {
+  return DeviceElementsBytes(info, b, offset, extent, sizeof(T), name);
+}
+
+// A strided view's shape and strides in elements, passed to kernels by value. The kernel source must declare
+// the same struct: `struct Layout { int rank; long long shape[8]; long long strides[8]; };`.
+struct Layout {
+  int32_t rank = 0;
+  int64_t shape[8] = {};
+  int64_t strides[8] = {};
+};
+static_assert(sizeof(Layout) == 136, "Layout must match the kernels' declaration");
+
+// Copies shape and strides (already validated with StridedExtent: same rank, at most 8).
+Layout MakeLayout(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides);
+
+// ---- kernels
+
+// The function `function_name` of `source`, compiled by NVRTC for this device's architecture (-std=c++17, no
+// fast math) once per process; the compiled cubin is also kept on disk ($FINETUNE_CACHE, else
+// ~/.cache/finetune/kernels) under a hash of source, architecture and NVRTC version. `module_name` names the
+// source in compile errors, which throw a JS Error carrying NVRTC's log.
+CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& source, const char* function_name);
+
+// Queues `fn` on the stream; `args` points to each kernel argument, as cuLaunchKernel wants. A grid with a zero
+// dimension (an empty tensor) launches nothing.
+void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args);
+
+// ---- copies (all on the stream; 0 bytes does nothing)
+
+void Synchronize(Napi::Env env);
+void CopyHostToDevice(Napi::Env env, CUdeviceptr dst, const void* src, size_t bytes);
+// Waits for the copy (and so for all earlier work) before returning: the host memory is then valid.
+void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes);
+void CopyDeviceToDevice(Napi::Env env, CUdeviceptr dst, CUdeviceptr src, size_t bytes);
+void MemsetBytes(Napi::Env env, CUdeviceptr dst, uint8_t value, size_t bytes);
+
+// The driver entry points beyond the loader's, resolved on the first EnsureContext.
+struct RuntimeApi {
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext* ctx, CUdevice device) = nullptr;
+  CUresult (*cuCtxSetCurrent)(CUcontext ctx) = nullptr;
+  CUresult (*cuStreamCreate)(CUstream* stream, unsigned flags) = nullptr;
+  CUresult (*cuStreamSynchronize)(CUstream stream) = nullptr;
+  CUresult (*cuMemAlloc_v2)(CUdeviceptr* ptr, size_t bytes) = nullptr;
+  CUresult (*cuMemFree_v2)(CUdeviceptr ptr) = nullptr;
+  CUresult (*cuMemGetInfo_v2)(size_t* free, size_t* total) = nullptr;
+  CUresult (*cuMemcpyHtoDAsync_v2)(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) = nullptr;
+  CUresult (*cuMemcpyDtoHAsync_v2)(void* dst, CUdeviceptr src, size_t bytes, CUstream stream) = nullptr;
+  CUresult (*cuMemcpyDtoDAsync_v2)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) = nullptr;
+  CUresult (*cuMemsetD8Async)(CUdeviceptr dst, unsigned char value, size_t count, CUstream stream) = nullptr;
+  CUresult (*cuModuleLoadData)(CUmodule* module, const void* image) = nullptr;
+  CUresult (*cuModuleGetFunction)(CUfunction* fn, CUmodule module, const char* name) = nullptr;
+  CUresult (*cuLaunchKernel)(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                             unsigned bz, unsigned shared_bytes, CUstream stream, void** params, void** extra) = nullptr;
+};
+const RuntimeApi& Api();
+
+// The device's compute capability as NVRTC's architecture number (90 for sm_90).
+int Arch();
+
+}  // namespace ft::cuda

@@ -1,0 +1,181 @@
+// native.cuda without a GPU: every entry point throws the loader's reason (never crashes), and, against a fake
+// driver whose device memory is host memory, device handles, the caching allocator, host<->device copies,
+// Tensor.to / Module.to / safetensors and the argument checks all work as on a GPU. Kernels need the real thing
+// (test/cuda/ops_parity.test.ts).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { native } from "../../src/backend/native.js";
+import { cudaInfo } from "../../src/backend/cuda.js";
+import { torch } from "../../src/torch.js";
+import { REPO_ROOT } from "../helpers/paths.js";
+import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
+
+const DIST = (file: string): string => JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist/src", file)).href);
+const NO_CUDA = cudaInfo().available && "this machine has CUDA: test/cuda/ops_parity.test.ts covers it";
+
+test("without CUDA every native.cuda function throws the reason, and nothing crashes", { skip: NO_CUDA }, () => {
+  const reason = cudaInfo().reason!;
+  const host = native.alloc(64);
+  const names = Object.keys(native.cuda).filter((n) => n !== "setAllowTf32" && n !== "getAllowTf32");
+  assert.ok(names.includes("alloc") && names.includes("sgemm") && names.includes("copyDeviceToHost"));
+  for (const name of names) {
+    const fn = (native.cuda as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!;
+    // Host buffers everywhere a handle goes: the unavailability is reported before any argument is read.
+    const args = Array.from({ length: 20 }, (_, i) => (i % 3 === 0 ? host : 0));
+    assert.throws(() => fn(...args), (e: Error) => e.message === `CUDA is not available: ${reason}`, name);
+  }
+  native.free(host);
+  assert.equal(native.cuda.getAllowTf32(), false);
+  torch.backends.cuda.matmul.allow_tf32 = true;
+  assert.equal(torch.backends.cuda.matmul.allow_tf32, true);
+  torch.backends.cuda.matmul.allow_tf32 = false;
+});
+
+test("without CUDA, tensors and modules cannot go to cuda and statistics read 0", { skip: NO_CUDA }, () => {
+  const reason = cudaInfo().reason!;
+  assert.throws(() => torch.tensor([1, 2]).to("cuda"), (e: Error) => e.message.includes(reason));
+  assert.throws(() => torch.tensor([1, 2], { device: "cuda" }), (e: Error) => e.message.includes(reason));
+  assert.throws(() => new torch.nn.Linear(2, 2).to("cuda"), (e: Error) => e.message.includes(reason));
+  assert.equal(torch.cuda.memory_reserved(), 0);
+  torch.cuda.empty_cache();
+  torch.cuda.reset_peak_memory_stats();
+});
+
+type FakeReport = Record<string, unknown>;
+
+/** Runs the checks in a child process against the fake driver; returns what it reported. */
+function runOnFakeCuda(): FakeReport {
+  const script = `
+    import { native } from ${DIST("backend/native.js")};
+    import { torch } from ${DIST("torch.js")};
+    import { save_file, load_file } from ${DIST("safetensors/tensors.js")};
+    import fs from "node:fs"; import os from "node:os"; import path from "node:path";
+    const r = {};
+    const errorOf = (f) => { try { f(); return null; } catch (e) { return e.constructor.name + ": " + e.message; } };
+    const c = native.cuda;
+    r.available = torch.cuda.is_available();
+    r.count = torch.cuda.device_count();
+    // handles
+    const h = c.alloc(40);
+    r.handleBytes = h.byteLength;
+    r.allocated = c.memoryAllocated();
+    const host = new Float32Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    c.copyHostToDevice(host.buffer, 0, h, 0, 40);
+    const h2 = c.alloc(40, false);
+    c.copyDeviceToDevice(h, 8, h2, 0, 32);
+    const back = new Float32Array(8);
+    c.copyDeviceToHost(h2, 0, back.buffer, 0, 32);
+    r.roundTrip = Array.from(back);
+    const z = c.alloc(12);
+    const zb = new Float32Array(3).fill(7);
+    c.copyDeviceToHost(z, 0, zb.buffer, 0, 12);
+    r.zeroed = Array.from(zb);
+    r.copyPastEnd = errorOf(() => c.copyHostToDevice(host.buffer, 0, h, 8, 40));
+    r.hostPastEnd = errorOf(() => c.copyDeviceToHost(h, 0, back.buffer, 4, 32));
+    r.hostAsDevice = errorOf(() => c.copyHostToDevice(host.buffer, 0, host.buffer, 0, 4));
+    r.deviceAsHost = errorOf(() => c.copyDeviceToHost(h, 0, h2, 0, 4));
+    const hostA = native.alloc(64);
+    r.sgemmHostA = errorOf(() => c.sgemm(false, false, 2, 2, 2, 1, hostA, 0, 2, 0, h, 0, 2, 0, 0, h2, 0, 2, 0, 1));
+    r.sgemmPastEnd = errorOf(() => c.sgemm(false, false, 4, 4, 4, 1, h, 0, 4, 0, h, 0, 4, 0, 0, h2, 0, 4, 0, 1));
+    r.sgemmNoCublas = errorOf(() => c.sgemm(false, false, 2, 2, 2, 1, h, 0, 2, 0, h, 0, 2, 0, 0, h2, 0, 2, 0, 1));
+    r.cpuGetsHandle = errorOf(() => native.sgemm(false, false, 2, 2, 2, 1, h, 0, 2, 0, h, 0, 2, 0, 0, h2, 0, 2, 0, 1));
+    r.freeHost = errorOf(() => c.free(hostA));
+    native.free(hostA);
+    c.free(h2);
+    c.free(h2);
+    r.useFreed = errorOf(() => c.copyDeviceToHost(h2, 0, back.buffer, 0, 4));
+    r.cachedAfterFree = c.cachedBytes();
+    c.free(h); c.free(z);
+    r.allocatedAfterFree = c.memoryAllocated();
+    r.peak = torch.cuda.max_memory_allocated();
+    torch.cuda.reset_peak_memory_stats();
+    r.peakAfterReset = torch.cuda.max_memory_allocated();
+    torch.cuda.empty_cache();
+    r.cachedAfterEmpty = c.cachedBytes();
+    torch.cuda.synchronize();
+    // tensors
+    const x = torch.tensor([[1, 2, 3], [4, 5, 6]], { dtype: torch.float32 });
+    const y = x.to("cuda");
+    r.device = String(y.device);
+    r.yBytes = y.buffer.byteLength;
+    r.yList = y.tolist();
+    r.back = y.cpu().tolist();
+    r.fromList = torch.tensor([7, 8], { device: "cuda" }).tolist();
+    r.fromTyped = torch.tensor(new Float32Array([1.5, 2.5]), { device: "cuda" }).cpu().tolist();
+    r.transposed = x.t().to("cuda").tolist();
+    r.cuda1 = errorOf(() => x.to("cuda:1"));
+    // autograd through the moves
+    const w = torch.tensor([1, 2, 3], { dtype: torch.float32, requires_grad: true });
+    const out = w.to("cuda").cpu().mul(2).sum();
+    out.backward();
+    r.grad = w.grad.tolist();
+    // copy_ across devices, Module.to, safetensors from the device
+    const lin = new torch.nn.Linear(3, 2);
+    const weight = lin.weight.tolist();
+    lin.to("cuda");
+    r.moduleDevice = String(lin.weight.device);
+    r.moduleWeight = JSON.stringify(lin.weight.tolist()) === JSON.stringify(weight);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ft-fake-"));
+    save_file({ w: lin.weight }, path.join(dir, "w.safetensors"));
+    r.saved = JSON.stringify(load_file(path.join(dir, "w.safetensors")).w.tolist()) === JSON.stringify(weight);
+    const fresh = new torch.nn.Linear(3, 2).to("cuda");
+    const source = new torch.nn.Linear(3, 2);
+    fresh.load_state_dict(source.state_dict(), true);
+    r.loaded = JSON.stringify(fresh.weight.tolist()) === JSON.stringify(source.weight.tolist());
+    fs.rmSync(dir, { recursive: true });
+    lin.to("cpu");
+    r.moduleBack = String(lin.weight.device);
+    // kernels need NVRTC, which the fake lacks: a clear error, no crash
+    r.kernel = errorOf(() => y.add(1));
+    console.log(JSON.stringify(r));
+  `;
+  return withFakeCuda((home) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
+    delete env.FINETUNE_DISABLE_CUDA;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 60_000 });
+    return JSON.parse(out) as FakeReport;
+  });
+}
+
+test("a fake driver: handles, cache, copies, Tensor.to, Module.to and argument checks", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  const r = runOnFakeCuda();
+  assert.equal(r.available, true);
+  assert.equal(r.count, 1);
+  assert.equal(r.handleBytes, 0, "a device handle exposes no bytes to JS");
+  assert.equal(r.allocated, 512, "allocations round up to 512 bytes");
+  assert.deepEqual(r.roundTrip, [3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.deepEqual(r.zeroed, [0, 0, 0]);
+  assert.match(r.copyPastEnd as string, /^RangeError: copyHostToDevice device: 40 bytes at byte 8 exceed its 40 bytes/);
+  assert.match(r.hostPastEnd as string, /^RangeError: copyDeviceToHost host: 32 bytes at byte 4 exceed its 32 bytes/);
+  assert.match(r.hostAsDevice as string, /^TypeError: argument 2 \(device\) must be a CUDA device buffer.*not host memory/);
+  assert.match(r.deviceAsHost as string, /^TypeError: argument 2 \(host\) must be host memory, not a CUDA device buffer/);
+  assert.match(r.sgemmHostA as string, /^TypeError: argument 6 \(A\) must be a CUDA device buffer/);
+  assert.match(r.sgemmPastEnd as string, /^RangeError: A: 16 elements at offset 0 exceed the device buffer of 10 elements/);
+  assert.match(r.sgemmNoCublas as string, /^Error: .*libcublasLt\.so\.13 lacks cublasLtCreate/);
+  assert.match(r.cpuGetsHandle as string, /^RangeError: A: 4 elements at offset 0 exceed the buffer of 0 elements/);
+  assert.match(r.freeHost as string, /^TypeError: cuda\.free\(handle\): not a device buffer/);
+  assert.match(r.useFreed as string, /^Error: argument 0 \(device\): the device memory has been released/);
+  assert.ok((r.cachedAfterFree as number) >= 512);
+  assert.equal(r.allocatedAfterFree, 0);
+  assert.equal(r.peak, 3 * 512);
+  assert.equal(r.peakAfterReset, 0);
+  assert.equal(r.cachedAfterEmpty, 0);
+  assert.equal(r.device, "cuda");
+  assert.equal(r.yBytes, 0);
+  assert.deepEqual(r.yList, [[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(r.back, [[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(r.fromList, [7, 8]);
+  assert.deepEqual(r.fromTyped, [1.5, 2.5]);
+  assert.deepEqual(r.transposed, [[1, 4], [2, 5], [3, 6]]);
+  assert.match(r.cuda1 as string, /cuda:1 is not available: finetune drives one GPU, cuda:0/);
+  assert.deepEqual(r.grad, [2, 2, 2]);
+  assert.equal(r.moduleDevice, "cuda");
+  assert.equal(r.moduleWeight, true);
+  assert.equal(r.saved, true);
+  assert.equal(r.loaded, true);
+  assert.equal(r.moduleBack, "cpu");
+  assert.match(r.kernel as string, /Error/);
+});

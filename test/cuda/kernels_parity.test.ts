@@ -1,0 +1,529 @@
+// native.cuda's kernels against the CPU kernels they mirror (native/cuda/kernels/ vs native/cpu/), on random data
+// with the awkward values included (NaN, infinities, subnormals, out-of-range casts, strided and broadcast views),
+// plus their argument checks. Where the CUDA kernel rounds every step as the CPU does (casts, fills, comparisons,
+// embedding, AdamW, uniform, dropout, layer norm's dw / db, scaleMany) the results must be identical; elsewhere
+// within float32 round-off. Runs only where a GPU is usable; elsewhere every test skips with the reason.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { native, type DTypeCode } from "../../src/backend/native.js";
+import { rng } from "../helpers/rng.js";
+
+const info = native.cudaInfo();
+const SKIP: string | false = info.available ? false : `CUDA is not usable here: ${info.reason}`;
+
+type AB = ArrayBuffer;
+type Typed = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+
+/** Device handles made by one test, freed at its end. */
+class Device {
+  private handles: AB[] = [];
+  alloc(nbytes: number): AB {
+    const h = native.cuda.alloc(nbytes, true);
+    this.handles.push(h);
+    return h;
+  }
+  /** a device copy of a host array */
+  put(a: Typed): AB {
+    const h = this.alloc(a.byteLength);
+    native.cuda.copyHostToDevice(a.buffer as AB, a.byteOffset, h, 0, a.byteLength);
+    return h;
+  }
+  /** `nbytes` of a device buffer, as a host ArrayBuffer */
+  get(h: AB, nbytes: number): AB {
+    const out = new ArrayBuffer(nbytes);
+    native.cuda.copyDeviceToHost(h, 0, out, 0, nbytes);
+    return out;
+  }
+  f32(h: AB, n: number): Float32Array {
+    return new Float32Array(this.get(h, n * 4));
+  }
+  free(): void {
+    for (const h of this.handles) native.cuda.free(h);
+    this.handles = [];
+  }
+}
+
+function withDevice(body: (d: Device) => void): () => void {
+  return () => {
+    const d = new Device();
+    try {
+      body(d);
+    } finally {
+      d.free();
+    }
+  };
+}
+
+/** host memory from native.alloc viewed as float32, filled by `f` */
+function hostF32(n: number, f: (i: number) => number): Float32Array {
+  const a = new Float32Array(native.alloc(n * 4, false), 0, n);
+  for (let i = 0; i < n; i++) a[i] = f(i);
+  return a;
+}
+
+function hostI64(values: number[]): BigInt64Array {
+  const a = new BigInt64Array(native.alloc(values.length * 8, false), 0, values.length);
+  values.forEach((v, i) => (a[i] = BigInt(v)));
+  return a;
+}
+
+function randomF32(n: number, seed: number, scale = 4): Float32Array {
+  const r = rng(seed);
+  return hostF32(n, () => (r() * 2 - 1) * scale);
+}
+
+/** the same floats, bit for bit (NaN payloads included) */
+function assertBitsEqual(actual: ArrayBufferView, expected: ArrayBufferView, label: string): void {
+  const a = new Uint8Array(actual.buffer, actual.byteOffset, actual.byteLength);
+  const e = new Uint8Array(expected.buffer, expected.byteOffset, expected.byteLength);
+  assert.equal(a.length, e.length, `${label}: lengths differ`);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== e[i]) assert.fail(`${label}: byte ${i} differs (${a[i]} vs ${e[i]})`);
+  }
+}
+
+/** the same float values: -0 is not 0, and any NaN matches any NaN (the GPU's arithmetic returns the canonical NaN,
+ * x86 the operand's or its "default NaN", so NaN bits are not compared) */
+function assertSameFloats(actual: Float32Array, expected: Float32Array, label: string): void {
+  assert.equal(actual.length, expected.length, `${label}: lengths differ`);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (!Object.is(a, e) && !(Number.isNaN(a) && Number.isNaN(e))) assert.fail(`${label}[${i}]: ${a} vs ${e}`);
+  }
+}
+
+/** |a - e| <= atol + rtol * |e| everywhere; NaN must meet NaN and infinities their equal */
+function assertClose(actual: Float32Array, expected: Float32Array, rtol: number, atol: number, label: string): void {
+  assert.equal(actual.length, expected.length, `${label}: lengths differ`);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(e) || !Number.isFinite(e)) {
+      if (!Object.is(a, e) && !(Number.isNaN(a) && Number.isNaN(e))) assert.fail(`${label}[${i}]: ${a} vs ${e}`);
+      continue;
+    }
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) assert.fail(`${label}[${i}]: ${a} vs ${e}`);
+  }
+}
+
+const SPECIAL = [0, -0, 1, -1, 0.5, -2.5, 1e-40, -3e-39, 65504, 70000, -1e6, 3e9, -3e9, 1e20, NaN, Infinity, -Infinity];
+
+// ---- copies and fills
+
+const DTYPES = [
+  { code: 0, size: 4 }, { code: 1, size: 2 }, { code: 2, size: 2 },
+  { code: 3, size: 8 }, { code: 4, size: 4 }, { code: 5, size: 1 },
+];
+
+/** random bytes for a dtype: floats from SPECIAL and random values, integers small and large */
+function randomBytes(code: number, n: number, seed: number): AB {
+  const r = rng(seed);
+  const size = DTYPES[code].size;
+  const buf = native.alloc(n * size, false);
+  if (code === 0) {
+    const a = new Float32Array(buf);
+    for (let i = 0; i < n; i++) a[i] = i < SPECIAL.length ? SPECIAL[i] : (r() * 2 - 1) * 10 ** Math.floor(r() * 12 - 4);
+  } else if (code === 1 || code === 2) {
+    const a = new Uint16Array(buf);
+    for (let i = 0; i < n; i++) a[i] = Math.floor(r() * 65536);
+  } else if (code === 3) {
+    const a = new BigInt64Array(buf);
+    for (let i = 0; i < n; i++) a[i] = BigInt(Math.floor((r() * 2 - 1) * 2 ** (r() < 0.5 ? 20 : 53)));
+  } else if (code === 4) {
+    const a = new Int32Array(buf);
+    for (let i = 0; i < n; i++) a[i] = Math.floor((r() * 2 - 1) * 2 ** 31);
+  } else {
+    const a = new Uint8Array(buf);
+    for (let i = 0; i < n; i++) a[i] = r() < 0.5 ? 0 : 1;
+  }
+  return buf;
+}
+
+test("copy: every dtype pair, contiguous, transposed and broadcast views, bit for bit", { skip: SKIP },
+  withDevice((d) => {
+    const shape = [5, 7, 3];
+    const n = 5 * 7 * 3;
+    const views: { src: number[]; dst: number[]; srcOff: number; dstOff: number }[] = [
+      { src: [21, 3, 1], dst: [21, 3, 1], srcOff: 0, dstOff: 0 },
+      { src: [1, 5, 35], dst: [21, 3, 1], srcOff: 2, dstOff: 1 },  // transposed source
+      { src: [3, 0, 1], dst: [1, 15, 5], srcOff: 1, dstOff: 0 },   // broadcast source, permuted destination
+    ];
+    for (const s of DTYPES) {
+      const src = randomBytes(s.code, n + 4, 100 + s.code);
+      const srcDev = d.put(new Uint8Array(src));
+      for (const t of DTYPES) {
+        for (const v of views) {
+          const dstBytes = (n + 2) * t.size;
+          const cpu = native.alloc(dstBytes, true);
+          const gpu = d.alloc(dstBytes);
+          native.copy(shape, src, s.code, v.srcOff, v.src, cpu, t.code, v.dstOff, v.dst);
+          native.cuda.copy(shape, srcDev, s.code, v.srcOff, v.src, gpu, t.code, v.dstOff, v.dst);
+          assertBitsEqual(new Uint8Array(d.get(gpu, dstBytes)), new Uint8Array(cpu),
+            `copy ${s.code} -> ${t.code} strides ${v.src} -> ${v.dst}`);
+        }
+      }
+    }
+  }));
+
+test("fill: every dtype, strided, bit for bit", { skip: SKIP }, withDevice((d) => {
+  for (const t of DTYPES) {
+    for (const value of [0, -1.5, 3.3e9, 1e-40, NaN, -Infinity, 2 ** 40 + 3]) {
+      const bytes = 40 * t.size;
+      const cpu = native.alloc(bytes, true);
+      const gpu = d.alloc(bytes);
+      native.fill([4, 3], cpu, t.code, 1, [9, 2], value);
+      native.cuda.fill([4, 3], gpu, t.code, 1, [9, 2], value);
+      assertBitsEqual(new Uint8Array(d.get(gpu, bytes)), new Uint8Array(cpu), `fill dtype ${t.code} with ${value}`);
+    }
+  }
+}));
+
+// ---- elementwise
+
+test("binary, binaryScalar, compare, where: strided and broadcast views", { skip: SKIP }, withDevice((d) => {
+  const shape = [6, 5, 4];
+  const n = 120;
+  const a = randomF32(n + 8, 1);
+  const b = randomF32(n + 8, 2);
+  a.set([NaN, Infinity, -0, 0], 0);
+  b.set([1, NaN, 0, -0], 0);
+  const aDev = d.put(a), bDev = d.put(b);
+  const aStr = [20, 4, 1], bStr = [1, 0, 6], oStr = [1, 6, 30];  // b broadcast along dim 1, out transposed
+  for (let op = 0; op <= 6; op++) {
+    const cpu = hostF32(n, () => 0);
+    const gpu = d.alloc(n * 4);
+    native.binary(op, shape, a.buffer as AB, 2, aStr, b.buffer as AB, 1, bStr, cpu.buffer as AB, 0, oStr);
+    native.cuda.binary(op, shape, aDev, 2, aStr, bDev, 1, bStr, gpu, 0, oStr);
+    if (op === 6) assertClose(d.f32(gpu, n), cpu, 4e-7, 0, `binary pow`);
+    else assertSameFloats(d.f32(gpu, n), cpu, `binary op ${op}`);
+    for (const reverse of [false, true]) {
+      const cs = hostF32(n, () => 0);
+      const gs = d.alloc(n * 4);
+      native.binaryScalar(op, shape, a.buffer as AB, 0, aStr, 1.75, reverse, cs.buffer as AB, 0, oStr);
+      native.cuda.binaryScalar(op, shape, aDev, 0, aStr, 1.75, reverse, gs, 0, oStr);
+      if (op === 6) assertClose(d.f32(gs, n), cs, 4e-7, 0, `binaryScalar pow reverse ${reverse}`);
+      else assertSameFloats(d.f32(gs, n), cs, `binaryScalar op ${op} reverse ${reverse}`);
+    }
+  }
+  for (let op = 0; op <= 5; op++) {
+    const cpu = new Uint8Array(native.alloc(n, true));
+    const gpu = d.alloc(n);
+    native.compare(op, shape, a.buffer as AB, 0, aStr, b.buffer as AB, 0, bStr, cpu.buffer as AB, 0, oStr);
+    native.cuda.compare(op, shape, aDev, 0, aStr, bDev, 0, bStr, gpu, 0, oStr);
+    assertBitsEqual(new Uint8Array(d.get(gpu, n)), cpu, `compare op ${op}`);
+  }
+  const r = rng(3);
+  const cond = new Uint8Array(native.alloc(n, false));
+  for (let i = 0; i < n; i++) cond[i] = r() < 0.5 ? 0 : 1;
+  const condDev = d.put(cond);
+  const cpu = hostF32(n, () => 0);
+  const gpu = d.alloc(n * 4);
+  native.where(shape, cond.buffer as AB, 0, [20, 4, 1], a.buffer as AB, 0, aStr, b.buffer as AB, 0, bStr,
+    cpu.buffer as AB, 0, oStr);
+  native.cuda.where(shape, condDev, 0, [20, 4, 1], aDev, 0, aStr, bDev, 0, bStr, gpu, 0, oStr);
+  assertSameFloats(d.f32(gpu, n), cpu, "where");
+}));
+
+test("unary and unaryGrad: every op, within round-off of the CPU", { skip: SKIP }, withDevice((d) => {
+  const n = 4096;
+  const r = rng(4);
+  const x = hostF32(n, (i) => (i < SPECIAL.length ? SPECIAL[i] : (r() * 2 - 1) * (i % 2 ? 30 : 3)));
+  const xDev = d.put(x);
+  for (let op = 0; op <= 17; op++) {
+    const alpha = op === 15 ? 1.5 : 0.1;
+    const cpu = hostF32(n, () => 0);
+    const gpu = d.alloc(n * 4);
+    native.unary(op, alpha, [n], x.buffer as AB, 0, [1], cpu.buffer as AB, 0, [1]);
+    native.cuda.unary(op, alpha, [n], xDev, 0, [1], gpu, 0, [1]);
+    assertClose(d.f32(gpu, n), cpu, 2e-6, 1e-37, `unary op ${op}`);
+  }
+  const dy = randomF32(n, 5);
+  const dyDev = d.put(dy);
+  for (let op = 0; op <= 4; op++) {
+    const cpu = hostF32(n, () => 0);
+    const gpu = d.alloc(n * 4);
+    native.unaryGrad(op, n, x.buffer as AB, 0, dy.buffer as AB, 0, cpu.buffer as AB, 0);
+    native.cuda.unaryGrad(op, n, xDev, 0, dyDev, 0, gpu, 0);
+    assertClose(d.f32(gpu, n), cpu, 2e-6, 1e-30, `unaryGrad op ${op}`);
+  }
+}));
+
+test("biasGelu: h updated in place, y = gelu(h)", { skip: SKIP }, withDevice((d) => {
+  const rows = 33, cols = 96;
+  const h = randomF32(rows * cols, 6);
+  const bias = randomF32(cols, 7);
+  const hDev = d.put(h), biasDev = d.put(bias);
+  const y = hostF32(rows * cols, () => 0);
+  const yDev = d.alloc(rows * cols * 4);
+  native.biasGelu(rows, cols, h.buffer as AB, 0, bias.buffer as AB, 0, y.buffer as AB, 0);
+  native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, yDev, 0);
+  assertSameFloats(d.f32(hDev, rows * cols), h, "biasGelu h");
+  assertClose(d.f32(yDev, rows * cols), y, 2e-6, 1e-30, "biasGelu y");
+}));
+
+// ---- reductions
+
+test("reduce: sum, max, min over rows, strided axes and long rows; NaN propagates", { skip: SKIP },
+  withDevice((d) => {
+    const cases = [[7, 300, 1], [3, 50, 17], [1, 200_000, 1], [2, 5000, 3], [1, 1, 1], [4, 9, 1000]];
+    for (const [outer, n, inner] of cases) {
+      const total = outer * n * inner;
+      const src = randomF32(total, outer * 1000 + n);
+      if (total > 10) src[total - 3] = NaN;
+      const srcDev = d.put(src);
+      for (let op = 0; op <= 2; op++) {
+        const cpu = hostF32(outer * inner, () => 0);
+        const gpu = d.alloc(outer * inner * 4);
+        native.reduce(op, outer, n, inner, src.buffer as AB, 0, cpu.buffer as AB, 0);
+        native.cuda.reduce(op, outer, n, inner, srcDev, 0, gpu, 0);
+        assertClose(d.f32(gpu, outer * inner), cpu, op === 0 ? 1.2e-7 : 0, 0, `reduce op ${op} [${outer},${n},${inner}]`);
+      }
+      const cpu = new BigInt64Array(native.alloc(outer * inner * 8, true));
+      const gpu = d.alloc(outer * inner * 8);
+      native.argmax(outer, n, inner, src.buffer as AB, 0, cpu.buffer as AB, 0);
+      native.cuda.argmax(outer, n, inner, srcDev, 0, gpu, 0);
+      assert.deepEqual(new BigInt64Array(d.get(gpu, outer * inner * 8)), cpu, `argmax [${outer},${n},${inner}]`);
+    }
+    // Ties: the first maximum wins.
+    const ties = hostF32(1000, (i) => (i % 7 === 3 ? 5 : 1));
+    const tiesDev = d.put(ties);
+    const gpu = d.alloc(8);
+    native.cuda.argmax(1, 1000, 1, tiesDev, 0, gpu, 0);
+    assert.equal(new BigInt64Array(d.get(gpu, 8))[0], 3n);
+    // Empty sums are 0, empty max is an error.
+    const zero = d.alloc(8);
+    native.cuda.reduce(0, 2, 0, 1, zero, 0, zero, 0);
+    assert.throws(() => native.cuda.reduce(1, 2, 0, 1, zero, 0, zero, 0), RangeError);
+  }));
+
+test("sumSquares and scaleMany over several tensors", { skip: SKIP }, withDevice((d) => {
+  const sizes = [10, 0, 70_000, 4096, 1];
+  const hosts = sizes.map((n, i) => randomF32(n + 3, 20 + i));
+  const devs = hosts.map((h) => d.put(h));
+  const offs = [3, 0, 1, 0, 2];
+  const cpu = native.sumSquares(hosts.map((h) => h.buffer as AB), offs, sizes);
+  const gpu = native.cuda.sumSquares(devs, offs, sizes);
+  assert.ok(Math.abs(gpu - cpu) <= 1e-12 * cpu, `sumSquares ${gpu} vs ${cpu}`);
+  native.scaleMany(hosts.map((h) => h.buffer as AB), offs, sizes, 0.37);
+  native.cuda.scaleMany(devs, offs, sizes, 0.37);
+  hosts.forEach((h, i) => assertSameFloats(d.f32(devs[i], h.length), h, `scaleMany tensor ${i}`));
+  assert.equal(native.cuda.sumSquares([], [], []), 0);
+}));
+
+// ---- softmax family
+
+test("softmax, log-softmax and their backward", { skip: SKIP }, withDevice((d) => {
+  for (const [rows, cols] of [[17, 5], [8, 1000], [3, 30522]]) {
+    const x = randomF32(rows * cols, rows + cols, 8);
+    const xDev = d.put(x);
+    for (const log of [false, true]) {
+      const y = hostF32(rows * cols, () => 0);
+      const yDev = d.alloc(rows * cols * 4);
+      native.softmaxForward(rows, cols, x.buffer as AB, 0, y.buffer as AB, 0, log);
+      native.cuda.softmaxForward(rows, cols, xDev, 0, yDev, 0, log);
+      assertClose(d.f32(yDev, rows * cols), y, 2e-5, 1e-7, `softmax log=${log} [${rows},${cols}]`);
+      const dy = randomF32(rows * cols, 9);
+      const dyDev = d.put(dy);
+      const yIn = d.put(y);  // the CPU's y, so only the backward is compared
+      const dx = hostF32(rows * cols, () => 0);
+      const dxDev = d.alloc(rows * cols * 4);
+      native.softmaxBackward(rows, cols, y.buffer as AB, 0, dy.buffer as AB, 0, dx.buffer as AB, 0, log);
+      native.cuda.softmaxBackward(rows, cols, yIn, 0, dyDev, 0, dxDev, 0, log);
+      assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, `softmaxBackward log=${log} [${rows},${cols}]`);
+    }
+  }
+}));
+
+test("maskedSoftmaxForward: scale, [B, T] mask, fully masked rows uniform", { skip: SKIP }, withDevice((d) => {
+  const B = 3, H = 2, S = 5, T = 7;
+  const scores = randomF32(B * H * S * T, 10, 6);
+  const mask = hostF32(B * T, (i) => (Math.floor(i / T) === 2 ? -Infinity : i % 3 === 0 ? -1e9 : 0));
+  const sDev = d.put(scores), mDev = d.put(mask);
+  for (const withMask of [true, false]) {
+    const y = hostF32(B * H * S * T, () => 0);
+    const yDev = d.alloc(B * H * S * T * 4);
+    native.maskedSoftmaxForward(B, H, S, T, scores.buffer as AB, 0, 0.125, withMask ? (mask.buffer as AB) : null, 0,
+      y.buffer as AB, 0);
+    native.cuda.maskedSoftmaxForward(B, H, S, T, sDev, 0, 0.125, withMask ? mDev : null, 0, yDev, 0);
+    const got = d.f32(yDev, B * H * S * T);
+    assertClose(got, y, 2e-6, 1e-7, `maskedSoftmax mask=${withMask}`);
+    assert.ok(got.every((v) => Number.isFinite(v)), "no NaN from fully masked rows");
+  }
+}));
+
+// ---- layer norm
+
+test("layerNormForward / Backward, with and without affine parameters; dw, db identical", { skip: SKIP },
+  withDevice((d) => {
+    for (const [rows, cols] of [[70, 768], [5, 33]]) {
+      const x = randomF32(rows * cols, 11, 3);
+      const w = randomF32(cols, 12);
+      const b = randomF32(cols, 13);
+      const xDev = d.put(x), wDev = d.put(w), bDev = d.put(b);
+      for (const affine of [true, false]) {
+        const y = hostF32(rows * cols, () => 0), mean = hostF32(rows, () => 0), rstd = hostF32(rows, () => 0);
+        const yDev = d.alloc(rows * cols * 4), meanDev = d.alloc(rows * 4), rstdDev = d.alloc(rows * 4);
+        native.layerNormForward(rows, cols, x.buffer as AB, 0, affine ? (w.buffer as AB) : null, 0,
+          affine ? (b.buffer as AB) : null, 0, 1e-12, y.buffer as AB, 0, mean.buffer as AB, rstd.buffer as AB);
+        native.cuda.layerNormForward(rows, cols, xDev, 0, affine ? wDev : null, 0, affine ? bDev : null, 0, 1e-12,
+          yDev, 0, meanDev, rstdDev);
+        assertClose(d.f32(meanDev, rows), mean, 1e-6, 1e-7, "layerNorm mean");
+        assertClose(d.f32(rstdDev, rows), rstd, 1e-6, 0, "layerNorm rstd");
+        assertClose(d.f32(yDev, rows * cols), y, 1e-5, 1e-6, "layerNorm y");
+
+        const dy = randomF32(rows * cols, 14);
+        const dyDev = d.put(dy), meanIn = d.put(mean), rstdIn = d.put(rstd);
+        const dx = hostF32(rows * cols, () => 0), dw = hostF32(cols, () => 0), db = hostF32(cols, () => 0);
+        const dxDev = d.alloc(rows * cols * 4), dwDev = d.alloc(cols * 4), dbDev = d.alloc(cols * 4);
+        native.layerNormBackward(rows, cols, x.buffer as AB, 0, dy.buffer as AB, 0, affine ? (w.buffer as AB) : null, 0,
+          mean.buffer as AB, rstd.buffer as AB, dx.buffer as AB, 0, dw.buffer as AB, db.buffer as AB);
+        native.cuda.layerNormBackward(rows, cols, xDev, 0, dyDev, 0, affine ? wDev : null, 0, meanIn, rstdIn, dxDev, 0,
+          dwDev, dbDev);
+        assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, "layerNorm dx");
+        assertSameFloats(d.f32(dwDev, cols), dw, "layerNorm dw");
+        assertSameFloats(d.f32(dbDev, cols), db, "layerNorm db");
+      }
+    }
+  }));
+
+// ---- embedding and cross-entropy
+
+test("embedding forward and backward (repeated ids, padding) match the CPU bit for bit", { skip: SKIP },
+  withDevice((d) => {
+    const V = 50, D = 40, n = 300;
+    const r = rng(15);
+    const ids = hostI64(Array.from({ length: n }, () => Math.floor(r() * 6) * 7 + 1));  // few ids, many repeats
+    const table = randomF32(V * D, 16);
+    const idsDev = d.put(ids), tableDev = d.put(table);
+    const out = hostF32(n * D, () => 0);
+    const outDev = d.alloc(n * D * 4);
+    native.embeddingForward(n, ids.buffer as AB, 0, V, D, table.buffer as AB, 0, out.buffer as AB, 0);
+    native.cuda.embeddingForward(n, idsDev, 0, V, D, tableDev, 0, outDev, 0);
+    assertSameFloats(d.f32(outDev, n * D), out, "embeddingForward");
+    const dy = randomF32(n * D, 17);
+    const dyDev = d.put(dy);
+    for (const padding of [-1, 8]) {
+      const dtable = randomF32(V * D, 18);
+      const dtableDev = d.put(dtable);
+      native.embeddingBackward(n, ids.buffer as AB, 0, V, D, dy.buffer as AB, 0, dtable.buffer as AB, padding);
+      native.cuda.embeddingBackward(n, idsDev, 0, V, D, dyDev, 0, dtableDev, padding);
+      assertSameFloats(d.f32(dtableDev, V * D), dtable, `embeddingBackward padding ${padding}`);
+    }
+  }));
+
+test("crossEntropyForward / Backward with ignore_index", { skip: SKIP }, withDevice((d) => {
+  for (const [N, C] of [[37, 5], [6, 30522]]) {
+    const logits = randomF32(N * C, N + C, 10);
+    const r = rng(19);
+    const targets = hostI64(Array.from({ length: N }, (_, i) => (i % 5 === 4 ? -100 : Math.floor(r() * C))));
+    const lDev = d.put(logits), tDev = d.put(targets);
+    const loss = hostF32(N, () => 0), lse = hostF32(N, () => 0);
+    const lossDev = d.alloc(N * 4), lseDev = d.alloc(N * 4);
+    native.crossEntropyForward(N, C, logits.buffer as AB, 0, targets.buffer as AB, 0, -100, loss.buffer as AB,
+      lse.buffer as AB);
+    native.cuda.crossEntropyForward(N, C, lDev, 0, tDev, 0, -100, lossDev, lseDev);
+    assertClose(d.f32(lseDev, N), lse, 1e-6, 1e-6, "crossEntropy lse");
+    assertClose(d.f32(lossDev, N), loss, 1e-5, 1e-5, "crossEntropy loss");
+    const g = randomF32(N, 20);
+    const gDev = d.put(g), lseIn = d.put(lse);
+    const dl = hostF32(N * C, () => 0);
+    const dlDev = d.alloc(N * C * 4);
+    native.crossEntropyBackward(N, C, logits.buffer as AB, 0, targets.buffer as AB, 0, -100, lse.buffer as AB,
+      g.buffer as AB, dl.buffer as AB);
+    native.cuda.crossEntropyBackward(N, C, lDev, 0, tDev, 0, -100, lseIn, gDev, dlDev);
+    // Near the target the subtraction g * p - g cancels: absolute error of a few ulp of |g|.
+    assertClose(d.f32(dlDev, N * C), dl, 2e-6, 4e-6, "crossEntropy dlogits");
+  }
+}));
+
+// ---- optimizer
+
+test("adamw over several tensors matches the CPU bit for bit", { skip: SKIP }, withDevice((d) => {
+  const sizes = [5000, 1, 0, 9000];
+  const wds = [0.01, 0, 0.5, 0.1];
+  const make = (seed: number, scale: number) => sizes.map((n, i) => randomF32(n, seed + i, scale));
+  const p = make(30, 1), g = make(40, 0.1), m = make(50, 0.01), v = make(60, 0.001);
+  for (const a of v) a.forEach((x, i) => (a[i] = Math.abs(x)));
+  const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
+  const pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
+  const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
+  for (const step of [1, 2, 1000]) {
+    native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step);
+    native.cuda.adamw(pd, gd, md, vd, sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step);
+  }
+  sizes.forEach((n, i) => {
+    assertSameFloats(d.f32(pd[i], n), p[i], `adamw param ${i}`);
+    assertSameFloats(d.f32(md[i], n), m[i], `adamw exp_avg ${i}`);
+    assertSameFloats(d.f32(vd[i], n), v[i], `adamw exp_avg_sq ${i}`);
+  });
+}));
+
+// ---- random numbers
+
+test("uniform and dropout give the CPU's numbers for the same (seed, offset); normal within an ulp", { skip: SKIP },
+  withDevice((d) => {
+    for (const [n, seed, offset] of [[1001, 42, 0], [37, 7, 3], [5000, 2 ** 40 + 5, 2 ** 33 + 2]]) {
+      const cpu = hostF32(n + 1, () => 0);
+      const gpu = d.alloc((n + 1) * 4);
+      native.uniform(n, seed, offset, -2, 3, cpu.buffer as AB, 1);
+      native.cuda.uniform(n, seed, offset, -2, 3, gpu, 1);
+      assertSameFloats(d.f32(gpu, n + 1), cpu, `uniform n=${n} offset=${offset}`);
+
+      const ncpu = hostF32(n, () => 0);
+      const ngpu = d.alloc(n * 4);
+      native.normal(n, seed, offset, 0.5, 2, ncpu.buffer as AB, 0);
+      native.cuda.normal(n, seed, offset, 0.5, 2, ngpu, 0);
+      assertClose(d.f32(ngpu, n), ncpu, 1e-6, 1e-6, `normal n=${n}`);
+
+      for (const p of [0, 0.1, 0.5, 1]) {
+        const x = randomF32(n, 70);
+        x[0] = NaN;
+        const xDev = d.put(x);
+        const y = hostF32(n, () => 0), mask = new Uint8Array(native.alloc(n, true));
+        const yDev = d.alloc(n * 4), maskDev = d.alloc(n);
+        native.dropout(n, seed, offset, p, x.buffer as AB, 0, y.buffer as AB, 0, mask.buffer as AB);
+        native.cuda.dropout(n, seed, offset, p, xDev, 0, yDev, 0, maskDev);
+        assertBitsEqual(new Uint8Array(d.get(maskDev, n)), mask, `dropout mask p=${p}`);
+        assertSameFloats(d.f32(yDev, n), y, `dropout y p=${p}`);
+      }
+    }
+  }));
+
+// ---- argument checks
+
+test("bad ids and targets throw the CPU's RangeError before any kernel reads with them", { skip: SKIP },
+  withDevice((d) => {
+    const table = d.put(randomF32(4 * 3, 80));
+    const out = d.alloc(5 * 3 * 4);
+    const ids = d.put(hostI64([0, 1, 3, 4, 2]));
+    assert.throws(() => native.cuda.embeddingForward(5, ids, 0, 4, 3, table, 0, out, 0),
+      (e: Error) => e instanceof RangeError && /id 4 at position 3/.test(e.message));
+    const negative = d.put(hostI64([2, -1]));
+    assert.throws(() => native.cuda.embeddingBackward(2, negative, 0, 4, 3, out, 0, table, -1),
+      (e: Error) => e instanceof RangeError && /id -1 at position 1/.test(e.message));
+    const logits = d.put(randomF32(3 * 4, 81));
+    const targets = d.put(hostI64([1, -100, 4]));
+    const loss = d.alloc(12), lse = d.alloc(12);
+    assert.throws(() => native.cuda.crossEntropyForward(3, 4, logits, 0, targets, 0, -100, loss, lse),
+      (e: Error) => e instanceof RangeError && /target 4 at row 2/.test(e.message));
+    // A valid call still works afterwards.
+    native.cuda.crossEntropyForward(3, 4, logits, 0, d.put(hostI64([1, -100, 3])), 0, -100, loss, lse);
+    assert.ok(d.f32(lse, 3).every((v) => Number.isFinite(v)));
+  }));
+
+test("bounds, host buffers and freed handles are refused", { skip: SKIP }, withDevice((d) => {
+  const a = d.alloc(16), out = d.alloc(12);
+  assert.throws(() => native.cuda.binary(0, [4], a, 0, [1], a, 0, [1], out, 0, [1]), RangeError);
+  assert.throws(() => native.cuda.unary(0, 0, [2, 2], a, 1, [2, 1], a, 0, [2, 1]), RangeError);
+  assert.throws(() => native.cuda.softmaxForward(2, 2, a, 1, a, 0, false), RangeError);
+  assert.throws(() => native.cuda.copy([4], a, 0, 0, [1], out, 0, 0, [1]), RangeError);
+  assert.throws(() => native.cuda.copy([2], a, 9 as DTypeCode, 0, [1], out, 0, 0, [1]), RangeError);
+  const host = native.alloc(16);
+  assert.throws(() => native.cuda.fill([4], host, 0, 0, [1], 1), TypeError);
+  assert.throws(() => native.cuda.sumSquares([a, host], [0, 0], [4, 4]), TypeError);
+  assert.throws(() => native.cuda.sumSquares([a], [0], [5]), RangeError);
+  assert.throws(() => native.cuda.adamw([a], [a], [a], [a], [4], [0], 1e-3, 0.9, 0.999, 1e-8, 0), RangeError);
+  assert.throws(() => native.cuda.dropout(4, 1, 0, 1.5, a, 0, a, 0, a), RangeError);
+  const gone = native.cuda.alloc(16);
+  native.cuda.free(gone);
+  assert.throws(() => native.cuda.fill([4], gone, 0, 0, [1], 1), /released/);
+}));

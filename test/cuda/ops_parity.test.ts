@@ -1,0 +1,265 @@
+// Every op of the engine on CUDA against the CPU on random inputs: forward values and input gradients; then the
+// tiny BERT classifier's training trace (the CPU matches transformers': test/engine/golden_bert.test.ts) and flat
+// memory over 100 steps. Runs only where torch.cuda.is_available(); bench/gpu-check.sh runs it on a GPU.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { torch } from "../../src/torch.js";
+import { Tensor } from "../../src/tensor/tensor.js";
+import * as ops from "../../src/ops/index.js";
+import * as F from "../../src/nn/functional.js";
+import { masked_softmax } from "../../src/ops/functional.js";
+import { linear_gelu } from "../../src/ops/matmul.js";
+import { clip_grad_norm_ } from "../../src/nn/utils.js";
+import { AdamW, get_scheduler } from "../../src/optim/index.js";
+import { BertForSequenceClassification } from "../../src/models/index.js";
+import { load_file } from "../../src/safetensors/tensors.js";
+import { cudaInfo } from "../../src/backend/cuda.js";
+import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
+import { rng } from "../helpers/rng.js";
+
+const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
+const random = rng(1234);
+
+function randn(shape: number[], scale = 1, shift = 0): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = Array.from({ length: n }, () => shift + scale * (random() * 2 - 1));
+  return torch.tensor(v, { dtype: torch.float32 }).reshape(shape);
+}
+
+/** Largest |a - b| / (1 + |b|) over all elements, read on the host. */
+function relErr(a: Tensor, b: Tensor): number {
+  assert.deepEqual([...a.shape], [...b.shape]);
+  const x = a.cpu().data() as Float32Array;
+  const y = b.cpu().data() as Float32Array;
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) {
+    const d = Number.isNaN(x[i]) && Number.isNaN(y[i]) ? 0 : Math.abs(x[i] - y[i]) / (1 + Math.abs(y[i]));
+    worst = Math.max(worst, Number.isNaN(d) ? Infinity : d);
+  }
+  return worst;
+}
+
+function assertClose(a: Tensor, b: Tensor, tol: number, label: string): void {
+  const e = relErr(a, b);
+  assert.ok(e <= tol, `${label}: relative error ${e} > ${tol}`);
+}
+
+/**
+ * Runs `fn` on CPU inputs and on their CUDA copies; compares the outputs and, for float outputs, every float
+ * input's gradient under the same random upstream gradient.
+ */
+function parity(label: string, inputs: Tensor[], fn: (xs: Tensor[]) => Tensor, tol = 1e-5): void {
+  const cpu = inputs.map((t) => (t.dtype === torch.float32 ? t.detach().requires_grad_(true) : t));
+  const gpu = inputs.map((t) => {
+    const g = t.detach().to("cuda");
+    return t.dtype === torch.float32 ? g.requires_grad_(true) : g;
+  });
+  const outCpu = fn(cpu);
+  const outGpu = fn(gpu);
+  assert.equal(outGpu.device.type, "cuda", `${label} runs on the GPU`);
+  assert.equal(outGpu.dtype, outCpu.dtype, `${label} dtype`);
+  assertClose(outGpu.float(), outCpu.float(), tol, `${label} forward`);
+  if (!outCpu.requires_grad) return;
+  const upstream = randn([...outCpu.shape]);
+  outCpu.backward(upstream);
+  outGpu.backward(upstream.to("cuda"));
+  cpu.forEach((t, i) => {
+    if (!t.requires_grad) return;
+    assert.ok(gpu[i].grad, `${label}: input ${i} has a gradient on the GPU`);
+    assert.equal(gpu[i].grad!.device.type, "cuda");
+    assertClose(gpu[i].grad!, t.grad!, tol * 10, `${label} grad of input ${i}`);
+  });
+}
+
+test("elementwise, broadcasting, comparisons and casts", { skip: SKIP }, () => {
+  const a = randn([4, 5, 6]);
+  const b = randn([5, 1]);
+  const pos = randn([4, 5, 6], 0.9, 1);
+  for (const [name, f] of [
+    ["add", (x: Tensor[]) => x[0].add(x[1])], ["sub", (x: Tensor[]) => x[0].sub(x[1])],
+    ["mul", (x: Tensor[]) => x[0].mul(x[1])], ["div", (x: Tensor[]) => x[0].div(x[1].abs().add(0.5))],
+    ["maximum", (x: Tensor[]) => x[0].maximum(x[1])], ["minimum", (x: Tensor[]) => x[0].minimum(x[1])],
+  ] as const) parity(name, [a, b], f as (x: Tensor[]) => Tensor);
+  for (const [name, f] of [
+    ["neg", (x: Tensor) => x.neg()], ["exp", (x: Tensor) => x.exp()], ["tanh", (x: Tensor) => x.tanh()],
+    ["sigmoid", (x: Tensor) => x.sigmoid()], ["relu", (x: Tensor) => x.relu()], ["abs", (x: Tensor) => x.abs()],
+    ["square", (x: Tensor) => x.square()], ["gelu", (x: Tensor) => F.gelu(x)], ["gelu tanh", (x: Tensor) => F.gelu(x, "tanh")],
+    ["softplus", (x: Tensor) => F.softplus(x)], ["pow 3", (x: Tensor) => x.pow(3)], ["sign", (x: Tensor) => x.sign()],
+    ["clamp", (x: Tensor) => x.clamp(-0.5, 0.5)], ["rsub", (x: Tensor) => x.rsub(2)], ["scalar div", (x: Tensor) => x.div(3)],
+  ] as const) parity(name, [a], (x) => f(x[0]));
+  for (const [name, f] of [
+    ["log", (x: Tensor) => x.log()], ["sqrt", (x: Tensor) => x.sqrt()], ["rsqrt", (x: Tensor) => x.rsqrt()],
+    ["reciprocal", (x: Tensor) => x.reciprocal()],
+  ] as const) parity(name, [pos], (x) => f(x[0]));
+  for (const op of ["eq", "ne", "lt", "le", "gt", "ge"] as const) parity(op, [a, b], (x) => x[0][op](x[1]));
+  parity("where", [a, b], (x) => ops.where(x[0].gt(0), x[0], x[1]));
+  parity("masked_fill", [a], (x) => x[0].masked_fill(x[0].lt(0), -1));
+  for (const dtype of [torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.bool]) {
+    parity(`cast to ${dtype}`, [a], (x) => x[0].mul(3).to(dtype).float());
+  }
+  parity("int64 arithmetic", [torch.tensor([[1, -2, 3], [4, 5, -6]])], (x) => x[0].add(x[0]).mul(3));
+});
+
+test("views, copies, joins and reductions", { skip: SKIP }, () => {
+  const a = randn([3, 4, 5]);
+  parity("transpose contiguous", [a], (x) => x[0].transpose(0, 2).contiguous());
+  parity("permute + reshape", [a], (x) => x[0].permute([2, 0, 1]).reshape([5, 12]).mul(1));
+  parity("narrow", [a], (x) => x[0].narrow(1, 1, 2).mul(2));
+  parity("select", [a], (x) => x[0].select(2, 3).mul(2));
+  parity("expand", [randn([3, 1, 5])], (x) => x[0].expand([3, 4, 5]).mul(1));
+  parity("cat", [a, randn([3, 2, 5])], (x) => torch.cat([x[0], x[1]], 1));
+  parity("stack", [a, randn([3, 4, 5])], (x) => torch.stack([x[0], x[1]], 0));
+  for (const dim of [0, 1, 2]) {
+    parity(`sum ${dim}`, [a], (x) => x[0].sum(dim));
+    parity(`mean ${dim} keepdim`, [a], (x) => x[0].mean(dim, true));
+    parity(`max ${dim}`, [a], (x) => x[0].max(dim).values);
+    parity(`argmax ${dim}`, [a], (x) => x[0].argmax(dim));
+    parity(`amax ${dim}`, [a], (x) => x[0].amax(dim));
+  }
+  parity("sum all", [a], (x) => x[0].sum());
+  parity("var", [a], (x) => x[0].var(1));
+  parity("norm", [a], (x) => x[0].norm());
+  parity("index", [a], (x) => x[0].index([1]).mul(1));
+  const big = randn([1 << 20]);
+  parity("sum of 2^20", [big], (x) => x[0].sum(), 1e-4);
+});
+
+test("GEMM: every transpose, batches, views and beta (tf32 off)", { skip: SKIP }, () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  for (const [m, k, n] of [[1, 1, 1], [7, 13, 5], [64, 64, 64], [67, 768, 64], [128, 3072, 96]]) {
+    parity(`mm ${m}x${k}x${n}`, [randn([m, k]), randn([k, n])], (x) => x[0].matmul(x[1]), 1e-4);
+    parity(`mm A^T ${m}x${k}x${n}`, [randn([k, m]), randn([k, n])], (x) => x[0].t().matmul(x[1]), 1e-4);
+    parity(`mm B^T ${m}x${k}x${n}`, [randn([m, k]), randn([n, k])], (x) => x[0].matmul(x[1].t()), 1e-4);
+  }
+  parity("bmm", [randn([6, 9, 17]), randn([6, 17, 11])], (x) => x[0].bmm(x[1]), 1e-4);
+  parity("attention-shaped matmul", [randn([2, 4, 10, 16]), randn([2, 4, 10, 16])], (x) => x[0].matmul(x[1].transpose(-1, -2)), 1e-4);
+  parity("broadcast matmul", [randn([3, 5, 8]), randn([8, 4])], (x) => x[0].matmul(x[1]), 1e-4);
+  parity("offset views", [randn([10, 12]), randn([12, 9])], (x) => x[0].narrow(0, 3, 5).matmul(x[1].narrow(1, 1, 7)), 1e-4);
+  parity("linear", [randn([4, 6, 32]), randn([16, 32]), randn([16])], (x) => F.linear(x[0], x[1], x[2]), 1e-4);
+  parity("linear_gelu", [randn([24, 32]), randn([48, 32]), randn([48])], (x) => linear_gelu(x[0], x[1], x[2]), 1e-4);
+  parity("K = 0", [randn([3, 0]), randn([0, 4])], (x) => x[0].matmul(x[1]));
+  torch.backends.cuda.matmul.allow_tf32 = true;
+  parity("tf32 mm", [randn([64, 256]), randn([256, 64])], (x) => x[0].matmul(x[1]), 5e-2);
+  torch.backends.cuda.matmul.allow_tf32 = false;
+});
+
+test("softmax, layer norm, embedding, cross-entropy, dropout", { skip: SKIP }, () => {
+  const x = randn([6, 33], 3);
+  parity("softmax", [x], (t) => F.softmax(t[0], -1));
+  parity("log_softmax", [x], (t) => F.log_softmax(t[0], -1));
+  parity("softmax dim 0", [x], (t) => F.softmax(t[0], 0));
+  const mask = torch.tensor([[0, 0, 0, -1e9, -1e9], [0, 0, 0, 0, 0]], { dtype: torch.float32 });
+  parity("masked_softmax", [randn([2, 3, 4, 5]), mask], (t) => masked_softmax(t[0], t[1], 0.125));
+  parity("masked_softmax no mask", [randn([2, 3, 4, 5])], (t) => masked_softmax(t[0], null, 0.5));
+  parity("layer_norm", [randn([5, 7, 48], 2, 1), randn([48]), randn([48])], (t) => F.layer_norm(t[0], [48], t[1], t[2], 1e-12));
+  parity("layer_norm no affine", [randn([9, 768])], (t) => F.layer_norm(t[0], [768]));
+  const ids = torch.tensor([[1, 0, 3, 3], [2, 9, 0, 1]]);
+  parity("embedding", [ids, randn([10, 16])], (t) => F.embedding(t[0], t[1]));
+  parity("embedding padding_idx", [ids, randn([10, 16])], (t) => F.embedding(t[0], t[1], 0));
+  assert.throws(() => F.embedding(torch.tensor([10]).to("cuda"), randn([10, 4]).to("cuda")).cpu(), RangeError);
+  const targets = torch.tensor([3, -100, 0, 32, 5, 7]);
+  for (const reduction of ["mean", "sum", "none"] as const) {
+    parity(`cross_entropy ${reduction}`, [x, targets], (t) => F.cross_entropy(t[0], t[1], { reduction }));
+  }
+  // Masks come from the same counter-based draws on both devices, so dropout agrees element by element.
+  const dropInput = randn([64, 33]);
+  torch.manual_seed(7);
+  const dropCpu = F.dropout(dropInput, 0.3);
+  torch.manual_seed(7);
+  const dropGpu = F.dropout(dropInput.to("cuda"), 0.3);
+  assertClose(dropGpu, dropCpu, 1e-6, "dropout");
+});
+
+test("random numbers: the same (seed, offset) gives the same numbers on both devices", { skip: SKIP }, () => {
+  const g1 = new torch.Generator().manual_seed(3);
+  const g2 = new torch.Generator().manual_seed(3);
+  const cpu = torch.rand([1000], { generator: g1 });
+  const gpu = torch.rand([1000], { generator: g2, device: "cuda" });
+  assert.equal(gpu.device.type, "cuda");
+  assertClose(gpu, cpu, 1e-6, "rand");
+  const n1 = torch.randn([1000], { generator: new torch.Generator().manual_seed(4) });
+  const n2 = torch.randn([1000], { generator: new torch.Generator().manual_seed(4), device: "cuda" });
+  assertClose(n2, n1, 1e-5, "randn");
+});
+
+test("clip_grad_norm_ and AdamW on the GPU match the CPU", { skip: SKIP }, () => {
+  const init = [randn([30, 20]), randn([20]), randn([7])];
+  const grads = [randn([30, 20], 5), randn([20], 5), randn([7], 5)];
+  const run = (device: string) => {
+    const params = init.map((p) => new torch.nn.Parameter(p.to(device)));
+    const opt = new AdamW(params, { lr: 1e-2, weight_decay: 0.01 });
+    const norms: number[] = [];
+    for (let step = 0; step < 3; step++) {
+      params.forEach((p, i) => { p.grad = grads[i].mul(step + 1).to(device); });
+      norms.push(clip_grad_norm_(params, 1.0).item());
+      opt.step();
+      opt.zero_grad();
+    }
+    return { params, norms };
+  };
+  const cpu = run("cpu");
+  const gpu = run("cuda");
+  gpu.norms.forEach((n, i) => assert.ok(Math.abs(n - cpu.norms[i]) <= 1e-5 * (1 + cpu.norms[i]), `norm ${i}: ${n} vs ${cpu.norms[i]}`));
+  gpu.params.forEach((p, i) => assertClose(p, cpu.params[i], 1e-5, `param ${i} after 3 steps`));
+});
+
+const batch = (i: number, device: string) => {
+  const b = load_file(path.join(TINY_BERT_SEQCLS, `batch${i}.safetensors`));
+  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.to(device)]));
+};
+
+async function bertTrace(device: string) {
+  const model = await BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS);
+  model.to(device);
+  model.train();
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.01 });
+  const scheduler = get_scheduler("linear", { optimizer, num_warmup_steps: 1, num_training_steps: 3 });
+  const losses: number[] = [];
+  let logits: Tensor | null = null;
+  let grads: Record<string, Tensor> = {};
+  for (let i = 0; i < 3; i++) {
+    const out = model(batch(i, device));
+    if (i === 0) logits = out.logits.detach().cpu();
+    losses.push(out.loss.item());
+    out.loss.backward();
+    if (i === 0) grads = Object.fromEntries([...model.named_parameters()].map(([n, p]) => [n, p.grad!.cpu()]));
+    clip_grad_norm_(model.parameters(), 1.0);
+    optimizer.step();
+    scheduler.step();
+    optimizer.zero_grad();
+  }
+  const params = Object.fromEntries(Object.entries(model.state_dict()).map(([n, p]) => [n, p.cpu()]));
+  return { logits: logits!, losses, grads, params };
+}
+
+test("tiny BERT on the GPU, fp32: logits, loss, gradients and 3 AdamW steps match the CPU", { skip: SKIP }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const cpu = await bertTrace("cpu");
+  const gpu = await bertTrace("cuda");
+  assertClose(gpu.logits, cpu.logits, 1e-4, "logits");
+  gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.losses[i]) <= 1e-4, `loss ${i}: ${l} vs ${cpu.losses[i]}`));
+  for (const [name, g] of Object.entries(cpu.grads)) assertClose(gpu.grads[name], g, 1e-4, `grad of ${name}`);
+  for (const [name, p] of Object.entries(cpu.params)) assertClose(gpu.params[name], p, 1e-4, name);
+});
+
+test("GPU memory stays flat over 100 training steps", { skip: SKIP }, async () => {
+  const model = await BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS);
+  model.to("cuda");
+  model.train();
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-4 });
+  const inputs = batch(0, "cuda");
+  let atStep10 = 0;
+  for (let step = 0; step < 100; step++) {
+    const loss = model(inputs).loss;
+    loss.backward();
+    loss.dispose();
+    clip_grad_norm_(model.parameters(), 1.0);
+    optimizer.step();
+    optimizer.zero_grad();
+    if (step === 10) atStep10 = torch.cuda.memory_allocated();
+  }
+  torch.cuda.synchronize();
+  assert.equal(torch.cuda.memory_allocated(), atStep10, "bytes allocated at step 100 equal step 10's");
+  assert.ok(torch.cuda.max_memory_allocated() >= atStep10);
+});
