@@ -1,6 +1,7 @@
 // Data benchmark: tokenisation throughput on every MRPC pair against Hugging Face's Rust tokenizers
 // (the npm package `tokenizers`) in the same run, and load_dataset + map(tokenize, batched) cold and warm.
 // The last line printed is one JSON object with the figures.
+import { SHARED_HUB } from "../test/helpers/paths.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -9,7 +10,7 @@ import { startHub } from "../test/helpers/hub-server.js";
 
 const REPS = 5;
 const hub = await startHub();
-const tokenizer_json = path.join(process.cwd(), "../shared/hub/models/google-bert/bert-base-uncased/tokenizer.json");
+const tokenizer_json = path.join(SHARED_HUB, "models/google-bert/bert-base-uncased/tokenizer.json");
 
 const raw = await load_dataset("glue", "mrpc") as DatasetDict;
 const first: string[] = [];

@@ -1,9 +1,9 @@
 // `npm run bench:engine`: GEMM against OpenBLAS (bench/gemm.ts), then the training step (forward + backward +
 // AdamW) of a bert-base-sized and an L4/H256 BERT classifier at batch 8 x sequence 67: ms per step, achieved
 // GFLOP/s, resident memory. The last line is one JSON object with the figures.
+import { SHARED_HUB } from "../test/helpers/paths.js";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { benchGemm } from "./gemm.js";
 import { torch } from "../src/torch.js";
 import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
@@ -11,8 +11,7 @@ import { AdamW } from "../src/optim/index.js";
 
 const BATCH = 8;
 const SEQ = 67;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const BERT_BASE_CONFIG = path.join(ROOT, "..", "shared", "hub", "models", "google-bert", "bert-base-uncased", "config.json");
+const BERT_BASE_CONFIG = path.join(SHARED_HUB, "models", "google-bert", "bert-base-uncased", "config.json");
 
 /** Multiply-add FLOPs of one training step: matmuls forward, twice that backward. */
 function stepFlops(c: BertConfig): number {

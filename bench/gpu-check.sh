@@ -16,6 +16,8 @@ timeout 300 node --test --test-concurrency=1 --test-reporter=spec dist/test/cuda
 echo "tests: rc=$? ($(grep -E '^ℹ (pass|fail|skipped)' "$OUT/tests.txt" | tr '\n' ' '))"
 timeout 150 node dist/bench/gpu_train.js > "$OUT/finetune_train.txt" 2>&1
 echo "finetune train: rc=$? $(tail -1 "$OUT/finetune_train.txt")"
-timeout 150 python3 bench/gpu_baseline.py ../shared/hub > "$OUT/transformers_train.txt" 2>&1
+SHARED=${FINETUNE_SHARED:-../shared}
+[ -d "$SHARED" ] || SHARED=shared
+timeout 150 python3 bench/gpu_baseline.py "$SHARED/hub" > "$OUT/transformers_train.txt" 2>&1
 echo "transformers train: rc=$? $(tail -1 "$OUT/transformers_train.txt")"
 rm -rf "$FINETUNE_CACHE"

@@ -2,6 +2,7 @@
 // classifier, batch 8, fp32 (tf32 off), 100 optimizer steps on CUDA. The first step (kernel compilation, cuBLASLt
 // heuristics, allocator warm-up) is left out. Prints one JSON line; bench/gpu_baseline.py measures transformers
 // the same way.
+import { SHARED_HUB } from "../test/helpers/paths.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -17,7 +18,7 @@ const hub = await startHub();
 const tokenizer = await AutoTokenizer.from_pretrained("bert-base-uncased");
 const raw = (await load_dataset("glue", "mrpc")) as DatasetDict;
 const train = raw["train"]!.map((b) => tokenizer(b["sentence1"], b["sentence2"], { truncation: true }), { batched: true, keep_in_memory: true });
-const config = JSON.parse(fs.readFileSync(path.join(process.cwd(), "../shared/hub/models/google-bert/bert-base-uncased/config.json"), "utf8"));
+const config = JSON.parse(fs.readFileSync(path.join(SHARED_HUB, "models/google-bert/bert-base-uncased/config.json"), "utf8"));
 
 class StepTimer extends TrainerCallback {
   steps = 0;

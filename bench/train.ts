@@ -3,6 +3,7 @@
 // fixed number of steps and the epoch time is extrapolated from them. Timers around the phases split each
 // step into forward+backward, clipping+optimizer, and the rest (data reading, collation, logging, callbacks).
 // The last line printed is one JSON object with the figures.
+import { SHARED_HUB } from "../test/helpers/paths.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -14,7 +15,7 @@ import type { TrainableModel } from "../src/training/trainer.js";
 import { startHub } from "../test/helpers/hub-server.js";
 
 const hub = await startHub();
-const shared_models = path.join(process.cwd(), "../shared/hub/models/google-bert/bert-base-uncased");
+const shared_models = path.join(SHARED_HUB, "models/google-bert/bert-base-uncased");
 const tokenizer = await AutoTokenizer.from_pretrained("bert-base-uncased");
 const raw = (await load_dataset("glue", "mrpc")) as DatasetDict;
 const train = raw["train"]!.map((b) => tokenizer(b["sentence1"], b["sentence2"], { truncation: true }), { batched: true, keep_in_memory: true });

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { it } from "node:test";
 import { hubServeCommand } from "../../src/cli/hub.js";
-import { REPO_ROOT, SHARED_HUB } from "../helpers/hub-server.js";
+import { REPO_ROOT, SHARED_HUB } from "../helpers/paths.js";
 
 it("serves a folder from the command line", async () => {
   const child = spawn(process.execPath, [path.join(REPO_ROOT, "dist/src/cli/main.js"), "hub", "serve", SHARED_HUB, "--port", "0"]);

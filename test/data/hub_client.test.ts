@@ -9,7 +9,8 @@ import { repo_info } from "../../src/hub/api.js";
 import {
   EntryNotFoundError, GatedRepoError, HubConnectionError, LocalEntryNotFoundError, RepositoryNotFoundError,
 } from "../../src/hub/errors.js";
-import { SHARED_HUB, startHub, type TestHub } from "../helpers/hub-server.js";
+import { startHub, type TestHub } from "../helpers/hub-server.js";
+import { SHARED_HUB } from "../helpers/paths.js";
 import { startProxy } from "../helpers/proxy.js";
 
 const PARQUET = "mrpc/validation-00000-of-00001.parquet";

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { HubServer } from "../../src/hub/server.js";
-import { SHARED_HUB } from "../helpers/hub-server.js";
+import { SHARED_HUB } from "../helpers/paths.js";
 
 describe("hub serve", () => {
   let server: HubServer;

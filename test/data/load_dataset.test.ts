@@ -7,7 +7,8 @@ import path from "node:path";
 import { inspect } from "node:util";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { AutoTokenizer, ClassLabel, Dataset, load_dataset, Value, type DatasetDict } from "../../src/data_api.js";
-import { SHARED_HUB, startHub, type TestHub } from "../helpers/hub-server.js";
+import { startHub, type TestHub } from "../helpers/hub-server.js";
+import { SHARED_HUB } from "../helpers/paths.js";
 import { startProxy } from "../helpers/proxy.js";
 
 const MRPC_PRINTOUT = `DatasetDict({

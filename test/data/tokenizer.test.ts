@@ -5,9 +5,9 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AutoTokenizer, BertTokenizerFast, load_dataset, type DatasetDict, type PreTrainedTokenizerFast } from "../../src/data_api.js";
-import { REPO_ROOT, SHARED_HUB } from "../helpers/hub-server.js";
+import { GOLDEN as GOLDEN_ROOT, SHARED_HUB } from "../helpers/paths.js";
 
-const GOLDEN = path.resolve(REPO_ROOT, "../shared/golden/tokenizer");
+const GOLDEN = path.join(GOLDEN_ROOT, "tokenizer");
 const BERT_DIR = path.join(SHARED_HUB, "models/google-bert/bert-base-uncased");
 const MRPC_DIR = path.join(SHARED_HUB, "datasets/nyu-mll/glue/mrpc");
 

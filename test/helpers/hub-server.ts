@@ -15,8 +15,7 @@ export interface TestHub {
 }
 
 /** The repository root: npm test runs there; compiled tests live in dist/test/. */
-export const REPO_ROOT = process.cwd();
-export const SHARED_HUB = path.resolve(REPO_ROOT, "../shared/hub");
+import { SHARED_HUB } from "./paths.js";
 
 const ENV_KEYS = ["HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_DISABLE_PROGRESS_BARS"];
 
