@@ -238,7 +238,7 @@ export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntro
     out = losses.reshape([]);
   }
   const result = record(out, "NllLoss", [logits2d], (g) => {
-    const perRow = input.device.type === "cpu" ? hostRowGrads(g, N, reduction, count) : deviceRowGrads(g, N, reduction, count);
+    const perRow = rowGrads(g, N, reduction, count);
     const dlogits = Tensor.empty([N, C], float32, input.device);
     backendFor(dlogits).crossEntropyBackward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, lse.buffer, perRow.buffer, dlogits.buffer);
     perRow.dispose();
@@ -252,17 +252,8 @@ export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntro
   return result;
 }
 
-/** Each row's loss gradient, written on the host. */
-function hostRowGrads(g: Tensor, N: number, reduction: Reduction, count: number): Tensor {
-  const perRow = Tensor.empty([N], float32);
-  const rows = new Float32Array(perRow.buffer, 0, N);
-  if (reduction === "none") rows.set(g.reshape([N]).data() as Float32Array);
-  else rows.fill(g.item() / (reduction === "mean" ? count : 1));
-  return perRow;
-}
-
-/** Each row's loss gradient, computed on g's device: reading g back to the host would wait for the GPU. */
-function deviceRowGrads(g: Tensor, N: number, reduction: Reduction, count: number): Tensor {
+/** Each row's loss gradient, computed on g's device: reading g back to the host would wait for a GPU. */
+function rowGrads(g: Tensor, N: number, reduction: Reduction, count: number): Tensor {
   if (reduction === "none") return convertContiguous(g.reshape([N]), float32);
   const scaled = reduction === "mean" ? mul(g, 1 / count) : g;
   const perRow = convertContiguous(scaled.reshape([1]).expand([N]), float32);
