@@ -6,18 +6,22 @@
 // held in L2; the kc x nc block of B lives in L3. C rows are contiguous, so the kernel vectorizes along N and
 // broadcasts A.
 //
-// Threads split the output (or, for batches of small matrices, the batch); each thread packs the operands of
-// its own part, which duplicates some packing but needs no barrier inside a GEMM.
+// Threads split the batch where it has enough small matrices. Otherwise, for outputs wide enough, they share
+// each packed block of A and B (each packs a share of its panels; a barrier separates packing from use) and
+// split its column panels; narrow outputs are split into a grid of parts, each thread packing the operands of
+// its own part.
 #include <dlfcn.h>
 #include <immintrin.h>
 #include <napi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 
 #include "binding/registry.h"
 #include "common/args.h"
@@ -158,10 +162,11 @@ FT_AVX512 inline void LoadTransposed(const float* src, int64_t ld, int64_t rows,
 // ---- micro-kernels: acc = Apanel (kc x MR) . Bpanel (kc x NR); C[:mr, :nr] = alpha * acc + beta * C.
 
 // AVX-512: 14 x 32 keeps 28 accumulators + 2 B vectors + 1 broadcast in the 32 zmm registers; 28 independent
-// FMA chains cover the 4-cycle latency of Zen 5's two 512-bit FMA pipes. A 32 x 256 panel of B (32 KiB) stays
-// in the 48 KiB L1 while 14 x 256 panels of A stream from L2.
+// FMA chains cover the 4-cycle latency of Zen 5's two 512-bit FMA pipes. Each k step reads 128 bytes of B and
+// 56 of A per 14 cycles, which L2 sustains, so kc may exceed what fits L1: a deep kc (576: one block for
+// BERT's 536 tokens, 512 for the powers of two) means fewer passes over C and fewer, larger packed blocks.
 struct Avx512Kernel {
-  static constexpr int MR = 14, NR = 32, MC = 336, KC = 256, NC = 3072;
+  static constexpr int MR = 14, NR = 32, MC = 448, KC = 576, NC = 3072;
 
   // NV = vectors of 16 columns computed; the 1-vector variant halves the wasted work on a narrow right edge.
   // A's element (i, k) is a[k * sa + i] (a packed panel, or op(A) = A^T read in place) or, with kRowsA,
@@ -223,9 +228,9 @@ struct Avx512Kernel {
   // A whole matrix small enough to stay in L1/L2 (one k block): packing would cost a large share of its few
   // flops, so A and B are read in place wherever their layout allows it, and only transposed B and the
   // partial edge panels, which the kernel would read past, are packed.
-  static constexpr int64_t kSmallFloats = 24 * 1024;
+  static constexpr int64_t kSmallK = 256, kSmallFloats = 24 * 1024;
   static bool IsSmall(const Mat& g, int64_t M, int64_t N) {
-    return g.K <= KC && M * g.K + g.K * N <= kSmallFloats;
+    return g.K <= kSmallK && M * g.K + g.K * N <= kSmallFloats;
   }
 
   FT_AVX512 static void Small(const Mat& g, int64_t M, int64_t N) {
@@ -424,6 +429,84 @@ void GemmBlock(const Mat& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   }
 }
 
+// A barrier for the threads of one ParallelFor, each running one part; spins (the waits are short), then yields.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void Wait() {
+    const unsigned gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    for (unsigned i = 0; gen_.load(std::memory_order_acquire) == gen; ++i) {
+      if (i < 20000) {
+        __builtin_ia32_pause();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<unsigned> gen_{0};
+};
+
+// Buffers of packed blocks shared by the threads of one GemmShared.
+struct SharedPack {
+  float* B;     // KC x NC
+  float* A[2];  // MC x KC each: one is packed while the other may still be read
+};
+
+// The whole of one matrix by `T` threads at once, this one being thread `t`: they share each packed block of
+// B and of A, each packing its share of the panels, and split the NR-wide column panels of a block between
+// them (each computes with the B panels it packed itself). Packing each element once, instead of once per
+// thread that needs it, halves the packing traffic of a two-way split. The blocking is GemmBlock's, so every
+// element of C sums the same products in the same order as it would on one thread.
+template <class Kern>
+void GemmShared(const Mat& g, int64_t M, int64_t N, int t, int T, const SharedPack& pack, SpinBarrier& barrier) {
+  constexpr int MR = Kern::MR, NR = Kern::NR;
+  const int64_t KC = BlockSize(g.K, Kern::KC, 1);
+  const int64_t MC = BlockSize(M, Kern::MC, MR);
+  const int64_t NC = BlockSize(N, Kern::NC, NR);
+  int buf = 0;
+  bool first = true;
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min<int64_t>(NC, N - jc);
+    const int64_t nPanels = (nc + NR - 1) / NR;
+    const int64_t j0 = nPanels * t / T * NR, j1 = std::min(nc, nPanels * (t + 1) / T * NR);
+    for (int64_t pc = 0; pc < g.K; pc += KC) {
+      const int64_t kc = std::min<int64_t>(KC, g.K - pc);
+      const float beta = pc == 0 ? g.beta : 1.f;
+      // The previous B block must be done with before it is overwritten.
+      if (!first) barrier.Wait();
+      first = false;
+      if (j0 < j1) Kern::PackB(g, pc, kc, jc + j0, j1 - j0, pack.B + j0 * kc);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min<int64_t>(MC, M - ic);
+        const int64_t mPanels = (mc + MR - 1) / MR;
+        const int64_t i0 = mPanels * t / T * MR, i1 = std::min(mc, mPanels * (t + 1) / T * MR);
+        // A[buf] was last read two blocks ago; every thread has passed the barrier after that since.
+        float* packA = pack.A[buf];
+        buf ^= 1;
+        if (i0 < i1) Kern::PackA(g, ic + i0, i1 - i0, pc, kc, packA + i0 * kc);
+        barrier.Wait();
+        for (int64_t jr = j0; jr < j1; jr += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            Kern::Run(kc, packA + ir * kc, pack.B + jr * kc, g.C + (ic + ir) * g.ldc + jc + jr, g.ldc, g.alpha,
+                      beta, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
 // K == 0 or alpha == 0: op(A) @ op(B) contributes nothing, and BLAS leaves A and B unread.
 void ScaleC(const Mat& g, int64_t M, int64_t N) {
   for (int64_t i = 0; i < M; ++i) {
@@ -464,6 +547,29 @@ void RunGemm(const Problem& p) {
     ParallelFor(p.batch, grain, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) whole(b);
     });
+    return;
+  }
+  // Wide enough for every thread to get a few column panels of each B block: the threads share the packing.
+  if (disjoint && p.N >= 4 * threads * Kern::NR) {
+    const int64_t KC = BlockSize(p.K, Kern::KC, 1), MC = BlockSize(p.M, Kern::MC, Kern::MR);
+    const int64_t NC = BlockSize(p.N, Kern::NC, Kern::NR);
+    float* packB = t_packB.Get(static_cast<size_t>(KC * NC));
+    float* packA = t_packA.Get(static_cast<size_t>(2 * KC * MC));
+    const SharedPack pack{packB, {packA, packA + KC * MC}};
+    // (flops >= kSplitFlops here: smaller matrices took the batch path above.)
+    for (int64_t b = 0; b < p.batch; ++b) {
+      const Mat g = MatOf(p, b);
+      SpinBarrier barrier(threads);
+      ParallelFor(threads, 1, [&](int64_t t0, int64_t t1) {
+        // The pool gives each of `threads` parts its own thread, all running at once, or else (a call nested in
+        // a parallel region) runs the whole range on the calling thread, where no barrier could be passed.
+        if (t1 - t0 == 1) {
+          GemmShared<Kern>(g, p.M, p.N, static_cast<int>(t0), threads, pack, barrier);
+        } else {
+          GemmBlock<Kern>(g, 0, p.M, 0, p.N);
+        }
+      });
+    }
     return;
   }
   // Split each matrix into a tm x tn grid of whole tiles, cutting the longer side of the output most.
