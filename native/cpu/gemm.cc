@@ -25,6 +25,7 @@
 
 #include "binding/registry.h"
 #include "common/args.h"
+#include "common/gemm_args.h"
 #include "cpu/cpu_features.h"
 #include "cpu/threadpool.h"
 
@@ -615,60 +616,29 @@ void Sgemm(const Problem& p) {
 
 // ---- argument decoding shared by sgemm and openblasSgemm
 
-int64_t CheckedExtent(const Napi::CallbackInfo& info, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
-                      int64_t stride, const char* name) {
-  if (ld < cols)
-    throw Napi::RangeError::New(info.Env(), std::string(name) + ": leading dimension " + std::to_string(ld) +
-                                                " is below the row length " + std::to_string(cols));
-  if (stride < 0) throw Napi::RangeError::New(info.Env(), std::string(name) + ": negative batch stride");
-  if (rows == 0 || cols == 0 || batch == 0) return 0;
-  int64_t one, last, extent;
-  if (__builtin_mul_overflow(rows - 1, ld, &one) || __builtin_add_overflow(one, cols, &one) ||
-      __builtin_mul_overflow(batch - 1, stride, &last) || __builtin_add_overflow(last, one, &extent) ||
-      extent > (int64_t{1} << 53))
-    throw Napi::RangeError::New(info.Env(), std::string(name) + ": the batched matrix spans too many elements");
-  return extent;
-}
-
-// Argument order: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB, beta,
-// C, offC, ldc, strideC, batch.
 Problem DecodeGemm(const Napi::CallbackInfo& info) {
-  if (info.Length() < 20)
-    throw Napi::TypeError::New(info.Env(), "sgemm expects 20 arguments, got " + std::to_string(info.Length()));
+  const GemmArgs g = DecodeGemmArgs(info);
+  const Buffer a = GetBuffer(info, kGemmA, "A");
+  const Buffer b = GetBuffer(info, kGemmB, "B");
+  const Buffer c = GetBuffer(info, kGemmC, "C");
   Problem p;
-  p.transA = GetBool(info, 0, "transA");
-  p.transB = GetBool(info, 1, "transB");
-  p.M = GetCount(info, 2, "M");
-  p.N = GetCount(info, 3, "N");
-  p.K = GetCount(info, 4, "K");
-  p.alpha = static_cast<float>(GetNumber(info, 5, "alpha"));
-  const Buffer a = GetBuffer(info, 6, "A");
-  const int64_t offA = GetCount(info, 7, "offA");
-  p.lda = GetCount(info, 8, "lda");
-  p.strideA = GetCount(info, 9, "strideA");
-  const Buffer b = GetBuffer(info, 10, "B");
-  const int64_t offB = GetCount(info, 11, "offB");
-  p.ldb = GetCount(info, 12, "ldb");
-  p.strideB = GetCount(info, 13, "strideB");
-  p.beta = static_cast<float>(GetNumber(info, 14, "beta"));
-  const Buffer c = GetBuffer(info, 15, "C");
-  const int64_t offC = GetCount(info, 16, "offC");
-  p.ldc = GetCount(info, 17, "ldc");
-  p.strideC = GetCount(info, 18, "strideC");
-  p.batch = GetCount(info, 19, "batch");
-  constexpr int64_t kMaxDim = int64_t{1} << 31;
-  if (p.M >= kMaxDim || p.N >= kMaxDim || p.K >= kMaxDim)
-    throw Napi::RangeError::New(info.Env(), "sgemm: M, N and K must be below 2^31");
-  // A, B are unread when nothing is multiplied; their extents are then 0.
-  const bool reads = p.M > 0 && p.N > 0 && p.K > 0;
-  const int64_t extA = p.transA ? CheckedExtent(info, reads ? p.K : 0, p.M, p.lda, p.batch, p.strideA, "A")
-                                : CheckedExtent(info, reads ? p.M : 0, p.K, p.lda, p.batch, p.strideA, "A");
-  const int64_t extB = p.transB ? CheckedExtent(info, reads ? p.N : 0, p.K, p.ldb, p.batch, p.strideB, "B")
-                                : CheckedExtent(info, reads ? p.K : 0, p.N, p.ldb, p.batch, p.strideB, "B");
-  const int64_t extC = CheckedExtent(info, p.M, p.N, p.ldc, p.batch, p.strideC, "C");
-  p.A = Elements<float>(info, a, offA, extA, "A");
-  p.B = Elements<float>(info, b, offB, extB, "B");
-  p.C = Elements<float>(info, c, offC, extC, "C");
+  p.transA = g.transA;
+  p.transB = g.transB;
+  p.M = g.M;
+  p.N = g.N;
+  p.K = g.K;
+  p.alpha = g.alpha;
+  p.beta = g.beta;
+  p.A = Elements<float>(info, a, g.offA, g.extA, "A");
+  p.lda = g.lda;
+  p.strideA = g.strideA;
+  p.B = Elements<float>(info, b, g.offB, g.extB, "B");
+  p.ldb = g.ldb;
+  p.strideB = g.strideB;
+  p.C = Elements<float>(info, c, g.offC, g.extC, "C");
+  p.ldc = g.ldc;
+  p.strideC = g.strideC;
+  p.batch = g.batch;
   return p;
 }
 

@@ -12,6 +12,7 @@
 
 #include "binding/registry.h"
 #include "common/args.h"
+#include "common/gemm_args.h"
 #include "cuda/runtime.h"
 
 namespace ft {
@@ -197,63 +198,37 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
   return g_plans.emplace(k, plan).first->second;
 }
 
-int64_t CheckedExtent(const Napi::CallbackInfo& info, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
-                      int64_t stride, const char* name) {
-  if (ld < cols)
-    throw Napi::RangeError::New(info.Env(), std::string(name) + ": leading dimension " + std::to_string(ld) +
-                                                " is below the row length " + std::to_string(cols));
-  if (stride < 0) throw Napi::RangeError::New(info.Env(), std::string(name) + ": negative batch stride");
-  if (rows == 0 || cols == 0 || batch == 0) return 0;
-  int64_t one, last, extent;
-  if (__builtin_mul_overflow(rows - 1, ld, &one) || __builtin_add_overflow(one, cols, &one) ||
-      __builtin_mul_overflow(batch - 1, stride, &last) || __builtin_add_overflow(last, one, &extent) ||
-      extent > (int64_t{1} << 53))
-    throw Napi::RangeError::New(info.Env(), std::string(name) + ": the batched matrix spans too many elements");
-  return extent;
-}
-
 // Argument order as the CPU sgemm: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB,
 // beta, C, offC, ldc, strideC, batch.
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
-  if (info.Length() < 20)
-    throw Napi::TypeError::New(env, "sgemm expects 20 arguments, got " + std::to_string(info.Length()));
+  const GemmArgs g = DecodeGemmArgs(info);
+  const cuda::DeviceBuffer a = cuda::GetDeviceBuffer(info, kGemmA, "A");
+  const cuda::DeviceBuffer b = cuda::GetDeviceBuffer(info, kGemmB, "B");
+  const cuda::DeviceBuffer c = cuda::GetDeviceBuffer(info, kGemmC, "C");
   PlanKey k{};
-  k.transA = GetBool(info, 0, "transA");
-  k.transB = GetBool(info, 1, "transB");
-  k.M = GetCount(info, 2, "M");
-  k.N = GetCount(info, 3, "N");
-  k.K = GetCount(info, 4, "K");
-  float alpha = static_cast<float>(GetNumber(info, 5, "alpha"));
-  const cuda::DeviceBuffer a = cuda::GetDeviceBuffer(info, 6, "A");
-  const int64_t offA = GetCount(info, 7, "offA");
-  k.lda = GetCount(info, 8, "lda");
-  k.strideA = GetCount(info, 9, "strideA");
-  const cuda::DeviceBuffer b = cuda::GetDeviceBuffer(info, 10, "B");
-  const int64_t offB = GetCount(info, 11, "offB");
-  k.ldb = GetCount(info, 12, "ldb");
-  k.strideB = GetCount(info, 13, "strideB");
-  float beta = static_cast<float>(GetNumber(info, 14, "beta"));
-  const cuda::DeviceBuffer c = cuda::GetDeviceBuffer(info, 15, "C");
-  const int64_t offC = GetCount(info, 16, "offC");
-  k.ldc = GetCount(info, 17, "ldc");
-  k.strideC = GetCount(info, 18, "strideC");
-  k.batch = GetCount(info, 19, "batch");
+  k.transA = g.transA;
+  k.transB = g.transB;
+  k.M = g.M;
+  k.N = g.N;
+  k.K = g.K;
+  float alpha = g.alpha;
+  const float beta = g.beta;
+  k.lda = g.lda;
+  k.strideA = g.strideA;
+  k.ldb = g.ldb;
+  k.strideB = g.strideB;
+  k.ldc = g.ldc;
+  k.strideC = g.strideC;
+  k.batch = g.batch;
   // cuBLASLt takes 32-bit batch counts and, in practice, leading dimensions.
   constexpr int64_t kMax32 = int64_t{1} << 31;
-  if (k.M >= kMax32 || k.N >= kMax32 || k.K >= kMax32 || k.batch >= kMax32 || k.lda >= kMax32 ||
-      k.ldb >= kMax32 || k.ldc >= kMax32)
-    throw Napi::RangeError::New(env, "sgemm: M, N, K, batch and leading dimensions must be below 2^31");
-  const bool reads = k.M > 0 && k.N > 0 && k.K > 0;
-  const int64_t extA = k.transA ? CheckedExtent(info, reads ? k.K : 0, k.M, k.lda, k.batch, k.strideA, "A")
-                                : CheckedExtent(info, reads ? k.M : 0, k.K, k.lda, k.batch, k.strideA, "A");
-  const int64_t extB = k.transB ? CheckedExtent(info, reads ? k.N : 0, k.K, k.ldb, k.batch, k.strideB, "B")
-                                : CheckedExtent(info, reads ? k.K : 0, k.N, k.ldb, k.batch, k.strideB, "B");
-  const int64_t extC = CheckedExtent(info, k.M, k.N, k.ldc, k.batch, k.strideC, "C");
-  uint64_t pa = cuda::DeviceElements<float>(info, a, offA, extA, "A");
-  uint64_t pb = cuda::DeviceElements<float>(info, b, offB, extB, "B");
-  const uint64_t pc = cuda::DeviceElements<float>(info, c, offC, extC, "C");
+  if (k.batch >= kMax32 || k.lda >= kMax32 || k.ldb >= kMax32 || k.ldc >= kMax32)
+    throw Napi::RangeError::New(env, "sgemm: batch and leading dimensions must be below 2^31");
+  uint64_t pa = cuda::DeviceElements<float>(info, a, g.offA, g.extA, "A");
+  uint64_t pb = cuda::DeviceElements<float>(info, b, g.offB, g.extB, "B");
+  const uint64_t pc = cuda::DeviceElements<float>(info, c, g.offC, g.extC, "C");
   if (k.M == 0 || k.N == 0 || k.batch == 0) return env.Undefined();
   Lt& lt = GetLt(env);
   // K = 0 leaves C = beta * C. cuBLASLt does not take k = 0, so multiply by a zero column with alpha 0 instead.

@@ -1,0 +1,76 @@
+// The sgemm contract's arguments, decoded and checked the same way for every device: everything except the
+// memory itself, plus the element extent each operand spans, which each device checks against its buffers.
+// Argument order: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB, beta,
+// C, offC, ldc, strideC, batch (A, B and C, at indices 6, 10 and 15, are read by the caller).
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/args.h"
+
+namespace ft {
+
+struct GemmArgs {
+  bool transA, transB;
+  int64_t M, N, K;
+  float alpha, beta;
+  int64_t offA, lda, strideA, extA;
+  int64_t offB, ldb, strideB, extB;
+  int64_t offC, ldc, strideC, extC;
+  int64_t batch;
+};
+
+constexpr int kGemmA = 6, kGemmB = 10, kGemmC = 15;
+
+// Elements a batch of rows x cols matrices with leading dimension ld spans, overflow-checked.
+inline int64_t GemmExtent(const Napi::CallbackInfo& info, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                          int64_t stride, const char* name) {
+  if (ld < cols)
+    throw Napi::RangeError::New(info.Env(), std::string(name) + ": leading dimension " + std::to_string(ld) +
+                                                " is below the row length " + std::to_string(cols));
+  if (rows == 0 || cols == 0 || batch == 0) return 0;
+  int64_t one, last, extent;
+  if (__builtin_mul_overflow(rows - 1, ld, &one) || __builtin_add_overflow(one, cols, &one) ||
+      __builtin_mul_overflow(batch - 1, stride, &last) || __builtin_add_overflow(last, one, &extent) ||
+      extent > (int64_t{1} << 53))
+    throw Napi::RangeError::New(info.Env(), std::string(name) + ": the batched matrix spans too many elements");
+  return extent;
+}
+
+inline GemmArgs DecodeGemmArgs(const Napi::CallbackInfo& info) {
+  if (info.Length() < 20)
+    throw Napi::TypeError::New(info.Env(), "sgemm expects 20 arguments, got " + std::to_string(info.Length()));
+  GemmArgs g;
+  g.transA = GetBool(info, 0, "transA");
+  g.transB = GetBool(info, 1, "transB");
+  g.M = GetCount(info, 2, "M");
+  g.N = GetCount(info, 3, "N");
+  g.K = GetCount(info, 4, "K");
+  g.alpha = static_cast<float>(GetNumber(info, 5, "alpha"));
+  g.offA = GetCount(info, 7, "offA");
+  g.lda = GetCount(info, 8, "lda");
+  g.strideA = GetCount(info, 9, "strideA");
+  g.offB = GetCount(info, 11, "offB");
+  g.ldb = GetCount(info, 12, "ldb");
+  g.strideB = GetCount(info, 13, "strideB");
+  g.beta = static_cast<float>(GetNumber(info, 14, "beta"));
+  g.offC = GetCount(info, 16, "offC");
+  g.ldc = GetCount(info, 17, "ldc");
+  g.strideC = GetCount(info, 18, "strideC");
+  g.batch = GetCount(info, 19, "batch");
+  constexpr int64_t kMaxDim = int64_t{1} << 31;
+  if (g.M >= kMaxDim || g.N >= kMaxDim || g.K >= kMaxDim)
+    throw Napi::RangeError::New(info.Env(), "sgemm: M, N and K must be below 2^31");
+  // A and B are unread when nothing is multiplied; their extents are then 0.
+  const bool reads = g.M > 0 && g.N > 0 && g.K > 0;
+  g.extA = g.transA ? GemmExtent(info, reads ? g.K : 0, g.M, g.lda, g.batch, g.strideA, "A")
+                    : GemmExtent(info, reads ? g.M : 0, g.K, g.lda, g.batch, g.strideA, "A");
+  g.extB = g.transB ? GemmExtent(info, reads ? g.N : 0, g.K, g.ldb, g.batch, g.strideB, "B")
+                    : GemmExtent(info, reads ? g.K : 0, g.N, g.ldb, g.batch, g.strideB, "B");
+  g.extC = GemmExtent(info, g.M, g.N, g.ldc, g.batch, g.strideC, "C");
+  return g;
+}
+
+}  // namespace ft
