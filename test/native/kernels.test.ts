@@ -732,6 +732,35 @@ test("random: counter-based, independent of thread count and chunking, with sane
   assert.ok(F(y1).every((v) => v === 0));
 });
 
+// Random123's Philox4x32-10 in BigInt, the reference for the native kernels' (and the CUDA ones') streams
+function philox(key: bigint, ctr: bigint): number[] {
+  const M = 0xffffffffn;
+  let c0 = ctr & M, c1 = (ctr >> 32n) & M, c2 = 0n, c3 = 0n, k0 = key & M, k1 = key >> 32n;
+  for (let r = 0; r < 10; r++) {
+    const p0 = 0xd2511f53n * c0, p1 = 0xcd9e8d57n * c2;
+    [c0, c1, c2, c3] = [(p1 >> 32n) ^ c1 ^ k0, p1 & M, (p0 >> 32n) ^ c3 ^ k1, p0 & M];
+    k0 = (k0 + 0x9e3779b9n) & M;
+    k1 = (k1 + 0xbb67ae85n) & M;
+  }
+  return [c0, c1, c2, c3].map(Number);
+}
+
+test("random: uniform and dropout match a Philox reference at unaligned, short and huge offsets", () => {
+  const x = f32(Array.from({ length: 300 }, (_, i) => i - 150)), out = f32(300), y = f32(300), mask = native.alloc(300);
+  for (const [seed, offset, n] of [[7, 0, 300], [2 ** 53 - 11, 3, 5], [2 ** 53 - 11, 13, 270], [1, 2 ** 34 - 7, 200],
+    [2 ** 40 + 3, 2 ** 53 - 299, 298], [5, 2 ** 60 + 2 ** 20, 1]]) {
+    const want = Array.from({ length: n }, (_, i) => {
+      const e = BigInt(offset) + BigInt(i);
+      return (philox(BigInt(seed), e / 4n)[Number(e % 4n)] >>> 8) / 2 ** 24;
+    });
+    native.uniform(n, seed, offset, 0, 1, out, 0);
+    assertSame(F(out).subarray(0, n), want, `uniform at ${offset}`);
+    native.dropout(n, seed, offset, 0.5, x, 0, y, 0, mask);
+    assertSame(new Uint8Array(mask, 0, n), want.map((u) => (u >= 0.5 ? 1 : 0)), `dropout mask at ${offset}`);
+    assertSame(F(y).subarray(0, n), want.map((u, i) => (i - 150) * (u >= 0.5 ? 2 : 0)), `dropout y at ${offset}`);
+  }
+});
+
 // ---------------------------------------------------------------- argument validation
 
 test("bad arguments throw TypeError / RangeError naming the argument, never crash", () => {
