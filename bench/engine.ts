@@ -60,7 +60,7 @@ console.log(`\nTraining step (forward + backward + AdamW), batch ${BATCH} x seq 
   " (PyTorch 2.11 on a 2-thread Xeon: bert-base 2095 ms, L4/H256 125 ms)");
 const baseConfig = new BertConfig({ ...JSON.parse(fs.readFileSync(BERT_BASE_CONFIG, "utf8")), num_labels: 2 });
 const l4 = benchStep("L4/H256  ", new BertConfig({ num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024, num_labels: 2 }), 20);
-const base = benchStep("bert-base", baseConfig, 3);
+const base = benchStep("bert-base", baseConfig, 6);
 const peakRss = process.resourceUsage().maxRSS / 1024;
 console.log(`bert-base step at ${((100 * base.gflops) / gemm.gemm_peak_gflops).toFixed(0)}% of the measured GEMM peak; peak RSS ${peakRss.toFixed(0)} MB`);
 console.log(JSON.stringify({
