@@ -94,6 +94,13 @@ inline T* Elements(const Napi::CallbackInfo& info, const Buffer& b, int64_t offs
   return reinterpret_cast<T*>(b.data) + offset;
 }
 
+// The operand at argument `index` whose element offset is argument index + 1, checked to hold `extent` elements.
+template <typename T>
+inline T* OperandAt(const Napi::CallbackInfo& info, int index, const char* name, const char* offset_name,
+                    int64_t extent) {
+  return Elements<T>(info, GetBuffer(info, index, name), GetInt(info, index + 1, offset_name), extent, name);
+}
+
 // Elements a strided view spans (from its first element); strides must be non-negative.
 inline int64_t StridedExtent(const Napi::CallbackInfo& info, const std::vector<int64_t>& shape,
                              const std::vector<int64_t>& strides, const char* name) {

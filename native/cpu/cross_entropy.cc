@@ -73,10 +73,8 @@ void CheckTargets(const Napi::CallbackInfo& info, const int64_t* t, int64_t N, i
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   int64_t N = GetCount(info, 0, "N");
   int64_t C = GetCount(info, 1, "C");
-  const float* logits = Elements<float>(info, GetBuffer(info, 2, "logits"), GetInt(info, 3, "lOff"),
-                                        CountProduct(info, N, C, "N * C"), "logits");
-  const int64_t* targets = Elements<int64_t>(info, GetBuffer(info, 4, "targets"), GetInt(info, 5, "tOff"), N,
-                                             "targets");
+  const float* logits = OperandAt<float>(info, 2, "logits", "lOff", CountProduct(info, N, C, "N * C"));
+  const int64_t* targets = OperandAt<int64_t>(info, 4, "targets", "tOff", N);
   int64_t ignore = GetInt(info, 6, "ignoreIndex");
   float* loss = Elements<float>(info, GetBuffer(info, 7, "loss"), 0, N, "loss");
   float* lse = Elements<float>(info, GetBuffer(info, 8, "lse"), 0, N, "lse");
@@ -92,10 +90,8 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   int64_t N = GetCount(info, 0, "N");
   int64_t C = GetCount(info, 1, "C");
   const int64_t numel = CountProduct(info, N, C, "N * C");
-  const float* logits = Elements<float>(info, GetBuffer(info, 2, "logits"), GetInt(info, 3, "lOff"), numel,
-                                        "logits");
-  const int64_t* targets = Elements<int64_t>(info, GetBuffer(info, 4, "targets"), GetInt(info, 5, "tOff"), N,
-                                             "targets");
+  const float* logits = OperandAt<float>(info, 2, "logits", "lOff", numel);
+  const int64_t* targets = OperandAt<int64_t>(info, 4, "targets", "tOff", N);
   int64_t ignore = GetInt(info, 6, "ignoreIndex");
   const float* lse = Elements<float>(info, GetBuffer(info, 7, "lse"), 0, N, "lse");
   const float* g = Elements<float>(info, GetBuffer(info, 8, "g"), 0, N, "g");

@@ -228,9 +228,9 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
 Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
   int op = GetOp(info, 0, "op", kGradRelu + 1);
   int64_t n = GetCount(info, 1, "n");
-  const float* x = Elements<float>(info, GetBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), n, "x");
-  const float* dy = Elements<float>(info, GetBuffer(info, 4, "dy"), GetInt(info, 5, "dyOff"), n, "dy");
-  float* dx = Elements<float>(info, GetBuffer(info, 6, "dx"), GetInt(info, 7, "dxOff"), n, "dx");
+  const float* x = OperandAt<float>(info, 2, "x", "xOff", n);
+  const float* dy = OperandAt<float>(info, 4, "dy", "dyOff", n);
+  float* dx = OperandAt<float>(info, 6, "dx", "dxOff", n);
   ParallelFor(n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
     UnaryGradRange(op, x + begin, dy + begin, dx + begin, end - begin);
   });
@@ -256,9 +256,9 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  float* h = Elements<float>(info, GetBuffer(info, 2, "h"), GetInt(info, 3, "hOff"), numel, "h");
-  const float* bias = Elements<float>(info, GetBuffer(info, 4, "bias"), GetInt(info, 5, "biasOff"), cols, "bias");
-  float* y = Elements<float>(info, GetBuffer(info, 6, "y"), GetInt(info, 7, "yOff"), numel, "y");
+  float* h = OperandAt<float>(info, 2, "h", "hOff", numel);
+  const float* bias = OperandAt<float>(info, 4, "bias", "biasOff", cols);
+  float* y = OperandAt<float>(info, 6, "y", "yOff", numel);
   if (cols == 0) return info.Env().Undefined();
   ParallelFor(rows, std::max<int64_t>(1, kElementwiseGrain / cols), [&](int64_t begin, int64_t end) {
     BiasGeluRows(end - begin, cols, h + begin * cols, bias, y + begin * cols);

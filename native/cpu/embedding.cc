@@ -44,13 +44,11 @@ FT_VECTORIZE void AccumulateColumns(int64_t n, const int64_t* ids, int64_t D, co
 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   int64_t n = GetCount(info, 0, "n");
-  const int64_t* ids = Elements<int64_t>(info, GetBuffer(info, 1, "ids"), GetInt(info, 2, "idsOff"), n, "ids");
+  const int64_t* ids = OperandAt<int64_t>(info, 1, "ids", "idsOff", n);
   int64_t V = GetCount(info, 3, "V");
   int64_t D = GetCount(info, 4, "D");
-  const float* table = Elements<float>(info, GetBuffer(info, 5, "table"), GetInt(info, 6, "tableOff"),
-                                       CountProduct(info, V, D, "V * D"), "table");
-  float* out = Elements<float>(info, GetBuffer(info, 7, "out"), GetInt(info, 8, "outOff"),
-                               CountProduct(info, n, D, "n * D"), "out");
+  const float* table = OperandAt<float>(info, 5, "table", "tableOff", CountProduct(info, V, D, "V * D"));
+  float* out = OperandAt<float>(info, 7, "out", "outOff", CountProduct(info, n, D, "n * D"));
   CheckIds(info, ids, n, V);
   ParallelFor(n, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, D)), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) std::memcpy(out + i * D, table + ids[i] * D, D * sizeof(float));
@@ -60,11 +58,10 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
 
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   int64_t n = GetCount(info, 0, "n");
-  const int64_t* ids = Elements<int64_t>(info, GetBuffer(info, 1, "ids"), GetInt(info, 2, "idsOff"), n, "ids");
+  const int64_t* ids = OperandAt<int64_t>(info, 1, "ids", "idsOff", n);
   int64_t V = GetCount(info, 3, "V");
   int64_t D = GetCount(info, 4, "D");
-  const float* dy = Elements<float>(info, GetBuffer(info, 5, "dy"), GetInt(info, 6, "dyOff"),
-                                    CountProduct(info, n, D, "n * D"), "dy");
+  const float* dy = OperandAt<float>(info, 5, "dy", "dyOff", CountProduct(info, n, D, "n * D"));
   float* dtable = Elements<float>(info, GetBuffer(info, 7, "dtable"), 0, CountProduct(info, V, D, "V * D"), "dtable");
   int64_t padding = GetInt(info, 8, "paddingIdx");
   CheckIds(info, ids, n, V);

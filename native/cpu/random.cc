@@ -335,7 +335,7 @@ Napi::Value Uniform(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   const float low = static_cast<float>(GetNumber(info, 3, "low"));
   const float high = static_cast<float>(GetNumber(info, 4, "high"));
-  float* out = Elements<float>(info, GetBuffer(info, 5, "out"), GetInt(info, 6, "outOff"), n, "out");
+  float* out = OperandAt<float>(info, 5, "out", "outOff", n);
   ParallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
     UniformRange(seed, offset + begin, end - begin, low, high - low, out + begin);
   });
@@ -348,7 +348,7 @@ Napi::Value Normal(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   const float mean = static_cast<float>(GetNumber(info, 3, "mean"));
   const float stddev = static_cast<float>(GetNumber(info, 4, "std"));
-  float* out = Elements<float>(info, GetBuffer(info, 5, "out"), GetInt(info, 6, "outOff"), n, "out");
+  float* out = OperandAt<float>(info, 5, "out", "outOff", n);
   ParallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
     NormalRange(seed, offset + begin, end - begin, mean, stddev, out + begin);
   });
@@ -361,8 +361,8 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   const double p = GetNumber(info, 3, "p");
   if (!(p >= 0 && p <= 1)) throw Napi::RangeError::New(info.Env(), ArgName(3, "p") + " must be in [0, 1]");
-  const float* x = Elements<float>(info, GetBuffer(info, 4, "x"), GetInt(info, 5, "xOff"), n, "x");
-  float* y = Elements<float>(info, GetBuffer(info, 6, "y"), GetInt(info, 7, "yOff"), n, "y");
+  const float* x = OperandAt<float>(info, 4, "x", "xOff", n);
+  float* y = OperandAt<float>(info, 6, "y", "yOff", n);
   uint8_t* mask = Elements<uint8_t>(info, GetBuffer(info, 8, "mask"), 0, n, "mask");
   // p == 1 drops everything (torch returns zeros); the scale is then unused.
   const float scale = p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;

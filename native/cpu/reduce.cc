@@ -110,8 +110,8 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   int64_t inner = GetCount(info, 3, "inner");
   const int64_t out_count = CountProduct(info, outer, inner, "outer * inner");
   const int64_t in_count = CountProduct(info, out_count, n, "outer * n * inner");
-  const float* src = Elements<float>(info, GetBuffer(info, 4, "src"), GetInt(info, 5, "srcOff"), in_count, "src");
-  float* dst = Elements<float>(info, GetBuffer(info, 6, "dst"), GetInt(info, 7, "dstOff"), out_count, "dst");
+  const float* src = OperandAt<float>(info, 4, "src", "srcOff", in_count);
+  float* dst = OperandAt<float>(info, 6, "dst", "dstOff", out_count);
   if (out_count == 0) return info.Env().Undefined();
   if (n == 0) {
     // Like torch: the empty sum is 0; max / min of nothing has no value.
@@ -142,8 +142,8 @@ Napi::Value Argmax(const Napi::CallbackInfo& info) {
   int64_t inner = GetCount(info, 2, "inner");
   const int64_t out_count = CountProduct(info, outer, inner, "outer * inner");
   const int64_t in_count = CountProduct(info, out_count, n, "outer * n * inner");
-  const float* src = Elements<float>(info, GetBuffer(info, 3, "src"), GetInt(info, 4, "srcOff"), in_count, "src");
-  int64_t* dst = Elements<int64_t>(info, GetBuffer(info, 5, "dst"), GetInt(info, 6, "dstOff"), out_count, "dst");
+  const float* src = OperandAt<float>(info, 3, "src", "srcOff", in_count);
+  int64_t* dst = OperandAt<int64_t>(info, 5, "dst", "dstOff", out_count);
   if (out_count == 0) return info.Env().Undefined();
   if (n == 0) throw Napi::RangeError::New(info.Env(), "argmax: empty dimension (n = 0)");
   ParallelFor(out_count, std::max<int64_t>(1, kGrain / n), [&](int64_t begin, int64_t end) {

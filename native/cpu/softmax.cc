@@ -132,8 +132,8 @@ Napi::Value SoftmaxForward(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  const float* x = Elements<float>(info, GetBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), numel, "x");
-  float* y = Elements<float>(info, GetBuffer(info, 4, "y"), GetInt(info, 5, "yOff"), numel, "y");
+  const float* x = OperandAt<float>(info, 2, "x", "xOff", numel);
+  float* y = OperandAt<float>(info, 4, "y", "yOff", numel);
   const bool log = GetBool(info, 6, "log");
   if (cols == 0) return info.Env().Undefined();
   ParallelFor(rows, RowGrain(cols), [&](int64_t begin, int64_t end) {
@@ -146,9 +146,9 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  const float* y = Elements<float>(info, GetBuffer(info, 2, "y"), GetInt(info, 3, "yOff"), numel, "y");
-  const float* dy = Elements<float>(info, GetBuffer(info, 4, "dy"), GetInt(info, 5, "dyOff"), numel, "dy");
-  float* dx = Elements<float>(info, GetBuffer(info, 6, "dx"), GetInt(info, 7, "dxOff"), numel, "dx");
+  const float* y = OperandAt<float>(info, 2, "y", "yOff", numel);
+  const float* dy = OperandAt<float>(info, 4, "dy", "dyOff", numel);
+  float* dx = OperandAt<float>(info, 6, "dx", "dxOff", numel);
   const bool log = GetBool(info, 8, "log");
   if (cols == 0) return info.Env().Undefined();
   ParallelFor(rows, RowGrain(cols), [&](int64_t begin, int64_t end) {
@@ -165,13 +165,12 @@ Napi::Value MaskedSoftmaxForward(const Napi::CallbackInfo& info) {
   const int64_t rows_per_batch = CountProduct(info, H, S, "H * S");
   const int64_t rows = CountProduct(info, B, rows_per_batch, "B * H * S");
   const int64_t numel = CountProduct(info, rows, T, "B * H * S * T");
-  const float* s = Elements<float>(info, GetBuffer(info, 4, "scores"), GetInt(info, 5, "sOff"), numel, "scores");
+  const float* s = OperandAt<float>(info, 4, "scores", "sOff", numel);
   const float scale = static_cast<float>(GetNumber(info, 6, "scale"));
   const float* mask = nullptr;
   if (!info[7].IsNull() && !info[7].IsUndefined())
-    mask = Elements<float>(info, GetBuffer(info, 7, "mask"), GetInt(info, 8, "maskOff"),
-                           CountProduct(info, B, T, "B * T"), "mask");
-  float* y = Elements<float>(info, GetBuffer(info, 9, "y"), GetInt(info, 10, "yOff"), numel, "y");
+    mask = OperandAt<float>(info, 7, "mask", "maskOff", CountProduct(info, B, T, "B * T"));
+  float* y = OperandAt<float>(info, 9, "y", "yOff", numel);
   if (T == 0) return info.Env().Undefined();
   ParallelFor(rows, RowGrain(T), [&](int64_t begin, int64_t end) {
     MaskedSoftmaxRows(begin, end - begin, rows_per_batch, T, s, scale, mask, y);

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/args.h"
 #include "cuda/loader.h"
 
 namespace ft::cuda {
@@ -116,6 +117,13 @@ template <typename T>
 inline uint64_t DeviceElements(const Napi::CallbackInfo& info, const DeviceBuffer& b, int64_t offset, int64_t extent,
                                const char* name) {
   return DeviceElementsBytes(info, b, offset, extent, sizeof(T), name);
+}
+
+// The device operand at argument `index` whose element offset is argument index + 1 (args.h OperandAt's twin).
+template <typename T>
+inline uint64_t DeviceOperandAt(const Napi::CallbackInfo& info, int index, const char* name, const char* offset_name,
+                                int64_t extent) {
+  return DeviceElements<T>(info, GetDeviceBuffer(info, index, name), GetInt(info, index + 1, offset_name), extent, name);
 }
 
 // A strided view's shape and strides in elements, passed to kernels by value. The kernel source must declare

@@ -73,10 +73,9 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   EnsureContext(env);
   int64_t N = GetCount(info, 0, "N");
   int64_t C = GetCount(info, 1, "C");
-  uint64_t logits = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "logits"), GetInt(info, 3, "lOff"),
-                                          CountProduct(info, N, C, "N * C"), "logits");
+  uint64_t logits = DeviceOperandAt<float>(info, 2, "logits", "lOff", CountProduct(info, N, C, "N * C"));
   uint64_t targets =
-      DeviceElements<int64_t>(info, GetDeviceBuffer(info, 4, "targets"), GetInt(info, 5, "tOff"), N, "targets");
+      DeviceOperandAt<int64_t>(info, 4, "targets", "tOff", N);
   int64_t ignore = GetInt(info, 6, "ignoreIndex");
   uint64_t loss = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "loss"), 0, N, "loss");
   uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 8, "lse"), 0, N, "lse");
@@ -94,9 +93,9 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   int64_t C = GetCount(info, 1, "C");
   const int64_t numel = CountProduct(info, N, C, "N * C");
   uint64_t logits =
-      DeviceElements<float>(info, GetDeviceBuffer(info, 2, "logits"), GetInt(info, 3, "lOff"), numel, "logits");
+      DeviceOperandAt<float>(info, 2, "logits", "lOff", numel);
   uint64_t targets =
-      DeviceElements<int64_t>(info, GetDeviceBuffer(info, 4, "targets"), GetInt(info, 5, "tOff"), N, "targets");
+      DeviceOperandAt<int64_t>(info, 4, "targets", "tOff", N);
   int64_t ignore = GetInt(info, 6, "ignoreIndex");
   uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "lse"), 0, N, "lse");
   uint64_t g = DeviceElements<float>(info, GetDeviceBuffer(info, 8, "g"), 0, N, "g");

@@ -214,9 +214,9 @@ Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
   EnsureContext(env);
   int op = GetOp(info, 0, "op", kGradRelu + 1);
   int64_t n = GetCount(info, 1, "n");
-  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), n, "x");
-  uint64_t dy = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "dy"), GetInt(info, 5, "dyOff"), n, "dy");
-  uint64_t dx = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "dx"), GetInt(info, 7, "dxOff"), n, "dx");
+  uint64_t x = DeviceOperandAt<float>(info, 2, "x", "xOff", n);
+  uint64_t dy = DeviceOperandAt<float>(info, 4, "dy", "dyOff", n);
+  uint64_t dx = DeviceOperandAt<float>(info, 6, "dx", "dxOff", n);
   void* args[] = {&op, &n, &x, &dy, &dx};
   Launch(env, Kernel(env, "ft_unary_grad"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
@@ -244,10 +244,10 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  uint64_t h = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "h"), GetInt(info, 3, "hOff"), numel, "h");
+  uint64_t h = DeviceOperandAt<float>(info, 2, "h", "hOff", numel);
   uint64_t bias =
-      DeviceElements<float>(info, GetDeviceBuffer(info, 4, "bias"), GetInt(info, 5, "biasOff"), cols, "bias");
-  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "y"), GetInt(info, 7, "yOff"), numel, "y");
+      DeviceOperandAt<float>(info, 4, "bias", "biasOff", cols);
+  uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", numel);
   void* args[] = {&rows, &cols, &h, &bias, &y};
   Launch(env, Kernel(env, "ft_bias_gelu"), GridFor(numel), Blocks(kThreads), 0, args);
   return env.Undefined();

@@ -54,13 +54,11 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   int64_t n = GetCount(info, 0, "n");
-  uint64_t ids = DeviceElements<int64_t>(info, GetDeviceBuffer(info, 1, "ids"), GetInt(info, 2, "idsOff"), n, "ids");
+  uint64_t ids = DeviceOperandAt<int64_t>(info, 1, "ids", "idsOff", n);
   int64_t V = GetCount(info, 3, "V");
   int64_t D = GetCount(info, 4, "D");
-  uint64_t table = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "table"), GetInt(info, 6, "tableOff"),
-                                         CountProduct(info, V, D, "V * D"), "table");
-  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "out"), GetInt(info, 8, "outOff"),
-                                       CountProduct(info, n, D, "n * D"), "out");
+  uint64_t table = DeviceOperandAt<float>(info, 5, "table", "tableOff", CountProduct(info, V, D, "V * D"));
+  uint64_t out = DeviceOperandAt<float>(info, 7, "out", "outOff", CountProduct(info, n, D, "n * D"));
   CheckIds(info, ids, n, V);
   void* args[] = {&n, &D, &ids, &table, &out};
   Launch(env, Kernel(env, "ft_embedding_forward"), GridFor(n * D), Blocks(kThreads), 0, args);
@@ -71,11 +69,10 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   int64_t n = GetCount(info, 0, "n");
-  uint64_t ids = DeviceElements<int64_t>(info, GetDeviceBuffer(info, 1, "ids"), GetInt(info, 2, "idsOff"), n, "ids");
+  uint64_t ids = DeviceOperandAt<int64_t>(info, 1, "ids", "idsOff", n);
   int64_t V = GetCount(info, 3, "V");
   int64_t D = GetCount(info, 4, "D");
-  uint64_t dy = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "dy"), GetInt(info, 6, "dyOff"),
-                                      CountProduct(info, n, D, "n * D"), "dy");
+  uint64_t dy = DeviceOperandAt<float>(info, 5, "dy", "dyOff", CountProduct(info, n, D, "n * D"));
   uint64_t dtable =
       DeviceElements<float>(info, GetDeviceBuffer(info, 7, "dtable"), 0, CountProduct(info, V, D, "V * D"), "dtable");
   int64_t padding = GetInt(info, 8, "paddingIdx");

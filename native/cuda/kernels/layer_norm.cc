@@ -112,7 +112,7 @@ CUfunction Kernel(Napi::Env env, const char* name) {
 // An optional input (null allowed) at `index` with its offset at index + 1; 0 when null.
 uint64_t OptionalFloats(const Napi::CallbackInfo& info, int index, const char* name, int64_t count) {
   if (info[index].IsNull() || info[index].IsUndefined()) return 0;
-  return DeviceElements<float>(info, GetDeviceBuffer(info, index, name), GetInt(info, index + 1, name), count, name);
+  return DeviceOperandAt<float>(info, index, name, name, count);
 }
 
 uint64_t OptionalOutput(const Napi::CallbackInfo& info, int index, const char* name, int64_t count) {
@@ -126,11 +126,11 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), numel, "x");
+  uint64_t x = DeviceOperandAt<float>(info, 2, "x", "xOff", numel);
   uint64_t w = OptionalFloats(info, 4, "w", cols);
   uint64_t b = OptionalFloats(info, 6, "b", cols);
   float eps = static_cast<float>(GetNumber(info, 8, "eps"));
-  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "y"), GetInt(info, 10, "yOff"), numel, "y");
+  uint64_t y = DeviceOperandAt<float>(info, 9, "y", "yOff", numel);
   uint64_t mean = DeviceElements<float>(info, GetDeviceBuffer(info, 11, "mean"), 0, rows, "mean");
   uint64_t rstd = DeviceElements<float>(info, GetDeviceBuffer(info, 12, "rstd"), 0, rows, "rstd");
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormForward: cols must be > 0");
@@ -145,12 +145,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), numel, "x");
-  uint64_t dy = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "dy"), GetInt(info, 5, "dyOff"), numel, "dy");
+  uint64_t x = DeviceOperandAt<float>(info, 2, "x", "xOff", numel);
+  uint64_t dy = DeviceOperandAt<float>(info, 4, "dy", "dyOff", numel);
   uint64_t w = OptionalFloats(info, 6, "w", cols);
   uint64_t mean = DeviceElements<float>(info, GetDeviceBuffer(info, 8, "mean"), 0, rows, "mean");
   uint64_t rstd = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "rstd"), 0, rows, "rstd");
-  uint64_t dx = DeviceElements<float>(info, GetDeviceBuffer(info, 10, "dx"), GetInt(info, 11, "dxOff"), numel, "dx");
+  uint64_t dx = DeviceOperandAt<float>(info, 10, "dx", "dxOff", numel);
   uint64_t dw = OptionalOutput(info, 12, "dw", cols);
   uint64_t db = OptionalOutput(info, 13, "db", cols);
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormBackward: cols must be > 0");

@@ -126,7 +126,7 @@ Napi::Value Uniform(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   float low = static_cast<float>(GetNumber(info, 3, "low"));
   const float high = static_cast<float>(GetNumber(info, 4, "high"));
-  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "out"), GetInt(info, 6, "outOff"), n, "out");
+  uint64_t out = DeviceOperandAt<float>(info, 5, "out", "outOff", n);
   if (n == 0) return env.Undefined();
   float span = high - low;
   void* args[] = {&n, &seed, &offset, &low, &span, &out};
@@ -142,7 +142,7 @@ Napi::Value Normal(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   float mean = static_cast<float>(GetNumber(info, 3, "mean"));
   float stddev = static_cast<float>(GetNumber(info, 4, "std"));
-  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "out"), GetInt(info, 6, "outOff"), n, "out");
+  uint64_t out = DeviceOperandAt<float>(info, 5, "out", "outOff", n);
   void* args[] = {&n, &seed, &offset, &mean, &stddev, &out};
   Launch(env, Kernel(env, "ft_normal"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
@@ -156,8 +156,8 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   const double p = GetNumber(info, 3, "p");
   if (!(p >= 0 && p <= 1)) throw Napi::RangeError::New(env, ArgName(3, "p") + " must be in [0, 1]");
-  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "x"), GetInt(info, 5, "xOff"), n, "x");
-  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "y"), GetInt(info, 7, "yOff"), n, "y");
+  uint64_t x = DeviceOperandAt<float>(info, 4, "x", "xOff", n);
+  uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", n);
   uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 8, "mask"), 0, n, "mask");
   if (n == 0) return env.Undefined();
   // p == 1 drops everything (torch returns zeros): no uniform reaches 2, and the scale is then unused.

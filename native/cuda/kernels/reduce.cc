@@ -225,9 +225,9 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   const int64_t out_count = CountProduct(info, outer, inner, "outer * inner");
   const int64_t in_count = CountProduct(info, out_count, n, "outer * n * inner");
   uint64_t src =
-      DeviceElements<float>(info, GetDeviceBuffer(info, 4, "src"), GetInt(info, 5, "srcOff"), in_count, "src");
+      DeviceOperandAt<float>(info, 4, "src", "srcOff", in_count);
   uint64_t dst =
-      DeviceElements<float>(info, GetDeviceBuffer(info, 6, "dst"), GetInt(info, 7, "dstOff"), out_count, "dst");
+      DeviceOperandAt<float>(info, 6, "dst", "dstOff", out_count);
   if (out_count == 0) return env.Undefined();
   if (n == 0) {
     // Like torch: the empty sum is 0; max / min of nothing has no value.
@@ -268,9 +268,9 @@ Napi::Value Argmax(const Napi::CallbackInfo& info) {
   const int64_t out_count = CountProduct(info, outer, inner, "outer * inner");
   const int64_t in_count = CountProduct(info, out_count, n, "outer * n * inner");
   uint64_t src =
-      DeviceElements<float>(info, GetDeviceBuffer(info, 3, "src"), GetInt(info, 4, "srcOff"), in_count, "src");
+      DeviceOperandAt<float>(info, 3, "src", "srcOff", in_count);
   uint64_t dst =
-      DeviceElements<int64_t>(info, GetDeviceBuffer(info, 5, "dst"), GetInt(info, 6, "dstOff"), out_count, "dst");
+      DeviceOperandAt<int64_t>(info, 5, "dst", "dstOff", out_count);
   if (out_count == 0) return env.Undefined();
   if (n == 0) throw Napi::RangeError::New(env, "argmax: empty dimension (n = 0)");
   if (inner == 1) {

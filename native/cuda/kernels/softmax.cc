@@ -102,8 +102,8 @@ Napi::Value SoftmaxForward(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  uint64_t x = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "x"), GetInt(info, 3, "xOff"), numel, "x");
-  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "y"), GetInt(info, 5, "yOff"), numel, "y");
+  uint64_t x = DeviceOperandAt<float>(info, 2, "x", "xOff", numel);
+  uint64_t y = DeviceOperandAt<float>(info, 4, "y", "yOff", numel);
   int log = GetBool(info, 6, "log") ? 1 : 0;
   if (cols == 0) return env.Undefined();
   void* args[] = {&rows, &cols, &x, &y, &log};
@@ -117,9 +117,9 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 2, "y"), GetInt(info, 3, "yOff"), numel, "y");
-  uint64_t dy = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "dy"), GetInt(info, 5, "dyOff"), numel, "dy");
-  uint64_t dx = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "dx"), GetInt(info, 7, "dxOff"), numel, "dx");
+  uint64_t y = DeviceOperandAt<float>(info, 2, "y", "yOff", numel);
+  uint64_t dy = DeviceOperandAt<float>(info, 4, "dy", "dyOff", numel);
+  uint64_t dx = DeviceOperandAt<float>(info, 6, "dx", "dxOff", numel);
   int log = GetBool(info, 8, "log") ? 1 : 0;
   if (cols == 0) return env.Undefined();
   void* args[] = {&rows, &cols, &y, &dy, &dx, &log};
@@ -138,13 +138,12 @@ Napi::Value MaskedSoftmaxForward(const Napi::CallbackInfo& info) {
   int64_t rows = CountProduct(info, B, rows_per_batch, "B * H * S");
   const int64_t numel = CountProduct(info, rows, T, "B * H * S * T");
   uint64_t scores =
-      DeviceElements<float>(info, GetDeviceBuffer(info, 4, "scores"), GetInt(info, 5, "sOff"), numel, "scores");
+      DeviceOperandAt<float>(info, 4, "scores", "sOff", numel);
   float scale = static_cast<float>(GetNumber(info, 6, "scale"));
   uint64_t mask = 0;
   if (!info[7].IsNull() && !info[7].IsUndefined())
-    mask = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "mask"), GetInt(info, 8, "maskOff"),
-                                 CountProduct(info, B, T, "B * T"), "mask");
-  uint64_t y = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "y"), GetInt(info, 10, "yOff"), numel, "y");
+    mask = DeviceOperandAt<float>(info, 7, "mask", "maskOff", CountProduct(info, B, T, "B * T"));
+  uint64_t y = DeviceOperandAt<float>(info, 9, "y", "yOff", numel);
   if (T == 0) return env.Undefined();
   void* args[] = {&rows, &rows_per_batch, &T, &scores, &scale, &mask, &y};
   Launch(env, Kernel(env, "ft_masked_softmax"), RowGrid(rows), RowThreads(T), 0, args);
