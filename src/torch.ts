@@ -10,6 +10,7 @@ import { native } from "./backend/native.js";
 import { backends, cuda } from "./backend/cuda.js";
 import * as nn from "./nn/index.js";
 import { AdamW, SGD, Optimizer, LambdaLR } from "./optim/index.js";
+import * as amp from "./amp/index.js";
 
 function max(t: Tensor): Tensor;
 function max(t: Tensor, dim: number, keepdim?: boolean): { values: Tensor; indices: Tensor };
@@ -59,6 +60,10 @@ export const torch = {
   enable_grad,
   is_grad_enabled,
   set_grad_enabled,
+  amp: { autocast: amp.autocast, GradScaler: amp.GradScaler },
+  autocast: amp.autocast,
+  is_autocast_enabled: amp.is_autocast_enabled,
+  get_autocast_dtype: amp.get_autocast_dtype,
 
   matmul: ops.matmul,
   mm: ops.mm,

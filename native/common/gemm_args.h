@@ -1,7 +1,8 @@
 // The sgemm contract's arguments, decoded and checked the same way for every device: everything except the
 // memory itself, plus the element extent each operand spans, which each device checks against its buffers.
 // Argument order: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB, beta,
-// C, offC, ldc, strideC, batch (A, B and C, at indices 6, 10 and 15, are read by the caller).
+// C, offC, ldc, strideC, batch, and optionally abDtype, the dtype code of A and B (float32 when absent, else
+// float16 or bfloat16; C is always float32). A, B and C, at indices 6, 10 and 15, are read by the caller.
 #pragma once
 #include <napi.h>
 
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "common/args.h"
+#include "common/dtype.h"
 
 namespace ft {
 
@@ -20,6 +22,7 @@ struct GemmArgs {
   int64_t offB, ldb, strideB, extB;
   int64_t offC, ldc, strideC, extC;
   int64_t batch;
+  int abDtype;
 };
 
 constexpr int kGemmA = 6, kGemmB = 10, kGemmC = 15;
@@ -60,6 +63,14 @@ inline GemmArgs DecodeGemmArgs(const Napi::CallbackInfo& info) {
   g.ldc = GetCount(info, 17, "ldc");
   g.strideC = GetCount(info, 18, "strideC");
   g.batch = GetCount(info, 19, "batch");
+  g.abDtype = kF32;
+  if (info.Length() > 20 && !info[20].IsUndefined()) {
+    const int64_t dt = GetInt(info, 20, "abDtype");
+    if (dt != kF32 && dt != kF16 && dt != kBF16)
+      throw Napi::TypeError::New(info.Env(), "sgemm: abDtype must be float32, float16 or bfloat16, got dtype code " +
+                                                 std::to_string(dt));
+    g.abDtype = static_cast<int>(dt);
+  }
   constexpr int64_t kMaxDim = int64_t{1} << 31;
   if (g.M >= kMaxDim || g.N >= kMaxDim || g.K >= kMaxDim)
     throw Napi::RangeError::New(info.Env(), "sgemm: M, N and K must be below 2^31");

@@ -3,6 +3,9 @@
 // cuBLASLt is column-major. A row-major matrix read column-major is its transpose, so row-major
 // C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's "A" is our B, its "B" is our A, and M and N
 // swap. The types and enum values below are cublasLt.h's (CUDA 12 and 13 agree on all of them).
+//
+// Under autocast A and B are both bfloat16 or float16 (tensor-core GEMMs) while C stays float32 and the
+// products accumulate in float32: a combination cuBLASLt supports with CUBLAS_COMPUTE_32F.
 #include <dlfcn.h>
 #include <napi.h>
 
@@ -37,6 +40,8 @@ static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96, "cublasLtMatmulHeur
 
 constexpr cublasStatus_t kCublasSuccess = 0;
 constexpr int kCudaR32F = 0;                // cudaDataType CUDA_R_32F
+constexpr int kCudaR16F = 2;                // CUDA_R_16F
+constexpr int kCudaR16BF = 14;              // CUDA_R_16BF
 constexpr int kComputeF32 = 68;             // CUBLAS_COMPUTE_32F
 constexpr int kComputeF32FastTf32 = 77;     // CUBLAS_COMPUTE_32F_FAST_TF32
 constexpr int kOpN = 0, kOpT = 1;           // cublasOperation_t
@@ -117,7 +122,7 @@ Lt& GetLt(Napi::Env env) {
 // otherwise, and element offsets (views) break that. All fields are 64-bit so that the struct has no padding
 // to spoil the byte-wise hash and comparison.
 struct PlanKey {
-  int64_t transA, transB, tf32;
+  int64_t transA, transB, tf32, abDtype;
   int64_t M, N, K, lda, ldb, ldc, strideA, strideB, strideC, batch;
   int64_t alignA, alignB, alignC;
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
@@ -142,15 +147,17 @@ struct Plan {
 
 std::unordered_map<PlanKey, Plan, PlanKeyHash> g_plans;
 
-uint32_t Alignment(uint64_t address, int64_t stride_elements) {
-  uint64_t bits = address | (static_cast<uint64_t>(stride_elements) * sizeof(float)) | 256;
+uint32_t Alignment(uint64_t address, int64_t stride_elements, size_t element_size) {
+  uint64_t bits = address | (static_cast<uint64_t>(stride_elements) * element_size) | 256;
   return static_cast<uint32_t>(bits & (~bits + 1));  // the lowest set bit: the largest power of two dividing all
 }
 
-cublasLtMatrixLayout_t LtLayout(Napi::Env env, const CublasLtApi& a, uint64_t rows, uint64_t cols, int64_t ld,
-                                  int32_t batch, int64_t stride) {
+int CudaDataType(int dtype) { return dtype == kF16 ? kCudaR16F : dtype == kBF16 ? kCudaR16BF : kCudaR32F; }
+
+cublasLtMatrixLayout_t LtLayout(Napi::Env env, const CublasLtApi& a, int type, uint64_t rows, uint64_t cols,
+                                  int64_t ld, int32_t batch, int64_t stride) {
   cublasLtMatrixLayout_t layout = nullptr;
-  CheckLt(env, a.cublasLtMatrixLayoutCreate(&layout, kCudaR32F, rows, cols, ld), "cublasLtMatrixLayoutCreate");
+  CheckLt(env, a.cublasLtMatrixLayoutCreate(&layout, type, rows, cols, ld), "cublasLtMatrixLayoutCreate");
   CheckLt(env, a.cublasLtMatrixLayoutSetAttribute(layout, kLayoutBatchCount, &batch, sizeof(batch)),
           "setting the batch count");
   CheckLt(env, a.cublasLtMatrixLayoutSetAttribute(layout, kLayoutBatchOffset, &stride, sizeof(stride)),
@@ -165,16 +172,21 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
   if (it != g_plans.end()) return it->second;
   const CublasLtApi& a = lt.api;
   Plan plan;
-  CheckLt(env, a.cublasLtMatmulDescCreate(&plan.desc, k.tf32 ? kComputeF32FastTf32 : kComputeF32, kCudaR32F),
+  // TF32 only concerns float32 operands; 16-bit ones always run on tensor cores.
+  const bool tf32 = k.tf32 && k.abDtype == kF32;
+  CheckLt(env, a.cublasLtMatmulDescCreate(&plan.desc, tf32 ? kComputeF32FastTf32 : kComputeF32, kCudaR32F),
           "cublasLtMatmulDescCreate");
   int32_t opA = k.transB ? kOpT : kOpN, opB = k.transA ? kOpT : kOpN;
   CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescTransA, &opA, sizeof(opA)), "setting transa");
   CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescTransB, &opB, sizeof(opB)), "setting transb");
   const int32_t batch = static_cast<int32_t>(k.batch);
   const uint64_t m = k.N, n = k.M, kk = k.K;
-  plan.a = k.transB ? LtLayout(env, a, kk, m, k.ldb, batch, k.strideB) : LtLayout(env, a, m, kk, k.ldb, batch, k.strideB);
-  plan.b = k.transA ? LtLayout(env, a, n, kk, k.lda, batch, k.strideA) : LtLayout(env, a, kk, n, k.lda, batch, k.strideA);
-  plan.c = LtLayout(env, a, m, n, k.ldc, batch, k.strideC);
+  const int ab = CudaDataType(static_cast<int>(k.abDtype));
+  plan.a = k.transB ? LtLayout(env, a, ab, kk, m, k.ldb, batch, k.strideB)
+                    : LtLayout(env, a, ab, m, kk, k.ldb, batch, k.strideB);
+  plan.b = k.transA ? LtLayout(env, a, ab, n, kk, k.lda, batch, k.strideA)
+                    : LtLayout(env, a, ab, kk, n, k.lda, batch, k.strideA);
+  plan.c = LtLayout(env, a, kCudaR32F, m, n, k.ldc, batch, k.strideC);
   cublasLtMatmulPreference_t pref = nullptr;
   CheckLt(env, a.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   uint64_t workspace = kWorkspaceBytes;
@@ -199,7 +211,7 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
 }
 
 // Argument order as the CPU sgemm: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB,
-// beta, C, offC, ldc, strideC, batch.
+// beta, C, offC, ldc, strideC, batch, [abDtype].
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
@@ -226,8 +238,10 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   constexpr int64_t kMax32 = int64_t{1} << 31;
   if (k.batch >= kMax32 || k.lda >= kMax32 || k.ldb >= kMax32 || k.ldc >= kMax32)
     throw Napi::RangeError::New(env, "sgemm: batch and leading dimensions must be below 2^31");
-  uint64_t pa = cuda::DeviceElements<float>(info, a, g.offA, g.extA, "A");
-  uint64_t pb = cuda::DeviceElements<float>(info, b, g.offB, g.extB, "B");
+  const size_t ab_size = ItemSize(g.abDtype);
+  k.abDtype = g.abDtype;
+  uint64_t pa = cuda::DeviceElementsBytes(info, a, g.offA, g.extA, ab_size, "A");
+  uint64_t pb = cuda::DeviceElementsBytes(info, b, g.offB, g.extB, ab_size, "B");
   const uint64_t pc = cuda::DeviceElements<float>(info, c, g.offC, g.extC, "C");
   if (k.M == 0 || k.N == 0 || k.batch == 0) return env.Undefined();
   Lt& lt = GetLt(env);
@@ -250,9 +264,9 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
     pa = pb = zeros.ptr;
   }
   k.tf32 = g_allow_tf32;
-  k.alignA = Alignment(pa, k.strideA);
-  k.alignB = Alignment(pb, k.strideB);
-  k.alignC = Alignment(pc, k.strideC);
+  k.alignA = Alignment(pa, k.strideA, ab_size);
+  k.alignB = Alignment(pb, k.strideB, ab_size);
+  k.alignC = Alignment(pc, k.strideC, sizeof(float));
   const Plan& plan = GetPlan(env, lt, k);
   // beta == 0: cuBLAS then does not read C, so NaNs in C do not propagate (the CPU contract).
   CheckLt(env,

@@ -1,8 +1,10 @@
 // Matrix products on the native GEMM: matmul (with broadcast batch dims), mm, bmm and linear (x W^T + b, the
 // bias written first and accumulated by the GEMM). Transposed views are passed to the GEMM as transposes, not
-// copied.
+// copied. Inside torch.autocast the operands are read in 16 bits and the products written in float32
+// (amp/autocast_mode.ts); their graph nodes then save the 16-bit operands, half the memory of the float32 ones.
 import { Tensor } from "../tensor/tensor.js";
-import { float32 } from "../tensor/dtype.js";
+import { DType, float32 } from "../tensor/dtype.js";
+import { autocastOperandDtype } from "../amp/autocast_mode.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, numelOf } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
@@ -19,17 +21,34 @@ interface Operand {
   owned: boolean;
 }
 
-function operand(t: Tensor): Operand {
+/** `t` read as `read`: float32, or the 16-bit dtype both operands share where the device's GEMM reads it. */
+function operand(t: Tensor, read: DType): Operand {
   const rows = t.shape[t.ndim - 2];
   const cols = t.shape[t.ndim - 1];
   const rs = t.strides[t.ndim - 2];
   const cs = t.strides[t.ndim - 1];
-  if (t.dtype === float32) {
+  if (t.dtype === read) {
     if (cs === 1 && (rs >= Math.max(cols, 1) || rows === 1)) return { t, trans: false, ld: Math.max(rs, cols, 1), owned: false };
     if (rs === 1 && (cs >= Math.max(rows, 1) || cols === 1)) return { t, trans: true, ld: Math.max(cs, rows, 1), owned: false };
   }
-  const c = convertContiguous(t, float32);
+  const c = convertContiguous(t, read);
   return { t: c, trans: false, ld: Math.max(cols, 1), owned: true };
+}
+
+/** `t` in `dtype`: itself when it already has it, else a contiguous converted copy (no autograd). */
+function castTo(t: Tensor, dtype: DType): Tensor {
+  return t.dtype === dtype ? t : convertContiguous(t, dtype);
+}
+
+/** `t` contiguous in `dtype`: itself when it already is, else a converted copy (no autograd). */
+function contiguousAs(t: Tensor, dtype: DType): Tensor {
+  return t.dtype === dtype && t.is_contiguous() ? t : convertContiguous(t, dtype);
+}
+
+/** Releases the operand copies a product made, unless its graph node saved them for the backward. */
+function releaseCopies(result: Tensor, copies: [copy: Tensor, original: Tensor][]): void {
+  if (result.requires_grad) return;
+  for (const [copy, original] of copies) if (copy !== original) copy.dispose();
 }
 
 /**
@@ -37,8 +56,11 @@ function operand(t: Tensor): Operand {
  * `ta`/`tb` ask for the transpose of the stored matrix.
  */
 function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, beta: number): void {
-  const A = operand(a);
-  const B = operand(b);
+  // cuBLASLt reads 16-bit operands itself (on tensor cores); the CPU kernels read float32, into which 16-bit
+  // values widen exactly, so both accumulate the same products in float32.
+  const read = a.dtype === b.dtype && a.dtype !== float32 && a.device.type === "cuda" ? a.dtype : float32;
+  const A = operand(a, read);
+  const B = operand(b, read);
   const transA = A.trans !== ta;
   const transB = B.trans !== tb;
   const M = ta ? a.shape[a.ndim - 1] : a.shape[a.ndim - 2];
@@ -66,7 +88,7 @@ function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, b
       offC += i * outStrides[d];
     }
     be.sgemm(transA, transB, M, N, K, 1, A.t.buffer, offA, A.ld, last >= 0 ? aStrides[last] : 0,
-      B.t.buffer, offB, B.ld, last >= 0 ? bStrides[last] : 0, beta, out.buffer, offC, N, M * N, inner);
+      B.t.buffer, offB, B.ld, last >= 0 ? bStrides[last] : 0, beta, out.buffer, offC, N, M * N, inner, read.code);
   }
   if (A.owned) A.t.dispose();
   if (B.owned) B.t.dispose();
@@ -87,14 +109,24 @@ function batchedMatmul(a: Tensor, b: Tensor): Tensor {
   if (b.shape[b.ndim - 2] !== K) {
     throw new Error(`mat1 and mat2 shapes cannot be multiplied (${a.shape.slice(-2).join("x")} and ${b.shape.slice(-2).join("x")})`);
   }
+  const lowp = autocastOperandDtype(a, b);
+  const x = lowp ? castTo(a, lowp) : a;
+  const y = lowp ? castTo(b, lowp) : b;
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = Tensor.empty([...batch, a.shape[a.ndim - 2], b.shape[b.ndim - 1]], float32, a.device);
-  gemmInto(a, false, b, false, out, 0);
-  const result = a.dtype === float32 && b.dtype === float32 ? out : convertBack(out, a);
-  return record(result, "Matmul", [a, b], (g) => [
-    a.requires_grad ? sumToShape(productGrad(g, false, b.detach(), true), a.shape) : null,
-    b.requires_grad ? sumToShape(productGrad(a.detach(), true, g, false), b.shape) : null,
-  ], [a, b]);
+  gemmInto(x, false, y, false, out, 0);
+  const result = lowp || (a.dtype === float32 && b.dtype === float32) ? out : convertBack(out, a);
+  record(result, "Matmul", [a, b], (g) => {
+    const gr = lowp ? castTo(g, lowp) : g;
+    const grads = [
+      a.requires_grad ? sumToShape(productGrad(gr, false, y.detach(), true, lowp ? a.dtype : gr.dtype), a.shape) : null,
+      b.requires_grad ? sumToShape(productGrad(x.detach(), true, gr, false, lowp ? b.dtype : x.dtype), b.shape) : null,
+    ];
+    if (gr !== g) gr.dispose();
+    return grads;
+  }, [x, y]);
+  releaseCopies(result, [[x, a], [y, b]]);
+  return result;
 }
 
 function convertBack(out: Tensor, like: Tensor): Tensor {
@@ -103,14 +135,14 @@ function convertBack(out: Tensor, like: Tensor): Tensor {
   return c;
 }
 
-/** op(x) @ op(y) for gradients (no autograd, batch dims broadcast). */
-function productGrad(x: Tensor, tx: boolean, y: Tensor, ty: boolean): Tensor {
+/** op(x) @ op(y) in `dtype` for gradients (no autograd, batch dims broadcast). */
+function productGrad(x: Tensor, tx: boolean, y: Tensor, ty: boolean, dtype: DType): Tensor {
   const M = tx ? x.shape[x.ndim - 1] : x.shape[x.ndim - 2];
   const N = ty ? y.shape[y.ndim - 2] : y.shape[y.ndim - 1];
   const batch = broadcastShapes(x.shape.slice(0, -2), y.shape.slice(0, -2));
   const out = Tensor.empty([...batch, M, N], float32, x.device);
   gemmInto(x, tx, y, ty, out, 0);
-  return x.dtype === float32 ? out : convertBack(out, x);
+  return dtype === float32 ? out : convertBack(out, x.dtype === dtype ? x : y);
 }
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
@@ -146,74 +178,91 @@ function checkLinear(x: Tensor, weight: Tensor, bias: Tensor | null): void {
   }
 }
 
-/** x W^T (+ b, written first and accumulated by the GEMM) as a new float32 tensor, without autograd. */
-function linearForward(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
-  const [outFeatures, inFeatures] = weight.shape;
-  const rows = numelOf(x.shape.slice(0, -1));
-  const x2 = x.dtype === float32 && x.is_contiguous() ? x : convertContiguous(x, float32);
-  const x2d = x2._view([rows, inFeatures], [inFeatures, 1], x2.offset);
-  const out = Tensor.empty([...x.shape.slice(0, -1), outFeatures], float32, x.device);
+/** The operands of a linear layer as its GEMMs read them: x contiguous, both in autocast's dtype if active. */
+function linearOperands(x: Tensor, weight: Tensor): { xs: Tensor; ws: Tensor } {
+  const lowp = autocastOperandDtype(x, weight);
+  return { xs: contiguousAs(x, lowp ?? float32), ws: lowp ? castTo(weight, lowp) : weight };
+}
+
+/** xs ws^T (+ b, written first and accumulated by the GEMM) as a new float32 tensor, without autograd. */
+function linearForward(xs: Tensor, ws: Tensor, bias: Tensor | null): Tensor {
+  const [outFeatures, inFeatures] = ws.shape;
+  const rows = numelOf(xs.shape.slice(0, -1));
+  const x2d = xs._view([rows, inFeatures], [inFeatures, 1], xs.offset);
+  const out = Tensor.empty([...xs.shape.slice(0, -1), outFeatures], float32, xs.device);
   const out2d = out._view([rows, outFeatures], [outFeatures, 1], 0);
   if (bias) {
     backendFor(out).copy([rows, outFeatures], bias.buffer, bias.dtype.code, bias.offset, [0, bias.strides[0]], out.buffer, out.dtype.code, 0, [outFeatures, 1]);
   }
-  gemmInto(x2d, false, weight, true, out2d, bias ? 1 : 0);
+  gemmInto(x2d, false, ws, true, out2d, bias ? 1 : 0);
   out2d.dispose();
   x2d.dispose();
-  if (x2 !== x) x2.dispose();
   return out;
+}
+
+/** The dtype a linear layer returns: float32 under autocast (whose operands xs then differ from x), else x's. */
+function linearResult(out: Tensor, x: Tensor, xs: Tensor): Tensor {
+  return x.dtype === float32 || xs.dtype !== float32 ? out : convertBack(out, x);
 }
 
 /** y = x W^T + b over the last dim of x; W is [out, in]. */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
   checkLinear(x, weight, bias);
-  const [outFeatures, inFeatures] = weight.shape;
-  const rows = numelOf(x.shape.slice(0, -1));
-  const out = linearForward(x, weight, bias);
-  const result = x.dtype === float32 ? out : convertBack(out, x);
+  const { xs, ws } = linearOperands(x, weight);
+  const result = linearResult(linearForward(xs, ws, bias), x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias?.requires_grad ?? false };
-  return record(result, "Addmm", [x, weight, bias], (g) => linearBackward(g, x.detach(), weight.detach(), needs, rows, inFeatures, outFeatures), [x, weight]);
+  record(result, "Addmm", [x, weight, bias], (g) => linearBackward(g, xs.detach(), ws.detach(), needs), [xs, ws]);
+  releaseCopies(result, [[xs, x], [ws, weight]]);
+  return result;
 }
 
 /** gelu(x W^T + b) (erf GELU, BERT's intermediate layer): the bias add and GELU fused into one pass. */
 export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   checkLinear(x, weight, bias);
   if (bias.dtype !== float32 || !bias.is_contiguous()) throw new Error("linear_gelu: bias must be a contiguous float32 tensor");
-  const [outFeatures, inFeatures] = weight.shape;
-  const rows = numelOf(x.shape.slice(0, -1));
-  const preActivation = linearForward(x, weight, null);
-  const y = biasGeluInto(preActivation, bias);
-  const result = x.dtype === float32 ? y : convertBack(y, x);
+  const { xs, ws } = linearOperands(x, weight);
+  const preActivation = linearForward(xs, ws, null);
+  const result = linearResult(biasGeluInto(preActivation, bias), x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad };
   const out = record(result, "LinearGelu", [x, weight, bias], (g) => {
     const dh = rawUnaryGrad(UnaryGradOp.GeluErf, preActivation, g);
-    return linearBackward(dh, x.detach(), weight.detach(), needs, rows, inFeatures, outFeatures);
-  }, [x, weight, preActivation]);
+    return linearBackward(dh, xs.detach(), ws.detach(), needs);
+  }, [xs, ws, preActivation]);
   if (!out.requires_grad) preActivation.dispose();
+  releaseCopies(out, [[xs, x], [ws, weight]]);
   return out;
 }
 
-function linearBackward(g: Tensor, x: Tensor, weight: Tensor, needs: { x: boolean; weight: boolean; bias: boolean }, rows: number, inF: number, outF: number): (Tensor | null)[] {
-  const g2 = g.dtype === float32 && g.is_contiguous() ? g : convertContiguous(g, float32);
-  const g2d = g2._view([rows, outF], [outF, 1], g2.offset);
+/** Gradients of x, W and b from g = dL/dy; the GEMMs read g in the dtype of the saved operands xs and ws. */
+function linearBackward(g: Tensor, xs: Tensor, ws: Tensor, needs: { x: boolean; weight: boolean; bias: boolean }): (Tensor | null)[] {
+  const [outF, inF] = ws.shape;
+  const rows = numelOf(xs.shape.slice(0, -1));
+  const gr = contiguousAs(g, xs.dtype);
+  const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
   if (needs.x) {
-    dx = Tensor.empty(x.shape, float32, x.device);
+    dx = Tensor.empty(xs.shape, float32, xs.device);
     const dx2d = dx._view([rows, inF], [inF, 1], 0);
-    gemmInto(g2d, false, weight, false, dx2d, 0);
+    gemmInto(gr2d, false, ws, false, dx2d, 0);
     dx2d.dispose();
   }
   let dw: Tensor | null = null;
   if (needs.weight) {
-    const x2 = x.dtype === float32 && x.is_contiguous() ? x : convertContiguous(x, float32);
-    const x2d = x2._view([rows, inF], [inF, 1], x2.offset);
-    dw = Tensor.empty([outF, inF], float32, x.device);
-    gemmInto(g2d, true, x2d, false, dw, 0);
-    x2d.dispose();
-    if (x2 !== x) x2.dispose();
+    const xs2d = xs._view([rows, inF], [inF, 1], xs.offset);
+    dw = Tensor.empty([outF, inF], float32, xs.device);
+    gemmInto(gr2d, true, xs2d, false, dw, 0);
+    xs2d.dispose();
   }
-  const db = needs.bias ? g2d.sum(0) : null;
-  g2d.dispose();
-  if (g2 !== g) g2.dispose();
+  let db: Tensor | null = null;
+  if (needs.bias) {
+    // the bias gradient sums the float32 g, not its 16-bit copy
+    const gf = gr.dtype === float32 ? gr : contiguousAs(g, float32);
+    const gf2d = gf._view([rows, outF], [outF, 1], gf.offset);
+    db = gf2d.sum(0);
+    gf2d.dispose();
+    if (gf !== g && gf !== gr) gf.dispose();
+  }
+  gr2d.dispose();
+  if (gr !== g) gr.dispose();
   return [dx, dw, db];
 }

@@ -9,11 +9,13 @@ import type { Module } from "../nn/module.js";
 import type { Optimizer, OptimizerStateDict } from "../optim/optimizer.js";
 import type { LambdaLR } from "../optim/lr_scheduler.js";
 import type { Generator } from "../ops/random.js";
+import type { GradScaler, GradScalerState } from "../amp/grad_scaler.js";
 
 export const OPTIMIZER_TENSORS = "optimizer.safetensors";
 export const OPTIMIZER_NAME = "optimizer.json";
 export const SCHEDULER_NAME = "scheduler.json";
 export const RNG_STATE_NAME = "rng_state.json";
+export const SCALER_NAME = "scaler.json";
 export const TRAINER_STATE_NAME = "trainer_state.json";
 export const TRAINING_ARGS_NAME = "training_args.json";
 export const MODEL_WEIGHTS = "model.safetensors";
@@ -82,6 +84,17 @@ export function saveScheduler(scheduler: LambdaLR, dir: string): void {
 
 export function loadScheduler(scheduler: LambdaLR, dir: string): void {
   scheduler.load_state_dict(JSON.parse(fs.readFileSync(path.join(dir, SCHEDULER_NAME), "utf8")));
+}
+
+/** The fp16 loss scale and its growth tracker, so a resumed run scales as the uninterrupted one would. */
+export function saveScaler(scaler: GradScaler, dir: string): void {
+  fs.writeFileSync(path.join(dir, SCALER_NAME), JSON.stringify(scaler.state_dict(), null, 2) + "\n");
+}
+
+/** A checkpoint written without fp16 has no scaler state; the scaler then starts afresh, as accelerate's does. */
+export function loadScaler(scaler: GradScaler, dir: string): void {
+  const file = path.join(dir, SCALER_NAME);
+  if (fs.existsSync(file)) scaler.load_state_dict(JSON.parse(fs.readFileSync(file, "utf8")) as GradScalerState);
 }
 
 export function saveRngState(state: RngState, dir: string): void {

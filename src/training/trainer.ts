@@ -6,9 +6,11 @@ import { Tensor } from "../tensor/tensor.js";
 import type { Module } from "../nn/module.js";
 import { clip_grad_norm_ } from "../nn/utils.js";
 import { no_grad } from "../autograd/grad_mode.js";
+import { autocast } from "../amp/autocast_mode.js";
+import { GradScaler } from "../amp/grad_scaler.js";
 import { cat } from "../ops/join.js";
 import { fromFlat } from "../tensor/creation.js";
-import { int64 } from "../tensor/dtype.js";
+import { bfloat16, float16, int64, type DType } from "../tensor/dtype.js";
 import { Generator, default_generator } from "../ops/random.js";
 import type { Optimizer } from "../optim/optimizer.js";
 import type { LambdaLR } from "../optim/lr_scheduler.js";
@@ -44,9 +46,11 @@ import {
   TRAINING_ARGS_NAME,
   loadModelWeights,
   loadOptimizer,
+  loadScaler,
   loadRngState,
   loadScheduler,
   saveOptimizer,
+  saveScaler,
   saveRngState,
   saveScheduler,
   writeFolderAtomically,
@@ -108,6 +112,10 @@ export class Trainer {
   label_names: string[];
   /** The train sampler's own generator, seeded from data_seed (or seed), so shuffling can be replayed on resume. */
   readonly train_generator: Generator;
+  /** The 16-bit dtype of mixed precision (args.bf16 / args.fp16), null in float32 */
+  readonly amp_dtype: DType | null;
+  /** fp16's dynamic loss scaler (bf16 has float32's range and needs none) */
+  readonly scaler: GradScaler | null;
 
   private _signature_columns: string[] | null = null;
   private _total_loss_scalar = 0;
@@ -132,6 +140,8 @@ export class Trainer {
     this.compute_metrics = options.compute_metrics ?? null;
     [this.optimizer, this.lr_scheduler] = options.optimizers ?? [null, null];
     this.train_generator = new Generator().manual_seed(this.args.data_seed ?? this.args.seed);
+    this.amp_dtype = this.args.bf16 ? bfloat16 : this.args.fp16 ? float16 : null;
+    this.scaler = this.args.fp16 ? new GradScaler(this.args.device.type) : null;
     const unsupported = this.args.report_to.filter((r) => r !== "none");
     if (unsupported.length) console.warn(`report_to ${JSON.stringify(unsupported)}: no such integration in finetune; logs go to the console and trainer_state.json`);
     this.callback_handler = new CallbackHandler([DefaultFlowCallback, ...(options.callbacks ?? [])], this.model, this.processing_class, this.optimizer, this.lr_scheduler);
@@ -260,6 +270,21 @@ export class Trainer {
     this.create_scheduler(num_training_steps, this.create_optimizer());
   }
 
+  /**
+   * optimizer.step(), through fp16's scaler when there is one; false when the scaler skipped the step for inf/NaN
+   * gradients (accelerate's optimizer_step_was_skipped: the scale went down), and the scheduler then waits too.
+   */
+  private optimizer_step(optimizer: Optimizer): boolean {
+    if (!this.scaler) {
+      optimizer.step();
+      return true;
+    }
+    const scale_before = this.scaler.get_scale();
+    this.scaler.step(optimizer);
+    this.scaler.update();
+    return this.scaler.get_scale() >= scale_before;
+  }
+
   private _get_learning_rate(): number {
     return this.lr_scheduler!.get_last_lr()[0]!;
   }
@@ -279,19 +304,30 @@ export class Trainer {
     return return_outputs ? [loss, outputs] : loss;
   }
 
+  /** Runs the forward pass (and loss) of `fn` under autocast when training in mixed precision. */
+  compute_loss_context_manager<T>(fn: () => T): T {
+    return this.amp_dtype ? autocast(this.args.device.type, { dtype: this.amp_dtype }, fn) : fn();
+  }
+
   /** Forward and backward on one batch; returns the loss (divided over the accumulation steps) as a number. */
   training_step(model: TrainableModel, batch: Batch, accumulation_steps = 1): number {
     model.train();
     const inputs = this._prepare_inputs(batch);
     try {
-      const [loss, outputs] = this.compute_loss(model, inputs, true);
+      const [loss, outputs] = this.compute_loss_context_manager(() => this.compute_loss(model, inputs, true));
       const scaled = accumulation_steps > 1 ? loss.div(accumulation_steps) : loss;
       const value = scaled.item();
       if (!Number.isFinite(value)) {
         disposeOutputs(outputs, scaled, loss);
         throw new NonFiniteLossError(value);
       }
-      scaled.backward();
+      if (this.scaler) {
+        const lossScaled = this.scaler.scale(scaled);
+        lossScaled.backward();
+        lossScaled.dispose();
+      } else {
+        scaled.backward();
+      }
       disposeOutputs(outputs, scaled, loss);
       return value;
     } finally {
@@ -362,6 +398,7 @@ export class Trainer {
     if (resume !== null) {
       loadOptimizer(optimizer, resume);
       loadScheduler(scheduler, resume);
+      if (this.scaler) loadScaler(this.scaler, resume);
       this.state = TrainerState.load_from_json(path.join(resume, TRAINER_STATE_NAME));
       if (args.restore_callback_states_from_checkpoint) this.restoreCallbackStates();
       epochs_trained = Math.floor(this.state.global_step / num_update_steps_per_epoch);
@@ -420,15 +457,17 @@ export class Trainer {
           if (j < group - 1) this.control = this.callback_handler.on_substep_end(args, this.state, this.control);
         }
         if (args.max_grad_norm !== null && args.max_grad_norm > 0) {
+          // clipping sees the true gradients: fp16's are unscaled first (step() then does not unscale again)
+          this.scaler?.unscale_(optimizer);
           const norm = clip_grad_norm_(model.parameters(), args.max_grad_norm);
           grad_norm = norm.item();
           norm.dispose();
         }
         this.control = this.callback_handler.on_pre_optimizer_step(args, this.state, this.control);
-        optimizer.step();
+        const optimizer_was_run = this.optimizer_step(optimizer);
         this.control = this.callback_handler.on_optimizer_step(args, this.state, this.control);
         learning_rate = this._get_learning_rate();
-        scheduler.step();
+        if (optimizer_was_run) scheduler.step();
         model.zero_grad();
         this.state.global_step += 1;
         this.state.epoch = epoch + batch_index / steps_in_epoch;
@@ -551,6 +590,7 @@ export class Trainer {
       if (!this.args.save_only_model) {
         saveOptimizer(this.optimizer!, dir);
         saveScheduler(this.lr_scheduler!, dir);
+        if (this.scaler) saveScaler(this.scaler, dir);
         saveRngState(
           { cpu: default_generator.get_state(), sampler: { epoch_start: this._epoch_sampler_state ?? this.train_generator.get_state(), current: this.train_generator.get_state() } },
           dir,
@@ -620,7 +660,7 @@ export class Trainer {
       const batch_size = findBatchSize(inputs);
       num_samples += batch_size;
       const has_labels = this.label_names.every((k) => inputs[k] !== undefined);
-      const outputs = no_grad(() => model(inputs)) as Record<string, unknown>;
+      const outputs = no_grad(() => this.compute_loss_context_manager(() => model(inputs))) as Record<string, unknown>;
       const loss = outputs["loss"];
       if (has_labels && loss instanceof Tensor) {
         loss_sum += loss.item() * batch_size;

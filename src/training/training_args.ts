@@ -2,7 +2,7 @@
 import { SCHEDULER_TYPES } from "../optim/schedules.js";
 import { floatRepr, pyRepr } from "../util/pyformat.js";
 import { Device } from "../tensor/device.js";
-import { cuda } from "../backend/cuda.js";
+import { backends, cuda } from "../backend/cuda.js";
 
 export const INTERVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
 export const SAVE_STRATEGIES = ["no", "steps", "epoch", "best"] as const;
@@ -375,6 +375,11 @@ export class TrainingArguments {
     if (this.fp16 && this.bf16) throw new Error("At most one of fp16 and bf16 can be True, but not both");
     if (this.fp16_full_eval && this.bf16_full_eval) {
       throw new Error("At most one of fp16 and bf16 can be True for full eval, but not both");
+    }
+    if (this.tf32 !== null) {
+      // transformers sets the process-wide TF32 switch here, and refuses tf32 where no GPU can do it
+      if (this.tf32 && this.device.type !== "cuda") throw new Error("--tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7");
+      if (this.device.type === "cuda") backends.cuda.matmul.allow_tf32 = this.tf32;
     }
     if (this.warmup_steps < 0) throw new Error("warmup_steps must be an integer or a float");
     if (this.dataloader_num_workers === 0 && this.dataloader_prefetch_factor !== null) {

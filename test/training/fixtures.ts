@@ -12,10 +12,29 @@ import { load_dataset } from "../../src/datasets/load.js";
 import { AutoTokenizer } from "../../src/tokenizers/auto.js";
 import type { PreTrainedTokenizerFast } from "../../src/tokenizers/tokenization.js";
 import { manual_seed } from "../../src/ops/random.js";
+import { SequentialSampler } from "../../src/data/samplers.js";
+import { Trainer } from "../../src/training/trainer.js";
+import { TrainingArguments } from "../../src/training/training_args.js";
 import { SHARED, TINY_BERT } from "../helpers/paths.js";
 import { startHub } from "../helpers/hub-server.js";
 
 export const SHARED_HUB = path.join(SHARED, "hub");
+
+/** The golden trajectory's Trainer: transformers' run it reproduces read the rows in order. */
+export class SequentialTrainer extends Trainer {
+  override _get_train_sampler(train_dataset = this.train_dataset) {
+    return new SequentialSampler(train_dataset as Dataset);
+  }
+}
+
+/** The TrainingArguments of the golden trajectory (golden/trainer-trajectory), with `options` on top. */
+export function goldenTrainingArgs(output_dir: string, options: Record<string, unknown> = {}): TrainingArguments {
+  return new TrainingArguments(output_dir, {
+    learning_rate: 1e-3, weight_decay: 0.01, warmup_steps: 4, max_grad_norm: 1.0, lr_scheduler_type: "linear",
+    logging_steps: 1, seed: 42, num_train_epochs: 1, report_to: "none", save_strategy: "no",
+    per_device_train_batch_size: 8, per_device_eval_batch_size: 16, disable_tqdm: true, ...options,
+  });
+}
 
 export function tinyBert(options: Record<string, unknown> = {}, seed = 0): BertForSequenceClassification {
   manual_seed(seed);

@@ -10,14 +10,10 @@ import { load_file } from "../../src/safetensors/tensors.js";
 import { torch } from "../../src/torch.js";
 import { evaluate } from "../../src/evaluate/index.js";
 import { DataCollatorWithPadding } from "../../src/data/data_collator.js";
-import { SequentialSampler } from "../../src/data/samplers.js";
-import { Trainer } from "../../src/training/trainer.js";
-import { TrainingArguments } from "../../src/training/training_args.js";
 import type { EvalPrediction } from "../../src/training/trainer_utils.js";
-import type { Dataset } from "../../src/datasets/dataset.js";
 import { GOLDEN, TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { maxAbsDiff } from "../helpers/compare.js";
-import { tokenizedMrpc } from "./fixtures.js";
+import { goldenTrainingArgs, SequentialTrainer, tokenizedMrpc } from "./fixtures.js";
 
 interface Trace {
   steps: { step: number; loss: number; grad_norm: number; learning_rate: number; epoch: number }[];
@@ -25,22 +21,12 @@ interface Trace {
   eval_metrics: Record<string, number>;
 }
 
-class SequentialTrainer extends Trainer {
-  override _get_train_sampler(train_dataset = this.train_dataset) {
-    return new SequentialSampler(train_dataset as Dataset);
-  }
-}
-
 test("Trainer matches transformers' trajectory on MRPC rows 0-255", async () => {
   const trace = JSON.parse(fs.readFileSync(path.join(GOLDEN, "trainer-trajectory", "trace.json"), "utf8")) as Trace;
   const { train, validation, tokenizer } = await tokenizedMrpc();
   const model = await BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS);
   const output_dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-golden-"));
-  const args = new TrainingArguments(output_dir, {
-    learning_rate: 1e-3, weight_decay: 0.01, warmup_steps: 4, max_grad_norm: 1.0, lr_scheduler_type: "linear",
-    logging_steps: 1, seed: 42, num_train_epochs: 1, report_to: "none", save_strategy: "no",
-    per_device_train_batch_size: 8, per_device_eval_batch_size: 16, disable_tqdm: true,
-  });
+  const args = goldenTrainingArgs(output_dir);
   const metric = await evaluate.load("glue", "mrpc");
   const compute_metrics = (p: EvalPrediction) => metric.compute({ predictions: torch.argmax(p.predictions, -1), references: p.label_ids }) as Record<string, number>;
   const trainer = new SequentialTrainer(model, args, {
