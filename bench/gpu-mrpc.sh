@@ -1,0 +1,34 @@
+#!/bin/bash
+# The MRPC benchmark (README, "GPU check"): transformers' Trainer (fp32, bf16) beside finetune's (fp32, tf32, bf16)
+# on one random-initialised bert-base-sized model, one batch order and one tokenisation; batch 8, one epoch, then
+# eval on validation. Each variant is its own process under its own time limit (its log: $OUT/<variant>.txt), so a
+# hang or crash fails that variant alone. The last line printed is one JSON object with every figure.
+# Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-mrpc.sh
+# FINETUNE_BENCH_SMALL=1: a 2-layer hidden-128 model and 16 steps, to check the plumbing on a CPU.
+set -u
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+# The 440 MB model stays out of $OUT, which comes back from the device
+WORK=$(mktemp -d)
+export FINETUNE_CACHE="$WORK/kernel-cache"
+SHARED=${FINETUNE_SHARED:-../shared}
+[ -d "$SHARED" ] || SHARED=shared
+
+timeout -k 10 60 node dist/bench/gpu_mrpc.js prepare "$WORK" > "$OUT/prepare.txt" 2>&1
+echo "prepare: rc=$? $(tail -1 "$OUT/prepare.txt")"
+statuses=()
+variant() {
+  local name=$1 limit=$2
+  shift 2
+  timeout -k 10 "$limit" "$@" > "$OUT/$name.txt" 2>&1
+  local rc=$?
+  statuses+=("$name=$rc")
+  echo "$name: rc=$rc"
+}
+variant hf_fp32 120 python3 bench/gpu_mrpc.py "$WORK" "$SHARED/hub" fp32
+variant hf_bf16 120 python3 bench/gpu_mrpc.py "$WORK" "$SHARED/hub" bf16
+variant ft_fp32 75 node dist/bench/gpu_mrpc.js train "$WORK" fp32
+variant ft_tf32 75 node dist/bench/gpu_mrpc.js train "$WORK" tf32
+variant ft_bf16 75 node dist/bench/gpu_mrpc.js train "$WORK" bf16
+rm -rf "$WORK"
+node dist/bench/gpu_mrpc.js report "$OUT" "${statuses[@]}" | tee "$OUT/summary.txt"

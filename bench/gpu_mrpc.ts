@@ -1,0 +1,199 @@
+// finetune's side of bench/gpu-mrpc.sh (transformers' side: bench/gpu_mrpc.py), one command per process so that
+// each variant has its own time limit and its own peak-memory figure:
+//   prepare DIR           random-initialised bert-base-sized classifier (DIR/model, a Hugging Face folder both
+//                         sides load) and the epoch's batch order (DIR/order.json, both sides read it)
+//   train DIR fp32|tf32|bf16   the Trainer on that model and order; the last line printed is the variant's JSON
+//   report DIR NAME=RC... the table of every variant and, as the very last line, one JSON object with all figures
+// FINETUNE_BENCH_SMALL=1 makes `prepare` write a 2-layer hidden-128 model and a 16-step order, so the plumbing
+// can be checked on a CPU.
+import { SHARED_HUB } from "../test/helpers/paths.js";
+import fs from "node:fs";
+import path from "node:path";
+import { AutoTokenizer, load_dataset, type DatasetDict } from "../src/data_api.js";
+import { AutoConfig, AutoModelForSequenceClassification, BertForSequenceClassification } from "../src/models/index.js";
+import { Trainer, TrainerCallback, TrainingArguments } from "../src/training_api.js";
+import { SequentialSampler } from "../src/data/samplers.js";
+import { Generator, manual_seed, permutation } from "../src/ops/random.js";
+import { torch } from "../src/torch.js";
+import { startHub } from "../test/helpers/hub-server.js";
+
+const SEED = 42;
+const BATCH = 8;
+const BERT_BASE = path.join(SHARED_HUB, "models/google-bert/bert-base-uncased");
+const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt"];
+const VARIANTS = ["hf_fp32", "hf_bf16", "ft_fp32", "ft_tf32", "ft_bf16"] as const;
+
+/** The epoch both sides train: train rows in this order, then eval on the first `validation_rows` rows. */
+interface Order {
+  seed: number;
+  train: number[];
+  validation_rows: number;
+}
+
+/** What one variant prints as its last line (bench/gpu_mrpc.py prints the same keys). */
+interface VariantResult {
+  samples_per_s: number;
+  epoch_s: number;
+  first_step_s: number;
+  eval_s: number;
+  peak_mem_gb: number;
+  train_loss: number;
+  last_logged_loss: number | null;
+  eval_loss: number;
+  steps: number;
+  train_tokens: number;
+  device: string;
+}
+
+const round = (x: number, digits: number) => Number(x.toFixed(digits));
+
+async function prepare(dir: string): Promise<void> {
+  const small = process.env.FINETUNE_BENCH_SMALL === "1";
+  const config = await AutoConfig.from_pretrained(BERT_BASE, {
+    num_labels: 2,
+    ...(small ? { num_hidden_layers: 2, hidden_size: 128, num_attention_heads: 2, intermediate_size: 512 } : {}),
+  });
+  manual_seed(SEED);
+  const model_dir = path.join(dir, "model");
+  AutoModelForSequenceClassification.from_config(config).save_pretrained(model_dir);
+  for (const f of TOKENIZER_FILES) fs.copyFileSync(path.join(BERT_BASE, f), path.join(model_dir, f));
+  const hub = await startHub();
+  const raw = (await load_dataset("glue", "mrpc")) as DatasetDict;
+  await hub.close();
+  const train = permutation(raw["train"]!.num_rows, new Generator().manual_seed(SEED));
+  const order: Order = {
+    seed: SEED,
+    train: small ? train.slice(0, 16 * BATCH) : train,
+    validation_rows: small ? 8 * BATCH : raw["validation"]!.num_rows,
+  };
+  fs.writeFileSync(path.join(dir, "order.json"), JSON.stringify(order));
+  console.log(`prepared ${model_dir} (${config.num_hidden_layers} layers, hidden ${config.hidden_size}), ${order.train.length} train rows in order`);
+}
+
+/** train_dataset is already in order.json's order: it is read front to back. */
+class OrderedTrainer extends Trainer {
+  override _get_train_sampler(train_dataset = this.train_dataset) {
+    return new SequentialSampler(train_dataset as { num_rows: number });
+  }
+}
+
+/** Time to the end of the first step (kernel compilation, allocator warm-up), the only step that synchronises. */
+class FirstStepTimer extends TrainerCallback {
+  start = 0;
+  first_step_s: number | null = null;
+  override on_train_begin(): void {
+    this.start = performance.now();
+  }
+  override on_step_end(): void {
+    if (this.first_step_s !== null) return;
+    if (torch.cuda.is_available()) torch.cuda.synchronize();
+    this.first_step_s = (performance.now() - this.start) / 1000;
+  }
+}
+
+async function train(dir: string, precision: string): Promise<void> {
+  const flags: Record<string, { tf32?: boolean; bf16?: boolean }> = { fp32: { tf32: false }, tf32: { tf32: true }, bf16: { bf16: true } };
+  if (!flags[precision]) throw new Error(`precision ${precision}: use fp32, tf32 or bf16`);
+  const order = JSON.parse(fs.readFileSync(path.join(dir, "order.json"), "utf8")) as Order;
+  const model_dir = path.join(dir, "model");
+  const tokenizer = await AutoTokenizer.from_pretrained(model_dir);
+  const hub = await startHub();
+  const raw = (await load_dataset("glue", "mrpc")) as DatasetDict;
+  const tokenize = (b: Record<string, string[]>) => tokenizer(b["sentence1"]!, b["sentence2"]!, { truncation: true });
+  const train_rows = raw["train"]!.select(order.train).map(tokenize, { batched: true, keep_in_memory: true });
+  const validation = raw["validation"]!.select(Array.from({ length: order.validation_rows }, (_, i) => i)).map(tokenize, { batched: true, keep_in_memory: true });
+  await hub.close();
+  const train_tokens = (train_rows.column("input_ids") as number[][]).reduce((n, ids) => n + ids.length, 0);
+
+  const model = await BertForSequenceClassification.from_pretrained(model_dir);
+  const output_dir = path.join(dir, `ft_${precision}-output`);
+  const args = new TrainingArguments(output_dir, {
+    per_device_train_batch_size: BATCH, per_device_eval_batch_size: BATCH, num_train_epochs: 1, learning_rate: 2e-5, seed: SEED,
+    logging_steps: 50, save_strategy: "no", report_to: "none", disable_tqdm: true, ...flags[precision],
+  });
+  const timer = new FirstStepTimer();
+  const trainer = new OrderedTrainer(model, args, { train_dataset: train_rows, eval_dataset: validation, tokenizer, callbacks: [timer] });
+  const result = await trainer.train();
+  const metrics = await trainer.evaluate();
+  fs.rmSync(output_dir, { recursive: true, force: true });
+  const logged = trainer.state.log_history.filter((h) => "loss" in h);
+  const epoch_s = result.metrics["train_runtime"]!;
+  const out: VariantResult = {
+    samples_per_s: round(order.train.length / epoch_s, 1),
+    epoch_s: round(epoch_s, 3),
+    first_step_s: round(timer.first_step_s!, 3),
+    eval_s: round(metrics["eval_runtime"]!, 3),
+    peak_mem_gb: round(torch.cuda.max_memory_allocated() / 1e9, 3),
+    train_loss: result.training_loss,
+    last_logged_loss: logged.length ? (logged[logged.length - 1]!["loss"] as number) : null,
+    eval_loss: metrics["eval_loss"]!,
+    steps: result.global_step,
+    train_tokens,
+    device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
+  };
+  console.log(JSON.stringify(out));
+}
+
+type Outcome = { ok: true; result: VariantResult } | { ok: false; rc: number; error: string };
+const COLUMNS = ["samples_per_s", "epoch_s", "first_step_s", "eval_s", "peak_mem_gb", "train_loss", "last_logged_loss", "eval_loss"] as const;
+
+/**
+ * Reads each variant's last printed line; a variant that printed no JSON there failed (its exit status says how,
+ * and its log's last line naming an error says why: Node.js ends a crash with its version, not the error).
+ */
+function report(dir: string, statuses: string[]): void {
+  const rcs = new Map(statuses.map((s) => s.split("=") as [string, string]));
+  const outcomes = new Map<string, Outcome>();
+  for (const name of VARIANTS) {
+    const log = path.join(dir, `${name}.txt`);
+    const lines = fs.existsSync(log) ? fs.readFileSync(log, "utf8").trimEnd().split("\n") : [""];
+    const last = lines[lines.length - 1]!;
+    const rc = Number(rcs.get(name) ?? -1);
+    const error = rc === 124 ? "timed out" : ([...lines].reverse().find((l) => /error/i.test(l)) ?? last).trim().slice(0, 300);
+    let outcome: Outcome = { ok: false, rc, error };
+    if (rc === 0) {
+      try {
+        outcome = { ok: true, result: JSON.parse(last) as VariantResult };
+      } catch {
+        // a variant that exits 0 without its JSON line stays failed
+      }
+    }
+    outcomes.set(name, outcome);
+  }
+  const ok = (name: string) => {
+    const o = outcomes.get(name)!;
+    return o.ok ? o.result : null;
+  };
+
+  console.log(["variant".padEnd(8), ...COLUMNS.map((c) => c.padStart(16))].join(" "));
+  for (const [name, o] of outcomes) {
+    const cells = o.ok ? COLUMNS.map((c) => String(o.result[c] === null ? "-" : round(o.result[c]!, 4)).padStart(16)) : [`failed (rc ${o.rc}): ${o.error}`];
+    console.log([name.padEnd(8), ...cells].join(" "));
+  }
+  const tokens = new Set(VARIANTS.map((n) => ok(n)?.train_tokens).filter((t) => t !== undefined));
+  if (tokens.size > 1) console.log(`WARNING: the variants tokenised differently (train tokens ${[...tokens].join(" vs ")}): the comparison is not like for like`);
+  const hf_fp32 = ok("hf_fp32");
+  const ft_bf16 = ok("ft_bf16");
+  const per = (key: keyof VariantResult) => Object.fromEntries(VARIANTS.map((n) => [n, ok(n)?.[key] ?? null]));
+  console.log(JSON.stringify({
+    gpu: VARIANTS.map((n) => ok(n)?.device).find((d) => d !== undefined) ?? null,
+    samples_per_s: per("samples_per_s"),
+    speedup_vs_hf_fp32: hf_fp32 && ft_bf16 ? round(ft_bf16.samples_per_s / hf_fp32.samples_per_s, 2) : null,
+    epoch_s: per("epoch_s"),
+    first_step_s: per("first_step_s"),
+    eval_s: per("eval_s"),
+    peak_mem_gb: per("peak_mem_gb"),
+    train_loss: per("train_loss"),
+    last_logged_loss: per("last_logged_loss"),
+    eval_loss: per("eval_loss"),
+    train_tokens: per("train_tokens"),
+    failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
+  }));
+}
+
+const [command, dir, ...rest] = process.argv.slice(2);
+if (!dir) throw new Error("usage: node dist/bench/gpu_mrpc.js prepare DIR | train DIR fp32|tf32|bf16 | report DIR NAME=RC...");
+if (command === "prepare") await prepare(dir);
+else if (command === "train") await train(dir, rest[0] ?? "");
+else if (command === "report") report(dir, rest);
+else throw new Error(`unknown command ${command}: prepare, train or report`);
