@@ -57,3 +57,13 @@ export {
   type DataCollatorWithPaddingOptions,
   type DataCollatorForLanguageModelingOptions,
 } from "./data/index.js";
+export {
+  Accelerator,
+  AcceleratedOptimizer,
+  DataLoaderShard,
+  send_to_device,
+  notebook_launcher,
+  type AcceleratorOptions,
+  type MixedPrecision,
+  type NotebookLauncherOptions,
+} from "./accelerate/index.js";

@@ -24,12 +24,12 @@ after(async () => {
 });
 
 /** Runs a compiled script in a fresh folder; resolves with its output once it exits. */
-function runNode(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; cwd: string }> {
+function runNode(script: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string; cwd: string }> {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-run-"));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(REPO_ROOT, "dist", script), ...args], {
       cwd,
-      env: { ...process.env, HF_ENDPOINT: hub.endpoint, HF_HOME: path.join(cwd, "hf-home"), HF_HUB_DISABLE_PROGRESS_BARS: "1" },
+      env: { ...process.env, HF_ENDPOINT: hub.endpoint, HF_HOME: path.join(cwd, "hf-home"), HF_HUB_DISABLE_PROGRESS_BARS: "1", ...env },
     });
     let stdout = "";
     let stderr = "";
@@ -74,5 +74,20 @@ test("examples/course-loop.ts runs unchanged", async () => {
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /\n24\n/, "num_training_steps for 3 epochs of 8 batches");
   assert.match(run.stdout, /accuracy/);
+  fs.rmSync(run.cwd, { recursive: true, force: true });
+});
+
+test("examples/course-accelerate.ts runs unchanged in a launch environment of one process", async () => {
+  const run = await runNode("examples/course-accelerate.js", [], { WORLD_SIZE: "1", RANK: "0", LOCAL_RANK: "0", ACCELERATE_MIXED_PRECISION: "bf16" });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /accuracy/);
+  assert.match(run.stdout, /f1/);
+  fs.rmSync(run.cwd, { recursive: true, force: true });
+});
+
+test("examples/course-accelerate.ts asking notebook_launcher for 2 processes is refused clearly", async () => {
+  const run = await runNode("examples/course-accelerate.js", []);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /notebook_launcher: num_processes=2 needs several processes joined by a process group/);
   fs.rmSync(run.cwd, { recursive: true, force: true });
 });
