@@ -5,6 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { native, type CudaInfo, type CudaLibrary } from "../backend/native.js";
 import { cudaInfo } from "../backend/cuda.js";
+import { load_config } from "../accelerate/config.js";
 
 function packageVersion(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -56,4 +57,8 @@ export function envReport(): Record<string, string> {
 export function envCommand(): void {
   console.log("\nCopy-and-paste the text below in your GitHub issue\n");
   for (const [k, v] of Object.entries(envReport())) console.log(`- ${k}: ${v}`);
+  // as `accelerate env`: the config file launch reads, setting by setting
+  const config = load_config();
+  console.log(`- \`Accelerate\` default config:${config ? "" : " Not found"}`);
+  if (config) for (const [k, v] of Object.entries(config)) console.log(`\t- ${k}: ${Array.isArray(v) ? JSON.stringify(v) : v}`);
 }
