@@ -31,6 +31,7 @@
         "native/cuda/kernels/cross_entropy.cc",
         "native/cuda/kernels/optim.cc",
         "native/cuda/kernels/random.cc",
+        "native/cuda/kernels/attention.cc",
         "native/cuda/kernels/index_check.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],

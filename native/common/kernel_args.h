@@ -4,6 +4,8 @@
 #pragma once
 #include <napi.h>
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,27 @@ inline int64_t CountProduct(const Napi::CallbackInfo& info, int64_t a, int64_t b
   if (__builtin_mul_overflow(a, b, &p) || p > (int64_t{1} << 48))
     throw Napi::RangeError::New(info.Env(), std::string(what) + ": element count overflows");
   return p;
+}
+
+// A seed or counter offset of the random kernels: a JS number holding an integer in [0, 2^64).
+inline uint64_t GetU64(const Napi::CallbackInfo& info, int index, const char* name) {
+  const double d = GetNumber(info, index, name);
+  if (!(d >= 0 && d < 18446744073709551616.0) || d != std::floor(d))
+    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be an integer in [0, 2^64)");
+  return static_cast<uint64_t>(d);
+}
+
+// A dropout probability as every dropout kernel (CPU, CUDA, fused attention) applies it, so all draw the same
+// keep bits: an element is kept when its uniform is >= threshold, then multiplied by scale. p == 1 drops
+// everything (torch returns zeros): no uniform reaches 2, and the scale is then unused.
+struct DropoutScalars {
+  float threshold;
+  float scale;
+};
+inline DropoutScalars GetDropoutP(const Napi::CallbackInfo& info, int index, const char* name) {
+  const double p = GetNumber(info, index, name);
+  if (!(p >= 0 && p <= 1)) throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be in [0, 1]");
+  return DropoutScalars{p >= 1 ? 2.0f : static_cast<float>(p), p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f};
 }
 
 inline std::vector<Buffer> GetBufferList(const Napi::CallbackInfo& info, int index, const char* name) {

@@ -321,14 +321,6 @@ FT_VECTORIZE void DropoutRange(uint64_t key, uint64_t first, int64_t n, float p,
       });
 }
 
-// A seed or counter offset: a JS number holding an integer in [0, 2^64).
-uint64_t GetU64(const Napi::CallbackInfo& info, int index, const char* name) {
-  const double d = GetNumber(info, index, name);
-  if (!(d >= 0 && d < 18446744073709551616.0) || d != std::floor(d))
-    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be an integer in [0, 2^64)");
-  return static_cast<uint64_t>(d);
-}
-
 Napi::Value Uniform(const Napi::CallbackInfo& info) {
   int64_t n = GetCount(info, 0, "n");
   uint64_t seed = GetU64(info, 1, "seed");
@@ -359,16 +351,12 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   int64_t n = GetCount(info, 0, "n");
   uint64_t seed = GetU64(info, 1, "seed");
   uint64_t offset = GetU64(info, 2, "offset");
-  const double p = GetNumber(info, 3, "p");
-  if (!(p >= 0 && p <= 1)) throw Napi::RangeError::New(info.Env(), ArgName(3, "p") + " must be in [0, 1]");
+  const DropoutScalars p = GetDropoutP(info, 3, "p");
   const float* x = OperandAt<float>(info, 4, "x", "xOff", n);
   float* y = OperandAt<float>(info, 6, "y", "yOff", n);
   uint8_t* mask = Elements<uint8_t>(info, GetBuffer(info, 8, "mask"), 0, n, "mask");
-  // p == 1 drops everything (torch returns zeros); the scale is then unused.
-  const float scale = p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
-  const float pf = static_cast<float>(p);
   ParallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
-    DropoutRange(seed, offset + begin, end - begin, p >= 1 ? 2.0f : pf, scale, x + begin, y + begin, mask + begin);
+    DropoutRange(seed, offset + begin, end - begin, p.threshold, p.scale, x + begin, y + begin, mask + begin);
   });
   return info.Env().Undefined();
 }

@@ -207,6 +207,24 @@ export interface CudaAddon extends Kernels {
   /** waits for the copy: `host` holds the values on return */
   copyDeviceToHost(device: AB, deviceByteOffset: number, host: AB, hostByteOffset: number, nbytes: number): void;
   copyDeviceToDevice(src: AB, srcByteOffset: number, dst: AB, dstByteOffset: number, nbytes: number): void;
+  /**
+   * Fused attention (native/cuda/kernels/attention.cc), with no S x T matrix in memory: out = dropout(softmax(
+   * q @ k^T * scale + mask)) @ v. q [B, H, S, D], k and v [B, H, T, D] are views with unit stride in D, 1 <= D <= 128;
+   * mask is an additive [B, H, S, T] view (zero strides broadcast) or null; causal hides keys t > s. With
+   * 0 < dropoutP, probability (b, h, s, t) is kept exactly where `dropout(B*H*S*T, seed, offset, dropoutP, ...)`
+   * keeps flat element ((b*H + h)*S + s)*T + t. out [B, H, S, D] and lse [B, H, S] (each row's logsumexp; -inf
+   * marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward) are contiguous.
+   */
+  attentionForward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
+    k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
+    maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
+    offset: number, out: AB, lse: AB): void;
+  /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D] (contiguous at doutOff):
+   * dq [B, H, S, D], dk and dv [B, H, T, D], contiguous, are assigned; probabilities are recomputed tile by tile */
+  attentionBackward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
+    k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
+    maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
+    offset: number, out: AB, dout: AB, doutOff: number, lse: AB, dq: AB, dk: AB, dv: AB): void;
   /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;

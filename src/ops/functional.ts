@@ -12,17 +12,17 @@ import { add, mul, relu, abs, neg, softplus, sigmoid, sub, where } from "./eleme
 import { mean, sum } from "./reduce.js";
 
 /** A contiguous float32 version of t; `owned` says whether the caller must release it. */
-function f32(t: Tensor): { t: Tensor; owned: boolean } {
+export function f32(t: Tensor): { t: Tensor; owned: boolean } {
   t.checkAlive();
   if (t.dtype === float32 && t.is_contiguous()) return { t, owned: false };
   return { t: convertContiguous(t, float32), owned: true };
 }
 
-function release(x: { t: Tensor; owned: boolean }): void {
+export function release(x: { t: Tensor; owned: boolean }): void {
   if (x.owned) x.t.dispose();
 }
 
-function restoreDtype(out: Tensor, dtype: typeof float32): Tensor {
+export function restoreDtype(out: Tensor, dtype: typeof float32): Tensor {
   if (dtype === float32) return out;
   const c = convertContiguous(out, dtype);
   out.dispose();

@@ -95,6 +95,16 @@ function runOnFakeCuda(): FakeReport {
     r.peakAfterReset = torch.cuda.max_memory_allocated();
     torch.cuda.empty_cache();
     r.cachedAfterEmpty = c.cachedBytes();
+    // fused attention checks every argument before it compiles a kernel
+    const ah = c.alloc(256);
+    const attention = (o) => errorOf(() => c.attentionForward(1, 1, o.S ?? 2, 2, o.D ?? 4, ah, 0, o.qStrides ?? [8, 8, 4, 1],
+      ah, 0, [8, 8, 4, 1], ah, 0, [8, 8, 4, 1], o.mask ?? null, 0, [0, 0, 0, 1], false, 0.5, o.p ?? 0, 0, 0, ah, ah));
+    r.attentionHeadDim = attention({ D: 129 });
+    r.attentionPastEnd = attention({ S: 20 });
+    r.attentionStride = attention({ qStrides: [8, 8, 4, 2] });
+    r.attentionHostMask = attention({ mask: new ArrayBuffer(64) });
+    r.attentionDropout = attention({ p: 1.5 });
+    c.free(ah);
     torch.cuda.synchronize();
     // tensors
     const x = torch.tensor([[1, 2, 3], [4, 5, 6]], { dtype: torch.float32 });
@@ -155,6 +165,11 @@ test("a fake driver: handles, cache, copies, Tensor.to, Module.to and argument c
   assert.match(r.sgemmHostA as string, /^TypeError: argument 6 \(A\) must be a CUDA device buffer/);
   assert.match(r.sgemmPastEnd as string, /^RangeError: A: 16 elements at offset 0 exceed the device buffer of 10 elements/);
   assert.match(r.sgemmNoCublas as string, /^Error: .*libcublasLt\.so\.13 lacks cublasLtCreate/);
+  assert.match(r.attentionHeadDim as string, /^RangeError: argument 4 \(D\) must be in \[1, 128\]/);
+  assert.match(r.attentionPastEnd as string, /^RangeError: q: 80 elements at offset 0 exceed the device buffer of 64 elements/);
+  assert.match(r.attentionStride as string, /^RangeError: argument 7 \(q\): the last dimension must have stride 1/);
+  assert.match(r.attentionHostMask as string, /^TypeError: argument 14 \(mask\) must be a CUDA device buffer/);
+  assert.match(r.attentionDropout as string, /^RangeError: argument 19 \(dropoutP\) must be in \[0, 1\]/);
   assert.match(r.cpuGetsHandle as string, /^RangeError: A: 4 elements at offset 0 exceed the buffer of 0 elements/);
   assert.match(r.freeHost as string, /^TypeError: cuda\.free\(handle\): not a device buffer/);
   assert.match(r.useFreed as string, /^Error: argument 0 \(device\): the device memory has been released/);

@@ -61,7 +61,7 @@ test("matrix products", () => {
   gradcheck("linear_gelu", (x, w, b) => linear_gelu(x, w, b), [leaf([2, 3, 4], 57), leaf([6, 4], 58), leaf([6], 59)]);
 });
 
-test("softmax family, layer norm, embedding, dropout", () => {
+test("softmax family, layer norm, embedding, dropout, attention", () => {
   gradcheck("softmax last", (a) => a.softmax(-1), [leaf([3, 5], 60)]);
   gradcheck("softmax dim 0", (a) => a.softmax(0), [leaf([3, 5], 61)]);
   gradcheck("log_softmax", (a) => a.log_softmax(1), [leaf([2, 4, 3], 62)]);
@@ -76,6 +76,9 @@ test("softmax family, layer norm, embedding, dropout", () => {
   assert.deepEqual(padded.grad!.select(0, 3).tolist(), [0, 0, 0, 0], "the padding row gets no gradient");
   assert.deepEqual(padded.grad!.select(0, 1).tolist(), [1, 1, 1, 1]);
   gradcheck("dropout", (x) => F.dropout(x, 0.3, true, new torch.Generator().manual_seed(3)), [leaf([40], 70)]);
+  const keys = torch.tensor([[[[0, 0, -1e9, 0, 0]]]], { dtype: torch.float32 });
+  gradcheck("scaled_dot_product_attention", (q, k, v) => F.scaled_dot_product_attention(q, k, v, { attn_mask: keys }), [leaf([1, 2, 3, 4], 71), leaf([1, 2, 5, 4], 72), leaf([1, 2, 5, 4], 73)]);
+  gradcheck("scaled_dot_product_attention causal", (q, k, v) => F.scaled_dot_product_attention(q, k, v, { is_causal: true, scale: 0.7 }), [leaf([2, 1, 4, 3], 74), leaf([2, 1, 4, 3], 75), leaf([2, 1, 4, 2], 76)]);
 });
 
 test("losses", () => {

@@ -203,6 +203,43 @@ __device__ float BlockMax(float v, float* scratch) {
   return WarpMax(v);
 }
 
+struct Philox4 {
+  uint32 x0, x1, x2, x3;
+};
+
+// Random123's Philox4x32 with 10 rounds, as the CPU's (native/cpu/random.cc): the random kernels and the
+// dropout inside fused attention draw from it.
+__device__ __forceinline__ Philox4 Philox(uint64 key, uint64 counter) {
+  uint32 c0 = (uint32)counter, c1 = (uint32)(counter >> 32), c2 = 0, c3 = 0;
+  uint32 k0 = (uint32)key, k1 = (uint32)(key >> 32);
+#pragma unroll
+  for (int round = 0; round < 10; ++round) {
+    const uint32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+    const uint32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+    const uint32 n0 = hi1 ^ c1 ^ k0;
+    const uint32 n2 = hi0 ^ c3 ^ k1;
+    c1 = lo1;
+    c3 = lo0;
+    c0 = n0;
+    c2 = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  Philox4 r;
+  r.x0 = c0;
+  r.x1 = c1;
+  r.x2 = c2;
+  r.x3 = c3;
+  return r;
+}
+
+__device__ __forceinline__ uint32 Word(const Philox4& r, uint32 j) {
+  return j == 0 ? r.x0 : j == 1 ? r.x1 : j == 2 ? r.x2 : r.x3;
+}
+
+// 24 random bits as a float in [0, 1) (exact: an integer below 2^24 times 2^-24).
+__device__ __forceinline__ float UnitFloat(uint32 bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
+
 // The multi-tensor kernels (grad norm, clipping, AdamW) take one launch for a whole list: tensor t owns the
 // blocks [first_block[t], first_block[t + 1]) and each block a chunk of FT_CHUNK elements of it.
 #define FT_CHUNK 4096

@@ -6,7 +6,6 @@
 // ulp) return for all but rare inputs.
 #include <napi.h>
 
-#include <cmath>
 #include <string>
 
 #include "common/args.h"
@@ -18,42 +17,6 @@ namespace ft::cuda::kernels {
 namespace {
 
 constexpr char kSource[] = R"CUDA(
-struct Philox4 {
-  uint32 x0, x1, x2, x3;
-};
-
-// Random123's Philox4x32 with 10 rounds, as the CPU's.
-__device__ __forceinline__ Philox4 Philox(uint64 key, uint64 counter) {
-  uint32 c0 = (uint32)counter, c1 = (uint32)(counter >> 32), c2 = 0, c3 = 0;
-  uint32 k0 = (uint32)key, k1 = (uint32)(key >> 32);
-#pragma unroll
-  for (int round = 0; round < 10; ++round) {
-    const uint32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    const uint32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-    const uint32 n0 = hi1 ^ c1 ^ k0;
-    const uint32 n2 = hi0 ^ c3 ^ k1;
-    c1 = lo1;
-    c3 = lo0;
-    c0 = n0;
-    c2 = n2;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  Philox4 r;
-  r.x0 = c0;
-  r.x1 = c1;
-  r.x2 = c2;
-  r.x3 = c3;
-  return r;
-}
-
-__device__ __forceinline__ uint32 Word(const Philox4& r, uint32 j) {
-  return j == 0 ? r.x0 : j == 1 ? r.x1 : j == 2 ? r.x2 : r.x3;
-}
-
-// 24 random bits as a float in [0, 1) (exact: an integer below 2^24 times 2^-24).
-__device__ __forceinline__ float UnitFloat(uint32 bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
-
 // Thread q handles the elements i in [0, n) with (first + i) / 4 == first / 4 + q: one Philox call each.
 // Returns false when q is past the last such block.
 __device__ __forceinline__ bool BlockRange(uint64 first, int64 n, int64 q, int64& i0, int64& i1) {
@@ -107,14 +70,6 @@ CUfunction Kernel(Napi::Env env, const char* name) {
   return GetKernel(env, "random", source, name);
 }
 
-// A seed or counter offset: a JS number holding an integer in [0, 2^64).
-uint64_t GetU64(const Napi::CallbackInfo& info, int index, const char* name) {
-  const double d = GetNumber(info, index, name);
-  if (!(d >= 0 && d < 18446744073709551616.0) || d != std::floor(d))
-    throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be an integer in [0, 2^64)");
-  return static_cast<uint64_t>(d);
-}
-
 // Threads for the four-element blocks of [offset, offset + n).
 int64_t Groups(uint64_t offset, int64_t n) { return (static_cast<int64_t>(offset & 3) + n + 3) / 4; }
 
@@ -154,16 +109,12 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   int64_t n = GetCount(info, 0, "n");
   uint64_t seed = GetU64(info, 1, "seed");
   uint64_t offset = GetU64(info, 2, "offset");
-  const double p = GetNumber(info, 3, "p");
-  if (!(p >= 0 && p <= 1)) throw Napi::RangeError::New(env, ArgName(3, "p") + " must be in [0, 1]");
+  DropoutScalars p = GetDropoutP(info, 3, "p");
   uint64_t x = DeviceOperandAt<float>(info, 4, "x", "xOff", n);
   uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", n);
   uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 8, "mask"), 0, n, "mask");
   if (n == 0) return env.Undefined();
-  // p == 1 drops everything (torch returns zeros): no uniform reaches 2, and the scale is then unused.
-  float scale = p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
-  float threshold = p >= 1 ? 2.0f : static_cast<float>(p);
-  void* args[] = {&n, &seed, &offset, &threshold, &scale, &x, &y, &mask};
+  void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask};
   Launch(env, Kernel(env, "ft_dropout"), GridFor(Groups(offset, n)), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

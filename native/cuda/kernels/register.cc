@@ -16,6 +16,7 @@ void RegisterCudaKernels(Napi::Env env, Napi::Object cuda) {
   cuda::kernels::RegisterCrossEntropy(env, cuda);
   cuda::kernels::RegisterOptim(env, cuda);
   cuda::kernels::RegisterRandom(env, cuda);
+  cuda::kernels::RegisterAttention(env, cuda);
 }
 
 }  // namespace ft

@@ -14,5 +14,6 @@ void RegisterEmbedding(Napi::Env env, Napi::Object cuda);
 void RegisterCrossEntropy(Napi::Env env, Napi::Object cuda);
 void RegisterOptim(Napi::Env env, Napi::Object cuda);
 void RegisterRandom(Napi::Env env, Napi::Object cuda);
+void RegisterAttention(Napi::Env env, Napi::Object cuda);
 
 }  // namespace ft::cuda::kernels

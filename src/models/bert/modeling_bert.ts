@@ -6,10 +6,9 @@ import { Module } from "../../nn/module.js";
 import { Parameter } from "../../nn/parameter.js";
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from "../../nn/layers.js";
 import * as init from "../../nn/init.js";
-import * as F from "../../ops/functional.js";
+import * as F from "../../nn/functional.js";
 import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
 import { linear_gelu } from "../../ops/matmul.js";
-import { matmul } from "../../ops/matmul.js";
 import { PreTrainedModel } from "../modeling_utils.js";
 import { BertConfig } from "./configuration_bert.js";
 import {
@@ -96,13 +95,13 @@ export class BertSelfAttention extends Module {
     return x.view([b, s, this.num_attention_heads, this.attention_head_size]).permute([0, 2, 1, 3]);
   }
 
+  /** `additiveMask` is [B, 1, 1, T]: the same for every head and query, which keeps the CPU on masked_softmax. */
   forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
     const q = this.heads(this.query(hidden));
     const k = this.heads(this.key(hidden));
     const v = this.heads(this.value(hidden));
-    const scores = matmul(q, k.transpose(-1, -2));
-    const probs = this.dropout(F.masked_softmax(scores, additiveMask, 1 / Math.sqrt(this.attention_head_size)));
-    const context = matmul(probs, v).permute([0, 2, 1, 3]);
+    const dropoutP = this.training ? this.dropout.p : 0;
+    const context = F.scaled_dot_product_attention(q, k, v, { attn_mask: additiveMask, dropout_p: dropoutP }).permute([0, 2, 1, 3]);
     const [b, s] = hidden.shape;
     return context.reshape([b, s, this.num_attention_heads * this.attention_head_size]);
   }
@@ -242,11 +241,12 @@ export abstract class BertPreTrainedModel extends PreTrainedModel {
   }
 }
 
-/** (1 - mask) * float32 min, as [B, T]: added to the attention scores of padding positions. */
+/** (1 - mask) * float32 min, as [B, 1, 1, T] (transformers' extended mask): added to the scores of padding keys. */
 function additiveAttentionMask(mask: Tensor | null): Tensor | null {
   if (!mask) return null;
   if (mask.ndim !== 2) throw new Error(`attention_mask must be [batch, seq], got shape [${mask.shape}]`);
-  return mul(sub(1, mask.to(float32)), -3.4028234663852886e38);
+  const [b, t] = mask.shape;
+  return mul(sub(1, mask.to(float32)), -3.4028234663852886e38).reshape([b, 1, 1, t]);
 }
 
 export class BertModel extends BertPreTrainedModel {

@@ -1,0 +1,139 @@
+// torch.nn.functional.scaled_dot_product_attention. On CUDA one fused kernel family (native/cuda/kernels/attention.cc)
+// computes it without an S x T matrix and saves q, k, v, the output and each row's logsumexp for the backward.
+// Elsewhere, and for head dims the kernels do not take, it is the composite of matmul, masked_softmax, dropout and
+// matmul: for BERT's key-padding mask these are the ops BERT ran before the fused kernel existed, so its numbers,
+// dropout masks included, are unchanged. Both paths draw dropout from the default generator in the same order.
+import { Tensor } from "../tensor/tensor.js";
+import { bool, float32 } from "../tensor/dtype.js";
+import type { Device } from "../tensor/device.js";
+import { checkSameDevice } from "../backend/kernels.js";
+import { native } from "../backend/native.js";
+import { broadcastStrides, formatShape } from "../tensor/shape.js";
+import { arange, convertContiguous, zeros } from "../tensor/creation.js";
+import { record } from "./record.js";
+import { default_generator } from "./random.js";
+import { ge, logical_not, masked_fill } from "./elementwise.js";
+import { matmul } from "./matmul.js";
+import { dropout, f32, masked_softmax, release, restoreDtype } from "./functional.js";
+
+export interface ScaledDotProductAttentionOptions {
+  /** additive (float) or which keys each query attends (bool, true = attend); broadcastable to [B, H, S, T] */
+  attn_mask?: Tensor | null;
+  dropout_p?: number;
+  /** query s attends keys t <= s (torch's tril mask); not with attn_mask */
+  is_causal?: boolean;
+  /** default 1 / sqrt(D) */
+  scale?: number | null;
+}
+
+/** The fused kernels' limit on the head dim (FT_ATTN_MAX_D). */
+const FUSED_MAX_HEAD_DIM = 128;
+
+/**
+ * softmax(query @ key^T * scale + attn_mask) @ value for query [B, H, S, D], key [B, H, T, D], value [B, H, T, Dv],
+ * with dropout_p dropout on the probabilities. A query row whose logits are all -inf (every key masked) attends
+ * uniformly, as masked_softmax makes such rows.
+ */
+export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, options: ScaledDotProductAttentionOptions = {}): Tensor {
+  const mask = options.attn_mask ?? null;
+  const p = options.dropout_p ?? 0;
+  const causal = options.is_causal ?? false;
+  checkSameDevice(query, key, value, mask);
+  for (const [name, t, dims] of [["query", query, "S, D"], ["key", key, "T, D"], ["value", value, "T, Dv"]] as const) {
+    if (t.ndim !== 4) throw new Error(`scaled_dot_product_attention: expected ${name} of shape [B, H, ${dims}], got ${formatShape(t.shape)}`);
+    if (!t.dtype.is_floating_point) throw new TypeError(`scaled_dot_product_attention: expected a floating point ${name}, got ${t.dtype}`);
+  }
+  if (key.dtype !== query.dtype || value.dtype !== query.dtype) {
+    throw new TypeError(`Expected query, key, and value to have the same dtype, but got query.dtype: ${query.dtype} key.dtype: ${key.dtype} and value.dtype: ${value.dtype} instead.`);
+  }
+  const [B, H, S, D] = query.shape;
+  const T = key.shape[2];
+  if (key.shape[0] !== B || key.shape[1] !== H || key.shape[3] !== D || value.shape[0] !== B || value.shape[1] !== H || value.shape[2] !== T) {
+    throw new Error(`scaled_dot_product_attention: query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ${formatShape(value.shape)} must be [B, H, S, D], [B, H, T, D] and [B, H, T, Dv]`);
+  }
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
+  if (causal && mask) throw new Error("_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True");
+  const target = [B, H, S, T];
+  if (mask) {
+    if (mask.dtype !== bool && !mask.dtype.is_floating_point) throw new TypeError(`Expected attn_mask dtype to be bool or float, but got ${mask.dtype}`);
+    if (mask.requires_grad) throw new Error("scaled_dot_product_attention: the attention mask cannot require grad");
+    if (mask.ndim > 4 || mask.shape.some((n, i) => n !== 1 && n !== target[4 - mask.ndim + i])) {
+      throw new Error(`scaled_dot_product_attention: attn_mask of shape ${formatShape(mask.shape)} does not broadcast to [B, H, S, T] = ${formatShape(target)}`);
+    }
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  if (query.device.type === "cuda" && D >= 1 && D <= FUSED_MAX_HEAD_DIM && value.shape[3] === D) {
+    return fusedAttention(query, key, value, additive(mask), causal, scale, p);
+  }
+  return compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
+}
+
+/** A bool mask (true = attend) as torch's math path makes it additive: 0 where attended, -inf elsewhere. */
+function additive(mask: Tensor | null): Tensor | null {
+  if (mask?.dtype !== bool) return mask;
+  return masked_fill(zeros(mask.shape, { device: mask.device }), logical_not(mask), -Infinity);
+}
+
+function causalMask(S: number, T: number, device: Device): Tensor {
+  return ge(arange(S, undefined, 1, { device }).reshape([S, 1]), arange(T, undefined, 1, { device }));
+}
+
+function compositeAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, scale: number, p: number): Tensor {
+  const [B, H, S] = q.shape;
+  const T = k.shape[2];
+  const scores = matmul(q, k.transpose(-1, -2));
+  // masked_softmax adds one mask row per (batch, key): a key-padding mask is that as it is; any other mask gives
+  // each (b, h, s) row its own, the scores seen as B*H*S batches of one row.
+  const probs = mask === null || isKeyPadding(mask)
+    ? masked_softmax(scores, mask && mask.expand([B, 1, 1, T]), scale)
+    : masked_softmax(scores.reshape([B * H * S, 1, 1, T]), mask!.expand([B, H, S, T]), scale).reshape([B, H, S, T]);
+  return matmul(dropout(probs, p), v);
+}
+
+/** Whether a mask broadcastable to [B, H, S, T] is the same for every head and query: [B or 1, 1, 1, T or 1]. */
+function isKeyPadding(mask: Tensor): boolean {
+  const lead = 4 - mask.ndim;
+  return [1, 2].every((d) => d < lead || mask.shape[d - lead] === 1);
+}
+
+/** A float32 view whose rows the kernels read as arrays (unit stride in the last dim), copied only when needed. */
+function rowsAsArrays(t: Tensor): { t: Tensor; owned: boolean } {
+  if (t.dtype === float32 && t.strides[3] === 1) return { t, owned: false };
+  return { t: convertContiguous(t, float32), owned: true };
+}
+
+type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, number[], ArrayBuffer, number, number[],
+  ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number];
+
+function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number): Tensor {
+  const [B, H, S, D] = query.shape;
+  const T = key.shape[2];
+  const q = rowsAsArrays(query);
+  const k = rowsAsArrays(key);
+  const v = rowsAsArrays(value);
+  const m = mask ? f32(mask) : null;
+  // F.dropout draws B*H*S*T counters when 0 < p < 1 and none otherwise: the same here keeps both paths' streams in step
+  const { seed, offset } = p > 0 && p < 1 ? default_generator.draw(B * H * S * T) : { seed: 0, offset: 0 };
+  const shared: SharedArgs = [B, H, S, T, D, q.t.buffer, q.t.offset, [...q.t.strides], k.t.buffer, k.t.offset, [...k.t.strides],
+    v.t.buffer, v.t.offset, [...v.t.strides], m ? m.t.buffer : null, m ? m.t.offset : 0,
+    m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
+  const out = Tensor.empty([B, H, S, D], float32, query.device);
+  const lse = Tensor.empty([B, H, S], float32, query.device);
+  native.cuda.attentionForward(...shared, out.buffer, lse.buffer);
+  const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
+  const result = record(y, "ScaledDotProductFlashAttention", [query, key, value], (g) => {
+    const dout = f32(g);
+    const dq = Tensor.empty([B, H, S, D], float32, query.device);
+    const dk = Tensor.empty([B, H, T, D], float32, query.device);
+    const dv = Tensor.empty([B, H, T, D], float32, query.device);
+    native.cuda.attentionBackward(...shared, out.buffer, dout.t.buffer, dout.t.offset, lse.buffer, dq.buffer, dk.buffer, dv.buffer);
+    release(dout);
+    return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
+  }, [q.t, k.t, v.t, out, lse, ...(m ? [m.t] : [])]);
+  if (!result.requires_grad) {
+    for (const x of [q, k, v, m]) if (x) release(x);
+    lse.dispose();
+    if (y !== out) out.dispose();
+  }
+  return result;
+}

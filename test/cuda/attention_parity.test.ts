@@ -1,0 +1,122 @@
+// The fused attention kernels (native/cuda/kernels/attention.cc) against the CPU's composite of the same op: the
+// output and the gradients of q, k and v, with every kind of mask and with dropout (both devices draw from the same
+// generator state and keep the same probabilities), for S, T in {1, 7, 67, 128, 300} and D in {32, 64}; and the
+// memory of a forward and backward, which must hold no S x T matrix. Runs only where torch.cuda.is_available();
+// bench/gpu-check.sh runs it on a GPU.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { torch } from "../../src/torch.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
+import * as F from "../../src/nn/functional.js";
+import type { ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
+import { cudaInfo } from "../../src/backend/cuda.js";
+import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
+
+const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
+
+const randn = (shape: number[], seed: number) => torch.randn(shape, { generator: new torch.Generator().manual_seed(seed) });
+const FLOAT_MIN = -3.4028234663852886e38;
+
+/** BERT's additive key-padding mask [B, 1, 1, T]: batch b hides its last b * T / 3 keys; `hideAll` hides every key of the last batch. */
+function paddingMask(B: number, T: number, hideAll = false): Tensor {
+  const values = Array.from({ length: B * T }, (_, i) => {
+    const b = Math.floor(i / T), t = i % T;
+    if (hideAll && b === B - 1) return -Infinity;
+    return t > 0 && t >= T - Math.floor((b * T) / 3) ? FLOAT_MIN : 0;
+  });
+  return torch.tensor(values, { dtype: torch.float32 }).reshape([B, 1, 1, T]);
+}
+
+/** The output and the gradients of q, k, v on `device`, from generator seed `seed` and one upstream gradient. */
+function attend(device: string, q: Tensor, k: Tensor, v: Tensor, options: ScaledDotProductAttentionOptions, seed: number): Tensor[] {
+  const xs = [q, k, v].map((t) => t.detach().to(device).requires_grad_(true));
+  const mask = options.attn_mask ? options.attn_mask.to(device) : null;
+  torch.manual_seed(seed);
+  const out = F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { ...options, attn_mask: mask });
+  if (device === "cuda") assert.equal(out.grad_fn?.name(), "ScaledDotProductFlashAttentionBackward0", "the fused kernels ran");
+  out.backward(randn([...out.shape], 99).to(device));
+  return [out.detach(), ...xs.map((x) => x.grad!)].map((t) => t.cpu().float());
+}
+
+function check(label: string, shape: { B: number; H: number; S: number; T: number; D: number }, options: ScaledDotProductAttentionOptions, seed = 1): void {
+  const { B, H, S, T, D } = shape;
+  const q = randn([B, H, S, D], seed + 1);
+  const k = randn([B, H, T, D], seed + 2);
+  const v = randn([B, H, T, D], seed + 3);
+  const cpu = attend("cpu", q, k, v, options, seed);
+  const gpu = attend("cuda", q, k, v, options, seed);
+  // Relative to the largest value but never below 1 (inputs are of order 1): with a single key, dq and dk are
+  // exactly 0 on the CPU and round-off on the GPU, whose delta = rowsum(dout * out) rounds differently.
+  ["output", "dq", "dk", "dv"].forEach((name, i) => {
+    assertClose(gpu[i], cpu[i], (i === 0 ? 1e-5 : 1e-4) * Math.max(1, maxAbs(cpu[i])), `${label} ${name}`);
+  });
+}
+
+const SIZES = [1, 7, 67, 128, 300];
+
+test("every S, T in {1, 7, 67, 128, 300} and D in {32, 64}, with BERT's padding mask and dropout", { skip: SKIP }, () => {
+  for (const D of [32, 64]) {
+    for (const S of SIZES) {
+      for (const T of SIZES) {
+        const shape = { B: 2, H: 3, S, T, D };
+        check(`S=${S} T=${T} D=${D}`, shape, { attn_mask: paddingMask(2, T) });
+        check(`S=${S} T=${T} D=${D} dropout`, shape, { attn_mask: paddingMask(2, T), dropout_p: 0.1 }, S * 1000 + T);
+      }
+    }
+  }
+});
+
+test("every kind of mask, with and without dropout", { skip: SKIP }, () => {
+  const shape = { B: 2, H: 3, S: 67, T: 128, D: 64 };
+  const bools = randn([67, 128], 5).add(torch.arange(128).eq(0).float().mul(10)).gt(-0.5);  // key 0 for every query
+  const masks: [string, ScaledDotProductAttentionOptions][] = [
+    ["no mask", {}],
+    ["every key of a batch hidden", { attn_mask: paddingMask(2, 128, true) }],
+    ["float [B, H, S, T]", { attn_mask: randn([2, 3, 67, 128], 6) }],
+    ["float per head [H, 1, T]", { attn_mask: randn([3, 1, 128], 7) }],
+    ["bool [S, T]", { attn_mask: bools }],
+    ["is_causal", { is_causal: true }],
+    ["scale", { attn_mask: paddingMask(2, 128), scale: 0.3 }],
+  ];
+  for (const [label, options] of masks) {
+    check(label, shape, options);
+    check(`${label} dropout 0.3`, shape, { ...options, dropout_p: 0.3 }, 17);
+  }
+  check("square causal dropout", { B: 1, H: 2, S: 300, T: 300, D: 32 }, { is_causal: true, dropout_p: 0.2 });
+  check("dropout 1", shape, { dropout_p: 1 });
+  check("head dim 8", { ...shape, D: 8 }, { attn_mask: paddingMask(2, 128), dropout_p: 0.1 });
+});
+
+test("BERT's layout (heads as a permuted view), repeatability, bf16", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 67, 12, 64];
+  const hidden = randn([B, S, H * D], 3).to("cuda");
+  const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const mask = paddingMask(B, S).to("cuda");
+  const run = () => {
+    torch.manual_seed(5);
+    return F.scaled_dot_product_attention(heads(hidden), heads(hidden.mul(0.5)), heads(hidden.add(1)), { attn_mask: mask, dropout_p: 0.1 });
+  };
+  const a = run().cpu();
+  assert.deepEqual(a.data(), run().cpu().data(), "the same seed gives the same bits");
+  torch.manual_seed(5);
+  const cpu = F.scaled_dot_product_attention(heads(hidden.cpu()), heads(hidden.cpu().mul(0.5)), heads(hidden.cpu().add(1)), { attn_mask: mask.cpu(), dropout_p: 0.1 });
+  assertCloseRelMax(a, cpu, 1e-5, "permuted views");
+  const bf = F.scaled_dot_product_attention(heads(hidden).to(torch.bfloat16), heads(hidden.mul(0.5)).to(torch.bfloat16), heads(hidden.add(1)).to(torch.bfloat16), { attn_mask: mask });
+  assert.equal(bf.dtype, torch.bfloat16);
+  const f32 = F.scaled_dot_product_attention(heads(hidden), heads(hidden.mul(0.5)), heads(hidden.add(1)), { attn_mask: mask });
+  assertCloseRelMax(bf.float().cpu(), f32.cpu(), 2e-2, "bf16");
+});
+
+test("forward and backward hold no S x T matrix", { skip: SKIP }, () => {
+  const [B, H, S, D] = [1, 2, 2048, 64];
+  const xs = [1, 2, 3].map((seed) => randn([B, H, S, D], seed).to("cuda").requires_grad_(true));
+  const upstream = randn([B, H, S, D], 4).to("cuda");
+  torch.cuda.synchronize();
+  const before = torch.cuda.memory_allocated();
+  torch.cuda.reset_peak_memory_stats();
+  F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { dropout_p: 0.1 }).backward(upstream);
+  torch.cuda.synchronize();
+  const extra = torch.cuda.max_memory_allocated() - before;
+  const matrix = B * H * S * S * 4;
+  assert.ok(extra < matrix / 2, `peak grew by ${extra} bytes; the probabilities alone would take ${matrix}`);
+});
