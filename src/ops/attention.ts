@@ -11,6 +11,7 @@ import { native } from "../backend/native.js";
 import { broadcastStrides, formatShape } from "../tensor/shape.js";
 import { arange, convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
+import { autocast, is_autocast_enabled } from "../amp/autocast_mode.js";
 import { default_generator } from "./random.js";
 import { ge, logical_not, masked_fill } from "./elementwise.js";
 import { matmul } from "./matmul.js";
@@ -65,7 +66,10 @@ export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: 
   if (query.device.type === "cuda" && D >= 1 && D <= FUSED_MAX_HEAD_DIM && value.shape[3] === D) {
     return fusedAttention(query, key, value, additive(mask), causal, scale, p);
   }
-  return compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
+  // The fused kernels compute in float32 under autocast too (attention's products are small next to the linear
+  // layers' at BERT's lengths); the composite does the same, so that both devices agree.
+  const composite = () => compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
+  return is_autocast_enabled(query.device.type) ? autocast(query.device.type, { enabled: false }, composite) : composite();
 }
 
 /** A bool mask (true = attend) as torch's math path makes it additive: 0 where attended, -inf elsewhere. */
