@@ -10,7 +10,7 @@ OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 # The 440 MB model stays out of $OUT, which comes back from the device
 WORK=$(mktemp -d)
-export FINETUNE_CACHE="$WORK/kernel-cache"
+export FINETUNE_CACHE="${FINETUNE_CACHE:-$WORK/kernel-cache}"
 SHARED=${FINETUNE_SHARED:-../shared}
 [ -d "$SHARED" ] || SHARED=shared
 
@@ -20,6 +20,12 @@ statuses=()
 variant() {
   local name=$1 limit=$2
   shift 2
+  # bench/gpu-check.sh sets one deadline for the whole session: no variant may run past it
+  if [ -n "${FINETUNE_DEADLINE:-}" ]; then
+    local left=$((FINETUNE_DEADLINE - $(date +%s)))
+    [ "$left" -lt "$limit" ] && limit=$left
+    [ "$limit" -lt 1 ] && limit=1
+  fi
   timeout -k 10 "$limit" "$@" > "$OUT/$name.txt" 2>&1
   local rc=$?
   statuses+=("$name=$rc")
