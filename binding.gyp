@@ -20,6 +20,7 @@
         "native/cuda/info.cc",
         "native/cuda/runtime.cc",
         "native/cuda/memory.cc",
+        "native/cuda/graphs.cc",
         "native/cuda/gemm.cc",
         "native/cuda/kernels/register.cc",
         "native/cuda/kernels/copy.cc",

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -106,6 +107,25 @@ void StartRuntime() {
 std::mutex g_cache_mutex;
 std::unordered_map<size_t, std::vector<CUdeviceptr>> g_free_blocks;
 MemoryStats g_stats;
+
+// A graph's private pool (runtime.h). Its blocks are listed in g_pool_of while they belong to it.
+struct Pool {
+  std::unordered_map<size_t, std::vector<CUdeviceptr>> free_blocks;
+  int users = 0;
+};
+std::unordered_map<int64_t, Pool> g_pools;
+std::unordered_map<CUdeviceptr, int64_t> g_pool_of;
+int64_t g_next_pool = 1;
+int64_t g_capture_pool = 0;
+
+// A free block of `size` from `blocks`, or 0; the caller holds g_cache_mutex.
+CUdeviceptr PopBlock(std::unordered_map<size_t, std::vector<CUdeviceptr>>& blocks, size_t size) {
+  auto it = blocks.find(size);
+  if (it == blocks.end() || it->second.empty()) return 0;
+  CUdeviceptr p = it->second.back();
+  it->second.pop_back();
+  return p;
+}
 
 size_t RoundedSize(size_t bytes) {
   constexpr size_t kSmallStep = 512;
@@ -404,16 +424,25 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
   size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
   {
     std::lock_guard<std::mutex> lock(g_cache_mutex);
-    auto it = g_free_blocks.find(size);
-    if (it != g_free_blocks.end() && !it->second.empty()) {
-      CUdeviceptr p = it->second.back();
-      it->second.pop_back();
+    CUdeviceptr p = 0;
+    if (g_capture_pool != 0) {
+      // Blocks of the common cache are idle: queued work that last used them runs before any replay.
+      p = PopBlock(g_pools[g_capture_pool].free_blocks, size);
+      if (p == 0 && (p = PopBlock(g_free_blocks, size)) != 0) g_pool_of[p] = g_capture_pool;
+    } else {
+      p = PopBlock(g_free_blocks, size);
+    }
+    if (p != 0) {
       g_stats.cached -= size;
       g_stats.allocated += size;
       if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
       return RawBlock{p, size};
     }
   }
+  // cuMemAlloc may synchronise the device, which would break the capture.
+  ForbidDuringCapture(env, ("allocating " + Bytes(size) + " of new device memory (cuMemAlloc)").c_str(),
+                      ": the allocator only serves blocks it already caches during a capture. Run the captured "
+                      "work once before capturing it (a warm-up), so that the cache holds the blocks it needs");
   CUdeviceptr p = 0;
   CUresult result = g_runtime.api.cuMemAlloc_v2(&p, size);
   if (result == kErrorOutOfMemory) {
@@ -438,16 +467,85 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
 void GiveDeviceMemory(RawBlock block) noexcept {
   if (block.ptr == 0) return;
   std::lock_guard<std::mutex> lock(g_cache_mutex);
-  g_free_blocks[block.bytes].push_back(block.ptr);
+  auto owner = g_pool_of.find(block.ptr);
+  if (owner != g_pool_of.end()) {
+    g_pools[owner->second].free_blocks[block.bytes].push_back(block.ptr);
+  } else if (g_capture_pool != 0) {
+    // Freed during a capture, the block may still be read by captured work: eager code must not reuse it
+    // while the graph can replay.
+    g_pool_of[block.ptr] = g_capture_pool;
+    g_pools[g_capture_pool].free_blocks[block.bytes].push_back(block.ptr);
+  } else {
+    g_free_blocks[block.bytes].push_back(block.ptr);
+  }
   g_stats.allocated -= block.bytes;
   g_stats.cached += block.bytes;
 }
 
 void EmptyDeviceCache(Napi::Env env) {
   if (g_runtime.stream == nullptr) return;
+  ForbidDuringCapture(env, "emptying the CUDA cache");
   // Cached blocks may still be read by queued work of their last owner.
   Synchronize(env);
   ReleaseCached();
+}
+
+bool Capturing() { return g_capture_pool != 0; }
+
+void ForbidDuringCapture(Napi::Env env, const char* what, const char* hint) {
+  if (g_capture_pool != 0)
+    throw Napi::Error::New(env, std::string(what) + " is not allowed while capturing a CUDA graph" + hint);
+}
+
+int64_t NewPool() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  g_pools[g_next_pool];
+  return g_next_pool++;
+}
+
+void RetainPool(int64_t pool) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  ++g_pools[pool].users;
+}
+
+void ReleasePool(int64_t pool) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  auto it = g_pools.find(pool);
+  if (it == g_pools.end() || --it->second.users > 0) return;
+  for (auto& [size, blocks] : it->second.free_blocks) {
+    for (CUdeviceptr p : blocks) {
+      g_pool_of.erase(p);
+      g_free_blocks[size].push_back(p);
+    }
+  }
+  it->second.free_blocks.clear();
+  // Blocks still held (tensors made during the capture) join the common cache when given back.
+  for (auto o = g_pool_of.begin(); o != g_pool_of.end();) o = o->second == pool ? g_pool_of.erase(o) : std::next(o);
+  g_pools.erase(it);
+}
+
+void SetCapturePool(int64_t pool) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  g_capture_pool = pool;
+}
+
+const GraphApi& GetGraphApi(Napi::Env env) {
+  static GraphApi api;
+  static std::string error;
+  static bool resolved = false;
+  EnsureContext(env);
+  if (!resolved) {
+    resolved = true;
+    if (!ResolveDriver("cuStreamBeginCapture_v2", api.cuStreamBeginCapture_v2, error) ||
+        !ResolveDriver("cuStreamEndCapture", api.cuStreamEndCapture, error) ||
+        !ResolveDriver("cuGraphInstantiateWithFlags", api.cuGraphInstantiateWithFlags, error) ||
+        !ResolveDriver("cuGraphLaunch", api.cuGraphLaunch, error) ||
+        !ResolveDriver("cuGraphExecDestroy", api.cuGraphExecDestroy, error) ||
+        !ResolveDriver("cuGraphDestroy", api.cuGraphDestroy, error))
+      api = GraphApi{};
+  }
+  if (!error.empty()) throw Napi::Error::New(env, "CUDA graphs are not available: " + error);
+  return api;
 }
 
 MemoryStats GetMemoryStats() {
@@ -567,16 +665,25 @@ void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared
         "cuLaunchKernel");
 }
 
-void Synchronize(Napi::Env env) { Check(env, g_runtime.api.cuStreamSynchronize(g_runtime.stream), "cuStreamSynchronize"); }
+void Synchronize(Napi::Env env) {
+  ForbidDuringCapture(env, "waiting for the GPU (synchronize)");
+  Check(env, g_runtime.api.cuStreamSynchronize(g_runtime.stream), "cuStreamSynchronize");
+  CheckGraphErrors(env);
+}
 
 void CopyHostToDevice(Napi::Env env, CUdeviceptr dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  // A captured copy would read the host buffer at every replay, long after the caller let it go.
+  ForbidDuringCapture(env, "copying host memory to the GPU",
+                      ": copy new inputs into the graph's static tensors before replay()");
   // From pageable memory the driver stages the data before returning, so the host buffer may be freed at once.
   Check(env, g_runtime.api.cuMemcpyHtoDAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyHtoDAsync");
 }
 
 void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes) {
   if (bytes == 0) return;
+  ForbidDuringCapture(env, "reading device memory on the host (item(), tolist(), .cpu())",
+                      ": captured work only runs at replay(); read results after it");
   Check(env, g_runtime.api.cuMemcpyDtoHAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyDtoHAsync");
   Synchronize(env);
 }

@@ -159,6 +159,46 @@ void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes);
 void CopyDeviceToDevice(Napi::Env env, CUdeviceptr dst, CUdeviceptr src, size_t bytes);
 void MemsetBytes(Napi::Env env, CUdeviceptr dst, uint8_t value, size_t bytes);
 
+// ---- CUDA graphs (graphs.cc). While a capture is under way the stream records work instead of running it, so
+// nothing may wait for the stream or read its results, and the allocator serves the capturing graph's pool.
+
+// Whether the stream is being captured into a graph.
+bool Capturing();
+
+// Throws "<what> is not allowed while capturing a CUDA graph" (then `hint`) while a capture is under way.
+void ForbidDuringCapture(Napi::Env env, const char* what, const char* hint = "");
+
+// Memory pools of graphs (PyTorch's private pools): while pool P is being captured into, TakeDeviceMemory
+// serves P's free blocks, then blocks of the common cache (which become P's), and never calls cuMemAlloc;
+// blocks of P given back go to P's free list, not to the common cache, for as long as a graph uses P (its
+// replays write them), and so do other blocks given back during the capture (its replays may read them).
+// Pool ids start at 1.
+int64_t NewPool();
+// A graph starts or stops using `pool`; when the last user stops, P's free blocks go to the common cache and
+// its blocks still held go there when given back. The caller has drained the stream.
+void RetainPool(int64_t pool);
+void ReleasePool(int64_t pool);
+// Routes allocations to `pool` (0: back to the common cache) for the capture.
+void SetCapturePool(int64_t pool);
+
+// Device memory for constant data a captured kernel reads (the multi-tensor kernels' lists): kept for the
+// graph's lifetime, written once when the capture ends. Only while capturing.
+uint64_t CaptureConstant(Napi::Env env, const void* data, size_t bytes);
+
+// A capture-time index check: a record { state, position, value } (int64s, zero) in the graph's constants
+// that ft_record_invalid_index fills at replay; `message(position, value, limit, allowed)` is the eager
+// check's text. The
+// first sync after a replay that found a bad index throws it as a RangeError (CheckGraphErrors).
+using IndexMessage = std::string (*)(int64_t position, int64_t value, int64_t limit, int64_t allowed);
+uint64_t CaptureIndexCheck(Napi::Env env, IndexMessage message, int64_t limit, int64_t allowed);
+// While capturing, the device address of the graph's random base: an offset the random kernels add to their
+// counters, which graphReplay sets so that each replay draws fresh numbers (0, no base, when not capturing).
+uint64_t CaptureRandomBase(Napi::Env env);
+
+// Throws the RangeError of a bad index found by a replay since the last check, if any; Synchronize and
+// CopyDeviceToHost call it once the stream has drained.
+void CheckGraphErrors(Napi::Env env);
+
 // The driver entry points beyond the loader's, resolved on the first EnsureContext.
 struct RuntimeApi {
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext* ctx, CUdevice device) = nullptr;
@@ -178,6 +218,19 @@ struct RuntimeApi {
                              unsigned bz, unsigned shared_bytes, CUstream stream, void** params, void** extra) = nullptr;
 };
 const RuntimeApi& Api();
+
+// Stream capture and graphs, resolved on the first graph call: a driver lacking them makes that call throw.
+using CUgraph = struct CUgraph_st*;
+using CUgraphExec = struct CUgraphExec_st*;
+struct GraphApi {
+  CUresult (*cuStreamBeginCapture_v2)(CUstream stream, int mode) = nullptr;
+  CUresult (*cuStreamEndCapture)(CUstream stream, CUgraph* graph) = nullptr;
+  CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec* exec, CUgraph graph, unsigned long long flags) = nullptr;
+  CUresult (*cuGraphLaunch)(CUgraphExec exec, CUstream stream) = nullptr;
+  CUresult (*cuGraphExecDestroy)(CUgraphExec exec) = nullptr;
+  CUresult (*cuGraphDestroy)(CUgraph graph) = nullptr;
+};
+const GraphApi& GetGraphApi(Napi::Env env);
 
 // The device's compute capability as NVRTC's architecture number (90 for sm_90).
 int Arch();

@@ -225,6 +225,39 @@ export interface CudaAddon extends Kernels {
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
     offset: number, out: AB, dout: AB, doutOff: number, lse: AB, dq: AB, dk: AB, dv: AB): void;
+  /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
+   * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU */
+  clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number): void;
+  /** writes adamwDevice's scalars for one step: [-lr / (1 - beta1^step), sqrt(1 - beta2^step),
+   * 1 - lr * weightDecays[i]...] as float32, computed as `adamw` computes them (a copy on the stream) */
+  adamwScalars(scalars: AB, lr: number, beta1: number, beta2: number, step: number, weightDecays: number[]): void;
+  /** `adamw` with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, so that a captured
+   * step follows the learning rate and step count written before each replay */
+  adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
+    beta1: number, beta2: number, eps: number): void;
+
+  // ---- CUDA graphs (native/cuda/graphs.cc). While a capture is under way the stream records instead of running;
+  // copies to or from the host, synchronize, emptyCache and allocations the cache cannot serve throw "... is not
+  // allowed while capturing a CUDA graph". Memory taken during a capture comes from the graph's pool and stays
+  // its own until graphReset. An index check (embedding ids, cross-entropy targets) in a captured step reports a
+  // bad index as a RangeError at the first sync after the replay.
+  /** starts capturing into a new graph whose memory comes from `pool` (graphPoolHandle(), or 0: a new one);
+   * returns the graph's number */
+  graphCaptureBegin(pool: number): number;
+  /** ends the capture and instantiates the graph; on failure the graph is freed and the error thrown */
+  graphCaptureEnd(graph: number): void;
+  /** ends a capture that failed part-way and frees the graph (nothing when it is not being captured) */
+  graphCaptureAbort(graph: number): void;
+  /** launches the captured work on the stream; its random kernels (dropout) add `randomBase` to the counter
+   * offsets they were captured with (ignored when it draws none) */
+  graphReplay(graph: number, randomBase: number): void;
+  /** waits for the stream, then frees the graph and gives its pool back to the cache (a no-op for a freed graph) */
+  graphReset(graph: number): void;
+  /** the pool a graph's memory comes from */
+  graphPool(graph: number): number;
+  /** a new memory pool that several graphs may share (torch.cuda.graph_pool_handle) */
+  graphPoolHandle(): number;
+  isCurrentStreamCapturing(): boolean;
   /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;

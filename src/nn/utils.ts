@@ -1,5 +1,6 @@
-// torch.nn.utils: gradient clipping over all parameters in one pass (one native call for the norm, one to scale).
-import type { Tensor } from "../tensor/tensor.js";
+// torch.nn.utils: gradient clipping over all parameters in one pass (one native call for the norm, one to scale;
+// on a GPU one call for both, which never waits for the device).
+import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import { native } from "../backend/native.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
@@ -25,6 +26,7 @@ export function gradNorm(grads: Tensor[]): number {
 export function clip_grad_norm_(parameters: Iterable<Tensor> | Tensor, max_norm: number, norm_type = 2, error_if_nonfinite = false): Tensor {
   if (norm_type !== 2) throw new Error(`clip_grad_norm_: norm_type ${norm_type} is not supported (only 2)`);
   const grads = gradsOf(parameters);
+  if (grads.length > 0 && grads[0].device.type === "cuda" && !error_if_nonfinite) return clipOnDevice(grads, max_norm);
   const total = gradNorm(grads);
   if (error_if_nonfinite && !Number.isFinite(total)) {
     throw new Error(`The total norm of order ${norm_type} for gradients from \`parameters\` is non-finite, so it cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set \`error_if_nonfinite=False\``);
@@ -33,6 +35,13 @@ export function clip_grad_norm_(parameters: Iterable<Tensor> | Tensor, max_norm:
   const coef = Math.fround(Math.fround(max_norm) / Math.fround(Math.fround(total) + 1e-6));
   if (coef < 1 && grads.length > 0) backendFor(grads[0]).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), coef);
   return fromFlat([total], [], float32);
+}
+
+/** The norm and the factor stay on the GPU (the same roundings as above), so a CUDA graph can capture the clipping. */
+function clipOnDevice(grads: Tensor[], max_norm: number): Tensor {
+  const norm = Tensor.empty([], float32, grads[0].device);
+  native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, 0);
+  return norm;
 }
 
 export function clip_grad_value_(parameters: Iterable<Tensor> | Tensor, clip_value: number): void {

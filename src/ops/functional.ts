@@ -8,7 +8,7 @@ import { convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { default_generator, type Generator } from "./random.js";
-import { add, mul, relu, abs, neg, softplus, sigmoid, sub, where } from "./elementwise.js";
+import { add, div, mul, ne, relu, abs, neg, softplus, sigmoid, sub, where } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
 
 /** A contiguous float32 version of t; `owned` says whether the caller must release it. */
@@ -223,39 +223,57 @@ export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntro
   const losses = Tensor.empty([N], float32, input.device);
   const lse = Tensor.empty([N], float32, input.device);
   backendFor(losses).crossEntropyForward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, losses.buffer, lse.buffer);
-  const targets = t.tolist() as number[];
-  const count = targets.filter((v) => v !== ignoreIndex).length;
+  const inverse = reduction === "mean" ? inverseCount(t, ignoreIndex) : 1;
   let out: Tensor = losses;
   if (reduction !== "none") {
     out = sum(losses);
     losses.dispose();
     if (reduction === "mean") {
       const total = out;
-      out = mul(total, 1 / count);
+      out = mul(total, inverse);
       total.dispose();
     }
   } else if (input.ndim === 1) {
     out = losses.reshape([]);
   }
   const result = record(out, "NllLoss", [logits2d], (g) => {
-    const perRow = rowGrads(g, N, reduction, count);
+    const perRow = rowGrads(g, N, reduction, inverse);
     const dlogits = Tensor.empty([N, C], float32, input.device);
     backendFor(dlogits).crossEntropyBackward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, lse.buffer, perRow.buffer, dlogits.buffer);
     perRow.dispose();
     return [restoreDtype(dlogits, input.dtype)];
-  }, [logits.t, t, lse]);
+  }, typeof inverse === "number" ? [logits.t, t, lse] : [logits.t, t, lse, inverse]);
   if (!result.requires_grad) {
     release(logits);
     lse.dispose();
     if (t !== tgt) t.dispose();
+    if (typeof inverse !== "number") inverse.dispose();
   }
   return result;
 }
 
+/**
+ * 1 / the number of targets that are not ignore_index: the mean's factor. On a GPU it is counted there (float32
+ * counts are exact below 2^24 targets), because reading the targets back would wait for the GPU at every step and
+ * could not be captured in a CUDA graph; the targets' range is checked by the kernels.
+ */
+function inverseCount(t: Tensor, ignoreIndex: number): number | Tensor {
+  if (t.device.type === "cpu") return 1 / (t.tolist() as number[]).filter((v) => v !== ignoreIndex).length;
+  return no_grad(() => {
+    const asFloat = convertContiguous(t, float32);
+    const kept = ne(asFloat, ignoreIndex);
+    const keptFloat = convertContiguous(kept, float32);
+    const count = sum(keptFloat);
+    const inverse = div(1, count);
+    for (const temp of [asFloat, kept, keptFloat, count]) temp.dispose();
+    return inverse;
+  });
+}
+
 /** Each row's loss gradient, computed on g's device: reading g back to the host would wait for a GPU. */
-function rowGrads(g: Tensor, N: number, reduction: Reduction, count: number): Tensor {
+function rowGrads(g: Tensor, N: number, reduction: Reduction, inverse: number | Tensor): Tensor {
   if (reduction === "none") return convertContiguous(g.reshape([N]), float32);
-  const scaled = reduction === "mean" ? mul(g, 1 / count) : g;
+  const scaled = reduction === "mean" ? mul(g, inverse) : g;
   const perRow = convertContiguous(scaled.reshape([1]).expand([N]), float32);
   if (scaled !== g) scaled.dispose();
   return perRow;

@@ -1,8 +1,9 @@
 // torch.optim.AdamW (decoupled weight decay), every parameter of a group updated by one native call.
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
-import { backendFor, checkSameDevice } from "../backend/kernels.js";
-import { Optimizer, type ParamsArg } from "./optimizer.js";
+import { checkSameDevice } from "../backend/kernels.js";
+import { native } from "../backend/native.js";
+import { Optimizer, type ParamGroup, type ParamsArg } from "./optimizer.js";
 
 export interface AdamWOptions {
   lr?: number;
@@ -12,6 +13,8 @@ export interface AdamWOptions {
   amsgrad?: boolean;
   maximize?: boolean;
 }
+
+const ONE_STEP_COUNT = "AdamW: a step captured in a CUDA graph needs every parameter of a group at the same step count";
 
 export class AdamW extends Optimizer {
   constructor(params: ParamsArg, options: AdamWOptions = {}) {
@@ -24,45 +27,98 @@ export class AdamW extends Optimizer {
     super(params, defaults);
   }
 
+  /** Per group, the device buffer adamwDevice reads the step's scalars from (CUDA only). */
+  #scalars = new Map<ParamGroup, Tensor>();
+  /** Per group, the parameters a step captured in a CUDA graph updates: their gradients exist only in the graph. */
+  #captured = new Map<ParamGroup, Tensor[]>();
+
   step(): void {
+    // While a CUDA graph captures the step nothing is counted nor uploaded: that happens before each replay
+    // (prepare_replay), since the captured kernels run then and only then.
     for (const group of this.param_groups) {
-      const [beta1, beta2] = group.betas as [number, number];
-      // Parameters that have taken the same number of steps share one bias correction: one call per step count.
-      const byStep = new Map<number, Tensor[]>();
-      for (const p of group.params) {
-        if (!p.grad) continue;
-        if (p.dtype !== float32 || !p.isExclusive() || !p.grad.isExclusive()) {
-          throw new Error("AdamW: parameters and gradients must be contiguous float32 tensors");
-        }
-        let s = this.state.get(p);
-        if (!s) {
-          s = { step: 0, exp_avg: persistentZeros(p), exp_avg_sq: persistentZeros(p) };
-          this.state.set(p, s);
-        }
-        s.step = (s.step as number) + 1;
-        const list = byStep.get(s.step as number) ?? [];
-        list.push(p);
-        byStep.set(s.step as number, list);
-      }
+      const capturing = group.params[0]?.device.type === "cuda" && native.cuda.isCurrentStreamCapturing();
+      const byStep = this.#stepGroups(group, !capturing);
+      if (capturing && byStep.size > 1) throw new Error(ONE_STEP_COUNT);
       for (const [step, params] of byStep) {
+        if (capturing) this.#captured.set(group, params);
         const states = params.map((p) => this.state.get(p)!);
         checkSameDevice(...params, ...params.map((p) => p.grad!));
-        backendFor(params[0]).adamw(
+        const lists = [
           params.map((p) => p.buffer),
           params.map((p) => p.grad!.buffer),
           states.map((s) => (s.exp_avg as Tensor).buffer),
           states.map((s) => (s.exp_avg_sq as Tensor).buffer),
-          params.map((p) => p.numel()),
-          params.map(() => group.weight_decay as number),
-          group.lr, beta1, beta2, group.eps as number, step,
-        );
+        ] as const;
+        const [beta1, beta2] = group.betas as [number, number];
+        if (params[0].device.type === "cpu") {
+          native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step);
+          continue;
+        }
+        // On a GPU the step's scalars go through a device buffer, so that eager and captured steps are one path.
+        const scalars = this.#scalarsOf(group, params);
+        if (!capturing) this.#upload(group, scalars, params.length, step);
+        native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number);
       }
     }
   }
+
+  /**
+   * finetune-specific, for a step() captured in a CUDA graph (the Trainer's cuda_graphs): does step()'s host part
+   * for the next replay — counts the step and writes the learning rate and bias corrections the captured kernels
+   * read — without launching anything. Call it before each replay.
+   */
+  prepare_replay(): void {
+    if (this.#captured.size === 0) throw new Error("AdamW.prepare_replay: no step of this optimizer was captured in a CUDA graph");
+    for (const [group, params] of this.#captured) {
+      let step = 0;
+      for (const p of params) {
+        const s = this.state.get(p)!;
+        step = s.step = (s.step as number) + 1;
+      }
+      this.#upload(group, this.#scalars.get(group)!, params.length, step);
+    }
+  }
+
+  /** The group's parameters with gradients by step count (one native call each), after counting this step if `count`. */
+  #stepGroups(group: ParamGroup, count: boolean): Map<number, Tensor[]> {
+    const byStep = new Map<number, Tensor[]>();
+    for (const p of group.params) {
+      if (!p.grad) continue;
+      if (p.dtype !== float32 || !p.isExclusive() || !p.grad.isExclusive()) {
+        throw new Error("AdamW: parameters and gradients must be contiguous float32 tensors");
+      }
+      let s = this.state.get(p);
+      if (!s) {
+        s = { step: 0, exp_avg: persistentZeros(p), exp_avg_sq: persistentZeros(p) };
+        this.state.set(p, s);
+      }
+      if (count) s.step = (s.step as number) + 1;
+      const list = byStep.get(s.step as number) ?? [];
+      list.push(p);
+      byStep.set(s.step as number, list);
+    }
+    return byStep;
+  }
+
+  /** Room for every parameter of the group, so that the buffer a graph captured is never replaced. */
+  #scalarsOf(group: ParamGroup, params: Tensor[]): Tensor {
+    let scalars = this.#scalars.get(group);
+    if (scalars === undefined) {
+      scalars = persistentZeros(params[0], [group.params.length + 2]);
+      this.#scalars.set(group, scalars);
+    }
+    return scalars;
+  }
+
+  #upload(group: ParamGroup, scalars: Tensor, count: number, step: number): void {
+    const [beta1, beta2] = group.betas as [number, number];
+    native.cuda.adamwScalars(scalars.buffer, group.lr, beta1, beta2, step, new Array<number>(count).fill(group.weight_decay as number));
+  }
 }
 
-function persistentZeros(p: Tensor): Tensor {
-  const t = Tensor.empty(p.shape, p.dtype, p.device, true);
+/** Zeros on p's device and of its dtype, of p's shape unless `shape` is given; kept until the optimizer drops them. */
+function persistentZeros(p: Tensor, shape: readonly number[] = p.shape): Tensor {
+  const t = Tensor.empty(shape, p.dtype, p.device, true);
   t._persistent = true;
   return t;
 }

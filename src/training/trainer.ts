@@ -56,6 +56,7 @@ import {
   writeFolderAtomically,
 } from "./checkpoint_io.js";
 import { createOptimizer, createScheduler } from "./optimizer_setup.js";
+import { CudaGraphStep, useCudaGraphs } from "./cuda_graph_step.js";
 import { metrics_format } from "./metrics_format.js";
 
 /** A model the Trainer can drive: called with a batch, returning at least `logits` and, given labels, `loss`. */
@@ -419,6 +420,7 @@ export class Trainer {
     let grad_norm: number | null = null;
     let learning_rate: number | null = null;
     const start_time = performance.now();
+    const graphStep = this._cuda_graph_step(GA);
     this.control = this.callback_handler.on_train_begin(args, this.state, this.control);
     if (args.eval_on_start) await this.evaluate();
 
@@ -447,7 +449,8 @@ export class Trainer {
           if (j === 0) this.control = this.callback_handler.on_step_begin(args, this.state, this.control);
           const inputs = train_dataloader.fetch(next.value);
           try {
-            tr_loss = Math.fround(tr_loss + Math.fround(this.training_step(model, inputs, group)));
+            if (graphStep !== null) graphStep.step(inputs);
+            else tr_loss = Math.fround(tr_loss + Math.fround(this.training_step(model, inputs, group)));
           } catch (err) {
             if (err instanceof NonFiniteLossError) throw this.nonFiniteLossError(err.value, epoch + (batch_index + 1) / steps_in_epoch);
             throw err;
@@ -456,7 +459,7 @@ export class Trainer {
           }
           if (j < group - 1) this.control = this.callback_handler.on_substep_end(args, this.state, this.control);
         }
-        if (args.max_grad_norm !== null && args.max_grad_norm > 0) {
+        if (graphStep === null && args.max_grad_norm !== null && args.max_grad_norm > 0) {
           // clipping sees the true gradients: fp16's are unscaled first (step() then does not unscale again)
           this.scaler?.unscale_(optimizer);
           const norm = clip_grad_norm_(model.parameters(), args.max_grad_norm);
@@ -464,7 +467,7 @@ export class Trainer {
           norm.dispose();
         }
         this.control = this.callback_handler.on_pre_optimizer_step(args, this.state, this.control);
-        const optimizer_was_run = this.optimizer_step(optimizer);
+        const optimizer_was_run = graphStep === null ? this.optimizer_step(optimizer) : true;
         this.control = this.callback_handler.on_optimizer_step(args, this.state, this.control);
         learning_rate = this._get_learning_rate();
         if (optimizer_was_run) scheduler.step();
@@ -472,13 +475,21 @@ export class Trainer {
         this.state.global_step += 1;
         this.state.epoch = epoch + batch_index / steps_in_epoch;
         this.control = this.callback_handler.on_step_end(args, this.state, this.control);
+        if (graphStep !== null && this.control.should_log) [tr_loss, grad_norm] = this._drain_graph_step(graphStep, tr_loss);
         tr_loss = await this._maybe_log_save_evaluate(tr_loss, grad_norm, learning_rate);
         await yieldToEventLoop();
         if (this.control.should_epoch_stop || this.control.should_training_stop) break;
       }
       this.control = this.callback_handler.on_epoch_end(args, this.state, this.control);
+      if (graphStep !== null && this.control.should_log) [tr_loss, grad_norm] = this._drain_graph_step(graphStep, tr_loss);
       tr_loss = await this._maybe_log_save_evaluate(tr_loss, grad_norm, learning_rate);
       if (this.control.should_training_stop) break;
+    }
+
+    if (graphStep !== null) {
+      [tr_loss] = this._drain_graph_step(graphStep, tr_loss);
+      graphStep.dispose();
+      this._graph_step = null;
     }
 
     if (args.load_best_model_at_end && this.state.best_model_checkpoint !== null && fs.existsSync(this.state.best_model_checkpoint)) {
@@ -496,6 +507,40 @@ export class Trainer {
     }
     this.control = this.callback_handler.on_train_end(args, this.state, this.control);
     return { global_step: this.state.global_step, training_loss: train_loss, metrics };
+  }
+
+  // ---- CUDA graphs (src/training/cuda_graph_step.ts)
+
+  /** The graphs of the current train() call; those of a call that threw are freed by the next one. */
+  private _graph_step: CudaGraphStep | null = null;
+
+  /** The graph-replaying step when the model trains on a GPU (FINETUNE_CUDA_GRAPHS=0: never), else null. */
+  private _cuda_graph_step(GA: number): CudaGraphStep | null {
+    this._graph_step?.dispose();
+    this._graph_step = null;
+    const optimizer = this.optimizer!;
+    // fp16's loss scaler reads every step's gradients on the host to decide whether to step: no graph for it
+    if (this.scaler || !useCudaGraphs(this.args.device, GA, optimizer)) return null;
+    const model = this.model;
+    return this._graph_step = new CudaGraphStep(model, optimizer, this.args.device, this.args.max_grad_norm, (inputs, addLoss) => {
+      model.train();
+      const [loss, outputs] = this.compute_loss_context_manager(() => this.compute_loss(model, inputs, true));
+      addLoss(loss);
+      loss.backward();
+      disposeOutputs(outputs, loss);
+    });
+  }
+
+  /** The loss summed on the GPU since the last read added to tr_loss, and the latest gradient norm. */
+  private _drain_graph_step(graphStep: CudaGraphStep, tr_loss: number): [number, number | null] {
+    const { loss, grad_norm } = graphStep.drain();
+    if (!Number.isFinite(loss)) {
+      throw new Error(
+        `Training stopped: the loss summed since the last log is ${loss} at step ${this.state.global_step} (CUDA graphs check it when ` +
+          "logging, after the updates; FINETUNE_CUDA_GRAPHS=0 checks every step before its update). Lower the learning rate, or check the inputs and labels.",
+      );
+    }
+    return [Math.fround(tr_loss + loss), grad_norm];
   }
 
   private nonFiniteLossError(value: number, epoch: number): Error {

@@ -49,6 +49,7 @@ struct Attention {
   int32 dropout;
   float threshold, dscale;
   uint64 seed, offset;
+  uint64 base;  // in a CUDA graph, the address of the graph's random base (added to offset); else 0
 };
 
 __device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 s) {
@@ -74,6 +75,11 @@ __device__ __forceinline__ float Logit(const Attention& a, float dot, const floa
   return a.causal && t > s ? -FT_INF : z;
 }
 
+// A replayed graph's kernels draw fresh numbers: the counter offset moves on by the graph's random base.
+__device__ __forceinline__ void ApplyRandomBase(Attention& a) {
+  if (a.base != 0) a.offset += *(const uint64*)a.base;
+}
+
 __device__ __forceinline__ bool Keep(const Attention& a, int64 bh, int64 s, int64 t) {
   if (!a.dropout) return true;
   const uint64 e = a.offset + (uint64)((bh * a.S + s) * a.T + t);
@@ -88,6 +94,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_forward(Attention
                                                                       Layout lm, const float* q, const float* k,
                                                                       const float* v, const float* mask, float* out,
                                                                       float* lse) {
+  ApplyRandomBase(a);
   __shared__ float qs[FT_ATTN_WARPS * FT_ATTN_FWD_ROWS][FT_ATTN_MAX_D];
   __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
   __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
@@ -170,6 +177,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dq(Atten
                                                                           const float* v, const float* mask,
                                                                           const float* dout, const float* lse,
                                                                           const float* delta, float* dq) {
+  ApplyRandomBase(a);
   __shared__ float qs[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
   __shared__ float dos[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
   __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
@@ -240,6 +248,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dkv(Atte
                                                                            const float* mask, const float* dout,
                                                                            const float* lse, const float* delta,
                                                                            float* dk, float* dv) {
+  ApplyRandomBase(a);
   __shared__ float ks[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
   __shared__ float vs[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
   __shared__ float qs[FT_ATTN_TILE][FT_ATTN_PITCH];
@@ -331,8 +340,9 @@ struct AttentionParams {
   int32_t dropout;
   float threshold, dscale;
   uint64_t seed, offset;
+  uint64_t base;
 };
-static_assert(sizeof(AttentionParams) == 64, "AttentionParams must match the kernels' declaration");
+static_assert(sizeof(AttentionParams) == 72, "AttentionParams must match the kernels' declaration");
 
 CUfunction Kernel(Napi::Env env, const char* name) {
   static const std::string source = ModuleSource(kSource);
@@ -397,6 +407,7 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   a.p.dscale = a.p.dropout ? dropout.scale : 1.0f;
   a.p.seed = GetU64(info, 20, "seed");
   a.p.offset = GetU64(info, 21, "offset");
+  a.p.base = CaptureRandomBase(env);
   return a;
 }
 

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -138,31 +140,38 @@ inline TensorList MakeTensorList(std::vector<Slot> slots) {
   return list;
 }
 
-// The list in scratch device memory: the slots, then the block starts (8-byte aligned after 48-byte slots).
+// The list in device memory: the slots, then the block starts (8-byte aligned after 48-byte slots). Scratch
+// memory written by a copy on the stream; while capturing a CUDA graph, the graph's constants (a captured copy
+// would read the host vector again at every replay).
 class DeviceTensorList {
  public:
-  DeviceTensorList(Napi::Env env, const TensorList& list)
-      : count_(static_cast<int32_t>(list.slots.size())),
-        scratch_(env, list.slots.size() * sizeof(Slot) + list.first_block.size() * sizeof(int64_t)) {
-    CopyHostToDevice(env, slots(), list.slots.data(), list.slots.size() * sizeof(Slot));
-    CopyHostToDevice(env, first_block(), list.first_block.data(), list.first_block.size() * sizeof(int64_t));
+  DeviceTensorList(Napi::Env env, const TensorList& list) : count_(static_cast<int32_t>(list.slots.size())) {
+    const size_t slot_bytes = list.slots.size() * sizeof(Slot);
+    std::vector<uint8_t> bytes(slot_bytes + list.first_block.size() * sizeof(int64_t));
+    std::memcpy(bytes.data(), list.slots.data(), slot_bytes);
+    std::memcpy(bytes.data() + slot_bytes, list.first_block.data(), bytes.size() - slot_bytes);
+    if (Capturing()) {
+      ptr_ = CaptureConstant(env, bytes.data(), bytes.size());
+    } else {
+      scratch_.emplace(env, bytes.size());
+      ptr_ = scratch_->ptr();
+      CopyHostToDevice(env, ptr_, bytes.data(), bytes.size());
+    }
   }
-  uint64_t slots() const { return scratch_.ptr(); }
-  uint64_t first_block() const { return scratch_.ptr() + static_cast<uint64_t>(count_) * sizeof(Slot); }
+  uint64_t slots() const { return ptr_; }
+  uint64_t first_block() const { return ptr_ + static_cast<uint64_t>(count_) * sizeof(Slot); }
   int32_t count() const { return count_; }
 
  private:
   int32_t count_;
-  ScratchBuffer scratch_;
+  uint64_t ptr_ = 0;
+  std::optional<ScratchBuffer> scratch_;
 };
 
-// The first of n int64 indices at device address `ids` outside [0, limit) and, when has_allowed, not equal to
-// `allowed` (index_check.cc); position -1 when all are valid. Synchronises.
-struct InvalidIndex {
-  int64_t position = -1;
-  int64_t value = 0;
-};
-InvalidIndex FindInvalidIndex(Napi::Env env, uint64_t ids, int64_t n, int64_t limit, int64_t allowed,
-                              bool has_allowed);
+// Throws RangeError(message(position, value, limit, allowed)) for the first of n int64 indices at device
+// address `ids` outside [0, limit) and, when has_allowed, not equal to `allowed` (index_check.cc).
+// Synchronises, except while capturing a CUDA graph: then a replay records the error for the next sync.
+void CheckIndices(Napi::Env env, uint64_t ids, int64_t n, int64_t limit, int64_t allowed, bool has_allowed,
+                  IndexMessage message);
 
 }  // namespace ft::cuda::kernels

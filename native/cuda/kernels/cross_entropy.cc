@@ -1,6 +1,7 @@
 // CUDA cross-entropy from logits with int64 targets: native/cpu/cross_entropy.cc's contract. Targets are
 // checked on the device first (index_check.cc; one synchronisation per call), so a bad one throws the CPU's
-// RangeError before a kernel indexes a row with it. The forward takes one block per row (max, sum of exps,
+// RangeError before a kernel indexes a row with it; in a CUDA graph the check is deferred to the next sync and
+// the forward gives such a row a NaN loss instead of reading outside it. The forward takes one block per row (max, sum of exps,
 // logsumexp); the backward is elementwise.
 #include <napi.h>
 
@@ -30,7 +31,7 @@ extern "C" __global__ __launch_bounds__(1024) void ft_cross_entropy_forward(int6
       const float l = m + logf(s);
       const int64 t = targets[r];
       lse[r] = l;
-      loss[r] = t == ignore ? 0.0f : l - x[t];
+      loss[r] = t == ignore ? 0.0f : t < 0 || t >= C ? FT_NAN : l - x[t];
     }
   }
 }
@@ -59,13 +60,13 @@ CUfunction Kernel(Napi::Env env, const char* name) {
   return GetKernel(env, "cross_entropy", source, name);
 }
 
+std::string BadTarget(int64_t row, int64_t target, int64_t C, int64_t ignore) {
+  return "cross entropy: target " + std::to_string(target) + " at row " + std::to_string(row) +
+         " is outside [0, C) with C = " + std::to_string(C) + " and is not ignore_index " + std::to_string(ignore);
+}
+
 void CheckTargets(const Napi::CallbackInfo& info, uint64_t targets, int64_t N, int64_t C, int64_t ignore) {
-  const InvalidIndex bad = FindInvalidIndex(info.Env(), targets, N, C, ignore, true);
-  if (bad.position >= 0)
-    throw Napi::RangeError::New(info.Env(), "cross entropy: target " + std::to_string(bad.value) + " at row " +
-                                                std::to_string(bad.position) + " is outside [0, C) with C = " +
-                                                std::to_string(C) + " and is not ignore_index " +
-                                                std::to_string(ignore));
+  CheckIndices(info.Env(), targets, N, C, ignore, true, BadTarget);
 }
 
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {

@@ -17,6 +17,7 @@ typedef long long int64;
 typedef unsigned long long uint64;
 
 #define FT_INF __int_as_float(0x7f800000)
+#define FT_NAN __int_as_float(0x7fc00000)
 
 // The host's ft::cuda::Layout, member for member: a view's sizes and element strides.
 struct Layout {

@@ -1,6 +1,8 @@
 // Validation of integer indices that live in device memory (embedding ids, cross-entropy targets): a kernel
 // finds the first invalid position, the host reads it back (one synchronisation) and throws the CPU backend's
-// RangeError before any kernel could index out of bounds with it.
+// RangeError before any kernel could index out of bounds with it. While a CUDA graph is captured nothing may
+// wait, so the check records a bad index in the graph's constants instead and the first sync after the replay
+// throws (graphs.cc); the kernels that index skip bad indices themselves, so a replay never reads out of bounds.
 #include <napi.h>
 
 #include <cstdint>
@@ -21,28 +23,48 @@ extern "C" __global__ void ft_first_invalid_index(int64 n, const int64* ids, int
     if ((v < 0 || v >= limit) && !(has_allowed && v == allowed)) atomicMin(first, (uint64)i);
   }
 }
+
+// record = { state, position, value }: the first thread to find a bad index (not necessarily the lowest
+// position) claims the record and writes it; state stays set until the host reads and clears it.
+extern "C" __global__ void ft_record_invalid_index(int64 n, const int64* ids, int64 limit, int64 allowed,
+                                                   int has_allowed, int64* record) {
+  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+    const int64 v = ids[i];
+    if ((v < 0 || v >= limit) && !(has_allowed && v == allowed) &&
+        atomicCAS((uint64*)record, 0ull, 1ull) == 0ull) {
+      record[1] = i;
+      record[2] = v;
+    }
+  }
+}
 )CUDA";
 
 }  // namespace
 
-InvalidIndex FindInvalidIndex(Napi::Env env, uint64_t ids, int64_t n, int64_t limit, int64_t allowed,
-                              bool has_allowed) {
-  InvalidIndex result;
-  if (n == 0) return result;
+void CheckIndices(Napi::Env env, uint64_t ids, int64_t n, int64_t limit, int64_t allowed, bool has_allowed,
+                  IndexMessage message) {
+  if (n == 0) return;
   static const std::string source = ModuleSource(kSource);
+  int has = has_allowed ? 1 : 0;
+  if (Capturing()) {
+    uint64_t record = CaptureIndexCheck(env, message, limit, allowed);
+    void* args[] = {&n, &ids, &limit, &allowed, &has, &record};
+    Launch(env, GetKernel(env, "index_check", source, "ft_record_invalid_index"), GridFor(n), Blocks(kThreads), 0,
+           args);
+    return;
+  }
   CUfunction fn = GetKernel(env, "index_check", source, "ft_first_invalid_index");
   ScratchBuffer first(env, sizeof(uint64_t));
   MemsetBytes(env, first.ptr(), 0xff, sizeof(uint64_t));
   uint64_t first_ptr = first.ptr();
-  int has = has_allowed ? 1 : 0;
   void* args[] = {&n, &ids, &limit, &allowed, &has, &first_ptr};
   Launch(env, fn, GridFor(n), Blocks(kThreads), 0, args);
   uint64_t position = 0;
   CopyDeviceToHost(env, &position, first.ptr(), sizeof(position));
-  if (position == ~uint64_t{0}) return result;
-  result.position = static_cast<int64_t>(position);
-  CopyDeviceToHost(env, &result.value, ids + position * sizeof(int64_t), sizeof(int64_t));
-  return result;
+  if (position == ~uint64_t{0}) return;
+  int64_t value = 0;
+  CopyDeviceToHost(env, &value, ids + position * sizeof(int64_t), sizeof(int64_t));
+  throw Napi::RangeError::New(env, message(static_cast<int64_t>(position), value, limit, allowed));
 }
 
 }  // namespace ft::cuda::kernels

@@ -2,7 +2,9 @@
 // contract. The per-step scalars are computed on the host in double and rounded to float exactly as the CPU
 // does, and every float operation is rounded explicitly in the CPU's (torch's) order, so both backends produce
 // the same bits. The tensors reach the kernel as one device array of slots (param, grad, exp_avg, exp_avg_sq,
-// size, 1 - lr * weight_decay).
+// size, 1 - lr * weight_decay). adamwDevice is the same update with the step's scalars read from a small device
+// buffer that adamwScalars fills before each step: a CUDA graph that captured it follows the learning-rate
+// schedule and the bias corrections at every replay.
 #include <napi.h>
 
 #include <cmath>
@@ -18,29 +20,48 @@ namespace ft::cuda::kernels {
 namespace {
 
 constexpr char kSource[] = R"CUDA(
-// param.mul_(1 - lr * wd); exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+// Block b's chunk of its tensor t:
+// param.mul_(decay = 1 - lr * wd); exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
 // denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps; param.addcdiv_(exp_avg, denom, -step_size).
+__device__ __forceinline__ void AdamWChunk(const Slot& s, int64 begin, float decay, float one_minus_beta1,
+                                           float beta2, float one_minus_beta2, float neg_step_size,
+                                           float bias_correction2_sqrt, float eps) {
+  float* p = (float*)s.data[0];
+  const float* g = (const float*)s.data[1];
+  float* m = (float*)s.data[2];
+  float* v = (float*)s.data[3];
+  const int64 end = min(s.size, begin + FT_CHUNK);
+  for (int64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const float gi = g[i];
+    const float pi = __fmul_rn(p[i], decay);
+    const float mi = __fadd_rn(m[i], __fmul_rn(one_minus_beta1, __fsub_rn(gi, m[i])));
+    const float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias_correction2_sqrt), eps);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step_size, mi), denom));
+  }
+}
+
 extern "C" __global__ void ft_adamw(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                     float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size,
                                     float bias_correction2_sqrt, float eps) {
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
     const int t = FindTensor(first_block, count, b);
-    const Slot& s = slots[t];
-    float* p = (float*)s.data[0];
-    const float* g = (const float*)s.data[1];
-    float* m = (float*)s.data[2];
-    float* v = (float*)s.data[3];
-    const int64 begin = (b - first_block[t]) * FT_CHUNK, end = min(s.size, begin + FT_CHUNK);
-    for (int64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const float gi = g[i];
-      const float pi = __fmul_rn(p[i], s.scalar);
-      const float mi = __fadd_rn(m[i], __fmul_rn(one_minus_beta1, __fsub_rn(gi, m[i])));
-      const float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
-      const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias_correction2_sqrt), eps);
-      m[i] = mi;
-      v[i] = vi;
-      p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step_size, mi), denom));
-    }
+    AdamWChunk(slots[t], (b - first_block[t]) * FT_CHUNK, slots[t].scalar, one_minus_beta1, beta2, one_minus_beta2,
+               neg_step_size, bias_correction2_sqrt, eps);
+  }
+}
+
+// scalars = [-step_size, bias_correction2_sqrt, decay of tensor 0, decay of tensor 1, ...] (adamwScalars).
+extern "C" __global__ void ft_adamw_device(const Slot* slots, const int64* first_block, int count, int64 blocks,
+                                           float one_minus_beta1, float beta2, float one_minus_beta2,
+                                           const float* scalars, float eps) {
+  const float neg_step_size = scalars[0], bias_correction2_sqrt = scalars[1];
+  for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
+    const int t = FindTensor(first_block, count, b);
+    AdamWChunk(slots[t], (b - first_block[t]) * FT_CHUNK, scalars[2 + t], one_minus_beta1, beta2, one_minus_beta2,
+               neg_step_size, bias_correction2_sqrt, eps);
   }
 }
 )CUDA";
@@ -63,56 +84,132 @@ std::vector<uint64_t> Tensors(const Napi::CallbackInfo& info, int index, const c
   return out;
 }
 
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
+// The weight decays at argument `index`: n numbers.
+std::vector<double> WeightDecays(const Napi::CallbackInfo& info, int index, size_t n) {
   Napi::Env env = info.Env();
-  EnsureContext(env);
-  const std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
+  Napi::Value value = info[index];
+  if (!value.IsArray()) throw Napi::TypeError::New(env, ArgName(index, "weightDecays") + " must be an array");
+  Napi::Array array = value.As<Napi::Array>();
+  CheckListLength(info, array.Length(), n, index, "weightDecays");
+  std::vector<double> out(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    Napi::Value e = array[i];
+    if (!e.IsNumber()) throw Napi::TypeError::New(env, ArgName(index, "weightDecays") + " must hold numbers");
+    out[i] = e.As<Napi::Number>().DoubleValue();
+  }
+  return out;
+}
+
+// The step's scalars, computed in double and rounded once, exactly as the CPU does.
+struct StepScalars {
+  float neg_step_size, bias_correction2_sqrt;
+};
+
+// lr, beta1 and beta2 at arguments lr_index.., the step count at step_index.
+StepScalars StepScalarsAt(const Napi::CallbackInfo& info, int lr_index, int step_index) {
+  const double lr = GetNumber(info, lr_index, "lr");
+  const double beta1 = GetNumber(info, lr_index + 1, "beta1");
+  const double beta2 = GetNumber(info, lr_index + 2, "beta2");
+  const double step = GetNumber(info, step_index, "step");
+  if (!(step >= 1)) throw Napi::RangeError::New(info.Env(), ArgName(step_index, "step") + " must be >= 1");
+  return StepScalars{static_cast<float>(-(lr / (1.0 - std::pow(beta1, step)))),
+                     static_cast<float>(std::sqrt(1.0 - std::pow(beta2, step)))};
+}
+
+float Decay(double lr, double weight_decay) { return static_cast<float>(1.0 - lr * weight_decay); }
+
+// The four tensor lists at arguments 0..3 with their sizes (argument 4) as kernel slots.
+TensorList Lists(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes) {
   const std::vector<uint64_t> params = Tensors(info, 0, "params", sizes);
   const std::vector<uint64_t> grads = Tensors(info, 1, "grads", sizes);
   const std::vector<uint64_t> exp_avgs = Tensors(info, 2, "exp_avgs", sizes);
   const std::vector<uint64_t> exp_avg_sqs = Tensors(info, 3, "exp_avg_sqs", sizes);
-  Napi::Value wd_value = info[5];
-  if (!wd_value.IsArray()) throw Napi::TypeError::New(env, ArgName(5, "weightDecays") + " must be an array");
-  Napi::Array wd_array = wd_value.As<Napi::Array>();
-  CheckListLength(info, wd_array.Length(), sizes.size(), 5, "weightDecays");
+  std::vector<Slot> slots(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i)
+    slots[i] = Slot{{params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]}, sizes[i], 0.0f};
+  return MakeTensorList(std::move(slots));
+}
+
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
+  TensorList list = Lists(info, sizes);
+  const std::vector<double> weight_decays = WeightDecays(info, 5, sizes.size());
   const double lr = GetNumber(info, 6, "lr");
   const double beta1 = GetNumber(info, 7, "beta1");
   const double beta2 = GetNumber(info, 8, "beta2");
   const double eps = GetNumber(info, 9, "eps");
-  const double step = GetNumber(info, 10, "step");
-  if (!(step >= 1)) throw Napi::RangeError::New(env, ArgName(10, "step") + " must be >= 1");
-
-  std::vector<Slot> slots(sizes.size());
-  for (uint32_t i = 0; i < wd_array.Length(); ++i) {
-    Napi::Value e = wd_array[i];
-    if (!e.IsNumber()) throw Napi::TypeError::New(env, ArgName(5, "weightDecays") + " must hold numbers");
-    slots[i] = Slot{{params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]},
-                    sizes[i],
-                    static_cast<float>(1.0 - lr * e.As<Napi::Number>().DoubleValue())};
-  }
+  StepScalars step = StepScalarsAt(info, 6, 10);
+  for (size_t i = 0; i < sizes.size(); ++i) list.slots[i].scalar = Decay(lr, weight_decays[i]);
   float one_minus_beta1 = static_cast<float>(1.0 - beta1);
   float beta2_f = static_cast<float>(beta2);
   float one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  float neg_step_size = static_cast<float>(-(lr / (1.0 - std::pow(beta1, step))));
-  float bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, step)));
   float eps_f = static_cast<float>(eps);
 
-  const TensorList list = MakeTensorList(std::move(slots));
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();
   DeviceTensorList device(env, list);
   uint64_t slots_ptr = device.slots(), first_block = device.first_block();
   int count = device.count();
-  void* args[] = {&slots_ptr,       &first_block,   &count,
-                  &blocks,          &one_minus_beta1, &beta2_f,
-                  &one_minus_beta2, &neg_step_size, &bias_correction2_sqrt,
+  void* args[] = {&slots_ptr,       &first_block,        &count,
+                  &blocks,          &one_minus_beta1,    &beta2_f,
+                  &one_minus_beta2, &step.neg_step_size, &step.bias_correction2_sqrt,
                   &eps_f};
   Launch(env, Kernel(env, "ft_adamw"), RowGrid(blocks), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
+// adamwScalars(scalars, lr, beta1, beta2, step, weightDecays): writes adamwDevice's scalars for one step
+// ([-step_size, bias_correction2_sqrt, 1 - lr * weightDecays[i]...] as float32) with a copy on the stream.
+Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  DeviceBuffer buffer = GetDeviceBuffer(info, 0, "scalars");
+  const double lr = GetNumber(info, 1, "lr");
+  StepScalars step = StepScalarsAt(info, 1, 4);
+  Napi::Value wd = info[5];
+  const std::vector<double> weight_decays =
+      WeightDecays(info, 5, wd.IsArray() ? wd.As<Napi::Array>().Length() : 0);
+  std::vector<float> values{step.neg_step_size, step.bias_correction2_sqrt};
+  for (double w : weight_decays) values.push_back(Decay(lr, w));
+  const uint64_t at = DeviceElements<float>(info, buffer, 0, static_cast<int64_t>(values.size()), "scalars");
+  CopyHostToDevice(env, at, values.data(), values.size() * sizeof(float));
+  return env.Undefined();
+}
+
+// adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps): adamw with the step's
+// scalars read from `scalars` (adamwScalars) when the kernel runs.
+Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
+  const TensorList list = Lists(info, sizes);
+  uint64_t scalars = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "scalars"), 0,
+                                           static_cast<int64_t>(sizes.size()) + 2, "scalars");
+  const double beta1 = GetNumber(info, 6, "beta1");
+  const double beta2 = GetNumber(info, 7, "beta2");
+  float one_minus_beta1 = static_cast<float>(1.0 - beta1);
+  float beta2_f = static_cast<float>(beta2);
+  float one_minus_beta2 = static_cast<float>(1.0 - beta2);
+  float eps_f = static_cast<float>(GetNumber(info, 8, "eps"));
+  int64_t blocks = list.blocks();
+  if (blocks == 0) return env.Undefined();
+  DeviceTensorList device(env, list);
+  uint64_t slots_ptr = device.slots(), first_block = device.first_block();
+  int count = device.count();
+  void* args[] = {&slots_ptr, &first_block,     &count,   &blocks, &one_minus_beta1,
+                  &beta2_f,   &one_minus_beta2, &scalars, &eps_f};
+  Launch(env, Kernel(env, "ft_adamw_device"), RowGrid(blocks), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
 }  // namespace
 
-void RegisterOptim(Napi::Env env, Napi::Object cuda) { cuda.Set("adamw", Napi::Function::New(env, AdamW, "adamw")); }
+void RegisterOptim(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("adamw", Napi::Function::New(env, AdamW, "adamw"));
+  cuda.Set("adamwScalars", Napi::Function::New(env, AdamWScalars, "adamwScalars"));
+  cuda.Set("adamwDevice", Napi::Function::New(env, AdamWDevice, "adamwDevice"));
+}
 
 }  // namespace ft::cuda::kernels

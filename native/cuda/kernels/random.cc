@@ -3,7 +3,8 @@
 // dropout; one thread per four-word block) or words 0 and 1 of Philox(seed, e) (normal). The float steps are
 // rounded explicitly in the CPU's order, so uniform and dropout match it to the bit. normal's log and cos are
 // computed in double and rounded to float: the correctly rounded value, which glibc's logf and cosf (under an
-// ulp) return for all but rare inputs.
+// ulp) return for all but rare inputs. Each kernel adds *base to its counter offset when `base` is not null: in
+// a CUDA graph, the graph's random base (graphs.cc), which moves every replay on to fresh numbers.
 #include <napi.h>
 
 #include <string>
@@ -26,7 +27,9 @@ __device__ __forceinline__ bool BlockRange(uint64 first, int64 n, int64 q, int64
   return i0 < n;
 }
 
-extern "C" __global__ void ft_uniform(int64 n, uint64 key, uint64 first, float low, float span, float* out) {
+extern "C" __global__ void ft_uniform(int64 n, uint64 key, uint64 first, float low, float span, float* out,
+                                      const uint64* base) {
+  if (base != nullptr) first += *base;
   const int64 groups = ((int64)(first & 3) + n + 3) / 4;
   for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
     int64 i0, i1;
@@ -37,7 +40,9 @@ extern "C" __global__ void ft_uniform(int64 n, uint64 key, uint64 first, float l
 }
 
 // Box-Muller on two uniforms; u1 is in (0, 1] so the log is finite.
-extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float mean, float stddev, float* out) {
+extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float mean, float stddev, float* out,
+                                     const uint64* base) {
+  if (base != nullptr) counter += *base;
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     const Philox4 r = Philox(key, counter + (uint64)i);
     const float u1 = (float)((r.x0 >> 8) + 1) * (1.0f / 16777216.0f);
@@ -50,7 +55,8 @@ extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float 
 
 // y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates.
 extern "C" __global__ void ft_dropout(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
-                                      float* y, uint8* mask) {
+                                      float* y, uint8* mask, const uint64* base) {
+  if (base != nullptr) first += *base;
   const int64 groups = ((int64)(first & 3) + n + 3) / 4;
   for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
     int64 i0, i1;
@@ -84,7 +90,8 @@ Napi::Value Uniform(const Napi::CallbackInfo& info) {
   uint64_t out = DeviceOperandAt<float>(info, 5, "out", "outOff", n);
   if (n == 0) return env.Undefined();
   float span = high - low;
-  void* args[] = {&n, &seed, &offset, &low, &span, &out};
+  uint64_t base = CaptureRandomBase(env);
+  void* args[] = {&n, &seed, &offset, &low, &span, &out, &base};
   Launch(env, Kernel(env, "ft_uniform"), GridFor(Groups(offset, n)), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
@@ -98,7 +105,8 @@ Napi::Value Normal(const Napi::CallbackInfo& info) {
   float mean = static_cast<float>(GetNumber(info, 3, "mean"));
   float stddev = static_cast<float>(GetNumber(info, 4, "std"));
   uint64_t out = DeviceOperandAt<float>(info, 5, "out", "outOff", n);
-  void* args[] = {&n, &seed, &offset, &mean, &stddev, &out};
+  uint64_t base = CaptureRandomBase(env);
+  void* args[] = {&n, &seed, &offset, &mean, &stddev, &out, &base};
   Launch(env, Kernel(env, "ft_normal"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
@@ -114,7 +122,8 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", n);
   uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 8, "mask"), 0, n, "mask");
   if (n == 0) return env.Undefined();
-  void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask};
+  uint64_t base = CaptureRandomBase(env);
+  void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask, &base};
   Launch(env, Kernel(env, "ft_dropout"), GridFor(Groups(offset, n)), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

@@ -208,6 +208,26 @@ extern "C" __global__ void ft_scale_many(const Slot* slots, const int64* first_b
     for (int64 k = begin + threadIdx.x; k < end; k += blockDim.x) x[k] *= factor;
   }
 }
+
+// clip_grad_norm_'s scalars from the sum of squares, rounded as src/nn/utils.ts rounds them on the host:
+// *norm = float(sqrt(sum)); *coef = float(float(max_norm) / float(*norm + 1e-6)).
+extern "C" __global__ void ft_clip_coef(const double* sum, float max_norm, float* norm, float* coef) {
+  const float total = (float)sqrt(*sum);
+  *norm = total;
+  *coef = (float)((double)max_norm / (double)(float)((double)total + 1e-6));
+}
+
+// ft_scale_many by a factor on the device, skipped unless it is below 1 (clipping only ever shrinks).
+extern "C" __global__ void ft_scale_many_below_one(const Slot* slots, const int64* first_block, int count,
+                                                   int64 blocks, const float* factor) {
+  const float f = *factor;
+  if (!(f < 1.0f)) return;
+  for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
+    int64 begin, end;
+    float* x = (float*)ChunkOf(slots, first_block, count, b, begin, end).data[0];
+    for (int64 k = begin + threadIdx.x; k < end; k += blockDim.x) x[k] *= f;
+  }
+}
 )CUDA";
 
 CUfunction Kernel(Napi::Env env, const char* name) {
@@ -334,9 +354,42 @@ Napi::Value ScaleMany(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff): clip_grad_norm_ without leaving the device: the
+// total norm goes to norm[normOff] (float32) and the tensors are scaled when max_norm / (norm + 1e-6) < 1, all
+// queued on the stream, so a CUDA graph can capture it.
+Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  TensorList list = GetList(info);
+  float max_norm = static_cast<float>(GetNumber(info, 3, "maxNorm"));
+  uint64_t norm = DeviceOperandAt<float>(info, 4, "norm", "normOff", 1);
+  int64_t blocks = list.blocks();
+  if (blocks == 0) {
+    MemsetBytes(env, norm, 0, sizeof(float));
+    return env.Undefined();
+  }
+  DeviceTensorList device(env, list);
+  // The partial sums, the total (a double) and the factor (a float) in one scratch block.
+  ScratchBuffer scratch(env, static_cast<size_t>(blocks + 2) * sizeof(double));
+  uint64_t slots = device.slots(), first_block = device.first_block(), partial_ptr = scratch.ptr();
+  uint64_t total_ptr = partial_ptr + static_cast<uint64_t>(blocks) * sizeof(double);
+  uint64_t coef_ptr = total_ptr + sizeof(double);
+  int count = device.count();
+  void* sum_args[] = {&slots, &first_block, &count, &blocks, &partial_ptr};
+  Launch(env, Kernel(env, "ft_sum_squares"), RowGrid(blocks), Blocks(kThreads), 0, sum_args);
+  void* finish_args[] = {&partial_ptr, &blocks, &total_ptr};
+  Launch(env, Kernel(env, "ft_sum_doubles"), Blocks(1), Blocks(1024), 0, finish_args);
+  void* coef_args[] = {&total_ptr, &max_norm, &norm, &coef_ptr};
+  Launch(env, Kernel(env, "ft_clip_coef"), Blocks(1), Blocks(1), 0, coef_args);
+  void* scale_args[] = {&slots, &first_block, &count, &blocks, &coef_ptr};
+  Launch(env, Kernel(env, "ft_scale_many_below_one"), RowGrid(blocks), Blocks(kThreads), 0, scale_args);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void RegisterReduce(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("clipGradNorm", Napi::Function::New(env, ClipGradNorm, "clipGradNorm"));
   cuda.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
   cuda.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
   cuda.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));

@@ -10,6 +10,7 @@ import * as F from "../../nn/functional.js";
 import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
 import { linear_gelu } from "../../ops/matmul.js";
 import { PreTrainedModel } from "../modeling_utils.js";
+import { cuda } from "../../backend/cuda.js";
 import { BertConfig } from "./configuration_bert.js";
 import {
   BaseModelOutputWithPooling,
@@ -324,6 +325,9 @@ export class BertForSequenceClassification extends BertPreTrainedModel {
 }
 
 function checkLabels(labels: Tensor, numLabels: number): void {
+  // A CUDA graph capture cannot read the labels back; the captured cross-entropy checks them on the device and
+  // reports a bad one at the next sync after the replay.
+  if (labels.device.type === "cuda" && cuda.is_current_stream_capturing()) return;
   const bad = (labels.tolist() as number[]).find((v) => v !== -100 && (v < 0 || v >= numLabels));
   if (bad !== undefined) {
     throw new RangeError(`label ${bad} is outside [0, ${numLabels}): the model was created with num_labels=${numLabels}; pass num_labels matching the dataset's labels to from_pretrained`);

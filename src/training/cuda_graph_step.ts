@@ -1,0 +1,172 @@
+// The Trainer's optimizer step in CUDA graphs (finetune-specific; FINETUNE_CUDA_GRAPHS=0 turns it off). On a GPU
+// an eager BERT-base step launches about a thousand kernels, each costing the host ~3.7 µs: more than the GPU
+// needs to run them at small batch sizes. So the whole update — forward, backward, clipping, AdamW and
+// zero_grad — is captured once per batch shape (the collator's padding to a multiple of 8 bounds their number)
+// and replayed: copy the batch into the graph's static inputs, write the learning rate and step count the
+// captured AdamW reads, one launch. Nothing waits for the GPU: the loss is summed on the device and read when
+// the Trainer logs, and bad ids or labels surface then as a RangeError.
+//
+// A shape's first batch runs eagerly (shapes seen once never pay for a capture). Its second batch runs eagerly
+// too, as the warm-up, and is captured right after it: the capture then finds in the allocator's cache every
+// block the warm-up just freed (no new device memory may be allocated during a capture), and every kernel is
+// compiled. Later batches of the shape are replayed. The graphs share one memory pool: an update leaves nothing
+// alive in it (gradients, activations and the loss are freed by its end; the optimizer's state predates the
+// captures) and replays never overlap, so the pool holds the largest shape's activations, not their sum, until
+// dispose(). Unlike the eager loop, a non-finite loss is reported when the loss is read (at
+// logging), after the updates of the steps since then have been applied.
+import { Tensor } from "../tensor/tensor.js";
+import { float32 } from "../tensor/dtype.js";
+import type { Device } from "../tensor/device.js";
+import { CUDAGraph, cuda, type GraphPoolHandle } from "../backend/cuda.js";
+import { clip_grad_norm_ } from "../nn/utils.js";
+import { no_grad } from "../autograd/grad_mode.js";
+import type { Module } from "../nn/module.js";
+import type { Optimizer } from "../optim/optimizer.js";
+import type { Batch } from "../data/data_collator.js";
+
+/** An optimizer whose step can be replayed: it writes its per-step scalars before each replay (AdamW on CUDA). */
+export type ReplayableOptimizer = Optimizer & { prepare_replay(): void };
+
+interface Captured {
+  graph: CUDAGraph;
+  inputs: Batch;  // the static tensors the graph reads the batch from
+}
+
+/** Whether the Trainer should step through CUDA graphs: CUDA, one batch per update, an optimizer that can replay. */
+export function useCudaGraphs(device: Device, gradient_accumulation_steps: number, optimizer: Optimizer): optimizer is ReplayableOptimizer {
+  const setting = process.env["FINETUNE_CUDA_GRAPHS"];
+  if (setting === "0" || setting === "false") return false;
+  return device.type === "cuda" && gradient_accumulation_steps === 1 &&
+    typeof (optimizer as Partial<ReplayableOptimizer>).prepare_replay === "function";
+}
+
+export class CudaGraphStep {
+  readonly #graphs = new Map<string, Captured>();
+  readonly #seen = new Set<string>();
+  /** Shapes whose capture failed: they run eagerly. */
+  readonly #eager = new Set<string>();
+  #pool: GraphPoolHandle | null = null;
+  /** The losses since the last read, summed in float32 on the GPU as the eager loop sums them on the host. */
+  readonly #loss: Tensor;
+  /** The latest gradient norm, written by every update (eager or replayed) when clipping. */
+  readonly #norm: Tensor;
+  #clipped = false;
+
+  constructor(
+    private readonly model: Module,
+    private readonly optimizer: ReplayableOptimizer,
+    private readonly device: Device,
+    private readonly max_grad_norm: number | null,
+    /** forward and backward on device inputs, handing the loss to `addLoss` before disposing it */
+    private readonly forwardBackward: (inputs: Batch, addLoss: (loss: Tensor) => void) => void,
+  ) {
+    this.#loss = persistentScalar(device);
+    this.#norm = persistentScalar(device);
+  }
+
+  /** One optimizer update on a host batch: eager until its shape has a graph, then a replay. */
+  step(batch: Batch): void {
+    const key = shapeKey(batch);
+    const captured = this.#graphs.get(key);
+    if (captured !== undefined) return this.#replay(captured, batch);
+    const inputs = toDevice(batch, this.device);
+    try {
+      this.#update(inputs);
+    } catch (e) {
+      disposeBatch(inputs);
+      throw e;
+    }
+    if (!this.#seen.has(key) || this.#eager.has(key)) {
+      this.#seen.add(key);
+      disposeBatch(inputs);
+      return;
+    }
+    // This batch's update was the warm-up; the capture records the same update, running nothing, and keeps
+    // the inputs as the graph's static inputs.
+    const graph = new CUDAGraph();
+    try {
+      this.#pool ??= cuda.graph_pool_handle();
+      cuda.graph(graph, () => this.#update(inputs), { pool: this.#pool });
+    } catch (e) {
+      // Nothing captured ran, and gradients the capture made hold no values.
+      this.model.zero_grad();
+      disposeBatch(inputs);
+      this.#eager.add(key);
+      process.emitWarning(`CUDA graph capture failed for the batch shape ${key}, which runs eagerly from now on: ${(e as Error).message}`);
+      return;
+    }
+    this.#graphs.set(key, { graph, inputs });
+  }
+
+  /** How many batch shapes have a graph. */
+  get graph_count(): number {
+    return this.#graphs.size;
+  }
+
+  /** The summed loss since the last call (waits for the GPU) and the latest gradient norm; resets the sum. */
+  drain(): { loss: number; grad_norm: number | null } {
+    const loss = this.#loss.item();
+    this.#loss.zero_();
+    return { loss, grad_norm: this.#clipped ? this.#norm.item() : null };
+  }
+
+  /** Frees every graph and its memory (waits for the GPU). */
+  dispose(): void {
+    for (const c of this.#graphs.values()) {
+      c.graph.reset();
+      disposeBatch(c.inputs);
+    }
+    this.#graphs.clear();
+    this.#loss.dispose();
+    this.#norm.dispose();
+  }
+
+  /** The update a graph captures; the loss and the norm land in tensors that outlive it. */
+  #update(inputs: Batch): void {
+    this.forwardBackward(inputs, (loss) => {
+      no_grad(() => this.#loss.add_(loss));
+    });
+    if (this.max_grad_norm !== null && this.max_grad_norm > 0) {
+      const norm = clip_grad_norm_(this.model.parameters(), this.max_grad_norm);
+      this.#norm.copy_(norm);
+      norm.dispose();
+      this.#clipped = true;
+    }
+    this.optimizer.step();
+    this.model.zero_grad();
+  }
+
+  #replay(c: Captured, batch: Batch): void {
+    for (const [k, v] of Object.entries(batch)) if (v instanceof Tensor) (c.inputs[k] as Tensor).copy_(v);
+    this.optimizer.prepare_replay();
+    c.graph.replay();
+  }
+}
+
+function persistentScalar(device: Device): Tensor {
+  const t = Tensor.empty([], float32, device, true);
+  t._persistent = true;
+  return t;
+}
+
+/** The batch's keys with their shapes and dtypes: batches with the same key can share a graph. */
+function shapeKey(batch: Batch): string {
+  return Object.entries(batch)
+    .map(([k, v]) => (v instanceof Tensor ? `${k}:${v.dtype.name}[${v.shape.join(",")}]` : `${k}=${JSON.stringify(v)}`))
+    .sort()
+    .join(" ");
+}
+
+/** The batch's tensors on `device`, always copies: the caller disposes them. */
+function toDevice(batch: Batch, device: Device): Batch {
+  const out: Batch = {};
+  for (const [k, v] of Object.entries(batch)) {
+    if (!(v instanceof Tensor)) out[k] = v;
+    else out[k] = v.device.equals(device) ? v.clone() : v.to(device);
+  }
+  return out;
+}
+
+function disposeBatch(inputs: Batch): void {
+  for (const v of Object.values(inputs)) if (v instanceof Tensor) v.dispose();
+}
