@@ -287,6 +287,12 @@ void WriteFileAtomically(const std::string& path, const std::string& data) {
   if (std::rename(temp.c_str(), path.c_str()) != 0) std::remove(temp.c_str());
 }
 
+// NVRTC contracts a * b + c into FMAs by default; the kernels' math is the CPU's (native/cpu/vec_math.h), which
+// never contracts, and the GELU gradients cancel near their zero, where one ulp of difference in a term is far
+// beyond the round-off the backends agree on. Without contraction both compute the same bits.
+constexpr const char* kLanguageOption = "-std=c++17";
+constexpr const char* kFmadOption = "--fmad=false";
+
 // Compiles `source`; returns the cubin, or PTX with its terminating NUL (cuModuleLoadData needs it).
 std::string Compile(Napi::Env env, const Nvrtc& n, const char* module_name, const std::string& source) {
   const NvrtcApi& a = n.api;
@@ -298,8 +304,8 @@ std::string Compile(Napi::Env env, const Nvrtc& n, const char* module_name, cons
   std::unique_ptr<nvrtcProgram, void (*)(nvrtcProgram*)> guard(&program, [](nvrtcProgram* p) {
     GetNvrtc().api.nvrtcDestroyProgram(p);
   });
-  const char* options[] = {n.arch_option.c_str(), "-std=c++17"};
-  result = a.nvrtcCompileProgram(program, 2, options);
+  const char* options[] = {n.arch_option.c_str(), kLanguageOption, kFmadOption};
+  result = a.nvrtcCompileProgram(program, 3, options);
   if (result != kNvrtcSuccess) {
     size_t log_size = 0;
     std::string log;
@@ -344,7 +350,7 @@ std::unordered_map<std::string, std::vector<std::unique_ptr<LoadedModule>>> g_mo
 CUmodule LoadModule(Napi::Env env, const char* module_name, const std::string& source) {
   const Nvrtc& n = GetNvrtc();
   if (!n.error.empty()) throw Napi::Error::New(env, "CUDA kernels cannot be compiled: " + n.error);
-  std::string key = source + '\0' + n.arch_option + '\0' + n.version;
+  std::string key = source + '\0' + n.arch_option + '\0' + kLanguageOption + '\0' + kFmadOption + '\0' + n.version;
   uint64_t hash = Fnv1a(0xcbf29ce484222325ull, key.data(), key.size());
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
