@@ -307,6 +307,12 @@ void WriteFileAtomically(const std::string& path, const std::string& data) {
   if (std::rename(temp.c_str(), path.c_str()) != 0) std::remove(temp.c_str());
 }
 
+// NVRTC contracts a * b + c into FMAs by default; the kernels' math is the CPU's (native/cpu/vec_math.h), which
+// never contracts, and the GELU gradients cancel near their zero, where one ulp of difference in a term is far
+// beyond the round-off the backends agree on. Without contraction both compute the same bits.
+constexpr const char* kLanguageOption = "-std=c++17";
+constexpr const char* kFmadOption = "--fmad=false";
+
 // Compiles `source`; returns the cubin, or PTX with its terminating NUL (cuModuleLoadData needs it).
 std::string Compile(Napi::Env env, const Nvrtc& n, const char* module_name, const std::string& source) {
   const NvrtcApi& a = n.api;
@@ -318,8 +324,8 @@ std::string Compile(Napi::Env env, const Nvrtc& n, const char* module_name, cons
   std::unique_ptr<nvrtcProgram, void (*)(nvrtcProgram*)> guard(&program, [](nvrtcProgram* p) {
     GetNvrtc().api.nvrtcDestroyProgram(p);
   });
-  const char* options[] = {n.arch_option.c_str(), "-std=c++17"};
-  result = a.nvrtcCompileProgram(program, 2, options);
+  const char* options[] = {n.arch_option.c_str(), kLanguageOption, kFmadOption};
+  result = a.nvrtcCompileProgram(program, 3, options);
   if (result != kNvrtcSuccess) {
     size_t log_size = 0;
     std::string log;
@@ -364,7 +370,7 @@ std::unordered_map<std::string, std::vector<std::unique_ptr<LoadedModule>>> g_mo
 CUmodule LoadModule(Napi::Env env, const char* module_name, const std::string& source) {
   const Nvrtc& n = GetNvrtc();
   if (!n.error.empty()) throw Napi::Error::New(env, "CUDA kernels cannot be compiled: " + n.error);
-  std::string key = source + '\0' + n.arch_option + '\0' + n.version;
+  std::string key = source + '\0' + n.arch_option + '\0' + kLanguageOption + '\0' + kFmadOption + '\0' + n.version;
   uint64_t hash = Fnv1a(0xcbf29ce484222325ull, key.data(), key.size());
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
@@ -439,13 +445,12 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
       return RawBlock{p, size};
     }
   }
-  // cuMemAlloc may synchronise the device, which would break the capture.
-  ForbidDuringCapture(env, ("allocating " + Bytes(size) + " of new device memory (cuMemAlloc)").c_str(),
-                      ": the allocator only serves blocks it already caches during a capture. Run the captured "
-                      "work once before capturing it (a warm-up), so that the cache holds the blocks it needs");
+  // A capture runs in relaxed mode, where cuMemAlloc is allowed (it is not stream work, so the graph does not
+  // record it): a block the cache cannot serve is allocated and becomes the graph pool's, as PyTorch's private
+  // pools grow during a capture. Emptying the cache on out-of-memory would synchronise: not while capturing.
   CUdeviceptr p = 0;
   CUresult result = g_runtime.api.cuMemAlloc_v2(&p, size);
-  if (result == kErrorOutOfMemory) {
+  if (result == kErrorOutOfMemory && !Capturing()) {
     EmptyDeviceCache(env);
     result = g_runtime.api.cuMemAlloc_v2(&p, size);
   }
@@ -459,6 +464,7 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
   }
   Check(env, result, "cuMemAlloc");
   std::lock_guard<std::mutex> lock(g_cache_mutex);
+  if (g_capture_pool != 0) g_pool_of[p] = g_capture_pool;
   g_stats.allocated += size;
   if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
   return RawBlock{p, size};

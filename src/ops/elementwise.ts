@@ -50,7 +50,7 @@ function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   let dtype = promoteTypes(a.dtype, b.dtype);
   if (op === BinaryOp.Div && !dtype.is_floating_point) dtype = float32;
   if (!dtype.is_floating_point) {
-    return fromFlat(jsBroadcast([a, b], shape, ([x, y]) => JS_BINARY[op](x, y)), shape, dtype === bool ? int64 : dtype);
+    return fromFlat(jsBroadcast([a, b], shape, ([x, y]) => JS_BINARY[op](x, y)), shape, dtype === bool ? int64 : dtype, { device: a.device });
   }
   const out = floatBroadcast(a, b, shape, float32, (a32, aStrides, b32, bStrides, o) =>
     backendFor(o).binary(op, shape, a32.buffer, a32.offset, aStrides, b32.buffer, b32.offset, bStrides, o.buffer, 0, contiguousStrides(shape)));
@@ -69,7 +69,10 @@ function floatBroadcast(a: Tensor, b: Tensor, shape: number[], outDtype: DType,
   return out;
 }
 
-/** fn over the broadcast elements of integer or bool tensors, in JS (they are small: ids, labels, masks). */
+/**
+ * fn over the broadcast elements of integer or bool tensors, in JS (they are small: ids, labels, masks). The
+ * callers put the result on the operands' device: a CUDA op must give a CUDA tensor wherever it is computed.
+ */
 function jsBroadcast(tensors: Tensor[], shape: number[], fn: (values: number[]) => number): number[] {
   const columns = tensors.map((t) => readFlat(t.expand(shape)).map(Number));
   return columns[0].map((_, i) => fn(columns.map((c) => c[i])));
@@ -285,7 +288,7 @@ function compareTensors(op: CompareOp, a: Tensor, b: Tensor): Tensor {
     return floatBroadcast(a, b, shape, bool, (a32, aStrides, b32, bStrides, o) =>
       backendFor(o).compare(op, shape, a32.buffer, a32.offset, aStrides, b32.buffer, b32.offset, bStrides, o.buffer, 0, contiguousStrides(shape)));
   }
-  return fromFlat(jsBroadcast([a, b], shape, ([x, y]) => (JS_COMPARE[op](x, y) ? 1 : 0)), shape, bool);
+  return fromFlat(jsBroadcast([a, b], shape, ([x, y]) => (JS_COMPARE[op](x, y) ? 1 : 0)), shape, bool, { device: a.device });
 }
 
 function compare(op: CompareOp, a: Tensor, b: TensorOrScalar): Tensor {
@@ -323,7 +326,7 @@ export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tenso
   const dtype = promoteTypes(ta.dtype, tb.dtype);
   let out: Tensor;
   if (!dtype.is_floating_point) {
-    out = fromFlat(jsBroadcast([cond, ta, tb], shape, ([c, x, y]) => (c ? x : y)), shape, dtype);
+    out = fromFlat(jsBroadcast([cond, ta, tb], shape, ([c, x, y]) => (c ? x : y)), shape, dtype, { device: cond.device });
   } else {
     const a32 = asF32(ta);
     const b32 = asF32(tb);

@@ -1,28 +1,24 @@
 // CUDA graphs (torch.cuda.CUDAGraph, native/cuda/graphs.cc) and the Trainer's graph-replayed step
-// (src/training/cuda_graph_step.ts). Without a GPU: the API's errors, and against the fake driver the capture
-// bookkeeping, the graph's memory pool and the operations a capture refuses. On a GPU: a captured tiny-BERT
-// training step replays to the parameters of eager steps, with flat memory, and a bad label found by a replay
-// throws at the next sync.
+// (src/training/cuda_graph_step.ts) without a GPU: the API's errors, and against the fake driver the capture
+// bookkeeping, the graph's memory pool and the operations a capture refuses. On a GPU: graphs_parity.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { torch } from "../../src/torch.js";
-import { Tensor } from "../../src/tensor/tensor.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { clip_grad_norm_ } from "../../src/nn/utils.js";
-import { AdamW, get_scheduler } from "../../src/optim/index.js";
+import { AdamW } from "../../src/optim/index.js";
 import { BertForSequenceClassification } from "../../src/models/index.js";
-import { load_file } from "../../src/safetensors/tensors.js";
 import { CudaGraphStep, useCudaGraphs } from "../../src/training/cuda_graph_step.js";
 import { SGD } from "../../src/optim/sgd.js";
 import { Device } from "../../src/tensor/device.js";
 import { REPO_ROOT, TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
+import { goldenBatch } from "../helpers/golden_batches.js";
 
 const NO_CUDA = cudaInfo().available && "this machine has CUDA: the GPU tests below cover it";
-const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 const DIST = (file: string): string => JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist/src", file)).href);
 
 test("without CUDA, graphs say why they cannot be captured", { skip: NO_CUDA }, () => {
@@ -59,7 +55,8 @@ function runOnFakeCuda(): Record<string, unknown> {
     const tmp2 = c.alloc(40, false);  // served again by the graph's pool: the same block, still holding src
     c.copyDeviceToDevice(tmp2, 0, dst, 0, 40);
     c.free(tmp2);
-    r.newMemory = errorOf(() => c.alloc(1 << 16));
+    // relaxed capture mode allows cuMemAlloc: the new block is the graph pool's
+    r.newMemory = errorOf(() => c.free(c.alloc(1 << 16)));
     r.hostToDevice = errorOf(() => c.copyHostToDevice(host.buffer, 0, src, 0, 40));
     r.deviceToHost = errorOf(() => c.copyDeviceToHost(src, 0, host.buffer, 0, 40));
     r.synchronize = errorOf(() => torch.cuda.synchronize());
@@ -115,8 +112,7 @@ test("a fake driver: capture, the graph's memory pool, replay, reset and what a 
   const r = runOnFakeCuda();
   const refused = (what: string) => new RegExp(`^Error: ${what} is not allowed while capturing a CUDA graph`);
   assert.equal(r.capturing, true);
-  assert.match(r.newMemory as string, refused("allocating 0\\.06 MiB of new device memory \\(cuMemAlloc\\)"));
-  assert.match(r.newMemory as string, /Run the captured work once before capturing it/);
+  assert.equal(r.newMemory, null, "a capture may allocate new memory for its pool");
   assert.match(r.hostToDevice as string, refused("copying host memory to the GPU"));
   assert.match(r.deviceToHost as string, refused("reading device memory on the host \\(item\\(\\), tolist\\(\\), \\.cpu\\(\\)\\)"));
   assert.match(r.synchronize as string, refused("waiting for the GPU \\(synchronize\\)"));
@@ -124,8 +120,8 @@ test("a fake driver: capture, the graph's memory pool, replay, reset and what a 
   assert.match(r.nested as string, refused("starting a capture \\(captures do not nest\\)"));
   assert.match(r.resetOther as string, refused("resetting a CUDA graph"));
   assert.equal(r.capturingAfter, false);
-  assert.equal(r.poolBlockCached, 0, "the graph's free block is cached by its pool (the common cache gave its block)");
-  assert.equal(r.cachedWithEager, 0, "an eager allocation after the capture does not take the pool's block");
+  assert.equal(r.poolBlockCached, 1 << 16, "the pool caches its free blocks: the common cache's, and the 64 KiB it allocated");
+  assert.equal(r.cachedWithEager, 1 << 16, "an eager allocation after the capture does not take the pool's blocks");
   assert.deepEqual(r.replayed, [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]]);
   assert.equal(r.poolId, true);
   assert.equal(r.releasedToCache, 1 << 20, "reset gives the graph's constants (1 MiB) to the cache; the pool's block moves there");
@@ -158,7 +154,7 @@ test("CudaGraphStep where capturing fails (no GPU here): the shape runs eagerly,
   const onWarning = (w: Error) => warnings.push(w.message);
   process.on("warning", onWarning);
   try {
-    const batches = [0, 1, 0, 1, 0].map((i) => batch(i));
+    const batches = [0, 1, 0, 1, 0].map((i) => goldenBatch(i));
     const load = () => BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS);
     const eager = await load();
     eager.train();
@@ -199,138 +195,4 @@ test("CudaGraphStep where capturing fails (no GPU here): the shape runs eagerly,
   } finally {
     process.off("warning", onWarning);
   }
-});
-
-// ---- on a GPU
-
-const batch = (i: number, device = "cpu"): Record<string, Tensor> => {
-  const b = load_file(path.join(TINY_BERT_SEQCLS, `batch${i}.safetensors`));
-  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.to(device)]));
-};
-
-async function tinyBert(): Promise<BertForSequenceClassification> {
-  torch.manual_seed(0);
-  // Dropout on, so that the replays must draw fresh random numbers as the eager steps do.
-  const model = await BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS, { hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 });
-  model.to("cuda");
-  model.train();
-  return model;
-}
-
-function assertSameParams(a: BertForSequenceClassification, b: BertForSequenceClassification, tol: number): void {
-  const other = Object.fromEntries(b.named_parameters());
-  for (const [name, p] of a.named_parameters()) {
-    const x = p.cpu().data() as Float32Array;
-    const y = other[name]!.cpu().data() as Float32Array;
-    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) <= tol * (1 + Math.abs(y[i])), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
-  }
-}
-
-test("a captured tiny-BERT training step: 5 replays give the parameters of 5 eager steps, memory flat", { skip: NEEDS_GPU }, async () => {
-  torch.backends.cuda.matmul.allow_tf32 = false;
-  const inputs = batch(0, "cuda");
-  const update = (model: BertForSequenceClassification, optimizer: AdamW, x: Record<string, Tensor>): Tensor => {
-    const loss = model(x).loss!;
-    const value = loss.detach().clone();
-    loss.backward();
-    loss.dispose();
-    clip_grad_norm_(model.parameters(), 1.0).dispose();
-    optimizer.step();
-    optimizer.zero_grad();
-    return value;
-  };
-  const setup = async () => {
-    const model = await tinyBert();
-    const optimizer = new AdamW(model.parameters(), { lr: 1e-3, weight_decay: 0.01 });
-    const scheduler = get_scheduler("linear", { optimizer, num_warmup_steps: 2, num_training_steps: 6 });
-    return { model, optimizer, scheduler };
-  };
-
-  const eager = await setup();
-  const eagerLosses: number[] = [];
-  for (let step = 0; step < 6; step++) {
-    const loss = update(eager.model, eager.optimizer, inputs);
-    eagerLosses.push(loss.item());
-    loss.dispose();
-    eager.scheduler.step();
-  }
-
-  const graphed = await setup();
-  const staticInputs = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.clone()]));
-  update(graphed.model, graphed.optimizer, staticInputs).dispose();  // the warm-up: step 1
-  graphed.scheduler.step();
-  const g = new torch.cuda.CUDAGraph();
-  const staticLoss = torch.cuda.graph(g, () => update(graphed.model, graphed.optimizer, staticInputs));
-  const replayLosses: number[] = [];
-  let afterFirst = 0;
-  for (let step = 1; step < 6; step++) {
-    graphed.optimizer.prepare_replay();
-    g.replay();
-    graphed.scheduler.step();
-    replayLosses.push(staticLoss.item());
-    if (step === 1) afterFirst = torch.cuda.memory_allocated();
-  }
-  assert.equal(torch.cuda.memory_allocated(), afterFirst, "replays allocate nothing");
-  replayLosses.forEach((l, i) => assert.ok(Math.abs(l - eagerLosses[i + 1]!) <= 1e-5 * (1 + Math.abs(l)), `loss of step ${i + 2}: ${l} vs ${eagerLosses[i + 1]}`));
-  assertSameParams(graphed.model, eager.model, 1e-5);
-  g.reset();
-  staticLoss.dispose();
-});
-
-test("CudaGraphStep (the Trainer's): eager warm-up, capture, replays; same parameters and summed loss as eager", { skip: NEEDS_GPU }, async () => {
-  torch.backends.cuda.matmul.allow_tf32 = false;
-  const batches = [0, 1, 0, 1, 0, 1, 0].map((i) => batch(i));
-  const eager = await tinyBert();
-  const eagerOptimizer = new AdamW(eager.parameters(), { lr: 1e-3 });
-  let eagerLoss = 0;
-  for (const b of batches) {
-    const x = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.to("cuda")]));
-    const loss = eager(x).loss!;
-    eagerLoss = Math.fround(eagerLoss + loss.item());
-    loss.backward();
-    loss.dispose();
-    clip_grad_norm_(eager.parameters(), 1.0).dispose();
-    eagerOptimizer.step();
-    eagerOptimizer.zero_grad();
-  }
-  const model = await tinyBert();
-  const step = new CudaGraphStep(model, new AdamW(model.parameters(), { lr: 1e-3 }), new Device("cuda"), 1.0, (inputs, addLoss) => {
-    const loss = model(inputs).loss!;
-    addLoss(loss);
-    loss.backward();
-    loss.dispose();
-  });
-  for (const b of batches) step.step(b);
-  assert.equal(step.graph_count, 2, "one graph per batch shape");
-  const { loss, grad_norm } = step.drain();
-  assert.ok(Math.abs(loss - eagerLoss) <= 1e-5 * (1 + Math.abs(eagerLoss)), `summed loss ${loss} vs ${eagerLoss}`);
-  assert.ok(grad_norm !== null && grad_norm > 0);
-  assertSameParams(model, eager, 1e-5);
-  step.dispose();
-});
-
-test("a bad label in a replayed step throws its RangeError at the next sync; captures refuse host reads", { skip: NEEDS_GPU }, async () => {
-  const model = await tinyBert();
-  const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
-  const x = batch(0, "cuda");
-  const update = () => {
-    const loss = model(x).loss!;
-    loss.backward();
-    loss.dispose();
-    optimizer.step();
-    optimizer.zero_grad();
-  };
-  update();
-  const g = new torch.cuda.CUDAGraph();
-  torch.cuda.graph(g, update);
-  x.labels!.copy_(torch.tensor([0, 1, 7, 0, 1, 0, 1, 0]));
-  optimizer.prepare_replay();
-  g.replay();
-  assert.throws(() => torch.cuda.synchronize(), (e: Error) => e instanceof RangeError &&
-    /^cross entropy: target 7 at row 2 is outside \[0, C\) with C = 2 and is not ignore_index -100 \(found by a CUDA graph replay\)$/.test(e.message));
-  torch.cuda.synchronize();  // reported once
-  g.reset();
-  const h = new torch.cuda.CUDAGraph();
-  assert.throws(() => torch.cuda.graph(h, () => model(x).loss!.item()), /reading device memory on the host .* is not allowed while capturing a CUDA graph/);
-  assert.equal(torch.cuda.is_current_stream_capturing(), false);
 });

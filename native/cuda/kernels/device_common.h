@@ -1,8 +1,8 @@
 // Device code shared by every kernel family, prepended to each family's source before NVRTC compiles it. NVRTC
 // has no standard headers, so the fixed-width types are defined here. The float functions are the CPU's
-// (native/cpu/vec_math.h) transcribed, so both backends compute the same GELU, tanh, exp and erf up to FMA
-// contraction; where the contract needs the CPU's exact bits (random numbers, AdamW) the kernels round every
-// step explicitly with the __f*_rn intrinsics, which NVRTC never contracts.
+// (native/cpu/vec_math.h) transcribed, and NVRTC compiles them without FMA contraction (runtime.cc), so both
+// backends compute the same GELU, tanh, exp and erf; where the contract needs the CPU's exact bits (random
+// numbers, AdamW) the kernels also round every step explicitly with the __f*_rn intrinsics.
 #pragma once
 
 namespace ft::cuda::kernels {

@@ -1,0 +1,56 @@
+// The GPU test files, run against the CPU emulation of the CUDA toolkit (test/helpers/fake_cuda): the real
+// native.cuda code (NVRTC compilation and its disk cache, launches, cuBLASLt plans, copies, the caching
+// allocator) end to end, with the kernels' CUDA source executed thread by thread. Every test in those files
+// must pass here, none may skip: they skip only where CUDA is missing, and here it is not. First the emulator's
+// own checks (fake_cuda/selftest.cc): that it orders, refuses and captures what a GPU would.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { REPO_ROOT } from "../helpers/paths.js";
+import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
+
+const GPU_TEST_FILES = ["ops_parity", "kernels_parity", "attention_parity", "amp_parity", "graphs_parity"].map((name) =>
+  path.join(REPO_ROOT, "dist/test/cuda", `${name}.test.js`),
+);
+
+test("the GPU tests pass on the emulated CUDA toolkit", { skip: !HAS_GXX && "g++ is missing", timeout: 900_000 }, () => {
+  withFakeCuda(
+    (home) => {
+      const selftest = path.join(home, "selftest");
+      const source = path.join(REPO_ROOT, "test/helpers/fake_cuda/selftest.cc");
+      execFileSync("g++", ["-std=c++20", "-O1", source, "-ldl", "-o", selftest], { stdio: "pipe" });
+      const self = spawnSync(selftest, [home], { encoding: "utf8", timeout: 120_000 });
+      assert.equal(self.status, 0, `the emulator's self-test failed:\n${self.stdout}${self.stderr}`);
+
+      const cache = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-emulated-cache-"));
+      try {
+        const env: NodeJS.ProcessEnv = {
+          ...process.env, CUDA_HOME: home, FINETUNE_CACHE: cache, FINETUNE_CUDA_EMULATED: "1",
+        };
+        delete env.FINETUNE_DISABLE_CUDA;
+        delete env.NODE_TEST_CONTEXT;  // a nested node --test reports as a top-level run
+        const run = spawnSync(
+          process.execPath,
+          ["--test", "--test-concurrency=1", "--test-reporter=tap", ...GPU_TEST_FILES],
+          { env, encoding: "utf8", timeout: 840_000, maxBuffer: 64 << 20 },
+        );
+        const output = `${run.stdout}\n${run.stderr}`;
+        const count = (what: string): number => Number(output.match(new RegExp(`^# ${what} (\\d+)$`, "m"))?.[1]);
+        const tail = output.slice(-8000);
+        assert.equal(run.status, 0, `the GPU tests failed on the emulator:\n${tail}`);
+        assert.equal(count("fail"), 0, tail);
+        assert.equal(count("cancelled"), 0, tail);
+        assert.equal(count("skipped"), 0, `GPU tests skipped on the emulator:\n${tail}`);
+        assert.ok(count("pass") >= GPU_TEST_FILES.length, tail);
+        // Each kernel module was compiled once (and then read from the disk cache by the later files).
+        assert.ok(fs.readdirSync(cache).some((f) => f.endsWith(".cubin")), "compiled kernels are cached");
+      } finally {
+        fs.rmSync(cache, { recursive: true, force: true });
+      }
+    },
+    { emulate: true },
+  );
+});

@@ -1,0 +1,144 @@
+// CUDA graphs on a GPU (or the emulated toolkit, test/cuda/emulated.test.ts): a captured tiny-BERT training step
+// replays to the parameters of eager steps, with dropout and flat memory; the Trainer's graph step
+// (src/training/cuda_graph_step.ts) matches the eager loop; a bad label found by a replay throws at the next sync.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { torch } from "../../src/torch.js";
+import { Tensor } from "../../src/tensor/tensor.js";
+import { cudaInfo } from "../../src/backend/cuda.js";
+import { clip_grad_norm_ } from "../../src/nn/utils.js";
+import { AdamW, get_scheduler } from "../../src/optim/index.js";
+import { BertForSequenceClassification } from "../../src/models/index.js";
+import { CudaGraphStep } from "../../src/training/cuda_graph_step.js";
+import { Device } from "../../src/tensor/device.js";
+import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
+import { goldenBatch } from "../helpers/golden_batches.js";
+
+const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
+
+async function tinyBert(): Promise<BertForSequenceClassification> {
+  torch.manual_seed(0);
+  // Dropout on, so that the replays must draw fresh random numbers as the eager steps do.
+  const model = await BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS, { hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 });
+  model.to("cuda");
+  model.train();
+  return model;
+}
+
+function assertSameParams(a: BertForSequenceClassification, b: BertForSequenceClassification, tol: number): void {
+  const other = Object.fromEntries(b.named_parameters());
+  for (const [name, p] of a.named_parameters()) {
+    const x = p.cpu().data() as Float32Array;
+    const y = other[name]!.cpu().data() as Float32Array;
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) <= tol * (1 + Math.abs(y[i])), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
+  }
+}
+
+test("a captured tiny-BERT training step: 5 replays give the parameters of 5 eager steps, memory flat", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const inputs = goldenBatch(0, "cuda");
+  const update = (model: BertForSequenceClassification, optimizer: AdamW, x: Record<string, Tensor>): Tensor => {
+    const loss = model(x).loss!;
+    const value = loss.detach().clone();
+    loss.backward();
+    loss.dispose();
+    clip_grad_norm_(model.parameters(), 1.0).dispose();
+    optimizer.step();
+    optimizer.zero_grad();
+    return value;
+  };
+  const setup = async () => {
+    const model = await tinyBert();
+    const optimizer = new AdamW(model.parameters(), { lr: 1e-3, weight_decay: 0.01 });
+    const scheduler = get_scheduler("linear", { optimizer, num_warmup_steps: 2, num_training_steps: 6 });
+    return { model, optimizer, scheduler };
+  };
+
+  const eager = await setup();
+  const eagerLosses: number[] = [];
+  for (let step = 0; step < 6; step++) {
+    const loss = update(eager.model, eager.optimizer, inputs);
+    eagerLosses.push(loss.item());
+    loss.dispose();
+    eager.scheduler.step();
+  }
+
+  const graphed = await setup();
+  const staticInputs = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.clone()]));
+  update(graphed.model, graphed.optimizer, staticInputs).dispose();  // the warm-up: step 1
+  graphed.scheduler.step();
+  const g = new torch.cuda.CUDAGraph();
+  const staticLoss = torch.cuda.graph(g, () => update(graphed.model, graphed.optimizer, staticInputs));
+  const replayLosses: number[] = [];
+  let afterFirst = 0;
+  for (let step = 1; step < 6; step++) {
+    graphed.optimizer.prepare_replay();
+    g.replay();
+    graphed.scheduler.step();
+    replayLosses.push(staticLoss.item());
+    if (step === 1) afterFirst = torch.cuda.memory_allocated();
+  }
+  assert.equal(torch.cuda.memory_allocated(), afterFirst, "replays allocate nothing");
+  replayLosses.forEach((l, i) => assert.ok(Math.abs(l - eagerLosses[i + 1]!) <= 1e-5 * (1 + Math.abs(l)), `loss of step ${i + 2}: ${l} vs ${eagerLosses[i + 1]}`));
+  assertSameParams(graphed.model, eager.model, 1e-5);
+  g.reset();
+  staticLoss.dispose();
+});
+
+test("CudaGraphStep (the Trainer's): eager warm-up, capture, replays; same parameters and summed loss as eager", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const batches = [0, 1, 0, 1, 0, 1, 0].map((i) => goldenBatch(i));
+  const eager = await tinyBert();
+  const eagerOptimizer = new AdamW(eager.parameters(), { lr: 1e-3 });
+  let eagerLoss = 0;
+  for (const b of batches) {
+    const x = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.to("cuda")]));
+    const loss = eager(x).loss!;
+    eagerLoss = Math.fround(eagerLoss + loss.item());
+    loss.backward();
+    loss.dispose();
+    clip_grad_norm_(eager.parameters(), 1.0).dispose();
+    eagerOptimizer.step();
+    eagerOptimizer.zero_grad();
+  }
+  const model = await tinyBert();
+  const step = new CudaGraphStep(model, new AdamW(model.parameters(), { lr: 1e-3 }), new Device("cuda"), 1.0, (inputs, addLoss) => {
+    const loss = model(inputs).loss!;
+    addLoss(loss);
+    loss.backward();
+    loss.dispose();
+  });
+  for (const b of batches) step.step(b);
+  assert.equal(step.graph_count, 2, "one graph per batch shape");
+  const { loss, grad_norm } = step.drain();
+  assert.ok(Math.abs(loss - eagerLoss) <= 1e-5 * (1 + Math.abs(eagerLoss)), `summed loss ${loss} vs ${eagerLoss}`);
+  assert.ok(grad_norm !== null && grad_norm > 0);
+  assertSameParams(model, eager, 1e-5);
+  step.dispose();
+});
+
+test("a bad label in a replayed step throws its RangeError at the next sync; captures refuse host reads", { skip: NEEDS_GPU }, async () => {
+  const model = await tinyBert();
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+  const x = goldenBatch(0, "cuda");
+  const update = () => {
+    const loss = model(x).loss!;
+    loss.backward();
+    loss.dispose();
+    optimizer.step();
+    optimizer.zero_grad();
+  };
+  update();
+  const g = new torch.cuda.CUDAGraph();
+  torch.cuda.graph(g, update);
+  x.labels!.copy_(torch.tensor([0, 1, 7, 0, 1, 0, 1, 0]));
+  optimizer.prepare_replay();
+  g.replay();
+  assert.throws(() => torch.cuda.synchronize(), (e: Error) => e instanceof RangeError &&
+    /^cross entropy: target 7 at row 2 is outside \[0, C\) with C = 2 and is not ignore_index -100 \(found by a CUDA graph replay\)$/.test(e.message));
+  torch.cuda.synchronize();  // reported once
+  g.reset();
+  const h = new torch.cuda.CUDAGraph();
+  assert.throws(() => torch.cuda.graph(h, () => model(x).loss!.item()), /reading device memory on the host .* is not allowed while capturing a CUDA graph/);
+  assert.equal(torch.cuda.is_current_stream_capturing(), false);
+});

@@ -1,0 +1,272 @@
+// The fake libcublasLt: the descriptor, layout, preference and heuristic calls native/cuda/gemm.cc makes, and
+// cublasLtMatmul as a plain column-major GEMM on the fake driver's stream (so graphs capture it): A and B in
+// float32, float16 or bfloat16, C and D float32, float accumulation in ascending k. CUBLAS_COMPUTE_32F_FAST_TF32
+// rounds float32 inputs to TF32 (10 mantissa bits, to nearest with ties away, as cvt.rna.tf32.f32 does).
+//
+// Everything cuBLASLt would refuse or silently get wrong is an error here, explained on stderr: inconsistent
+// shapes, ld below the row count, unknown attributes, operands outside one live device allocation, an address
+// or batch stride less aligned than the preference promised, and an algorithm that did not come from the
+// heuristic.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+extern "C" {
+bool ftemu_in_device(std::uint64_t p, std::size_t n);
+int ftemu_submit(void* stream, int (*run)(void*), void* data, void (*release)(void*));
+}
+
+namespace {
+
+constexpr int kSuccess = 0, kNotInitialized = 1, kInvalidValue = 7, kExecutionFailed = 13, kNotSupported = 15;
+constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
+constexpr int kCompute32F = 68, kCompute32FFastTf32 = 77;
+constexpr std::uint64_t kAlgoMagic = 0x66616b65616c676full;
+
+struct Desc {
+  int compute, scale;
+  std::int32_t transa = 0, transb = 0;
+};
+
+struct Layout {
+  int type;
+  std::uint64_t rows, cols;
+  std::int64_t ld;
+  std::int32_t batch = 1;
+  std::int64_t stride = 0;
+};
+
+struct Preference {
+  std::uint64_t workspace = 0;
+  std::uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D: cuBLASLt's default assumption
+};
+
+struct Algo {
+  std::uint64_t magic;
+  std::uint32_t align[4];
+};
+
+struct HeuristicResult {
+  std::uint64_t algo[8];
+  std::size_t workspaceSize;
+  int state;
+  float wavesCount;
+  int reserved[4];
+};
+static_assert(sizeof(Algo) <= 64, "the algorithm fits cublasLtMatmulAlgo_t");
+
+int Fail(int status, const std::string& why) {
+  std::fprintf(stderr, "fake cuBLASLt: %s\n", why.c_str());
+  return status;
+}
+
+std::size_t ElementSize(int type) { return type == kR32F ? 4 : 2; }
+
+// The problem's m, n, k, or an error status.
+int Check(const Desc& d, const Layout& a, const Layout& b, const Layout& c, const Layout& dd, std::uint64_t& m,
+          std::uint64_t& n, std::uint64_t& k) {
+  if (d.scale != kR32F) return Fail(kNotSupported, "scale type must be CUDA_R_32F");
+  if (a.type != b.type || (a.type != kR32F && a.type != kR16F && a.type != kR16BF))
+    return Fail(kNotSupported, "A and B must both be 32F, 16F or 16BF");
+  if (c.type != kR32F || dd.type != kR32F) return Fail(kNotSupported, "C and D must be 32F");
+  if (d.compute != kCompute32F && !(d.compute == kCompute32FFastTf32 && a.type == kR32F))
+    return Fail(kNotSupported, "compute type " + std::to_string(d.compute) + " with these types");
+  m = dd.rows;
+  n = dd.cols;
+  k = d.transa ? a.rows : a.cols;
+  if ((d.transa ? a.cols : a.rows) != m) return Fail(kInvalidValue, "op(A) has not m rows");
+  if ((d.transb ? b.cols : b.rows) != k || (d.transb ? b.rows : b.cols) != n)
+    return Fail(kInvalidValue, "op(B) is not k x n");
+  if (c.rows != m || c.cols != n) return Fail(kInvalidValue, "C and D differ in shape");
+  for (const Layout* l : {&a, &b, &c, &dd}) {
+    if (l->ld < static_cast<std::int64_t>(l->rows > 0 ? l->rows : 1))
+      return Fail(kInvalidValue, "a leading dimension below the row count");
+    if (l->batch != dd.batch) return Fail(kInvalidValue, "batch counts differ");
+    if (l->stride < 0) return Fail(kNotSupported, "negative batch stride");
+  }
+  if (m == 0 || n == 0 || k == 0) return Fail(kInvalidValue, "an empty dimension");
+  return kSuccess;
+}
+
+std::size_t Extent(const Layout& l) {
+  return ((l.batch - 1) * l.stride + (l.cols - 1) * l.ld + l.rows) * ElementSize(l.type);
+}
+
+float Load(const void* p, int type, std::size_t i, bool tf32) {
+  std::uint32_t bits;
+  if (type == kR32F) {
+    std::memcpy(&bits, static_cast<const char*>(p) + 4 * i, 4);
+    if (tf32 && (bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x1000u) & ~0x1fffu;
+  } else {
+    std::uint16_t h;
+    std::memcpy(&h, static_cast<const char*>(p) + 2 * i, 2);
+    if (type == kR16BF) {
+      bits = std::uint32_t{h} << 16;
+    } else {
+      const std::uint32_t sign = std::uint32_t{h & 0x8000u} << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+      if (exp == 0) {
+        const float v = std::ldexp(static_cast<float>(mant), -24);
+        return sign ? -v : v;
+      }
+      bits = sign | (exp == 31 ? 0x7f800000u | mant << 13 : (exp + 112) << 23 | mant << 13);
+    }
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+struct Job {
+  Desc d;
+  Layout a, b, c;
+  std::uint64_t m, n, k;
+  float alpha, beta;
+  const void *pa, *pb, *pc;
+  float* pd;
+};
+
+int RunJob(void* data) {
+  const Job& j = *static_cast<Job*>(data);
+  const bool tf32 = j.d.compute == kCompute32FFastTf32;
+  for (std::int32_t batch = 0; batch < j.c.batch; ++batch) {
+    const std::size_t oa = batch * j.a.stride, ob = batch * j.b.stride, oc = batch * j.c.stride;
+    for (std::uint64_t col = 0; col < j.n; ++col) {
+      for (std::uint64_t row = 0; row < j.m; ++row) {
+        float acc = 0.0f;
+        for (std::uint64_t p = 0; p < j.k; ++p) {
+          const std::size_t ia = oa + (j.d.transa ? p + row * j.a.ld : row + p * j.a.ld);
+          const std::size_t ib = ob + (j.d.transb ? col + p * j.b.ld : p + col * j.b.ld);
+          acc += Load(j.pa, j.a.type, ia, tf32) * Load(j.pb, j.b.type, ib, tf32);
+        }
+        const std::size_t ic = oc + row + col * j.c.ld;
+        // beta == 0 does not read C, so NaNs there do not propagate.
+        j.pd[ic] = j.beta == 0.0f ? j.alpha * acc : j.alpha * acc + j.beta * static_cast<const float*>(j.pc)[ic];
+      }
+    }
+  }
+  return 0;
+}
+
+int handle_object;
+
+}  // namespace
+
+extern "C" {
+
+std::size_t cublasLtGetVersion() { return 130001; }
+
+int cublasLtCreate(void** handle) {
+  *handle = &handle_object;
+  return 0;
+}
+int cublasLtDestroy(void*) { return 0; }
+
+int cublasLtMatmulDescCreate(Desc** desc, int compute, int scale) {
+  *desc = new Desc{compute, scale};
+  return 0;
+}
+int cublasLtMatmulDescDestroy(Desc* desc) {
+  delete desc;
+  return 0;
+}
+int cublasLtMatmulDescSetAttribute(Desc* desc, int attr, const void* buf, std::size_t size) {
+  if ((attr != 3 && attr != 4) || size != sizeof(std::int32_t))
+    return Fail(kInvalidValue, "unsupported matmul attribute " + std::to_string(attr));
+  std::int32_t op;
+  std::memcpy(&op, buf, sizeof(op));
+  if (op != 0 && op != 1) return Fail(kInvalidValue, "transpose must be N or T");
+  (attr == 3 ? desc->transa : desc->transb) = op;
+  return 0;
+}
+
+int cublasLtMatrixLayoutCreate(Layout** layout, int type, std::uint64_t rows, std::uint64_t cols, std::int64_t ld) {
+  *layout = new Layout{type, rows, cols, ld};
+  return 0;
+}
+int cublasLtMatrixLayoutDestroy(Layout* layout) {
+  delete layout;
+  return 0;
+}
+int cublasLtMatrixLayoutSetAttribute(Layout* layout, int attr, const void* buf, std::size_t size) {
+  if (attr == 5 && size == sizeof(std::int32_t)) {
+    std::memcpy(&layout->batch, buf, size);
+    return layout->batch >= 1 ? 0 : Fail(kInvalidValue, "batch count below 1");
+  }
+  if (attr == 6 && size == sizeof(std::int64_t)) {
+    std::memcpy(&layout->stride, buf, size);
+    return 0;
+  }
+  return Fail(kInvalidValue, "unsupported layout attribute " + std::to_string(attr));
+}
+
+int cublasLtMatmulPreferenceCreate(Preference** pref) {
+  *pref = new Preference;
+  return 0;
+}
+int cublasLtMatmulPreferenceDestroy(Preference* pref) {
+  delete pref;
+  return 0;
+}
+int cublasLtMatmulPreferenceSetAttribute(Preference* pref, int attr, const void* buf, std::size_t size) {
+  if (attr == 1 && size == sizeof(std::uint64_t)) {
+    std::memcpy(&pref->workspace, buf, size);
+    return 0;
+  }
+  if (attr >= 5 && attr <= 8 && size == sizeof(std::uint32_t)) {
+    std::memcpy(&pref->align[attr - 5], buf, size);
+    const std::uint32_t a = pref->align[attr - 5];
+    return a != 0 && (a & (a - 1)) == 0 ? 0 : Fail(kInvalidValue, "alignment must be a power of two");
+  }
+  return Fail(kInvalidValue, "unsupported preference attribute " + std::to_string(attr));
+}
+
+int cublasLtMatmulAlgoGetHeuristic(void* handle, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd,
+                                   Preference* pref, int requested, HeuristicResult* results, int* returned) {
+  if (handle != &handle_object) return Fail(kNotInitialized, "unknown handle");
+  if (requested < 1) return Fail(kInvalidValue, "requested no algorithm");
+  std::uint64_t m, n, k;
+  if (int status = Check(*d, *a, *b, *c, *dd, m, n, k); status != kSuccess) return status;
+  const Layout* layouts[4] = {a, b, c, dd};
+  for (int i = 0; i < 4; ++i) {
+    if (pref->align[i] < ElementSize(layouts[i]->type)) return Fail(kInvalidValue, "alignment below the element size");
+  }
+  std::memset(results, 0, sizeof(HeuristicResult));
+  Algo algo{kAlgoMagic, {pref->align[0], pref->align[1], pref->align[2], pref->align[3]}};
+  std::memcpy(results->algo, &algo, sizeof(algo));
+  results->wavesCount = 1.0f;
+  *returned = 1;
+  return 0;
+}
+
+int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Layout* a, const void* B, Layout* b,
+                   const float* beta, const void* C, Layout* c, void* D, Layout* dd, const Algo* algo,
+                   void* workspace, std::size_t workspace_bytes, void* stream) {
+  if (handle != &handle_object) return Fail(kNotInitialized, "unknown handle");
+  std::uint64_t m, n, k;
+  if (int status = Check(*d, *a, *b, *c, *dd, m, n, k); status != kSuccess) return status;
+  if (algo == nullptr || algo->magic != kAlgoMagic) return Fail(kInvalidValue, "an algorithm not from the heuristic");
+  const void* pointers[4] = {A, B, C, D};
+  const Layout* layouts[4] = {a, b, c, dd};
+  const char* names[4] = {"A", "B", "C", "D"};
+  for (int i = 0; i < 4; ++i) {
+    const auto p = reinterpret_cast<std::uint64_t>(pointers[i]);
+    if (!ftemu_in_device(p, Extent(*layouts[i])))
+      return Fail(kInvalidValue, std::string(names[i]) + " is not inside one device allocation");
+    const std::uint64_t stride_bytes = layouts[i]->stride * ElementSize(layouts[i]->type);
+    if (p % algo->align[i] != 0 || (layouts[i]->batch > 1 && stride_bytes % algo->align[i] != 0))
+      return Fail(kInvalidValue, std::string(names[i]) + " is less aligned than the preference promised");
+  }
+  if (workspace_bytes > 0 && !ftemu_in_device(reinterpret_cast<std::uint64_t>(workspace), workspace_bytes))
+    return Fail(kInvalidValue, "the workspace is not device memory");
+  if (C != D && (c->ld != dd->ld || c->stride != dd->stride))
+    return Fail(kNotSupported, "C and D differ in layout");
+  auto* job = new Job{*d, *a, *b, *c, m, n, k, *alpha, *beta, A, B, C, static_cast<float*>(D)};
+  const int result = ftemu_submit(stream, RunJob, job, [](void* data) { delete static_cast<Job*>(data); });
+  if (result == 0) return kSuccess;
+  return Fail(kExecutionFailed, "the fake driver refused the work: error " + std::to_string(result));
+}
+
+}  // extern "C"

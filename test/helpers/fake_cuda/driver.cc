@@ -1,0 +1,391 @@
+// The fake libcuda.so.1: one device whose memory is a separate reserved address range of this process, one
+// stream on which all work runs synchronously (or is recorded while the stream is captured into a graph), and
+// modules that are shared libraries built by the fake NVRTC (nvrtc.cc, device.h).
+//
+// It checks what a real driver leaves to chance or reports late, so that host code bugs fail loudly here:
+// copies check their direction and that device ranges lie inside one live allocation; freed device memory is
+// unmapped (a later access faults); each allocation ends at a guard page (a kernel that reads far past the end
+// faults); kernel pointer arguments must be device memory; launch shapes are checked against the hardware limits.
+// FTEMU_TRACE=1 prints every launch to stderr.
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "launch.h"
+
+namespace {
+
+using CUresult = int;
+using CUdeviceptr = std::uint64_t;
+constexpr CUresult kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2, kInvalidImage = 200, kInvalidHandle = 400,
+                   kIllegalState = 401, kNotFound = 500, kIllegalAddress = 700, kLaunchOutOfResources = 701,
+                   kLaunchFailed = 719, kCaptureUnsupported = 900, kCaptureInvalidated = 901;
+constexpr std::size_t kTotalBytes = std::size_t{80} << 30;
+constexpr std::size_t kReservedBytes = std::size_t{1} << 40;
+
+std::size_t PageSize() {
+  static const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// ---- device memory: never reused address space, so a use after free faults instead of reading a new owner's data
+
+struct Memory {
+  std::mutex mutex;
+  char* base = nullptr;
+  std::size_t next = 0;                       // bump offset into the reservation
+  std::map<CUdeviceptr, std::size_t> blocks;  // live allocations: start -> bytes
+  std::size_t used = 0;
+};
+
+Memory& GetMemory() {
+  static Memory* m = [] {
+    auto* memory = new Memory;
+    void* p = mmap(nullptr, kReservedBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    memory->base = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+    return memory;
+  }();
+  return *m;
+}
+
+// The live allocation holding [p, p + n), if any.
+bool InDevice(CUdeviceptr p, std::size_t n) {
+  Memory& m = GetMemory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  auto it = m.blocks.upper_bound(p);
+  if (it == m.blocks.begin()) return false;
+  --it;
+  return p >= it->first && p + n <= it->first + it->second && p + n >= p;
+}
+
+bool InReservation(const void* p) {
+  const Memory& m = GetMemory();
+  const char* c = static_cast<const char*>(p);
+  return c >= m.base && c < m.base + kReservedBytes;
+}
+
+thread_local std::string t_detail;  // why the last call failed, for cuGetErrorString
+
+CUresult Fail(CUresult code, const std::string& detail) {
+  t_detail = detail;
+  if (std::getenv("FTEMU_TRACE") != nullptr) std::fprintf(stderr, "ftemu: %s\n", detail.c_str());
+  return code;
+}
+
+// ---- the stream and graph capture
+
+struct Op {
+  std::function<CUresult()> run;
+  std::function<void()> release;
+  ~Op() {
+    if (release) release();
+  }
+};
+using OpList = std::vector<std::shared_ptr<Op>>;
+
+struct Stream {
+  bool capturing = false;
+  bool invalidated = false;
+  OpList captured;
+};
+
+struct Graph {
+  OpList ops;
+};
+
+Stream g_stream;
+int g_context;
+
+// Runs `op` now, or records it while the stream is captured.
+CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void()> release = {}) {
+  if (stream != &g_stream) return Fail(kInvalidHandle, "work queued on a stream the fake driver never created");
+  auto op = std::make_shared<Op>();
+  op->run = std::move(run);
+  op->release = std::move(release);
+  if (g_stream.capturing) {
+    g_stream.captured.push_back(std::move(op));
+    return kSuccess;
+  }
+  return op->run();
+}
+
+// A call a real driver refuses during capture; it also ends the capture's usefulness, as on a GPU.
+CUresult RefuseWhileCapturing(const char* what) {
+  g_stream.invalidated = true;
+  return Fail(kCaptureUnsupported, std::string(what) + " while the stream is being captured");
+}
+
+// ---- modules
+
+struct Function {
+  std::string name;
+  const ftemu::KernelEntry* entry;
+};
+unsigned long long g_launches = 0;
+
+bool IsDevicePointer(const void* p) { return InDevice(reinterpret_cast<CUdeviceptr>(p), 1); }
+
+}  // namespace
+
+extern "C" {
+
+// For the fake cuBLASLt, which links against this library.
+bool ftemu_in_device(CUdeviceptr p, std::size_t n) { return InDevice(p, n); }
+int ftemu_submit(void* stream, int (*run)(void*), void* data, void (*release)(void*)) {
+  return Submit(
+      stream, [run, data] { return run(data); }, [release, data] { release(data); });
+}
+
+int cuInit(unsigned) { return 0; }
+int cuDriverGetVersion(int* v) {
+  *v = 13000;
+  return 0;
+}
+int cuGetErrorString(int code, const char** s) {
+  static thread_local std::string text;
+  text = code == 0 ? "no error" : "fake driver error";
+  if (!t_detail.empty()) text += ": " + t_detail;
+  t_detail.clear();
+  *s = text.c_str();
+  return 0;
+}
+int cuDeviceGetCount(int* n) {
+  *n = 1;
+  return 0;
+}
+int cuDeviceGet(int* d, int ordinal) {
+  if (ordinal != 0) return Fail(kInvalidValue, "only device 0 exists");
+  *d = ordinal;
+  return 0;
+}
+int cuDeviceGetName(char* name, int len, int) {
+  std::snprintf(name, static_cast<std::size_t>(len), "%s", "Fake GPU (CPU emulation)");
+  return 0;
+}
+// Compute capability 9.0 (attributes 75 and 76); every other attribute reads 0.
+int cuDeviceGetAttribute(int* v, int attribute, int) {
+  *v = attribute == 75 ? 9 : 0;
+  return 0;
+}
+int cuDeviceTotalMem_v2(std::size_t* bytes, int) {
+  *bytes = kTotalBytes;
+  return 0;
+}
+int cuDevicePrimaryCtxRetain(void** ctx, int) {
+  *ctx = &g_context;
+  return 0;
+}
+int cuCtxSetCurrent(void* ctx) { return ctx == &g_context ? 0 : Fail(kInvalidValue, "unknown context"); }
+int cuStreamCreate(void** s, unsigned) {
+  *s = &g_stream;
+  return 0;
+}
+int cuStreamSynchronize(void* s) {
+  if (s != &g_stream) return Fail(kInvalidHandle, "cuStreamSynchronize on an unknown stream");
+  return g_stream.capturing ? RefuseWhileCapturing("cuStreamSynchronize") : 0;
+}
+
+int cuMemAlloc_v2(CUdeviceptr* p, std::size_t n) {
+  if (n == 0) return Fail(kInvalidValue, "cuMemAlloc of 0 bytes");
+  Memory& m = GetMemory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  const std::size_t page = PageSize();
+  const std::size_t rounded = (n + 255) / 256 * 256;
+  const std::size_t span = (rounded + page - 1) / page * page;
+  if (m.base == nullptr || m.used + rounded > kTotalBytes || m.next + span + page > kReservedBytes ||
+      mprotect(m.base + m.next, span, PROT_READ | PROT_WRITE) != 0)
+    return Fail(kOutOfMemory, "out of fake device memory");
+  char* start = m.base + m.next;
+  // The block ends where the guard page after the span begins.
+  *p = reinterpret_cast<CUdeviceptr>(start + span - rounded);
+  m.next += span + page;
+  m.blocks[*p] = rounded;
+  m.used += rounded;
+  std::memset(reinterpret_cast<void*>(*p), 0xa5, rounded);  // device memory starts as garbage, not zeros
+  return 0;
+}
+
+int cuMemFree_v2(CUdeviceptr p) {
+  if (g_stream.capturing) return RefuseWhileCapturing("cuMemFree");
+  Memory& m = GetMemory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  auto it = m.blocks.find(p);
+  if (it == m.blocks.end()) return Fail(kInvalidValue, "cuMemFree of an address that is not an allocation");
+  const std::size_t page = PageSize();
+  char* start = reinterpret_cast<char*>(p / page * page);
+  const std::size_t span = p + it->second - reinterpret_cast<CUdeviceptr>(start);
+  madvise(start, span, MADV_DONTNEED);
+  mprotect(start, span, PROT_NONE);
+  m.used -= it->second;
+  m.blocks.erase(it);
+  return 0;
+}
+
+int cuMemGetInfo_v2(std::size_t* free, std::size_t* total) {
+  Memory& m = GetMemory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  *total = kTotalBytes;
+  *free = kTotalBytes - m.used;
+  return 0;
+}
+
+// From pageable memory a real driver stages the source before returning; here the copy runs at once. Captured, it
+// reads the host memory at each replay, as a graph's memcpy node does.
+int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, std::size_t n, void* stream) {
+  if (!InDevice(d, n)) return Fail(kInvalidValue, "cuMemcpyHtoD: the destination is not device memory");
+  if (InReservation(s)) return Fail(kInvalidValue, "cuMemcpyHtoD: the source is device memory");
+  return Submit(stream, [=] {
+    std::memcpy(reinterpret_cast<void*>(d), s, n);
+    return kSuccess;
+  });
+}
+int cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, std::size_t n, void* stream) {
+  if (!InDevice(s, n)) return Fail(kInvalidValue, "cuMemcpyDtoH: the source is not device memory");
+  if (InReservation(d)) return Fail(kInvalidValue, "cuMemcpyDtoH: the destination is device memory");
+  return Submit(stream, [=] {
+    std::memcpy(d, reinterpret_cast<const void*>(s), n);
+    return kSuccess;
+  });
+}
+int cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, std::size_t n, void* stream) {
+  if (!InDevice(d, n)) return Fail(kInvalidValue, "cuMemcpyDtoD: the destination is not device memory");
+  if (!InDevice(s, n)) return Fail(kInvalidValue, "cuMemcpyDtoD: the source is not device memory");
+  return Submit(stream, [=] {
+    std::memmove(reinterpret_cast<void*>(d), reinterpret_cast<const void*>(s), n);
+    return kSuccess;
+  });
+}
+int cuMemsetD8Async(CUdeviceptr d, unsigned char v, std::size_t n, void* stream) {
+  if (!InDevice(d, n)) return Fail(kInvalidValue, "cuMemsetD8: the destination is not device memory");
+  return Submit(stream, [=] {
+    std::memset(reinterpret_cast<void*>(d), v, n);
+    return kSuccess;
+  });
+}
+
+// The image is what the fake NVRTC returned as a cubin: a marker line, then the module library's path.
+int cuModuleLoadData(void** module, const void* image) {
+  static const char kMarker[] = "FTEMU-MODULE\n";
+  const char* text = static_cast<const char*>(image);
+  if (std::strncmp(text, kMarker, sizeof(kMarker) - 1) != 0)
+    return Fail(kInvalidImage, "the image is not a module of the fake NVRTC");
+  void* handle = dlopen(text + sizeof(kMarker) - 1, RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) return Fail(kInvalidImage, std::string("cannot load the module: ") + dlerror());
+  *module = handle;
+  return 0;
+}
+
+int cuModuleGetFunction(void** fn, void* module, const char* name) {
+  const std::string symbol = std::string("ftemu_kernel_") + name;
+  const auto* entry = static_cast<const ftemu::KernelEntry*>(dlsym(module, symbol.c_str()));
+  if (entry == nullptr) return Fail(kNotFound, std::string("the module has no kernel ") + name);
+  *fn = new Function{name, entry};  // functions live as long as their module, which is never unloaded
+  return 0;
+}
+
+int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared_bytes, void* stream, void** params, void** extra) {
+  const auto* fn = static_cast<const Function*>(f);
+  if (fn == nullptr) return Fail(kInvalidHandle, "cuLaunchKernel of a null function");
+  const std::string what = "launch of " + fn->name;
+  if (extra != nullptr || params == nullptr) return Fail(kInvalidValue, what + ": arguments must come as kernelParams");
+  if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0)
+    return Fail(kInvalidValue, what + ": a grid or block dimension is 0");
+  if (gx > 0x7fffffffu || gy > 65535 || gz > 65535)
+    return Fail(kInvalidValue, what + ": grid (" + std::to_string(gx) + ", " + std::to_string(gy) + ", " +
+                                   std::to_string(gz) + ") exceeds (2^31 - 1, 65535, 65535)");
+  if (bx > 1024 || by > 1024 || bz > 64 || 1ull * bx * by * bz > 1024)
+    return Fail(kInvalidValue, what + ": block (" + std::to_string(bx) + ", " + std::to_string(by) + ", " +
+                                   std::to_string(bz) + ") exceeds 1024 threads");
+  if (shared_bytes > 48 * 1024)
+    return Fail(kLaunchOutOfResources, what + ": more than 48 KiB of dynamic shared memory");
+  void* bound = fn->entry->bind(params);
+  const ftemu::KernelEntry* entry = fn->entry;
+  std::string name = fn->name;
+  return Submit(
+      stream,
+      [=] {
+        std::vector<unsigned char> shared(shared_bytes, 0xff);  // NaNs, as device.h starts static shared memory
+        ftemu::LaunchConfig config{{gx, gy, gz}, {bx, by, bz}, shared.data(), g_launches++, IsDevicePointer, {}};
+        const auto start = std::chrono::steady_clock::now();
+        const int result = entry->run(bound, &config);
+        if (std::getenv("FTEMU_TRACE") != nullptr) {
+          const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+          std::fprintf(stderr, "ftemu: %s grid (%u, %u, %u) block (%u, %u, %u): %.3f ms\n", name.c_str(), gx, gy, gz,
+                       bx, by, bz, took.count());
+        }
+        if (result == 0) return kSuccess;
+        return Fail(result == 4 ? kIllegalAddress : kLaunchFailed, "launch of " + name + ": " + config.error);
+      },
+      [=] { entry->release(bound); });
+}
+
+int cuStreamBeginCapture_v2(void* stream, int mode) {
+  if (stream != &g_stream) return Fail(kInvalidHandle, "capture of an unknown stream");
+  if (mode < 0 || mode > 2) return Fail(kInvalidValue, "unknown capture mode");
+  if (g_stream.capturing) return Fail(kIllegalState, "the stream is already being captured");
+  g_stream.capturing = true;
+  g_stream.invalidated = false;
+  g_stream.captured.clear();
+  return 0;
+}
+
+int cuStreamEndCapture(void* stream, void** graph) {
+  if (stream != &g_stream) return Fail(kInvalidHandle, "end of capture on an unknown stream");
+  if (!g_stream.capturing) return Fail(kIllegalState, "the stream is not being captured");
+  g_stream.capturing = false;
+  OpList ops = std::move(g_stream.captured);
+  g_stream.captured.clear();
+  *graph = nullptr;
+  if (g_stream.invalidated) return Fail(kCaptureInvalidated, "the capture was invalidated by an unsupported call");
+  *graph = new Graph{std::move(ops)};
+  return 0;
+}
+
+// Status: 0 none, 1 active, 2 invalidated (CUstreamCaptureStatus).
+int cuStreamIsCapturing(void* stream, int* status) {
+  if (stream != &g_stream) return Fail(kInvalidHandle, "capture status of an unknown stream");
+  *status = !g_stream.capturing ? 0 : g_stream.invalidated ? 2 : 1;
+  return 0;
+}
+
+int cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long) {
+  if (graph == nullptr) return Fail(kInvalidValue, "instantiation of a null graph");
+  *exec = new Graph{static_cast<Graph*>(graph)->ops};
+  return 0;
+}
+
+int cuGraphLaunch(void* exec, void* stream) {
+  if (exec == nullptr) return Fail(kInvalidValue, "launch of a null graph");
+  if (stream != &g_stream) return Fail(kInvalidHandle, "graph launch on an unknown stream");
+  if (g_stream.capturing) return RefuseWhileCapturing("cuGraphLaunch");
+  for (const auto& op : static_cast<Graph*>(exec)->ops) {
+    if (CUresult result = op->run(); result != kSuccess) return result;
+  }
+  return 0;
+}
+
+int cuGraphExecDestroy(void* exec) {
+  delete static_cast<Graph*>(exec);
+  return 0;
+}
+
+int cuGraphDestroy(void* graph) {
+  delete static_cast<Graph*>(graph);
+  return 0;
+}
+
+}  // extern "C"
