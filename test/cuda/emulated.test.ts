@@ -32,19 +32,24 @@ test("the GPU tests pass on the emulated CUDA toolkit", { skip: !HAS_GXX && "g++
         };
         delete env.FINETUNE_DISABLE_CUDA;
         delete env.NODE_TEST_CONTEXT;  // a nested node --test reports as a top-level run
-        const run = spawnSync(
-          process.execPath,
-          ["--test", "--test-concurrency=1", "--test-reporter=tap", ...GPU_TEST_FILES],
-          { env, encoding: "utf8", timeout: 840_000, maxBuffer: 64 << 20 },
-        );
-        const output = `${run.stdout}\n${run.stderr}`;
-        const count = (what: string): number => Number(output.match(new RegExp(`^# ${what} (\\d+)$`, "m"))?.[1]);
-        const tail = output.slice(-8000);
-        assert.equal(run.status, 0, `the GPU tests failed on the emulator:\n${tail}`);
-        assert.equal(count("fail"), 0, tail);
-        assert.equal(count("cancelled"), 0, tail);
-        assert.equal(count("skipped"), 0, `GPU tests skipped on the emulator:\n${tail}`);
-        assert.ok(count("pass") >= GPU_TEST_FILES.length, tail);
+        const nodeTest = (args: string[]) => {
+          const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=tap", ...args],
+            { env, encoding: "utf8", timeout: 840_000, maxBuffer: 64 << 20 });
+          const output = `${run.stdout}\n${run.stderr}`;
+          const count = (what: string): number => Number(output.match(new RegExp(`^# ${what} (\\d+)$`, "m"))?.[1]);
+          const tail = output.slice(-8000);
+          assert.equal(run.status, 0, `the GPU tests failed on the emulator:\n${tail}`);
+          assert.equal(count("fail"), 0, tail);
+          assert.equal(count("cancelled"), 0, tail);
+          return { count, tail };
+        };
+        const gpu = nodeTest(GPU_TEST_FILES);
+        assert.equal(gpu.count("skipped"), 0, `GPU tests skipped on the emulator:\n${gpu.tail}`);
+        assert.ok(gpu.count("pass") >= GPU_TEST_FILES.length, gpu.tail);
+        // The Trainer on the GPU end to end: bf16 autocast on cuBLASLt's bf16 GEMMs, the step captured in CUDA
+        // graphs and replayed, against transformers' float32 trajectory (the file's other runs take too long here).
+        const trainer = nodeTest(["--test-name-pattern=^bf16: the golden", path.join(REPO_ROOT, "dist/test/training/trainer_mixed_precision.test.js")]);
+        assert.equal(trainer.count("pass"), 1, trainer.tail);
         // Each kernel module was compiled once (and then read from the disk cache by the later files).
         assert.ok(fs.readdirSync(cache).some((f) => f.endsWith(".cubin")), "compiled kernels are cached");
       } finally {
