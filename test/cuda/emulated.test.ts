@@ -9,6 +9,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { torch } from "../../src/torch.js";
 import { REPO_ROOT } from "../helpers/paths.js";
 import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
 
@@ -16,7 +17,10 @@ const GPU_TEST_FILES = ["ops_parity", "kernels_parity", "attention_parity", "amp
   path.join(REPO_ROOT, "dist/test/cuda", `${name}.test.js`),
 );
 
-test("the GPU tests pass on the emulated CUDA toolkit", { skip: !HAS_GXX && "g++ is missing", timeout: 900_000 }, () => {
+// Where a real GPU is available the GPU tests run on it directly (bench/gpu-check.sh): the emulator is not needed.
+const SKIP = (!HAS_GXX && "g++ is missing") || (torch.cuda.is_available() && "a real GPU is available: the GPU tests run on it");
+
+test("the GPU tests pass on the emulated CUDA toolkit", { skip: SKIP, timeout: 900_000 }, () => {
   withFakeCuda(
     (home) => {
       const selftest = path.join(home, "selftest");
