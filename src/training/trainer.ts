@@ -519,8 +519,10 @@ export class Trainer {
     this._graph_step?.dispose();
     this._graph_step = null;
     const optimizer = this.optimizer!;
-    // fp16's loss scaler reads every step's gradients on the host to decide whether to step: no graph for it
-    if (this.scaler || !useCudaGraphs(this.args.device, GA, optimizer)) return null;
+    // fp16's loss scaler reads every step's gradients on the host to decide whether to step: no graph for it.
+    // A subclass's own training_step would be bypassed by a replay: it keeps the eager loop.
+    if (this.scaler || this.training_step !== Trainer.prototype.training_step) return null;
+    if (!useCudaGraphs(this.args.device, GA, optimizer)) return null;
     const model = this.model;
     return this._graph_step = new CudaGraphStep(model, optimizer, this.args.device, this.args.max_grad_norm, (inputs, addLoss) => {
       model.train();
