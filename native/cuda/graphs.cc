@@ -20,8 +20,8 @@ namespace {
 using cuda::CUgraph;
 using cuda::CUgraphExec;
 
-// CU_STREAM_CAPTURE_MODE_RELAXED: other threads (Node's finalizers, the thread pool) may keep calling CUDA; the
-// allocator itself refuses cuMemAlloc while capturing, and the copies that wait refuse to run.
+// CU_STREAM_CAPTURE_MODE_RELAXED: other threads (Node's finalizers, the thread pool) may keep calling CUDA, and
+// the allocator may grow the graph's pool with cuMemAlloc; the copies that wait refuse to run.
 constexpr int kCaptureModeRelaxed = 2;
 // Room for the tensor lists of a step: BERT-large's AdamW list is about 20 KiB.
 constexpr size_t kConstantBytes = size_t{1} << 20;

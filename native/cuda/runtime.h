@@ -169,7 +169,7 @@ bool Capturing();
 void ForbidDuringCapture(Napi::Env env, const char* what, const char* hint = "");
 
 // Memory pools of graphs (PyTorch's private pools): while pool P is being captured into, TakeDeviceMemory
-// serves P's free blocks, then blocks of the common cache (which become P's), and never calls cuMemAlloc;
+// serves P's free blocks, then blocks of the common cache, then new memory (all of which become P's);
 // blocks of P given back go to P's free list, not to the common cache, for as long as a graph uses P (its
 // replays write them), and so do other blocks given back during the capture (its replays may read them).
 // Pool ids start at 1.

@@ -7,9 +7,8 @@
 // the Trainer logs, and bad ids or labels surface then as a RangeError.
 //
 // A shape's first batch runs eagerly (shapes seen once never pay for a capture). Its second batch runs eagerly
-// too, as the warm-up, and is captured right after it: the capture then finds in the allocator's cache every
-// block the warm-up just freed (no new device memory may be allocated during a capture), and every kernel is
-// compiled. Later batches of the shape are replayed. The graphs share one memory pool: an update leaves nothing
+// too, as the warm-up, and is captured right after it: the capture then finds in the allocator's cache the
+// blocks the warm-up just freed (it needs little new device memory), and every kernel is compiled. Later batches of the shape are replayed. The graphs share one memory pool: an update leaves nothing
 // alive in it (gradients, activations and the loss are freed by its end; the optimizer's state predates the
 // captures) and replays never overlap, so the pool holds the largest shape's activations, not their sum, until
 // dispose(). Unlike the eager loop, a non-finite loss is reported when the loss is read (at
