@@ -86,6 +86,29 @@ __device__ __forceinline__ bool Keep(const Attention& a, int64 bh, int64 s, int6
   return UnitFloat(Word(Philox(a.seed, e >> 2), (uint32)(e & 3))) >= a.threshold;
 }
 
+// acc[c] += sum over the tile's rows j of lane j's x times tile[j][lane + 32c]: one scalar per lane (a probability
+// or a gradient of one) times the tile's rows in shared memory, accumulated in j's order.
+__device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_LANE_D], float x, const float (*tile)[FT_ATTN_PITCH],
+                                               int lane, int D) {
+  for (int j = 0; j < FT_ATTN_TILE; ++j) {
+    const float xj = __shfl_sync(0xffffffffu, x, j);
+#pragma unroll
+    for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) acc[c] += xj * tile[j][d];
+    }
+  }
+}
+
+// dst[lane + 32c] = acc[c] * scale: a warp writes one row of D values.
+__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[FT_ATTN_LANE_D], float scale, int lane, int D) {
+#pragma unroll
+  for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
+    const int d = lane + 32 * c;
+    if (d < D) dst[d] = acc[c] * scale;
+  }
+}
+
 __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
   return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
 }
@@ -134,14 +157,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_forward(Attention
       const float kept = p != 0.0f && Keep(a, bh, s, t) ? p : 0.0f;
 #pragma unroll
       for (int c = 0; c < FT_ATTN_LANE_D; ++c) o[r][c] *= alpha;
-      for (int j = 0; j < FT_ATTN_TILE; ++j) {
-        const float pj = __shfl_sync(0xffffffffu, kept, j);
-#pragma unroll
-        for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-          const int d = lane + 32 * c;
-          if (d < D) o[r][c] += pj * vs[j][d];
-        }
-      }
+      AccumulateTile(o[r], kept, vs, lane, D);
     }
   }
 #pragma unroll
@@ -150,12 +166,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_forward(Attention
     if (s >= a.S) break;
     // l is 0 only without keys (T == 0): torch's output is then zeros. A NaN l passes through.
     const float inv = l[r] == 0.0f ? 0.0f : a.dscale / l[r];
-    float* orow = out + (bh * a.S + s) * D;
-#pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-      const int d = lane + 32 * c;
-      if (d < D) orow[d] = o[r][c] * inv;
-    }
+    StoreRow(out + (bh * a.S + s) * D, o[r], inv, lane, D);
     if (lane == 0) lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(l[r]);
   }
 }
@@ -218,25 +229,14 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dq(Atten
         const float dp = Keep(a, bh, s, t) ? dov * a.dscale : 0.0f;
         ds = p * (dp - row_delta[r]) * a.scale;
       }
-      for (int j = 0; j < FT_ATTN_TILE; ++j) {
-        const float dsj = __shfl_sync(0xffffffffu, ds, j);
-#pragma unroll
-        for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-          const int d = lane + 32 * c;
-          if (d < D) acc[r][c] += dsj * ks[j][d];
-        }
-      }
+      AccumulateTile(acc[r], ds, ks, lane, D);
     }
   }
 #pragma unroll
   for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
     const int64 s = s0 + warp * FT_ATTN_BWD_ROWS + r;
     if (s >= a.S) break;
-#pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-      const int d = lane + 32 * c;
-      if (d < D) dq[(bh * a.S + s) * D + d] = acc[r][c];
-    }
+    StoreRow(dq + (bh * a.S + s) * D, acc[r], 1.0f, lane, D);
   }
 }
 
@@ -294,32 +294,16 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dkv(Atte
         const float dp = keep ? dov * a.dscale : 0.0f;
         ds = p * (dp - tile_delta[lane]) * a.scale;
       }
-      for (int j = 0; j < FT_ATTN_TILE; ++j) {
-        const float kj = __shfl_sync(0xffffffffu, kept, j);
-        const float dsj = __shfl_sync(0xffffffffu, ds, j);
-#pragma unroll
-        for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-          const int d = lane + 32 * c;
-          if (d < D) {
-            gv[r][c] += kj * dos[j][d];
-            gk[r][c] += dsj * qs[j][d];
-          }
-        }
-      }
+      AccumulateTile(gv[r], kept, dos, lane, D);
+      AccumulateTile(gk[r], ds, qs, lane, D);
     }
   }
 #pragma unroll
   for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
     const int64 t = t0 + warp * FT_ATTN_BWD_ROWS + r;
     if (t >= a.T) break;
-#pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-      const int d = lane + 32 * c;
-      if (d < D) {
-        dk[(bh * a.T + t) * D + d] = gk[r][c];
-        dv[(bh * a.T + t) * D + d] = gv[r][c];
-      }
-    }
+    StoreRow(dk + (bh * a.T + t) * D, gk[r], 1.0f, lane, D);
+    StoreRow(dv + (bh * a.T + t) * D, gv[r], 1.0f, lane, D);
   }
 }
 )CUDA";
