@@ -173,36 +173,28 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-__device__ float BlockSum(float v, float* scratch) {
+// The reduction of v over the whole block, returned to every thread: each warp reduces with WarpReduce, then
+// the warps' results (through `scratch`, one slot per warp) are reduced again; `identity` fills the lanes past
+// the last warp.
+template <typename T, T (*WarpReduce)(T)>
+__device__ __forceinline__ T BlockReduce(T v, T* scratch, T identity) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  v = WarpSum(v);
+  v = WarpReduce(v);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0f;
-  return WarpSum(v);
+  v = lane < warps ? scratch[lane] : identity;
+  return WarpReduce(v);
 }
 
+__device__ float BlockSum(float v, float* scratch) { return BlockReduce<float, WarpSum>(v, scratch, 0.0f); }
+
 __device__ double BlockSumDouble(double v, double* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  v = WarpSumDouble(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0;
-  return WarpSumDouble(v);
+  return BlockReduce<double, WarpSumDouble>(v, scratch, 0.0);
 }
 
 // The maximum ignoring NaN (fmaxf), as the CPU's row maxima with `x > acc ? x : acc`.
-__device__ float BlockMax(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -FT_INF;
-  return WarpMax(v);
-}
+__device__ float BlockMax(float v, float* scratch) { return BlockReduce<float, WarpMax>(v, scratch, -FT_INF); }
 
 struct Philox4 {
   uint32 x0, x1, x2, x3;
