@@ -19,6 +19,7 @@
 #include <ucontext.h>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <string>
 #include <tuple>
@@ -353,36 +354,12 @@ T atomicMin(T* p, T v) {
   return old;
 }
 
-inline float __int_as_float(int x) {
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-inline float __uint_as_float(unsigned x) {
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-inline int __float_as_int(float f) {
-  int x;
-  memcpy(&x, &f, 4);
-  return x;
-}
-inline unsigned __float_as_uint(float f) {
-  unsigned x;
-  memcpy(&x, &f, 4);
-  return x;
-}
-inline double __longlong_as_double(long long x) {
-  double d;
-  memcpy(&d, &x, 8);
-  return d;
-}
-inline long long __double_as_longlong(double d) {
-  long long x;
-  memcpy(&x, &d, 8);
-  return x;
-}
+inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
+inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
+inline int __float_as_int(float f) { return std::bit_cast<int>(f); }
+inline unsigned __float_as_uint(float f) { return std::bit_cast<unsigned>(f); }
+inline double __longlong_as_double(long long x) { return std::bit_cast<double>(x); }
+inline long long __double_as_longlong(double d) { return std::bit_cast<long long>(d); }
 // NVRTC contracts a * b + c into an FMA (--fmad=true), and so does the module where the CPU has FMA (nvrtc.cc);
 // the _rn intrinsics are never contracted: the asm hides each result from the optimiser.
 namespace ftemu {
