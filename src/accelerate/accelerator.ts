@@ -7,7 +7,7 @@ import { Device } from "../tensor/device.js";
 import { bfloat16, float16, type DType } from "../tensor/dtype.js";
 import { cuda } from "../backend/cuda.js";
 import { autocast } from "../amp/autocast_mode.js";
-import { GradScaler } from "../amp/grad_scaler.js";
+import { GradScaler, scaledOptimizerStep } from "../amp/grad_scaler.js";
 import { clip_grad_norm_ } from "../nn/utils.js";
 import { Module } from "../nn/module.js";
 import { Optimizer, type OptimizerStateDict, type ParamGroup } from "../optim/optimizer.js";
@@ -68,15 +68,7 @@ export class AcceleratedOptimizer {
   }
 
   step(): void {
-    if (!this.scaler) {
-      this.optimizer.step();
-      this.step_was_skipped = false;
-      return;
-    }
-    const before = this.scaler.get_scale();
-    this.scaler.step(this.optimizer);
-    this.scaler.update();
-    this.step_was_skipped = this.scaler.get_scale() < before;
+    this.step_was_skipped = !scaledOptimizerStep(this.scaler, this.optimizer);
   }
 
   zero_grad(set_to_none = true): void {

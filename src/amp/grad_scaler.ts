@@ -3,8 +3,8 @@
 // optimizer step when any of them is inf or NaN, and update() halves the scale after such a step or doubles it
 // after growth_interval clean ones — PyTorch's algorithm and defaults.
 import { Tensor } from "../tensor/tensor.js";
-import { float32 } from "../tensor/dtype.js";
-import { backendFor, checkSameDevice } from "../backend/kernels.js";
+import { backendFor } from "../backend/kernels.js";
+import { gradNorm, gradsOf } from "../nn/utils.js";
 import type { Optimizer } from "../optim/optimizer.js";
 
 export interface GradScalerOptions {
@@ -83,24 +83,12 @@ export class GradScaler {
     const r = this.record(optimizer);
     if (r.stage === "unscaled") throw new Error("unscale_() has already been called on this optimizer since the last update().");
     if (r.stage === "stepped") throw new Error("unscale_() is being called after step().");
-    const grads: Tensor[] = [];
-    for (const group of optimizer.param_groups) {
-      for (const p of group.params) {
-        if (!p.grad) continue;
-        if (p.grad.dtype !== float32 || !p.grad.isExclusive()) throw new Error("GradScaler: gradients must be contiguous float32 tensors");
-        grads.push(p.grad);
-      }
-    }
+    const grads = gradsOf(optimizer.param_groups.flatMap((g) => g.params), "GradScaler");
     if (grads.length > 0) {
-      checkSameDevice(...grads);
-      const kernels = backendFor(grads[0]!);
-      const buffers = grads.map((g) => g.buffer);
-      const offsets = grads.map((g) => g.offset);
-      const sizes = grads.map((g) => g.numel());
       // PyTorch's inverse scale: the float64 reciprocal rounded to float32 (exact for the powers of two it uses)
-      kernels.scaleMany(buffers, offsets, sizes, Math.fround(1 / this._scale));
-      // The squares accumulate in float64, where no finite float32 overflows: the sum is finite unless a value is not.
-      r.found_inf = !Number.isFinite(kernels.sumSquares(buffers, offsets, sizes));
+      backendFor(grads[0]!).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), Math.fround(1 / this._scale));
+      // The squares accumulate in float64, where no finite float32 overflows: the norm is finite unless a value is not.
+      r.found_inf = !Number.isFinite(gradNorm(grads));
     }
     r.stage = "unscaled";
   }
@@ -187,4 +175,20 @@ export class GradScaler {
     this._growth_interval = state.growth_interval;
     this._growth_tracker = state._growth_tracker;
   }
+}
+
+/**
+ * One optimizer step, through fp16's scaler when there is one (scaler.step then scaler.update); false when the
+ * scaler skipped it for inf/NaN gradients (the scale went down), which is how accelerate tells its
+ * optimizer_step_was_skipped.
+ */
+export function scaledOptimizerStep(scaler: GradScaler | null, optimizer: Optimizer): boolean {
+  if (!scaler) {
+    optimizer.step();
+    return true;
+  }
+  const before = scaler.get_scale();
+  scaler.step(optimizer);
+  scaler.update();
+  return scaler.get_scale() >= before;
 }

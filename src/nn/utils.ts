@@ -6,11 +6,12 @@ import { native } from "../backend/native.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { fromFlat } from "../tensor/creation.js";
 
-function gradsOf(parameters: Iterable<Tensor> | Tensor): Tensor[] {
+/** The gradients of the parameters that have one, checked for the one-pass kernels; `caller` names the user. */
+export function gradsOf(parameters: Iterable<Tensor> | Tensor, caller = "clip_grad_norm_"): Tensor[] {
   const list = (parameters as Tensor)._isTensor ? [parameters as Tensor] : [...(parameters as Iterable<Tensor>)];
   const grads = list.map((p) => p.grad).filter((g): g is Tensor => g !== null);
   for (const g of grads) {
-    if (g.dtype !== float32 || !g.isExclusive()) throw new Error("clip_grad_norm_: gradients must be contiguous float32 tensors");
+    if (g.dtype !== float32 || !g.isExclusive()) throw new Error(`${caller}: gradients must be contiguous float32 tensors`);
   }
   checkSameDevice(...grads);
   return grads;

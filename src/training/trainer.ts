@@ -7,7 +7,7 @@ import type { Module } from "../nn/module.js";
 import { clip_grad_norm_ } from "../nn/utils.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { autocast } from "../amp/autocast_mode.js";
-import { GradScaler } from "../amp/grad_scaler.js";
+import { GradScaler, scaledOptimizerStep } from "../amp/grad_scaler.js";
 import { cat } from "../ops/join.js";
 import { fromFlat } from "../tensor/creation.js";
 import { bfloat16, float16, int64, type DType } from "../tensor/dtype.js";
@@ -271,21 +271,6 @@ export class Trainer {
     this.create_scheduler(num_training_steps, this.create_optimizer());
   }
 
-  /**
-   * optimizer.step(), through fp16's scaler when there is one; false when the scaler skipped the step for inf/NaN
-   * gradients (accelerate's optimizer_step_was_skipped: the scale went down), and the scheduler then waits too.
-   */
-  private optimizer_step(optimizer: Optimizer): boolean {
-    if (!this.scaler) {
-      optimizer.step();
-      return true;
-    }
-    const scale_before = this.scaler.get_scale();
-    this.scaler.step(optimizer);
-    this.scaler.update();
-    return this.scaler.get_scale() >= scale_before;
-  }
-
   private _get_learning_rate(): number {
     return this.lr_scheduler!.get_last_lr()[0]!;
   }
@@ -467,7 +452,8 @@ export class Trainer {
           norm.dispose();
         }
         this.control = this.callback_handler.on_pre_optimizer_step(args, this.state, this.control);
-        const optimizer_was_run = graphStep === null ? this.optimizer_step(optimizer) : true;
+        // the scheduler waits when fp16's scaler skips a step, as in transformers
+        const optimizer_was_run = graphStep === null ? scaledOptimizerStep(this.scaler, optimizer) : true;
         this.control = this.callback_handler.on_optimizer_step(args, this.state, this.control);
         learning_rate = this._get_learning_rate();
         if (optimizer_was_run) scheduler.step();
