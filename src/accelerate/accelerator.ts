@@ -26,7 +26,8 @@ export interface AcceleratorOptions {
   gradient_accumulation_steps?: number;
 }
 
-const MIXED_PRECISION: readonly MixedPrecision[] = ["no", "fp16", "bf16"];
+/** accelerate's mixed_precision values */
+export const MIXED_PRECISION: readonly string[] = ["no", "fp16", "bf16"] satisfies MixedPrecision[];
 
 function envFlag(name: string): boolean {
   const v = process.env[name]?.toLowerCase();

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
 import { hf_home } from "../hub/constants.js";
-import type { MixedPrecision } from "./accelerator.js";
+import { MIXED_PRECISION, type MixedPrecision } from "./accelerator.js";
 
 export interface AccelerateConfig {
   compute_environment: "LOCAL_MACHINE";
@@ -71,7 +71,7 @@ export function load_config(file: string = default_config_file()): AccelerateCon
     throw new Error(`${file} is not a valid accelerate config (expected a mapping of settings): write a new one with \`finetune config\``);
   }
   const config = { ...default_config(), ...(parsed as Partial<AccelerateConfig>) };
-  if (!["no", "fp16", "bf16"].includes(config.mixed_precision)) {
+  if (!MIXED_PRECISION.includes(config.mixed_precision)) {
     throw new Error(`${file}: mixed_precision must be "no", "fp16" or "bf16", got ${JSON.stringify(config.mixed_precision)}`);
   }
   if (!Number.isInteger(config.num_processes) || config.num_processes < 1) {

@@ -13,7 +13,7 @@ import {
   save_config,
   type AccelerateConfig,
 } from "../accelerate/config.js";
-import type { MixedPrecision } from "../accelerate/accelerator.js";
+import { MIXED_PRECISION, type MixedPrecision } from "../accelerate/accelerator.js";
 
 const LAUNCH_USAGE =
   "usage: finetune launch [--config_file FILE] [--num_processes N] [--mixed_precision no|fp16|bf16] [--cpu] SCRIPT.js [ARGS...]";
@@ -63,7 +63,7 @@ export async function launchCommand(argv: string[]): Promise<void> {
   const num_processes = options.num_processes ?? config.num_processes;
   const mixed_precision = options.mixed_precision ?? config.mixed_precision;
   if (!Number.isInteger(num_processes) || num_processes < 1) throw new Error(`--num_processes must be a positive integer, got ${num_processes}`);
-  if (!["no", "fp16", "bf16"].includes(mixed_precision)) throw new Error(`--mixed_precision must be no, fp16 or bf16, got ${mixed_precision}`);
+  if (!MIXED_PRECISION.includes(mixed_precision)) throw new Error(`--mixed_precision must be no, fp16 or bf16, got ${mixed_precision}`);
   if (num_processes > 1) {
     throw new Error(
       `finetune launch: ${num_processes} processes need process groups (NCCL, Gloo or MPI), which finetune does not implement yet; use --num_processes 1`,
@@ -114,7 +114,7 @@ async function interactiveConfig(): Promise<AccelerateConfig> {
   try {
     const config = default_config();
     config.use_cpu = (await ask(lines, "Do you want to run your training on CPU only (even if a GPU is available)?", ["no", "yes"])) === "yes";
-    config.mixed_precision = (await ask(lines, "Do you wish to use mixed precision?", ["no", "fp16", "bf16"])) as MixedPrecision;
+    config.mixed_precision = (await ask(lines, "Do you wish to use mixed precision?", [...MIXED_PRECISION])) as MixedPrecision;
     return config;
   } finally {
     rl.close();
@@ -135,7 +135,7 @@ export async function configCommand(argv: string[]): Promise<void> {
     else if (isDefault && rest[i] === "--mixed_precision" && rest[i + 1]) mixed = rest[++i] as MixedPrecision;
     else throw new Error(`unknown argument ${rest[i]}\n${CONFIG_USAGE}`);
   }
-  if (!["no", "fp16", "bf16"].includes(mixed)) throw new Error(`--mixed_precision must be no, fp16 or bf16, got ${mixed}`);
+  if (!MIXED_PRECISION.includes(mixed)) throw new Error(`--mixed_precision must be no, fp16 or bf16, got ${mixed}`);
   if (isDefault && fs.existsSync(file)) {
     console.log(`Configuration already exists at ${file}, will not override. Run \`finetune config\` manually or pass a different --config_file.`);
     return;
