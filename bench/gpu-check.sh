@@ -2,7 +2,8 @@
 # The GPU session's one prepared script (README, "GPU check"): environment, the tests that use the GPU, then the
 # MRPC benchmark (bench/gpu-mrpc.sh). Everything lands in $OUT (the device tool's output folder, which returns at
 # most 8 files): env.txt, tests.txt, hub.txt (Python's huggingface_hub against `finetune hub serve`), mrpc.txt
-# (every benchmark variant's log) and summary.txt (the benchmark's table and JSON line). One deadline bounds the whole run below the tool's 10-minute limit; each part also has its
+# (every benchmark variant's log), summary.txt (the benchmark's table and JSON line) and profile.txt (a step's
+# parts timed in finetune and PyTorch). One deadline bounds the whole run below the tool's 10-minute limit; each part also has its
 # own time limit, so that one hang cannot eat the session.
 # Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-check.sh
 set -u
@@ -16,7 +17,7 @@ export FINETUNE_CACHE=$(mktemp -d)
 } > "$OUT/env.txt" 2>&1
 echo "env: rc=$?"
 # The GPU tests, and the CPU suites whose Trainer and Accelerator pick the GPU when there is one
-timeout 240 node --test --test-concurrency=1 --test-reporter=spec dist/test/cuda/ dist/test/amp/ dist/test/accelerate/ \
+timeout 150 node --test --test-concurrency=1 --test-reporter=spec dist/test/cuda/ dist/test/amp/ dist/test/accelerate/ \
   dist/test/training/trainer_mixed_precision.test.js > "$OUT/tests.txt" 2>&1
 echo "tests: rc=$? ($(grep -E '^ℹ (pass|fail|skipped)' "$OUT/tests.txt" | tr '\n' ' '))"
 # Python's huggingface_hub downloading from `finetune hub serve` (the GPU machine has Python; ours do not)
@@ -37,4 +38,13 @@ OUT="$MRPC_OUT" bash bench/gpu-mrpc.sh > /dev/null 2>&1
 for f in "$MRPC_OUT"/*.txt; do [ "$(basename "$f")" = summary.txt ] || { echo "==== $(basename "$f")"; cat "$f"; }; done > "$OUT/mrpc.txt"
 cp "$MRPC_OUT/summary.txt" "$OUT/summary.txt" 2>/dev/null
 echo "mrpc: $(tail -1 "$OUT/summary.txt" 2>/dev/null)"
+# Where a step's time goes, finetune beside PyTorch (bench/gpu_profile.ts, bench/gpu_profile.py), in the time left
+for side in "node dist/bench/gpu_profile.js" "python3 bench/gpu_profile.py"; do
+  left=$((FINETUNE_DEADLINE - $(date +%s)))
+  [ "$left" -gt 20 ] || break
+  [ "$left" -gt 90 ] && left=90
+  echo "==== $side" >> "$OUT/profile.txt"
+  timeout -k 5 "$left" $side >> "$OUT/profile.txt" 2>&1
+  echo "profile ($side): rc=$? $(tail -1 "$OUT/profile.txt")"
+done
 rm -rf "$FINETUNE_CACHE" "$MRPC_OUT"

@@ -54,16 +54,22 @@ class OrderedTrainer(Trainer):
         return SequentialSampler(self.train_dataset)
 
 
-class FirstStepTimer(TrainerCallback):
-    """Time to the end of the first step (cuBLAS and allocator warm-up), the only step that synchronises."""
+class StepTimer(TrainerCallback):
+    """Time to the end of the first step (cuBLAS and allocator warm-up), the only step that synchronises, and the
+    host time at the end of every step."""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.first_step_s = time.perf_counter(), None
+        self.start, self.first_step_s, self.step_ends = time.perf_counter(), None, []
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.first_step_s is None:
             torch.cuda.synchronize()
             self.first_step_s = time.perf_counter() - self.start
+        self.step_ends.append(time.perf_counter())
+
+    def steady_ms_per_step(self):
+        t, half = self.step_ends, len(self.step_ends) // 2
+        return 1000 * (t[-1] - t[half]) / (len(t) - 1 - half) if len(t) > 1 else 0
 
 
 train = rows("train", order["train"])
@@ -75,7 +81,7 @@ args = TrainingArguments(os.path.join(work, f"hf_{precision}-output"), per_devic
                          per_device_eval_batch_size=8, num_train_epochs=1, learning_rate=2e-5, seed=42,
                          logging_steps=50, save_strategy="no", report_to="none", disable_tqdm=True,
                          bf16=precision == "bf16")
-timer = FirstStepTimer()
+timer = StepTimer()
 trainer = OrderedTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation, data_collator=collate,
                          callbacks=[timer])
 result = trainer.train()
@@ -92,6 +98,7 @@ print(json.dumps({
     "last_logged_loss": logged[-1] if logged else None,
     "eval_loss": metrics["eval_loss"],
     "steps": result.global_step,
+    "steady_ms_per_step": round(timer.steady_ms_per_step(), 3),
     "train_tokens": sum(len(r["input_ids"]) for r in train),
     "device": torch.cuda.get_device_name(0),
 }))

@@ -42,6 +42,10 @@ interface VariantResult {
   last_logged_loss: number | null;
   eval_loss: number;
   steps: number;
+  /** host wall time per step over the second half of the epoch (the loss is read every 50 steps, which waits for the GPU) */
+  steady_ms_per_step: number;
+  /** batch shapes the Trainer captured in CUDA graphs (finetune only) */
+  cuda_graphs?: number;
   train_tokens: number;
   device: string;
 }
@@ -78,17 +82,33 @@ class OrderedTrainer extends Trainer {
   }
 }
 
-/** Time to the end of the first step (kernel compilation, allocator warm-up), the only step that synchronises. */
-class FirstStepTimer extends TrainerCallback {
+/**
+ * Time to the end of the first step (kernel compilation, allocator warm-up), the only step that synchronises, and
+ * the host time at the end of every step.
+ */
+class StepTimer extends TrainerCallback {
   start = 0;
   first_step_s: number | null = null;
+  readonly step_ends: number[] = [];
+  cuda_graphs = 0;
+  constructor(private readonly graphsOf: () => number) {
+    super();
+  }
   override on_train_begin(): void {
     this.start = performance.now();
   }
   override on_step_end(): void {
-    if (this.first_step_s !== null) return;
-    if (torch.cuda.is_available()) torch.cuda.synchronize();
-    this.first_step_s = (performance.now() - this.start) / 1000;
+    if (this.first_step_s === null) {
+      if (torch.cuda.is_available()) torch.cuda.synchronize();
+      this.first_step_s = (performance.now() - this.start) / 1000;
+    }
+    this.step_ends.push(performance.now());
+    this.cuda_graphs = this.graphsOf();
+  }
+  steady_ms_per_step(): number {
+    const t = this.step_ends;
+    const half = Math.floor(t.length / 2);
+    return t.length > 1 ? (t[t.length - 1]! - t[half]!) / (t.length - 1 - half) : 0;
   }
 }
 
@@ -112,11 +132,12 @@ async function train(dir: string, precision: string): Promise<void> {
     per_device_train_batch_size: BATCH, per_device_eval_batch_size: BATCH, num_train_epochs: 1, learning_rate: 2e-5, seed: SEED,
     logging_steps: 50, save_strategy: "no", report_to: "none", disable_tqdm: true, ...flags[precision],
   });
-  const timer = new FirstStepTimer();
+  // The Trainer keeps its graph step private; the benchmark reports how many shapes it captured
+  const timer: StepTimer = new StepTimer((): number => (trainer as unknown as { _graph_step: { graph_count: number } | null })._graph_step?.graph_count ?? 0);
   // Padding to a multiple of 8 bounds the batch shapes, so that the Trainer's CUDA graphs (one per shape) are
   // captured a few times and replayed for the rest of the epoch; the padding is masked out, the losses unchanged.
   const data_collator = new DataCollatorWithPadding({ tokenizer, pad_to_multiple_of: 8 });
-  const trainer = new OrderedTrainer(model, args, { train_dataset: train_rows, eval_dataset: validation, tokenizer, data_collator, callbacks: [timer] });
+  const trainer: OrderedTrainer = new OrderedTrainer(model, args, { train_dataset: train_rows, eval_dataset: validation, tokenizer, data_collator, callbacks: [timer] });
   const result = await trainer.train();
   const metrics = await trainer.evaluate();
   fs.rmSync(output_dir, { recursive: true, force: true });
@@ -132,6 +153,8 @@ async function train(dir: string, precision: string): Promise<void> {
     last_logged_loss: logged.length ? (logged[logged.length - 1]!["loss"] as number) : null,
     eval_loss: metrics["eval_loss"]!,
     steps: result.global_step,
+    steady_ms_per_step: round(timer.steady_ms_per_step(), 3),
+    cuda_graphs: timer.cuda_graphs,
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -139,7 +162,7 @@ async function train(dir: string, precision: string): Promise<void> {
 }
 
 type Outcome = { ok: true; result: VariantResult } | { ok: false; rc: number; error: string };
-const COLUMNS = ["samples_per_s", "epoch_s", "first_step_s", "eval_s", "peak_mem_gb", "train_loss", "last_logged_loss", "eval_loss"] as const;
+const COLUMNS = ["samples_per_s", "epoch_s", "first_step_s", "steady_ms_per_step", "eval_s", "peak_mem_gb", "train_loss", "last_logged_loss", "eval_loss"] as const;
 
 /**
  * Reads each variant's last printed line; a variant that printed no JSON there failed (its exit status says how,
@@ -185,6 +208,7 @@ function report(dir: string, statuses: string[]): void {
     speedup_vs_hf_fp32: hf_fp32 && ft_bf16 ? round(ft_bf16.samples_per_s / hf_fp32.samples_per_s, 2) : null,
     epoch_s: per("epoch_s"),
     first_step_s: per("first_step_s"),
+    steady_ms_per_step: per("steady_ms_per_step"),
     eval_s: per("eval_s"),
     peak_mem_gb: per("peak_mem_gb"),
     train_loss: per("train_loss"),

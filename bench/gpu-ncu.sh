@@ -1,0 +1,18 @@
+#!/bin/bash
+# Per-kernel GPU time of one bert-base bf16 training update (batch 8 x 64), finetune's and PyTorch's, from Nsight
+# Compute (one metric, gpu__time_duration, clocks left alone): $OUT/ncu_ft.csv and $OUT/ncu_torch.csv, one row per
+# kernel launch. Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-ncu.sh
+set -u
+OUT=${OUT:-$(mktemp -d)}
+ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+[ -n "$ncu" ] || { echo "ncu not found"; exit 1; }
+export FINETUNE_CACHE=${FINETUNE_CACHE:-$(mktemp -d)}
+node dist/bench/gpu_profile.js once bf16 > /dev/null  # compiles the kernels outside the profile
+profile() {
+  local name=$1
+  shift
+  timeout -k 5 150 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base "$@" > "$OUT/$name.csv" 2> "$OUT/$name.err"
+  echo "$name: rc=$? $(grep -c '"gpu__time_duration.sum"' "$OUT/$name.csv") launches"
+}
+profile ncu_ft node dist/bench/gpu_profile.js once bf16
+profile ncu_torch python3 bench/gpu_profile.py once bf16

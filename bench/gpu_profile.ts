@@ -1,0 +1,99 @@
+// Where a bert-base training step's time goes on the GPU (bench/gpu-check.sh runs it after the MRPC benchmark;
+// bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
+// between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph.
+// The last line printed is one JSON object: milliseconds per part and precision. FINETUNE_BENCH_SMALL=1: a 2-layer
+// hidden-128 model, to check the plumbing on the emulated toolkit (test/helpers/fake_cuda).
+import { torch } from "../src/torch.js";
+import { Tensor } from "../src/tensor/tensor.js";
+import { clip_grad_norm_ } from "../src/nn/utils.js";
+import { no_grad } from "../src/autograd/grad_mode.js";
+import { AdamW } from "../src/optim/index.js";
+import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
+import { SHARED_HUB } from "../test/helpers/paths.js";
+import path from "node:path";
+
+const BATCH = 8;
+const TOKENS = 64;
+const ITERS = 20;
+
+/** Mean milliseconds of `fn` over ITERS calls after 3 warm-up calls, the GPU drained before and after. */
+function time(fn: () => void): number {
+  for (let i = 0; i < 3; i++) fn();
+  torch.cuda.synchronize();
+  const start = performance.now();
+  for (let i = 0; i < ITERS; i++) fn();
+  torch.cuda.synchronize();
+  return Number(((performance.now() - start) / ITERS).toFixed(3));
+}
+
+function dispose(outputs: object): void {
+  for (const v of Object.values(outputs)) if (v instanceof Tensor) v.dispose();
+}
+
+const small = process.env.FINETUNE_BENCH_SMALL === "1";
+const config = await BertConfig.from_pretrained(path.join(SHARED_HUB, "models/google-bert/bert-base-uncased"), {
+  num_labels: 2,
+  ...(small ? { num_hidden_layers: 2, hidden_size: 128, num_attention_heads: 2, intermediate_size: 512 } : {}),
+});
+torch.manual_seed(0);
+const model = new BertForSequenceClassification(config);
+model.to("cuda");
+model.train();
+const optimizer = new AdamW(model.parameters(), { lr: 2e-5, weight_decay: 0.0 });
+const batch: Record<string, Tensor> = {
+  input_ids: torch.randint(0, config.vocab_size, [BATCH, TOKENS]).to("cuda"),
+  token_type_ids: torch.zeros([BATCH, TOKENS], { dtype: torch.int64 }).to("cuda"),
+  attention_mask: torch.ones([BATCH, TOKENS], { dtype: torch.int64 }).to("cuda"),
+  labels: torch.randint(0, 2, [BATCH]).to("cuda"),
+};
+
+// `once bf16|fp32`: one eager update and nothing else, for a kernel profiler (bench/gpu-ncu.sh)
+if (process.argv[2] === "once") {
+  const bf16 = process.argv[3] === "bf16";
+  const run = <T>(fn: () => T): T => (bf16 ? torch.autocast("cuda", { dtype: torch.bfloat16 }, fn) : fn());
+  const out = run(() => model(batch));
+  out.loss!.backward();
+  dispose(out);
+  clip_grad_norm_(model.parameters(), 1.0).dispose();
+  optimizer.step();
+  model.zero_grad();
+  torch.cuda.synchronize();
+  process.exit(0);
+}
+
+const results: Record<string, Record<string, number>> = {};
+for (const precision of ["fp32", "bf16"] as const) {
+  const run = <T>(fn: () => T): T => (precision === "bf16" ? torch.autocast("cuda", { dtype: torch.bfloat16 }, fn) : fn());
+  const forwardBackward = () => {
+    const out = run(() => model(batch));
+    out.loss!.backward();
+    dispose(out);
+  };
+  const update = () => {
+    forwardBackward();
+    clip_grad_norm_(model.parameters(), 1.0).dispose();
+    optimizer.step();
+    model.zero_grad();
+  };
+  const r: Record<string, number> = {};
+  r["forward_no_grad"] = time(() => no_grad(() => dispose(run(() => model(batch)))));
+  r["forward_backward"] = time(() => {
+    forwardBackward();
+    model.zero_grad();
+  });
+  forwardBackward();
+  r["clip_grad_norm"] = time(() => clip_grad_norm_(model.parameters(), 1.0).dispose());
+  r["adamw_step"] = time(() => optimizer.step());
+  model.zero_grad();
+  r["update_eager"] = time(update);
+  const graph = new torch.cuda.CUDAGraph();
+  torch.cuda.graph(graph, update);
+  r["update_graph_replay"] = time(() => {
+    optimizer.prepare_replay();
+    graph.replay();
+  });
+  graph.reset();
+  results[precision] = r;
+  console.log(precision, JSON.stringify(r));
+}
+console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, peak_mem_gb: Number((torch.cuda.max_memory_allocated() / 1e9).toFixed(3)) }));
