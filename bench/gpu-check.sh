@@ -2,12 +2,12 @@
 # The GPU session's one prepared script (README, "GPU check"): environment, the tests that use the GPU, then the
 # MRPC benchmark (bench/gpu-mrpc.sh). Everything lands in $OUT (the device tool's output folder, which returns at
 # most 8 files): env.txt, tests.txt, hub.txt (Python's huggingface_hub against `finetune hub serve`), mrpc.txt
-# (every benchmark variant's log), summary.txt (the benchmark's table and JSON line) and profile.txt (a step's
-# parts timed in finetune and PyTorch). One deadline bounds the whole run below the tool's 10-minute limit; each part also has its
+# (every benchmark variant's log), summary.txt (the benchmark's table and JSON line), profile.txt (a step's
+# parts timed in finetune and PyTorch) and ncu_ft.csv / ncu_torch.csv (per-kernel times of one step). One deadline bounds the whole run below the tool's 10-minute limit; each part also has its
 # own time limit, so that one hang cannot eat the session.
 # Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-check.sh
 set -u
-OUT=${OUT:-$(mktemp -d)}
+export OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 export FINETUNE_DEADLINE=$(($(date +%s) + ${FINETUNE_CHECK_SECONDS:-560}))
 export FINETUNE_CACHE=$(mktemp -d)
@@ -47,4 +47,6 @@ for side in "node dist/bench/gpu_profile.js" "python3 bench/gpu_profile.py"; do
   timeout -k 5 "$left" $side >> "$OUT/profile.txt" 2>&1
   echo "profile ($side): rc=$? $(tail -1 "$OUT/profile.txt")"
 done
+# Per-kernel times of one step (bench/gpu-ncu.sh), if a minute and a half is left
+[ $((FINETUNE_DEADLINE - $(date +%s))) -gt 90 ] && timeout -k 5 $((FINETUNE_DEADLINE - $(date +%s))) bash bench/gpu-ncu.sh
 rm -rf "$FINETUNE_CACHE" "$MRPC_OUT"

@@ -11,7 +11,8 @@ node dist/bench/gpu_profile.js once bf16 > /dev/null  # compiles the kernels out
 profile() {
   local name=$1
   shift
-  timeout -k 5 150 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base "$@" > "$OUT/$name.csv" 2> "$OUT/$name.err"
+  # ncu's own messages share the file: the CSV rows are the lines that start with a quote
+  timeout -k 5 150 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base "$@" > "$OUT/$name.csv" 2>&1
   echo "$name: rc=$? $(grep -c '"gpu__time_duration.sum"' "$OUT/$name.csv") launches"
 }
 profile ncu_ft node dist/bench/gpu_profile.js once bf16
