@@ -6,13 +6,13 @@
 // captured AdamW reads, one launch. Nothing waits for the GPU: the loss is summed on the device and read when
 // the Trainer logs, and bad ids or labels surface then as a RangeError.
 //
-// A shape's first batch runs eagerly (shapes seen once never pay for a capture). Its second batch runs eagerly
-// too, as the warm-up, and is captured right after it: the capture then finds in the allocator's cache the
-// blocks the warm-up just freed (it needs little new device memory), and every kernel is compiled. Later batches of the shape are replayed. The graphs share one memory pool: an update leaves nothing
-// alive in it (gradients, activations and the loss are freed by its end; the optimizer's state predates the
-// captures) and replays never overlap, so the pool holds the largest shape's activations, not their sum, until
-// dispose(). Unlike the eager loop, a non-finite loss is reported when the loss is read (at
-// logging), after the updates of the steps since then have been applied.
+// The first update runs eagerly: it compiles every kernel and creates the optimizer's state, which captures read.
+// From then on each new batch shape is captured at its first batch and the capture replayed at once (a capture
+// runs nothing and costs the host about what an eager update does), so no batch pays for an eager warm-up. The
+// graphs share one memory pool: an update leaves nothing alive in it (gradients, activations and the loss are
+// freed by its end; the optimizer's state predates the captures) and replays never overlap, so the pool holds the
+// largest shape's activations, not their sum, until dispose(). Unlike the eager loop, a non-finite loss is
+// reported when the loss is read (at logging), after the updates of the steps since then have been applied.
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";
@@ -41,7 +41,8 @@ export function useCudaGraphs(device: Device, gradient_accumulation_steps: numbe
 
 export class CudaGraphStep {
   readonly #graphs = new Map<string, Captured>();
-  readonly #seen = new Set<string>();
+  /** Whether an eager update has run (captures come after it). */
+  #warm = false;
   /** Shapes whose capture failed: they run eagerly. */
   readonly #eager = new Set<string>();
   #pool: GraphPoolHandle | null = null;
@@ -63,38 +64,46 @@ export class CudaGraphStep {
     this.#norm = persistentScalar(device);
   }
 
-  /** One optimizer update on a host batch: eager until its shape has a graph, then a replay. */
+  /** One optimizer update on a host batch: a replay of its shape's graph, captured at the shape's first batch. */
   step(batch: Batch): void {
     const key = shapeKey(batch);
     const captured = this.#graphs.get(key);
-    if (captured !== undefined) return this.#replay(captured, batch);
+    if (captured !== undefined) {
+      for (const [k, v] of Object.entries(batch)) if (v instanceof Tensor) (captured.inputs[k] as Tensor).copy_(v);
+      return this.#replay(captured);
+    }
     const inputs = toDevice(batch, this.device);
+    if (this.#warm && !this.#eager.has(key)) {
+      const graph = this.#capture(key, inputs);
+      if (graph !== null) {
+        // The capture keeps the inputs, which hold this batch, as the graph's static inputs
+        const c = { graph, inputs };
+        this.#graphs.set(key, c);
+        return this.#replay(c);
+      }
+    }
     try {
       this.#update(inputs);
-    } catch (e) {
+    } finally {
       disposeBatch(inputs);
-      throw e;
     }
-    if (!this.#seen.has(key) || this.#eager.has(key)) {
-      this.#seen.add(key);
-      disposeBatch(inputs);
-      return;
-    }
-    // This batch's update was the warm-up; the capture records the same update, running nothing, and keeps
-    // the inputs as the graph's static inputs.
+    this.#warm = true;
+  }
+
+  /** The update on `inputs` captured in a new graph, or null (with a warning) when the capture fails. */
+  #capture(key: string, inputs: Batch): CUDAGraph | null {
     const graph = new CUDAGraph();
     try {
       this.#pool ??= cuda.graph_pool_handle();
       cuda.graph(graph, () => this.#update(inputs), { pool: this.#pool });
+      return graph;
     } catch (e) {
       // Nothing captured ran, and gradients the capture made hold no values.
       this.model.zero_grad();
-      disposeBatch(inputs);
       this.#eager.add(key);
       process.emitWarning(`CUDA graph capture failed for the batch shape ${key}, which runs eagerly from now on: ${(e as Error).message}`);
-      return;
+      return null;
     }
-    this.#graphs.set(key, { graph, inputs });
   }
 
   /** How many batch shapes have a graph. */
@@ -135,8 +144,7 @@ export class CudaGraphStep {
     this.model.zero_grad();
   }
 
-  #replay(c: Captured, batch: Batch): void {
-    for (const [k, v] of Object.entries(batch)) if (v instanceof Tensor) (c.inputs[k] as Tensor).copy_(v);
+  #replay(c: Captured): void {
     this.optimizer.prepare_replay();
     c.graph.replay();
   }

@@ -85,7 +85,7 @@ test("a captured tiny-BERT training step: 5 replays give the parameters of 5 eag
   staticLoss.dispose();
 });
 
-test("CudaGraphStep (the Trainer's): eager warm-up, capture, replays; same parameters and summed loss as eager", { skip: NEEDS_GPU }, async () => {
+test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape and replays; same parameters and summed loss as eager", { skip: NEEDS_GPU }, async () => {
   torch.backends.cuda.matmul.allow_tf32 = false;
   const batches = [0, 1, 0, 1, 0, 1, 0].map((i) => goldenBatch(i));
   const eager = await tinyBert();
