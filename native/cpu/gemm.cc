@@ -641,6 +641,12 @@ Problem DecodeGemm(const Napi::CallbackInfo& info) {
   p.ldc = g.ldc;
   p.strideC = g.strideC;
   p.batch = g.batch;
+  if (g.bias) {
+    // The bias is C's starting value, accumulated as beta = 1 accumulates: the sum of products, then the bias.
+    const float* bias = Elements<float>(info, GetBuffer(info, kGemmBias, "bias"), g.offBias, g.N, "bias");
+    for (int64_t i = 0; i < g.M; ++i) std::copy(bias, bias + g.N, p.C + i * g.ldc);
+    p.beta = 1.0f;
+  }
   return p;
 }
 

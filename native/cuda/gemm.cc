@@ -5,7 +5,8 @@
 // swap. The types and enum values below are cublasLt.h's (CUDA 12 and 13 agree on all of them).
 //
 // Under autocast A and B are both bfloat16 or float16 (tensor-core GEMMs) while C stays float32 and the
-// products accumulate in float32: a combination cuBLASLt supports with CUBLAS_COMPUTE_32F.
+// products accumulate in float32: a combination cuBLASLt supports with CUBLAS_COMPUTE_32F. A linear layer's bias is
+// the BIAS epilogue (a vector over D's column-major rows, our N), so no broadcast copy and no beta = 1 pass.
 #include <dlfcn.h>
 #include <napi.h>
 
@@ -47,6 +48,9 @@ constexpr int kComputeF32FastTf32 = 77;     // CUBLAS_COMPUTE_32F_FAST_TF32
 constexpr int kOpN = 0, kOpT = 1;           // cublasOperation_t
 constexpr int kDescTransA = 3;              // CUBLASLT_MATMUL_DESC_TRANSA (int32)
 constexpr int kDescTransB = 4;              // CUBLASLT_MATMUL_DESC_TRANSB (int32)
+constexpr int kDescEpilogue = 7;            // CUBLASLT_MATMUL_DESC_EPILOGUE (uint32)
+constexpr int kDescBiasPointer = 8;         // CUBLASLT_MATMUL_DESC_BIAS_POINTER (const void*)
+constexpr uint32_t kEpilogueBias = 4;       // CUBLASLT_EPILOGUE_BIAS: + bias[row of D], D's type
 constexpr int kLayoutBatchCount = 5;        // CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT (int32)
 constexpr int kLayoutBatchOffset = 6;       // CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET (int64, elements)
 constexpr int kPrefMaxWorkspace = 1;        // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64)
@@ -122,7 +126,7 @@ Lt& GetLt(Napi::Env env) {
 // otherwise, and element offsets (views) break that. All fields are 64-bit so that the struct has no padding
 // to spoil the byte-wise hash and comparison.
 struct PlanKey {
-  int64_t transA, transB, tf32, abDtype;
+  int64_t transA, transB, tf32, abDtype, bias;
   int64_t M, N, K, lda, ldb, ldc, strideA, strideB, strideC, batch;
   int64_t alignA, alignB, alignC;
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
@@ -179,6 +183,9 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
   int32_t opA = k.transB ? kOpT : kOpN, opB = k.transA ? kOpT : kOpN;
   CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescTransA, &opA, sizeof(opA)), "setting transa");
   CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescTransB, &opB, sizeof(opB)), "setting transb");
+  if (k.bias)
+    CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescEpilogue, &kEpilogueBias, sizeof(kEpilogueBias)),
+            "setting the bias epilogue");
   const int32_t batch = static_cast<int32_t>(k.batch);
   const uint64_t m = k.N, n = k.M, kk = k.K;
   const int ab = CudaDataType(static_cast<int>(k.abDtype));
@@ -211,7 +218,7 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
 }
 
 // Argument order as the CPU sgemm: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB,
-// beta, C, offC, ldc, strideC, batch, [abDtype].
+// beta, C, offC, ldc, strideC, batch, [abDtype, [bias, offBias]].
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
@@ -243,6 +250,13 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   uint64_t pa = cuda::DeviceElementsBytes(info, a, g.offA, g.extA, ab_size, "A");
   uint64_t pb = cuda::DeviceElementsBytes(info, b, g.offB, g.extB, ab_size, "B");
   const uint64_t pc = cuda::DeviceElements<float>(info, c, g.offC, g.extC, "C");
+  uint64_t pbias = 0;
+  if (g.bias) {
+    pbias = cuda::DeviceElements<float>(info, cuda::GetDeviceBuffer(info, kGemmBias, "bias"), g.offBias, g.N, "bias");
+    if (pbias % 16 != 0)
+      throw Napi::RangeError::New(env, "sgemm: the bias must start on a 16-byte boundary (cuBLASLt's vector loads)");
+  }
+  k.bias = g.bias;
   if (k.M == 0 || k.N == 0 || k.batch == 0) return env.Undefined();
   Lt& lt = GetLt(env);
   // K = 0 leaves C = beta * C. cuBLASLt does not take k = 0, so multiply by a zero column with alpha 0 instead.
@@ -268,6 +282,10 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   k.alignB = Alignment(pb, k.strideB, ab_size);
   k.alignC = Alignment(pc, k.strideC, sizeof(float));
   const Plan& plan = GetPlan(env, lt, k);
+  // The pointer is the call's, set on the plan's descriptor before each use (graphs capture it with the launch).
+  if (k.bias)
+    CheckLt(env, lt.api.cublasLtMatmulDescSetAttribute(plan.desc, kDescBiasPointer, &pbias, sizeof(pbias)),
+            "setting the bias pointer");
   // beta == 0: cuBLAS then does not read C, so NaNs in C do not propagate (the CPU contract).
   CheckLt(env,
           lt.api.cublasLtMatmul(lt.handle, plan.desc, &alpha, reinterpret_cast<const void*>(pb), plan.a,

@@ -55,7 +55,7 @@ function releaseCopies(result: Tensor, copies: [copy: Tensor, original: Tensor][
  * out[..., M, N] (contiguous float32, written or accumulated with beta) = op(a) @ op(b) over broadcast batch dims.
  * `ta`/`tb` ask for the transpose of the stored matrix.
  */
-function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, beta: number): void {
+function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, beta: number, bias: Tensor | null = null): void {
   // cuBLASLt reads 16-bit operands itself (on tensor cores); the CPU kernels read float32, into which 16-bit
   // values widen exactly, so both accumulate the same products in float32.
   const read = a.dtype === b.dtype && a.dtype !== float32 && a.device.type === "cuda" ? a.dtype : float32;
@@ -88,7 +88,8 @@ function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, b
       offC += i * outStrides[d];
     }
     be.sgemm(transA, transB, M, N, K, 1, A.t.buffer, offA, A.ld, last >= 0 ? aStrides[last] : 0,
-      B.t.buffer, offB, B.ld, last >= 0 ? bStrides[last] : 0, beta, out.buffer, offC, N, M * N, inner, read.code);
+      B.t.buffer, offB, B.ld, last >= 0 ? bStrides[last] : 0, beta, out.buffer, offC, N, M * N, inner, read.code,
+      bias?.buffer, bias?.offset);
   }
   if (A.owned) A.t.dispose();
   if (B.owned) B.t.dispose();
@@ -184,17 +185,18 @@ function linearOperands(x: Tensor, weight: Tensor): { xs: Tensor; ws: Tensor } {
   return { xs: contiguousAs(x, lowp ?? float32), ws: lowp ? castTo(weight, lowp) : weight };
 }
 
-/** xs ws^T (+ b, written first and accumulated by the GEMM) as a new float32 tensor, without autograd. */
+/** xs ws^T (+ b, added by the GEMM after the products) as a new float32 tensor, without autograd. */
 function linearForward(xs: Tensor, ws: Tensor, bias: Tensor | null): Tensor {
   const [outFeatures, inFeatures] = ws.shape;
   const rows = numelOf(xs.shape.slice(0, -1));
   const x2d = xs._view([rows, inFeatures], [inFeatures, 1], xs.offset);
   const out = Tensor.empty([...xs.shape.slice(0, -1), outFeatures], float32, xs.device);
   const out2d = out._view([rows, outFeatures], [outFeatures, 1], 0);
-  if (bias) {
-    backendFor(out).copy([rows, outFeatures], bias.buffer, bias.dtype.code, bias.offset, [0, bias.strides[0]], out.buffer, out.dtype.code, 0, [outFeatures, 1]);
-  }
-  gemmInto(x2d, false, ws, true, out2d, bias ? 1 : 0);
+  // The GEMM reads the bias as contiguous float32 from a 16-byte boundary (cuBLASLt's epilogue), which a
+  // parameter is; a view or a 16-bit bias is copied.
+  const b = bias && (bias.dtype !== float32 || !bias.is_contiguous() || bias.offset % 4 !== 0) ? convertContiguous(bias, float32) : bias;
+  gemmInto(x2d, false, ws, true, out2d, 0, b);
+  if (b !== bias) b?.dispose();
   out2d.dispose();
   x2d.dispose();
   return out;

@@ -138,6 +138,9 @@ test("GEMM: every transpose, batches, views and beta (tf32 off)", { skip: SKIP }
   parity("broadcast matmul", [randn([3, 5, 8]), randn([8, 4])], (x) => x[0].matmul(x[1]), 1e-4);
   parity("offset views", [randn([10, 12]), randn([12, 9])], (x) => x[0].narrow(0, 3, 5).matmul(x[1].narrow(1, 1, 7)), 1e-4);
   parity("linear", [randn([4, 6, 32]), randn([16, 32]), randn([16])], (x) => F.linear(x[0], x[1], x[2]), 1e-4);
+  // A bias view off cuBLASLt's 16-byte boundary is copied before the GEMM's bias epilogue reads it
+  parity("linear, bias view", [randn([5, 32]), randn([16, 32]), randn([19])], (x) => F.linear(x[0], x[1], x[2].narrow(0, 1, 16)), 1e-4);
+  parity("linear, K = 0", [randn([3, 0]), randn([4, 0]), randn([4])], (x) => F.linear(x[0], x[1], x[2]));
   parity("linear_gelu", [randn([24, 32]), randn([48, 32]), randn([48])], (x) => linear_gelu(x[0], x[1], x[2]), 1e-4);
   parity("K = 0", [randn([3, 0]), randn([0, 4])], (x) => x[0].matmul(x[1]));
   torch.backends.cuda.matmul.allow_tf32 = true;

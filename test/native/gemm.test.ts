@@ -232,6 +232,23 @@ test("beta = 0 does not read C; alpha = 0 or K = 0 only scales C", () => {
   for (const buf of [A, B, C, empty]) native.free(buf);
 });
 
+test("a bias is added to every row after the products, with batch 1 and beta 0 only", () => {
+  const rand = rng(8);
+  const M = 5, N = 7, K = 3;
+  const A = filled(M * K, rand), B = filled(K * N, rand), bias = filled(N + 2, rand);
+  const withBias = native.alloc(M * N * 4), plain = native.alloc(M * N * 4);
+  new Float32Array(withBias).fill(NaN);
+  native.sgemm(false, false, M, N, K, 1, A, 0, K, 0, B, 0, N, 0, 0, withBias, 0, N, 0, 1, undefined, bias, 2);
+  native.sgemm(false, false, M, N, K, 1, A, 0, K, 0, B, 0, N, 0, 0, plain, 0, N, 0, 1);
+  const b = new Float32Array(bias), got = new Float32Array(withBias), sum = new Float32Array(plain);
+  for (let i = 0; i < M * N; i++) assert.equal(got[i], Math.fround(sum[i] + b[2 + (i % N)]), `C[${i}]`);
+  assert.throws(() => native.sgemm(false, false, M, N, K, 1, A, 0, K, 0, B, 0, N, 0, 1, plain, 0, N, 0, 1, undefined, bias, 0),
+    /a bias is added only with batch 1 and beta 0/);
+  assert.throws(() => native.sgemm(false, false, M, N, K, 1, A, 0, K, 0, B, 0, N, 0, 0, plain, 0, N, 0, 1, undefined, bias, 3),
+    /bias/, "the bias runs past its buffer");
+  for (const buf of [A, B, bias, withBias, plain]) native.free(buf);
+});
+
 test("sgemm rejects bad arguments with JS errors before touching memory", () => {
   const M = 8, N = 9, K = 10;
   const A = native.alloc(M * K * 4), B = native.alloc(K * N * 4), C = native.alloc(M * N * 4);

@@ -1,6 +1,7 @@
 // The fake libcublasLt: the descriptor, layout, preference and heuristic calls native/cuda/gemm.cc makes, and
 // cublasLtMatmul as a plain column-major GEMM on the fake driver's stream (so graphs capture it): A and B in
-// float32, float16 or bfloat16, C and D float32, float accumulation in ascending k. CUBLAS_COMPUTE_32F_FAST_TF32
+// float32, float16 or bfloat16, C and D float32, float accumulation in ascending k, then the BIAS epilogue's
+// vector (one float per row of D) when the descriptor asks for it. CUBLAS_COMPUTE_32F_FAST_TF32
 // rounds float32 inputs to TF32 (10 mantissa bits, to nearest with ties away, as cvt.rna.tf32.f32 does).
 //
 // Everything cuBLASLt would refuse or silently get wrong is an error here, explained on stderr: inconsistent
@@ -25,10 +26,13 @@ constexpr int kSuccess = 0, kNotInitialized = 1, kInvalidValue = 7, kExecutionFa
 constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
 constexpr int kCompute32F = 68, kCompute32FFastTf32 = 77;
 constexpr std::uint64_t kAlgoMagic = 0x66616b65616c676full;
+constexpr std::uint32_t kEpilogueDefault = 1, kEpilogueBias = 4;
 
 struct Desc {
   int compute, scale;
   std::int32_t transa = 0, transb = 0;
+  std::uint32_t epilogue = kEpilogueDefault;
+  std::uint64_t bias = 0;  // CUBLASLT_MATMUL_DESC_BIAS_POINTER: float32, one value per row of D
 };
 
 struct Layout {
@@ -143,7 +147,9 @@ int RunJob(void* data) {
         }
         const std::size_t ic = oc + row + col * j.c.ld;
         // beta == 0 does not read C, so NaNs there do not propagate.
-        j.pd[ic] = j.beta == 0.0f ? j.alpha * acc : j.alpha * acc + j.beta * static_cast<const float*>(j.pc)[ic];
+        float d = j.beta == 0.0f ? j.alpha * acc : j.alpha * acc + j.beta * static_cast<const float*>(j.pc)[ic];
+        if (j.d.epilogue == kEpilogueBias) d += reinterpret_cast<const float*>(j.d.bias)[row];
+        j.pd[ic] = d;
       }
     }
   }
@@ -173,6 +179,16 @@ int cublasLtMatmulDescDestroy(Desc* desc) {
   return 0;
 }
 int cublasLtMatmulDescSetAttribute(Desc* desc, int attr, const void* buf, std::size_t size) {
+  if (attr == 7 && size == sizeof(std::uint32_t)) {
+    std::memcpy(&desc->epilogue, buf, size);
+    return desc->epilogue == kEpilogueDefault || desc->epilogue == kEpilogueBias
+               ? 0
+               : Fail(kNotSupported, "epilogue " + std::to_string(desc->epilogue));
+  }
+  if (attr == 8 && size == sizeof(std::uint64_t)) {
+    std::memcpy(&desc->bias, buf, size);
+    return 0;
+  }
   if ((attr != 3 && attr != 4) || size != sizeof(std::int32_t))
     return Fail(kInvalidValue, "unsupported matmul attribute " + std::to_string(attr));
   std::int32_t op;
@@ -259,6 +275,9 @@ int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Lay
     if (p % algo->align[i] != 0 || (layouts[i]->batch > 1 && stride_bytes % algo->align[i] != 0))
       return Fail(kInvalidValue, std::string(names[i]) + " is less aligned than the preference promised");
   }
+  if (d->epilogue == kEpilogueBias &&
+      (d->bias % 16 != 0 || !ftemu_in_device(d->bias, m * sizeof(float)) || dd->batch != 1))
+    return Fail(kInvalidValue, "the bias vector is not 16-byte aligned device memory of m floats, or D is batched");
   if (workspace_bytes > 0 && !ftemu_in_device(reinterpret_cast<std::uint64_t>(workspace), workspace_bytes))
     return Fail(kInvalidValue, "the workspace is not device memory");
   if (C != D && (c->ld != dd->ld || c->stride != dd->stride))
