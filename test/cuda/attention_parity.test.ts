@@ -1,7 +1,8 @@
 // The fused attention kernels (native/cuda/kernels/attention.cc) against the CPU's composite of the same op: the
 // output and the gradients of q, k and v, with every kind of mask and with dropout (both devices draw from the same
 // generator state and keep the same probabilities), for S, T in {1, 7, 67, 128, 300} and D in {32, 64}; and the
-// memory of a forward and backward, which must hold no S x T matrix. Runs only where torch.cuda.is_available();
+// memory of a forward and backward, which must hold no S x T matrix; head dims 5, 33 and 128 and views that are not
+// 16-byte aligned. Runs only where torch.cuda.is_available();
 // bench/gpu-check.sh runs it on a GPU.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -32,24 +33,29 @@ function paddingMask(B: number, T: number, hideAll = false): Tensor {
   return torch.tensor(values, { dtype: torch.float32 }).reshape([B, 1, 1, T]);
 }
 
-/** The output and the gradients of q, k, v on `device`, from generator seed `seed` and one upstream gradient. */
-function attend(device: string, q: Tensor, k: Tensor, v: Tensor, options: ScaledDotProductAttentionOptions, seed: number): Tensor[] {
-  const xs = [q, k, v].map((t) => t.detach().to(device).requires_grad_(true));
+/**
+ * The output and the gradients of q, k, v on `device`, from generator seed `seed` and one upstream gradient. q, k, v
+ * and the upstream gradient have `pad` more columns than D; the attention takes the views of their last D columns
+ * (for pad > 0 rows that are not contiguous and, unless pad is a multiple of 4, not 16-byte aligned).
+ */
+function attend(device: string, q: Tensor, k: Tensor, v: Tensor, options: ScaledDotProductAttentionOptions, seed: number, pad: number): Tensor[] {
+  const D = q.shape[3] - pad;
+  const xs = [q, k, v].map((t) => t.detach().to(device).narrow(3, pad, D).requires_grad_(true));
   const mask = options.attn_mask ? options.attn_mask.to(device) : null;
   torch.manual_seed(seed);
   const out = F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { ...options, attn_mask: mask });
   if (device === "cuda") assert.equal(out.grad_fn?.name(), "ScaledDotProductFlashAttentionBackward0", "the fused kernels ran");
-  out.backward(randn([...out.shape], 99).to(device));
+  out.backward(randn([...out.shape.slice(0, 3), D + pad], 99).to(device).narrow(3, pad, D));
   return [out.detach(), ...xs.map((x) => x.grad!)].map((t) => t.cpu().float());
 }
 
-function check(label: string, shape: { B: number; H: number; S: number; T: number; D: number }, options: ScaledDotProductAttentionOptions, seed = 1): void {
+function check(label: string, shape: { B: number; H: number; S: number; T: number; D: number }, options: ScaledDotProductAttentionOptions, seed = 1, pad = 0): void {
   const { B, H, S, T, D } = shape;
-  const q = randn([B, H, S, D], seed + 1);
-  const k = randn([B, H, T, D], seed + 2);
-  const v = randn([B, H, T, D], seed + 3);
-  const cpu = attend("cpu", q, k, v, options, seed);
-  const gpu = attend("cuda", q, k, v, options, seed);
+  const q = randn([B, H, S, D + pad], seed + 1);
+  const k = randn([B, H, T, D + pad], seed + 2);
+  const v = randn([B, H, T, D + pad], seed + 3);
+  const cpu = attend("cpu", q, k, v, options, seed, pad);
+  const gpu = attend("cuda", q, k, v, options, seed, pad);
   // Relative to the largest value but never below 1 (inputs are of order 1): with a single key, dq and dk are
   // exactly 0 on the CPU and round-off on the GPU, whose delta = rowsum(dout * out) rounds differently.
   ["output", "dq", "dk", "dv"].forEach((name, i) => {
@@ -90,6 +96,21 @@ test("every kind of mask, with and without dropout", { skip: SKIP }, () => {
   check("square causal dropout", { B: 1, H: 2, S: LONG, T: LONG, D: 32 }, { is_causal: true, dropout_p: 0.2 });
   check("dropout 1", shape, { dropout_p: 1 });
   check("head dim 8", { ...shape, D: 8 }, { attn_mask: paddingMask(2, 128), dropout_p: 0.1 });
+});
+
+// The kernels read rows 16 bytes at a time only where every row of an operand is 16-byte aligned (D a multiple of
+// 4); the other head dims and views take 4-byte loads, and D = 128 fills every lane's share of a row.
+test("head dims off the 16-byte path and at the limit, views that are not 16-byte aligned", { skip: SKIP }, () => {
+  const masked = (T: number): ScaledDotProductAttentionOptions => ({ attn_mask: paddingMask(2, T), dropout_p: 0.1 });
+  check("head dim 5", { B: 2, H: 3, S: 7, T: 67, D: 5 }, masked(67));
+  check("head dim 33", { B: 2, H: 3, S: 67, T: 67, D: 33 }, masked(67));
+  check("head dim 33 causal", { B: 2, H: 3, S: 67, T: 67, D: 33 }, { is_causal: true, dropout_p: 0.2 });
+  check("head dim 128", { B: 2, H: 3, S: 67, T: 128, D: 128 }, masked(128));
+  check("head dim 128 no mask", { B: 1, H: 2, S: 7, T: 1, D: 128 }, {});
+  for (const pad of [1, 3, 4]) {
+    check(`views at column ${pad}`, { B: 2, H: 3, S: 67, T: 67, D: 64 }, masked(67), 1, pad);
+    check(`views at column ${pad}, head dim 32`, { B: 2, H: 3, S: 7, T: 128, D: 32 }, masked(128), 1, pad);
+  }
 });
 
 test("BERT's layout (heads as a permuted view), repeatability, bf16", { skip: SKIP }, () => {

@@ -11,10 +11,13 @@
 // (b, h, s, t) exactly when native/cpu/random.cc's dropout over the flat [B, H, S, T] probabilities keeps element
 // ((b * H + h) * S + s) * T + t for the same seed and offset.
 //
-// Work split: a warp owns a few rows (query rows in the forward and dq, key rows in dk/dv); within a tile lane j
-// computes the dot products of tile row j, and the lanes then split the head dimension (lane + 32 c) to
-// accumulate, taking each tile row's weight by shuffle. Tiles are padded to D + 1 floats a row so that lane j
-// reading row j does not hit one bank 32 times.
+// Work split: a warp owns 4 rows (query rows in the forward and dq, key rows in dk/dv) and works on them
+// together, so every shared load feeds several independent chains. Within a tile lane j computes the dot
+// products of tile row j with the warp's 4 rows (16-byte shared loads; the tile's rows are 132 floats apart so
+// the lanes' rows fall on distinct banks); the weights go through shared memory and the lanes then split the head
+// dimension (lane + 32 c) to accumulate, each key row's value feeding the 4 rows. One Philox call serves 4
+// consecutive dropout elements. The dot products and the accumulations are fused multiply-adds, as the CPU's
+// GEMM's are.
 #include <napi.h>
 
 #include <algorithm>
@@ -33,13 +36,19 @@ namespace {
 constexpr char kSource[] = R"CUDA(
 #define FT_ATTN_TILE 32
 #define FT_ATTN_MAX_D 128
-#define FT_ATTN_PITCH (FT_ATTN_MAX_D + 1)
-#define FT_ATTN_WARPS 4
+// Tiles that lane j reads row j of, 16 bytes at a time: a pitch of 4 mod 32 words puts the 8 lanes of each
+// quarter-warp phase of a 16-byte shared load on distinct banks.
+#define FT_ATTN_PITCH (FT_ATTN_MAX_D + 4)
 #define FT_ATTN_LANE_D (FT_ATTN_MAX_D / 32)
-// Rows per warp: the forward holds 16 query rows a block; the backward kernels keep two row sets and two tiles
-// in shared memory, so 8 rows fit under the 48 KB of static shared memory.
-#define FT_ATTN_FWD_ROWS 4
-#define FT_ATTN_BWD_ROWS 2
+// Rows per warp, computed together: four independent dot products per lane, and the warp's 4 x 32 dropout
+// elements of a tile fit one Philox call per lane (8 counters a row).
+#define FT_ATTN_ROWS 4
+// The forward holds 16 query rows a block; the backward kernels keep two row sets and two tiles in shared
+// memory, so 8 rows (two warps) fit under the 48 KB of static shared memory.
+#define FT_ATTN_FWD_WARPS 4
+#define FT_ATTN_BWD_WARPS 2
+#define FT_ATTN_FWD_THREADS (FT_ATTN_FWD_WARPS * 32)
+#define FT_ATTN_BWD_THREADS (FT_ATTN_BWD_WARPS * 32)
 
 // The host's AttentionParams, member for member.
 struct Attention {
@@ -52,26 +61,86 @@ struct Attention {
   uint64 base;  // in a CUDA graph, the address of the graph's random base (added to offset); else 0
 };
 
+struct __align__(16) Float4 {
+  float x, y, z, w;
+};
+
+__device__ __forceinline__ float At(const Float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+__device__ __forceinline__ void Dot4(float& acc, const Float4& a, const Float4& b) {
+  acc = __fmaf_rn(a.x, b.x, acc);
+  acc = __fmaf_rn(a.y, b.y, acc);
+  acc = __fmaf_rn(a.z, b.z, acc);
+  acc = __fmaf_rn(a.w, b.w, acc);
+}
+
 __device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 s) {
   return b * l.strides[0] + h * l.strides[1] + s * l.strides[2];
 }
 
-// Rows r0 .. r0 + count - 1 of a [rows, D] slice (row stride `stride`, unit stride in D) into a shared tile of row
-// pitch `pitch`; rows from `limit` on are zeros. The whole block takes part.
-__device__ __forceinline__ void LoadRows(float* tile, int pitch, int count, const float* base, int64 stride, int64 r0,
-                                         int64 limit, int D) {
-  for (int i = threadIdx.x; i < count * D; i += blockDim.x) {
-    const int r = i / D, d = i - r * D;
-    tile[r * pitch + d] = r0 + r < limit ? base[(r0 + r) * stride + d] : 0.0f;
+// An operand's [rows, D] slice (row stride `stride`, unit stride in D) and the shared tile (row pitch `pitch`, a
+// multiple of 4) its rows go to.
+struct Rows {
+  const float* base;
+  int64 stride;
+  float* tile;
+  int pitch;
+};
+
+// Rows r0 .. r0 + count - 1 of each of N operands into their tiles; rows from `limit` on, and the columns from D
+// to the next multiple of 4, are zeros. The whole block (THREADS threads) takes part. A thread issues all its
+// global loads (16 bytes each where the operand's rows are 16-byte aligned) before it stores any, so their
+// latencies overlap: for D = 64 one round covers a 32-row tile.
+template <int N, int THREADS>
+__device__ __forceinline__ void LoadRows(const Rows (&ops)[N], int count, int64 r0, int64 limit, int D) {
+  constexpr int kPerThread = FT_ATTN_TILE * 16 / THREADS;
+  const int D4 = (D + 3) >> 2, chunks = count * D4;
+  bool vec[N];
+#pragma unroll
+  for (int n = 0; n < N; ++n) vec[n] = ((uint64)ops[n].base & 15) == 0 && (ops[n].stride & 3) == 0 && (D & 3) == 0;
+  for (int i0 = threadIdx.x; i0 < chunks; i0 += kPerThread * THREADS) {
+    Float4 x[N][kPerThread];
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k) {
+      const int i = i0 + k * THREADS, r = i / D4, c = i - r * D4;
+      const bool valid = i < chunks && r0 + r < limit;
+#pragma unroll
+      for (int n = 0; n < N; ++n) {
+        const float* src = ops[n].base + (r0 + r) * ops[n].stride + 4 * c;
+        if (valid && vec[n]) {
+          x[n][k] = *(const Float4*)src;
+        } else {
+          const int d = 4 * c;
+          x[n][k].x = valid && d < D ? src[0] : 0.0f;
+          x[n][k].y = valid && d + 1 < D ? src[1] : 0.0f;
+          x[n][k].z = valid && d + 2 < D ? src[2] : 0.0f;
+          x[n][k].w = valid && d + 3 < D ? src[3] : 0.0f;
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k) {
+      const int i = i0 + k * THREADS, r = i / D4, c = i - r * D4;
+      if (i < chunks) {
+#pragma unroll
+        for (int n = 0; n < N; ++n) *(Float4*)(ops[n].tile + r * ops[n].pitch + 4 * c) = x[n][k];
+      }
+    }
   }
 }
 
-// The logit of query s for key t, rounded in masked_softmax's two steps; causal hides keys after the query (torch's
-// tril mask).
-__device__ __forceinline__ float Logit(const Attention& a, float dot, const float* mask, const Layout& m, int64 b,
-                                       int64 h, int64 s, int64 t) {
+// The mask's value for query s and key t (0 outside [S, T], where nothing reads it).
+__device__ __forceinline__ float MaskAt(const Attention& a, const float* mask, const Layout& m, int64 b, int64 h,
+                                        int64 s, int64 t) {
+  if (mask == 0 || s >= a.S || t >= a.T) return 0.0f;
+  return mask[b * m.strides[0] + h * m.strides[1] + s * m.strides[2] + t * m.strides[3]];
+}
+
+// The logit of query s for key t, rounded in masked_softmax's two steps (`bias` is the mask's value); causal
+// hides keys after the query (torch's tril mask).
+__device__ __forceinline__ float Logit(const Attention& a, float dot, const float* mask, float bias, int64 s, int64 t) {
   float z = __fmul_rn(dot, a.scale);
-  if (mask != 0) z = __fadd_rn(z, mask[b * m.strides[0] + h * m.strides[1] + s * m.strides[2] + t * m.strides[3]]);
+  if (mask != 0) z = __fadd_rn(z, bias);
   return a.causal && t > s ? -FT_INF : z;
 }
 
@@ -80,22 +149,71 @@ __device__ __forceinline__ void ApplyRandomBase(Attention& a) {
   if (a.base != 0) a.offset += *(const uint64*)a.base;
 }
 
-__device__ __forceinline__ bool Keep(const Attention& a, int64 bh, int64 s, int64 t) {
-  if (!a.dropout) return true;
-  const uint64 e = a.offset + (uint64)((bh * a.S + s) * a.T + t);
-  return UnitFloat(Word(Philox(a.seed, e >> 2), (uint32)(e & 3))) >= a.threshold;
+// Dropout keeps element e = offset + ((bh * S + s) * T + t) of the flat probabilities when word e & 3 of
+// Philox(seed, e >> 2) is at least the threshold. Bit w of the result: the verdict on word w of `counter`.
+__device__ __forceinline__ uint32 KeepWords(const Attention& a, uint64 counter) {
+  const Philox4 r = Philox(a.seed, counter);
+  return (uint32)(UnitFloat(r.x0) >= a.threshold) | (uint32)(UnitFloat(r.x1) >= a.threshold) << 1 |
+         (uint32)(UnitFloat(r.x2) >= a.threshold) << 2 | (uint32)(UnitFloat(r.x3) >= a.threshold) << 3;
 }
 
-// acc[c] += sum over the tile's rows j of lane j's x times tile[j][lane + 32c]: one scalar per lane (a probability
-// or a gradient of one) times the tile's rows in shared memory, accumulated in j's order.
-__device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_LANE_D], float x, const float (*tile)[FT_ATTN_PITCH],
-                                               int lane, int D) {
-  for (int j = 0; j < FT_ATTN_TILE; ++j) {
-    const float xj = __shfl_sync(0xffffffffu, x, j);
+__device__ __forceinline__ uint64 Element(const Attention& a, int64 bh, int64 s, int64 t) {
+  return a.offset + (uint64)((bh * a.S + s) * a.T + t);
+}
+
+// Bit r: whether dropout keeps probability (bh, s + r, t0 + lane), the warp's rows s .. s + 3 against a tile of
+// keys. A row's 32 elements span 8 counters, or 9 where its first is not word 0: lane 8r + i draws counter i
+// of row r, lane r the ninth when some row needs one, and every lane takes its words' verdicts by shuffle.
+__device__ __forceinline__ uint32 KeepKeys(const Attention& a, int64 bh, int64 s, int64 t0, int lane) {
+  if (!a.dropout) return 0xfu;
+  const uint32 drawn = KeepWords(a, (Element(a, bh, s + (lane >> 3), t0) >> 2) + (lane & 7));
+  bool ninth = false;
 #pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
-      const int d = lane + 32 * c;
-      if (d < D) acc[c] += xj * tile[j][d];
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) ninth = ninth || (Element(a, bh, s + r, t0) & 3) != 0;
+  const uint32 extra = ninth ? KeepWords(a, (Element(a, bh, s + (lane & 3), t0) >> 2) + 8) : 0u;
+  uint32 keep = 0;
+#pragma unroll
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    const uint64 first = Element(a, bh, s + r, t0), e = first + (uint64)lane;
+    const uint32 slot = (uint32)((e >> 2) - (first >> 2));
+    const uint32 words = __shfl_sync(0xffffffffu, drawn, r * 8 + (int)(slot & 7));
+    const uint32 last = ninth ? __shfl_sync(0xffffffffu, extra, r) : 0u;
+    keep |= ((slot == 8 ? last : words) >> (uint32)(e & 3) & 1u) << r;
+  }
+  return keep;
+}
+
+// Bit r: whether dropout keeps probability (bh, s, t + r): four consecutive elements, so one counter or two.
+__device__ __forceinline__ uint32 KeepQuery(const Attention& a, int64 bh, int64 s, int64 t) {
+  if (!a.dropout) return 0xfu;
+  const uint64 first = Element(a, bh, s, t);
+  const uint32 w0 = KeepWords(a, first >> 2);
+  const uint32 w1 = (first & 3) != 0 ? KeepWords(a, (first >> 2) + 1) : 0u;
+  const uint32 both = w0 | w1 << 4;  // bit 4 + w: word w of the second counter
+  return both >> (uint32)(first & 3) & 0xfu;
+}
+
+// acc[r][c] += sum over the tile's rows j of w[r][j] times tile[j][lane + 32c]: the weights (a warp's 4 x 32, in
+// shared memory) times the tile's rows, accumulated in j's order.
+__device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][FT_ATTN_LANE_D],
+                                               const float (*w)[FT_ATTN_TILE], const float (*tile)[FT_ATTN_PITCH],
+                                               int lane, int D) {
+  const int nc = (D + 31) >> 5;
+#pragma unroll 2
+  for (int j4 = 0; j4 < FT_ATTN_TILE / 4; ++j4) {
+    Float4 wj[FT_ATTN_ROWS];
+#pragma unroll
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) wj[r] = ((const Float4*)w[r])[j4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+      for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
+        if (c < nc) {
+          const float x = tile[4 * j4 + i][lane + 32 * c];
+#pragma unroll
+          for (int r = 0; r < FT_ATTN_ROWS; ++r) acc[r][c] = __fmaf_rn(At(wj[r], i), x, acc[r][c]);
+        }
+      }
     }
   }
 }
@@ -113,61 +231,81 @@ __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
   return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
 }
 
-extern "C" __global__ __launch_bounds__(128) void ft_attention_forward(Attention a, Layout lq, Layout lk, Layout lv,
-                                                                      Layout lm, const float* q, const float* k,
-                                                                      const float* v, const float* mask, float* out,
-                                                                      float* lse) {
-  ApplyRandomBase(a);
-  __shared__ float qs[FT_ATTN_WARPS * FT_ATTN_FWD_ROWS][FT_ATTN_MAX_D];
-  __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
-  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
-  const int64 s0 = (int64)blockIdx.y * (FT_ATTN_WARPS * FT_ATTN_FWD_ROWS);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D;
-  LoadRows(&qs[0][0], FT_ATTN_MAX_D, FT_ATTN_WARPS * FT_ATTN_FWD_ROWS, q + RowAt(lq, b, h, 0), lq.strides[2], s0, a.S, D);
-  float m[FT_ATTN_FWD_ROWS], l[FT_ATTN_FWD_ROWS], o[FT_ATTN_FWD_ROWS][FT_ATTN_LANE_D];
+__device__ __forceinline__ void Zero(float (&acc)[FT_ATTN_ROWS][FT_ATTN_LANE_D]) {
 #pragma unroll
-  for (int r = 0; r < FT_ATTN_FWD_ROWS; ++r) {
-    m[r] = -FT_INF;
-    l[r] = 0.0f;
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
 #pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) o[r][c] = 0.0f;
+    for (int c = 0; c < FT_ATTN_LANE_D; ++c) acc[r][c] = 0.0f;
   }
-  for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
-    __syncthreads();
-    LoadRows(&ks[0][0], FT_ATTN_PITCH, FT_ATTN_TILE, k + RowAt(lk, b, h, 0), lk.strides[2], t0, a.T, D);
-    LoadRows(&vs[0][0], FT_ATTN_PITCH, FT_ATTN_TILE, v + RowAt(lv, b, h, 0), lv.strides[2], t0, a.T, D);
-    __syncthreads();
-    const int64 t = t0 + lane;
+}
+
+extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward(
+    Attention a, Layout lq, Layout lk, Layout lv, Layout lm, const float* q, const float* k, const float* v,
+    const float* mask, float* out, float* lse) {
+  ApplyRandomBase(a);
+  __align__(16) __shared__ float qs[FT_ATTN_FWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
+  __align__(16) __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float ps[FT_ATTN_FWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
+  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
+  const int64 s0 = (int64)blockIdx.y * (FT_ATTN_FWD_WARPS * FT_ATTN_ROWS);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
+  const int64 sw = s0 + warp * FT_ATTN_ROWS;
+  {
+    const Rows rows[1] = {{q + RowAt(lq, b, h, 0), lq.strides[2], &qs[0][0], FT_ATTN_MAX_D}};
+    LoadRows<1, FT_ATTN_FWD_THREADS>(rows, FT_ATTN_FWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
+  }
+  const Rows tiles[2] = {{k + RowAt(lk, b, h, 0), lk.strides[2], &ks[0][0], FT_ATTN_PITCH},
+                         {v + RowAt(lv, b, h, 0), lv.strides[2], &vs[0][0], FT_ATTN_PITCH}};
+  float m[FT_ATTN_ROWS], l[FT_ATTN_ROWS], o[FT_ATTN_ROWS][FT_ATTN_LANE_D];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_FWD_ROWS; ++r) {
-      const int row = warp * FT_ATTN_FWD_ROWS + r;
-      const int64 s = s0 + row;
-      if (s >= a.S) break;  // the same for the whole warp
-      float dot = 0.0f;
-      for (int d = 0; d < D; ++d) dot += qs[row][d] * ks[lane][d];
-      const float z = t < a.T ? Logit(a, dot, mask, lm, b, h, s, t) : -FT_INF;
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    m[r] = -FT_INF;
+    l[r] = 0.0f;  // this lane's keys' share of the row sum
+  }
+  Zero(o);
+  for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
+    const int64 t = t0 + lane;
+    float bias[FT_ATTN_ROWS];
+#pragma unroll
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, mask, lm, b, h, sw + r, t);
+    __syncthreads();
+    LoadRows<2, FT_ATTN_FWD_THREADS>(tiles, FT_ATTN_TILE, t0, a.T, D);
+    __syncthreads();
+    const uint32 keep = KeepKeys(a, bh, sw, t0, lane);
+    float dot[FT_ATTN_ROWS] = {};
+#pragma unroll 4
+    for (int d4 = 0; d4 < D4; ++d4) {
+      const Float4 kx = ((const Float4*)ks[lane])[d4];
+#pragma unroll
+      for (int r = 0; r < FT_ATTN_ROWS; ++r) Dot4(dot[r], ((const Float4*)qs[warp * FT_ATTN_ROWS + r])[d4], kx);
+    }
+#pragma unroll
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+      const float z = t < a.T ? Logit(a, dot[r], mask, bias[r], sw + r, t) : -FT_INF;
       const float m_new = fmaxf(m[r], WarpMax(z));
       // While every logit so far is -inf the row counts as uniform (weight 1 per key); the first finite logit
       // discards that sum (alpha = 0).
       const float alpha = m[r] == m_new ? 1.0f : m[r] == -FT_INF ? 0.0f : Exp(m[r] - m_new);
       const float p = t >= a.T ? 0.0f : m_new == -FT_INF ? 1.0f : Exp(z - m_new);
-      l[r] = l[r] * alpha + WarpSum(p);
+      l[r] = l[r] * alpha + p;
       m[r] = m_new;
-      const float kept = p != 0.0f && Keep(a, bh, s, t) ? p : 0.0f;
+      ps[warp][r][lane] = p != 0.0f && (keep >> r & 1u) ? p : 0.0f;
 #pragma unroll
       for (int c = 0; c < FT_ATTN_LANE_D; ++c) o[r][c] *= alpha;
-      AccumulateTile(o[r], kept, vs, lane, D);
     }
+    __syncthreads();
+    AccumulateTile(o, ps[warp], vs, lane, D);
   }
 #pragma unroll
-  for (int r = 0; r < FT_ATTN_FWD_ROWS; ++r) {
-    const int64 s = s0 + warp * FT_ATTN_FWD_ROWS + r;
-    if (s >= a.S) break;
-    // l is 0 only without keys (T == 0): torch's output is then zeros. A NaN l passes through.
-    const float inv = l[r] == 0.0f ? 0.0f : a.dscale / l[r];
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    const int64 s = sw + r;
+    const float sum = WarpSum(l[r]);
+    if (s >= a.S) break;  // the same for the whole warp
+    // the sum is 0 only without keys (T == 0): torch's output is then zeros. A NaN sum passes through.
+    const float inv = sum == 0.0f ? 0.0f : a.dscale / sum;
     StoreRow(out + (bh * a.S + s) * D, o[r], inv, lane, D);
-    if (lane == 0) lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(l[r]);
+    if (lane == 0) lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(sum);
   }
 }
 
@@ -183,58 +321,69 @@ extern "C" __global__ void ft_attention_delta(int64 rows, int32 D, const float* 
 }
 
 // dq[s] = sum_t dS[s, t] k[t] with dS = P * (dP - delta[s]) * scale, dP = keep ? (dout[s] . v[t]) * dscale : 0.
-extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dq(Attention a, Layout lq, Layout lk, Layout lv,
-                                                                          Layout lm, const float* q, const float* k,
-                                                                          const float* v, const float* mask,
-                                                                          const float* dout, const float* lse,
-                                                                          const float* delta, float* dq) {
+extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dq(
+    Attention a, Layout lq, Layout lk, Layout lv, Layout lm, const float* q, const float* k, const float* v,
+    const float* mask, const float* dout, const float* lse, const float* delta, float* dq) {
   ApplyRandomBase(a);
-  __shared__ float qs[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
-  __shared__ float dos[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
-  __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float qs[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
+  __align__(16) __shared__ float dos[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
+  __align__(16) __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float ps[FT_ATTN_BWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
   const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
-  const int64 s0 = (int64)blockIdx.y * (FT_ATTN_WARPS * FT_ATTN_BWD_ROWS);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D;
-  LoadRows(&qs[0][0], FT_ATTN_MAX_D, FT_ATTN_WARPS * FT_ATTN_BWD_ROWS, q + RowAt(lq, b, h, 0), lq.strides[2], s0, a.S, D);
-  LoadRows(&dos[0][0], FT_ATTN_MAX_D, FT_ATTN_WARPS * FT_ATTN_BWD_ROWS, dout + bh * a.S * D, D, s0, a.S, D);
-  float row_lse[FT_ATTN_BWD_ROWS], row_delta[FT_ATTN_BWD_ROWS], acc[FT_ATTN_BWD_ROWS][FT_ATTN_LANE_D];
+  const int64 s0 = (int64)blockIdx.y * (FT_ATTN_BWD_WARPS * FT_ATTN_ROWS);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
+  const int64 sw = s0 + warp * FT_ATTN_ROWS;
+  {
+    const Rows rows[2] = {{q + RowAt(lq, b, h, 0), lq.strides[2], &qs[0][0], FT_ATTN_MAX_D},
+                          {dout + bh * a.S * D, D, &dos[0][0], FT_ATTN_MAX_D}};
+    LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
+  }
+  const Rows tiles[2] = {{k + RowAt(lk, b, h, 0), lk.strides[2], &ks[0][0], FT_ATTN_PITCH},
+                         {v + RowAt(lv, b, h, 0), lv.strides[2], &vs[0][0], FT_ATTN_PITCH}};
+  float row_lse[FT_ATTN_ROWS], row_delta[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][FT_ATTN_LANE_D];
 #pragma unroll
-  for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
-    const int64 s = s0 + warp * FT_ATTN_BWD_ROWS + r;
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    const int64 s = sw + r;
     row_lse[r] = s < a.S ? lse[bh * a.S + s] : 0.0f;
     row_delta[r] = s < a.S ? delta[bh * a.S + s] : 0.0f;
-#pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) acc[r][c] = 0.0f;
   }
+  Zero(acc);
   for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
-    __syncthreads();
-    LoadRows(&ks[0][0], FT_ATTN_PITCH, FT_ATTN_TILE, k + RowAt(lk, b, h, 0), lk.strides[2], t0, a.T, D);
-    LoadRows(&vs[0][0], FT_ATTN_PITCH, FT_ATTN_TILE, v + RowAt(lv, b, h, 0), lv.strides[2], t0, a.T, D);
-    __syncthreads();
     const int64 t = t0 + lane;
+    float bias[FT_ATTN_ROWS];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
-      const int row = warp * FT_ATTN_BWD_ROWS + r;
-      const int64 s = s0 + row;
-      if (s >= a.S) break;
-      float qk = 0.0f, dov = 0.0f;
-      for (int d = 0; d < D; ++d) {
-        qk += qs[row][d] * ks[lane][d];
-        dov += dos[row][d] * vs[lane][d];
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, mask, lm, b, h, sw + r, t);
+    __syncthreads();
+    LoadRows<2, FT_ATTN_BWD_THREADS>(tiles, FT_ATTN_TILE, t0, a.T, D);
+    __syncthreads();
+    const uint32 keep = KeepKeys(a, bh, sw, t0, lane);
+    float qk[FT_ATTN_ROWS] = {}, dov[FT_ATTN_ROWS] = {};
+#pragma unroll 2
+    for (int d4 = 0; d4 < D4; ++d4) {
+      const Float4 kx = ((const Float4*)ks[lane])[d4], vx = ((const Float4*)vs[lane])[d4];
+#pragma unroll
+      for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+        Dot4(qk[r], ((const Float4*)qs[warp * FT_ATTN_ROWS + r])[d4], kx);
+        Dot4(dov[r], ((const Float4*)dos[warp * FT_ATTN_ROWS + r])[d4], vx);
       }
+    }
+#pragma unroll
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) {
       float ds = 0.0f;
       if (t < a.T) {
-        const float p = Prob(a, Logit(a, qk, mask, lm, b, h, s, t), row_lse[r]);
-        const float dp = Keep(a, bh, s, t) ? dov * a.dscale : 0.0f;
+        const float p = Prob(a, Logit(a, qk[r], mask, bias[r], sw + r, t), row_lse[r]);
+        const float dp = (keep >> r & 1u) ? dov[r] * a.dscale : 0.0f;
         ds = p * (dp - row_delta[r]) * a.scale;
       }
-      AccumulateTile(acc[r], ds, ks, lane, D);
+      ps[warp][r][lane] = ds;
     }
+    __syncthreads();
+    AccumulateTile(acc, ps[warp], ks, lane, D);
   }
 #pragma unroll
-  for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
-    const int64 s = s0 + warp * FT_ATTN_BWD_ROWS + r;
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    const int64 s = sw + r;
     if (s >= a.S) break;
     StoreRow(dq + (bh * a.S + s) * D, acc[r], 1.0f, lane, D);
   }
@@ -242,65 +391,71 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dq(Atten
 
 // dv[t] = sum_s P~[s, t] dout[s] (P~ the kept, rescaled probability) and dk[t] = sum_s dS[s, t] q[s]; here lane j
 // takes query s0 + j of each tile.
-extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dkv(Attention a, Layout lq, Layout lk,
-                                                                           Layout lv, Layout lm, const float* q,
-                                                                           const float* k, const float* v,
-                                                                           const float* mask, const float* dout,
-                                                                           const float* lse, const float* delta,
-                                                                           float* dk, float* dv) {
+extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dkv(
+    Attention a, Layout lq, Layout lk, Layout lv, Layout lm, const float* q, const float* k, const float* v,
+    const float* mask, const float* dout, const float* lse, const float* delta, float* dk, float* dv) {
   ApplyRandomBase(a);
-  __shared__ float ks[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
-  __shared__ float vs[FT_ATTN_WARPS * FT_ATTN_BWD_ROWS][FT_ATTN_MAX_D];
-  __shared__ float qs[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __shared__ float dos[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __shared__ float tile_lse[FT_ATTN_TILE], tile_delta[FT_ATTN_TILE];
+  __align__(16) __shared__ float ks[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
+  __align__(16) __shared__ float vs[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
+  __align__(16) __shared__ float qs[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float dos[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float pv[FT_ATTN_BWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
+  __align__(16) __shared__ float pk[FT_ATTN_BWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
   const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
-  const int64 t0 = (int64)blockIdx.y * (FT_ATTN_WARPS * FT_ATTN_BWD_ROWS);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D;
-  LoadRows(&ks[0][0], FT_ATTN_MAX_D, FT_ATTN_WARPS * FT_ATTN_BWD_ROWS, k + RowAt(lk, b, h, 0), lk.strides[2], t0, a.T, D);
-  LoadRows(&vs[0][0], FT_ATTN_MAX_D, FT_ATTN_WARPS * FT_ATTN_BWD_ROWS, v + RowAt(lv, b, h, 0), lv.strides[2], t0, a.T, D);
-  float gk[FT_ATTN_BWD_ROWS][FT_ATTN_LANE_D], gv[FT_ATTN_BWD_ROWS][FT_ATTN_LANE_D];
-#pragma unroll
-  for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
-#pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) gk[r][c] = gv[r][c] = 0.0f;
+  const int64 t0 = (int64)blockIdx.y * (FT_ATTN_BWD_WARPS * FT_ATTN_ROWS);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
+  const int64 tw = t0 + warp * FT_ATTN_ROWS;
+  {
+    const Rows rows[2] = {{k + RowAt(lk, b, h, 0), lk.strides[2], &ks[0][0], FT_ATTN_MAX_D},
+                          {v + RowAt(lv, b, h, 0), lv.strides[2], &vs[0][0], FT_ATTN_MAX_D}};
+    LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, t0, a.T, D);
   }
+  const Rows tiles[2] = {{q + RowAt(lq, b, h, 0), lq.strides[2], &qs[0][0], FT_ATTN_PITCH},
+                         {dout + bh * a.S * D, D, &dos[0][0], FT_ATTN_PITCH}};
+  float gk[FT_ATTN_ROWS][FT_ATTN_LANE_D], gv[FT_ATTN_ROWS][FT_ATTN_LANE_D];
+  Zero(gk);
+  Zero(gv);
   for (int64 s0 = 0; s0 < a.S; s0 += FT_ATTN_TILE) {
-    __syncthreads();
-    LoadRows(&qs[0][0], FT_ATTN_PITCH, FT_ATTN_TILE, q + RowAt(lq, b, h, 0), lq.strides[2], s0, a.S, D);
-    LoadRows(&dos[0][0], FT_ATTN_PITCH, FT_ATTN_TILE, dout + bh * a.S * D, D, s0, a.S, D);
-    if (threadIdx.x < FT_ATTN_TILE) {
-      const int64 s = s0 + threadIdx.x;
-      tile_lse[threadIdx.x] = s < a.S ? lse[bh * a.S + s] : 0.0f;
-      tile_delta[threadIdx.x] = s < a.S ? delta[bh * a.S + s] : 0.0f;
-    }
-    __syncthreads();
     const int64 s = s0 + lane;
+    float bias[FT_ATTN_ROWS];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
-      const int row = warp * FT_ATTN_BWD_ROWS + r;
-      const int64 t = t0 + row;
-      if (t >= a.T) break;
-      float qk = 0.0f, dov = 0.0f;
-      for (int d = 0; d < D; ++d) {
-        qk += qs[lane][d] * ks[row][d];
-        dov += dos[lane][d] * vs[row][d];
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, mask, lm, b, h, s, tw + r);
+    const float s_lse = s < a.S ? lse[bh * a.S + s] : 0.0f;
+    const float s_delta = s < a.S ? delta[bh * a.S + s] : 0.0f;
+    __syncthreads();
+    LoadRows<2, FT_ATTN_BWD_THREADS>(tiles, FT_ATTN_TILE, s0, a.S, D);
+    __syncthreads();
+    const uint32 keep = KeepQuery(a, bh, s, tw);
+    float qk[FT_ATTN_ROWS] = {}, dov[FT_ATTN_ROWS] = {};
+#pragma unroll 2
+    for (int d4 = 0; d4 < D4; ++d4) {
+      const Float4 qx = ((const Float4*)qs[lane])[d4], dx = ((const Float4*)dos[lane])[d4];
+#pragma unroll
+      for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+        Dot4(qk[r], qx, ((const Float4*)ks[warp * FT_ATTN_ROWS + r])[d4]);
+        Dot4(dov[r], dx, ((const Float4*)vs[warp * FT_ATTN_ROWS + r])[d4]);
       }
+    }
+#pragma unroll
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) {
       float kept = 0.0f, ds = 0.0f;
       if (s < a.S) {
-        const float p = Prob(a, Logit(a, qk, mask, lm, b, h, s, t), tile_lse[lane]);
-        const bool keep = Keep(a, bh, s, t);
-        kept = keep ? p * a.dscale : 0.0f;
-        const float dp = keep ? dov * a.dscale : 0.0f;
-        ds = p * (dp - tile_delta[lane]) * a.scale;
+        const float p = Prob(a, Logit(a, qk[r], mask, bias[r], s, tw + r), s_lse);
+        const bool keep_r = keep >> r & 1u;
+        kept = keep_r ? p * a.dscale : 0.0f;
+        const float dp = keep_r ? dov[r] * a.dscale : 0.0f;
+        ds = p * (dp - s_delta) * a.scale;
       }
-      AccumulateTile(gv[r], kept, dos, lane, D);
-      AccumulateTile(gk[r], ds, qs, lane, D);
+      pv[warp][r][lane] = kept;
+      pk[warp][r][lane] = ds;
     }
+    __syncthreads();
+    AccumulateTile(gv, pv[warp], dos, lane, D);
+    AccumulateTile(gk, pk[warp], qs, lane, D);
   }
 #pragma unroll
-  for (int r = 0; r < FT_ATTN_BWD_ROWS; ++r) {
-    const int64 t = t0 + warp * FT_ATTN_BWD_ROWS + r;
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    const int64 t = tw + r;
     if (t >= a.T) break;
     StoreRow(dk + (bh * a.T + t) * D, gk[r], 1.0f, lane, D);
     StoreRow(dv + (bh * a.T + t) * D, gv[r], 1.0f, lane, D);
@@ -312,7 +467,8 @@ extern "C" __global__ __launch_bounds__(128) void ft_attention_backward_dkv(Atte
 constexpr int64_t kMaxHeadDim = 128;
 constexpr int64_t kForwardRows = 16;
 constexpr int64_t kBackwardRows = 8;
-constexpr unsigned kAttentionThreads = 128;
+constexpr unsigned kForwardThreads = 128;
+constexpr unsigned kBackwardThreads = 64;
 // gridDim.y's limit bounds the row blocks.
 constexpr int64_t kMaxGridY = 65535;
 
@@ -411,7 +567,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 22, "out"), 0, rows * a.p.D, "out");
   uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 23, "lse"), 0, rows, "lse");
   void* args[] = {&a.p, &a.lq, &a.lk, &a.lv, &a.lm, &a.q, &a.k, &a.v, &a.mask, &out, &lse};
-  Launch(env, Kernel(env, "ft_attention_forward"), RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kAttentionThreads), 0,
+  Launch(env, Kernel(env, "ft_attention_forward"), RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0,
          args);
   return env.Undefined();
 }
@@ -437,10 +593,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Launch(env, Kernel(env, "ft_attention_delta"), GridFor(rows * 32), Blocks(kThreads), 0, delta_args);
   void* dq_args[] = {&a.p, &a.lq, &a.lk, &a.lv, &a.lm, &a.q, &a.k, &a.v, &a.mask, &dout, &lse, &delta, &dq};
   Launch(env, Kernel(env, "ft_attention_backward_dq"), RowBlocks(a.BH, a.p.S, kBackwardRows),
-         Blocks(kAttentionThreads), 0, dq_args);
+         Blocks(kBackwardThreads), 0, dq_args);
   void* dkv_args[] = {&a.p, &a.lq, &a.lk, &a.lv, &a.lm, &a.q, &a.k, &a.v, &a.mask, &dout, &lse, &delta, &dk, &dv};
   Launch(env, Kernel(env, "ft_attention_backward_dkv"), RowBlocks(a.BH, a.p.T, kBackwardRows),
-         Blocks(kAttentionThreads), 0, dkv_args);
+         Blocks(kBackwardThreads), 0, dkv_args);
   return env.Undefined();
 }
 
