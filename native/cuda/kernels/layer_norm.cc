@@ -20,11 +20,11 @@ namespace {
 // Rows per partial sum of dw / db: the CPU's kRowsPerBlock.
 constexpr int64_t kRowsPerBlock = 32;
 // ft_layer_norm_params' blocks: tile columns x row groups (one 32-row block each), at most 32 groups. A tile of
-// at least 8 columns reads whole 32-byte sectors of each row; at least kMinParamThreads threads per block, and
-// narrow tiles otherwise, so bert's [512, 768] runs 96 blocks.
+// at least 8 columns reads whole 32-byte sectors of each row; tiles widen to kMinParamThreads threads per block
+// (bert's [512, 768]: 16 columns x 16 groups, 48 blocks, measured a little faster on an H200 than 96 blocks of 128).
 constexpr int kMaxParamGroups = 32;
 constexpr int kMinParamColumns = 8;
-constexpr int kMinParamThreads = 128;
+constexpr int kMinParamThreads = 256;
 
 constexpr char kSource[] = R"CUDA(
 #define ROWS_PER_BLOCK 32
