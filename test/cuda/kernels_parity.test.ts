@@ -264,7 +264,11 @@ test("biasGelu: h updated in place, y = gelu(h)", { skip: SKIP }, withDevice((d)
 
 test("reduce: sum, max, min over rows, strided axes and long rows; NaN propagates", { skip: SKIP },
   withDevice((d) => {
-    const cases = [[7, 300, 1], [3, 50, 17], [1, 200_000, 1], [2, 5000, 3], [1, 1, 1], [4, 9, 1000]];
+    // From [1, 70, 96] on: axes of 8+ columns in tiles of columns x row groups (rows not a multiple of the groups,
+    // columns not of the tile, few rows and wide tiles, bias-gradient shapes in small, long axes split across
+    // blocks and finished by ft_reduce_finish).
+    const cases = [[7, 300, 1], [3, 50, 17], [1, 200_000, 1], [2, 5000, 3], [1, 1, 1], [4, 9, 1000], [1, 70, 96],
+      [1, 64, 400], [3, 33, 8], [2, 5, 41], [1, 1, 300], [5, 2, 9], [1, 3000, 40], [2, 2500, 33], [1, 4100, 8]];
     for (const [outer, n, inner] of cases) {
       const total = outer * n * inner;
       const src = randomF32(total, outer * 1000 + n);
@@ -381,6 +385,29 @@ test("layerNormForward / Backward, with and without affine parameters; dw, db id
         assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, "layerNorm dx");
         assertSameFloats(d.f32(dwDev, cols), dw, "layerNorm dw");
         assertSameFloats(d.f32(dbDev, cols), db, "layerNorm db");
+      }
+    }
+  }));
+
+// dw / db in one kernel: 32-row blocks per round of row groups (one group, 16, 32, and more blocks than groups:
+// several rounds), a last block shorter than 32 rows, columns not a multiple of the tile, and dw or db alone.
+test("layerNormBackward dw, db identical to the CPU across row-block counts; either alone", { skip: SKIP },
+  withDevice((d) => {
+    for (const [rows, cols] of [[512, 24], [31, 9], [1, 100], [1100, 17], [64, 768]]) {
+      const x = randomF32(rows * cols, rows + 3, 3);
+      const dy = randomF32(rows * cols, cols + 5);
+      const mean = hostF32(rows, (i) => (i % 5) * 0.25 - 0.5), rstd = hostF32(rows, (i) => 0.5 + (i % 7) * 0.125);
+      const xDev = d.put(x), dyDev = d.put(dy), meanDev = d.put(mean), rstdDev = d.put(rstd);
+      const dx = hostF32(rows * cols, () => 0), dw = hostF32(cols, () => 0), db = hostF32(cols, () => 0);
+      native.layerNormBackward(rows, cols, x.buffer as AB, 0, dy.buffer as AB, 0, null, 0, mean.buffer as AB,
+        rstd.buffer as AB, dx.buffer as AB, 0, dw.buffer as AB, db.buffer as AB);
+      for (const [withDw, withDb] of [[true, true], [true, false], [false, true]]) {
+        const dxDev = d.alloc(rows * cols * 4), dwDev = d.alloc(cols * 4), dbDev = d.alloc(cols * 4);
+        native.cuda.layerNormBackward(rows, cols, xDev, 0, dyDev, 0, null, 0, meanDev, rstdDev, dxDev, 0,
+          withDw ? dwDev : null, withDb ? dbDev : null);
+        if (withDw) assertSameFloats(d.f32(dwDev, cols), dw, `layerNorm dw [${rows},${cols}]`);
+        if (withDb) assertSameFloats(d.f32(dbDev, cols), db, `layerNorm db [${rows},${cols}]`);
+        assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, `layerNorm dx [${rows},${cols}]`);
       }
     }
   }));

@@ -20,10 +20,20 @@ enum ReduceOp { kSum = 0, kMax, kMin };
 
 // Elements of a row that one block reduces (inner == 1): the CPU's block size.
 constexpr int64_t kRowChunk = 65536;
-// Along a strided axis (inner > 1) one thread reduces a column chunk; chunks are split until about this many
-// threads run, but never below kMinColumnChunk elements.
+// Along a narrow strided axis (1 < inner < kMinTileColumns) one thread reduces a column chunk; chunks are
+// split until about this many threads run, but never below kMinColumnChunk elements.
 constexpr int64_t kColumnThreads = int64_t{1} << 17;
 constexpr int64_t kMinColumnChunk = 64;
+// Wider strided axes (bias gradients: sums over the rows of [rows, features]) go to ft_reduce_column_tiles:
+// blocks of kTileThreads = tile columns x row groups. A tile is at least 8 columns, 32 bytes of a row: one
+// whole memory sector, so every row group's reads are coalesced however narrow the tile.
+constexpr int64_t kTileThreads = 256;
+constexpr int64_t kMinTileColumns = 8;
+constexpr int64_t kMaxRowGroups = kTileThreads / kMinTileColumns;
+// Rows are split across blocks (partials for ft_reduce_finish) only while there are fewer tiles than this,
+// and never into chunks below kMinTileRows, so short reductions such as bert's 512 rows take one launch.
+constexpr int64_t kTileBlocks = 256;
+constexpr int64_t kMinTileRows = 1024;
 
 constexpr char kSource[] = R"CUDA(
 #define OP_SUM 0
@@ -73,7 +83,7 @@ extern "C" __global__ void ft_reduce_rows(int op, int64 outer, int64 n, int64 ch
   }
 }
 
-// inner > 1: thread t reduces column t % inner of chunk (t / inner) % chunks of outer index t / (inner * chunks)
+// 1 < inner < 8: thread t reduces column t % inner of chunk (t / inner) % chunks of outer index t / (inner * chunks)
 // (consecutive threads read consecutive columns); with one chunk it writes dst, else partial[t].
 extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64 inner, int64 chunk, int64 chunks,
                                              const float* src, double* partial, float* dst) {
@@ -85,6 +95,39 @@ extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64
     double acc = Identity(op);
     for (int64 k = k0; k < k1; ++k) acc = Combine(op, acc, (double)x[k * inner]);
     if (chunks == 1) dst[o * inner + i] = (float)acc; else partial[t] = acc;
+  }
+}
+
+// inner >= 8: block u reduces tile u % tiles (columns [tile * tc, tile * tc + tc)) over row chunk
+// (u / tiles) % chunks of outer index u / (tiles * chunks). Thread (c, g) = (t % tc, t / tc) reads rows
+// g, g + groups, ... of its column (a row group's tc threads read tc consecutive floats); the groups' values are
+// then combined by a fixed tree in shared memory (groups is a power of 2), so the result is deterministic. With
+// one chunk it writes dst, else partial[(o * chunks + b) * inner + i] for ft_reduce_finish.
+extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op, int64 outer, int64 n, int64 inner,
+                                                                       int64 chunk, int64 chunks, int tc, int groups,
+                                                                       const float* src, double* partial, float* dst) {
+  __shared__ double scratch[256];
+  const int c = threadIdx.x % tc, g = threadIdx.x / tc;
+  const int64 tiles = (inner + tc - 1) / tc;
+  const double identity = Identity(op);
+  for (int64 u = blockIdx.x; u < outer * chunks * tiles; u += gridDim.x) {
+    const int64 i = (u % tiles) * tc + c, b = (u / tiles) % chunks, o = u / (tiles * chunks);
+    const int64 k1 = min(n, (b + 1) * chunk);
+    double acc = identity;
+    if (i < inner) {
+      const float* x = src + o * n * inner + i;
+#pragma unroll 8
+      for (int64 k = b * chunk + g; k < k1; k += groups) acc = Combine(op, acc, (double)x[k * inner]);
+    }
+    __syncthreads();  // the previous tile's tree has read scratch
+    scratch[threadIdx.x] = acc;
+    for (int s = groups >> 1; s > 0; s >>= 1) {
+      __syncthreads();
+      if (g < s) scratch[threadIdx.x] = acc = Combine(op, acc, scratch[threadIdx.x + s * tc]);
+    }
+    if (g == 0 && i < inner) {
+      if (chunks == 1) dst[o * inner + i] = (float)acc; else partial[(o * chunks + b) * inner + i] = acc;
+    }
   }
 }
 
@@ -256,10 +299,19 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   int64_t chunk, chunks;
+  int tc = 0, groups = 0;
   if (inner == 1) {
     chunk = std::min(n, kRowChunk);
-  } else {
+  } else if (inner < kMinTileColumns) {
     const int64_t wanted = std::clamp<int64_t>(kColumnThreads / out_count, 1, (n + kMinColumnChunk - 1) / kMinColumnChunk);
+    chunk = (n + wanted - 1) / wanted;
+  } else {
+    // Short reductions get fewer row groups and wider tiles, long ones narrow tiles of 32 row groups.
+    for (groups = 1; groups < kMaxRowGroups && groups < n;) groups *= 2;
+    for (tc = kTileThreads / groups; tc > kMinTileColumns && tc / 2 >= inner;) tc /= 2;
+    const int64_t tiles = outer * ((inner + tc - 1) / tc);
+    const int64_t wanted =
+        std::clamp<int64_t>((kTileBlocks + tiles - 1) / tiles, 1, (n + kMinTileRows - 1) / kMinTileRows);
     chunk = (n + wanted - 1) / wanted;
   }
   chunks = (n + chunk - 1) / chunk;
@@ -268,9 +320,14 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   if (inner == 1) {
     void* args[] = {&op, &outer, &n, &chunk, &chunks, &src, &partial_ptr, &dst};
     Launch(env, Kernel(env, "ft_reduce_rows"), RowGrid(outer * chunks), Blocks(kThreads), 0, args);
-  } else {
+  } else if (tc == 0) {
     void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &src, &partial_ptr, &dst};
     Launch(env, Kernel(env, "ft_reduce_columns"), GridFor(out_count * chunks), Blocks(kThreads), 0, args);
+  } else {
+    void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &tc, &groups, &src, &partial_ptr, &dst};
+    const int64_t blocks = outer * chunks * ((inner + tc - 1) / tc);
+    Launch(env, Kernel(env, "ft_reduce_column_tiles"), Blocks(std::min(kMaxBlocks, blocks)), Blocks(tc * groups), 0,
+           args);
   }
   if (chunks > 1) {
     void* args[] = {&op, &outer, &chunks, &inner, &partial_ptr, &dst};
