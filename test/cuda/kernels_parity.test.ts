@@ -417,7 +417,8 @@ test("embedding backward: long runs, one id throughout, wide rows, offsets match
   { skip: SKIP }, withDevice((d) => {
     const r = rng(19);
     const runs = (lengths: number[]) => lengths.flatMap((len, k) => Array.from({ length: len }, () => k * 3 + 1));
-    const shuffled = (ids: number[]) => ids.map((id) => ({ id, key: r() })).sort((a, b) => a.key - b.key).map((e) => e.id);
+    const shuffled = (ids: number[]) =>
+      ids.map((id) => ({ id, key: r() })).sort((a, b) => a.key - b.key).map((e) => e.id);
     const cases: { label: string; ids: number[]; V: number; D: number; idsOff: number; dyOff: number }[] = [
       { label: "one id", ids: Array.from({ length: 77 }, () => 2), V: 3, D: 37, idsOff: 0, dyOff: 0 },
       { label: "runs in order", ids: runs([1, 8, 32, 33, 77, 2]), V: 20, D: 5, idsOff: 3, dyOff: 1 },

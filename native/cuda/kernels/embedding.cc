@@ -30,11 +30,11 @@ extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, int64 V, const
 }
 
 // The stable sort of the tokens by id, by counting, one warp per token i: its rank is the number of tokens
-// with a smaller id or the same id earlier. order[rank] = i, and run[rank] is the id's token count where i is
-// its first token, 0 elsewhere (and for ids that get no gradient: padding, or out of range in a graph).
-// O(n^2) comparisons, all from L1: a few microseconds for the few thousand tokens of a batch.
+// with a smaller id or the same id earlier. order[rank] = i, sorted[rank] = its id, and run[rank] is the id's
+// token count where i is its first token, 0 elsewhere (and for ids that get no gradient: padding, or out of
+// range in a graph). O(n^2) comparisons, all from L1: a few microseconds for the few thousand tokens of a batch.
 extern "C" __global__ void ft_embedding_group(int64 n, int64 V, int64 padding, const int64* ids, int64* order,
-                                              int64* run) {
+                                              int64* sorted, int64* run) {
   const int lane = threadIdx.x & 31;
   for (int64 i = GlobalThread() >> 5; i < n; i += GridThreads() >> 5) {
     const int64 id = ids[i];
@@ -52,6 +52,7 @@ extern "C" __global__ void ft_embedding_group(int64 n, int64 V, int64 padding, c
     }
     if (lane == 0) {
       order[smaller + earlier] = i;
+      sorted[smaller + earlier] = id;
       run[smaller + earlier] = earlier == 0 && id != padding && id >= 0 && id < V ? same : 0;
     }
   }
@@ -74,14 +75,13 @@ __device__ __forceinline__ float AddRows(float acc, const int64* tokens, int64 k
 // Blocks over (sorted position p, column chunk); where a run starts at p, each thread takes one column: the
 // dtable entry plus the run's dy rows in token order, stored once. Long runs (every token on one id) go 32
 // rows a batch, the rest (most runs are a few tokens) 8.
-extern "C" __global__ __launch_bounds__(256) void ft_embedding_backward(int64 n, int64 D, const int64* ids,
-                                                                        const int64* order, const int64* run,
+extern "C" __global__ __launch_bounds__(256) void ft_embedding_backward(int64 n, int64 D, const int64* order,
+                                                                        const int64* sorted, const int64* run,
                                                                         const float* dy, float* dtable) {
   for (int64 p = blockIdx.x; p < n; p += gridDim.x) {
-    const int64 len = run[p];
+    const int64 len = run[p], id = sorted[p];
     if (len == 0) continue;
     const int64* tokens = order + p;
-    const int64 id = ids[tokens[0]];
     for (int64 c = (int64)blockIdx.y * blockDim.x + threadIdx.x; c < D; c += (int64)gridDim.y * blockDim.x) {
       float acc = dtable[id * D + c];
       int64 k = 0;
@@ -135,11 +135,12 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   int64_t padding = GetInt(info, 8, "paddingIdx");
   CheckIds(info, ids, n, V);
   if (n == 0 || D == 0) return env.Undefined();
-  ScratchBuffer scratch(env, static_cast<size_t>(2 * n) * sizeof(int64_t));
-  uint64_t order = scratch.ptr(), run = order + static_cast<uint64_t>(n) * sizeof(int64_t);
-  void* group_args[] = {&n, &V, &padding, &ids, &order, &run};
+  ScratchBuffer scratch(env, static_cast<size_t>(3 * n) * sizeof(int64_t));
+  const uint64_t column = static_cast<uint64_t>(n) * sizeof(int64_t);
+  uint64_t order = scratch.ptr(), sorted = order + column, run = sorted + column;
+  void* group_args[] = {&n, &V, &padding, &ids, &order, &sorted, &run};
   Launch(env, Kernel(env, "ft_embedding_group"), GridFor(n * 32), Blocks(kThreads), 0, group_args);
-  void* args[] = {&n, &D, &ids, &order, &run, &dy, &dtable};
+  void* args[] = {&n, &D, &order, &sorted, &run, &dy, &dtable};
   Dim3 grid = RowGrid(n);
   grid.y = static_cast<unsigned>(std::min<int64_t>(65535, (D + kThreads - 1) / kThreads));
   Launch(env, Kernel(env, "ft_embedding_backward"), grid, Blocks(kThreads), 0, args);
