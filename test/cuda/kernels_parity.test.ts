@@ -410,9 +410,9 @@ test("embedding forward and backward (repeated ids, padding) match the CPU bit f
     }
   }));
 
-// The backward groups tokens by id, then adds each id's rows in batches of 32 rows and then 8: runs of 1, 8, 32,
-// 33 and 77 tokens (every token on one id, as token types are), D above one block of columns and not a
-// multiple of 32, ids and dy read at offsets.
+// The backward groups tokens by id, then adds each id's rows, staged 256 at a time, in batches of 32 rows and
+// then 8: runs of 1, 8, 32, 33, 77, 257 and 520 tokens (every token on one id, as token types are), D above one
+// block of columns and not a multiple of 32, ids and dy read at offsets.
 test("embedding backward: long runs, one id throughout, wide rows, offsets match the CPU bit for bit",
   { skip: SKIP }, withDevice((d) => {
     const r = rng(19);
@@ -425,6 +425,7 @@ test("embedding backward: long runs, one id throughout, wide rows, offsets match
       { label: "runs shuffled", ids: shuffled(runs([1, 8, 32, 33, 40, 9])), V: 18, D: 33, idsOff: 1, dyOff: 7 },
       { label: "wide rows", ids: [4, 0, 4, 9, 9, 4, 1], V: 10, D: 300, idsOff: 2, dyOff: 3 },
       { label: "one token", ids: [5], V: 6, D: 1, idsOff: 0, dyOff: 0 },
+      { label: "runs past a stage", ids: shuffled(runs([257, 3, 520])), V: 9, D: 3, idsOff: 5, dyOff: 2 },
     ];
     for (const { label, ids: idList, V, D, idsOff, dyOff } of cases) {
       const n = idList.length;

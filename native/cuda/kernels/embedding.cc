@@ -58,36 +58,49 @@ extern "C" __global__ void ft_embedding_group(int64 n, int64 V, int64 padding, c
   }
 }
 
-// acc plus dy rows tokens[k], ..., tokens[k + kRows - 1] of column c, in order, stopping at tokens[len - 1].
-// Every load is issued before the first addition, so the batch waits on memory once; rows past the end load
-// the last row again (no branch between the loads) and are not added.
+// acc plus dy[rows[k] + c], ..., dy[rows[k + kRows - 1] + c] in order, stopping at rows[m - 1]. Every load is
+// issued before the first addition, so the batch waits on memory once; rows past the end load the last row
+// again (no branch between the loads) and are not added. The empty asm keeps the loads together in the PTX:
+// without it NVRTC interleaves each load with its addition, and ptxas then allocates too few registers to
+// hold a batch in flight.
 template <int kRows>
-__device__ __forceinline__ float AddRows(float acc, const int64* tokens, int64 k, int64 len, int64 D, int64 c,
-                                         const float* dy) {
+__device__ __forceinline__ float AddRows(float acc, const int64* rows, int k, int m, int64 c, const float* dy) {
   float v[kRows];
 #pragma unroll
-  for (int u = 0; u < kRows; ++u) v[u] = dy[tokens[min(k + u, len - 1)] * D + c];
+  for (int u = 0; u < kRows; ++u) v[u] = dy[rows[min(k + u, m - 1)] + c];
+  asm volatile("" ::: "memory");
 #pragma unroll
-  for (int u = 0; u < kRows; ++u) acc = k + u < len ? acc + v[u] : acc;
+  for (int u = 0; u < kRows; ++u) acc = k + u < m ? acc + v[u] : acc;
   return acc;
 }
 
-// Blocks over (sorted position p, column chunk); where a run starts at p, each thread takes one column: the
-// dtable entry plus the run's dy rows in token order, stored once. Long runs (every token on one id) go 32
-// rows a batch, the rest (most runs are a few tokens) 8.
+// Blocks of at most 256 threads over (sorted position p, column chunk); where a run starts at p, each thread
+// takes one column: the dtable entry plus the run's dy rows in token order, stored once. The block stages the
+// run's row offsets in shared memory, a block's worth at a time, so a batch of loads waits on dy alone. Long
+// runs (every token on one id) go 32 rows a batch, the rest (most runs are a few tokens) 8.
 extern "C" __global__ __launch_bounds__(256) void ft_embedding_backward(int64 n, int64 D, const int64* order,
                                                                         const int64* sorted, const int64* run,
                                                                         const float* dy, float* dtable) {
+  __shared__ int64 rows[256];
+  const int stage = blockDim.x;
   for (int64 p = blockIdx.x; p < n; p += gridDim.x) {
     const int64 len = run[p], id = sorted[p];
     if (len == 0) continue;
-    const int64* tokens = order + p;
-    for (int64 c = (int64)blockIdx.y * blockDim.x + threadIdx.x; c < D; c += (int64)gridDim.y * blockDim.x) {
-      float acc = dtable[id * D + c];
-      int64 k = 0;
-      for (; k + 32 <= len; k += 32) acc = AddRows<32>(acc, tokens, k, len, D, c, dy);
-      for (; k < len; k += 8) acc = AddRows<8>(acc, tokens, k, len, D, c, dy);
-      dtable[id * D + c] = acc;
+    for (int64 c0 = (int64)blockIdx.y * stage; c0 < D; c0 += (int64)gridDim.y * stage) {
+      const int64 c = c0 + threadIdx.x;
+      float acc = c < D ? dtable[id * D + c] : 0.0f;
+      for (int64 k0 = 0; k0 < len; k0 += stage) {
+        const int m = (int)min(len - k0, (int64)stage);
+        __syncthreads();  // every thread is done with the last stage's rows
+        if ((int)threadIdx.x < m) rows[threadIdx.x] = order[p + k0 + threadIdx.x] * D;
+        __syncthreads();
+        if (c < D) {
+          int k = 0;
+          for (; k + 32 <= m; k += 32) acc = AddRows<32>(acc, rows, k, m, c, dy);
+          for (; k < m; k += 8) acc = AddRows<8>(acc, rows, k, m, c, dy);
+        }
+      }
+      if (c < D) dtable[id * D + c] = acc;
     }
   }
 }
