@@ -437,6 +437,39 @@ test("embedding forward and backward (repeated ids, padding) match the CPU bit f
     }
   }));
 
+// The backward groups tokens by id, then adds each id's rows, staged 256 at a time, in batches of 32 rows and
+// then 8: runs of 1, 8, 32, 33, 77, 257 and 520 tokens (every token on one id, as token types are), D above one
+// block of columns and not a multiple of 32, ids and dy read at offsets.
+test("embedding backward: long runs, one id throughout, wide rows, offsets match the CPU bit for bit",
+  { skip: SKIP }, withDevice((d) => {
+    const r = rng(19);
+    const runs = (lengths: number[]) => lengths.flatMap((len, k) => Array.from({ length: len }, () => k * 3 + 1));
+    const shuffled = (ids: number[]) =>
+      ids.map((id) => ({ id, key: r() })).sort((a, b) => a.key - b.key).map((e) => e.id);
+    const cases: { label: string; ids: number[]; V: number; D: number; idsOff: number; dyOff: number }[] = [
+      { label: "one id", ids: Array.from({ length: 77 }, () => 2), V: 3, D: 37, idsOff: 0, dyOff: 0 },
+      { label: "runs in order", ids: runs([1, 8, 32, 33, 77, 2]), V: 20, D: 5, idsOff: 3, dyOff: 1 },
+      { label: "runs shuffled", ids: shuffled(runs([1, 8, 32, 33, 40, 9])), V: 18, D: 33, idsOff: 1, dyOff: 7 },
+      { label: "wide rows", ids: [4, 0, 4, 9, 9, 4, 1], V: 10, D: 300, idsOff: 2, dyOff: 3 },
+      { label: "one token", ids: [5], V: 6, D: 1, idsOff: 0, dyOff: 0 },
+      { label: "runs past a stage", ids: shuffled(runs([257, 3, 520])), V: 9, D: 3, idsOff: 5, dyOff: 2 },
+    ];
+    for (const { label, ids: idList, V, D, idsOff, dyOff } of cases) {
+      const n = idList.length;
+      const ids = hostI64([...Array.from({ length: idsOff }, () => 0), ...idList]);
+      const dy = randomF32(dyOff + n * D, n + D);
+      const idsDev = d.put(ids), dyDev = d.put(dy);
+      for (const padding of [-1, idList[0], idList[n - 1]]) {
+        const dtable = randomF32(V * D, V + padding);
+        const dtableDev = d.put(dtable);
+        native.embeddingBackward(n, ids.buffer as AB, idsOff, V, D, dy.buffer as AB, dyOff, dtable.buffer as AB,
+          padding);
+        native.cuda.embeddingBackward(n, idsDev, idsOff, V, D, dyDev, dyOff, dtableDev, padding);
+        assertSameFloats(d.f32(dtableDev, V * D), dtable, `embeddingBackward ${label} padding ${padding}`);
+      }
+    }
+  }));
+
 test("crossEntropyForward / Backward with ignore_index", { skip: SKIP }, withDevice((d) => {
   for (const [N, C] of [[37, 5], [6, 30522]]) {
     const logits = randomF32(N * C, N + C, 10);

@@ -1,11 +1,14 @@
 // CUDA embedding lookup and its backward: native/cpu/embedding.cc's contract. The ids are checked on the device
 // first (index_check.cc; one synchronisation per call), so a bad id throws the CPU's RangeError before any
 // kernel reads the table with it, and there is no partial result. In a CUDA graph the check is deferred to the
-// next sync, so the kernels skip bad ids themselves: NaN rows forward, no update backward. The backward gives each column to one thread,
-// which adds the rows in order: repeated ids never race, and every dtable entry is summed in the CPU's order,
-// so the result matches it to the bit without atomics.
+// next sync, so the kernels skip bad ids themselves: NaN rows forward, no update backward.
+// The backward must give the CPU's bits: each dtable entry plus its id's dy rows, added one at a time in token
+// order. So the tokens are first grouped by id (a stable sort, by counting, into scratch memory), and then one
+// thread per (id, column) adds that id's rows in order into a register, starting from the dtable entry, and
+// stores it once: no atomics, no races, and only the additions of a long run of one id are serial.
 #include <napi.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/args.h"
@@ -26,14 +29,78 @@ extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, int64 V, const
   }
 }
 
-// dtable[ids[i], c] += dy[i, c] for i in order, skipping rows whose id is `padding`.
-extern "C" __global__ void ft_embedding_backward(int64 n, int64 D, int64 V, const int64* ids, const float* dy,
-                                                 float* dtable, int64 padding) {
-  for (int64 c = GlobalThread(); c < D; c += GridThreads()) {
-    for (int64 i = 0; i < n; ++i) {
-      const int64 id = ids[i];
-      if (id == padding || id < 0 || id >= V) continue;
-      dtable[id * D + c] += dy[i * D + c];
+// The stable sort of the tokens by id, by counting, one warp per token i: its rank is the number of tokens
+// with a smaller id or the same id earlier. order[rank] = i, sorted[rank] = its id, and run[rank] is the id's
+// token count where i is its first token, 0 elsewhere (and for ids that get no gradient: padding, or out of
+// range in a graph). O(n^2) comparisons, all from L1: a few microseconds for the few thousand tokens of a batch.
+extern "C" __global__ void ft_embedding_group(int64 n, int64 V, int64 padding, const int64* ids, int64* order,
+                                              int64* sorted, int64* run) {
+  const int lane = threadIdx.x & 31;
+  for (int64 i = GlobalThread() >> 5; i < n; i += GridThreads() >> 5) {
+    const int64 id = ids[i];
+    int64 smaller = 0, same = 0, earlier = 0;
+    for (int64 j = lane; j < n; j += 32) {
+      const int64 other = ids[j];
+      smaller += other < id;
+      same += other == id;
+      earlier += other == id && j < i;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+      smaller += __shfl_xor_sync(0xffffffffu, smaller, o);
+      same += __shfl_xor_sync(0xffffffffu, same, o);
+      earlier += __shfl_xor_sync(0xffffffffu, earlier, o);
+    }
+    if (lane == 0) {
+      order[smaller + earlier] = i;
+      sorted[smaller + earlier] = id;
+      run[smaller + earlier] = earlier == 0 && id != padding && id >= 0 && id < V ? same : 0;
+    }
+  }
+}
+
+// acc plus dy[rows[k] + c], ..., dy[rows[k + kRows - 1] + c] in order, stopping at rows[m - 1]. Every load is
+// issued before the first addition, so the batch waits on memory once; rows past the end load the last row
+// again (no branch between the loads) and are not added. The empty asm keeps the loads together in the PTX:
+// without it NVRTC interleaves each load with its addition, and ptxas then allocates too few registers to
+// hold a batch in flight.
+template <int kRows>
+__device__ __forceinline__ float AddRows(float acc, const int64* rows, int k, int m, int64 c, const float* dy) {
+  float v[kRows];
+#pragma unroll
+  for (int u = 0; u < kRows; ++u) v[u] = dy[rows[min(k + u, m - 1)] + c];
+  asm volatile("" ::: "memory");
+#pragma unroll
+  for (int u = 0; u < kRows; ++u) acc = k + u < m ? acc + v[u] : acc;
+  return acc;
+}
+
+// Blocks of at most 256 threads over (sorted position p, column chunk); where a run starts at p, each thread
+// takes one column: the dtable entry plus the run's dy rows in token order, stored once. The block stages the
+// run's row offsets in shared memory, a block's worth at a time, so a batch of loads waits on dy alone. Long
+// runs (every token on one id) go 32 rows a batch, the rest (most runs are a few tokens) 8.
+extern "C" __global__ __launch_bounds__(256) void ft_embedding_backward(int64 n, int64 D, const int64* order,
+                                                                        const int64* sorted, const int64* run,
+                                                                        const float* dy, float* dtable) {
+  __shared__ int64 rows[256];
+  const int stage = blockDim.x;
+  for (int64 p = blockIdx.x; p < n; p += gridDim.x) {
+    const int64 len = run[p], id = sorted[p];
+    if (len == 0) continue;
+    for (int64 c0 = (int64)blockIdx.y * stage; c0 < D; c0 += (int64)gridDim.y * stage) {
+      const int64 c = c0 + threadIdx.x;
+      float acc = c < D ? dtable[id * D + c] : 0.0f;
+      for (int64 k0 = 0; k0 < len; k0 += stage) {
+        const int m = (int)min(len - k0, (int64)stage);
+        __syncthreads();  // every thread is done with the last stage's rows
+        if ((int)threadIdx.x < m) rows[threadIdx.x] = order[p + k0 + threadIdx.x] * D;
+        __syncthreads();
+        if (c < D) {
+          int k = 0;
+          for (; k + 32 <= m; k += 32) acc = AddRows<32>(acc, rows, k, m, c, dy);
+          for (; k < m; k += 8) acc = AddRows<8>(acc, rows, k, m, c, dy);
+        }
+      }
+      if (c < D) dtable[id * D + c] = acc;
     }
   }
 }
@@ -80,9 +147,16 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
       DeviceElements<float>(info, GetDeviceBuffer(info, 7, "dtable"), 0, CountProduct(info, V, D, "V * D"), "dtable");
   int64_t padding = GetInt(info, 8, "paddingIdx");
   CheckIds(info, ids, n, V);
-  if (n == 0) return env.Undefined();
-  void* args[] = {&n, &D, &V, &ids, &dy, &dtable, &padding};
-  Launch(env, Kernel(env, "ft_embedding_backward"), GridFor(D, 64), Blocks(64), 0, args);
+  if (n == 0 || D == 0) return env.Undefined();
+  ScratchBuffer scratch(env, static_cast<size_t>(3 * n) * sizeof(int64_t));
+  const uint64_t column = static_cast<uint64_t>(n) * sizeof(int64_t);
+  uint64_t order = scratch.ptr(), sorted = order + column, run = sorted + column;
+  void* group_args[] = {&n, &V, &padding, &ids, &order, &sorted, &run};
+  Launch(env, Kernel(env, "ft_embedding_group"), GridFor(n * 32), Blocks(kThreads), 0, group_args);
+  void* args[] = {&n, &D, &order, &sorted, &run, &dy, &dtable};
+  Dim3 grid = RowGrid(n);
+  grid.y = static_cast<unsigned>(std::min<int64_t>(65535, (D + kThreads - 1) / kThreads));
+  Launch(env, Kernel(env, "ft_embedding_backward"), grid, Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
