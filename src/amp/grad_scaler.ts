@@ -3,8 +3,7 @@
 // optimizer step when any of them is inf or NaN, and update() halves the scale after such a step or doubles it
 // after growth_interval clean ones — PyTorch's algorithm and defaults.
 import { Tensor } from "../tensor/tensor.js";
-import { backendFor } from "../backend/kernels.js";
-import { gradNorm, gradsOf } from "../nn/utils.js";
+import { gradNorm, gradsOf, scaleGrads } from "../nn/utils.js";
 import type { Optimizer } from "../optim/optimizer.js";
 
 export interface GradScalerOptions {
@@ -86,7 +85,7 @@ export class GradScaler {
     const grads = gradsOf(optimizer.param_groups.flatMap((g) => g.params), "GradScaler");
     if (grads.length > 0) {
       // PyTorch's inverse scale: the float64 reciprocal rounded to float32 (exact for the powers of two it uses)
-      backendFor(grads[0]!).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), Math.fround(1 / this._scale));
+      scaleGrads(grads, Math.fround(1 / this._scale));
       // The squares accumulate in float64, where no finite float32 overflows: the norm is finite unless a value is not.
       r.found_inf = !Number.isFinite(gradNorm(grads));
     }

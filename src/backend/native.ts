@@ -228,15 +228,16 @@ export interface CudaAddon extends Kernels {
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
     offset: number, out: AB, dout: AB, doutOff: number, lse: AB, dq: AB, dk: AB, dv: AB): void;
   /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
-   * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU */
-  clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number): void;
+   * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU. With
+   * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it) */
+  clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number, coef?: AB, coefOff?: number): void;
   /** writes adamwDevice's scalars for one step: [-lr / (1 - beta1^step), sqrt(1 - beta2^step),
    * 1 - lr * weightDecays[i]...] as float32, computed as `adamw` computes them (a copy on the stream) */
   adamwScalars(scalars: AB, lr: number, beta1: number, beta2: number, step: number, weightDecays: number[]): void;
   /** `adamw` with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, so that a captured
    * step follows the learning rate and step count written before each replay */
   adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
-    beta1: number, beta2: number, eps: number): void;
+    beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number): void;
 
   // ---- CUDA graphs (native/cuda/graphs.cc). While a capture is under way the stream records instead of running;
   // copies to or from the host, synchronize, emptyCache and allocations the cache cannot serve throw "... is not

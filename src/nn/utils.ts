@@ -32,10 +32,35 @@ export function clip_grad_norm_(parameters: Iterable<Tensor> | Tensor, max_norm:
   if (error_if_nonfinite && !Number.isFinite(total)) {
     throw new Error(`The total norm of order ${norm_type} for gradients from \`parameters\` is non-finite, so it cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set \`error_if_nonfinite=False\``);
   }
-  // torch computes clip_coef = max_norm / (total_norm + 1e-6) in float32 and clamps it at 1.
-  const coef = Math.fround(Math.fround(max_norm) / Math.fround(Math.fround(total) + 1e-6));
-  if (coef < 1 && grads.length > 0) backendFor(grads[0]).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), coef);
+  const coef = clipFactor(max_norm, total);
+  if (coef < 1 && grads.length > 0) scaleGrads(grads, coef);
   return fromFlat([total], [], float32);
+}
+
+/** torch computes clip_coef = max_norm / (total_norm + 1e-6) in float32 (and clamps it at 1). */
+function clipFactor(max_norm: number, total: number): number {
+  return Math.fround(Math.fround(max_norm) / Math.fround(Math.fround(total) + 1e-6));
+}
+
+/** Multiplies every gradient by `factor` in place. */
+export function scaleGrads(grads: Tensor[], factor: number): void {
+  backendFor(grads[0]).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), factor);
+}
+
+/**
+ * finetune-specific, for an optimizer that clips as it reads the gradients (AdamW.step_clipped): writes the total
+ * 2-norm of the gradients to `norm` and clip_grad_norm_'s factor max_norm / (norm + 1e-6) to `coef` (float32
+ * scalars on the gradients' device; on a GPU nothing waits for it) and scales nothing.
+ */
+export function clip_grad_norm_deferred(parameters: Iterable<Tensor> | Tensor, max_norm: number, norm: Tensor, coef: Tensor): void {
+  const grads = gradsOf(parameters);
+  if (grads.length > 0 && grads[0].device.type === "cuda") {
+    native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, norm.offset, coef.buffer, coef.offset);
+    return;
+  }
+  const total = gradNorm(grads);
+  norm.fill_(total);
+  coef.fill_(clipFactor(max_norm, total));
 }
 
 /** The norm and the factor stay on the GPU (the same roundings as above), so a CUDA graph can capture the clipping. */

@@ -4,6 +4,7 @@ import { float32 } from "../tensor/dtype.js";
 import { checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
 import { Optimizer, type ParamGroup, type ParamsArg } from "./optimizer.js";
+import { scaleGrads } from "../nn/utils.js";
 
 export interface AdamWOptions {
   lr?: number;
@@ -31,6 +32,29 @@ export class AdamW extends Optimizer {
   #scalars = new Map<ParamGroup, Tensor>();
   /** Per group, the parameters a step captured in a CUDA graph updates: their gradients exist only in the graph. */
   #captured = new Map<ParamGroup, Tensor[]>();
+  /** During step_clipped: the clip factor the step applies to the gradients as it reads them. */
+  #clip: Tensor | null = null;
+
+  /**
+   * finetune-specific: step() on the gradients scaled by `clip_coef` where it is below 1, as clip_grad_norm_ would
+   * have scaled them (clip_grad_norm_deferred computes the factor), without writing the scaled gradients: on a GPU
+   * the update applies the factor as it reads them, saving a pass over all gradients. The gradients are left
+   * unscaled, so call it only where nothing reads them after the step (zero_grad follows).
+   */
+  step_clipped(clip_coef: Tensor): void {
+    if (clip_coef.device.type !== "cuda") {
+      const factor = clip_coef.item();
+      const grads = this.param_groups.flatMap((g) => g.params).map((p) => p.grad).filter((g): g is Tensor => g !== null);
+      if (factor < 1 && grads.length > 0) scaleGrads(grads, factor);
+      return this.step();
+    }
+    this.#clip = clip_coef;
+    try {
+      this.step();
+    } finally {
+      this.#clip = null;
+    }
+  }
 
   step(): void {
     // While a CUDA graph captures the step nothing is counted nor uploaded: that happens before each replay
@@ -57,7 +81,7 @@ export class AdamW extends Optimizer {
         // On a GPU the step's scalars go through a device buffer, so that eager and captured steps are one path.
         const scalars = this.#scalarsOf(group, params);
         if (!capturing) this.#upload(group, scalars, params.length, step);
-        native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number);
+        native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number, this.#clip?.buffer, this.#clip?.offset);
       }
     }
   }

@@ -17,14 +17,17 @@ import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";
 import { CUDAGraph, cuda, type GraphPoolHandle } from "../backend/cuda.js";
-import { clip_grad_norm_ } from "../nn/utils.js";
+import { clip_grad_norm_deferred } from "../nn/utils.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import type { Module } from "../nn/module.js";
 import type { Optimizer } from "../optim/optimizer.js";
 import type { Batch } from "../data/data_collator.js";
 
-/** An optimizer whose step can be replayed: it writes its per-step scalars before each replay (AdamW on CUDA). */
-export type ReplayableOptimizer = Optimizer & { prepare_replay(): void };
+/**
+ * An optimizer whose step can be replayed (it writes its per-step scalars before each replay) and that applies
+ * gradient clipping as it reads the gradients: AdamW on CUDA.
+ */
+export type ReplayableOptimizer = Optimizer & { prepare_replay(): void; step_clipped(clip_coef: Tensor): void };
 
 interface Captured {
   graph: CUDAGraph;
@@ -48,8 +51,9 @@ export class CudaGraphStep {
   #pool: GraphPoolHandle | null = null;
   /** The losses since the last read, summed in float32 on the GPU as the eager loop sums them on the host. */
   readonly #loss: Tensor;
-  /** The latest gradient norm, written by every update (eager or replayed) when clipping. */
+  /** The latest gradient norm, written by every update (eager or replayed) when clipping, and its clip factor. */
   readonly #norm: Tensor;
+  readonly #clip: Tensor;
   #clipped = false;
 
   constructor(
@@ -62,6 +66,7 @@ export class CudaGraphStep {
   ) {
     this.#loss = persistentScalar(device);
     this.#norm = persistentScalar(device);
+    this.#clip = persistentScalar(device);
   }
 
   /** One optimizer update on a host batch: a replay of its shape's graph, captured at the shape's first batch. */
@@ -127,6 +132,7 @@ export class CudaGraphStep {
     this.#graphs.clear();
     this.#loss.dispose();
     this.#norm.dispose();
+    this.#clip.dispose();
   }
 
   /** The update a graph captures; the loss and the norm land in tensors that outlive it. */
@@ -135,12 +141,13 @@ export class CudaGraphStep {
       no_grad(() => this.#loss.add_(loss));
     });
     if (this.max_grad_norm !== null && this.max_grad_norm > 0) {
-      const norm = clip_grad_norm_(this.model.parameters(), this.max_grad_norm);
-      this.#norm.copy_(norm);
-      norm.dispose();
+      // clip_grad_norm_ then step(), with the scaling done by the update as it reads the gradients
+      clip_grad_norm_deferred(this.model.parameters(), this.max_grad_norm, this.#norm, this.#clip);
       this.#clipped = true;
+      this.optimizer.step_clipped(this.#clip);
+    } else {
+      this.optimizer.step();
     }
-    this.optimizer.step();
     this.model.zero_grad();
   }
 

@@ -9,7 +9,7 @@ import * as ops from "../../src/ops/index.js";
 import * as F from "../../src/nn/functional.js";
 import { masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
-import { clip_grad_norm_ } from "../../src/nn/utils.js";
+import { clip_grad_norm_, clip_grad_norm_deferred } from "../../src/nn/utils.js";
 import { AdamW, get_scheduler } from "../../src/optim/index.js";
 import { BertForSequenceClassification } from "../../src/models/index.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
@@ -188,18 +188,28 @@ test("random numbers: the same (seed, offset) gives the same numbers on both dev
   assertClose(n2, n1, 1e-5, "randn");
 });
 
-test("clip_grad_norm_ and AdamW on the GPU match the CPU", { skip: SKIP }, () => {
+test("clip_grad_norm_ and AdamW on the GPU match the CPU; clipping inside the update (step_clipped) is the same", { skip: SKIP }, () => {
   const init = [randn([30, 20]), randn([20]), randn([7])];
   const grads = [randn([30, 20], 5), randn([20], 5), randn([7], 5)];
-  const run = (device: string) => {
+  const run = (device: string, inUpdate = false) => {
     // A copy: on the CPU .to() is the tensor itself, which the steps would update for the CUDA run too.
     const params = init.map((p) => new torch.nn.Parameter(p.clone().to(device)));
     const opt = new AdamW(params, { lr: 1e-2, weight_decay: 0.01 });
     const norms: number[] = [];
-    for (let step = 0; step < 3; step++) {
-      params.forEach((p, i) => { p.grad = grads[i].mul(step + 1).to(device); });
-      norms.push(clip_grad_norm_(params, 1.0).item());
-      opt.step();
+    const norm = torch.zeros([], { device });
+    const coef = torch.zeros([], { device });
+    // Step 0's gradients are within the norm (nothing clipped), the later ones are clipped
+    for (const [step, scale] of [0.01, 2, 3].entries()) {
+      params.forEach((p, i) => { p.grad = grads[i].mul(scale).to(device); });
+      if (inUpdate) {
+        clip_grad_norm_deferred(params, 1.0, norm, coef);
+        norms.push(norm.item());
+        opt.step_clipped(coef);
+      } else {
+        norms.push(clip_grad_norm_(params, 1.0).item());
+        opt.step();
+      }
+      assert.ok(step === 0 ? norms[step]! < 1 : norms[step]! > 1);
       opt.zero_grad();
     }
     return { params, norms };
@@ -208,6 +218,11 @@ test("clip_grad_norm_ and AdamW on the GPU match the CPU", { skip: SKIP }, () =>
   const gpu = run("cuda");
   gpu.norms.forEach((n, i) => assert.ok(Math.abs(n - cpu.norms[i]) <= 1e-5 * (1 + cpu.norms[i]), `norm ${i}: ${n} vs ${cpu.norms[i]}`));
   gpu.params.forEach((p, i) => assertClose(p, cpu.params[i], 1e-5, `param ${i} after 3 steps`));
+  for (const [device, reference] of [["cuda", gpu], ["cpu", cpu]] as const) {
+    const fused = run(device, true);
+    assert.deepEqual(fused.norms, reference.norms, `${device}: the same norms`);
+    fused.params.forEach((p, i) => assert.deepEqual(p.cpu().data(), reference.params[i]!.cpu().data(), `${device}: param ${i}, bit for bit`));
+  }
 });
 
 async function bertTrace(device: string) {

@@ -23,16 +23,18 @@ constexpr char kSource[] = R"CUDA(
 // Block b's chunk of its tensor t:
 // param.mul_(decay = 1 - lr * wd); exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
 // denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps; param.addcdiv_(exp_avg, denom, -step_size).
+// A clip factor below 1 first scales the gradient as clip_grad_norm_ would have (grad * factor, rounded once).
 __device__ __forceinline__ void AdamWChunk(const Slot& s, int64 begin, float decay, float one_minus_beta1,
                                            float beta2, float one_minus_beta2, float neg_step_size,
-                                           float bias_correction2_sqrt, float eps) {
+                                           float bias_correction2_sqrt, float eps, float clip) {
   float* p = (float*)s.data[0];
   const float* g = (const float*)s.data[1];
   float* m = (float*)s.data[2];
   float* v = (float*)s.data[3];
   const int64 end = min(s.size, begin + FT_CHUNK);
+  const bool clipped = clip < 1.0f;
   for (int64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float gi = g[i];
+    const float gi = clipped ? __fmul_rn(g[i], clip) : g[i];
     const float pi = __fmul_rn(p[i], decay);
     const float mi = __fadd_rn(m[i], __fmul_rn(one_minus_beta1, __fsub_rn(gi, m[i])));
     const float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
@@ -49,19 +51,21 @@ extern "C" __global__ void ft_adamw(const Slot* slots, const int64* first_block,
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
     const int t = FindTensor(first_block, count, b);
     AdamWChunk(slots[t], (b - first_block[t]) * FT_CHUNK, slots[t].scalar, one_minus_beta1, beta2, one_minus_beta2,
-               neg_step_size, bias_correction2_sqrt, eps);
+               neg_step_size, bias_correction2_sqrt, eps, 1.0f);
   }
 }
 
-// scalars = [-step_size, bias_correction2_sqrt, decay of tensor 0, decay of tensor 1, ...] (adamwScalars).
+// scalars = [-step_size, bias_correction2_sqrt, decay of tensor 0, decay of tensor 1, ...] (adamwScalars); clip,
+// when not null, is clip_grad_norm_'s factor (clipGradNorm with a factor output), applied here instead.
 extern "C" __global__ void ft_adamw_device(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                            float one_minus_beta1, float beta2, float one_minus_beta2,
-                                           const float* scalars, float eps) {
+                                           const float* scalars, float eps, const float* clip) {
   const float neg_step_size = scalars[0], bias_correction2_sqrt = scalars[1];
+  const float factor = clip == 0 ? 1.0f : *clip;
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
     const int t = FindTensor(first_block, count, b);
     AdamWChunk(slots[t], (b - first_block[t]) * FT_CHUNK, scalars[2 + t], one_minus_beta1, beta2, one_minus_beta2,
-               neg_step_size, bias_correction2_sqrt, eps);
+               neg_step_size, bias_correction2_sqrt, eps, factor);
   }
 }
 )CUDA";
@@ -178,8 +182,9 @@ Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps): adamw with the step's
-// scalars read from `scalars` (adamwScalars) when the kernel runs.
+// adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps, [clip, clipOff]): adamw
+// with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the gradients scaled by
+// the float32 clip factor at clip[clipOff] when it is below 1 (clipGradNorm's factor output).
 Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -193,13 +198,14 @@ Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   float beta2_f = static_cast<float>(beta2);
   float one_minus_beta2 = static_cast<float>(1.0 - beta2);
   float eps_f = static_cast<float>(GetNumber(info, 8, "eps"));
+  uint64_t clip = info.Length() > 9 && !info[9].IsUndefined() ? DeviceOperandAt<float>(info, 9, "clip", "clipOff", 1) : 0;
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();
   DeviceTensorList device(env, list);
   uint64_t slots_ptr = device.slots(), first_block = device.first_block();
   int count = device.count();
-  void* args[] = {&slots_ptr, &first_block,     &count,   &blocks, &one_minus_beta1,
-                  &beta2_f,   &one_minus_beta2, &scalars, &eps_f};
+  void* args[] = {&slots_ptr,       &first_block, &count, &blocks, &one_minus_beta1, &beta2_f,
+                  &one_minus_beta2, &scalars,     &eps_f, &clip};
   Launch(env, Kernel(env, "ft_adamw_device"), RowGrid(blocks), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

@@ -411,33 +411,40 @@ Napi::Value ScaleMany(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff): clip_grad_norm_ without leaving the device: the
-// total norm goes to norm[normOff] (float32) and the tensors are scaled when max_norm / (norm + 1e-6) < 1, all
-// queued on the stream, so a CUDA graph can capture it.
+// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff, [coef, coefOff]): clip_grad_norm_ without leaving the
+// device: the total norm goes to norm[normOff] (float32) and the tensors are scaled when max_norm / (norm + 1e-6)
+// < 1, all queued on the stream, so a CUDA graph can capture it. With `coef` that factor is written to
+// coef[coefOff] instead and nothing is scaled: the optimizer applies it as it reads the gradients (adamwDevice).
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   TensorList list = GetList(info);
   float max_norm = static_cast<float>(GetNumber(info, 3, "maxNorm"));
   uint64_t norm = DeviceOperandAt<float>(info, 4, "norm", "normOff", 1);
+  const bool deferred = info.Length() > 6 && !info[6].IsUndefined();
+  const uint64_t coef_out = deferred ? DeviceOperandAt<float>(info, 6, "coef", "coefOff", 1) : 0;
   int64_t blocks = list.blocks();
+  // The partial sums, the total (a double) and the factor (a float) in one scratch block.
+  ScratchBuffer scratch(env, static_cast<size_t>(blocks + 2) * sizeof(double));
+  uint64_t partial_ptr = scratch.ptr();
+  uint64_t total_ptr = partial_ptr + static_cast<uint64_t>(blocks) * sizeof(double);
+  uint64_t coef_ptr = deferred ? coef_out : total_ptr + sizeof(double);
+  void* coef_args[] = {&total_ptr, &max_norm, &norm, &coef_ptr};
   if (blocks == 0) {
-    MemsetBytes(env, norm, 0, sizeof(float));
+    // No gradient: a norm of 0 and a factor that clips nothing.
+    MemsetBytes(env, total_ptr, 0, sizeof(double));
+    Launch(env, Kernel(env, "ft_clip_coef"), Blocks(1), Blocks(1), 0, coef_args);
     return env.Undefined();
   }
   DeviceTensorList device(env, list);
-  // The partial sums, the total (a double) and the factor (a float) in one scratch block.
-  ScratchBuffer scratch(env, static_cast<size_t>(blocks + 2) * sizeof(double));
-  uint64_t slots = device.slots(), first_block = device.first_block(), partial_ptr = scratch.ptr();
-  uint64_t total_ptr = partial_ptr + static_cast<uint64_t>(blocks) * sizeof(double);
-  uint64_t coef_ptr = total_ptr + sizeof(double);
+  uint64_t slots = device.slots(), first_block = device.first_block();
   int count = device.count();
   void* sum_args[] = {&slots, &first_block, &count, &blocks, &partial_ptr};
   Launch(env, Kernel(env, "ft_sum_squares"), RowGrid(blocks), Blocks(kThreads), 0, sum_args);
   void* finish_args[] = {&partial_ptr, &blocks, &total_ptr};
   Launch(env, Kernel(env, "ft_sum_doubles"), Blocks(1), Blocks(1024), 0, finish_args);
-  void* coef_args[] = {&total_ptr, &max_norm, &norm, &coef_ptr};
   Launch(env, Kernel(env, "ft_clip_coef"), Blocks(1), Blocks(1), 0, coef_args);
+  if (deferred) return env.Undefined();
   void* scale_args[] = {&slots, &first_block, &count, &blocks, &coef_ptr};
   Launch(env, Kernel(env, "ft_scale_many_below_one"), RowGrid(blocks), Blocks(kThreads), 0, scale_args);
   return env.Undefined();
