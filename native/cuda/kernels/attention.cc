@@ -346,6 +346,18 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
   const int64 s0 = (int64)blockIdx.y * (FT_ATTN_BWD_WARPS * FT_ATTN_ROWS);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 sw = s0 + warp * FT_ATTN_ROWS;
+  // The warp's rows of out and lse, requested before the block's row loads so that their latencies overlap.
+  float row_out[FT_ATTN_ROWS][C], row_lse[FT_ATTN_ROWS], row_delta[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][C];
+#pragma unroll
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    const int64 s = sw + r;
+    row_lse[r] = s < a.S ? g.lse[bh * a.S + s] : 0.0f;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      row_out[r][c] = s < a.S && d < D ? g.out[(bh * a.S + s) * D + d] : 0.0f;
+    }
+  }
   {
     const Rows rows[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kMaxD},
                           {g.dout + bh * a.S * D, D, &dos[0][0], kMaxD}};
@@ -353,17 +365,17 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
   }
   const Rows tiles[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kPitch},
                          {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kPitch}};
-  float row_lse[FT_ATTN_ROWS], row_delta[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][C];
   __syncthreads();
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
-    const int64 s = sw + r;
-    const bool valid = s < a.S;
-    row_lse[r] = valid ? g.lse[bh * a.S + s] : 0.0f;
     float sum = 0.0f;
-    for (int d = lane; valid && d < D; d += 32) sum += g.out[(bh * a.S + s) * D + d] * dos[warp * FT_ATTN_ROWS + r][d];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) sum += row_out[r][c] * dos[warp * FT_ATTN_ROWS + r][d];
+    }
     row_delta[r] = WarpSum(sum);
-    if (valid && lane == 0) g.delta[bh * a.S + s] = row_delta[r];
+    if (sw + r < a.S && lane == 0) g.delta[bh * a.S + sw + r] = row_delta[r];
   }
   Zero(acc);
   for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
