@@ -1,8 +1,8 @@
 // The fused attention kernels (native/cuda/kernels/attention.cc) against the CPU's composite of the same op: the
 // output and the gradients of q, k and v, with every kind of mask and with dropout (both devices draw from the same
 // generator state and keep the same probabilities), for S, T in {1, 7, 67, 128, 300} and D in {32, 64}; and the
-// memory of a forward and backward, which must hold no S x T matrix; head dims 5, 33 and 128 and views that are not
-// 16-byte aligned. Runs only where torch.cuda.is_available();
+// memory of a forward and backward, which must hold no S x T matrix; head dims 5, 33, 65 and 128 and views that are
+// not 16-byte aligned. Runs only where torch.cuda.is_available();
 // bench/gpu-check.sh runs it on a GPU.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -99,12 +99,14 @@ test("every kind of mask, with and without dropout", { skip: SKIP }, () => {
 });
 
 // The kernels read rows 16 bytes at a time only where every row of an operand is 16-byte aligned (D a multiple of
-// 4); the other head dims and views take 4-byte loads, and D = 128 fills every lane's share of a row.
+// 4); the other head dims and views take 4-byte loads, and D = 128 fills every lane's share of a row. Head dims up
+// to 64 run kernels sized for 64 columns, the others (65 and 128 here) kernels sized for 128.
 test("head dims off the 16-byte path and at the limit, views that are not 16-byte aligned", { skip: SKIP }, () => {
   const masked = (T: number): ScaledDotProductAttentionOptions => ({ attn_mask: paddingMask(2, T), dropout_p: 0.1 });
   check("head dim 5", { B: 2, H: 3, S: 7, T: 67, D: 5 }, masked(67));
   check("head dim 33", { B: 2, H: 3, S: 67, T: 67, D: 33 }, masked(67));
   check("head dim 33 causal", { B: 2, H: 3, S: 67, T: 67, D: 33 }, { is_causal: true, dropout_p: 0.2 });
+  check("head dim 65", { B: 2, H: 1, S: 7, T: 67, D: 65 }, masked(67));
   check("head dim 128", { B: 2, H: 3, S: 67, T: 128, D: 128 }, masked(128));
   check("head dim 128 no mask", { B: 1, H: 2, S: 7, T: 1, D: 128 }, {});
   for (const pad of [1, 3, 4]) {

@@ -2,8 +2,9 @@
 // S x T matrix in memory. The forward streams key tiles through shared memory with an online softmax and keeps
 // each query row's logsumexp; the backward recomputes every probability from q, k and that logsumexp, tile by
 // tile, once for dq (blocks of query rows) and once for dk and dv (blocks of key rows), so no block needs another's
-// partial sums and nothing is accumulated with atomics. D = rowsum(dout * out) is computed first: with dropout it
-// still equals sum_t P[s, t] dP[s, t], the softmax backward's row term.
+// partial sums and nothing is accumulated with atomics. The dq kernel first computes its rows' D = rowsum(dout *
+// out), and stores it for the dk/dv kernel: with dropout it still equals sum_t P[s, t] dP[s, t], the softmax
+// backward's row term.
 //
 // The numbers follow the CPU's unfused path (matmul, masked_softmax, dropout, matmul) up to summation order: the
 // logit is rounded as masked_softmax rounds it (q.k * scale, then + mask), Exp is the shared one, a row whose
@@ -13,7 +14,7 @@
 //
 // Work split: a warp owns 4 rows (query rows in the forward and dq, key rows in dk/dv) and works on them
 // together, so every shared load feeds several independent chains. Within a tile lane j computes the dot
-// products of tile row j with the warp's 4 rows (16-byte shared loads; the tile's rows are 132 floats apart so
+// products of tile row j with the warp's 4 rows (16-byte shared loads; the tile's rows are 4 mod 32 floats apart so
 // the lanes' rows fall on distinct banks); the weights go through shared memory and the lanes then split the head
 // dimension (lane + 32 c) to accumulate, each key row's value feeding the 4 rows. One Philox call serves 4
 // consecutive dropout elements. The dot products and the accumulations are fused multiply-adds, as the CPU's
@@ -35,20 +36,26 @@ namespace {
 
 constexpr char kSource[] = R"CUDA(
 #define FT_ATTN_TILE 32
-#define FT_ATTN_MAX_D 128
-// Tiles that lane j reads row j of, 16 bytes at a time: a pitch of 4 mod 32 words puts the 8 lanes of each
-// quarter-warp phase of a 16-byte shared load on distinct banks.
-#define FT_ATTN_PITCH (FT_ATTN_MAX_D + 4)
-#define FT_ATTN_LANE_D (FT_ATTN_MAX_D / 32)
 // Rows per warp, computed together: four independent dot products per lane, and the warp's 4 x 32 dropout
 // elements of a tile fit one Philox call per lane (8 counters a row).
 #define FT_ATTN_ROWS 4
 // The forward holds 16 query rows a block; the backward kernels keep two row sets and two tiles in shared
-// memory, so 8 rows (two warps) fit under the 48 KB of static shared memory.
+// memory, so 8 rows (two warps) a block keep D = 128's under the 48 KB of static shared memory.
 #define FT_ATTN_FWD_WARPS 4
 #define FT_ATTN_BWD_WARPS 2
 #define FT_ATTN_FWD_THREADS (FT_ATTN_FWD_WARPS * 32)
 #define FT_ATTN_BWD_THREADS (FT_ATTN_BWD_WARPS * 32)
+
+// Every kernel comes in two sizes, for head dims up to 32 C with C = 2 and 4: a lane accumulates columns
+// lane + 32 c for c < C, and the shared arrays hold 32 C columns. Sized for D <= 64 (BERT's), a block's
+// registers and shared memory are about half of D = 128's, so three times as many blocks fit on an SM.
+template <int C>
+struct Dims {
+  static constexpr int kMaxD = 32 * C;
+  // Tiles that lane j reads row j of, 16 bytes at a time: a pitch of 4 mod 32 words puts the 8 lanes of each
+  // quarter-warp phase of a 16-byte shared load on distinct banks.
+  static constexpr int kPitch = kMaxD + 4;
+};
 
 // The host's AttentionParams, member for member.
 struct Attention {
@@ -59,6 +66,19 @@ struct Attention {
   float threshold, dscale;
   uint64 seed, offset;
   uint64 base;  // in a CUDA graph, the address of the graph's random base (added to offset); else 0
+};
+
+// The host's AttentionOperands, member for member: q, k, v and the mask (null for none) with their views.
+struct Operands {
+  Layout lq, lk, lv, lm;
+  const float *q, *k, *v, *mask;
+};
+
+// The backward's other operands, contiguous [B, H, S or T, D] (lse and delta [B, H, S]): the forward's out and
+// lse, dout, the delta that the dq kernel stores, and the gradients.
+struct Backward {
+  const float *out, *dout, *lse;
+  float *delta, *dq, *dk, *dv;
 };
 
 struct __align__(16) Float4 {
@@ -195,9 +215,9 @@ __device__ __forceinline__ uint32 KeepQuery(const Attention& a, int64 bh, int64 
 
 // acc[r][c] += sum over the tile's rows j of w[r][j] times tile[j][lane + 32c]: the weights (a warp's 4 x 32, in
 // shared memory) times the tile's rows, accumulated in j's order.
-__device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][FT_ATTN_LANE_D],
-                                               const float (*w)[FT_ATTN_TILE], const float (*tile)[FT_ATTN_PITCH],
-                                               int lane, int D) {
+template <int C>
+__device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][C], const float (*w)[FT_ATTN_TILE],
+                                               const float (*tile)[Dims<C>::kPitch], int lane, int D) {
   const int nc = (D + 31) >> 5;
 #pragma unroll 2
   for (int j4 = 0; j4 < FT_ATTN_TILE / 4; ++j4) {
@@ -207,7 +227,7 @@ __device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][FT_ATT
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
 #pragma unroll
-      for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
+      for (int c = 0; c < C; ++c) {
         if (c < nc) {
           const float x = tile[4 * j4 + i][lane + 32 * c];
 #pragma unroll
@@ -219,9 +239,10 @@ __device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][FT_ATT
 }
 
 // dst[lane + 32c] = acc[c] * scale: a warp writes one row of D values.
-__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[FT_ATTN_LANE_D], float scale, int lane, int D) {
+template <int C>
+__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], float scale, int lane, int D) {
 #pragma unroll
-  for (int c = 0; c < FT_ATTN_LANE_D; ++c) {
+  for (int c = 0; c < C; ++c) {
     const int d = lane + 32 * c;
     if (d < D) dst[d] = acc[c] * scale;
   }
@@ -231,44 +252,45 @@ __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
   return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
 }
 
-__device__ __forceinline__ void Zero(float (&acc)[FT_ATTN_ROWS][FT_ATTN_LANE_D]) {
+template <int C>
+__device__ __forceinline__ void Zero(float (&acc)[FT_ATTN_ROWS][C]) {
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
 #pragma unroll
-    for (int c = 0; c < FT_ATTN_LANE_D; ++c) acc[r][c] = 0.0f;
+    for (int c = 0; c < C; ++c) acc[r][c] = 0.0f;
   }
 }
 
-extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward(
-    Attention a, Layout lq, Layout lk, Layout lv, Layout lm, const float* q, const float* k, const float* v,
-    const float* mask, float* out, float* lse) {
+template <int C>
+__device__ __forceinline__ void Forward(Attention a, const Operands& o, float* out, float* lse) {
+  constexpr int kMaxD = Dims<C>::kMaxD, kPitch = Dims<C>::kPitch;
   ApplyRandomBase(a);
-  __align__(16) __shared__ float qs[FT_ATTN_FWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
-  __align__(16) __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __align__(16) __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float qs[FT_ATTN_FWD_WARPS * FT_ATTN_ROWS][kMaxD];
+  __align__(16) __shared__ float ks[FT_ATTN_TILE][kPitch];
+  __align__(16) __shared__ float vs[FT_ATTN_TILE][kPitch];
   __align__(16) __shared__ float ps[FT_ATTN_FWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
   const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
   const int64 s0 = (int64)blockIdx.y * (FT_ATTN_FWD_WARPS * FT_ATTN_ROWS);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 sw = s0 + warp * FT_ATTN_ROWS;
   {
-    const Rows rows[1] = {{q + RowAt(lq, b, h, 0), lq.strides[2], &qs[0][0], FT_ATTN_MAX_D}};
+    const Rows rows[1] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kMaxD}};
     LoadRows<1, FT_ATTN_FWD_THREADS>(rows, FT_ATTN_FWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
   }
-  const Rows tiles[2] = {{k + RowAt(lk, b, h, 0), lk.strides[2], &ks[0][0], FT_ATTN_PITCH},
-                         {v + RowAt(lv, b, h, 0), lv.strides[2], &vs[0][0], FT_ATTN_PITCH}};
-  float m[FT_ATTN_ROWS], l[FT_ATTN_ROWS], o[FT_ATTN_ROWS][FT_ATTN_LANE_D];
+  const Rows tiles[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kPitch},
+                         {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kPitch}};
+  float m[FT_ATTN_ROWS], l[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][C];
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
     m[r] = -FT_INF;
     l[r] = 0.0f;  // this lane's keys' share of the row sum
   }
-  Zero(o);
+  Zero(acc);
   for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
     const int64 t = t0 + lane;
     float bias[FT_ATTN_ROWS];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, mask, lm, b, h, sw + r, t);
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, sw + r, t);
     __syncthreads();
     LoadRows<2, FT_ATTN_FWD_THREADS>(tiles, FT_ATTN_TILE, t0, a.T, D);
     __syncthreads();
@@ -282,7 +304,7 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_f
     }
 #pragma unroll
     for (int r = 0; r < FT_ATTN_ROWS; ++r) {
-      const float z = t < a.T ? Logit(a, dot[r], mask, bias[r], sw + r, t) : -FT_INF;
+      const float z = t < a.T ? Logit(a, dot[r], o.mask, bias[r], sw + r, t) : -FT_INF;
       const float m_new = fmaxf(m[r], WarpMax(z));
       // While every logit so far is -inf the row counts as uniform (weight 1 per key); the first finite logit
       // discards that sum (alpha = 0).
@@ -292,10 +314,10 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_f
       m[r] = m_new;
       ps[warp][r][lane] = p != 0.0f && (keep >> r & 1u) ? p : 0.0f;
 #pragma unroll
-      for (int c = 0; c < FT_ATTN_LANE_D; ++c) o[r][c] *= alpha;
+      for (int c = 0; c < C; ++c) acc[r][c] *= alpha;
     }
     __syncthreads();
-    AccumulateTile(o, ps[warp], vs, lane, D);
+    AccumulateTile<C>(acc, ps[warp], vs, lane, D);
   }
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
@@ -304,56 +326,63 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_f
     if (s >= a.S) break;  // the same for the whole warp
     // the sum is 0 only without keys (T == 0): torch's output is then zeros. A NaN sum passes through.
     const float inv = sum == 0.0f ? 0.0f : a.dscale / sum;
-    StoreRow(out + (bh * a.S + s) * D, o[r], inv, lane, D);
+    StoreRow<C>(out + (bh * a.S + s) * D, acc[r], inv, lane, D);
     if (lane == 0) lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(sum);
   }
 }
 
-// delta[r] = sum_d out[r, d] * dout[r, d], one warp per row.
-extern "C" __global__ void ft_attention_delta(int64 rows, int32 D, const float* out, const float* dout, float* delta) {
-  const int lane = threadIdx.x & 31;
-  for (int64 r = GlobalThread() >> 5; r < rows; r += GridThreads() >> 5) {
-    float s = 0.0f;
-    for (int d = lane; d < D; d += 32) s += out[r * D + d] * dout[r * D + d];
-    s = WarpSum(s);
-    if (lane == 0) delta[r] = s;
-  }
-}
-
 // dq[s] = sum_t dS[s, t] k[t] with dS = P * (dP - delta[s]) * scale, dP = keep ? (dout[s] . v[t]) * dscale : 0.
-extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dq(
-    Attention a, Layout lq, Layout lk, Layout lv, Layout lm, const float* q, const float* k, const float* v,
-    const float* mask, const float* dout, const float* lse, const float* delta, float* dq) {
+// It first computes its rows' delta = rowsum(dout * out) and stores them for the dk/dv kernel, launched next.
+template <int C>
+__device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const Backward& g) {
+  constexpr int kMaxD = Dims<C>::kMaxD, kPitch = Dims<C>::kPitch;
   ApplyRandomBase(a);
-  __align__(16) __shared__ float qs[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
-  __align__(16) __shared__ float dos[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
-  __align__(16) __shared__ float ks[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __align__(16) __shared__ float vs[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float qs[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][kMaxD];
+  __align__(16) __shared__ float dos[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][kMaxD];
+  __align__(16) __shared__ float ks[FT_ATTN_TILE][kPitch];
+  __align__(16) __shared__ float vs[FT_ATTN_TILE][kPitch];
   __align__(16) __shared__ float ps[FT_ATTN_BWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
   const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
   const int64 s0 = (int64)blockIdx.y * (FT_ATTN_BWD_WARPS * FT_ATTN_ROWS);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 sw = s0 + warp * FT_ATTN_ROWS;
-  {
-    const Rows rows[2] = {{q + RowAt(lq, b, h, 0), lq.strides[2], &qs[0][0], FT_ATTN_MAX_D},
-                          {dout + bh * a.S * D, D, &dos[0][0], FT_ATTN_MAX_D}};
-    LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
-  }
-  const Rows tiles[2] = {{k + RowAt(lk, b, h, 0), lk.strides[2], &ks[0][0], FT_ATTN_PITCH},
-                         {v + RowAt(lv, b, h, 0), lv.strides[2], &vs[0][0], FT_ATTN_PITCH}};
-  float row_lse[FT_ATTN_ROWS], row_delta[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][FT_ATTN_LANE_D];
+  // The warp's rows of out and lse, requested before the block's row loads so that their latencies overlap.
+  float row_out[FT_ATTN_ROWS][C], row_lse[FT_ATTN_ROWS], row_delta[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][C];
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
     const int64 s = sw + r;
-    row_lse[r] = s < a.S ? lse[bh * a.S + s] : 0.0f;
-    row_delta[r] = s < a.S ? delta[bh * a.S + s] : 0.0f;
+    row_lse[r] = s < a.S ? g.lse[bh * a.S + s] : 0.0f;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      row_out[r][c] = s < a.S && d < D ? g.out[(bh * a.S + s) * D + d] : 0.0f;
+    }
+  }
+  {
+    const Rows rows[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kMaxD},
+                          {g.dout + bh * a.S * D, D, &dos[0][0], kMaxD}};
+    LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
+  }
+  const Rows tiles[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kPitch},
+                         {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kPitch}};
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) sum += row_out[r][c] * dos[warp * FT_ATTN_ROWS + r][d];
+    }
+    row_delta[r] = WarpSum(sum);
+    if (sw + r < a.S && lane == 0) g.delta[bh * a.S + sw + r] = row_delta[r];
   }
   Zero(acc);
   for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
     const int64 t = t0 + lane;
     float bias[FT_ATTN_ROWS];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, mask, lm, b, h, sw + r, t);
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, sw + r, t);
     __syncthreads();
     LoadRows<2, FT_ATTN_BWD_THREADS>(tiles, FT_ATTN_TILE, t0, a.T, D);
     __syncthreads();
@@ -372,33 +401,33 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attentio
     for (int r = 0; r < FT_ATTN_ROWS; ++r) {
       float ds = 0.0f;
       if (t < a.T) {
-        const float p = Prob(a, Logit(a, qk[r], mask, bias[r], sw + r, t), row_lse[r]);
+        const float p = Prob(a, Logit(a, qk[r], o.mask, bias[r], sw + r, t), row_lse[r]);
         const float dp = (keep >> r & 1u) ? dov[r] * a.dscale : 0.0f;
         ds = p * (dp - row_delta[r]) * a.scale;
       }
       ps[warp][r][lane] = ds;
     }
     __syncthreads();
-    AccumulateTile(acc, ps[warp], ks, lane, D);
+    AccumulateTile<C>(acc, ps[warp], ks, lane, D);
   }
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
     const int64 s = sw + r;
     if (s >= a.S) break;
-    StoreRow(dq + (bh * a.S + s) * D, acc[r], 1.0f, lane, D);
+    StoreRow<C>(g.dq + (bh * a.S + s) * D, acc[r], 1.0f, lane, D);
   }
 }
 
 // dv[t] = sum_s P~[s, t] dout[s] (P~ the kept, rescaled probability) and dk[t] = sum_s dS[s, t] q[s]; here lane j
 // takes query s0 + j of each tile.
-extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dkv(
-    Attention a, Layout lq, Layout lk, Layout lv, Layout lm, const float* q, const float* k, const float* v,
-    const float* mask, const float* dout, const float* lse, const float* delta, float* dk, float* dv) {
+template <int C>
+__device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, const Backward& g) {
+  constexpr int kMaxD = Dims<C>::kMaxD, kPitch = Dims<C>::kPitch;
   ApplyRandomBase(a);
-  __align__(16) __shared__ float ks[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
-  __align__(16) __shared__ float vs[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][FT_ATTN_MAX_D];
-  __align__(16) __shared__ float qs[FT_ATTN_TILE][FT_ATTN_PITCH];
-  __align__(16) __shared__ float dos[FT_ATTN_TILE][FT_ATTN_PITCH];
+  __align__(16) __shared__ float ks[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][kMaxD];
+  __align__(16) __shared__ float vs[FT_ATTN_BWD_WARPS * FT_ATTN_ROWS][kMaxD];
+  __align__(16) __shared__ float qs[FT_ATTN_TILE][kPitch];
+  __align__(16) __shared__ float dos[FT_ATTN_TILE][kPitch];
   __align__(16) __shared__ float pv[FT_ATTN_BWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
   __align__(16) __shared__ float pk[FT_ATTN_BWD_WARPS][FT_ATTN_ROWS][FT_ATTN_TILE];
   const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
@@ -406,22 +435,22 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attentio
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 tw = t0 + warp * FT_ATTN_ROWS;
   {
-    const Rows rows[2] = {{k + RowAt(lk, b, h, 0), lk.strides[2], &ks[0][0], FT_ATTN_MAX_D},
-                          {v + RowAt(lv, b, h, 0), lv.strides[2], &vs[0][0], FT_ATTN_MAX_D}};
+    const Rows rows[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kMaxD},
+                          {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kMaxD}};
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, t0, a.T, D);
   }
-  const Rows tiles[2] = {{q + RowAt(lq, b, h, 0), lq.strides[2], &qs[0][0], FT_ATTN_PITCH},
-                         {dout + bh * a.S * D, D, &dos[0][0], FT_ATTN_PITCH}};
-  float gk[FT_ATTN_ROWS][FT_ATTN_LANE_D], gv[FT_ATTN_ROWS][FT_ATTN_LANE_D];
+  const Rows tiles[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kPitch},
+                         {g.dout + bh * a.S * D, D, &dos[0][0], kPitch}};
+  float gk[FT_ATTN_ROWS][C], gv[FT_ATTN_ROWS][C];
   Zero(gk);
   Zero(gv);
   for (int64 s0 = 0; s0 < a.S; s0 += FT_ATTN_TILE) {
     const int64 s = s0 + lane;
     float bias[FT_ATTN_ROWS];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, mask, lm, b, h, s, tw + r);
-    const float s_lse = s < a.S ? lse[bh * a.S + s] : 0.0f;
-    const float s_delta = s < a.S ? delta[bh * a.S + s] : 0.0f;
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, s, tw + r);
+    const float s_lse = s < a.S ? g.lse[bh * a.S + s] : 0.0f;
+    const float s_delta = s < a.S ? g.delta[bh * a.S + s] : 0.0f;
     __syncthreads();
     LoadRows<2, FT_ATTN_BWD_THREADS>(tiles, FT_ATTN_TILE, s0, a.S, D);
     __syncthreads();
@@ -440,7 +469,7 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attentio
     for (int r = 0; r < FT_ATTN_ROWS; ++r) {
       float kept = 0.0f, ds = 0.0f;
       if (s < a.S) {
-        const float p = Prob(a, Logit(a, qk[r], mask, bias[r], s, tw + r), s_lse);
+        const float p = Prob(a, Logit(a, qk[r], o.mask, bias[r], s, tw + r), s_lse);
         const bool keep_r = keep >> r & 1u;
         kept = keep_r ? p * a.dscale : 0.0f;
         const float dp = keep_r ? dov[r] * a.dscale : 0.0f;
@@ -450,21 +479,49 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attentio
       pk[warp][r][lane] = ds;
     }
     __syncthreads();
-    AccumulateTile(gv, pv[warp], dos, lane, D);
-    AccumulateTile(gk, pk[warp], qs, lane, D);
+    AccumulateTile<C>(gv, pv[warp], dos, lane, D);
+    AccumulateTile<C>(gk, pk[warp], qs, lane, D);
   }
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
     const int64 t = tw + r;
     if (t >= a.T) break;
-    StoreRow(dk + (bh * a.T + t) * D, gk[r], 1.0f, lane, D);
-    StoreRow(dv + (bh * a.T + t) * D, gv[r], 1.0f, lane, D);
+    StoreRow<C>(g.dk + (bh * a.T + t) * D, gk[r], 1.0f, lane, D);
+    StoreRow<C>(g.dv + (bh * a.T + t) * D, gv[r], 1.0f, lane, D);
   }
+}
+
+// The entry points, _64 for D <= 64 and _128 for the rest. D = 64's backward blocks need at most 6 per SM to
+// run B * H * S / 8 = 768 blocks (bert-base's batch of 8 x 64 tokens) on 132 SMs in one wave.
+extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward_64(
+    Attention a, Operands o, float* out, float* lse) {
+  Forward<2>(a, o, out, lse);
+}
+extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward_128(
+    Attention a, Operands o, float* out, float* lse) {
+  Forward<4>(a, o, out, lse);
+}
+extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 6) void ft_attention_backward_dq_64(
+    Attention a, Operands o, Backward g) {
+  BackwardDq<2>(a, o, g);
+}
+extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dq_128(
+    Attention a, Operands o, Backward g) {
+  BackwardDq<4>(a, o, g);
+}
+extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 6) void ft_attention_backward_dkv_64(
+    Attention a, Operands o, Backward g) {
+  BackwardDkv<2>(a, o, g);
+}
+extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dkv_128(
+    Attention a, Operands o, Backward g) {
+  BackwardDkv<4>(a, o, g);
 }
 )CUDA";
 
-// Must match the kernels' #defines.
+// Must match the kernels' #defines and entry points.
 constexpr int64_t kMaxHeadDim = 128;
+constexpr int64_t kSmallHeadDim = 64;
 constexpr int64_t kForwardRows = 16;
 constexpr int64_t kBackwardRows = 8;
 constexpr unsigned kForwardThreads = 128;
@@ -484,9 +541,22 @@ struct AttentionParams {
 };
 static_assert(sizeof(AttentionParams) == 72, "AttentionParams must match the kernels' declaration");
 
-CUfunction Kernel(Napi::Env env, const char* name) {
+// The kernels' `struct Operands`, member for member.
+struct AttentionOperands {
+  Layout lq, lk, lv, lm;
+  uint64_t q = 0, k = 0, v = 0, mask = 0;
+};
+static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 32, "AttentionOperands must match the kernels'");
+
+// The kernels' `struct Backward`, member for member.
+struct BackwardOperands {
+  uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0;
+};
+
+// The entry point for head dim D: `small` (the _64 one) or `large`.
+CUfunction Kernel(Napi::Env env, int32_t D, const char* small, const char* large) {
   static const std::string source = ModuleSource(kSource);
-  return GetKernel(env, "attention", source, name);
+  return GetKernel(env, "attention", source, D <= kSmallHeadDim ? small : large);
 }
 
 // What the forward and the backward share: arguments 0 .. 21, checked.
@@ -495,8 +565,7 @@ CUfunction Kernel(Napi::Env env, const char* name) {
 struct AttentionArgs {
   int64_t B = 0, BH = 0;
   AttentionParams p{};
-  Layout lq, lk, lv, lm;
-  uint64_t q = 0, k = 0, v = 0, mask = 0;
+  AttentionOperands o;
 };
 
 // A [B, H, rows, cols] view; the kernels read q, k and v rows as arrays, so those need unit stride in the last
@@ -530,10 +599,11 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   if (a.BH > INT32_MAX) throw Napi::RangeError::New(env, "B * H must be below 2^31");
   if ((std::max(S, T) + kBackwardRows - 1) / kBackwardRows > kMaxGridY)  // the backward's blocks are the smaller
     throw Napi::RangeError::New(env, "S and T must be at most " + std::to_string(kMaxGridY * kBackwardRows));
-  a.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.lq);
-  a.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.lk);
-  a.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.lv);
-  if (!info[14].IsNull() && !info[14].IsUndefined()) a.mask = HeadView(info, 14, "mask", {a.B, H, S, T}, false, &a.lm);
+  a.o.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.o.lq);
+  a.o.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.o.lk);
+  a.o.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.o.lv);
+  if (!info[14].IsNull() && !info[14].IsUndefined())
+    a.o.mask = HeadView(info, 14, "mask", {a.B, H, S, T}, false, &a.o.lm);
   const DropoutScalars dropout = GetDropoutP(info, 19, "dropoutP");
   a.p.H = H;
   a.p.S = S;
@@ -566,9 +636,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const int64_t rows = a.BH * a.p.S;
   uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 22, "out"), 0, rows * a.p.D, "out");
   uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 23, "lse"), 0, rows, "lse");
-  void* args[] = {&a.p, &a.lq, &a.lk, &a.lv, &a.lm, &a.q, &a.k, &a.v, &a.mask, &out, &lse};
-  Launch(env, Kernel(env, "ft_attention_forward"), RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0,
-         args);
+  void* args[] = {&a.p, &a.o, &out, &lse};
+  Launch(env, Kernel(env, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
+         RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0, args);
   return env.Undefined();
 }
 
@@ -578,25 +648,23 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   AttentionArgs a = GetAttentionArgs(info);
-  int64_t rows = a.BH * a.p.S;
+  const int64_t rows = a.BH * a.p.S;
   const int64_t q_numel = rows * a.p.D, kv_numel = a.BH * a.p.T * a.p.D;
-  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 22, "out"), 0, q_numel, "out");
-  uint64_t dout = DeviceOperandAt<float>(info, 23, "dout", "doutOff", q_numel);
-  uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 25, "lse"), 0, rows, "lse");
-  uint64_t dq = DeviceElements<float>(info, GetDeviceBuffer(info, 26, "dq"), 0, q_numel, "dq");
-  uint64_t dk = DeviceElements<float>(info, GetDeviceBuffer(info, 27, "dk"), 0, kv_numel, "dk");
-  uint64_t dv = DeviceElements<float>(info, GetDeviceBuffer(info, 28, "dv"), 0, kv_numel, "dv");
-  ScratchBuffer delta_buffer(env, static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
-  uint64_t delta = delta_buffer.ptr();
-  int32_t D = a.p.D;
-  void* delta_args[] = {&rows, &D, &out, &dout, &delta};
-  Launch(env, Kernel(env, "ft_attention_delta"), GridFor(rows * 32), Blocks(kThreads), 0, delta_args);
-  void* dq_args[] = {&a.p, &a.lq, &a.lk, &a.lv, &a.lm, &a.q, &a.k, &a.v, &a.mask, &dout, &lse, &delta, &dq};
-  Launch(env, Kernel(env, "ft_attention_backward_dq"), RowBlocks(a.BH, a.p.S, kBackwardRows),
-         Blocks(kBackwardThreads), 0, dq_args);
-  void* dkv_args[] = {&a.p, &a.lq, &a.lk, &a.lv, &a.lm, &a.q, &a.k, &a.v, &a.mask, &dout, &lse, &delta, &dk, &dv};
-  Launch(env, Kernel(env, "ft_attention_backward_dkv"), RowBlocks(a.BH, a.p.T, kBackwardRows),
-         Blocks(kBackwardThreads), 0, dkv_args);
+  BackwardOperands g;
+  g.out = DeviceElements<float>(info, GetDeviceBuffer(info, 22, "out"), 0, q_numel, "out");
+  g.dout = DeviceOperandAt<float>(info, 23, "dout", "doutOff", q_numel);
+  g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 25, "lse"), 0, rows, "lse");
+  g.dq = DeviceElements<float>(info, GetDeviceBuffer(info, 26, "dq"), 0, q_numel, "dq");
+  g.dk = DeviceElements<float>(info, GetDeviceBuffer(info, 27, "dk"), 0, kv_numel, "dk");
+  g.dv = DeviceElements<float>(info, GetDeviceBuffer(info, 28, "dv"), 0, kv_numel, "dv");
+  ScratchBuffer delta(env, static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
+  g.delta = delta.ptr();
+  void* args[] = {&a.p, &a.o, &g};
+  // the dq kernel stores delta, which the dk/dv kernel after it on the stream reads
+  Launch(env, Kernel(env, a.p.D, "ft_attention_backward_dq_64", "ft_attention_backward_dq_128"),
+         RowBlocks(a.BH, a.p.S, kBackwardRows), Blocks(kBackwardThreads), 0, args);
+  Launch(env, Kernel(env, a.p.D, "ft_attention_backward_dkv_64", "ft_attention_backward_dkv_128"),
+         RowBlocks(a.BH, a.p.T, kBackwardRows), Blocks(kBackwardThreads), 0, args);
   return env.Undefined();
 }
 

@@ -26,7 +26,7 @@ for cc in "$dir"/*.cc; do
   [[ -z "$body" ]] && continue
   { cat "$tmp/common.cu"; printf '%s\n' "$body"; } > "$tmp/$name.cu"
   if "$nvcc" -arch="$arch" -std=c++17 --cubin -Werror all-warnings -o "$tmp/$name.cubin" "$tmp/$name.cu"; then
-    kernels=$(grep -oE 'extern "C" __global__ (__launch_bounds__\([0-9]+\) )?void [a-z_0-9]+' "$tmp/$name.cu" |
+    kernels=$(grep -oE 'extern "C" __global__ (__launch_bounds__\([^)]*\) )?void [a-z_0-9]+' "$tmp/$name.cu" |
       awk '{print $NF}' | tr '\n' ' ')
     echo "ok   $name: $kernels"
     checked=$((checked + 1))
