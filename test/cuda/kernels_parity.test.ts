@@ -165,27 +165,35 @@ test("copy: every dtype pair, contiguous, transposed and broadcast views, bit fo
   }));
 
 // Contiguous views take the vector path when both addresses are aligned to four elements (offsets 0 and 4),
-// one element at a time when not (offsets 1 and 3); 3 and 67 elements leave a tail past the last four.
-test("copy: contiguous views, aligned or not, odd sizes, every dtype pair, bit for bit", { skip: SKIP },
+// one element at a time when not (offsets 1 and 3); 3 and 67 elements leave a tail past the last four. Strided
+// views whose innermost dimension is contiguous in both, a multiple of four long, with every other stride a
+// multiple of four, move in groups of four as well (a permutation, a broadcast); a row pitch of 10 or an
+// innermost stride of 2 does not.
+test("copy: contiguous and strided views, aligned or not, odd sizes, every dtype pair, bit for bit", { skip: SKIP },
   withDevice((d) => {
-    const cases: { shape: number[]; strides: number[] }[] = [
-      { shape: [3], strides: [1] }, { shape: [4], strides: [1] }, { shape: [67], strides: [1] },
-      { shape: [3, 1, 23], strides: [23, 5, 1] },  // coalesces to one dimension
+    const cases: { shape: number[]; src: number[]; dst: number[] }[] = [
+      { shape: [3], src: [1], dst: [1] }, { shape: [4], src: [1], dst: [1] }, { shape: [67], src: [1], dst: [1] },
+      { shape: [3, 1, 23], src: [23, 5, 1], dst: [23, 5, 1] },  // coalesces to one dimension
+      { shape: [2, 3, 8], src: [8, 16, 1], dst: [24, 8, 1] },    // permuted source
+      { shape: [2, 3, 8], src: [0, 8, 1], dst: [8, 16, 1] },     // broadcast source, permuted destination
+      { shape: [3, 8], src: [10, 1], dst: [8, 1] },              // row pitch 10
+      { shape: [3, 4], src: [8, 2], dst: [4, 1] },               // innermost stride 2
     ];
     const offsets = [[0, 0], [4, 4], [1, 0], [0, 3]];
     for (const s of DTYPES) {
       const src = randomBytes(s.code, 80, 200 + s.code);
       const srcDev = d.put(new Uint8Array(src));
       for (const t of DTYPES) {
-        for (const { shape, strides } of cases) {
+        for (const { shape, src: srcStrides, dst: dstStrides } of cases) {
           for (const [srcOff, dstOff] of offsets) {
             const dstBytes = 80 * t.size;
             const cpu = native.alloc(dstBytes, true);
             const gpu = d.alloc(dstBytes);
-            native.copy(shape, src, s.code, srcOff, strides, cpu, t.code, dstOff, strides);
-            native.cuda.copy(shape, srcDev, s.code, srcOff, strides, gpu, t.code, dstOff, strides);
+            native.copy(shape, src, s.code, srcOff, srcStrides, cpu, t.code, dstOff, dstStrides);
+            native.cuda.copy(shape, srcDev, s.code, srcOff, srcStrides, gpu, t.code, dstOff, dstStrides);
             assertBitsEqual(new Uint8Array(d.get(gpu, dstBytes)), new Uint8Array(cpu),
-              `copy ${s.code} -> ${t.code} shape ${shape} offsets ${srcOff}, ${dstOff}`);
+              `copy ${s.code} -> ${t.code} shape ${shape} strides ${srcStrides} -> ${dstStrides} offsets ${srcOff}, ` +
+              `${dstOff}`);
           }
         }
       }

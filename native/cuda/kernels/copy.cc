@@ -4,6 +4,7 @@
 // a launch.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -182,12 +183,26 @@ __device__ __forceinline__ int ItemSize(int dt) {
   return dt == DT_I64 ? 8 : (dt == DT_F32 || dt == DT_I32) ? 4 : (dt == DT_BOOL ? 1 : 2);
 }
 
-extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* src, int sdt, uint8* dst, int ddt) {
+// Four consecutive elements, aligned to four elements at both ends.
+__device__ __forceinline__ void CopyFour(const uint8* s, int sdt, int ss, uint8* d, int ddt, int ds) {
+  uint64 v[4];
+  Load4(s, ss, v);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) v[j] = Convert(v[j], sdt, ddt);
+  Store4(d, ds, v);
+}
+
+// With `vector` the layouts count in groups of four elements (the host divided the innermost dimension, of
+// unit stride in both views, by four), so a thread splits one index for four elements and moves them in one
+// access each way.
+extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* src, int sdt, uint8* dst, int ddt,
+                                   int vector) {
   const int ss = ItemSize(sdt), ds = ItemSize(ddt);
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 so, dof, unused0, unused1;
     StridedOffsets(sl, dl, sl, sl, i, so, dof, unused0, unused1);
-    StoreBits(dst + dof * ds, ds, Convert(LoadBits(src + so * ss, ss), sdt, ddt));
+    if (vector) CopyFour(src + 4 * so * ss, sdt, ss, dst + 4 * dof * ds, ddt, ds);
+    else StoreBits(dst + dof * ds, ds, Convert(LoadBits(src + so * ss, ss), sdt, ddt));
   }
 }
 
@@ -196,13 +211,8 @@ extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* s
 extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt, uint8* dst, int ddt, int vector) {
   const int ss = ItemSize(sdt), ds = ItemSize(ddt);
   const int64 groups = vector ? n >> 2 : 0;
-  for (int64 g = GlobalThread(); g < groups; g += GridThreads()) {
-    uint64 v[4];
-    Load4(src + 4 * g * ss, ss, v);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = Convert(v[j], sdt, ddt);
-    Store4(dst + 4 * g * ds, ds, v);
-  }
+  for (int64 g = GlobalThread(); g < groups; g += GridThreads())
+    CopyFour(src + 4 * g * ss, sdt, ss, dst + 4 * g * ds, ddt, ds);
   for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads())
     StoreBits(dst + i * ds, ds, Convert(LoadBits(src + i * ss, ss), sdt, ddt));
 }
@@ -236,6 +246,14 @@ D TruncateToInt(double v) {
   return v >= -kLimit && v < kLimit ? static_cast<D>(v) : std::numeric_limits<D>::min();
 }
 
+// Whether a coalesced view splits into aligned groups of four consecutive elements: unit stride and a multiple
+// of four elements innermost, every other stride a multiple of four, the address aligned to four elements.
+bool InFours(const Layout& l, uint64_t address, size_t item_size) {
+  const int last = l.rank - 1;
+  if (l.strides[last] != 1 || l.shape[last] % 4 != 0 || address % (4 * item_size) != 0) return false;
+  return std::all_of(l.strides, l.strides + last, [](int64_t stride) { return stride % 4 == 0; });
+}
+
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -253,17 +271,26 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   int64_t n = Numel(shape);
   if (n == 0) return env.Undefined();
   auto [sl, dl] = Coalesce<2>(shape, {&sstr, &dstr});
-  if (sdt == ddt && sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1) {
+  const bool contiguous = sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1;
+  if (contiguous && sdt == ddt) {
     CopyDeviceToDevice(env, d, s, static_cast<size_t>(n) * ItemSize(sdt));
     return env.Undefined();
   }
-  if (sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1) {
+  if (contiguous) {
     int vector = s % (4 * ItemSize(sdt)) == 0 && d % (4 * ItemSize(ddt)) == 0 ? 1 : 0;
     void* args[] = {&n, &s, &sdt, &d, &ddt, &vector};
     Launch(env, Kernel(env, "ft_copy_contiguous"), GridFor(vector ? (n + 3) / 4 : n), Blocks(kThreads), 0, args);
     return env.Undefined();
   }
-  void* args[] = {&sl, &dl, &n, &s, &sdt, &d, &ddt};
+  int vector = InFours(sl, s, ItemSize(sdt)) && InFours(dl, d, ItemSize(ddt)) ? 1 : 0;
+  if (vector) {
+    for (Layout* l : {&sl, &dl}) {
+      l->shape[l->rank - 1] /= 4;
+      for (int k = 0; k < l->rank - 1; ++k) l->strides[k] /= 4;
+    }
+    n /= 4;
+  }
+  void* args[] = {&sl, &dl, &n, &s, &sdt, &d, &ddt, &vector};
   Launch(env, Kernel(env, "ft_copy"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

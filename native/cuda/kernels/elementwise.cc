@@ -231,27 +231,35 @@ int Aligned(std::initializer_list<std::pair<uint64_t, uint64_t>> address_bytes) 
 // A thread for every four elements when vectorised, else one for every element.
 Dim3 ContiguousGrid(int64_t n, int vector) { return GridFor(vector ? (n + 3) / 4 : n); }
 
-Napi::Value Binary(const Napi::CallbackInfo& info) {
+// binary and compare: out[i] = op(a[i], b[i]) over three views of one shape, out of type Out (float, or uint8 for
+// the comparisons).
+template <typename Out>
+Napi::Value BinaryKernel(const Napi::CallbackInfo& info, int op_count, const char* strided_kernel,
+                         const char* contiguous_kernel) {
   Napi::Env env = info.Env();
   EnsureContext(env);
-  int op = GetOp(info, 0, "op", kPow + 1);
+  int op = GetOp(info, 0, "op", op_count);
   const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
   std::vector<int64_t> as, bs, os;
   uint64_t a = DeviceView(info, 2, "a", shape, &as);
   uint64_t b = DeviceView(info, 5, "b", shape, &bs);
-  uint64_t o = DeviceView(info, 8, "out", shape, &os);
+  uint64_t o = DeviceView<Out>(info, 8, "out", shape, &os);
   int64_t n = Numel(shape);
   const auto layouts = Coalesce<3>(shape, {&as, &bs, &os});
   if (Contiguous(layouts)) {
-    int vector = Aligned({{a, 16}, {b, 16}, {o, 16}});
+    int vector = Aligned({{a, 16}, {b, 16}, {o, 4 * sizeof(Out)}});
     void* args[] = {&op, &n, &a, &b, &o, &vector};
-    Launch(env, Kernel(env, "ft_binary_contiguous"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
+    Launch(env, Kernel(env, contiguous_kernel), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
     return env.Undefined();
   }
   auto [al, bl, ol] = layouts;
   void* args[] = {&op, &al, &bl, &ol, &n, &a, &b, &o};
-  Launch(env, Kernel(env, "ft_binary"), GridFor(n), Blocks(kThreads), 0, args);
+  Launch(env, Kernel(env, strided_kernel), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  return BinaryKernel<float>(info, kPow + 1, "ft_binary", "ft_binary_contiguous");
 }
 
 Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
@@ -279,26 +287,7 @@ Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Compare(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  EnsureContext(env);
-  int op = GetOp(info, 0, "op", kGe + 1);
-  const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
-  std::vector<int64_t> as, bs, os;
-  uint64_t a = DeviceView(info, 2, "a", shape, &as);
-  uint64_t b = DeviceView(info, 5, "b", shape, &bs);
-  uint64_t o = DeviceView<uint8_t>(info, 8, "out", shape, &os);
-  int64_t n = Numel(shape);
-  const auto layouts = Coalesce<3>(shape, {&as, &bs, &os});
-  if (Contiguous(layouts)) {
-    int vector = Aligned({{a, 16}, {b, 16}, {o, 4}});
-    void* args[] = {&op, &n, &a, &b, &o, &vector};
-    Launch(env, Kernel(env, "ft_compare_contiguous"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
-    return env.Undefined();
-  }
-  auto [al, bl, ol] = layouts;
-  void* args[] = {&op, &al, &bl, &ol, &n, &a, &b, &o};
-  Launch(env, Kernel(env, "ft_compare"), GridFor(n), Blocks(kThreads), 0, args);
-  return env.Undefined();
+  return BinaryKernel<uint8_t>(info, kGe + 1, "ft_compare", "ft_compare_contiguous");
 }
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
