@@ -164,6 +164,42 @@ test("copy: every dtype pair, contiguous, transposed and broadcast views, bit fo
     }
   }));
 
+// Contiguous views take the vector path when both addresses are aligned to four elements (offsets 0 and 4),
+// one element at a time when not (offsets 1 and 3); 3 and 67 elements leave a tail past the last four. Strided
+// views whose innermost dimension is contiguous in both, a multiple of four long, with every other stride a
+// multiple of four, move in groups of four as well (a permutation, a broadcast); a row pitch of 10 or an
+// innermost stride of 2 does not.
+test("copy: contiguous and strided views, aligned or not, odd sizes, every dtype pair, bit for bit", { skip: SKIP },
+  withDevice((d) => {
+    const cases: { shape: number[]; src: number[]; dst: number[] }[] = [
+      { shape: [3], src: [1], dst: [1] }, { shape: [4], src: [1], dst: [1] }, { shape: [67], src: [1], dst: [1] },
+      { shape: [3, 1, 23], src: [23, 5, 1], dst: [23, 5, 1] },  // coalesces to one dimension
+      { shape: [2, 3, 8], src: [8, 16, 1], dst: [24, 8, 1] },    // permuted source
+      { shape: [2, 3, 8], src: [0, 8, 1], dst: [8, 16, 1] },     // broadcast source, permuted destination
+      { shape: [3, 8], src: [10, 1], dst: [8, 1] },              // row pitch 10
+      { shape: [3, 4], src: [8, 2], dst: [4, 1] },               // innermost stride 2
+    ];
+    const offsets = [[0, 0], [4, 4], [1, 0], [0, 3]];
+    for (const s of DTYPES) {
+      const src = randomBytes(s.code, 80, 200 + s.code);
+      const srcDev = d.put(new Uint8Array(src));
+      for (const t of DTYPES) {
+        for (const { shape, src: srcStrides, dst: dstStrides } of cases) {
+          for (const [srcOff, dstOff] of offsets) {
+            const dstBytes = 80 * t.size;
+            const cpu = native.alloc(dstBytes, true);
+            const gpu = d.alloc(dstBytes);
+            native.copy(shape, src, s.code, srcOff, srcStrides, cpu, t.code, dstOff, dstStrides);
+            native.cuda.copy(shape, srcDev, s.code, srcOff, srcStrides, gpu, t.code, dstOff, dstStrides);
+            assertBitsEqual(new Uint8Array(d.get(gpu, dstBytes)), new Uint8Array(cpu),
+              `copy ${s.code} -> ${t.code} shape ${shape} strides ${srcStrides} -> ${dstStrides} offsets ${srcOff}, ` +
+              `${dstOff}`);
+          }
+        }
+      }
+    }
+  }));
+
 test("fill: every dtype, strided, bit for bit", { skip: SKIP }, withDevice((d) => {
   for (const t of DTYPES) {
     for (const value of [0, -1.5, 3.3e9, 1e-40, NaN, -Infinity, 2 ** 40 + 3]) {
@@ -223,6 +259,81 @@ test("binary, binaryScalar, compare, where: strided and broadcast views", { skip
   assertSameFloats(d.f32(gpu, n), cpu, "where");
 }));
 
+// Contiguous operands take the *_contiguous kernels: four elements per access when every address is aligned
+// to four elements (offsets 0, 4 and 8), one at a time when any is not; 4099 and 3 elements leave a tail.
+test("binary, binaryScalar, compare, where, unary: contiguous views, aligned or not, odd sizes", { skip: SKIP },
+  withDevice((d) => {
+    const a = randomF32(4120, 11);
+    const b = randomF32(4120, 12);
+    a.set([NaN, Infinity, -0, 0, 2, -Infinity], 0);
+    b.set([1, NaN, 0, -0, 2, -Infinity], 0);
+    const r = rng(13);
+    const cond = new Uint8Array(native.alloc(4120, false));
+    for (let i = 0; i < cond.length; i++) cond[i] = r() < 0.5 ? 0 : 1;
+    const aDev = d.put(a), bDev = d.put(b), condDev = d.put(cond);
+    const offsets = [{ a: 0, b: 0, o: 0 }, { a: 4, b: 8, o: 4 }, { a: 1, b: 0, o: 0 }, { a: 0, b: 0, o: 2 }];
+    for (const shape of [[4099], [3], [2, 1, 7]]) {
+      const n = shape.reduce((x, y) => x * y, 1);
+      const strides = shape.map((_, k) => shape.slice(k + 1).reduce((x, y) => x * y, 1));
+      for (const off of offsets) {
+        const label = `shape ${shape} offsets ${off.a}, ${off.b}, ${off.o}`;
+        const size = n + off.o;
+        for (let op = 0; op <= 6; op++) {
+          const cpu = hostF32(size, () => 0);
+          const gpu = d.alloc(size * 4);
+          native.binary(op, shape, a.buffer as AB, off.a, strides, b.buffer as AB, off.b, strides, cpu.buffer as AB,
+            off.o, strides);
+          native.cuda.binary(op, shape, aDev, off.a, strides, bDev, off.b, strides, gpu, off.o, strides);
+          if (op === 6) assertClose(d.f32(gpu, size), cpu, 4e-7, 0, `binary pow ${label}`);
+          else assertSameFloats(d.f32(gpu, size), cpu, `binary op ${op} ${label}`);
+          const cs = hostF32(size, () => 0);
+          const gs = d.alloc(size * 4);
+          native.binaryScalar(op, shape, a.buffer as AB, off.a, strides, -1.25, op % 2 === 1, cs.buffer as AB,
+            off.o, strides);
+          native.cuda.binaryScalar(op, shape, aDev, off.a, strides, -1.25, op % 2 === 1, gs, off.o, strides);
+          if (op === 6) assertClose(d.f32(gs, size), cs, 4e-7, 0, `binaryScalar pow ${label}`);
+          else assertSameFloats(d.f32(gs, size), cs, `binaryScalar op ${op} ${label}`);
+        }
+        for (let op = 0; op <= 5; op++) {
+          const cpu = new Uint8Array(native.alloc(size, true));
+          const gpu = d.alloc(size);
+          native.compare(op, shape, a.buffer as AB, off.a, strides, b.buffer as AB, off.b, strides,
+            cpu.buffer as AB, off.o, strides);
+          native.cuda.compare(op, shape, aDev, off.a, strides, bDev, off.b, strides, gpu, off.o, strides);
+          assertBitsEqual(new Uint8Array(d.get(gpu, size)), cpu, `compare op ${op} ${label}`);
+        }
+        const wc = hostF32(size, () => 0);
+        const wg = d.alloc(size * 4);
+        native.where(shape, cond.buffer as AB, off.b, strides, a.buffer as AB, off.a, strides, b.buffer as AB, off.b,
+          strides, wc.buffer as AB, off.o, strides);
+        native.cuda.where(shape, condDev, off.b, strides, aDev, off.a, strides, bDev, off.b, strides, wg, off.o,
+          strides);
+        assertSameFloats(d.f32(wg, size), wc, `where ${label}`);
+        for (const op of [0, 1, 4, 5, 15]) {
+          const uc = hostF32(size, () => 0);
+          const ug = d.alloc(size * 4);
+          native.unary(op, 2, shape, a.buffer as AB, off.a, strides, uc.buffer as AB, off.o, strides);
+          native.cuda.unary(op, 2, shape, aDev, off.a, strides, ug, off.o, strides);
+          assertClose(d.f32(ug, size), uc, 2e-6, 1e-37, `unary op ${op} ${label}`);
+        }
+        for (const op of [0, 2, 4]) {
+          const gc = hostF32(size, () => 0);
+          const gg = d.alloc(size * 4);
+          native.unaryGrad(op, n, a.buffer as AB, off.a, b.buffer as AB, off.b, gc.buffer as AB, off.o);
+          native.cuda.unaryGrad(op, n, aDev, off.a, bDev, off.b, gg, off.o);
+          assertClose(d.f32(gg, size), gc, 2e-6, 1e-30, `unaryGrad op ${op} ${label}`);
+        }
+      }
+    }
+    // out aliasing an input exactly, on the vector path
+    const n = 4099;
+    const cpu = hostF32(n, (i) => a[i]);
+    const gpu = d.put(cpu);
+    native.binary(2, [n], cpu.buffer as AB, 0, [1], b.buffer as AB, 0, [1], cpu.buffer as AB, 0, [1]);
+    native.cuda.binary(2, [n], gpu, 0, [1], bDev, 0, [1], gpu, 0, [1]);
+    assertSameFloats(d.f32(gpu, n), cpu, "binary in place");
+  }));
+
 test("unary and unaryGrad: every op, within round-off of the CPU", { skip: SKIP }, withDevice((d) => {
   const n = 4096;
   const r = rng(4);
@@ -258,6 +369,27 @@ test("biasGelu: h updated in place, y = gelu(h)", { skip: SKIP }, withDevice((d)
   native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, yDev, 0);
   assertSameFloats(d.f32(hDev, rows * cols), h, "biasGelu h");
   assertClose(d.f32(yDev, rows * cols), y, 2e-6, 1e-30, "biasGelu y");
+}));
+
+// Four columns per access when cols is a multiple of four and every address aligned to four elements; one at a
+// time otherwise (odd cols, a misaligned h or bias).
+test("biasGelu: vector and one-element paths", { skip: SKIP }, withDevice((d) => {
+  for (const { rows, cols, hOff, biasOff, yOff } of [
+    { rows: 7, cols: 12, hOff: 4, biasOff: 8, yOff: 0 }, { rows: 5, cols: 10, hOff: 0, biasOff: 0, yOff: 0 },
+    { rows: 6, cols: 8, hOff: 1, biasOff: 0, yOff: 0 }, { rows: 6, cols: 8, hOff: 0, biasOff: 3, yOff: 0 },
+    { rows: 3, cols: 4, hOff: 0, biasOff: 0, yOff: 2 },
+  ]) {
+    const label = `rows ${rows} cols ${cols} offsets ${hOff}, ${biasOff}, ${yOff}`;
+    const h = randomF32(rows * cols + hOff, 14);
+    const bias = randomF32(cols + biasOff, 15);
+    const hDev = d.put(h), biasDev = d.put(bias);
+    const y = hostF32(rows * cols + yOff, () => 0);
+    const yDev = d.alloc((rows * cols + yOff) * 4);
+    native.biasGelu(rows, cols, h.buffer as AB, hOff, bias.buffer as AB, biasOff, y.buffer as AB, yOff);
+    native.cuda.biasGelu(rows, cols, hDev, hOff, biasDev, biasOff, yDev, yOff);
+    assertSameFloats(d.f32(hDev, h.length), h, `biasGelu h ${label}`);
+    assertClose(d.f32(yDev, y.length), y, 2e-6, 1e-30, `biasGelu y ${label}`);
+  }
 }));
 
 // ---- reductions
@@ -547,6 +679,28 @@ test("uniform and dropout give the CPU's numbers for the same (seed, offset); no
       }
     }
   }));
+
+// Whole blocks of four take one 16-byte access when x, y and mask allow it (counter offset a multiple of four,
+// x and y aligned); the counter offset 4 with x and y at element 4 does, x or y at element 1 or a counter
+// offset of 1 (the blocks then start one element into the mask) does not.
+test("dropout: vector and one-element paths keep the CPU's bits", { skip: SKIP }, withDevice((d) => {
+  const n = 1003;
+  for (const { offset, xOff, yOff } of [
+    { offset: 4, xOff: 4, yOff: 4 }, { offset: 0, xOff: 1, yOff: 0 }, { offset: 8, xOff: 0, yOff: 1 },
+    { offset: 1, xOff: 3, yOff: 3 },
+  ]) {
+    const x = randomF32(n + xOff, 71);
+    x[xOff + 5] = Infinity;
+    const xDev = d.put(x);
+    const y = hostF32(n + yOff, () => 0), mask = new Uint8Array(native.alloc(n, true));
+    const yDev = d.alloc((n + yOff) * 4), maskDev = d.alloc(n);
+    native.dropout(n, 9, offset, 0.3, x.buffer as AB, xOff, y.buffer as AB, yOff, mask.buffer as AB);
+    native.cuda.dropout(n, 9, offset, 0.3, xDev, xOff, yDev, yOff, maskDev);
+    const label = `offset ${offset} x at ${xOff} y at ${yOff}`;
+    assertBitsEqual(new Uint8Array(d.get(maskDev, n)), mask, `dropout mask ${label}`);
+    assertSameFloats(d.f32(yDev, n + yOff), y, `dropout y ${label}`);
+  }
+}));
 
 // ---- argument checks
 

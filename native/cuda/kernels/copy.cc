@@ -4,6 +4,7 @@
 // a launch.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -76,42 +77,105 @@ __device__ __forceinline__ uint16 F32ToF16(float f) {
 
 __device__ __forceinline__ bool IsFloatType(int dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
 
-__device__ __forceinline__ float LoadFloat(const uint8* p, int dt) {
-  if (dt == DT_F32) return *(const float*)p;
-  if (dt == DT_F16) return F16ToF32(*(const uint16*)p);
-  return Bf16ToF32(*(const uint16*)p);
+// Elements travel as their raw bits in the low bytes of a uint64, so one conversion serves the strided kernel
+// (one element per load) and the contiguous one (four per load).
+__device__ __forceinline__ float BitsToFloat(uint64 raw, int dt) {
+  if (dt == DT_F32) return __uint_as_float((uint32)raw);
+  if (dt == DT_F16) return F16ToF32((uint16)raw);
+  return Bf16ToF32((uint16)raw);
 }
 
-__device__ __forceinline__ int64 LoadInt(const uint8* p, int dt) {
-  if (dt == DT_I64) return *(const int64*)p;
-  if (dt == DT_I32) return *(const int32*)p;
-  return *p;
+__device__ __forceinline__ int64 BitsToInt(uint64 raw, int dt) {
+  if (dt == DT_I64) return (int64)raw;
+  if (dt == DT_I32) return (int32)(uint32)raw;
+  return (uint8)raw;
 }
 
 // Float to integer truncates toward zero; NaN and out-of-range values give the minimum (x86's "integer
 // indefinite", as the CPU backend and PyTorch on x86).
-__device__ __forceinline__ void StoreFloat(uint8* p, int dt, float v) {
+__device__ __forceinline__ uint64 FloatToBits(float v, int dt) {
   switch (dt) {
-    case DT_F32: *(float*)p = v; break;
-    case DT_F16: *(uint16*)p = F32ToF16(v); break;
-    case DT_BF16: *(uint16*)p = F32ToBf16(v); break;
+    case DT_F32: return __float_as_uint(v);
+    case DT_F16: return F32ToF16(v);
+    case DT_BF16: return F32ToBf16(v);
     case DT_I64:
-      *(int64*)p = v >= -9223372036854775808.0f && v < 9223372036854775808.0f ? (int64)v
-                                                                                : (int64)0x8000000000000000ull;
-      break;
-    case DT_I32: *(int32*)p = v >= -2147483648.0f && v < 2147483648.0f ? (int32)v : (int32)0x80000000u; break;
-    default: *p = v != 0.0f; break;
+      return v >= -9223372036854775808.0f && v < 9223372036854775808.0f ? (uint64)(int64)v : 0x8000000000000000ull;
+    case DT_I32: return v >= -2147483648.0f && v < 2147483648.0f ? (uint32)(int32)v : 0x80000000u;
+    default: return v != 0.0f;
   }
 }
 
-__device__ __forceinline__ void StoreInt(uint8* p, int dt, int64 v) {
+__device__ __forceinline__ uint64 IntToBits(int64 v, int dt) {
   switch (dt) {
     case DT_F32:
     case DT_F16:
-    case DT_BF16: StoreFloat(p, dt, __ll2float_rn(v)); break;
-    case DT_I64: *(int64*)p = v; break;
-    case DT_I32: *(int32*)p = (int32)v; break;
-    default: *p = v != 0; break;
+    case DT_BF16: return FloatToBits(__ll2float_rn(v), dt);
+    case DT_I64: return (uint64)v;
+    case DT_I32: return (uint32)(int32)v;
+    default: return v != 0;
+  }
+}
+
+// Same-dtype copies move the bits unchanged.
+__device__ __forceinline__ uint64 Convert(uint64 raw, int sdt, int ddt) {
+  if (sdt == ddt) return raw;
+  return IsFloatType(sdt) ? FloatToBits(BitsToFloat(raw, sdt), ddt) : IntToBits(BitsToInt(raw, sdt), ddt);
+}
+
+__device__ __forceinline__ uint64 LoadBits(const uint8* p, int size) {
+  switch (size) {
+    case 8: return *(const uint64*)p;
+    case 4: return *(const uint32*)p;
+    case 2: return *(const uint16*)p;
+    default: return *p;
+  }
+}
+
+__device__ __forceinline__ void StoreBits(uint8* p, int size, uint64 bits) {
+  switch (size) {
+    case 8: *(uint64*)p = bits; break;
+    case 4: *(uint32*)p = (uint32)bits; break;
+    case 2: *(uint16*)p = (uint16)bits; break;
+    default: *p = (uint8)bits; break;
+  }
+}
+
+struct alignas(16) Bytes16 {
+  uint64 lo, hi;
+};
+
+// Four consecutive elements of `size` bytes at p, aligned to 4 * size bytes, in one access of up to 16 bytes
+// (int64: two).
+__device__ __forceinline__ void Load4(const uint8* p, int size, uint64 (&v)[4]) {
+  if (size == 8) {
+    const Bytes16 a = ((const Bytes16*)p)[0], b = ((const Bytes16*)p)[1];
+    v[0] = a.lo, v[1] = a.hi, v[2] = b.lo, v[3] = b.hi;
+  } else if (size == 4) {
+    const Bytes16 a = *(const Bytes16*)p;
+    v[0] = (uint32)a.lo, v[1] = a.lo >> 32, v[2] = (uint32)a.hi, v[3] = a.hi >> 32;
+  } else {
+    const uint64 a = size == 2 ? *(const uint64*)p : *(const uint32*)p;
+    const int bits = 8 * size;
+    const uint64 mask = (1ull << bits) - 1;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = (a >> (j * bits)) & mask;
+  }
+}
+
+__device__ __forceinline__ void Store4(uint8* p, int size, const uint64 (&v)[4]) {
+  if (size == 8) {
+    Bytes16 a, b;
+    a.lo = v[0], a.hi = v[1], b.lo = v[2], b.hi = v[3];
+    ((Bytes16*)p)[0] = a;
+    ((Bytes16*)p)[1] = b;
+  } else if (size == 4) {
+    Bytes16 a;
+    a.lo = v[0] | v[1] << 32, a.hi = v[2] | v[3] << 32;
+    *(Bytes16*)p = a;
+  } else {
+    const int bits = 8 * size;
+    const uint64 a = v[0] | v[1] << bits | v[2] << (2 * bits) | v[3] << (3 * bits);
+    if (size == 2) *(uint64*)p = a; else *(uint32*)p = (uint32)a;
   }
 }
 
@@ -119,26 +183,38 @@ __device__ __forceinline__ int ItemSize(int dt) {
   return dt == DT_I64 ? 8 : (dt == DT_F32 || dt == DT_I32) ? 4 : (dt == DT_BOOL ? 1 : 2);
 }
 
-extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* src, int sdt, uint8* dst, int ddt) {
+// Four consecutive elements, aligned to four elements at both ends.
+__device__ __forceinline__ void CopyFour(const uint8* s, int sdt, int ss, uint8* d, int ddt, int ds) {
+  uint64 v[4];
+  Load4(s, ss, v);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) v[j] = Convert(v[j], sdt, ddt);
+  Store4(d, ds, v);
+}
+
+// With `vector` the layouts count in groups of four elements (the host divided the innermost dimension, of
+// unit stride in both views, by four), so a thread splits one index for four elements and moves them in one
+// access each way.
+extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* src, int sdt, uint8* dst, int ddt,
+                                   int vector) {
   const int ss = ItemSize(sdt), ds = ItemSize(ddt);
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 so, dof, unused0, unused1;
     StridedOffsets(sl, dl, sl, sl, i, so, dof, unused0, unused1);
-    const uint8* s = src + so * ss;
-    uint8* d = dst + dof * ds;
-    if (sdt == ddt) {
-      switch (ss) {
-        case 8: *(uint64*)d = *(const uint64*)s; break;
-        case 4: *(uint32*)d = *(const uint32*)s; break;
-        case 2: *(uint16*)d = *(const uint16*)s; break;
-        default: *d = *s; break;
-      }
-    } else if (IsFloatType(sdt)) {
-      StoreFloat(d, ddt, LoadFloat(s, sdt));
-    } else {
-      StoreInt(d, ddt, LoadInt(s, sdt));
-    }
+    if (vector) CopyFour(src + 4 * so * ss, sdt, ss, dst + 4 * dof * ds, ddt, ds);
+    else StoreBits(dst + dof * ds, ds, Convert(LoadBits(src + so * ss, ss), sdt, ddt));
   }
+}
+
+// Both views contiguous: with `vector` (both addresses aligned to four elements) a thread converts four
+// elements per pass, the tail of n % 4 one at a time; without, every element alone.
+extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt, uint8* dst, int ddt, int vector) {
+  const int ss = ItemSize(sdt), ds = ItemSize(ddt);
+  const int64 groups = vector ? n >> 2 : 0;
+  for (int64 g = GlobalThread(); g < groups; g += GridThreads())
+    CopyFour(src + 4 * g * ss, sdt, ss, dst + 4 * g * ds, ddt, ds);
+  for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads())
+    StoreBits(dst + i * ds, ds, Convert(LoadBits(src + i * ss, ss), sdt, ddt));
 }
 
 // Writes `bits` (the value already in the dtype's representation) to every element of a view.
@@ -146,13 +222,7 @@ extern "C" __global__ void ft_fill(Layout l, int64 n, uint8* dst, int size, uint
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 o, unused0, unused1, unused2;
     StridedOffsets(l, l, l, l, i, o, unused0, unused1, unused2);
-    uint8* d = dst + o * size;
-    switch (size) {
-      case 8: *(uint64*)d = bits; break;
-      case 4: *(uint32*)d = (uint32)bits; break;
-      case 2: *(uint16*)d = (uint16)bits; break;
-      default: *d = (uint8)bits; break;
-    }
+    StoreBits(dst + o * size, size, bits);
   }
 }
 )CUDA";
@@ -176,6 +246,14 @@ D TruncateToInt(double v) {
   return v >= -kLimit && v < kLimit ? static_cast<D>(v) : std::numeric_limits<D>::min();
 }
 
+// Whether a coalesced view splits into aligned groups of four consecutive elements: unit stride and a multiple
+// of four elements innermost, every other stride a multiple of four, the address aligned to four elements.
+bool InFours(const Layout& l, uint64_t address, size_t item_size) {
+  const int last = l.rank - 1;
+  if (l.strides[last] != 1 || l.shape[last] % 4 != 0 || address % (4 * item_size) != 0) return false;
+  return std::all_of(l.strides, l.strides + last, [](int64_t stride) { return stride % 4 == 0; });
+}
+
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -193,11 +271,26 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   int64_t n = Numel(shape);
   if (n == 0) return env.Undefined();
   auto [sl, dl] = Coalesce<2>(shape, {&sstr, &dstr});
-  if (sdt == ddt && sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1) {
+  const bool contiguous = sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1;
+  if (contiguous && sdt == ddt) {
     CopyDeviceToDevice(env, d, s, static_cast<size_t>(n) * ItemSize(sdt));
     return env.Undefined();
   }
-  void* args[] = {&sl, &dl, &n, &s, &sdt, &d, &ddt};
+  if (contiguous) {
+    int vector = s % (4 * ItemSize(sdt)) == 0 && d % (4 * ItemSize(ddt)) == 0 ? 1 : 0;
+    void* args[] = {&n, &s, &sdt, &d, &ddt, &vector};
+    Launch(env, Kernel(env, "ft_copy_contiguous"), GridFor(vector ? (n + 3) / 4 : n), Blocks(kThreads), 0, args);
+    return env.Undefined();
+  }
+  int vector = InFours(sl, s, ItemSize(sdt)) && InFours(dl, d, ItemSize(ddt)) ? 1 : 0;
+  if (vector) {
+    for (Layout* l : {&sl, &dl}) {
+      l->shape[l->rank - 1] /= 4;
+      for (int k = 0; k < l->rank - 1; ++k) l->strides[k] /= 4;
+    }
+    n /= 4;
+  }
+  void* args[] = {&sl, &dl, &n, &s, &sdt, &d, &ddt, &vector};
   Launch(env, Kernel(env, "ft_copy"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

@@ -5,6 +5,10 @@
 // which the CPU takes from libm and CUDA's own versions match within an ulp or two.
 #include <napi.h>
 
+#include <algorithm>
+#include <initializer_list>
+#include <utility>
+
 #include "common/args.h"
 #include "common/kernel_args.h"
 #include "cuda/kernels/common.h"
@@ -79,6 +83,30 @@ __device__ __forceinline__ float UnaryGradOp(int op, float x, float dy) {
   }
 }
 
+// Four elements of T in one access (16 bytes for float).
+template <typename T>
+struct alignas(4 * sizeof(T)) Pack4 {
+  T v[4];
+};
+
+template <typename Out, typename F, typename... In>
+__device__ __forceinline__ void Apply4(F f, Out* out, Pack4<In>... in) {
+  Pack4<Out> r;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) r.v[j] = f(in.v[j]...);
+  *(Pack4<Out>*)out = r;
+}
+
+// out[i] = f(in[i]...) over n contiguous elements. With `vector` (every address aligned to four elements) a
+// thread takes four elements per pass, the tail of n % 4 one at a time; without, every element alone. Each
+// pass reads all its inputs before it writes, so out may alias an input exactly.
+template <typename Out, typename F, typename... In>
+__device__ __forceinline__ void Map(int64 n, int vector, F f, Out* out, const In*... in) {
+  const int64 groups = vector ? n >> 2 : 0;
+  for (int64 g = GlobalThread(); g < groups; g += GridThreads()) Apply4(f, out + 4 * g, ((const Pack4<In>*)in)[g]...);
+  for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads()) out[i] = f(in[i]...);
+}
+
 extern "C" __global__ void ft_binary(int op, Layout al, Layout bl, Layout ol, int64 n, const float* a,
                                      const float* b, float* out) {
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
@@ -88,13 +116,27 @@ extern "C" __global__ void ft_binary(int op, Layout al, Layout bl, Layout ol, in
   }
 }
 
+extern "C" __global__ void ft_binary_contiguous(int op, int64 n, const float* a, const float* b, float* out,
+                                                int vector) {
+  Map(n, vector, [op](float x, float y) { return BinaryOp(op, x, y); }, out, a, b);
+}
+
+__device__ __forceinline__ float BinaryScalarOp(int op, float x, float scalar, int reverse) {
+  return reverse ? BinaryOp(op, scalar, x) : BinaryOp(op, x, scalar);
+}
+
 extern "C" __global__ void ft_binary_scalar(int op, Layout al, Layout ol, int64 n, const float* a, float scalar,
                                             int reverse, float* out) {
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 ao, oo, unused0, unused1;
     StridedOffsets(al, ol, ol, ol, i, ao, oo, unused0, unused1);
-    out[oo] = reverse ? BinaryOp(op, scalar, a[ao]) : BinaryOp(op, a[ao], scalar);
+    out[oo] = BinaryScalarOp(op, a[ao], scalar, reverse);
   }
+}
+
+extern "C" __global__ void ft_binary_scalar_contiguous(int op, int64 n, const float* a, float scalar, int reverse,
+                                                       float* out, int vector) {
+  Map(n, vector, [=](float x) { return BinaryScalarOp(op, x, scalar, reverse); }, out, a);
 }
 
 extern "C" __global__ void ft_compare(int op, Layout al, Layout bl, Layout ol, int64 n, const float* a,
@@ -106,6 +148,11 @@ extern "C" __global__ void ft_compare(int op, Layout al, Layout bl, Layout ol, i
   }
 }
 
+extern "C" __global__ void ft_compare_contiguous(int op, int64 n, const float* a, const float* b, uint8* out,
+                                                 int vector) {
+  Map(n, vector, [op](float x, float y) { return CompareOp(op, x, y); }, out, a, b);
+}
+
 extern "C" __global__ void ft_unary(int op, float alpha, Layout al, Layout ol, int64 n, const float* a,
                                     float* out) {
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
@@ -115,23 +162,49 @@ extern "C" __global__ void ft_unary(int op, float alpha, Layout al, Layout ol, i
   }
 }
 
-extern "C" __global__ void ft_unary_grad(int op, int64 n, const float* x, const float* dy, float* dx) {
-  for (int64 i = GlobalThread(); i < n; i += GridThreads()) dx[i] = UnaryGradOp(op, x[i], dy[i]);
+extern "C" __global__ void ft_unary_contiguous(int op, float alpha, int64 n, const float* a, float* out,
+                                               int vector) {
+  Map(n, vector, [=](float x) { return UnaryOp(op, alpha, x); }, out, a);
 }
+
+extern "C" __global__ void ft_unary_grad(int op, int64 n, const float* x, const float* dy, float* dx, int vector) {
+  Map(n, vector, [op](float xv, float dyv) { return UnaryGradOp(op, xv, dyv); }, dx, x, dy);
+}
+
+__device__ __forceinline__ float Where(uint8 c, float x, float y) { return c ? x : y; }
 
 extern "C" __global__ void ft_where(Layout cl, Layout al, Layout bl, Layout ol, int64 n, const uint8* cond,
                                     const float* a, const float* b, float* out) {
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 co, ao, bo, oo;
     StridedOffsets(cl, al, bl, ol, i, co, ao, bo, oo);
-    out[oo] = cond[co] ? a[ao] : b[bo];
+    out[oo] = Where(cond[co], a[ao], b[bo]);
   }
 }
 
-// h[r, c] += bias[c] in place (the backward needs it), y = gelu(h).
-extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y) {
-  const int64 n = rows * cols;
-  for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
+extern "C" __global__ void ft_where_contiguous(int64 n, const uint8* cond, const float* a, const float* b,
+                                               float* out, int vector) {
+  Map(n, vector, [](uint8 c, float x, float y) { return Where(c, x, y); }, out, cond, a, b);
+}
+
+// h[r, c] += bias[c] in place (the backward needs it), y = gelu(h). With `vector` (cols a multiple of four,
+// every address aligned to four elements) a thread takes four elements of one row per pass, one division for
+// the four.
+extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y, int vector) {
+  const int64 n = rows * cols, groups = vector ? n >> 2 : 0;
+  for (int64 g = GlobalThread(); g < groups; g += GridThreads()) {
+    Pack4<float> v = ((Pack4<float>*)h)[g];
+    const Pack4<float> b = ((const Pack4<float>*)bias)[g % (cols >> 2)];
+    Pack4<float> r;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      v.v[j] = v.v[j] + b.v[j];
+      r.v[j] = GeluErf(v.v[j]);
+    }
+    ((Pack4<float>*)h)[g] = v;
+    ((Pack4<float>*)y)[g] = r;
+  }
+  for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads()) {
     const float v = h[i] + bias[i % cols];
     h[i] = v;
     y[i] = GeluErf(v);
@@ -144,20 +217,49 @@ CUfunction Kernel(Napi::Env env, const char* name) {
   return GetKernel(env, "elementwise", source, name);
 }
 
-Napi::Value Binary(const Napi::CallbackInfo& info) {
+// Every view one dimension of unit stride after Coalesce: the *_contiguous kernels apply.
+template <size_t N>
+bool Contiguous(const std::array<Layout, N>& layouts) {
+  return std::all_of(layouts.begin(), layouts.end(), [](const Layout& l) { return l.rank == 1 && l.strides[0] == 1; });
+}
+
+// The contiguous kernels' `vector` flag: every address a multiple of `bytes` (four elements of its type).
+int Aligned(std::initializer_list<std::pair<uint64_t, uint64_t>> address_bytes) {
+  return std::all_of(address_bytes.begin(), address_bytes.end(), [](auto p) { return p.first % p.second == 0; });
+}
+
+// A thread for every four elements when vectorised, else one for every element.
+Dim3 ContiguousGrid(int64_t n, int vector) { return GridFor(vector ? (n + 3) / 4 : n); }
+
+// binary and compare: out[i] = op(a[i], b[i]) over three views of one shape, out of type Out (float, or uint8 for
+// the comparisons).
+template <typename Out>
+Napi::Value BinaryKernel(const Napi::CallbackInfo& info, int op_count, const char* strided_kernel,
+                         const char* contiguous_kernel) {
   Napi::Env env = info.Env();
   EnsureContext(env);
-  int op = GetOp(info, 0, "op", kPow + 1);
+  int op = GetOp(info, 0, "op", op_count);
   const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
   std::vector<int64_t> as, bs, os;
   uint64_t a = DeviceView(info, 2, "a", shape, &as);
   uint64_t b = DeviceView(info, 5, "b", shape, &bs);
-  uint64_t o = DeviceView(info, 8, "out", shape, &os);
+  uint64_t o = DeviceView<Out>(info, 8, "out", shape, &os);
   int64_t n = Numel(shape);
-  auto [al, bl, ol] = Coalesce<3>(shape, {&as, &bs, &os});
+  const auto layouts = Coalesce<3>(shape, {&as, &bs, &os});
+  if (Contiguous(layouts)) {
+    int vector = Aligned({{a, 16}, {b, 16}, {o, 4 * sizeof(Out)}});
+    void* args[] = {&op, &n, &a, &b, &o, &vector};
+    Launch(env, Kernel(env, contiguous_kernel), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
+    return env.Undefined();
+  }
+  auto [al, bl, ol] = layouts;
   void* args[] = {&op, &al, &bl, &ol, &n, &a, &b, &o};
-  Launch(env, Kernel(env, "ft_binary"), GridFor(n), Blocks(kThreads), 0, args);
+  Launch(env, Kernel(env, strided_kernel), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  return BinaryKernel<float>(info, kPow + 1, "ft_binary", "ft_binary_contiguous");
 }
 
 Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
@@ -171,26 +273,21 @@ Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
   int reverse = GetBool(info, 6, "reverse") ? 1 : 0;
   uint64_t o = DeviceView(info, 7, "out", shape, &os);
   int64_t n = Numel(shape);
-  auto [al, ol] = Coalesce<2>(shape, {&as, &os});
+  const auto layouts = Coalesce<2>(shape, {&as, &os});
+  if (Contiguous(layouts)) {
+    int vector = Aligned({{a, 16}, {o, 16}});
+    void* args[] = {&op, &n, &a, &scalar, &reverse, &o, &vector};
+    Launch(env, Kernel(env, "ft_binary_scalar_contiguous"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
+    return env.Undefined();
+  }
+  auto [al, ol] = layouts;
   void* args[] = {&op, &al, &ol, &n, &a, &scalar, &reverse, &o};
   Launch(env, Kernel(env, "ft_binary_scalar"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
 Napi::Value Compare(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  EnsureContext(env);
-  int op = GetOp(info, 0, "op", kGe + 1);
-  const std::vector<int64_t> shape = GetIntArray(info, 1, "shape");
-  std::vector<int64_t> as, bs, os;
-  uint64_t a = DeviceView(info, 2, "a", shape, &as);
-  uint64_t b = DeviceView(info, 5, "b", shape, &bs);
-  uint64_t o = DeviceView<uint8_t>(info, 8, "out", shape, &os);
-  int64_t n = Numel(shape);
-  auto [al, bl, ol] = Coalesce<3>(shape, {&as, &bs, &os});
-  void* args[] = {&op, &al, &bl, &ol, &n, &a, &b, &o};
-  Launch(env, Kernel(env, "ft_compare"), GridFor(n), Blocks(kThreads), 0, args);
-  return env.Undefined();
+  return BinaryKernel<uint8_t>(info, kGe + 1, "ft_compare", "ft_compare_contiguous");
 }
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
@@ -203,7 +300,14 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   uint64_t a = DeviceView(info, 3, "a", shape, &as);
   uint64_t o = DeviceView(info, 6, "out", shape, &os);
   int64_t n = Numel(shape);
-  auto [al, ol] = Coalesce<2>(shape, {&as, &os});
+  const auto layouts = Coalesce<2>(shape, {&as, &os});
+  if (Contiguous(layouts)) {
+    int vector = Aligned({{a, 16}, {o, 16}});
+    void* args[] = {&op, &alpha, &n, &a, &o, &vector};
+    Launch(env, Kernel(env, "ft_unary_contiguous"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
+    return env.Undefined();
+  }
+  auto [al, ol] = layouts;
   void* args[] = {&op, &alpha, &al, &ol, &n, &a, &o};
   Launch(env, Kernel(env, "ft_unary"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
@@ -217,8 +321,9 @@ Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
   uint64_t x = DeviceOperandAt<float>(info, 2, "x", "xOff", n);
   uint64_t dy = DeviceOperandAt<float>(info, 4, "dy", "dyOff", n);
   uint64_t dx = DeviceOperandAt<float>(info, 6, "dx", "dxOff", n);
-  void* args[] = {&op, &n, &x, &dy, &dx};
-  Launch(env, Kernel(env, "ft_unary_grad"), GridFor(n), Blocks(kThreads), 0, args);
+  int vector = Aligned({{x, 16}, {dy, 16}, {dx, 16}});
+  void* args[] = {&op, &n, &x, &dy, &dx, &vector};
+  Launch(env, Kernel(env, "ft_unary_grad"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
@@ -232,7 +337,14 @@ Napi::Value Where(const Napi::CallbackInfo& info) {
   uint64_t b = DeviceView(info, 7, "b", shape, &bs);
   uint64_t o = DeviceView(info, 10, "out", shape, &os);
   int64_t n = Numel(shape);
-  auto [cl, al, bl, ol] = Coalesce<4>(shape, {&cs, &as, &bs, &os});
+  const auto layouts = Coalesce<4>(shape, {&cs, &as, &bs, &os});
+  if (Contiguous(layouts)) {
+    int vector = Aligned({{c, 4}, {a, 16}, {b, 16}, {o, 16}});
+    void* args[] = {&n, &c, &a, &b, &o, &vector};
+    Launch(env, Kernel(env, "ft_where_contiguous"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
+    return env.Undefined();
+  }
+  auto [cl, al, bl, ol] = layouts;
   void* args[] = {&cl, &al, &bl, &ol, &n, &c, &a, &b, &o};
   Launch(env, Kernel(env, "ft_where"), GridFor(n), Blocks(kThreads), 0, args);
   return env.Undefined();
@@ -248,8 +360,9 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   uint64_t bias =
       DeviceOperandAt<float>(info, 4, "bias", "biasOff", cols);
   uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", numel);
-  void* args[] = {&rows, &cols, &h, &bias, &y};
-  Launch(env, Kernel(env, "ft_bias_gelu"), GridFor(numel), Blocks(kThreads), 0, args);
+  int vector = cols % 4 == 0 && Aligned({{h, 16}, {bias, 16}, {y, 16}});
+  void* args[] = {&rows, &cols, &h, &bias, &y, &vector};
+  Launch(env, Kernel(env, "ft_bias_gelu"), ContiguousGrid(numel, vector), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
