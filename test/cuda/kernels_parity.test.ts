@@ -521,6 +521,55 @@ test("layerNormForward / Backward, with and without affine parameters; dw, db id
     }
   }));
 
+// Rows of at most 1024 values take one warp each, 16 bytes at a time only where cols % 4 == 0 and every operand
+// (x, w, b, y; x, dy, w, dx) starts 16-byte aligned: offsets 1 and 2 take the scalar loads, 4 the vector ones;
+// 132 ends in a partial group of 4 lanes, 130 is not a multiple of 4. Longer rows take a block each. w or b
+// alone, and dx written over dy.
+test("layerNorm one warp per row (vector and scalar loads, offset views), long rows, dx aliasing dy", { skip: SKIP },
+  withDevice((d) => {
+    const cases: [number, number, number][] = [[70, 768, 0], [70, 768, 1], [9, 768, 4], [5, 33, 0], [7, 1, 0],
+      [3, 1, 3], [9, 1024, 0], [2, 1024, 2], [1, 50, 0], [6, 132, 0], [6, 132, 1], [5, 130, 0], [4, 1025, 0],
+      [3, 3000, 1]];
+    /** a device copy of `a` starting `off` floats into its buffer */
+    const putAt = (a: Float32Array, off: number): AB => {
+      const h = d.alloc((off + a.length) * 4);
+      native.cuda.copyHostToDevice(a.buffer as AB, a.byteOffset, h, off * 4, a.byteLength);
+      return h;
+    };
+    const f32At = (h: AB, off: number, n: number): Float32Array => d.f32(h, off + n).subarray(off);
+    for (const [rows, cols, off] of cases) {
+      const n = rows * cols, label = `[${rows},${cols}] offset ${off}`;
+      const x = randomF32(n, rows + cols, 3), w = randomF32(cols, cols + 1), b = randomF32(cols, cols + 2);
+      const dy = randomF32(n, cols + 3);
+      const xDev = putAt(x, off), wDev = putAt(w, off), bDev = putAt(b, off);
+      for (const [withW, withB] of [[true, true], [true, false], [false, true], [false, false]]) {
+        const flags = `${label} w=${withW} b=${withB}`;
+        const y = hostF32(n, () => 0), mean = hostF32(rows, () => 0), rstd = hostF32(rows, () => 0);
+        const yDev = d.alloc((off + n) * 4), meanDev = d.alloc(rows * 4), rstdDev = d.alloc(rows * 4);
+        native.layerNormForward(rows, cols, x.buffer as AB, 0, withW ? (w.buffer as AB) : null, 0,
+          withB ? (b.buffer as AB) : null, 0, 1e-5, y.buffer as AB, 0, mean.buffer as AB, rstd.buffer as AB);
+        native.cuda.layerNormForward(rows, cols, xDev, off, withW ? wDev : null, off, withB ? bDev : null, off, 1e-5,
+          yDev, off, meanDev, rstdDev);
+        assertClose(d.f32(meanDev, rows), mean, 1e-6, 1e-7, `layerNorm mean ${flags}`);
+        assertClose(d.f32(rstdDev, rows), rstd, 1e-6, 0, `layerNorm rstd ${flags}`);
+        assertClose(f32At(yDev, off, n), y, 1e-5, 1e-6, `layerNorm y ${flags}`);
+        if (withB) continue;  // the backward has no b
+
+        const dx = hostF32(n, () => 0);
+        native.layerNormBackward(rows, cols, x.buffer as AB, 0, dy.buffer as AB, 0, withW ? (w.buffer as AB) : null, 0,
+          mean.buffer as AB, rstd.buffer as AB, dx.buffer as AB, 0, null, null);
+        const meanIn = d.put(mean), rstdIn = d.put(rstd);
+        const dxDev = d.alloc((off + n) * 4), dyDev = putAt(dy, off);
+        native.cuda.layerNormBackward(rows, cols, xDev, off, dyDev, off, withW ? wDev : null, off, meanIn, rstdIn,
+          dxDev, off, null, null);
+        assertClose(f32At(dxDev, off, n), dx, 1e-4, 1e-5, `layerNorm dx ${flags}`);
+        native.cuda.layerNormBackward(rows, cols, xDev, off, dyDev, off, withW ? wDev : null, off, meanIn, rstdIn,
+          dyDev, off, null, null);
+        assertClose(f32At(dyDev, off, n), dx, 1e-4, 1e-5, `layerNorm dx over dy ${flags}`);
+      }
+    }
+  }));
+
 // dw / db in one kernel: 32-row blocks per round of row groups (one group, 16, 32, and more blocks than groups:
 // several rounds), a last block shorter than 32 rows, columns not a multiple of the tile, and dw or db alone.
 test("layerNormBackward dw, db identical to the CPU across row-block counts; either alone", { skip: SKIP },

@@ -1,5 +1,8 @@
 // CUDA layer norm over the last `cols` values of each row: native/cpu/layer_norm.cc's contract and numerics.
-// Statistics accumulate in double (biased variance, rstd = 1 / sqrt(var + eps)), one block per row. The
+// Statistics accumulate in double (biased variance, rstd = 1 / sqrt(var + eps)). Rows of at most kWarpCols
+// values take one warp each, the row in the lanes' registers (read once, 16 bytes at a time where every row
+// start is 16-byte aligned) and warp-shuffle sums: at bert's [512, 768] a block per row spent its time in two
+// block-wide reductions through shared memory. Longer rows take one block each. The
 // backward's dw / db are the CPU's two-pass column reduction: per block of 32 rows a float partial sum in row
 // order, then the partials added in block order in double, each step rounded as on the CPU, so dw and db match
 // it to the bit without atomics. One kernel does both passes (the partials stay in shared memory); dw and db are
@@ -7,6 +10,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <string>
 
 #include "common/args.h"
@@ -25,9 +29,119 @@ constexpr int64_t kRowsPerBlock = 32;
 constexpr int kMaxParamGroups = 32;
 constexpr int kMinParamColumns = 8;
 constexpr int kMinParamThreads = 256;
+// The warp-per-row kernels: the longest row they take (32 registers a lane per row operand) and warps per block
+// (LN_ROW_WARPS; 4 spread bert's 512 rows over 128 of an H100's 132 SMs).
+constexpr int64_t kWarpCols = 1024;
+constexpr int64_t kRowWarps = 4;
 
 constexpr char kSource[] = R"CUDA(
 #define ROWS_PER_BLOCK 32
+#define LN_ROW_WARPS 4
+
+struct __align__(16) Float4 {
+  float v[4];
+};
+
+// A lane's share of a row of `cols` (at most 1024) values: groups of V consecutive values, group j at
+// column (j * 32 + lane) * V, so each load instruction of the warp reads 32 * V consecutive values. V == 4 needs
+// cols % 4 == 0 and p 16-byte aligned. Registers past the row's end are 0.
+template <int V>
+__device__ __forceinline__ void LoadShare(const float* p, int cols, int lane, float (&out)[32]) {
+#pragma unroll
+  for (int j = 0; j < 32 / V; ++j) {
+    const int k = (j * 32 + lane) * V;
+    if (k < cols) {
+      if constexpr (V == 4) {
+        const Float4 t = *(const Float4*)(p + k);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) out[j * 4 + i] = t.v[i];
+      } else {
+        out[j] = p[k];
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; ++i) out[j * V + i] = 0.0f;
+    }
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void StoreShare(float* p, int cols, int lane, const float (&in)[32]) {
+#pragma unroll
+  for (int j = 0; j < 32 / V; ++j) {
+    const int k = (j * 32 + lane) * V;
+    if (k < cols) {
+      if constexpr (V == 4) {
+        Float4 t;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) t.v[i] = in[j * 4 + i];
+        *(Float4*)(p + k) = t;
+      } else {
+        p[k] = in[j];
+      }
+    }
+  }
+}
+
+// Whether register e of a lane's share holds a value of the row.
+template <int V>
+__device__ __forceinline__ bool InRow(int e, int cols, int lane) {
+  return ((e / V) * 32 + lane) * V < cols;
+}
+
+// One warp per row. Four double partial sums per lane (register e adds to sum e % 4) keep four additions in
+// flight; w and b are the same columns for every row of a lane, so they are read once.
+template <int V>
+__device__ __forceinline__ void ForwardWarpRows(int64 rows, int cols, const float* x, const float* w, const float* b,
+                                                float eps, float* y, float* mean, float* rstd) {
+  const int lane = threadIdx.x & 31;
+  float ws[32], bs[32];
+  if (w != 0) LoadShare<V>(w, cols, lane, ws);
+  if (b != 0) LoadShare<V>(b, cols, lane, bs);
+  for (int64 r = (int64)blockIdx.x * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows;
+       r += (int64)gridDim.x * LN_ROW_WARPS) {
+    float v[32];
+    LoadShare<V>(x + r * cols, cols, lane, v);
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      if (InRow<V>(e, cols, lane)) s[e % 4] += v[e];
+    }
+    const double mu = WarpSumDouble((s[0] + s[1]) + (s[2] + s[3])) / cols;
+    double q[4] = {0.0, 0.0, 0.0, 0.0};
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      if (InRow<V>(e, cols, lane)) {
+        const double d = v[e] - mu;
+        q[e % 4] += d * d;
+      }
+    }
+    const double var = WarpSumDouble((q[0] + q[1]) + (q[2] + q[3])) / cols;
+    const float m = (float)mu;
+    const float rs = (float)(1.0 / sqrt(var + (double)eps));
+    if (lane == 0) {
+      mean[r] = m;
+      rstd[r] = rs;
+    }
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      float o = __fmul_rn(__fsub_rn(v[e], m), rs);
+      if (w != 0) o = __fmul_rn(o, ws[e]);
+      if (b != 0) o = __fadd_rn(o, bs[e]);
+      v[e] = o;
+    }
+    StoreShare<V>(y + r * cols, cols, lane, v);
+  }
+}
+
+// vec: cols % 4 == 0 and x, w, b, y 16-byte aligned. Blocks of LN_ROW_WARPS warps (the bound below).
+extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int64 rows, int64 cols, int vec,
+                                                                          const float* x, const float* w,
+                                                                          const float* b, float eps, float* y,
+                                                                          float* mean, float* rstd) {
+  if (vec) ForwardWarpRows<4>(rows, (int)cols, x, w, b, eps, y, mean, rstd);
+  else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd);
+}
 
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_forward(int64 rows, int64 cols, const float* x, const float* w,
                                                  const float* b, float eps, float* y, float* mean, float* rstd) {
@@ -112,7 +226,49 @@ extern "C" __global__ __launch_bounds__(256) void ft_layer_norm_params(int64 row
   }
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; one block per row.
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; one warp per row,
+// g and xhat kept in registers between the sums and dx. Each lane writes only the values it read, so dx may
+// alias dy.
+template <int V>
+__device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const float* x, const float* dy, const float* w,
+                                                 const float* mean, const float* rstd, float* dx) {
+  const int lane = threadIdx.x & 31;
+  float ws[32];
+  if (w != 0) LoadShare<V>(w, cols, lane, ws);
+  for (int64 r = (int64)blockIdx.x * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows;
+       r += (int64)gridDim.x * LN_ROW_WARPS) {
+    const float m = mean[r], rs = rstd[r];
+    float g[32], xh[32];
+    LoadShare<V>(dy + r * cols, cols, lane, g);
+    LoadShare<V>(x + r * cols, cols, lane, xh);
+    float sg[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sgx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      if (w != 0) g[e] = g[e] * ws[e];
+      xh[e] = (xh[e] - m) * rs;
+      if (InRow<V>(e, cols, lane)) {
+        sg[e % 4] += g[e];
+        sgx[e % 4] += g[e] * xh[e];
+      }
+    }
+    const float a = WarpSum((sg[0] + sg[1]) + (sg[2] + sg[3])) / (float)cols;
+    const float c = WarpSum((sgx[0] + sgx[1]) + (sgx[2] + sgx[3])) / (float)cols;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) g[e] = (g[e] - a - xh[e] * c) * rs;
+    StoreShare<V>(dx + r * cols, cols, lane, g);
+  }
+}
+
+// vec: cols % 4 == 0 and x, dy, w, dx 16-byte aligned.
+extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_backward_warp(int64 rows, int64 cols, int vec,
+                                                                           const float* x, const float* dy,
+                                                                           const float* w, const float* mean,
+                                                                           const float* rstd, float* dx) {
+  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx);
+  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx);
+}
+
+// The same for rows longer than kWarpCols, one block per row.
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_backward(int64 rows, int64 cols, const float* x, const float* dy,
                                                   const float* w, const float* mean, const float* rstd, float* dx) {
   __shared__ float scratch[32];
@@ -153,6 +309,17 @@ uint64_t OptionalOutput(const Napi::CallbackInfo& info, int index, const char* n
   return DeviceElements<float>(info, GetDeviceBuffer(info, index, name), 0, count, name);
 }
 
+// Whether the warp kernels may read and write every row 16 bytes at a time: each row start 16-byte aligned
+// (null operands count as aligned).
+int Vectorizable(int64_t cols, std::initializer_list<uint64_t> operands) {
+  bool aligned = cols % 4 == 0;
+  for (uint64_t p : operands) aligned = aligned && p % 16 == 0;
+  return aligned ? 1 : 0;
+}
+
+// kRowWarps rows per block, capped as RowGrid caps (the kernels loop over rows beyond it).
+Dim3 WarpRowGrid(int64_t rows) { return Blocks(std::min(kMaxRowBlocks, (rows + kRowWarps - 1) / kRowWarps)); }
+
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -167,6 +334,12 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   uint64_t mean = DeviceElements<float>(info, GetDeviceBuffer(info, 11, "mean"), 0, rows, "mean");
   uint64_t rstd = DeviceElements<float>(info, GetDeviceBuffer(info, 12, "rstd"), 0, rows, "rstd");
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormForward: cols must be > 0");
+  if (cols <= kWarpCols) {
+    int vec = Vectorizable(cols, {x, w, b, y});
+    void* args[] = {&rows, &cols, &vec, &x, &w, &b, &eps, &y, &mean, &rstd};
+    Launch(env, Kernel(env, "ft_layer_norm_forward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
+    return env.Undefined();
+  }
   void* args[] = {&rows, &cols, &x, &w, &b, &eps, &y, &mean, &rstd};
   Launch(env, Kernel(env, "ft_layer_norm_forward"), RowGrid(rows), RowThreads(cols), 0, args);
   return env.Undefined();
@@ -195,6 +368,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     void* args[] = {&rows, &cols, &tc, &groups, &x, &dy, &mean, &rstd, &dw, &db};
     Launch(env, Kernel(env, "ft_layer_norm_params"), Blocks(std::min(kMaxBlocks, (cols + tc - 1) / tc)),
            Blocks(tc * groups), 0, args);
+  }
+  if (cols <= kWarpCols) {
+    int vec = Vectorizable(cols, {x, dy, w, dx});
+    void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx};
+    Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
+    return env.Undefined();
   }
   void* args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx};
   Launch(env, Kernel(env, "ft_layer_norm_backward"), RowGrid(rows), RowThreads(cols), 0, args);
