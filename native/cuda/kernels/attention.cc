@@ -261,6 +261,20 @@ __device__ __forceinline__ void Zero(float (&acc)[FT_ATTN_ROWS][C]) {
   }
 }
 
+// The key tile from t0 as the forward and dq kernels read it: each of the warp's rows' mask value for this lane's
+// key (requested before the barrier), the tile's k and v rows in shared memory, and the lane's keep bits.
+template <int kThreads>
+__device__ __forceinline__ uint32 KeyTile(const Attention& a, const Operands& o, const Rows (&tiles)[2], int64 b,
+                                          int64 h, int64 bh, int64 sw, int64 t0, int lane, int D,
+                                          float (&bias)[FT_ATTN_ROWS]) {
+#pragma unroll
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, sw + r, t0 + lane);
+  __syncthreads();
+  LoadRows<2, kThreads>(tiles, FT_ATTN_TILE, t0, a.T, D);
+  __syncthreads();
+  return KeepKeys(a, bh, sw, t0, lane);
+}
+
 template <int C>
 __device__ __forceinline__ void Forward(Attention a, const Operands& o, float* out, float* lse) {
   constexpr int kMaxD = Dims<C>::kMaxD, kPitch = Dims<C>::kPitch;
@@ -289,12 +303,7 @@ __device__ __forceinline__ void Forward(Attention a, const Operands& o, float* o
   for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
     const int64 t = t0 + lane;
     float bias[FT_ATTN_ROWS];
-#pragma unroll
-    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, sw + r, t);
-    __syncthreads();
-    LoadRows<2, FT_ATTN_FWD_THREADS>(tiles, FT_ATTN_TILE, t0, a.T, D);
-    __syncthreads();
-    const uint32 keep = KeepKeys(a, bh, sw, t0, lane);
+    const uint32 keep = KeyTile<FT_ATTN_FWD_THREADS>(a, o, tiles, b, h, bh, sw, t0, lane, D, bias);
     float dot[FT_ATTN_ROWS] = {};
 #pragma unroll 4
     for (int d4 = 0; d4 < D4; ++d4) {
@@ -381,12 +390,7 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
   for (int64 t0 = 0; t0 < a.T; t0 += FT_ATTN_TILE) {
     const int64 t = t0 + lane;
     float bias[FT_ATTN_ROWS];
-#pragma unroll
-    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, sw + r, t);
-    __syncthreads();
-    LoadRows<2, FT_ATTN_BWD_THREADS>(tiles, FT_ATTN_TILE, t0, a.T, D);
-    __syncthreads();
-    const uint32 keep = KeepKeys(a, bh, sw, t0, lane);
+    const uint32 keep = KeyTile<FT_ATTN_BWD_THREADS>(a, o, tiles, b, h, bh, sw, t0, lane, D, bias);
     float qk[FT_ATTN_ROWS] = {}, dov[FT_ATTN_ROWS] = {};
 #pragma unroll 2
     for (int d4 = 0; d4 < D4; ++d4) {
