@@ -27,7 +27,11 @@ export function gradNorm(grads: Tensor[]): number {
 export function clip_grad_norm_(parameters: Iterable<Tensor> | Tensor, max_norm: number, norm_type = 2, error_if_nonfinite = false): Tensor {
   if (norm_type !== 2) throw new Error(`clip_grad_norm_: norm_type ${norm_type} is not supported (only 2)`);
   const grads = gradsOf(parameters);
-  if (grads.length > 0 && grads[0].device.type === "cuda" && !error_if_nonfinite) return clipOnDevice(grads, max_norm);
+  if (grads.length > 0 && grads[0].device.type === "cuda" && !error_if_nonfinite) {
+    const norm = Tensor.empty([], float32, grads[0].device);
+    clipOnDevice(grads, max_norm, norm);
+    return norm;
+  }
   const total = gradNorm(grads);
   if (error_if_nonfinite && !Number.isFinite(total)) {
     throw new Error(`The total norm of order ${norm_type} for gradients from \`parameters\` is non-finite, so it cannot be clipped. To disable this error and scale the gradients by the non-finite norm anyway, set \`error_if_nonfinite=False\``);
@@ -54,20 +58,18 @@ export function scaleGrads(grads: Tensor[], factor: number): void {
  */
 export function clip_grad_norm_deferred(parameters: Iterable<Tensor> | Tensor, max_norm: number, norm: Tensor, coef: Tensor): void {
   const grads = gradsOf(parameters);
-  if (grads.length > 0 && grads[0].device.type === "cuda") {
-    native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, norm.offset, coef.buffer, coef.offset);
-    return;
-  }
+  if (grads.length > 0 && grads[0].device.type === "cuda") return clipOnDevice(grads, max_norm, norm, coef);
   const total = gradNorm(grads);
   norm.fill_(total);
   coef.fill_(clipFactor(max_norm, total));
 }
 
-/** The norm and the factor stay on the GPU (the same roundings as above), so a CUDA graph can capture the clipping. */
-function clipOnDevice(grads: Tensor[], max_norm: number): Tensor {
-  const norm = Tensor.empty([], float32, grads[0].device);
-  native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, 0);
-  return norm;
+/**
+ * The norm and the factor stay on the GPU (the same roundings as above), so a CUDA graph can capture the clipping:
+ * the gradients are scaled, or with `coef` the factor is written there and nothing is scaled.
+ */
+function clipOnDevice(grads: Tensor[], max_norm: number, norm: Tensor, coef?: Tensor): void {
+  native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, norm.offset, coef?.buffer, coef?.offset);
 }
 
 export function clip_grad_value_(parameters: Iterable<Tensor> | Tensor, clip_value: number): void {

@@ -4,7 +4,7 @@ import { float32 } from "../tensor/dtype.js";
 import { checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
 import { Optimizer, type ParamGroup, type ParamsArg } from "./optimizer.js";
-import { scaleGrads } from "../nn/utils.js";
+import { gradsOf, scaleGrads } from "../nn/utils.js";
 
 export interface AdamWOptions {
   lr?: number;
@@ -44,7 +44,7 @@ export class AdamW extends Optimizer {
   step_clipped(clip_coef: Tensor): void {
     if (clip_coef.device.type !== "cuda") {
       const factor = clip_coef.item();
-      const grads = this.param_groups.flatMap((g) => g.params).map((p) => p.grad).filter((g): g is Tensor => g !== null);
+      const grads = gradsOf(this.param_groups.flatMap((g) => g.params), "AdamW.step_clipped");
       if (factor < 1 && grads.length > 0) scaleGrads(grads, factor);
       return this.step();
     }

@@ -8,8 +8,10 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/args.h"
@@ -39,6 +41,21 @@ inline Dim3 GridFor(int64_t n, int threads = kThreads) {
 }
 
 inline Dim3 RowGrid(int64_t rows) { return Blocks(std::min<int64_t>(kMaxRowBlocks, rows)); }
+
+// Every view one dimension of unit stride after Coalesce: the *_contiguous kernels apply.
+template <size_t N>
+bool Contiguous(const std::array<Layout, N>& layouts) {
+  return std::all_of(layouts.begin(), layouts.end(), [](const Layout& l) { return l.rank == 1 && l.strides[0] == 1; });
+}
+
+// The vectorised kernels' `vector` flag: every address a multiple of its byte count (four elements of its type;
+// a null operand counts as aligned).
+inline int Aligned(std::initializer_list<std::pair<uint64_t, uint64_t>> address_bytes) {
+  return std::all_of(address_bytes.begin(), address_bytes.end(), [](auto p) { return p.first % p.second == 0; });
+}
+
+// A thread for every four elements when vectorised, else one for every element.
+inline Dim3 ContiguousGrid(int64_t n, int vector) { return GridFor(vector ? (n + 3) / 4 : n); }
 
 // Threads for a row kernel: a warp multiple up to 1024 (the block reductions need whole warps), enough for
 // one element per thread on short rows.

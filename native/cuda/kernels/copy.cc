@@ -270,16 +270,17 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   uint64_t d = DeviceElementsBytes(info, dst, doff, StridedExtent(info, shape, dstr, "dst"), ItemSize(ddt), "dst");
   int64_t n = Numel(shape);
   if (n == 0) return env.Undefined();
-  auto [sl, dl] = Coalesce<2>(shape, {&sstr, &dstr});
-  const bool contiguous = sl.rank == 1 && sl.strides[0] == 1 && dl.strides[0] == 1;
+  const auto layouts = Coalesce<2>(shape, {&sstr, &dstr});
+  const bool contiguous = Contiguous(layouts);
+  auto [sl, dl] = layouts;
   if (contiguous && sdt == ddt) {
     CopyDeviceToDevice(env, d, s, static_cast<size_t>(n) * ItemSize(sdt));
     return env.Undefined();
   }
   if (contiguous) {
-    int vector = s % (4 * ItemSize(sdt)) == 0 && d % (4 * ItemSize(ddt)) == 0 ? 1 : 0;
+    int vector = Aligned({{s, 4 * ItemSize(sdt)}, {d, 4 * ItemSize(ddt)}});
     void* args[] = {&n, &s, &sdt, &d, &ddt, &vector};
-    Launch(env, Kernel(env, "ft_copy_contiguous"), GridFor(vector ? (n + 3) / 4 : n), Blocks(kThreads), 0, args);
+    Launch(env, Kernel(env, "ft_copy_contiguous"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
     return env.Undefined();
   }
   int vector = InFours(sl, s, ItemSize(sdt)) && InFours(dl, d, ItemSize(ddt)) ? 1 : 0;

@@ -217,20 +217,6 @@ CUfunction Kernel(Napi::Env env, const char* name) {
   return GetKernel(env, "elementwise", source, name);
 }
 
-// Every view one dimension of unit stride after Coalesce: the *_contiguous kernels apply.
-template <size_t N>
-bool Contiguous(const std::array<Layout, N>& layouts) {
-  return std::all_of(layouts.begin(), layouts.end(), [](const Layout& l) { return l.rank == 1 && l.strides[0] == 1; });
-}
-
-// The contiguous kernels' `vector` flag: every address a multiple of `bytes` (four elements of its type).
-int Aligned(std::initializer_list<std::pair<uint64_t, uint64_t>> address_bytes) {
-  return std::all_of(address_bytes.begin(), address_bytes.end(), [](auto p) { return p.first % p.second == 0; });
-}
-
-// A thread for every four elements when vectorised, else one for every element.
-Dim3 ContiguousGrid(int64_t n, int vector) { return GridFor(vector ? (n + 3) / 4 : n); }
-
 // binary and compare: out[i] = op(a[i], b[i]) over three views of one shape, out of type Out (float, or uint8 for
 // the comparisons).
 template <typename Out>

@@ -311,10 +311,8 @@ uint64_t OptionalOutput(const Napi::CallbackInfo& info, int index, const char* n
 
 // Whether the warp kernels may read and write every row 16 bytes at a time: each row start 16-byte aligned
 // (null operands count as aligned).
-int Vectorizable(int64_t cols, std::initializer_list<uint64_t> operands) {
-  bool aligned = cols % 4 == 0;
-  for (uint64_t p : operands) aligned = aligned && p % 16 == 0;
-  return aligned ? 1 : 0;
+int Vectorizable(int64_t cols, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+  return cols % 4 == 0 && Aligned({{a, 16}, {b, 16}, {c, 16}, {d, 16}});
 }
 
 // kRowWarps rows per block, capped as RowGrid caps (the kernels loop over rows beyond it).
@@ -335,7 +333,7 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   uint64_t rstd = DeviceElements<float>(info, GetDeviceBuffer(info, 12, "rstd"), 0, rows, "rstd");
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormForward: cols must be > 0");
   if (cols <= kWarpCols) {
-    int vec = Vectorizable(cols, {x, w, b, y});
+    int vec = Vectorizable(cols, x, w, b, y);
     void* args[] = {&rows, &cols, &vec, &x, &w, &b, &eps, &y, &mean, &rstd};
     Launch(env, Kernel(env, "ft_layer_norm_forward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
     return env.Undefined();
@@ -370,7 +368,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
            Blocks(tc * groups), 0, args);
   }
   if (cols <= kWarpCols) {
-    int vec = Vectorizable(cols, {x, dy, w, dx});
+    int vec = Vectorizable(cols, x, dy, w, dx);
     void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx};
     Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
     return env.Undefined();
