@@ -37,7 +37,10 @@ export function withScope<T>(fn: () => T): T {
     throw err;
   }
   stack.pop();
-  closeScope(scope, collectTensors(result));
+  const keep = collectTensors(result);
+  // a kept tensor's 16-bit copy (amp/lowp_copy.ts) lives as long as it does
+  for (const t of [...keep]) if (t._lowp) keep.add(t._lowp.copy);
+  closeScope(scope, keep);
   return result;
 }
 

@@ -7,6 +7,8 @@ import { cudaInfo, cudaUnavailableReason } from "./cuda.js";
 
 export class Storage {
   private refs = 1;
+  /** Counts the in-place writes through the public API (copy_, fill_, add_, ...): copies made before are stale. */
+  version = 0;
 
   private constructor(
     readonly buffer: ArrayBuffer,

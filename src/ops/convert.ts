@@ -112,6 +112,7 @@ function checkInplace(dst: Tensor): void {
         : "in-place operations on tensors that are part of an autograd graph are not supported; use the out-of-place form",
     );
   }
+  dst.storage.version++;
 }
 
 /** Reads one value. */

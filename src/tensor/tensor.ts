@@ -9,6 +9,7 @@ import { backward as runBackward, type BackwardOptions } from "../autograd/engin
 import { contiguousStrides, formatShape } from "./shape.js";
 import * as ops from "../ops/index.js";
 import { formatTensor } from "./format.js";
+import { releaseLowpCopy } from "../amp/lowp_copy.js";
 import type { IndexSpec } from "../ops/view.js";
 
 const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release());
@@ -26,6 +27,8 @@ export class Tensor {
   _graphOwned = false;
   _persistent = false;
   _disposed = false;
+  /** the 16-bit copy autocast's products read instead of casting this tensor (amp/lowp_copy.ts) */
+  _lowp: { copy: Tensor; version: number } | null = null;
 
   constructor(
     readonly storage: Storage,
@@ -129,6 +132,8 @@ export class Tensor {
     this._disposed = true;
     finalizer.unregister(this);
     this.storage.release();
+    if (this._lowp) releaseLowpCopy(this._lowp.copy);
+    this._lowp = null;
   }
 
   requires_grad_(requires_grad = true): this {

@@ -1,0 +1,27 @@
+// A float32 tensor's 16-bit copy, written by the kernel that produced the tensor (or by the optimizer that updated
+// a parameter) in the same pass, so that autocast's matrix products read it instead of launching a cast. PyTorch
+// has no such thing: its autocast casts every operand again. The copy is valid while the tensor's memory has not
+// been written in place since (Storage.version, bumped by copy_, fill_, add_ and the other in-place methods); it
+// lives as long as the tensor, or, when a graph node saved it, until backward() releases it.
+import type { DType } from "../tensor/dtype.js";
+import type { Tensor } from "../tensor/tensor.js";
+
+/** Records `copy` (same shape, contiguous, a 16-bit dtype) as `t`'s values now; `t` owns it from here on. */
+export function attachLowpCopy(t: Tensor, copy: Tensor): void {
+  if (t._lowp && t._lowp.copy !== copy) releaseLowpCopy(t._lowp.copy);
+  t._lowp = { copy, version: t.storage.version };
+}
+
+/** `t`'s 16-bit copy in `dtype` when it still holds t's values, else null. */
+export function lowpCopyOf(t: Tensor, dtype: DType): Tensor | null {
+  const entry = t._lowp;
+  if (!entry || entry.copy.dtype !== dtype || entry.copy._disposed || entry.version !== t.storage.version) return null;
+  return entry.copy;
+}
+
+/** A 16-bit copy dies with its tensor, unless a graph node saved it (backward() releases it then) or it is persistent. */
+export function releaseLowpCopy(copy: Tensor): void {
+  if (copy._persistent) return;
+  if (copy._savedCount > 0) copy._graphOwned = true;
+  else copy.dispose();
+}
