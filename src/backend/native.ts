@@ -190,6 +190,14 @@ export type Kernels = Pick<NativeAddon, KernelName>;
  * Without a usable GPU every function except the tf32 setting throws an Error with cudaInfo().reason.
  */
 export interface CudaAddon extends Kernels {
+  /** layerNormForward; under autocast `yLowp` (null for none) also receives y rounded to `lowpDtype` (F16 or BF16,
+   * numel elements from offset 0), the copy the next product reads (amp/lowp_copy.ts) */
+  layerNormForward(rows: number, cols: number, x: AB, xOff: number, w: AB | null, wOff: number, b: AB | null,
+    bOff: number, eps: number, y: AB, yOff: number, mean: AB, rstd: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
+  /** biasGelu; `yLowp` also receives y rounded to `lowpDtype`, and with `hLowp` h + bias is written there rounded
+   * instead of back to h (numel elements from offset 0 each; null for none) */
+  biasGelu(rows: number, cols: number, h: AB, hOff: number, bias: AB, biasOff: number, y: AB, yOff: number,
+    lowpDtype?: DTypeCode | null, yLowp?: AB | null, hLowp?: AB | null): void;
   /** device memory from the caching allocator, zero-filled unless `zero` is false */
   alloc(nbytes: number, zero?: boolean): AB;
   /** returns the memory to the cache now (stream order makes reuse safe); a second call is a no-op */

@@ -2,7 +2,9 @@
 // rounded back; integer and bool tensors (labels, masks, ids: small) take a plain JS path.
 import { Tensor, type TensorOrScalar } from "../tensor/tensor.js";
 import { DType, bool, float32, int64, promoteTypes } from "../tensor/dtype.js";
-import { BinaryOp, CompareOp, UnaryOp, UnaryGradOp } from "../backend/native.js";
+import { BinaryOp, CompareOp, UnaryOp, UnaryGradOp, native } from "../backend/native.js";
+import { attachLowpCopy } from "../amp/lowp_copy.js";
+import { emptyLowpCopy } from "./lowp_output.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides } from "../tensor/shape.js";
 import { convertContiguous, fromFlat, full } from "../tensor/creation.js";
@@ -259,12 +261,22 @@ export function gelu(t: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
   return unaryOp(op, "Gelu", t, (g, x) => rawUnaryGrad(gradOp, x, g));
 }
 
-/** GELU(h + bias) over the last dim, fused; h is a fresh contiguous [rows, cols] float32 tensor it may overwrite. */
+/**
+ * GELU(h + bias) over the last dim, fused; h is a fresh contiguous [rows, cols] float32 tensor it may overwrite.
+ * Under autocast on CUDA the result carries its 16-bit copy for the next product (amp/lowp_copy.ts).
+ */
 export function biasGeluInto(h: Tensor, bias: Tensor): Tensor {
   const cols = bias.numel();
   const rows = h.numel() / cols;
   const y = Tensor.empty(h.shape, float32, h.device);
-  backendFor(h).biasGelu(rows, cols, h.buffer, h.offset, bias.buffer, bias.offset, y.buffer, 0);
+  const args = [rows, cols, h.buffer, h.offset, bias.buffer, bias.offset, y.buffer, 0] as const;
+  const copy = emptyLowpCopy(y);
+  if (copy) {
+    native.cuda.biasGelu(...args, copy.dtype.code, copy.buffer);
+    attachLowpCopy(y, copy);
+  } else {
+    backendFor(h).biasGelu(...args);
+  }
   return y;
 }
 

@@ -3,6 +3,9 @@
 import { Tensor } from "../tensor/tensor.js";
 import { bool, float32, int64 } from "../tensor/dtype.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
+import { native } from "../backend/native.js";
+import { attachLowpCopy } from "../amp/lowp_copy.js";
+import { emptyLowpCopy } from "./lowp_output.js";
 import { normDim, numelOf, sameShape, formatShape } from "../tensor/shape.js";
 import { convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
@@ -110,12 +113,17 @@ export function layer_norm(x: Tensor, normalized_shape: readonly number[], weigh
   const y = Tensor.empty(x.shape, float32, x.device);
   const meanT = Tensor.empty([rows], float32, x.device);
   const rstd = Tensor.empty([rows], float32, x.device);
-  backendFor(y).layerNormForward(rows, cols, input.t.buffer, input.t.offset, w ? w.t.buffer : null, w ? w.t.offset : 0,
-    b ? b.t.buffer : null, b ? b.t.offset : 0, eps, y.buffer, 0, meanT.buffer, rstd.buffer);
+  const args = [rows, cols, input.t.buffer, input.t.offset, w ? w.t.buffer : null, w ? w.t.offset : 0,
+    b ? b.t.buffer : null, b ? b.t.offset : 0, eps, y.buffer, 0, meanT.buffer, rstd.buffer] as const;
+  // y is the layer's result only when x is float32 (else it is rounded to x's dtype)
+  const copy = x.dtype === float32 ? emptyLowpCopy(y) : null;
+  if (copy) native.cuda.layerNormForward(...args, copy.dtype.code, copy.buffer);
+  else backendFor(y).layerNormForward(...args);
   if (w) release(w);
   if (b) release(b);
   const saved = input.owned ? input.t : x;
   const out = restoreDtype(y, x.dtype);
+  if (copy) attachLowpCopy(out, copy);
   const needs = { w: weight?.requires_grad ?? false, b: bias?.requires_grad ?? false };
   const result = record(out, "NativeLayerNorm", [x, weight, bias], (g) => {
     const gy = f32(g);

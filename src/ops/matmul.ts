@@ -5,6 +5,7 @@
 import { Tensor } from "../tensor/tensor.js";
 import { DType, float32 } from "../tensor/dtype.js";
 import { autocastOperandDtype } from "../amp/autocast_mode.js";
+import { lowpCopyOf } from "../amp/lowp_copy.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, numelOf } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
@@ -40,15 +41,22 @@ function castTo(t: Tensor, dtype: DType): Tensor {
   return t.dtype === dtype ? t : convertContiguous(t, dtype);
 }
 
-/** `t` contiguous in `dtype`: itself when it already is, else a converted copy (no autograd). */
+/**
+ * `t` contiguous in `dtype`: itself when it already is, the 16-bit copy that the kernel which produced t wrote
+ * (amp/lowp_copy.ts) while it holds t's values, else a converted copy (no autograd).
+ */
 function contiguousAs(t: Tensor, dtype: DType): Tensor {
-  return t.dtype === dtype && t.is_contiguous() ? t : convertContiguous(t, dtype);
+  if (t.dtype === dtype && t.is_contiguous()) return t;
+  return lowpCopyOf(t, dtype) ?? convertContiguous(t, dtype);
 }
 
-/** Releases the operand copies a product made, unless its graph node saved them for the backward. */
+/**
+ * Releases the operand copies a product made, unless its graph node saved them for the backward; a copy the
+ * original carries (amp/lowp_copy.ts) is the original's to release.
+ */
 function releaseCopies(result: Tensor, copies: [copy: Tensor, original: Tensor][]): void {
   if (result.requires_grad) return;
-  for (const [copy, original] of copies) if (copy !== original) copy.dispose();
+  for (const [copy, original] of copies) if (copy !== original && original._lowp?.copy !== copy) copy.dispose();
 }
 
 /**

@@ -8,7 +8,9 @@ import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import type { DType } from "../../src/tensor/dtype.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
+import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
 import { maxAbsDiff, maxAbs } from "../helpers/compare.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
@@ -36,5 +38,74 @@ test("autocast products and gradients on CUDA equal the CPU's from the same 16-b
     const cpu = run("cpu");
     const cuda = run("cuda");
     ["linear", "linear_gelu", "matmul", "dx", "dW", "db", "dk"].forEach((name, i) => within(cuda[i]!, cpu[i]!, 1e-4, `${dtype} ${name}`));
+  }
+});
+
+/** t's 16-bit copy, asserted to hold exactly t's values rounded to `dtype` (as a cast rounds them). */
+function exactCopy(t: Tensor, dtype: DType, label: string): Tensor {
+  const copy = lowpCopyOf(t, dtype);
+  assert.ok(copy, `${label}: no ${dtype} copy`);
+  assert.deepEqual(copy.cpu().float().data(), t.cpu().to(dtype).float().data(), `${label}: the copy is not t rounded`);
+  return copy;
+}
+
+test("under autocast, layer_norm and linear_gelu write their results' 16-bit copies, which linear reads while valid", { skip: SKIP }, () => {
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    const g = new torch.Generator().manual_seed(5);
+    const x = torch.randn([3, 5, 24], { generator: g }).cuda();
+    const [lnw, lnb] = [torch.randn([24], { generator: g }).cuda(), torch.randn([24], { generator: g }).cuda()];
+    const w = torch.randn([40, 24], { generator: g }).mul(0.2).cuda();
+    const w2 = torch.randn([24, 40], { generator: g }).mul(0.2).cuda();
+    const [b, b2] = [torch.randn([40], { generator: g }).cuda(), torch.randn([24], { generator: g }).cuda()];
+    torch.no_grad(() => torch.autocast("cuda", { dtype }, () => {
+      const h = F.layer_norm(x, [24], lnw, lnb);
+      exactCopy(h, dtype, `${dtype} layer_norm`);
+      // rows that are not read four values at a time, and rows longer than a warp takes (one block each)
+      for (const cols of [22, 1100]) exactCopy(F.layer_norm(torch.randn([3, cols], { generator: g }).cuda(), [cols]), dtype, `${dtype} layer_norm of ${cols}`);
+      const viaCopy = F.linear(h, w, b);
+      assert.ok(lowpCopyOf(h, dtype), `${dtype}: linear released the copy its input owns`);
+      assert.deepEqual(viaCopy.cpu().data(), F.linear(h.clone(), w, b).cpu().data(), `${dtype}: linear on the copy`);
+      const z = linear_gelu(h, w, b);
+      exactCopy(z, dtype, `${dtype} linear_gelu`);
+      exactCopy(linear_gelu(h, w.narrow(0, 0, 38), b.narrow(0, 0, 38).contiguous()), dtype, `${dtype} linear_gelu of 38 features`);
+      assert.deepEqual(F.linear(z, w2, b2).cpu().data(), F.linear(z.clone(), w2, b2).cpu().data(), `${dtype}: linear on linear_gelu's copy`);
+      // the product reads the copy, not a cast of h: a changed copy changes it
+      lowpCopyOf(h, dtype)!.fill_(0);
+      assert.deepEqual(F.linear(h, w, b).cpu().data(), b.expand([3, 5, 40]).cpu().contiguous().data(), `${dtype}: linear ignored the copy`);
+      // an in-place write to h invalidates its copy: the product casts h's new values
+      h.mul_(0.5);
+      assert.equal(lowpCopyOf(h, dtype), null, `${dtype}: the copy survived an in-place write`);
+      assert.deepEqual(F.linear(h, w, b).cpu().data(), F.linear(h.clone(), w, b).cpu().data(), `${dtype}: linear after the write`);
+    }));
+    // no copy outside autocast
+    assert.equal(F.layer_norm(x, [24], lnw, lnb)._lowp, null);
+  }
+});
+
+test("a BERT block's chain (layer_norm -> linears, linear_gelu -> linear) on the 16-bit copies trains as on the CPU", { skip: SKIP }, () => {
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    const g = new torch.Generator().manual_seed(9);
+    const init = [
+      torch.randn([4, 33, 48], { generator: g }), torch.randn([48], { generator: g }), torch.randn([48], { generator: g }),
+      torch.randn([48, 48], { generator: g }).mul(0.1), torch.randn([48], { generator: g }),
+      torch.randn([96, 48], { generator: g }).mul(0.1), torch.randn([96], { generator: g }),
+      torch.randn([48, 96], { generator: g }).mul(0.1), torch.randn([48], { generator: g }),
+    ];
+    const run = (device: string) => {
+      const p = init.map((t) => t.detach().to(device).requires_grad_());
+      const [x, lnw, lnb, wq, bq, wi, bi, wo, bo] = p as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+      const out = torch.autocast(device, { dtype }, () => {
+        const h = F.layer_norm(x, [48], lnw, lnb);
+        const q = F.linear(h, wq, bq);
+        const k = F.linear(h, wq, bq);
+        const inter = linear_gelu(h, wi, bi);
+        return F.linear(inter, wo, bo).add(q.mul(k));
+      });
+      out.mul(out).sum().backward();
+      return [out, ...p.map((t) => t.grad!)];
+    };
+    const cpu = run("cpu");
+    const cuda = run("cuda");
+    ["out", "dx", "dlnw", "dlnb", "dwq", "dbq", "dwi", "dbi", "dwo", "dbo"].forEach((name, i) => within(cuda[i]!, cpu[i]!, 1e-4, `${dtype} ${name}`));
   }
 });

@@ -103,6 +103,22 @@ std::array<Layout, N> Coalesce(const std::vector<int64_t>& shape,
   return l;
 }
 
+// The optional 16-bit copy of a kernel's float32 result that autocast's products read (src/amp/lowp_copy.ts):
+// the dtype code (F16 or BF16) at argument `index`, then one or more outputs after it, each a device buffer of
+// `count` 16-bit elements from offset 0, or null / absent for none.
+inline int LowpDtypeAt(const Napi::CallbackInfo& info, int index) {
+  if (info[index].IsNull() || info[index].IsUndefined()) return -1;
+  const int64_t dt = GetInt(info, index, "lowpDtype");
+  if (dt != kF16 && dt != kBF16) throw Napi::RangeError::New(info.Env(), ArgName(index, "lowpDtype") + " must be float16 or bfloat16");
+  return static_cast<int>(dt);
+}
+
+inline uint64_t LowpOutputAt(const Napi::CallbackInfo& info, int index, const char* name, int lowp_dtype, int64_t count) {
+  if (info[index].IsNull() || info[index].IsUndefined()) return 0;
+  if (lowp_dtype < 0) throw Napi::TypeError::New(info.Env(), ArgName(index, name) + " needs a lowpDtype");
+  return DeviceElements<uint16_t>(info, GetDeviceBuffer(info, index, name), 0, count, name);
+}
+
 // A strided float32 (or T) view read from arguments index (buffer), index + 1 (offset), index + 2 (strides),
 // bounds-checked against `shape`; returns its device address and fills `strides`.
 template <typename T = float>

@@ -187,10 +187,21 @@ extern "C" __global__ void ft_where_contiguous(int64 n, const uint8* cond, const
   Map(n, vector, [](uint8 c, float x, float y) { return Where(c, x, y); }, out, cond, a, b);
 }
 
-// h[r, c] += bias[c] in place (the backward needs it), y = gelu(h). With `vector` (cols a multiple of four,
-// every address aligned to four elements) a thread takes four elements of one row per pass, one division for
-// the four.
-extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y, int vector) {
+// h[r, c] += bias[c] in place (the backward needs it), y = gelu(h). Under autocast y_lowp (null for none)
+// receives y rounded to the 16-bit dtype lowp_dt, for the next product to read; with h_lowp, h + bias goes
+// there rounded instead of back to h (the backward then reads the 16-bit pre-activation). With `vector` (cols a
+// multiple of four, every address aligned to four elements) a thread takes four elements of one row per pass,
+// one division for the four.
+__device__ __forceinline__ void BiasGelu(float* h, const float* bias, float* y, uint16* y_lowp, uint16* h_lowp,
+                                         int lowp_dt, int64 i, int64 c) {
+  const float v = h[i] + bias[c], r = GeluErf(v);
+  if (h_lowp != 0) h_lowp[i] = F32ToLowp(v, lowp_dt); else h[i] = v;
+  y[i] = r;
+  if (y_lowp != 0) y_lowp[i] = F32ToLowp(r, lowp_dt);
+}
+
+extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y, int vector,
+                                        uint16* y_lowp, uint16* h_lowp, int lowp_dt) {
   const int64 n = rows * cols, groups = vector ? n >> 2 : 0;
   for (int64 g = GlobalThread(); g < groups; g += GridThreads()) {
     Pack4<float> v = ((Pack4<float>*)h)[g];
@@ -201,14 +212,12 @@ extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const 
       v.v[j] = v.v[j] + b.v[j];
       r.v[j] = GeluErf(v.v[j]);
     }
-    ((Pack4<float>*)h)[g] = v;
+    if (h_lowp != 0) StoreLowp4(h_lowp + 4 * g, lowp_dt, v.v[0], v.v[1], v.v[2], v.v[3]);
+    else ((Pack4<float>*)h)[g] = v;
     ((Pack4<float>*)y)[g] = r;
+    if (y_lowp != 0) StoreLowp4(y_lowp + 4 * g, lowp_dt, r.v[0], r.v[1], r.v[2], r.v[3]);
   }
-  for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads()) {
-    const float v = h[i] + bias[i % cols];
-    h[i] = v;
-    y[i] = GeluErf(v);
-  }
+  for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads()) BiasGelu(h, bias, y, y_lowp, h_lowp, lowp_dt, i, i % cols);
 }
 )CUDA";
 
@@ -346,8 +355,11 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   uint64_t bias =
       DeviceOperandAt<float>(info, 4, "bias", "biasOff", cols);
   uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", numel);
-  int vector = cols % 4 == 0 && Aligned({{h, 16}, {bias, 16}, {y, 16}});
-  void* args[] = {&rows, &cols, &h, &bias, &y, &vector};
+  int lowp_dt = LowpDtypeAt(info, 8);
+  uint64_t y_lowp = LowpOutputAt(info, 9, "yLowp", lowp_dt, numel);
+  uint64_t h_lowp = LowpOutputAt(info, 10, "hLowp", lowp_dt, numel);
+  int vector = cols % 4 == 0 && Aligned({{h, 16}, {bias, 16}, {y, 16}, {y_lowp, 8}, {h_lowp, 8}});
+  void* args[] = {&rows, &cols, &h, &bias, &y, &vector, &y_lowp, &h_lowp, &lowp_dt};
   Launch(env, Kernel(env, "ft_bias_gelu"), ContiguousGrid(numel, vector), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

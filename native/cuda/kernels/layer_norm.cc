@@ -83,6 +83,23 @@ __device__ __forceinline__ void StoreShare(float* p, int cols, int lane, const f
   }
 }
 
+// StoreShare's twin for the 16-bit copy of the row (autocast's products read it): the values rounded to dt, four
+// in one 8-byte store.
+template <int V>
+__device__ __forceinline__ void StoreLowpShare(uint16* p, int cols, int lane, int dt, const float (&in)[32]) {
+#pragma unroll
+  for (int j = 0; j < 32 / V; ++j) {
+    const int k = (j * 32 + lane) * V;
+    if (k < cols) {
+      if constexpr (V == 4) {
+        StoreLowp4(p + k, dt, in[j * 4], in[j * 4 + 1], in[j * 4 + 2], in[j * 4 + 3]);
+      } else {
+        p[k] = F32ToLowp(in[j], dt);
+      }
+    }
+  }
+}
+
 // Whether register e of a lane's share holds a value of the row.
 template <int V>
 __device__ __forceinline__ bool InRow(int e, int cols, int lane) {
@@ -93,7 +110,8 @@ __device__ __forceinline__ bool InRow(int e, int cols, int lane) {
 // flight; w and b are the same columns for every row of a lane, so they are read once.
 template <int V>
 __device__ __forceinline__ void ForwardWarpRows(int64 rows, int cols, const float* x, const float* w, const float* b,
-                                                float eps, float* y, float* mean, float* rstd) {
+                                                float eps, float* y, float* mean, float* rstd, uint16* lowp,
+                                                int lowp_dt) {
   const int lane = threadIdx.x & 31;
   float ws[32], bs[32];
   if (w != 0) LoadShare<V>(w, cols, lane, ws);
@@ -131,20 +149,24 @@ __device__ __forceinline__ void ForwardWarpRows(int64 rows, int cols, const floa
       v[e] = o;
     }
     StoreShare<V>(y + r * cols, cols, lane, v);
+    if (lowp != 0) StoreLowpShare<V>(lowp + r * cols, cols, lane, lowp_dt, v);
   }
 }
 
-// vec: cols % 4 == 0 and x, w, b, y 16-byte aligned. Blocks of LN_ROW_WARPS warps (the bound below).
+// vec: cols % 4 == 0, x, w, b, y 16-byte aligned and lowp 8-byte aligned. lowp (null for none) receives y
+// rounded to the 16-bit dtype lowp_dt. Blocks of LN_ROW_WARPS warps (the bound below).
 extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int64 rows, int64 cols, int vec,
                                                                           const float* x, const float* w,
                                                                           const float* b, float eps, float* y,
-                                                                          float* mean, float* rstd) {
-  if (vec) ForwardWarpRows<4>(rows, (int)cols, x, w, b, eps, y, mean, rstd);
-  else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd);
+                                                                          float* mean, float* rstd, uint16* lowp,
+                                                                          int lowp_dt) {
+  if (vec) ForwardWarpRows<4>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
+  else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
 }
 
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_forward(int64 rows, int64 cols, const float* x, const float* w,
-                                                 const float* b, float eps, float* y, float* mean, float* rstd) {
+                                                 const float* b, float eps, float* y, float* mean, float* rstd,
+                                                 uint16* lowp, int lowp_dt) {
   __shared__ double scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
@@ -169,6 +191,7 @@ extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_forward(int64 r
       if (w != 0) v = __fmul_rn(v, w[k]);
       if (b != 0) v = __fadd_rn(v, b[k]);
       yr[k] = v;
+      if (lowp != 0) lowp[r * cols + k] = F32ToLowp(v, lowp_dt);
     }
   }
 }
@@ -331,14 +354,16 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   uint64_t y = DeviceOperandAt<float>(info, 9, "y", "yOff", numel);
   uint64_t mean = DeviceElements<float>(info, GetDeviceBuffer(info, 11, "mean"), 0, rows, "mean");
   uint64_t rstd = DeviceElements<float>(info, GetDeviceBuffer(info, 12, "rstd"), 0, rows, "rstd");
+  int lowp_dt = LowpDtypeAt(info, 13);
+  uint64_t lowp = LowpOutputAt(info, 14, "yLowp", lowp_dt, numel);
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormForward: cols must be > 0");
   if (cols <= kWarpCols) {
-    int vec = Vectorizable(cols, x, w, b, y);
-    void* args[] = {&rows, &cols, &vec, &x, &w, &b, &eps, &y, &mean, &rstd};
+    int vec = Vectorizable(cols, x, w, b, y) && Aligned({{lowp, 8}});
+    void* args[] = {&rows, &cols, &vec, &x, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
     Launch(env, Kernel(env, "ft_layer_norm_forward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
     return env.Undefined();
   }
-  void* args[] = {&rows, &cols, &x, &w, &b, &eps, &y, &mean, &rstd};
+  void* args[] = {&rows, &cols, &x, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
   Launch(env, Kernel(env, "ft_layer_norm_forward"), RowGrid(rows), RowThreads(cols), 0, args);
   return env.Undefined();
 }
