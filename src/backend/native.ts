@@ -235,6 +235,12 @@ export interface CudaAddon extends Kernels {
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
     offset: number, out: AB, dout: AB, doutOff: number, lse: AB, dq: AB, dk: AB, dv: AB): void;
+  /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;
+   * pre float32 or 16-bit of `preDtype`, null for none), is written to `lowp` rounded to `lowpDtype` (F16 or BF16),
+   * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g and pre
+   * are contiguous [rows, cols] from their offsets, lowp [rows, cols] and sums [cols] from offset 0 */
+  castColumnSums(rows: number, cols: number, g: AB, gOff: number, pre: AB | null, preOff: number, preDtype: DTypeCode,
+    lowpDtype: DTypeCode, lowp: AB, sums: AB): void;
   /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
    * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU. With
    * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it) */

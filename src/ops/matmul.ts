@@ -12,7 +12,7 @@ import { convertContiguous } from "../tensor/creation.js";
 import { record } from "./record.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, rawUnaryGrad } from "./elementwise.js";
-import { UnaryGradOp } from "../backend/native.js";
+import { UnaryGradOp, native } from "../backend/native.js";
 
 /** How the GEMM reads a matrix (the last two dims of a tensor) without copying it. */
 interface Operand {
@@ -221,7 +221,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const { xs, ws } = linearOperands(x, weight);
   const result = linearResult(linearForward(xs, ws, bias), x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias?.requires_grad ?? false };
-  record(result, "Addmm", [x, weight, bias], (g) => linearBackward(g, xs.detach(), ws.detach(), needs), [xs, ws]);
+  record(result, "Addmm", [x, weight, bias], (g) => linearBackward(g, null, xs.detach(), ws.detach(), needs), [xs, ws]);
   releaseCopies(result, [[xs, x], [ws, weight]]);
   return result;
 }
@@ -234,20 +234,21 @@ export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   const preActivation = linearForward(xs, ws, null);
   const result = linearResult(biasGeluInto(preActivation, bias), x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad };
-  const out = record(result, "LinearGelu", [x, weight, bias], (g) => {
-    const dh = rawUnaryGrad(UnaryGradOp.GeluErf, preActivation, g);
-    return linearBackward(dh, xs.detach(), ws.detach(), needs);
-  }, [xs, ws, preActivation]);
+  const out = record(result, "LinearGelu", [x, weight, bias], (g) => linearBackward(g, preActivation, xs.detach(), ws.detach(), needs),
+    [xs, ws, preActivation]);
   if (!out.requires_grad) preActivation.dispose();
   releaseCopies(out, [[xs, x], [ws, weight]]);
   return out;
 }
 
-/** Gradients of x, W and b from g = dL/dy; the GEMMs read g in the dtype of the saved operands xs and ws. */
-function linearBackward(g: Tensor, xs: Tensor, ws: Tensor, needs: { x: boolean; weight: boolean; bias: boolean }): (Tensor | null)[] {
+/**
+ * Gradients of x, W and b from g = dL/dy, or for linear_gelu from g and the saved pre-activation (the gradient at
+ * the product then is dh = g * GELU'(pre)); the GEMMs read it in the dtype of the saved operands xs and ws.
+ */
+function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, needs: { x: boolean; weight: boolean; bias: boolean }): (Tensor | null)[] {
   const [outF, inF] = ws.shape;
   const rows = numelOf(xs.shape.slice(0, -1));
-  const gr = contiguousAs(g, xs.dtype);
+  const { gr, db } = productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
   const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
   if (needs.x) {
@@ -263,16 +264,39 @@ function linearBackward(g: Tensor, xs: Tensor, ws: Tensor, needs: { x: boolean; 
     gemmInto(gr2d, true, xs2d, false, dw, 0);
     xs2d.dispose();
   }
-  let db: Tensor | null = null;
-  if (needs.bias) {
-    // the bias gradient sums the float32 g, not its 16-bit copy
-    const gf = gr.dtype === float32 ? gr : contiguousAs(g, float32);
-    const gf2d = gf._view([rows, outF], [outF, 1], gf.offset);
-    db = gf2d.sum(0);
-    gf2d.dispose();
-    if (gf !== g && gf !== gr) gf.dispose();
-  }
   gr2d.dispose();
   if (gr !== g) gr.dispose();
   return [dx, dw, db];
+}
+
+/**
+ * The gradient at a linear layer's product (g, or g * GELU'(pre)) contiguous in `read`, as its GEMMs read it,
+ * and when `needsBias` the bias gradient: the column sums of that gradient in float32, not of its 16-bit copy.
+ * Under autocast on CUDA one kernel reads g once for all of it.
+ */
+function productGradAndBiasGrad(g: Tensor, pre: Tensor | null, read: DType, cols: number, needsBias: boolean): { gr: Tensor; db: Tensor | null } {
+  const rows = g.numel() / cols;
+  if (g.device.type === "cuda" && read !== float32) {
+    const gf = contiguousAs(g, float32);
+    const gr = Tensor.empty(g.shape, read, g.device);
+    const sums = Tensor.empty([cols], float32, g.device);
+    native.cuda.castColumnSums(rows, cols, gf.buffer, gf.offset, pre?.buffer ?? null, pre?.offset ?? 0,
+      (pre ?? gf).dtype.code, read.code, gr.buffer, sums.buffer);
+    if (gf !== g) gf.dispose();
+    if (needsBias) return { gr, db: sums };
+    sums.dispose();
+    return { gr, db: null };
+  }
+  const dh = pre ? rawUnaryGrad(UnaryGradOp.GeluErf, pre, g) : g;
+  const gr = contiguousAs(dh, read);
+  let db: Tensor | null = null;
+  if (needsBias) {
+    const gf = gr.dtype === float32 ? gr : contiguousAs(dh, float32);
+    const gf2d = gf._view([rows, cols], [cols, 1], gf.offset);
+    db = gf2d.sum(0);
+    gf2d.dispose();
+    if (gf !== dh && gf !== gr) gf.dispose();
+  }
+  if (dh !== g && dh !== gr) dh.dispose();
+  return { gr, db };
 }

@@ -11,6 +11,8 @@ import type { Tensor } from "../../src/tensor/tensor.js";
 import type { DType } from "../../src/tensor/dtype.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
+import { native, UnaryGradOp } from "../../src/backend/native.js";
+import { rawUnaryGrad } from "../../src/ops/elementwise.js";
 import { maxAbsDiff, maxAbs } from "../helpers/compare.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
@@ -108,4 +110,29 @@ test("a BERT block's chain (layer_norm -> linears, linear_gelu -> linear) on the
     const cuda = run("cuda");
     ["out", "dx", "dlnw", "dlnb", "dwq", "dbq", "dwi", "dbi", "dwo", "dbo"].forEach((name, i) => within(cuda[i]!, cpu[i]!, 1e-4, `${dtype} ${name}`));
   }
+});
+
+test("castColumnSums reads a linear layer's gradient once: the cast and column sums of the unfused kernels", { skip: SKIP }, () => {
+  const g = new torch.Generator().manual_seed(11);
+  // [2100, 8] splits its rows into chunks (a second kernel adds the partials); 5 columns are fewer than a tile
+  for (const [rows, cols] of [[70, 40], [2100, 8], [3, 5]] as const) {
+    const grad = torch.randn([rows, cols], { generator: g }).mul(3).cuda();
+    const pre32 = torch.randn([rows, cols], { generator: g }).mul(2).cuda();
+    for (const dtype of [torch.bfloat16, torch.float16]) {
+      for (const pre of [null, pre32, pre32.to(torch.bfloat16), pre32.to(torch.float16)]) {
+        const label = `[${rows}, ${cols}] ${dtype}, pre ${pre?.dtype ?? "none"}`;
+        const dh = pre ? rawUnaryGrad(UnaryGradOp.GeluErf, pre.float(), grad) : grad;
+        const lowp = torch.empty([rows, cols], { dtype, device: "cuda" });
+        const sums = torch.empty([cols], { device: "cuda" });
+        native.cuda.castColumnSums(rows, cols, grad.buffer, grad.offset, pre?.buffer ?? null, pre?.offset ?? 0, (pre ?? grad).dtype.code,
+          dtype.code, lowp.buffer, sums.buffer);
+        assert.deepEqual(lowp.cpu().float().data(), dh.to(dtype).cpu().float().data(), `${label}: the 16-bit gradient`);
+        const expected = dh.sum(0);
+        if (cols >= 8) assert.deepEqual(sums.cpu().data(), expected.cpu().data(), `${label}: the column sums`);
+        else within(sums, expected.cpu(), 1e-6, `${label}: the column sums`);
+      }
+    }
+  }
+  assert.throws(() => native.cuda.castColumnSums(4, 4, torch.empty([4, 3], { device: "cuda" }).buffer, 0, null, 0, torch.float32.code,
+    torch.bfloat16.code, torch.empty([16], { dtype: torch.bfloat16, device: "cuda" }).buffer, torch.empty([4], { device: "cuda" }).buffer), RangeError);
 });

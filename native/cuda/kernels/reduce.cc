@@ -102,10 +102,11 @@ extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64
 // (u / tiles) % chunks of outer index u / (tiles * chunks). Thread (c, g) = (t % tc, t / tc) reads rows
 // g, g + groups, ... of its column (a row group's tc threads read tc consecutive floats); the groups' values are
 // then combined by a fixed tree in shared memory (groups is a power of 2), so the result is deterministic. With
-// one chunk it writes dst, else partial[(o * chunks + b) * inner + i] for ft_reduce_finish.
-extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op, int64 outer, int64 n, int64 inner,
-                                                                       int64 chunk, int64 chunks, int tc, int groups,
-                                                                       const float* src, double* partial, float* dst) {
+// one chunk it writes dst, else partial[(o * chunks + b) * inner + i] for ft_reduce_finish. load(e) gives the
+// value of src element e (the plain reduction reads it; ft_cast_column_sums also transforms and stores it).
+template <typename Load>
+__device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 inner, int64 chunk, int64 chunks,
+                                            int tc, int groups, Load load, double* partial, float* dst) {
   __shared__ double scratch[256];
   const int c = threadIdx.x % tc, g = threadIdx.x / tc;
   const int64 tiles = (inner + tc - 1) / tc;
@@ -115,9 +116,9 @@ extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op,
     const int64 k1 = min(n, (b + 1) * chunk);
     double acc = identity;
     if (i < inner) {
-      const float* x = src + o * n * inner + i;
+      const int64 e0 = o * n * inner + i;
 #pragma unroll 8
-      for (int64 k = b * chunk + g; k < k1; k += groups) acc = Combine(op, acc, (double)x[k * inner]);
+      for (int64 k = b * chunk + g; k < k1; k += groups) acc = Combine(op, acc, (double)load(e0 + k * inner));
     }
     __syncthreads();  // the previous tile's tree has read scratch
     scratch[threadIdx.x] = acc;
@@ -129,6 +130,32 @@ extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op,
       if (chunks == 1) dst[o * inner + i] = (float)acc; else partial[(o * chunks + b) * inner + i] = acc;
     }
   }
+}
+
+extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op, int64 outer, int64 n, int64 inner,
+                                                                       int64 chunk, int64 chunks, int tc, int groups,
+                                                                       const float* src, double* partial, float* dst) {
+  ColumnTiles(op, outer, n, inner, chunk, chunks, tc, groups, [src](int64 e) { return src[e]; }, partial, dst);
+}
+
+// A linear layer's incoming gradient g [n, inner] read once for its backward: v = g, or g * GELU'(pre) with the
+// forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt, null for none), is stored to
+// lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the bias gradient) as
+// ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order.
+extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, int64 inner, int64 chunk, int64 chunks,
+                                                                    int tc, int groups, const float* g,
+                                                                    const void* pre, int pre_dt, uint16* lowp,
+                                                                    int lowp_dt, double* partial, float* dst) {
+  const auto load = [=](int64 e) {
+    float v = g[e];
+    if (pre != 0) {
+      const float p = pre_dt == DT_F32 ? ((const float*)pre)[e] : LowpToF32(((const uint16*)pre)[e], pre_dt);
+      v = v * GeluErfGrad(p);
+    }
+    lowp[e] = F32ToLowp(v, lowp_dt);
+    return v;
+  };
+  ColumnTiles(OP_SUM, 1, n, inner, chunk, chunks, tc, groups, load, partial, dst);
 }
 
 // dst[o, i] = the partials of (o, i) combined in chunk order: partial[(o * chunks + b) * inner + i].
@@ -278,6 +305,41 @@ CUfunction Kernel(Napi::Env env, const char* name) {
   return GetKernel(env, "reduce", source, name);
 }
 
+// ft_reduce_finish over the partials of a reduction split into `chunks` (nothing for one chunk).
+void Finish(Napi::Env env, int op, int64_t outer, int64_t chunks, int64_t inner, uint64_t partial, uint64_t dst) {
+  if (chunks == 1) return;
+  void* args[] = {&op, &outer, &chunks, &inner, &partial, &dst};
+  Launch(env, Kernel(env, "ft_reduce_finish"), GridFor(outer * inner), Blocks(kThreads), 0, args);
+}
+
+// How ColumnTiles splits an [outer, n, inner] reduction: tiles of tc columns x `groups` row groups, rows in
+// `chunks` chunks of `chunk`.
+struct TilePlan {
+  int64_t chunk, chunks;
+  int tc, groups;
+};
+
+TilePlan PlanColumnTiles(int64_t outer, int64_t n, int64_t inner) {
+  TilePlan p{};
+  // Short reductions get fewer row groups and wider tiles, long ones narrow tiles of 32 row groups.
+  for (p.groups = 1; p.groups < kMaxRowGroups && p.groups < n;) p.groups *= 2;
+  for (p.tc = kTileThreads / p.groups; p.tc > kMinTileColumns && p.tc / 2 >= inner;) p.tc /= 2;
+  const int64_t tiles = outer * ((inner + p.tc - 1) / p.tc);
+  const int64_t wanted =
+      std::clamp<int64_t>((kTileBlocks + tiles - 1) / tiles, 1, (n + kMinTileRows - 1) / kMinTileRows);
+  p.chunk = (n + wanted - 1) / wanted;
+  p.chunks = (n + p.chunk - 1) / p.chunk;
+  return p;
+}
+
+// Launches a ColumnTiles kernel with `args`, then ft_reduce_finish when the rows were split.
+void LaunchColumnTiles(Napi::Env env, const char* kernel, const TilePlan& plan, int64_t outer, int64_t inner,
+                       void** args, int op, uint64_t partial, uint64_t dst) {
+  const int64_t blocks = outer * plan.chunks * ((inner + plan.tc - 1) / plan.tc);
+  Launch(env, Kernel(env, kernel), Blocks(std::min(kMaxBlocks, blocks)), Blocks(plan.tc * plan.groups), 0, args);
+  Finish(env, op, outer, plan.chunks, inner, partial, dst);
+}
+
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -298,41 +360,68 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     MemsetBytes(env, dst, 0, static_cast<size_t>(out_count) * sizeof(float));
     return env.Undefined();
   }
-  int64_t chunk, chunks;
-  int tc = 0, groups = 0;
+  if (inner >= kMinTileColumns) {
+    const TilePlan plan = PlanColumnTiles(outer, n, inner);
+    ScratchBuffer partial(env, plan.chunks > 1 ? static_cast<size_t>(out_count * plan.chunks) * sizeof(double) : 0);
+    uint64_t partial_ptr = partial.ptr();
+    int64_t chunk = plan.chunk, chunks = plan.chunks;
+    int tc = plan.tc, groups = plan.groups;
+    void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &tc, &groups, &src, &partial_ptr, &dst};
+    LaunchColumnTiles(env, "ft_reduce_column_tiles", plan, outer, inner, args, op, partial_ptr, dst);
+    return env.Undefined();
+  }
+  int64_t chunk;
   if (inner == 1) {
     chunk = std::min(n, kRowChunk);
-  } else if (inner < kMinTileColumns) {
+  } else {
     const int64_t wanted = std::clamp<int64_t>(kColumnThreads / out_count, 1, (n + kMinColumnChunk - 1) / kMinColumnChunk);
     chunk = (n + wanted - 1) / wanted;
-  } else {
-    // Short reductions get fewer row groups and wider tiles, long ones narrow tiles of 32 row groups.
-    for (groups = 1; groups < kMaxRowGroups && groups < n;) groups *= 2;
-    for (tc = kTileThreads / groups; tc > kMinTileColumns && tc / 2 >= inner;) tc /= 2;
-    const int64_t tiles = outer * ((inner + tc - 1) / tc);
-    const int64_t wanted =
-        std::clamp<int64_t>((kTileBlocks + tiles - 1) / tiles, 1, (n + kMinTileRows - 1) / kMinTileRows);
-    chunk = (n + wanted - 1) / wanted;
   }
-  chunks = (n + chunk - 1) / chunk;
+  int64_t chunks = (n + chunk - 1) / chunk;
   ScratchBuffer partial(env, chunks > 1 ? static_cast<size_t>(out_count * chunks) * sizeof(double) : 0);
   uint64_t partial_ptr = partial.ptr();
   if (inner == 1) {
     void* args[] = {&op, &outer, &n, &chunk, &chunks, &src, &partial_ptr, &dst};
     Launch(env, Kernel(env, "ft_reduce_rows"), RowGrid(outer * chunks), Blocks(kThreads), 0, args);
-  } else if (tc == 0) {
+  } else {
     void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &src, &partial_ptr, &dst};
     Launch(env, Kernel(env, "ft_reduce_columns"), GridFor(out_count * chunks), Blocks(kThreads), 0, args);
-  } else {
-    void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &tc, &groups, &src, &partial_ptr, &dst};
-    const int64_t blocks = outer * chunks * ((inner + tc - 1) / tc);
-    Launch(env, Kernel(env, "ft_reduce_column_tiles"), Blocks(std::min(kMaxBlocks, blocks)), Blocks(tc * groups), 0,
-           args);
   }
-  if (chunks > 1) {
-    void* args[] = {&op, &outer, &chunks, &inner, &partial_ptr, &dst};
-    Launch(env, Kernel(env, "ft_reduce_finish"), GridFor(out_count), Blocks(kThreads), 0, args);
+  Finish(env, op, outer, chunks, inner, partial_ptr, dst);
+  return env.Undefined();
+}
+
+Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t rows = GetCount(info, 0, "rows");
+  int64_t cols = GetCount(info, 1, "cols");
+  const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
+  uint64_t g = DeviceOperandAt<float>(info, 2, "g", "gOff", numel);
+  int pre_dt = kF32;
+  uint64_t pre = 0;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    pre_dt = static_cast<int>(GetInt(info, 6, "preDtype"));
+    if (pre_dt == kF32) pre = DeviceOperandAt<float>(info, 4, "pre", "preOff", numel);
+    else if (pre_dt == kF16 || pre_dt == kBF16) pre = DeviceOperandAt<uint16_t>(info, 4, "pre", "preOff", numel);
+    else throw Napi::RangeError::New(env, ArgName(6, "preDtype") + " must be float32, float16 or bfloat16");
   }
+  int lowp_dt = LowpDtypeAt(info, 7);
+  if (lowp_dt < 0) throw Napi::TypeError::New(env, ArgName(7, "lowpDtype") + " must be float16 or bfloat16");
+  uint64_t lowp = LowpOutputAt(info, 8, "lowp", lowp_dt, numel);
+  if (lowp == 0) throw Napi::TypeError::New(env, ArgName(8, "lowp") + " must be a CUDA device buffer");
+  uint64_t dst = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "sums"), 0, cols, "sums");
+  if (numel == 0) {
+    MemsetBytes(env, dst, 0, static_cast<size_t>(cols) * sizeof(float));
+    return env.Undefined();
+  }
+  const TilePlan plan = PlanColumnTiles(1, rows, cols);
+  ScratchBuffer partial(env, plan.chunks > 1 ? static_cast<size_t>(cols * plan.chunks) * sizeof(double) : 0);
+  uint64_t partial_ptr = partial.ptr();
+  int64_t chunk = plan.chunk, chunks = plan.chunks;
+  int tc = plan.tc, groups = plan.groups;
+  void* args[] = {&rows, &cols, &chunk, &chunks, &tc, &groups, &g, &pre, &pre_dt, &lowp, &lowp_dt, &partial_ptr, &dst};
+  LaunchColumnTiles(env, "ft_cast_column_sums", plan, 1, cols, args, kSum, partial_ptr, dst);
   return env.Undefined();
 }
 
@@ -455,6 +544,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
 void RegisterReduce(Napi::Env env, Napi::Object cuda) {
   cuda.Set("clipGradNorm", Napi::Function::New(env, ClipGradNorm, "clipGradNorm"));
   cuda.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
+  cuda.Set("castColumnSums", Napi::Function::New(env, CastColumnSums, "castColumnSums"));
   cuda.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
   cuda.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
   cuda.Set("scaleMany", Napi::Function::New(env, ScaleMany, "scaleMany"));
