@@ -378,6 +378,8 @@ test("biasGelu: vector and one-element paths", { skip: SKIP }, withDevice((d) =>
     { rows: 7, cols: 12, hOff: 4, biasOff: 8, yOff: 0 }, { rows: 5, cols: 10, hOff: 0, biasOff: 0, yOff: 0 },
     { rows: 6, cols: 8, hOff: 1, biasOff: 0, yOff: 0 }, { rows: 6, cols: 8, hOff: 0, biasOff: 3, yOff: 0 },
     { rows: 3, cols: 4, hOff: 0, biasOff: 0, yOff: 2 },
+    // more rows than the grid's y dimension holds: the rows beyond it are looped over
+    { rows: 65537, cols: 2, hOff: 0, biasOff: 0, yOff: 0 },
   ]) {
     const label = `rows ${rows} cols ${cols} offsets ${hOff}, ${biasOff}, ${yOff}`;
     const h = randomF32(rows * cols + hOff, 14);
@@ -390,6 +392,33 @@ test("biasGelu: vector and one-element paths", { skip: SKIP }, withDevice((d) =>
     assertSameFloats(d.f32(hDev, h.length), h, `biasGelu h ${label}`);
     assertClose(d.f32(yDev, y.length), y, 2e-6, 1e-30, `biasGelu y ${label}`);
   }
+}));
+
+// Under autocast the kernel also writes y's 16-bit copy and, for the backward, h + bias in 16 bits instead of
+// back to h; each exactly the copy kernel's rounding of the float32 value.
+test("biasGelu: 16-bit copies of y and of h + bias, rounded as the casts round", { skip: SKIP }, withDevice((d) => {
+  for (const cols of [12, 10]) {
+    for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
+      const rows = 9, n = rows * cols, label = `cols ${cols} ${name}`;
+      const h = randomF32(n, 21), bias = randomF32(cols, 22);
+      const hDev = d.put(h), biasDev = d.put(bias), yDev = d.alloc(n * 4);
+      const yLowp = d.alloc(n * 2), hLowp = d.alloc(n * 2);
+      native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, yDev, 0, code, yLowp, hLowp);
+      assertSameFloats(d.f32(hDev, n), h, `${label}: h is left alone`);
+      const rounded = (src: AB, from: number) => {
+        const out = d.alloc(n * 2);
+        native.cuda.copy([n], src, 0, from, [1], out, code, 0, [1]);
+        return new Uint16Array(d.get(out, n * 2));
+      };
+      assertBitsEqual(new Uint16Array(d.get(yLowp, n * 2)), rounded(yDev, 0), `${label}: y's copy`);
+      const hb = d.alloc(n * 4);
+      native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, hb, 0);
+      assertBitsEqual(new Uint16Array(d.get(hLowp, n * 2)), rounded(hDev, 0), `${label}: h + bias in 16 bits`);
+    }
+  }
+  const n = 8, any = d.alloc(n * 4);
+  assert.throws(() => native.cuda.biasGelu(2, 4, any, 0, any, 0, any, 0, 0 as DTypeCode, d.alloc(n * 2)), RangeError);
+  assert.throws(() => native.cuda.biasGelu(2, 4, any, 0, any, 0, any, 0, 2 as DTypeCode, d.alloc(n * 2 - 2)), RangeError);
 }));
 
 // ---- reductions
