@@ -262,22 +262,26 @@ export function gelu(t: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
 }
 
 /**
- * GELU(h + bias) over the last dim, fused; h is a fresh contiguous [rows, cols] float32 tensor it may overwrite.
- * Under autocast on CUDA the result carries its 16-bit copy for the next product (amp/lowp_copy.ts).
+ * GELU(h + bias) over the last dim, fused; h is a fresh contiguous [rows, cols] float32 tensor that receives
+ * h + bias, the pre-activation `pre` returned for the backward. Under autocast on CUDA the result carries its
+ * 16-bit copy for the next product (amp/lowp_copy.ts), and with `lowpPre` the pre-activation is written in 16 bits
+ * instead, as PyTorch's autocast saves it (half the memory of the largest tensor a BERT layer saves); h is then
+ * left as it was.
  */
-export function biasGeluInto(h: Tensor, bias: Tensor): Tensor {
+export function biasGeluInto(h: Tensor, bias: Tensor, lowpPre: boolean): { y: Tensor; pre: Tensor } {
   const cols = bias.numel();
   const rows = h.numel() / cols;
   const y = Tensor.empty(h.shape, float32, h.device);
   const args = [rows, cols, h.buffer, h.offset, bias.buffer, bias.offset, y.buffer, 0] as const;
   const copy = emptyLowpCopy(y);
-  if (copy) {
-    native.cuda.biasGelu(...args, copy.dtype.code, copy.buffer);
-    attachLowpCopy(y, copy);
-  } else {
+  if (!copy) {
     backendFor(h).biasGelu(...args);
+    return { y, pre: h };
   }
-  return y;
+  const pre = lowpPre ? Tensor.empty(h.shape, copy.dtype, h.device) : h;
+  native.cuda.biasGelu(...args, copy.dtype.code, copy.buffer, pre !== h ? pre.buffer : null);
+  attachLowpCopy(y, copy);
+  return { y, pre };
 }
 
 export { rawUnaryGrad };

@@ -9,7 +9,7 @@ import { lowpCopyOf } from "../amp/lowp_copy.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, numelOf } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
-import { record } from "./record.js";
+import { needsGrad, record } from "./record.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
@@ -231,12 +231,14 @@ export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   checkLinear(x, weight, bias);
   if (bias.dtype !== float32 || !bias.is_contiguous()) throw new Error("linear_gelu: bias must be a contiguous float32 tensor");
   const { xs, ws } = linearOperands(x, weight);
-  const preActivation = linearForward(xs, ws, null);
-  const result = linearResult(biasGeluInto(preActivation, bias), x, xs);
+  const h = linearForward(xs, ws, null);
+  const { y, pre } = biasGeluInto(h, bias, needsGrad(x, weight, bias));
+  if (pre !== h) h.dispose();
+  const result = linearResult(y, x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad };
-  const out = record(result, "LinearGelu", [x, weight, bias], (g) => linearBackward(g, preActivation, xs.detach(), ws.detach(), needs),
-    [xs, ws, preActivation]);
-  if (!out.requires_grad) preActivation.dispose();
+  const out = record(result, "LinearGelu", [x, weight, bias], (g) => linearBackward(g, pre, xs.detach(), ws.detach(), needs),
+    [xs, ws, pre]);
+  if (!out.requires_grad) pre.dispose();
   releaseCopies(out, [[xs, x], [ws, weight]]);
   return out;
 }
