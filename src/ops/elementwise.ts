@@ -111,14 +111,19 @@ function rawUnary(op: UnaryOp, t: Tensor, alpha = 0): Tensor {
   return finishFloat(out, t.dtype.is_floating_point ? t.dtype : float32);
 }
 
+/** `t` contiguous in float32: itself when it already is, else a copy that the caller must release. */
+function contiguousF32(t: Tensor): Tensor {
+  return t.dtype === float32 && t.is_contiguous() ? t : convertContiguous(t, float32);
+}
+
 /** dy * f'(x) by a fused native kernel. */
 function rawUnaryGrad(op: UnaryGradOp, x: Tensor, dy: Tensor): Tensor {
-  const x32 = convertContiguous(x, float32);
-  const dy32 = convertContiguous(dy, float32);
+  const x32 = contiguousF32(x);
+  const dy32 = contiguousF32(dy);
   const dx = Tensor.empty(x.shape, float32, x.device);
-  backendFor(dx).unaryGrad(op, x.numel(), x32.buffer, 0, dy32.buffer, 0, dx.buffer, 0);
-  x32.dispose();
-  dy32.dispose();
+  backendFor(dx).unaryGrad(op, x.numel(), x32.buffer, x32.offset, dy32.buffer, dy32.offset, dx.buffer, 0);
+  releaseTemp(x32, x);
+  releaseTemp(dy32, dy);
   return finishFloat(dx, dy.dtype);
 }
 
