@@ -2,11 +2,17 @@
 // backward against the where(mask, g * scale, 0) it replaced: the same bits, masks and generator draws.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import path from "node:path";
 import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
 import { dropout_add } from "../../src/ops/functional.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import type { DType } from "../../src/tensor/dtype.js";
+import type { Node } from "../../src/autograd/node.js";
+import { BertForSequenceClassification } from "../../src/models/index.js";
+import { BertOutput, BertSelfOutput } from "../../src/models/bert/modeling_bert.js";
+import { load_file } from "../../src/safetensors/tensors.js";
+import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 
 const randn = (shape: number[], seed: number, dtype: DType = torch.float32): Tensor =>
   torch.randn(shape, { generator: new torch.Generator().manual_seed(seed) }).to(dtype);
@@ -81,4 +87,40 @@ test("dropout's backward is where(mask, g * scale, 0) to the bit, half dtypes ro
     const want = torch.no_grad(() => torch.where(y.ne(0), g.mul(1 / (1 - p)), 0));
     assertSameBits(x.grad, want, `${dtype}`);
   }
+});
+
+/** The names of the backward nodes that t's gradient runs through. */
+function backwardNames(t: Tensor): Set<string> {
+  const seen = new Set<Node>();
+  const stack = [t.grad_fn];
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (node === null || seen.has(node)) continue;
+    seen.add(node);
+    for (const edge of node.next) if (edge && "node" in edge) stack.push(edge.node);
+  }
+  return new Set([...seen].map((n) => n.name()));
+}
+
+// The golden traces run with dropout 0, where dropout_add is a plain add: here dropout is on.
+test("tiny BERT with dropout: the fused residual gives the composition's logits, loss and gradients bit for bit", async () => {
+  const batch = load_file(path.join(TINY_BERT_SEQCLS, "batch0.safetensors"));
+  const run = async (fused: boolean) => {
+    const model = await BertForSequenceClassification.from_pretrained(TINY_BERT_SEQCLS, { hidden_dropout_prob: 0.2, attention_probs_dropout_prob: 0.1 });
+    model.train();
+    for (const m of model.modules()) {
+      if (!fused && (m instanceof BertSelfOutput || m instanceof BertOutput)) {
+        m.forward = (hidden: Tensor, input: Tensor) => m.LayerNorm(m.dropout(m.dense(hidden)).add(input));
+      }
+    }
+    torch.manual_seed(11);
+    const out = model(batch);
+    assert.equal(backwardNames(out.loss).has("DropoutAddBackward0"), fused, `fused ${fused}`);
+    out.loss.backward();
+    return { logits: out.logits, loss: out.loss, params: [...model.named_parameters()] };
+  };
+  const want = await run(false);
+  const got = await run(true);
+  assertSameBits(got.logits, want.logits, "logits");
+  assertSameBits(got.loss, want.loss, "loss");
+  got.params.forEach(([name, p], i) => assertSameBits(p.grad, want.params[i][1].grad, `grad of ${name}`));
 });
