@@ -170,6 +170,28 @@ export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | nul
 
 // ---- dropout
 
+function checkDropoutP(p: number): void {
+  if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
+}
+
+/** dropout's kernel, or with a residual dropoutAdd's (same draws): the float32 output and the mask. */
+function dropoutForward(x: Tensor, residual: Tensor | null, p: number, generator: Generator): { y: Tensor; mask: Tensor } {
+  const input = f32(x);
+  const res = residual ? f32(residual) : null;
+  const n = x.numel();
+  const y = Tensor.empty(x.shape, float32, x.device);
+  const mask = Tensor.empty(x.shape, bool, x.device);
+  const { seed, offset } = generator.draw(n);
+  if (res) {
+    backendFor(y).dropoutAdd(n, seed, offset, p, input.t.buffer, input.t.offset, res.t.buffer, res.t.offset, y.buffer, 0, mask.buffer);
+    release(res);
+  } else {
+    backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
+  }
+  release(input);
+  return { y, mask };
+}
+
 /** dx = mask ? g * scale : 0 in one kernel: the composition where(mask, mul(g, scale), 0) to the bit. */
 function dropoutBackward(g: Tensor, mask: Tensor, scale: number): Tensor {
   const gy = f32(g);
@@ -180,16 +202,10 @@ function dropoutBackward(g: Tensor, mask: Tensor, scale: number): Tensor {
 }
 
 export function dropout(x: Tensor, p = 0.5, training = true, generator: Generator = default_generator): Tensor {
-  if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
+  checkDropoutP(p);
   if (!training || p === 0) return x;
   if (p === 1) return mul(x, 0);
-  const input = f32(x);
-  const n = x.numel();
-  const y = Tensor.empty(x.shape, float32, x.device);
-  const mask = Tensor.empty(x.shape, bool, x.device);
-  const { seed, offset } = generator.draw(n);
-  backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
-  release(input);
+  const { y, mask } = dropoutForward(x, null, p, generator);
   const scale = 1 / (1 - p);
   const out = record(restoreDtype(y, x.dtype), "NativeDropout", [x], (g) => [dropoutBackward(g, mask, scale)], [mask]);
   if (!out.requires_grad) mask.dispose();
@@ -203,20 +219,12 @@ export function dropout(x: Tensor, p = 0.5, training = true, generator: Generato
  */
 export function dropout_add(x: Tensor, residual: Tensor, p = 0.5, training = true,
   generator: Generator = default_generator): Tensor {
-  if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
+  checkDropoutP(p);
   if (!training || p === 0 || p === 1 || x.dtype !== float32 || residual.dtype !== float32 || !sameShape(x.shape, residual.shape)) {
     return add(dropout(x, p, training, generator), residual);
   }
   checkSameDevice(x, residual);
-  const input = f32(x);
-  const res = f32(residual);
-  const n = x.numel();
-  const y = Tensor.empty(x.shape, float32, x.device);
-  const mask = Tensor.empty(x.shape, bool, x.device);
-  const { seed, offset } = generator.draw(n);
-  backendFor(y).dropoutAdd(n, seed, offset, p, input.t.buffer, input.t.offset, res.t.buffer, res.t.offset, y.buffer, 0, mask.buffer);
-  release(input);
-  release(res);
+  const { y, mask } = dropoutForward(x, residual, p, generator);
   const scale = 1 / (1 - p);
   const out = record(y, "DropoutAdd", [x, residual], (g) => [
     x.requires_grad ? dropoutBackward(g, mask, scale) : null,
