@@ -165,6 +165,11 @@ export interface NativeAddon {
   /** mask (uint8) = keep with probability 1-p; y = x * mask / (1-p); x, y contiguous */
   dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
     mask: AB): void;
+  /** dropout's draws, mask and y, plus residual in the same kernel: y = x * mask / (1-p) + residual */
+  dropoutAdd(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, residual: AB, residualOff: number,
+    y: AB, yOff: number, mask: AB): void;
+  /** dropout's backward: dx = mask ? g * scale : 0 (scale rounded to float32); contiguous */
+  dropoutBackward(n: number, scale: number, g: AB, gOff: number, mask: AB, dx: AB, dxOff: number): void;
 
   // ---- CUDA discovery (native/cuda/): libcuda, NVRTC and cuBLASLt are dlopen()ed at run time; a missing or broken
   // library is a `reason`, never an exception. FINETUNE_DISABLE_CUDA=1 skips loading.
@@ -179,7 +184,7 @@ export type KernelName =
   | "sgemm" | "copy" | "fill" | "binary" | "binaryScalar" | "compare" | "unary" | "unaryGrad" | "where" | "biasGelu"
   | "reduce" | "argmax" | "sumSquares" | "scaleMany" | "softmaxForward" | "softmaxBackward" | "maskedSoftmaxForward"
   | "layerNormForward" | "layerNormBackward" | "embeddingForward" | "embeddingBackward" | "crossEntropyForward"
-  | "crossEntropyBackward" | "adamw" | "uniform" | "normal" | "dropout";
+  | "crossEntropyBackward" | "adamw" | "uniform" | "normal" | "dropout" | "dropoutAdd" | "dropoutBackward";
 export type Kernels = Pick<NativeAddon, KernelName>;
 
 /**

@@ -10,6 +10,7 @@ import * as F from "../../nn/functional.js";
 import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
 import { linear_gelu } from "../../ops/matmul.js";
 import { PreTrainedModel } from "../modeling_utils.js";
+import { dropout_add } from "../../ops/functional.js";
 import { cuda } from "../../backend/cuda.js";
 import { BertConfig } from "./configuration_bert.js";
 import {
@@ -122,7 +123,7 @@ abstract class BertResidualOutput extends Module {
   }
 
   forward(hidden: Tensor, input: Tensor): Tensor {
-    return this.LayerNorm(add(this.dropout(this.dense(hidden)), input));
+    return this.LayerNorm(dropout_add(this.dense(hidden), input, this.dropout.p, this.dropout.training));
   }
 }
 
