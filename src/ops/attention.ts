@@ -106,6 +106,23 @@ function rowsAsArrays(t: Tensor): { t: Tensor; owned: boolean } {
   return { t: convertContiguous(t, float32), owned: true };
 }
 
+/** A view as the kernels take it: its buffer, element offset and strides. */
+function viewArgs(t: Tensor): [ArrayBuffer, number, number[]] {
+  return [t.buffer, t.offset, [...t.strides]];
+}
+
+/**
+ * A new [B, H, S, D] tensor stored as [B, S, H, D], as PyTorch's flash attention lays out its output: the heads
+ * merged back into [B, S, H * D] (what the next linear layer reads) are then a view of it, and a gradient in this
+ * layout goes back through the heads' view of a [B, S, H * D] projection as a contiguous tensor.
+ */
+function headsInterleaved(B: number, H: number, S: number, D: number, device: Device): Tensor {
+  const base = Tensor.empty([B, S, H, D], float32, device);
+  const view = base._view([B, H, S, D], [S * H * D, D, H * D, 1], 0);
+  base.dispose();
+  return view;
+}
+
 type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, number[], ArrayBuffer, number, number[],
   ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number];
 
@@ -118,19 +135,18 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
   const m = mask ? f32(mask) : null;
   // F.dropout draws B*H*S*T counters when 0 < p < 1 and none otherwise: the same here keeps both paths' streams in step
   const { seed, offset } = p > 0 && p < 1 ? default_generator.draw(B * H * S * T) : { seed: 0, offset: 0 };
-  const shared: SharedArgs = [B, H, S, T, D, q.t.buffer, q.t.offset, [...q.t.strides], k.t.buffer, k.t.offset, [...k.t.strides],
-    v.t.buffer, v.t.offset, [...v.t.strides], m ? m.t.buffer : null, m ? m.t.offset : 0,
-    m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
-  const out = Tensor.empty([B, H, S, D], float32, query.device);
+  const shared: SharedArgs = [B, H, S, T, D, ...viewArgs(q.t), ...viewArgs(k.t), ...viewArgs(v.t), m ? m.t.buffer : null,
+    m ? m.t.offset : 0, m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
+  const out = headsInterleaved(B, H, S, D, query.device);
   const lse = Tensor.empty([B, H, S], float32, query.device);
-  native.cuda.attentionForward(...shared, out.buffer, lse.buffer);
+  native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer);
   const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
   const result = record(y, "ScaledDotProductFlashAttention", [query, key, value], (g) => {
-    const dout = f32(g);
-    const dq = Tensor.empty([B, H, S, D], float32, query.device);
-    const dk = Tensor.empty([B, H, T, D], float32, query.device);
-    const dv = Tensor.empty([B, H, T, D], float32, query.device);
-    native.cuda.attentionBackward(...shared, out.buffer, dout.t.buffer, dout.t.offset, lse.buffer, dq.buffer, dk.buffer, dv.buffer);
+    const dout = rowsAsArrays(g);
+    const dq = headsInterleaved(B, H, S, D, query.device);
+    const dk = headsInterleaved(B, H, T, D, query.device);
+    const dv = headsInterleaved(B, H, T, D, query.device);
+    native.cuda.attentionBackward(...shared, ...viewArgs(out), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
     release(dout);
     return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
   }, [q.t, k.t, v.t, out, lse, ...(m ? [m.t] : [])]);

@@ -12,6 +12,10 @@ import * as F from "../../src/nn/functional.js";
 import type { ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
+import { record } from "../../src/ops/record.js";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { REPO_ROOT } from "../helpers/paths.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) every thread of a kernel is run one after another,
@@ -148,4 +152,68 @@ test("forward and backward hold no S x T matrix", { skip: SKIP }, () => {
   const extra = torch.cuda.max_memory_allocated() - before;
   const matrix = B * H * S * S * 4;
   assert.ok(extra < matrix / 2, `peak grew by ${extra} bytes; the probabilities alone would take ${matrix}`);
+});
+
+/** The identity, whose backward hands the gradient reaching `x` to `seen`. */
+function probe(x: Tensor, seen: Tensor[]): Tensor {
+  return record(x.alias(), "Probe", [x], (g) => {
+    seen.push(g);
+    return [g.alias()];
+  });
+}
+
+test("the output and q, k, v's gradients are stored as [B, S, H, D]: BERT's heads split and merge as views", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const mask = paddingMask(B, S);
+  const upstream = randn([B, S, H * D], 9);
+  const run = (device: string) => {
+    const xs = [1, 2, 3].map((seed) => randn([B, S, H * D], seed).to(device).requires_grad_(true));
+    const seen: Tensor[] = [];
+    torch.manual_seed(4);
+    const out = F.scaled_dot_product_attention(heads(probe(xs[0], seen)), heads(probe(xs[1], seen)), heads(probe(xs[2], seen)),
+      { attn_mask: mask.to(device), dropout_p: 0.1 });
+    const merged = out.permute([0, 2, 1, 3]).reshape([B, S, H * D]);
+    merged.backward(upstream.to(device));
+    return { out, merged, seen, grads: xs.map((x) => x.grad!.cpu()) };
+  };
+  const gpu = run("cuda");
+  assert.deepEqual(gpu.out.stride(), [S * H * D, D, H * D, 1], "out is [B, S, H, D] in memory");
+  assert.equal(gpu.merged.storage, gpu.out.storage, "merging the heads is a view");
+  assert.equal(gpu.seen.length, 3);
+  for (const g of gpu.seen) assert.ok(g.is_contiguous(), `the gradient reaching a projection is contiguous, strides ${g.stride()}`);
+  const cpu = run("cpu");
+  gpu.grads.forEach((g, i) => assertClose(g, cpu.grads[i], 1e-4 * Math.max(1, maxAbs(cpu.grads[i])), `gradient ${i}`));
+  assertClose(gpu.merged.cpu(), cpu.merged, 1e-5, "output");
+});
+
+/** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */
+function launches(script: string): string[] {
+  const dist = JSON.stringify(path.join(REPO_ROOT, "dist/src"));
+  const run = spawnSync(process.execPath, ["--input-type=module", "-e", `const dist = ${dist};\n${script}`],
+    { env: { ...process.env, FTEMU_TRACE: "1" }, encoding: "utf8", maxBuffer: 64 << 20 });
+  assert.equal(run.status, 0, run.stderr.slice(-4000));
+  const lines = run.stderr.split("\n");
+  return lines.slice(lines.indexOf("ftemu: begin") + 1).flatMap((l) => l.match(/^ftemu: (\S+) grid/)?.[1] ?? []);
+}
+
+// The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
+const NO_TRACE = SKIP || (!EMULATED && "the launch trace needs the emulator");
+
+test("BERT's heads through the fused attention and back launch no copy kernels", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const F = await import(dist + "/nn/functional.js");
+    const [B, S, H, D] = [2, 7, 3, 32];
+    const heads = (t) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+    const xs = [1, 2, 3].map(() => torch.randn([B, S, H * D]).to("cuda").requires_grad_(true));
+    const mask = torch.zeros([B, 1, 1, S]).to("cuda");
+    const upstream = torch.randn([B, S, H * D]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    const out = F.scaled_dot_product_attention(heads(xs[0]), heads(xs[1]), heads(xs[2]), { attn_mask: mask, dropout_p: 0.1 });
+    out.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(upstream);
+    torch.cuda.synchronize();
+  `);
+  assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"]);
 });
