@@ -216,12 +216,14 @@ export interface CudaAddon extends Kernels {
    * 0 < dropoutP, probability (b, h, s, t) is kept exactly where `dropout(B*H*S*T, seed, offset, dropoutP, ...)`
    * keeps flat element ((b*H + h)*S + s)*T + t. out is a [B, H, S, D] view with unit stride in D; lse [B, H, S]
    * (each row's logsumexp; -inf marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward)
-   * is contiguous.
+   * is contiguous. Where lowp is not null the kernel also writes out rounded to lowpDtype (bfloat16 or float16's
+   * code) there, at lowpOff with out's strides.
    */
   attentionForward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, outOff: number, outStrides: number[], lse: AB): void;
+    offset: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
+    lowpDtype: number): void;
   /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D]: dq [B, H, S, D], dk and
    * dv [B, H, T, D] are assigned; out, dout and the gradients are views with unit stride in D; probabilities are
    * recomputed tile by tile */

@@ -4,14 +4,15 @@
 // matmul: for BERT's key-padding mask these are the ops BERT ran before the fused kernel existed, so its numbers,
 // dropout masks included, are unchanged. Both paths draw dropout from the default generator in the same order.
 import { Tensor } from "../tensor/tensor.js";
-import { bool, float32 } from "../tensor/dtype.js";
+import { bool, float32, type DType } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";
 import { checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
 import { broadcastStrides, formatShape } from "../tensor/shape.js";
 import { arange, convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
-import { autocast, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { autocast, autocastOperandDtype, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { attachLowpCopy } from "../amp/lowp_copy.js";
 import { default_generator } from "./random.js";
 import { ge, logical_not, masked_fill } from "./elementwise.js";
 import { matmul } from "./matmul.js";
@@ -116,8 +117,8 @@ function viewArgs(t: Tensor): [ArrayBuffer, number, number[]] {
  * merged back into [B, S, H * D] (what the next linear layer reads) are then a view of it, and a gradient in this
  * layout goes back through the heads' view of a [B, S, H * D] projection as a contiguous tensor.
  */
-function headsInterleaved(B: number, H: number, S: number, D: number, device: Device): Tensor {
-  const base = Tensor.empty([B, S, H, D], float32, device);
+function headsInterleaved(B: number, H: number, S: number, D: number, device: Device, dtype: DType = float32): Tensor {
+  const base = Tensor.empty([B, S, H, D], dtype, device);
   const view = base._view([B, H, S, D], [S * H * D, D, H * D, 1], 0);
   base.dispose();
   return view;
@@ -139,7 +140,12 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
     m ? m.t.offset : 0, m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
   const out = headsInterleaved(B, H, S, D, query.device);
   const lse = Tensor.empty([B, H, S], float32, query.device);
-  native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer);
+  // Under autocast the next product (BERT's output dense layer) reads the output in 16 bits: the kernel writes
+  // that copy as well, which saves the product its cast.
+  const lowpDtype = query.dtype === float32 ? autocastOperandDtype(query) : null;
+  const lowp = lowpDtype && headsInterleaved(B, H, S, D, query.device, lowpDtype);
+  native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
+  if (lowp) attachLowpCopy(out, lowp);
   const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
   const result = record(y, "ScaledDotProductFlashAttention", [query, key, value], (g) => {
     const dout = rowsAsArrays(g);

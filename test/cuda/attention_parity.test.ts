@@ -13,6 +13,7 @@ import type { ScaledDotProductAttentionOptions } from "../../src/ops/attention.j
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
+import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { REPO_ROOT } from "../helpers/paths.js";
@@ -185,6 +186,25 @@ test("the output and q, k, v's gradients are stored as [B, S, H, D]: BERT's head
   const cpu = run("cpu");
   gpu.grads.forEach((g, i) => assertClose(g, cpu.grads[i], 1e-4 * Math.max(1, maxAbs(cpu.grads[i])), `gradient ${i}`));
   assertClose(gpu.merged.cpu(), cpu.merged, 1e-5, "output");
+});
+
+test("under autocast the forward also writes out's 16-bit copy, which BERT's merged heads carry", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const xs = [1, 2, 3].map((seed) => heads(randn([B, S, H * D], seed).to("cuda")));
+  const attend = () => F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { attn_mask: paddingMask(B, S).to("cuda") });
+  assert.equal(attend()._lowp, null, "no copy outside autocast");
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    const out = torch.autocast("cuda", { dtype }, attend);
+    assert.equal(out.dtype, torch.float32);
+    const merged = out.permute([0, 2, 1, 3]).reshape([B, S, H * D]);
+    for (const [label, t] of [["out", out], ["merged heads", merged]] as const) {
+      const copy = lowpCopyOf(t, dtype);
+      assert.ok(copy, `${label} carries a ${dtype} copy`);
+      assert.deepEqual(copy.stride(), t.stride(), label);
+      assert.deepEqual(copy.float().cpu().data(), t.to(dtype).float().cpu().data(), `${label}: out rounded to ${dtype}`);
+    }
+  }
 });
 
 /** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */

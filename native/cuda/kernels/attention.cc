@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/args.h"
+#include "common/dtype.h"
 #include "common/kernel_args.h"
 #include "cuda/kernels/common.h"
 #include "cuda/kernels/register.h"
@@ -74,11 +75,14 @@ struct Operands {
   const float *q, *k, *v, *mask;
 };
 
-// The forward's results: out, a [B, H, S, D] view with unit stride in D, and lse [B, H, S] contiguous.
+// The forward's results: out, a [B, H, S, D] view with unit stride in D, and lse [B, H, S] contiguous; and, where
+// lowp is not null, out's 16-bit copy (lowp_dtype: DT_BF16 or DT_F16) laid out as out, for autocast's next product.
 struct Output {
   Layout lo;
   float* out;
   float* lse;
+  uint16* lowp;
+  int32 lowp_dtype;
 };
 
 // The backward's other operands: the forward's out, dout, and the gradients dq [B, H, S, D], dk and dv
@@ -247,13 +251,19 @@ __device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][C], co
   }
 }
 
-// dst[lane + 32c] = acc[c] * scale: a warp writes one row of D values.
+// dst[lane + 32c] = acc[c] * scale: a warp writes one row of D values; and the same values rounded to lowp_dtype
+// to lowp[lane + 32c] where lowp is not null.
 template <int C>
-__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], float scale, int lane, int D) {
+__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], float scale, int lane, int D,
+                                         uint16* lowp = 0, int lowp_dtype = DT_BF16) {
 #pragma unroll
   for (int c = 0; c < C; ++c) {
     const int d = lane + 32 * c;
-    if (d < D) dst[d] = acc[c] * scale;
+    if (d < D) {
+      const float x = acc[c] * scale;
+      dst[d] = x;
+      if (lowp != 0) lowp[d] = lowp_dtype == DT_BF16 ? F32ToBf16(x) : F32ToF16(x);
+    }
   }
 }
 
@@ -344,7 +354,8 @@ __device__ __forceinline__ void Forward(Attention a, const Operands& o, const Ou
     if (s >= a.S) break;  // the same for the whole warp
     // the sum is 0 only without keys (T == 0): torch's output is then zeros. A NaN sum passes through.
     const float inv = sum == 0.0f ? 0.0f : a.dscale / sum;
-    StoreRow<C>(y.out + RowAt(y.lo, b, h, s), acc[r], inv, lane, D);
+    const int64 row = RowAt(y.lo, b, h, s);
+    StoreRow<C>(y.out + row, acc[r], inv, lane, D, y.lowp == 0 ? 0 : y.lowp + row, y.lowp_dtype);
     if (lane == 0) y.lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(sum);
   }
 }
@@ -564,9 +575,10 @@ static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 32, "AttentionOp
 // The kernels' `struct Output`, member for member.
 struct OutputOperands {
   Layout lo;
-  uint64_t out = 0, lse = 0;
+  uint64_t out = 0, lse = 0, lowp = 0;
+  int32_t lowp_dtype = kBF16;
 };
-static_assert(sizeof(OutputOperands) == sizeof(Layout) + 16, "OutputOperands must match the kernels' declaration");
+static_assert(sizeof(OutputOperands) == sizeof(Layout) + 32, "OutputOperands must match the kernels' declaration");
 
 // The kernels' `struct Backward`, member for member.
 struct BackwardOperands {
@@ -650,8 +662,9 @@ Dim3 RowBlocks(int64_t bh, int64_t rows, int64_t per_block) {
   return d;
 }
 
-// attentionForward(...shared arguments, out, outOff, outStrides, lse): out a [B, H, S, D] view with unit stride in
-// D, lse [B, H, S] contiguous.
+// attentionForward(...shared arguments, out, outOff, outStrides, lse, lowp, lowpOff, lowpDtype): out a [B, H, S, D]
+// view with unit stride in D, lse [B, H, S] contiguous; lowp (or null) out's copy in lowpDtype (bfloat16 or float16)
+// at lowpOff with out's strides.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -660,6 +673,14 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   OutputOperands y;
   y.out = HeadView(info, 22, "out", {B, H, S, D}, true, &y.lo);
   y.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 25, "lse"), 0, a.BH * S, "lse");
+  if (!info[26].IsNull()) {
+    y.lowp_dtype = static_cast<int32_t>(GetInt(info, 28, "lowpDtype"));
+    if (y.lowp_dtype != kBF16 && y.lowp_dtype != kF16)
+      throw Napi::RangeError::New(env, ArgName(28, "lowpDtype") + " must be bfloat16's or float16's code");
+    const std::vector<int64_t> shape = {B, H, S, D}, strides(y.lo.strides, y.lo.strides + 4);
+    y.lowp = DeviceElements<uint16_t>(info, GetDeviceBuffer(info, 26, "lowp"), GetInt(info, 27, "lowpOff"),
+                                      StridedExtent(info, shape, strides, "lowp"), "lowp");
+  }
   void* args[] = {&a.p, &a.o, &y};
   Launch(env, Kernel(env, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
          RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0, args);
