@@ -37,6 +37,47 @@ const FUSED_MAX_HEAD_DIM = 128;
  * uniformly, as masked_softmax makes such rows.
  */
 export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, options: ScaledDotProductAttentionOptions = {}): Tensor {
+  const { mask, p, causal, scale } = checkArguments(query, key, value, options);
+  const [B, H, S, D] = query.shape;
+  const T = key.shape[2];
+  if (fusedApplies(query, D) && value.shape[3] === D) return fusedAttention(query, key, value, additive(mask), causal, scale, p);
+  // The fused kernels compute in float32 under autocast too (attention's products are small next to the linear
+  // layers' at BERT's lengths); the composite does the same, so that both devices agree.
+  const composite = () => compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
+  return is_autocast_enabled(query.device.type) ? autocast(query.device.type, { enabled: false }, composite) : composite();
+}
+
+/** Whether the fused kernels take `x`'s device and a head dim of D. */
+function fusedApplies(x: Tensor, D: number): boolean {
+  return x.device.type === "cuda" && D >= 1 && D <= FUSED_MAX_HEAD_DIM;
+}
+
+/** Whether packed_qkv_attention takes a projection `x` (as its device and dtype) with heads of `headDim`. */
+export function packedAttentionApplies(x: Tensor, headDim: number): boolean {
+  return x.dtype === float32 && fusedApplies(x, headDim);
+}
+
+/**
+ * scaled_dot_product_attention of the heads of one packed projection qkv [B, S, 3 * H * D]: query, key and value
+ * side by side in the last dim, each [B, S, H * D] split into H heads, as one linear layer over BERT's three
+ * concatenated weights computes them. The fused kernels read q, k and v as views of qkv, and the backward writes
+ * their gradients into one tensor, qkv's gradient, where slicing qkv would make autograd scatter three gradients
+ * into zeros and add them. Only where packedAttentionApplies; returns [B, H, S, D] as scaled_dot_product_attention.
+ */
+export function packed_qkv_attention(qkv: Tensor, heads: number, options: ScaledDotProductAttentionOptions = {}): Tensor {
+  const D = qkv.shape[2] / (3 * heads);
+  if (qkv.ndim !== 3 || !Number.isInteger(D) || !qkv.is_contiguous() || !packedAttentionApplies(qkv, D)) {
+    throw new Error(`packed_qkv_attention: expected a contiguous float32 CUDA tensor [B, S, 3 * ${heads} * D] with D <= ${FUSED_MAX_HEAD_DIM}, got ${qkv.dtype} ${formatShape(qkv.shape)} on ${qkv.device}`);
+  }
+  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
+  const { mask, p, causal, scale } = checkArguments(q, k, v, options);
+  const out = fusedAttention(q, k, v, additive(mask), causal, scale, p, qkv);
+  if (!out.requires_grad) for (const x of [q, k, v]) x.dispose();
+  return out;
+}
+
+/** The options of scaled_dot_product_attention(query, key, value), checked against the operands. */
+function checkArguments(query: Tensor, key: Tensor, value: Tensor, options: ScaledDotProductAttentionOptions): { mask: Tensor | null; p: number; causal: boolean; scale: number } {
   const mask = options.attn_mask ?? null;
   const p = options.dropout_p ?? 0;
   const causal = options.is_causal ?? false;
@@ -63,14 +104,7 @@ export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: 
       throw new Error(`scaled_dot_product_attention: attn_mask of shape ${formatShape(mask.shape)} does not broadcast to [B, H, S, T] = ${formatShape(target)}`);
     }
   }
-  const scale = options.scale ?? 1 / Math.sqrt(D);
-  if (query.device.type === "cuda" && D >= 1 && D <= FUSED_MAX_HEAD_DIM && value.shape[3] === D) {
-    return fusedAttention(query, key, value, additive(mask), causal, scale, p);
-  }
-  // The fused kernels compute in float32 under autocast too (attention's products are small next to the linear
-  // layers' at BERT's lengths); the composite does the same, so that both devices agree.
-  const composite = () => compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
-  return is_autocast_enabled(query.device.type) ? autocast(query.device.type, { enabled: false }, composite) : composite();
+  return { mask, p, causal, scale: options.scale ?? 1 / Math.sqrt(D) };
 }
 
 /** A bool mask (true = attend) as torch's math path makes it additive: 0 where attended, -inf elsewhere. */
@@ -118,16 +152,23 @@ function viewArgs(t: Tensor): [ArrayBuffer, number, number[]] {
  * layout goes back through the heads' view of a [B, S, H * D] projection as a contiguous tensor.
  */
 function headsInterleaved(B: number, H: number, S: number, D: number, device: Device, dtype: DType = float32): Tensor {
-  const base = Tensor.empty([B, S, H, D], dtype, device);
-  const view = base._view([B, H, S, D], [S * H * D, D, H * D, 1], 0);
+  const base = Tensor.empty([B, S, H * D], dtype, device);
+  const view = headsView(base, H, D, 0);
   base.dispose();
   return view;
+}
+
+/** Projection `i` of a contiguous [B, S, n * H * D] tensor (n projections side by side) as a [B, H, S, D] view. */
+function headsView(t: Tensor, H: number, D: number, i: number): Tensor {
+  const [B, S, width] = t.shape;
+  return t._view([B, H, S, D], [S * width, D, width, 1], t.offset + i * H * D);
 }
 
 type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, number[], ArrayBuffer, number, number[],
   ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number];
 
-function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number): Tensor {
+/** The fused kernels' forward, and its graph node: on query, key and value, or on `packed` where they are its views (packed_qkv_attention). */
+function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number, packed: Tensor | null = null): Tensor {
   const [B, H, S, D] = query.shape;
   const T = key.shape[2];
   const q = rowsAsArrays(query);
@@ -147,13 +188,18 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
   native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
   if (lowp) attachLowpCopy(out, lowp);
   const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
-  const result = record(y, "ScaledDotProductFlashAttention", [query, key, value], (g) => {
+  const result = record(y, "ScaledDotProductFlashAttention", packed ? [packed] : [query, key, value], (g) => {
     const dout = rowsAsArrays(g);
-    const dq = headsInterleaved(B, H, S, D, query.device);
-    const dk = headsInterleaved(B, H, T, D, query.device);
-    const dv = headsInterleaved(B, H, T, D, query.device);
+    const dqkv = packed && Tensor.empty(packed.shape, float32, packed.device);
+    const [dq, dk, dv] = dqkv
+      ? [0, 1, 2].map((i) => headsView(dqkv, H, D, i))
+      : [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
     native.cuda.attentionBackward(...shared, ...viewArgs(out), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
     release(dout);
+    if (dqkv) {
+      for (const x of [dq, dk, dv]) x.dispose();
+      return [dqkv];
+    }
     return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
   }, [q.t, k.t, v.t, out, lse, ...(m ? [m.t] : [])]);
   if (!result.requires_grad) {

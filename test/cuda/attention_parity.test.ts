@@ -9,11 +9,16 @@ import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import * as F from "../../src/nn/functional.js";
-import type { ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
+import { packed_qkv_attention, type ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
 import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
+import { cat } from "../../src/ops/join.js";
+import { BertConfig } from "../../src/models/bert/configuration_bert.js";
+import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
+import { AdamW } from "../../src/optim/index.js";
+import type { Node } from "../../src/autograd/node.js";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { REPO_ROOT } from "../helpers/paths.js";
@@ -205,6 +210,82 @@ test("under autocast the forward also writes out's 16-bit copy, which BERT's mer
       assert.deepEqual(copy.float().cpu().data(), t.to(dtype).float().cpu().data(), `${label}: out rounded to ${dtype}`);
     }
   }
+});
+
+/** BERT's self-attention as three separate linear layers compute it, each split into heads (the unpacked path). */
+function unpackedSelfAttention(m: BertSelfAttention, x: Tensor, mask: Tensor, p: number): Tensor {
+  const [B, S, W] = x.shape;
+  const heads = (t: Tensor) => t.view([B, S, m.num_attention_heads, m.attention_head_size]).permute([0, 2, 1, 3]);
+  const out = F.scaled_dot_product_attention(heads(m.query(x)), heads(m.key(x)), heads(m.value(x)), { attn_mask: mask, dropout_p: p });
+  return out.permute([0, 2, 1, 3]).reshape([B, S, W]);
+}
+
+/** The node of the first op named `name` on the path through first inputs from `t` back. */
+function nodeOf(t: Tensor, name: string): Node {
+  let node = t.grad_fn;
+  while (node && node.name() !== name) {
+    const edge = node.next[0];
+    node = edge && "node" in edge ? edge.node : null;
+  }
+  assert.ok(node, `no ${name} behind the output`);
+  return node;
+}
+
+test("BERT's self-attention on CUDA computes Q, K, V with one packed linear layer, as the three layers do", { skip: SKIP }, () => {
+  const config = new BertConfig({ hidden_size: 64, num_attention_heads: 2, attention_probs_dropout_prob: 0.1 });
+  const [B, S, W] = [2, 7, 64];
+  const reference = new BertSelfAttention(config);
+  const modules = [0, 1].map(() => {
+    const m = new BertSelfAttention(config);
+    m.load_state_dict(reference.state_dict());
+    return m.to("cuda").train();
+  });
+  const mask = paddingMask(B, S).to("cuda");
+  // Two backward passes (the second accumulates into .grad), then an optimizer step.
+  const results = modules.map((m, packed) => {
+    const x = randn([B, S, W], 1).to("cuda").requires_grad_(true);
+    const outs = [0, 1].map((pass) => {
+      torch.manual_seed(20 + pass);
+      const out = packed ? m(x, mask) : unpackedSelfAttention(m, x, mask, 0.1);
+      const attention = nodeOf(out, "ScaledDotProductFlashAttentionBackward0");
+      assert.equal(attention.next.length, packed ? 1 : 3, "the attention's inputs: the packed projection, or q, k and v");
+      if (packed) assert.equal((attention.next[0] as { node: Node }).node.name(), "AddmmBackward0");
+      out.backward(randn([B, S, W], 30 + pass).to("cuda"));
+      return out.detach().cpu();
+    });
+    const named = [...m.named_parameters()];
+    const grads = [x.grad!, ...named.map(([, t]) => t.grad!)].map((g) => g.cpu());
+    new AdamW(m.parameters(), { lr: 0.1 }).step();
+    return { outs, grads, names: ["hidden", ...named.map(([n]) => n)], params: named.map(([, t]) => t.detach().cpu()) };
+  });
+  const [unpacked, packed] = results;
+  packed.outs.forEach((o, i) => assertClose(o, unpacked.outs[i], 1e-5 * Math.max(1, maxAbs(unpacked.outs[i])), `output ${i}: the same dropout masks`));
+  packed.grads.forEach((g, i) => assertClose(g, unpacked.grads[i], 1e-4 * Math.max(1, maxAbs(unpacked.grads[i])), `${packed.names[i]}.grad`));
+  packed.params.forEach((t, i) => assertClose(t, unpacked.params[i], 1e-5, `${packed.names[i + 1]} after a step`));
+  assert.deepEqual(Object.keys(modules[1].state_dict()), Object.keys(reference.state_dict()), "the checkpoint's keys");
+});
+
+test("cat's backward hands each part a view of the packed gradient; the packed projection's gradient is one tensor", { skip: SKIP }, () => {
+  const seen: Tensor[] = [];
+  const parts = [1, 2, 3].map((seed) => randn([4, 3], seed).to("cuda").requires_grad_(true));
+  cat(parts.map((t) => probe(t, seen))).backward(randn([12, 3], 4).to("cuda"));
+  assert.ok(seen.every((g) => g.storage === seen[0].storage), "row slices of one gradient");
+  parts.forEach((t, i) => assert.ok(t.grad!.isExclusive(), `part ${i}'s .grad owns its memory, as the optimizer's kernels need`));
+
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const qkv = randn([B, S, 3 * H * D], 5).to("cuda").requires_grad_(true);
+  const grads: Tensor[] = [];
+  const out = packed_qkv_attention(probe(qkv, grads), H, { attn_mask: paddingMask(B, S).to("cuda") });
+  out.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(randn([B, S, H * D], 6).to("cuda"));
+  assert.equal(grads.length, 1);
+  assert.ok(grads[0].isExclusive(), "one contiguous tensor of qkv's shape, written by the kernels");
+  // the same as attention over the three slices, whose gradients autograd scatters into zeros and adds
+  const x = qkv.detach().requires_grad_(true);
+  const heads = (i: number) => x.narrow(2, i * H * D, H * D).view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const reference = F.scaled_dot_product_attention(heads(0), heads(1), heads(2), { attn_mask: paddingMask(B, S).to("cuda") });
+  assertClose(out.cpu(), reference.cpu(), 1e-6, "output");
+  reference.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(randn([B, S, H * D], 6).to("cuda"));
+  assertClose(qkv.grad!.cpu(), x.grad!.cpu(), 1e-6, "qkv's gradient");
 });
 
 /** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */
