@@ -1,5 +1,7 @@
 // torch.nn.functional.scaled_dot_product_attention. On CUDA one fused kernel family (native/cuda/kernels/attention.cc)
-// computes it without an S x T matrix and saves q, k, v, the output and each row's logsumexp for the backward.
+// computes it without an S x T matrix and saves q, k, v, the output and each row's logsumexp for the backward; the
+// output and the gradients of q, k, v are stored as [B, S, H, D], the layout of the projections they come from and
+// go to, and packed_qkv_attention takes the three projections as one tensor.
 // Elsewhere, and for head dims the kernels do not take, it is the composite of matmul, masked_softmax, dropout and
 // matmul: for BERT's key-padding mask these are the ops BERT ran before the fused kernel existed, so its numbers,
 // dropout masks included, are unchanged. Both paths draw dropout from the default generator in the same order.

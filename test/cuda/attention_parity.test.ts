@@ -2,7 +2,9 @@
 // output and the gradients of q, k and v, with every kind of mask and with dropout (both devices draw from the same
 // generator state and keep the same probabilities), for S, T in {1, 7, 67, 128, 300} and D in {32, 64}; and the
 // memory of a forward and backward, which must hold no S x T matrix; head dims 5, 33, 65 and 128 and views that are
-// not 16-byte aligned. Runs only where torch.cuda.is_available();
+// not 16-byte aligned; the layouts the kernels write (out and the gradients as [B, S, H, D], so that BERT's heads
+// split and merge as views), out's 16-bit copy under autocast, and BERT's packed query/key/value projection against
+// the three separate ones; on the emulator, the kernels these launch. Runs only where torch.cuda.is_available();
 // bench/gpu-check.sh runs it on a GPU.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -317,4 +319,24 @@ test("BERT's heads through the fused attention and back launch no copy kernels",
     torch.cuda.synchronize();
   `);
   assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"]);
+});
+
+test("BERT's self-attention launches one projection's kernels: the packed one", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { BertConfig } = await import(dist + "/models/bert/configuration_bert.js");
+    const { BertSelfAttention } = await import(dist + "/models/bert/modeling_bert.js");
+    const config = new BertConfig({ hidden_size: 64, num_attention_heads: 2, attention_probs_dropout_prob: 0.1 });
+    const layer = new BertSelfAttention(config).to("cuda").train();
+    const hidden = torch.randn([2, 7, 64]).to("cuda").requires_grad_(true);
+    const mask = torch.zeros([2, 1, 1, 7]).to("cuda");
+    const upstream = torch.randn([2, 7, 64]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    layer(hidden, mask).backward(upstream);
+    torch.cuda.synchronize();
+  `);
+  // The GEMMs (cuBLASLt) and the copies of cat and of the parameters' first gradients (memcpy) launch no kernels;
+  // three projections would sum three bias gradients and add the hidden states' three gradients.
+  assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64", "ft_reduce_column_tiles"]);
 });
