@@ -262,7 +262,7 @@ __device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], floa
     if (d < D) {
       const float x = acc[c] * scale;
       dst[d] = x;
-      if (lowp != 0) lowp[d] = lowp_dtype == DT_BF16 ? F32ToBf16(x) : F32ToF16(x);
+      if (lowp != 0) lowp[d] = F32ToLowp(x, lowp_dtype);
     }
   }
 }

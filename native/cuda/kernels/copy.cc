@@ -1,7 +1,7 @@
 // CUDA strided copies with dtype casts, and fills: native/cpu/copy.cc's contract and conversions (the half
-// types round to nearest even through device_common.h's transcription of common/dtype.h's bit arithmetic, so both
-// backends agree to the bit). Same-dtype copies move raw bits; one kernel serves every dtype pair, its switches being uniform across
-// a launch.
+// types' in device_common.h, the same bit arithmetic as common/dtype.h, so both backends agree to the bit).
+// Same-dtype copies move raw bits; one kernel serves every dtype pair, its switches being uniform across a
+// launch.
 #include <napi.h>
 
 #include <algorithm>

@@ -19,8 +19,9 @@ typedef unsigned long long uint64;
 #define FT_INF __int_as_float(0x7f800000)
 #define FT_NAN __int_as_float(0x7fc00000)
 
-// The host's dtype codes (common/dtype.h), and its conversions between float and the 16-bit types: round to
-// nearest even, NaN stays NaN.
+// dtype codes: common/dtype.h's. The half types round to nearest even through the same bit arithmetic as
+// common/dtype.h, so the casts (copy.cc) and the kernels that also write a 16-bit copy of their float32 result
+// for autocast's products agree with the CPU's casts to the bit.
 #define DT_F32 0
 #define DT_F16 1
 #define DT_BF16 2
@@ -77,6 +78,17 @@ __device__ __forceinline__ uint16 F32ToF16(float f) {
   }
   const uint32 rounded = absBits + 0xfffu + ((absBits >> 13) & 1u);
   return (uint16)(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+// v rounded to the 16-bit dtype dt (DT_F16 or DT_BF16).
+__device__ __forceinline__ uint16 F32ToLowp(float v, int dt) { return dt == DT_F16 ? F32ToF16(v) : F32ToBf16(v); }
+
+__device__ __forceinline__ float LowpToF32(uint16 h, int dt) { return dt == DT_F16 ? F16ToF32(h) : Bf16ToF32(h); }
+
+// Four values rounded to dt in one 8-byte store (p 8-byte aligned).
+__device__ __forceinline__ void StoreLowp4(uint16* p, int dt, float a, float b, float c, float d) {
+  *(uint64*)p = (uint64)F32ToLowp(a, dt) | (uint64)F32ToLowp(b, dt) << 16 | (uint64)F32ToLowp(c, dt) << 32 |
+                (uint64)F32ToLowp(d, dt) << 48;
 }
 
 // The host's ft::cuda::Layout, member for member: a view's sizes and element strides.
