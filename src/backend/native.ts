@@ -219,19 +219,25 @@ export interface CudaAddon extends Kernels {
    * q @ k^T * scale + mask)) @ v. q [B, H, S, D], k and v [B, H, T, D] are views with unit stride in D, 1 <= D <= 128;
    * mask is an additive [B, H, S, T] view (zero strides broadcast) or null; causal hides keys t > s. With
    * 0 < dropoutP, probability (b, h, s, t) is kept exactly where `dropout(B*H*S*T, seed, offset, dropoutP, ...)`
-   * keeps flat element ((b*H + h)*S + s)*T + t. out [B, H, S, D] and lse [B, H, S] (each row's logsumexp; -inf
-   * marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward) are contiguous.
+   * keeps flat element ((b*H + h)*S + s)*T + t. out is a [B, H, S, D] view with unit stride in D; lse [B, H, S]
+   * (each row's logsumexp; -inf marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward)
+   * is contiguous. Where lowp is not null the kernel also writes out rounded to lowpDtype (bfloat16 or float16's
+   * code) there, at lowpOff with out's strides.
    */
   attentionForward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, lse: AB): void;
-  /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D] (contiguous at doutOff):
-   * dq [B, H, S, D], dk and dv [B, H, T, D], contiguous, are assigned; probabilities are recomputed tile by tile */
+    offset: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
+    lowpDtype: number): void;
+  /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D]: dq [B, H, S, D], dk and
+   * dv [B, H, T, D] are assigned; out, dout and the gradients are views with unit stride in D; probabilities are
+   * recomputed tile by tile */
   attentionBackward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, dout: AB, doutOff: number, lse: AB, dq: AB, dk: AB, dv: AB): void;
+    offset: number, out: AB, outOff: number, outStrides: number[], dout: AB, doutOff: number, doutStrides: number[],
+    lse: AB, dq: AB, dqOff: number, dqStrides: number[], dk: AB, dkOff: number, dkStrides: number[], dv: AB,
+    dvOff: number, dvStrides: number[]): void;
   /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
    * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU. With
    * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it) */

@@ -1,7 +1,7 @@
 // CUDA strided copies with dtype casts, and fills: native/cpu/copy.cc's contract and conversions (the half
-// types round to nearest even through the same bit arithmetic as common/dtype.h, so both backends agree to the
-// bit). Same-dtype copies move raw bits; one kernel serves every dtype pair, its switches being uniform across
-// a launch.
+// types' in device_common.h, the same bit arithmetic as common/dtype.h, so both backends agree to the bit).
+// Same-dtype copies move raw bits; one kernel serves every dtype pair, its switches being uniform across a
+// launch.
 #include <napi.h>
 
 #include <algorithm>
@@ -17,64 +17,6 @@ namespace ft::cuda::kernels {
 namespace {
 
 constexpr char kSource[] = R"CUDA(
-#define DT_F32 0
-#define DT_F16 1
-#define DT_BF16 2
-#define DT_I64 3
-#define DT_I32 4
-#define DT_BOOL 5
-
-__device__ __forceinline__ float Bf16ToF32(uint16 h) { return __uint_as_float((uint32)h << 16); }
-
-__device__ __forceinline__ uint16 F32ToBf16(float f) {
-  const uint32 bits = __float_as_uint(f);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16)((bits >> 16) | 0x40);
-  const uint32 rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return (uint16)((bits + rounding) >> 16);
-}
-
-__device__ __forceinline__ float F16ToF32(uint16 h) {
-  const uint32 sign = (uint32)(h & 0x8000u) << 16;
-  const uint32 exp = (h >> 10) & 0x1fu;
-  uint32 mant = h & 0x3ffu;
-  uint32 bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {
-      int e = -1;
-      do { mant <<= 1; ++e; } while ((mant & 0x400u) == 0);
-      bits = sign | (uint32)(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | mant << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
-  }
-  return __uint_as_float(bits);
-}
-
-__device__ __forceinline__ uint16 F32ToF16(float f) {
-  const uint32 bits = __float_as_uint(f);
-  const uint32 sign = (bits >> 16) & 0x8000u;
-  const uint32 absBits = bits & 0x7fffffffu;
-  if (absBits > 0x7f800000u) return (uint16)(sign | 0x7e00u);
-  if (absBits >= 0x477ff000u) return (uint16)(sign | 0x7c00u);
-  if (absBits < 0x38800000u) {
-    if (absBits < 0x33000000u) return (uint16)sign;
-    const uint32 exp = absBits >> 23;
-    const uint32 mant = (absBits & 0x7fffffu) | 0x800000u;
-    const uint32 shift = 126 - exp;
-    uint32 result = mant >> shift;
-    const uint32 rem = mant & ((1u << shift) - 1);
-    const uint32 halfway = 1u << (shift - 1);
-    if (rem > halfway || (rem == halfway && (result & 1u))) ++result;
-    return (uint16)(sign | result);
-  }
-  const uint32 rounded = absBits + 0xfffu + ((absBits >> 13) & 1u);
-  return (uint16)(sign | ((rounded - 0x38000000u) >> 13));
-}
-
 __device__ __forceinline__ bool IsFloatType(int dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
 
 // Elements travel as their raw bits in the low bytes of a uint64, so one conversion serves the strided kernel
