@@ -1,5 +1,5 @@
 #!/bin/bash
-# Per-kernel GPU time of one bert-base bf16 training update (batch 8 x 64), finetune's and PyTorch's, from Nsight
+# Per-kernel GPU time of bert-base bf16 training updates (batch 8 x 64; two, bench/ncu_summary.py reports the second), finetune's and PyTorch's, from Nsight
 # Compute (one metric, gpu__time_duration, clocks left alone): $OUT/ncu_ft.csv and $OUT/ncu_torch.csv, one row per
 # kernel launch. Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-ncu.sh
 set -u

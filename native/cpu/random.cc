@@ -190,26 +190,32 @@ FT_AVX2 int64_t UniformBulk256(uint64_t key, uint64_t e, int64_t n, float low, f
   return i;
 }
 
+// With kResidual, y = x * mask * scale + r (dropout_add): the sum rounded after the product, as
+// add(dropout(x), r) rounds it.
+template <bool kResidual>
 FT_AVX512 int64_t DropoutBulk512(uint64_t key, uint64_t e, int64_t n, float p, float scale, const float* x,
-                                 float* y, uint8_t* mask) {
+                                 const float* r, float* y, uint8_t* mask) {
   const __m512 vp = _mm512_set1_ps(p), vscale = _mm512_set1_ps(scale), one = _mm512_set1_ps(1.0f);
   int64_t i = 0;
   for (; i + 128 <= n; i += 128) {
     __m512i bits[8];
     PhiloxBits512(key, (e + i) >> 2, bits);
-    for (int r = 0; r < 8; ++r) {
-      const int64_t j = i + 16 * r;
-      const __mmask16 keep = _mm512_cmp_ps_mask(UnitFloat512(bits[r]), vp, _CMP_GE_OQ);
+    for (int q = 0; q < 8; ++q) {
+      const int64_t j = i + 16 * q;
+      const __mmask16 keep = _mm512_cmp_ps_mask(UnitFloat512(bits[q]), vp, _CMP_GE_OQ);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(mask + j), _mm_maskz_set1_epi8(keep, 1));
       const __m512 kept = _mm512_mul_ps(_mm512_loadu_ps(x + j), _mm512_maskz_mov_ps(keep, one));
-      _mm512_storeu_ps(y + j, _mm512_mul_ps(kept, vscale));
+      __m512 out = _mm512_mul_ps(kept, vscale);
+      if constexpr (kResidual) out = _mm512_add_ps(out, _mm512_loadu_ps(r + j));
+      _mm512_storeu_ps(y + j, out);
     }
   }
   return i;
 }
 
+template <bool kResidual>
 FT_AVX2 int64_t DropoutBulk256(uint64_t key, uint64_t e, int64_t n, float p, float scale, const float* x,
-                               float* y, uint8_t* mask) {
+                               const float* r, float* y, uint8_t* mask) {
   const __m256 vp = _mm256_set1_ps(p), vscale = _mm256_set1_ps(scale), one = _mm256_set1_ps(1.0f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), ones = _mm256_set1_epi8(1);
   int64_t i = 0;
@@ -217,12 +223,14 @@ FT_AVX2 int64_t DropoutBulk256(uint64_t key, uint64_t e, int64_t n, float p, flo
     __m256i bits[8];
     PhiloxBits256(key, (e + i) >> 2, bits);
     __m256i keep[8];
-    for (int r = 0; r < 8; ++r) {
-      const int64_t j = i + 8 * r;
-      const __m256 k = _mm256_cmp_ps(UnitFloat256(bits[r]), vp, _CMP_GE_OQ);
-      keep[r] = _mm256_castps_si256(k);
+    for (int q = 0; q < 8; ++q) {
+      const int64_t j = i + 8 * q;
+      const __m256 k = _mm256_cmp_ps(UnitFloat256(bits[q]), vp, _CMP_GE_OQ);
+      keep[q] = _mm256_castps_si256(k);
       const __m256 kept = _mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_and_ps(k, one));
-      _mm256_storeu_ps(y + j, _mm256_mul_ps(kept, vscale));
+      __m256 out = _mm256_mul_ps(kept, vscale);
+      if constexpr (kResidual) out = _mm256_add_ps(out, _mm256_loadu_ps(r + j));
+      _mm256_storeu_ps(y + j, out);
     }
     // all-ones / zero dwords to 0 / 1 bytes, 32 at a time; the in-lane packs leave dword d of the result
     // holding the elements of keep[4h + d % 4], half d / 4, which the permutation puts back in order
@@ -303,22 +311,34 @@ FT_VECTORIZE void NormalRange(uint64_t key, uint64_t counter, int64_t n, float m
   }
 }
 
-// y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates.
+// y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates; with kResidual, + r.
+template <bool kResidual>
 FT_VECTORIZE void DropoutRange(uint64_t key, uint64_t first, int64_t n, float p, float scale, const float* x,
-                               float* y, uint8_t* mask) {
+                               const float* r, float* y, uint8_t* mask) {
   const CpuFeatures& cpu = GetCpuFeatures();
   ForEachBits(
       key, first, n,
       [&](int64_t i, uint32_t bits) FT_INLINE_LAMBDA {
         const uint8_t keep = UnitFloat(bits) >= p;
         mask[i] = keep;
-        y[i] = x[i] * static_cast<float>(keep) * scale;
+        const float dropped = x[i] * static_cast<float>(keep) * scale;
+        if constexpr (kResidual) {
+          y[i] = dropped + r[i];
+        } else {
+          y[i] = dropped;
+        }
       },
       [&](uint64_t e, int64_t i, int64_t m) -> int64_t {
-        if (cpu.avx512f) return DropoutBulk512(key, e, m, p, scale, x + i, y + i, mask + i);
-        if (cpu.avx2) return DropoutBulk256(key, e, m, p, scale, x + i, y + i, mask + i);
+        if (cpu.avx512f) return DropoutBulk512<kResidual>(key, e, m, p, scale, x + i, r + i, y + i, mask + i);
+        if (cpu.avx2) return DropoutBulk256<kResidual>(key, e, m, p, scale, x + i, r + i, y + i, mask + i);
         return 0;
       });
+}
+
+// dx = mask ? g * scale : 0: the backward of dropout and dropout_add, where(mask, g * scale, 0) to the bit.
+FT_VECTORIZE void DropoutBackwardRange(int64_t n, float scale, const float* g, const uint8_t* mask, float* dx) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] ? g[i] * scale : 0.0f;
 }
 
 Napi::Value Uniform(const Napi::CallbackInfo& info) {
@@ -347,16 +367,35 @@ Napi::Value Normal(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// dropout(n, seed, offset, p, x, xOff, y, yOff, mask); with kResidual, dropoutAdd takes (residual, residualOff)
+// after x.
+template <bool kResidual>
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  constexpr int kY = kResidual ? 8 : 6;
   int64_t n = GetCount(info, 0, "n");
   uint64_t seed = GetU64(info, 1, "seed");
   uint64_t offset = GetU64(info, 2, "offset");
   const DropoutScalars p = GetDropoutP(info, 3, "p");
   const float* x = OperandAt<float>(info, 4, "x", "xOff", n);
-  float* y = OperandAt<float>(info, 6, "y", "yOff", n);
-  uint8_t* mask = Elements<uint8_t>(info, GetBuffer(info, 8, "mask"), 0, n, "mask");
+  // Read only with kResidual; x otherwise, so that the offsets below are taken on a real array.
+  const float* r = kResidual ? OperandAt<float>(info, 6, "residual", "residualOff", n) : x;
+  float* y = OperandAt<float>(info, kY, "y", "yOff", n);
+  uint8_t* mask = Elements<uint8_t>(info, GetBuffer(info, kY + 2, "mask"), 0, n, "mask");
   ParallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
-    DropoutRange(seed, offset + begin, end - begin, p.threshold, p.scale, x + begin, y + begin, mask + begin);
+    DropoutRange<kResidual>(seed, offset + begin, end - begin, p.threshold, p.scale, x + begin, r + begin, y + begin,
+                            mask + begin);
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
+  int64_t n = GetCount(info, 0, "n");
+  const float scale = static_cast<float>(GetNumber(info, 1, "scale"));
+  const float* g = OperandAt<float>(info, 2, "g", "gOff", n);
+  const uint8_t* mask = Elements<uint8_t>(info, GetBuffer(info, 4, "mask"), 0, n, "mask");
+  float* dx = OperandAt<float>(info, 5, "dx", "dxOff", n);
+  ParallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+    DropoutBackwardRange(end - begin, scale, g + begin, mask + begin, dx + begin);
   });
   return info.Env().Undefined();
 }
@@ -366,7 +405,9 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
 void RegisterRandom(Napi::Env env, Napi::Object exports) {
   exports.Set("uniform", Napi::Function::New(env, Uniform, "uniform"));
   exports.Set("normal", Napi::Function::New(env, Normal, "normal"));
-  exports.Set("dropout", Napi::Function::New(env, Dropout, "dropout"));
+  exports.Set("dropout", Napi::Function::New(env, Dropout<false>, "dropout"));
+  exports.Set("dropoutAdd", Napi::Function::New(env, Dropout<true>, "dropoutAdd"));
+  exports.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward, "dropoutBackward"));
 }
 
 }  // namespace ft

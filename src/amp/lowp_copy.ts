@@ -6,7 +6,10 @@
 import type { DType } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
 
-/** Records `copy` (same shape, contiguous, a 16-bit dtype) as `t`'s values now; `t` owns it from here on. */
+/**
+ * Records `copy` (same shape, a 16-bit dtype; contiguous, or with t's strides and offset: a view's copy is the same
+ * view of its base's, ops/view.ts) as `t`'s values now; `t` owns it from here on.
+ */
 export function attachLowpCopy(t: Tensor, copy: Tensor): void {
   if (t._lowp && t._lowp.copy !== copy) releaseLowpCopy(t._lowp.copy);
   t._lowp = { copy, version: t.storage.version };

@@ -165,6 +165,11 @@ export interface NativeAddon {
   /** mask (uint8) = keep with probability 1-p; y = x * mask / (1-p); x, y contiguous */
   dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
     mask: AB): void;
+  /** dropout's draws, mask and y, plus residual in the same kernel: y = x * mask / (1-p) + residual */
+  dropoutAdd(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, residual: AB, residualOff: number,
+    y: AB, yOff: number, mask: AB): void;
+  /** dropout's backward: dx = mask ? g * scale : 0 (scale rounded to float32); contiguous */
+  dropoutBackward(n: number, scale: number, g: AB, gOff: number, mask: AB, dx: AB, dxOff: number): void;
 
   // ---- CUDA discovery (native/cuda/): libcuda, NVRTC and cuBLASLt are dlopen()ed at run time; a missing or broken
   // library is a `reason`, never an exception. FINETUNE_DISABLE_CUDA=1 skips loading.
@@ -179,7 +184,7 @@ export type KernelName =
   | "sgemm" | "copy" | "fill" | "binary" | "binaryScalar" | "compare" | "unary" | "unaryGrad" | "where" | "biasGelu"
   | "reduce" | "argmax" | "sumSquares" | "scaleMany" | "softmaxForward" | "softmaxBackward" | "maskedSoftmaxForward"
   | "layerNormForward" | "layerNormBackward" | "embeddingForward" | "embeddingBackward" | "crossEntropyForward"
-  | "crossEntropyBackward" | "adamw" | "uniform" | "normal" | "dropout";
+  | "crossEntropyBackward" | "adamw" | "uniform" | "normal" | "dropout" | "dropoutAdd" | "dropoutBackward";
 export type Kernels = Pick<NativeAddon, KernelName>;
 
 /**
@@ -222,19 +227,25 @@ export interface CudaAddon extends Kernels {
    * q @ k^T * scale + mask)) @ v. q [B, H, S, D], k and v [B, H, T, D] are views with unit stride in D, 1 <= D <= 128;
    * mask is an additive [B, H, S, T] view (zero strides broadcast) or null; causal hides keys t > s. With
    * 0 < dropoutP, probability (b, h, s, t) is kept exactly where `dropout(B*H*S*T, seed, offset, dropoutP, ...)`
-   * keeps flat element ((b*H + h)*S + s)*T + t. out [B, H, S, D] and lse [B, H, S] (each row's logsumexp; -inf
-   * marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward) are contiguous.
+   * keeps flat element ((b*H + h)*S + s)*T + t. out is a [B, H, S, D] view with unit stride in D; lse [B, H, S]
+   * (each row's logsumexp; -inf marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward)
+   * is contiguous. Where lowp is not null the kernel also writes out rounded to lowpDtype (bfloat16 or float16's
+   * code) there, at lowpOff with out's strides.
    */
   attentionForward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, lse: AB): void;
-  /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D] (contiguous at doutOff):
-   * dq [B, H, S, D], dk and dv [B, H, T, D], contiguous, are assigned; probabilities are recomputed tile by tile */
+    offset: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
+    lowpDtype: number): void;
+  /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D]: dq [B, H, S, D], dk and
+   * dv [B, H, T, D] are assigned; out, dout and the gradients are views with unit stride in D; probabilities are
+   * recomputed tile by tile */
   attentionBackward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, dout: AB, doutOff: number, lse: AB, dq: AB, dk: AB, dv: AB): void;
+    offset: number, out: AB, outOff: number, outStrides: number[], dout: AB, doutOff: number, doutStrides: number[],
+    lse: AB, dq: AB, dqOff: number, dqStrides: number[], dk: AB, dkOff: number, dkStrides: number[], dv: AB,
+    dvOff: number, dvStrides: number[]): void;
   /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;
    * pre float32 or 16-bit of `preDtype`, null for none), is written to `lowp` rounded to `lowpDtype` (F16 or BF16),
    * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g and pre

@@ -1,17 +1,20 @@
 // torch.nn.functional.scaled_dot_product_attention. On CUDA one fused kernel family (native/cuda/kernels/attention.cc)
-// computes it without an S x T matrix and saves q, k, v, the output and each row's logsumexp for the backward.
+// computes it without an S x T matrix and saves q, k, v, the output and each row's logsumexp for the backward; the
+// output and the gradients of q, k, v are stored as [B, S, H, D], the layout of the projections they come from and
+// go to, and packed_qkv_attention takes the three projections as one tensor.
 // Elsewhere, and for head dims the kernels do not take, it is the composite of matmul, masked_softmax, dropout and
 // matmul: for BERT's key-padding mask these are the ops BERT ran before the fused kernel existed, so its numbers,
 // dropout masks included, are unchanged. Both paths draw dropout from the default generator in the same order.
 import { Tensor } from "../tensor/tensor.js";
-import { bool, float32 } from "../tensor/dtype.js";
+import { bool, float32, type DType } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";
 import { checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
 import { broadcastStrides, formatShape } from "../tensor/shape.js";
 import { arange, convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
-import { autocast, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { autocast, autocastOperandDtype, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { attachLowpCopy } from "../amp/lowp_copy.js";
 import { default_generator } from "./random.js";
 import { ge, logical_not, masked_fill } from "./elementwise.js";
 import { matmul } from "./matmul.js";
@@ -36,6 +39,47 @@ const FUSED_MAX_HEAD_DIM = 128;
  * uniformly, as masked_softmax makes such rows.
  */
 export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, options: ScaledDotProductAttentionOptions = {}): Tensor {
+  const { mask, p, causal, scale } = checkArguments(query, key, value, options);
+  const [B, H, S, D] = query.shape;
+  const T = key.shape[2];
+  if (fusedApplies(query, D) && value.shape[3] === D) return fusedAttention(query, key, value, additive(mask), causal, scale, p);
+  // The fused kernels compute in float32 under autocast too (attention's products are small next to the linear
+  // layers' at BERT's lengths); the composite does the same, so that both devices agree.
+  const composite = () => compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
+  return is_autocast_enabled(query.device.type) ? autocast(query.device.type, { enabled: false }, composite) : composite();
+}
+
+/** Whether the fused kernels take `x`'s device and a head dim of D. */
+function fusedApplies(x: Tensor, D: number): boolean {
+  return x.device.type === "cuda" && D >= 1 && D <= FUSED_MAX_HEAD_DIM;
+}
+
+/** Whether packed_qkv_attention takes a projection `x` (as its device and dtype) with heads of `headDim`. */
+export function packedAttentionApplies(x: Tensor, headDim: number): boolean {
+  return x.dtype === float32 && fusedApplies(x, headDim);
+}
+
+/**
+ * scaled_dot_product_attention of the heads of one packed projection qkv [B, S, 3 * H * D]: query, key and value
+ * side by side in the last dim, each [B, S, H * D] split into H heads, as one linear layer over BERT's three
+ * concatenated weights computes them. The fused kernels read q, k and v as views of qkv, and the backward writes
+ * their gradients into one tensor, qkv's gradient, where slicing qkv would make autograd scatter three gradients
+ * into zeros and add them. Only where packedAttentionApplies; returns [B, H, S, D] as scaled_dot_product_attention.
+ */
+export function packed_qkv_attention(qkv: Tensor, heads: number, options: ScaledDotProductAttentionOptions = {}): Tensor {
+  const D = qkv.shape[2] / (3 * heads);
+  if (qkv.ndim !== 3 || !Number.isInteger(D) || !qkv.is_contiguous() || !packedAttentionApplies(qkv, D)) {
+    throw new Error(`packed_qkv_attention: expected a contiguous float32 CUDA tensor [B, S, 3 * ${heads} * D] with D <= ${FUSED_MAX_HEAD_DIM}, got ${qkv.dtype} ${formatShape(qkv.shape)} on ${qkv.device}`);
+  }
+  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
+  const { mask, p, causal, scale } = checkArguments(q, k, v, options);
+  const out = fusedAttention(q, k, v, additive(mask), causal, scale, p, qkv);
+  if (!out.requires_grad) for (const x of [q, k, v]) x.dispose();
+  return out;
+}
+
+/** The options of scaled_dot_product_attention(query, key, value), checked against the operands. */
+function checkArguments(query: Tensor, key: Tensor, value: Tensor, options: ScaledDotProductAttentionOptions): { mask: Tensor | null; p: number; causal: boolean; scale: number } {
   const mask = options.attn_mask ?? null;
   const p = options.dropout_p ?? 0;
   const causal = options.is_causal ?? false;
@@ -62,14 +106,7 @@ export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: 
       throw new Error(`scaled_dot_product_attention: attn_mask of shape ${formatShape(mask.shape)} does not broadcast to [B, H, S, T] = ${formatShape(target)}`);
     }
   }
-  const scale = options.scale ?? 1 / Math.sqrt(D);
-  if (query.device.type === "cuda" && D >= 1 && D <= FUSED_MAX_HEAD_DIM && value.shape[3] === D) {
-    return fusedAttention(query, key, value, additive(mask), causal, scale, p);
-  }
-  // The fused kernels compute in float32 under autocast too (attention's products are small next to the linear
-  // layers' at BERT's lengths); the composite does the same, so that both devices agree.
-  const composite = () => compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
-  return is_autocast_enabled(query.device.type) ? autocast(query.device.type, { enabled: false }, composite) : composite();
+  return { mask, p, causal, scale: options.scale ?? 1 / Math.sqrt(D) };
 }
 
 /** A bool mask (true = attend) as torch's math path makes it additive: 0 where attended, -inf elsewhere. */
@@ -106,10 +143,34 @@ function rowsAsArrays(t: Tensor): { t: Tensor; owned: boolean } {
   return { t: convertContiguous(t, float32), owned: true };
 }
 
+/** A view as the kernels take it: its buffer, element offset and strides. */
+function viewArgs(t: Tensor): [ArrayBuffer, number, number[]] {
+  return [t.buffer, t.offset, [...t.strides]];
+}
+
+/**
+ * A new [B, H, S, D] tensor stored as [B, S, H, D], as PyTorch's flash attention lays out its output: the heads
+ * merged back into [B, S, H * D] (what the next linear layer reads) are then a view of it, and a gradient in this
+ * layout goes back through the heads' view of a [B, S, H * D] projection as a contiguous tensor.
+ */
+function headsInterleaved(B: number, H: number, S: number, D: number, device: Device, dtype: DType = float32): Tensor {
+  const base = Tensor.empty([B, S, H * D], dtype, device);
+  const view = headsView(base, H, D, 0);
+  base.dispose();
+  return view;
+}
+
+/** Projection `i` of a contiguous [B, S, n * H * D] tensor (n projections side by side) as a [B, H, S, D] view. */
+function headsView(t: Tensor, H: number, D: number, i: number): Tensor {
+  const [B, S, width] = t.shape;
+  return t._view([B, H, S, D], [S * width, D, width, 1], t.offset + i * H * D);
+}
+
 type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, number[], ArrayBuffer, number, number[],
   ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number];
 
-function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number): Tensor {
+/** The fused kernels' forward, and its graph node: on query, key and value, or on `packed` where they are its views (packed_qkv_attention). */
+function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number, packed: Tensor | null = null): Tensor {
   const [B, H, S, D] = query.shape;
   const T = key.shape[2];
   const q = rowsAsArrays(query);
@@ -118,20 +179,29 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
   const m = mask ? f32(mask) : null;
   // F.dropout draws B*H*S*T counters when 0 < p < 1 and none otherwise: the same here keeps both paths' streams in step
   const { seed, offset } = p > 0 && p < 1 ? default_generator.draw(B * H * S * T) : { seed: 0, offset: 0 };
-  const shared: SharedArgs = [B, H, S, T, D, q.t.buffer, q.t.offset, [...q.t.strides], k.t.buffer, k.t.offset, [...k.t.strides],
-    v.t.buffer, v.t.offset, [...v.t.strides], m ? m.t.buffer : null, m ? m.t.offset : 0,
-    m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
-  const out = Tensor.empty([B, H, S, D], float32, query.device);
+  const shared: SharedArgs = [B, H, S, T, D, ...viewArgs(q.t), ...viewArgs(k.t), ...viewArgs(v.t), m ? m.t.buffer : null,
+    m ? m.t.offset : 0, m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
+  const out = headsInterleaved(B, H, S, D, query.device);
   const lse = Tensor.empty([B, H, S], float32, query.device);
-  native.cuda.attentionForward(...shared, out.buffer, lse.buffer);
+  // Under autocast the next product (BERT's output dense layer) reads the output in 16 bits: the kernel writes
+  // that copy as well, which saves the product its cast.
+  const lowpDtype = query.dtype === float32 ? autocastOperandDtype(query) : null;
+  const lowp = lowpDtype && headsInterleaved(B, H, S, D, query.device, lowpDtype);
+  native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
+  if (lowp) attachLowpCopy(out, lowp);
   const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
-  const result = record(y, "ScaledDotProductFlashAttention", [query, key, value], (g) => {
-    const dout = f32(g);
-    const dq = Tensor.empty([B, H, S, D], float32, query.device);
-    const dk = Tensor.empty([B, H, T, D], float32, query.device);
-    const dv = Tensor.empty([B, H, T, D], float32, query.device);
-    native.cuda.attentionBackward(...shared, out.buffer, dout.t.buffer, dout.t.offset, lse.buffer, dq.buffer, dk.buffer, dv.buffer);
+  const result = record(y, "ScaledDotProductFlashAttention", packed ? [packed] : [query, key, value], (g) => {
+    const dout = rowsAsArrays(g);
+    const dqkv = packed && Tensor.empty(packed.shape, float32, packed.device);
+    const [dq, dk, dv] = dqkv
+      ? [0, 1, 2].map((i) => headsView(dqkv, H, D, i))
+      : [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
+    native.cuda.attentionBackward(...shared, ...viewArgs(out), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
     release(dout);
+    if (dqkv) {
+      for (const x of [dq, dk, dv]) x.dispose();
+      return [dqkv];
+    }
     return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
   }, [q.t, k.t, v.t, out, lse, ...(m ? [m.t] : [])]);
   if (!result.requires_grad) {

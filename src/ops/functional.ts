@@ -11,7 +11,7 @@ import { convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { default_generator, type Generator } from "./random.js";
-import { add, div, mul, ne, relu, abs, neg, softplus, sigmoid, sub, where } from "./elementwise.js";
+import { add, div, mul, ne, relu, abs, neg, softplus, sigmoid, sub } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
 
 /** A contiguous float32 version of t; `owned` says whether the caller must release it. */
@@ -178,19 +178,66 @@ export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | nul
 
 // ---- dropout
 
-export function dropout(x: Tensor, p = 0.5, training = true, generator: Generator = default_generator): Tensor {
+function checkDropoutP(p: number): void {
   if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
-  if (!training || p === 0) return x;
-  if (p === 1) return mul(x, 0);
+}
+
+/** dropout's kernel, or with a residual dropoutAdd's (same draws): the float32 output and the mask. */
+function dropoutForward(x: Tensor, residual: Tensor | null, p: number, generator: Generator): { y: Tensor; mask: Tensor } {
   const input = f32(x);
+  const res = residual ? f32(residual) : null;
   const n = x.numel();
   const y = Tensor.empty(x.shape, float32, x.device);
   const mask = Tensor.empty(x.shape, bool, x.device);
   const { seed, offset } = generator.draw(n);
-  backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
+  if (res) {
+    backendFor(y).dropoutAdd(n, seed, offset, p, input.t.buffer, input.t.offset, res.t.buffer, res.t.offset, y.buffer, 0, mask.buffer);
+    release(res);
+  } else {
+    backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
+  }
   release(input);
+  return { y, mask };
+}
+
+/** dx = mask ? g * scale : 0 in one kernel: the composition where(mask, mul(g, scale), 0) to the bit. */
+function dropoutBackward(g: Tensor, mask: Tensor, scale: number): Tensor {
+  const gy = f32(g);
+  const dx = Tensor.empty(g.shape, float32, g.device);
+  backendFor(dx).dropoutBackward(g.numel(), scale, gy.t.buffer, gy.t.offset, mask.buffer, dx.buffer, 0);
+  release(gy);
+  return restoreDtype(dx, g.dtype);
+}
+
+export function dropout(x: Tensor, p = 0.5, training = true, generator: Generator = default_generator): Tensor {
+  checkDropoutP(p);
+  if (!training || p === 0) return x;
+  if (p === 1) return mul(x, 0);
+  const { y, mask } = dropoutForward(x, null, p, generator);
   const scale = 1 / (1 - p);
-  const out = record(restoreDtype(y, x.dtype), "NativeDropout", [x], (g) => [where(mask, mul(g, scale), 0)], [mask]);
+  const out = record(restoreDtype(y, x.dtype), "NativeDropout", [x], (g) => [dropoutBackward(g, mask, scale)], [mask]);
+  if (!out.requires_grad) mask.dispose();
+  return out;
+}
+
+/**
+ * add(dropout(x, p, training, generator), residual) in one kernel (BERT's residual connections; not a PyTorch
+ * API): the same draws, so the same mask and bits as the composition, which it falls back to unless x and
+ * residual are float32 of one shape. The residual's gradient is the incoming one itself.
+ */
+export function dropout_add(x: Tensor, residual: Tensor, p = 0.5, training = true,
+  generator: Generator = default_generator): Tensor {
+  checkDropoutP(p);
+  if (!training || p === 0 || p === 1 || x.dtype !== float32 || residual.dtype !== float32 || !sameShape(x.shape, residual.shape)) {
+    return add(dropout(x, p, training, generator), residual);
+  }
+  checkSameDevice(x, residual);
+  const { y, mask } = dropoutForward(x, residual, p, generator);
+  const scale = 1 / (1 - p);
+  const out = record(y, "DropoutAdd", [x, residual], (g) => [
+    x.requires_grad ? dropoutBackward(g, mask, scale) : null,
+    residual.requires_grad ? g : null,
+  ], [mask]);
   if (!out.requires_grad) mask.dispose();
   return out;
 }

@@ -43,11 +43,13 @@ function castTo(t: Tensor, dtype: DType): Tensor {
 
 /**
  * `t` contiguous in `dtype`: itself when it already is, the 16-bit copy that the kernel which produced t wrote
- * (amp/lowp_copy.ts) while it holds t's values, else a converted copy (no autograd).
+ * (amp/lowp_copy.ts) while it holds t's values and is contiguous (a view's copy is the same view), else a
+ * converted copy (no autograd).
  */
 function contiguousAs(t: Tensor, dtype: DType): Tensor {
   if (t.dtype === dtype && t.is_contiguous()) return t;
-  return lowpCopyOf(t, dtype) ?? convertContiguous(t, dtype);
+  const copy = lowpCopyOf(t, dtype);
+  return copy?.is_contiguous() ? copy : convertContiguous(t, dtype);
 }
 
 /**

@@ -1,4 +1,6 @@
-// View ops: new shapes and strides over the same memory. Gradients flow back through the inverse view.
+// View ops: new shapes and strides over the same memory. Gradients flow back through the inverse view. A view of
+// a tensor with a 16-bit copy (amp/lowp_copy.ts) gets the same view of the copy, so that a copy its producer wrote
+// reaches the next matrix product through the reshapes between them (BERT's heads merged back into [B, S, hidden]).
 import { Tensor } from "../tensor/tensor.js";
 import { contiguousStrides, formatShape, normDim, numelOf, broadcastStrides } from "../tensor/shape.js";
 import { zeros } from "../tensor/creation.js";
@@ -6,6 +8,7 @@ import { record } from "./record.js";
 import { contiguous, copy_ } from "./convert.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { sumToShape } from "./reduce.js";
+import { attachLowpCopy, lowpCopyOf } from "../amp/lowp_copy.js";
 
 /** One item of Python's indexing syntax: i, a:b:c as [a, b, c] (null for omitted), None as null, "..." or ":". */
 export type IndexSpec = number | null | "..." | ":" | [number | null, (number | null)?, (number | null)?];
@@ -52,6 +55,16 @@ function viewStrides(shape: readonly number[], strides: readonly number[], newSh
   return newStrides;
 }
 
+/** `t`'s view (shape, strides, offset), carrying the same view of t's 16-bit copy where the copy is laid out as t is. */
+function viewOf(t: Tensor, shape: readonly number[], strides: readonly number[], offset: number): Tensor {
+  const out = t._view(shape, strides, offset);
+  const copy = t._lowp && lowpCopyOf(t, t._lowp.copy.dtype);
+  if (copy && copy.offset === t.offset && copy.strides.every((s, i) => s === t.strides[i])) {
+    attachLowpCopy(out, copy._view(shape, strides, offset));
+  }
+  return out;
+}
+
 /** A view of `t` made by `makeView`, whose gradient is scattered back into a zero tensor of t's shape. */
 function differentiableView(t: Tensor, opName: string, makeView: (base: Tensor) => Tensor): Tensor {
   const out = makeView(t);
@@ -76,7 +89,7 @@ export function view(t: Tensor, shape: readonly number[]): Tensor {
     );
   }
   const inputShape = [...t.shape];
-  return record(t._view(target, strides, t.offset), "View", [t], (g) => [reshape(g, inputShape)]);
+  return record(viewOf(t, target, strides, t.offset), "View", [t], (g) => [reshape(g, inputShape)]);
 }
 
 export function reshape(t: Tensor, shape: readonly number[]): Tensor {
@@ -104,7 +117,7 @@ export function permute(t: Tensor, dims: readonly number[]): Tensor {
   if (new Set(d).size !== d.length) throw new Error("permute(): duplicate dims are not allowed.");
   const inverse = new Array<number>(d.length);
   d.forEach((x, i) => (inverse[x] = i));
-  const out = t._view(d.map((x) => t.shape[x]), d.map((x) => t.strides[x]), t.offset);
+  const out = viewOf(t, d.map((x) => t.shape[x]), d.map((x) => t.strides[x]), t.offset);
   return record(out, "Permute", [t], (g) => [permute(g, inverse)]);
 }
 
@@ -123,14 +136,14 @@ export function unsqueeze(t: Tensor, dim: number): Tensor {
   shape.splice(d, 0, 1);
   strides.splice(d, 0, d < t.ndim ? t.strides[d] * t.shape[d] : 1);
   const inputShape = [...t.shape];
-  return record(t._view(shape, strides, t.offset), "Unsqueeze", [t], (g) => [reshape(g, inputShape)]);
+  return record(viewOf(t, shape, strides, t.offset), "Unsqueeze", [t], (g) => [reshape(g, inputShape)]);
 }
 
 export function squeeze(t: Tensor, dim?: number): Tensor {
   const dims = dim === undefined ? t.shape.map((s, i) => (s === 1 ? i : -1)).filter((i) => i >= 0) : [normDim(dim, t.ndim)];
   const keep = t.shape.map((_, i) => !(dims.includes(i) && t.shape[i] === 1));
   const inputShape = [...t.shape];
-  const out = t._view(t.shape.filter((_, i) => keep[i]), t.strides.filter((_, i) => keep[i]), t.offset);
+  const out = viewOf(t, t.shape.filter((_, i) => keep[i]), t.strides.filter((_, i) => keep[i]), t.offset);
   return record(out, "Squeeze", [t], (g) => [reshape(g, inputShape)]);
 }
 
@@ -140,7 +153,7 @@ export function expand(t: Tensor, shape: readonly number[]): Tensor {
   const target = shape.map((s, i) => (s === -1 ? t.shape[i - lead] : s));
   const strides = broadcastStrides(t.shape, t.strides, target);
   const inputShape = [...t.shape];
-  return record(t._view(target, strides, t.offset), "Expand", [t], (g) => [sumToShape(g, inputShape)]);
+  return record(viewOf(t, target, strides, t.offset), "Expand", [t], (g) => [sumToShape(g, inputShape)]);
 }
 
 function selectView(t: Tensor, dim: number, index: number): Tensor {
@@ -150,7 +163,7 @@ function selectView(t: Tensor, dim: number, index: number): Tensor {
     throw new RangeError(`index ${index} is out of bounds for dimension ${d} with size ${size}`);
   }
   const i = index < 0 ? index + size : index;
-  return t._view(t.shape.filter((_, k) => k !== d), t.strides.filter((_, k) => k !== d), t.offset + i * t.strides[d]);
+  return viewOf(t, t.shape.filter((_, k) => k !== d), t.strides.filter((_, k) => k !== d), t.offset + i * t.strides[d]);
 }
 
 export function select(t: Tensor, dim: number, index: number): Tensor {
@@ -168,7 +181,7 @@ function sliceView(t: Tensor, dim: number, start: number, end: number, step: num
   const strides = [...t.strides];
   shape[d] = Math.ceil((e - s) / step);
   strides[d] = t.strides[d] * step;
-  return t._view(shape, strides, t.offset + s * t.strides[d]);
+  return viewOf(t, shape, strides, t.offset + s * t.strides[d]);
 }
 
 export function narrow(t: Tensor, dim: number, start: number, length: number): Tensor {
@@ -191,7 +204,7 @@ function applyIndex(t: Tensor, spec: readonly IndexSpec[]): Tensor {
     if (s === "...") for (let i = 0; i < t.ndim - consumed; i++) expanded.push(":");
     else expanded.push(s);
   }
-  let out = t.alias();
+  let out = viewOf(t, t.shape, t.strides, t.offset);
   let dim = 0;
   for (const s of expanded) {
     let next: Tensor;
@@ -200,7 +213,7 @@ function applyIndex(t: Tensor, spec: readonly IndexSpec[]): Tensor {
       const strides = [...out.strides];
       shape.splice(dim, 0, 1);
       strides.splice(dim, 0, 1);
-      next = out._view(shape, strides, out.offset);
+      next = viewOf(out, shape, strides, out.offset);
       dim++;
     } else if (s === ":") {
       dim++;

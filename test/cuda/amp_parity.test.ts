@@ -72,6 +72,10 @@ test("under autocast, layer_norm and linear_gelu write their results' 16-bit cop
       exactCopy(z, dtype, `${dtype} linear_gelu`);
       exactCopy(linear_gelu(h, w.narrow(0, 0, 38), b.narrow(0, 0, 38).contiguous()), dtype, `${dtype} linear_gelu of 38 features`);
       assert.deepEqual(F.linear(z, w2, b2).cpu().data(), F.linear(z.clone(), w2, b2).cpu().data(), `${dtype}: linear on linear_gelu's copy`);
+      // a view carries the same view of the copy; a product reads it only where that view is contiguous
+      const hT = h.transpose(0, 1);
+      assert.ok(lowpCopyOf(hT, dtype), `${dtype}: the transposed view has no copy`);
+      assert.deepEqual(F.linear(hT, w, b).cpu().data(), F.linear(hT.contiguous(), w, b).cpu().data(), `${dtype}: linear on a transposed view`);
       // the product reads the copy, not a cast of h: a changed copy changes it
       lowpCopyOf(h, dtype)!.fill_(0);
       assert.deepEqual(F.linear(h, w, b).cpu().data(), b.expand([3, 5, 40]).cpu().contiguous().data(), `${dtype}: linear ignored the copy`);

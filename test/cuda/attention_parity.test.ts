@@ -2,16 +2,28 @@
 // output and the gradients of q, k and v, with every kind of mask and with dropout (both devices draw from the same
 // generator state and keep the same probabilities), for S, T in {1, 7, 67, 128, 300} and D in {32, 64}; and the
 // memory of a forward and backward, which must hold no S x T matrix; head dims 5, 33, 65 and 128 and views that are
-// not 16-byte aligned. Runs only where torch.cuda.is_available();
+// not 16-byte aligned; the layouts the kernels write (out and the gradients as [B, S, H, D], so that BERT's heads
+// split and merge as views), out's 16-bit copy under autocast, and BERT's packed query/key/value projection against
+// the three separate ones; on the emulator, the kernels these launch. Runs only where torch.cuda.is_available();
 // bench/gpu-check.sh runs it on a GPU.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import * as F from "../../src/nn/functional.js";
-import type { ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
+import { packed_qkv_attention, type ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
+import { record } from "../../src/ops/record.js";
+import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
+import { cat } from "../../src/ops/join.js";
+import { BertConfig } from "../../src/models/bert/configuration_bert.js";
+import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
+import { AdamW } from "../../src/optim/index.js";
+import type { Node } from "../../src/autograd/node.js";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { REPO_ROOT } from "../helpers/paths.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) every thread of a kernel is run one after another,
@@ -148,4 +160,183 @@ test("forward and backward hold no S x T matrix", { skip: SKIP }, () => {
   const extra = torch.cuda.max_memory_allocated() - before;
   const matrix = B * H * S * S * 4;
   assert.ok(extra < matrix / 2, `peak grew by ${extra} bytes; the probabilities alone would take ${matrix}`);
+});
+
+/** The identity, whose backward hands the gradient reaching `x` to `seen`. */
+function probe(x: Tensor, seen: Tensor[]): Tensor {
+  return record(x.alias(), "Probe", [x], (g) => {
+    seen.push(g);
+    return [g.alias()];
+  });
+}
+
+test("the output and q, k, v's gradients are stored as [B, S, H, D]: BERT's heads split and merge as views", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const mask = paddingMask(B, S);
+  const upstream = randn([B, S, H * D], 9);
+  const run = (device: string) => {
+    const xs = [1, 2, 3].map((seed) => randn([B, S, H * D], seed).to(device).requires_grad_(true));
+    const seen: Tensor[] = [];
+    torch.manual_seed(4);
+    const out = F.scaled_dot_product_attention(heads(probe(xs[0], seen)), heads(probe(xs[1], seen)), heads(probe(xs[2], seen)),
+      { attn_mask: mask.to(device), dropout_p: 0.1 });
+    const merged = out.permute([0, 2, 1, 3]).reshape([B, S, H * D]);
+    merged.backward(upstream.to(device));
+    return { out, merged, seen, grads: xs.map((x) => x.grad!.cpu()) };
+  };
+  const gpu = run("cuda");
+  assert.deepEqual(gpu.out.stride(), [S * H * D, D, H * D, 1], "out is [B, S, H, D] in memory");
+  assert.equal(gpu.merged.storage, gpu.out.storage, "merging the heads is a view");
+  assert.equal(gpu.seen.length, 3);
+  for (const g of gpu.seen) assert.ok(g.is_contiguous(), `the gradient reaching a projection is contiguous, strides ${g.stride()}`);
+  const cpu = run("cpu");
+  gpu.grads.forEach((g, i) => assertClose(g, cpu.grads[i], 1e-4 * Math.max(1, maxAbs(cpu.grads[i])), `gradient ${i}`));
+  assertClose(gpu.merged.cpu(), cpu.merged, 1e-5, "output");
+});
+
+test("under autocast the forward also writes out's 16-bit copy, which BERT's merged heads carry", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const xs = [1, 2, 3].map((seed) => heads(randn([B, S, H * D], seed).to("cuda")));
+  const attend = () => F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { attn_mask: paddingMask(B, S).to("cuda") });
+  assert.equal(attend()._lowp, null, "no copy outside autocast");
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    const out = torch.autocast("cuda", { dtype }, attend);
+    assert.equal(out.dtype, torch.float32);
+    const merged = out.permute([0, 2, 1, 3]).reshape([B, S, H * D]);
+    for (const [label, t] of [["out", out], ["merged heads", merged]] as const) {
+      const copy = lowpCopyOf(t, dtype);
+      assert.ok(copy, `${label} carries a ${dtype} copy`);
+      assert.deepEqual(copy.stride(), t.stride(), label);
+      assert.deepEqual(copy.float().cpu().data(), t.to(dtype).float().cpu().data(), `${label}: out rounded to ${dtype}`);
+    }
+  }
+});
+
+/** BERT's self-attention as three separate linear layers compute it, each split into heads (the unpacked path). */
+function unpackedSelfAttention(m: BertSelfAttention, x: Tensor, mask: Tensor, p: number): Tensor {
+  const [B, S, W] = x.shape;
+  const heads = (t: Tensor) => t.view([B, S, m.num_attention_heads, m.attention_head_size]).permute([0, 2, 1, 3]);
+  const out = F.scaled_dot_product_attention(heads(m.query(x)), heads(m.key(x)), heads(m.value(x)), { attn_mask: mask, dropout_p: p });
+  return out.permute([0, 2, 1, 3]).reshape([B, S, W]);
+}
+
+/** The node of the first op named `name` on the path through first inputs from `t` back. */
+function nodeOf(t: Tensor, name: string): Node {
+  let node = t.grad_fn;
+  while (node && node.name() !== name) {
+    const edge = node.next[0];
+    node = edge && "node" in edge ? edge.node : null;
+  }
+  assert.ok(node, `no ${name} behind the output`);
+  return node;
+}
+
+test("BERT's self-attention on CUDA computes Q, K, V with one packed linear layer, as the three layers do", { skip: SKIP }, () => {
+  const config = new BertConfig({ hidden_size: 64, num_attention_heads: 2, attention_probs_dropout_prob: 0.1 });
+  const [B, S, W] = [2, 7, 64];
+  const reference = new BertSelfAttention(config);
+  const modules = [0, 1].map(() => {
+    const m = new BertSelfAttention(config);
+    m.load_state_dict(reference.state_dict());
+    return m.to("cuda").train();
+  });
+  const mask = paddingMask(B, S).to("cuda");
+  // Two backward passes (the second accumulates into .grad), then an optimizer step.
+  const results = modules.map((m, packed) => {
+    const x = randn([B, S, W], 1).to("cuda").requires_grad_(true);
+    const outs = [0, 1].map((pass) => {
+      torch.manual_seed(20 + pass);
+      const out = packed ? m(x, mask) : unpackedSelfAttention(m, x, mask, 0.1);
+      const attention = nodeOf(out, "ScaledDotProductFlashAttentionBackward0");
+      assert.equal(attention.next.length, packed ? 1 : 3, "the attention's inputs: the packed projection, or q, k and v");
+      if (packed) assert.equal((attention.next[0] as { node: Node }).node.name(), "AddmmBackward0");
+      out.backward(randn([B, S, W], 30 + pass).to("cuda"));
+      return out.detach().cpu();
+    });
+    const named = [...m.named_parameters()];
+    const grads = [x.grad!, ...named.map(([, t]) => t.grad!)].map((g) => g.cpu());
+    new AdamW(m.parameters(), { lr: 0.1 }).step();
+    return { outs, grads, names: ["hidden", ...named.map(([n]) => n)], params: named.map(([, t]) => t.detach().cpu()) };
+  });
+  const [unpacked, packed] = results;
+  packed.outs.forEach((o, i) => assertClose(o, unpacked.outs[i], 1e-5 * Math.max(1, maxAbs(unpacked.outs[i])), `output ${i}: the same dropout masks`));
+  packed.grads.forEach((g, i) => assertClose(g, unpacked.grads[i], 1e-4 * Math.max(1, maxAbs(unpacked.grads[i])), `${packed.names[i]}.grad`));
+  packed.params.forEach((t, i) => assertClose(t, unpacked.params[i], 1e-5, `${packed.names[i + 1]} after a step`));
+  assert.deepEqual(Object.keys(modules[1].state_dict()), Object.keys(reference.state_dict()), "the checkpoint's keys");
+});
+
+test("cat's backward hands each part a view of the packed gradient; the packed projection's gradient is one tensor", { skip: SKIP }, () => {
+  const seen: Tensor[] = [];
+  const parts = [1, 2, 3].map((seed) => randn([4, 3], seed).to("cuda").requires_grad_(true));
+  cat(parts.map((t) => probe(t, seen))).backward(randn([12, 3], 4).to("cuda"));
+  assert.ok(seen.every((g) => g.storage === seen[0].storage), "row slices of one gradient");
+  parts.forEach((t, i) => assert.ok(t.grad!.isExclusive(), `part ${i}'s .grad owns its memory, as the optimizer's kernels need`));
+
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const qkv = randn([B, S, 3 * H * D], 5).to("cuda").requires_grad_(true);
+  const grads: Tensor[] = [];
+  const out = packed_qkv_attention(probe(qkv, grads), H, { attn_mask: paddingMask(B, S).to("cuda") });
+  out.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(randn([B, S, H * D], 6).to("cuda"));
+  assert.equal(grads.length, 1);
+  assert.ok(grads[0].isExclusive(), "one contiguous tensor of qkv's shape, written by the kernels");
+  // the same as attention over the three slices, whose gradients autograd scatters into zeros and adds
+  const x = qkv.detach().requires_grad_(true);
+  const heads = (i: number) => x.narrow(2, i * H * D, H * D).view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const reference = F.scaled_dot_product_attention(heads(0), heads(1), heads(2), { attn_mask: paddingMask(B, S).to("cuda") });
+  assertClose(out.cpu(), reference.cpu(), 1e-6, "output");
+  reference.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(randn([B, S, H * D], 6).to("cuda"));
+  assertClose(qkv.grad!.cpu(), x.grad!.cpu(), 1e-6, "qkv's gradient");
+});
+
+/** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */
+function launches(script: string): string[] {
+  const dist = JSON.stringify(path.join(REPO_ROOT, "dist/src"));
+  const run = spawnSync(process.execPath, ["--input-type=module", "-e", `const dist = ${dist};\n${script}`],
+    { env: { ...process.env, FTEMU_TRACE: "1" }, encoding: "utf8", maxBuffer: 64 << 20 });
+  assert.equal(run.status, 0, run.stderr.slice(-4000));
+  const lines = run.stderr.split("\n");
+  return lines.slice(lines.indexOf("ftemu: begin") + 1).flatMap((l) => l.match(/^ftemu: (\S+) grid/)?.[1] ?? []);
+}
+
+// The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
+const NO_TRACE = SKIP || (!EMULATED && "the launch trace needs the emulator");
+
+test("BERT's heads through the fused attention and back launch no copy kernels", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const F = await import(dist + "/nn/functional.js");
+    const [B, S, H, D] = [2, 7, 3, 32];
+    const heads = (t) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+    const xs = [1, 2, 3].map(() => torch.randn([B, S, H * D]).to("cuda").requires_grad_(true));
+    const mask = torch.zeros([B, 1, 1, S]).to("cuda");
+    const upstream = torch.randn([B, S, H * D]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    const out = F.scaled_dot_product_attention(heads(xs[0]), heads(xs[1]), heads(xs[2]), { attn_mask: mask, dropout_p: 0.1 });
+    out.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(upstream);
+    torch.cuda.synchronize();
+  `);
+  assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"]);
+});
+
+test("BERT's self-attention launches one projection's kernels: the packed one", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { BertConfig } = await import(dist + "/models/bert/configuration_bert.js");
+    const { BertSelfAttention } = await import(dist + "/models/bert/modeling_bert.js");
+    const config = new BertConfig({ hidden_size: 64, num_attention_heads: 2, attention_probs_dropout_prob: 0.1 });
+    const layer = new BertSelfAttention(config).to("cuda").train();
+    const hidden = torch.randn([2, 7, 64]).to("cuda").requires_grad_(true);
+    const mask = torch.zeros([2, 1, 1, 7]).to("cuda");
+    const upstream = torch.randn([2, 7, 64]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    layer(hidden, mask).backward(upstream);
+    torch.cuda.synchronize();
+  `);
+  // The GEMMs (cuBLASLt) and the copies of cat and of the parameters' first gradients (memcpy) launch no kernels;
+  // three projections would sum three bias gradients and add the hidden states' three gradients.
+  assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64", "ft_reduce_column_tiles"]);
 });

@@ -780,6 +780,45 @@ test("dropout: vector and one-element paths keep the CPU's bits", { skip: SKIP }
   }
 }));
 
+// dropoutAdd's blocks of four go vector only when the residual is aligned too; dropoutBackward's when g and dx
+// are (n = 1003 leaves a tail of three for its one-element loop).
+test("dropoutAdd and dropoutBackward: vector and one-element paths keep the CPU's bits", { skip: SKIP },
+  withDevice((d) => {
+    const n = 1003;
+    for (const { offset, xOff, rOff, yOff } of [
+      { offset: 4, xOff: 4, rOff: 0, yOff: 4 }, { offset: 4, xOff: 4, rOff: 1, yOff: 4 },
+      { offset: 1, xOff: 3, rOff: 3, yOff: 3 },
+    ]) {
+      const x = randomF32(n + xOff, 72), r = randomF32(n + rOff, 73);
+      x[xOff + 5] = Infinity;
+      r[rOff + 9] = NaN;
+      const y = hostF32(n + yOff, () => 0), mask = new Uint8Array(native.alloc(n, true));
+      const yDev = d.alloc((n + yOff) * 4), maskDev = d.alloc(n);
+      native.dropoutAdd(n, 9, offset, 0.3, x.buffer as AB, xOff, r.buffer as AB, rOff, y.buffer as AB, yOff,
+        mask.buffer as AB);
+      native.cuda.dropoutAdd(n, 9, offset, 0.3, d.put(x), xOff, d.put(r), rOff, yDev, yOff, maskDev);
+      const label = `offset ${offset} x at ${xOff} residual at ${rOff} y at ${yOff}`;
+      assertBitsEqual(new Uint8Array(d.get(maskDev, n)), mask, `dropoutAdd mask ${label}`);
+      assertSameFloats(d.f32(yDev, n + yOff), y, `dropoutAdd y ${label}`);
+    }
+    const mask = new Uint8Array(native.alloc(n, true));
+    mask.forEach((_, i) => (mask[i] = i % 3 ? 1 : 0));
+    const maskDev = d.put(mask);
+    for (const { gOff, dxOff } of [{ gOff: 0, dxOff: 0 }, { gOff: 1, dxOff: 0 }, { gOff: 4, dxOff: 3 }]) {
+      const g = randomF32(n + gOff, 74);
+      g[gOff + 1] = NaN;
+      g[gOff + 3] = NaN;
+      const dx = hostF32(n + dxOff, () => 0), dxDev = d.alloc((n + dxOff) * 4);
+      native.dropoutBackward(n, 1 / 0.7, g.buffer as AB, gOff, mask.buffer as AB, dx.buffer as AB, dxOff);
+      native.cuda.dropoutBackward(n, 1 / 0.7, d.put(g), gOff, maskDev, dxDev, dxOff);
+      assertSameFloats(d.f32(dxDev, n + dxOff), dx, `dropoutBackward g at ${gOff} dx at ${dxOff}`);
+    }
+    const a = d.alloc(16);
+    assert.throws(() => native.cuda.dropoutAdd(4, 1, 0, 0.5, a, 0, a, 1, a, 0, a), RangeError);
+    assert.throws(() => native.cuda.dropoutBackward(4, 2, a, 0, d.alloc(3), a, 0), RangeError);
+    assert.throws(() => native.cuda.dropoutBackward(4, 2, a, 1, a, a, 0), RangeError);
+  }));
+
 // ---- argument checks
 
 test("bad ids and targets throw the CPU's RangeError before any kernel reads with them", { skip: SKIP },

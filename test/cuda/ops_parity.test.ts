@@ -7,7 +7,7 @@ import { torch } from "../../src/torch.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 import * as ops from "../../src/ops/index.js";
 import * as F from "../../src/nn/functional.js";
-import { masked_softmax } from "../../src/ops/functional.js";
+import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
 import { clip_grad_norm_, clip_grad_norm_deferred } from "../../src/nn/utils.js";
 import { AdamW, get_scheduler } from "../../src/optim/index.js";
@@ -174,6 +174,14 @@ test("softmax, layer norm, embedding, cross-entropy, dropout", { skip: SKIP }, (
   torch.manual_seed(7);
   const dropGpu = F.dropout(dropInput.to("cuda"), 0.3);
   assertClose(dropGpu, dropCpu, 1e-6, "dropout");
+  // A generator per call: both devices draw the same masks, so the gradients (one backward kernel) agree too.
+  const seeded = () => new torch.Generator().manual_seed(5);
+  parity("dropout backward", [randn([7, 33])], (t) => F.dropout(t[0], 0.3, true, seeded()));
+  parity("dropout_add", [randn([7, 33]), randn([7, 33])], (t) => {
+    const y = dropout_add(t[0], t[1], 0.3, true, seeded());
+    assert.equal(y.grad_fn?.name(), "DropoutAddBackward0", "the fused kernel ran");
+    return y;
+  });
 });
 
 test("random numbers: the same (seed, offset) gives the same numbers on both devices", { skip: SKIP }, () => {

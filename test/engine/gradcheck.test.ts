@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
-import { masked_softmax } from "../../src/ops/functional.js";
+import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
 import { gradcheck, leaf } from "../helpers/gradcheck.js";
 
@@ -78,6 +78,7 @@ test("softmax family, layer norm, embedding, dropout, attention", () => {
   assert.deepEqual(padded.grad!.select(0, 3).tolist(), [0, 0, 0, 0], "the padding row gets no gradient");
   assert.deepEqual(padded.grad!.select(0, 1).tolist(), [1, 1, 1, 1]);
   gradcheck("dropout", (x) => F.dropout(x, 0.3, true, new torch.Generator().manual_seed(3)), [leaf([40], 70)]);
+  gradcheck("dropout_add", (x, r) => dropout_add(x, r, 0.3, true, new torch.Generator().manual_seed(3)), [leaf([40], 74), leaf([40], 75)]);
   const keys = torch.tensor([[[[0, 0, -1e9, 0, 0]]]], { dtype: torch.float32 });
   gradcheck("scaled_dot_product_attention", (q, k, v) => F.scaled_dot_product_attention(q, k, v, { attn_mask: keys }), [leaf([1, 2, 3, 4], 71), leaf([1, 2, 5, 4], 72), leaf([1, 2, 5, 4], 73)]);
   gradcheck("scaled_dot_product_attention causal", (q, k, v) => F.scaled_dot_product_attention(q, k, v, { is_causal: true, scale: 0.7 }), [leaf([2, 1, 4, 3], 74), leaf([2, 1, 4, 3], 75), leaf([2, 1, 4, 2], 76)]);

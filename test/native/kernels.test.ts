@@ -761,6 +761,34 @@ test("random: uniform and dropout match a Philox reference at unaligned, short a
   }
 });
 
+test("dropoutAdd: dropout's mask, its y plus the residual; dropoutBackward: where(mask, g * scale, 0)", () => {
+  // Above the threading grain, with offsets that start mid-block and x holding NaN and inf (dropped or not).
+  const n = 70001, p = 0.3, scale = Math.fround(1 / (1 - p));
+  const x = randArray(n + 1, 81), r = randArray(n + 2, 82), g = randArray(n + 3, 83);
+  for (let i = 0; i < 40; i++) {
+    x[37 * i + 1] = i % 2 ? NaN : -Infinity;
+    g[41 * i + 3] = NaN;
+  }
+  const xab = f32(x), rab = f32(r), gab = f32(g);
+  for (const offset of [0, 3, 2 ** 40 + 1]) {
+    const y = f32(n), mask = native.alloc(n), sum = f32(n + 1), sumMask = native.alloc(n);
+    native.dropout(n, 11, offset, p, xab, 1, y, 0, mask);
+    native.dropoutAdd(n, 11, offset, p, xab, 1, rab, 2, sum, 1, sumMask);
+    const keep = new Uint8Array(mask);
+    assertSame(new Uint8Array(sumMask), keep, `dropoutAdd mask at ${offset}`);
+    assertSame(F(sum).subarray(1), Array.from(F(y), (v, i) => Math.fround(v + r[i + 2])), `dropoutAdd y at ${offset}`);
+    const dx = f32(n + 1);
+    native.dropoutBackward(n, 1 / (1 - p), gab, 3, mask, dx, 1);
+    assertSame(F(dx).subarray(1), Array.from(keep, (k, i) => (k ? Math.fround(g[i + 3] * scale) : 0)),
+      `dropoutBackward at ${offset}`);
+  }
+  const small = f32(10), bytes = native.alloc(10);
+  expectThrows(() => native.dropoutAdd(10, 1, 0, 0.5, small, 0, small, 1, small, 0, bytes), RangeError, /residual/);
+  expectThrows(() => native.dropoutAdd(10, 1, 0, 0.5, small, 0, small, 0, small, 0, native.alloc(9)), RangeError, /mask/);
+  expectThrows(() => native.dropoutBackward(10, 2, small, 0, native.alloc(9), small, 0), RangeError, /mask/);
+  expectThrows(() => native.dropoutBackward(10, 2, small, 0, bytes, small, 1), RangeError, /dx/);
+});
+
 // ---------------------------------------------------------------- argument validation
 
 test("bad arguments throw TypeError / RangeError naming the argument, never crash", () => {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/args.h"
+#include "common/dtype.h"
 #include "common/kernel_args.h"
 #include "cuda/kernels/common.h"
 #include "cuda/kernels/register.h"
@@ -74,9 +75,21 @@ struct Operands {
   const float *q, *k, *v, *mask;
 };
 
-// The backward's other operands, contiguous [B, H, S or T, D] (lse and delta [B, H, S]): the forward's out and
-// lse, dout, the delta that the dq kernel stores, and the gradients.
+// The forward's results: out, a [B, H, S, D] view with unit stride in D, and lse [B, H, S] contiguous; and, where
+// lowp is not null, out's 16-bit copy (lowp_dtype: DT_BF16 or DT_F16) laid out as out, for autocast's next product.
+struct Output {
+  Layout lo;
+  float* out;
+  float* lse;
+  uint16* lowp;
+  int32 lowp_dtype;
+};
+
+// The backward's other operands: the forward's out, dout, and the gradients dq [B, H, S, D], dk and dv
+// [B, H, T, D], views with unit stride in D; the forward's lse and the delta that the dq kernel stores, contiguous
+// [B, H, S].
 struct Backward {
+  Layout lout, ldout, ldq, ldk, ldv;
   const float *out, *dout, *lse;
   float *delta, *dq, *dk, *dv;
 };
@@ -238,13 +251,19 @@ __device__ __forceinline__ void AccumulateTile(float (&acc)[FT_ATTN_ROWS][C], co
   }
 }
 
-// dst[lane + 32c] = acc[c] * scale: a warp writes one row of D values.
+// dst[lane + 32c] = acc[c] * scale: a warp writes one row of D values; and the same values rounded to lowp_dtype
+// to lowp[lane + 32c] where lowp is not null.
 template <int C>
-__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], float scale, int lane, int D) {
+__device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], float scale, int lane, int D,
+                                         uint16* lowp = 0, int lowp_dtype = DT_BF16) {
 #pragma unroll
   for (int c = 0; c < C; ++c) {
     const int d = lane + 32 * c;
-    if (d < D) dst[d] = acc[c] * scale;
+    if (d < D) {
+      const float x = acc[c] * scale;
+      dst[d] = x;
+      if (lowp != 0) lowp[d] = F32ToLowp(x, lowp_dtype);
+    }
   }
 }
 
@@ -276,7 +295,7 @@ __device__ __forceinline__ uint32 KeyTile(const Attention& a, const Operands& o,
 }
 
 template <int C>
-__device__ __forceinline__ void Forward(Attention a, const Operands& o, float* out, float* lse) {
+__device__ __forceinline__ void Forward(Attention a, const Operands& o, const Output& y) {
   constexpr int kMaxD = Dims<C>::kMaxD, kPitch = Dims<C>::kPitch;
   ApplyRandomBase(a);
   __align__(16) __shared__ float qs[FT_ATTN_FWD_WARPS * FT_ATTN_ROWS][kMaxD];
@@ -335,8 +354,9 @@ __device__ __forceinline__ void Forward(Attention a, const Operands& o, float* o
     if (s >= a.S) break;  // the same for the whole warp
     // the sum is 0 only without keys (T == 0): torch's output is then zeros. A NaN sum passes through.
     const float inv = sum == 0.0f ? 0.0f : a.dscale / sum;
-    StoreRow<C>(out + (bh * a.S + s) * D, acc[r], inv, lane, D);
-    if (lane == 0) lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(sum);
+    const int64 row = RowAt(y.lo, b, h, s);
+    StoreRow<C>(y.out + row, acc[r], inv, lane, D, y.lowp == 0 ? 0 : y.lowp + row, y.lowp_dtype);
+    if (lane == 0) y.lse[bh * a.S + s] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(sum);
   }
 }
 
@@ -364,12 +384,12 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
-      row_out[r][c] = s < a.S && d < D ? g.out[(bh * a.S + s) * D + d] : 0.0f;
+      row_out[r][c] = s < a.S && d < D ? g.out[RowAt(g.lout, b, h, s) + d] : 0.0f;
     }
   }
   {
     const Rows rows[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kMaxD},
-                          {g.dout + bh * a.S * D, D, &dos[0][0], kMaxD}};
+                          {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kMaxD}};
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
   }
   const Rows tiles[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kPitch},
@@ -418,7 +438,7 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
     const int64 s = sw + r;
     if (s >= a.S) break;
-    StoreRow<C>(g.dq + (bh * a.S + s) * D, acc[r], 1.0f, lane, D);
+    StoreRow<C>(g.dq + RowAt(g.ldq, b, h, s), acc[r], 1.0f, lane, D);
   }
 }
 
@@ -444,7 +464,7 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, t0, a.T, D);
   }
   const Rows tiles[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kPitch},
-                         {g.dout + bh * a.S * D, D, &dos[0][0], kPitch}};
+                         {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kPitch}};
   float gk[FT_ATTN_ROWS][C], gv[FT_ATTN_ROWS][C];
   Zero(gk);
   Zero(gv);
@@ -490,20 +510,20 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
     const int64 t = tw + r;
     if (t >= a.T) break;
-    StoreRow<C>(g.dk + (bh * a.T + t) * D, gk[r], 1.0f, lane, D);
-    StoreRow<C>(g.dv + (bh * a.T + t) * D, gv[r], 1.0f, lane, D);
+    StoreRow<C>(g.dk + RowAt(g.ldk, b, h, t), gk[r], 1.0f, lane, D);
+    StoreRow<C>(g.dv + RowAt(g.ldv, b, h, t), gv[r], 1.0f, lane, D);
   }
 }
 
 // The entry points, _64 for D <= 64 and _128 for the rest. D = 64's backward blocks need at most 6 per SM to
 // run B * H * S / 8 = 768 blocks (bert-base's batch of 8 x 64 tokens) on 132 SMs in one wave.
 extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward_64(
-    Attention a, Operands o, float* out, float* lse) {
-  Forward<2>(a, o, out, lse);
+    Attention a, Operands o, Output y) {
+  Forward<2>(a, o, y);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward_128(
-    Attention a, Operands o, float* out, float* lse) {
-  Forward<4>(a, o, out, lse);
+    Attention a, Operands o, Output y) {
+  Forward<4>(a, o, y);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 6) void ft_attention_backward_dq_64(
     Attention a, Operands o, Backward g) {
@@ -552,8 +572,17 @@ struct AttentionOperands {
 };
 static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 32, "AttentionOperands must match the kernels'");
 
+// The kernels' `struct Output`, member for member.
+struct OutputOperands {
+  Layout lo;
+  uint64_t out = 0, lse = 0, lowp = 0;
+  int32_t lowp_dtype = kBF16;
+};
+static_assert(sizeof(OutputOperands) == sizeof(Layout) + 32, "OutputOperands must match the kernels' declaration");
+
 // The kernels' `struct Backward`, member for member.
 struct BackwardOperands {
+  Layout lout, ldout, ldq, ldk, ldv;
   uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0;
 };
 
@@ -572,8 +601,9 @@ struct AttentionArgs {
   AttentionOperands o;
 };
 
-// A [B, H, rows, cols] view; the kernels read q, k and v rows as arrays, so those need unit stride in the last
-// dimension (`rows_as_arrays`), while the mask may broadcast anywhere (zero strides).
+// A [B, H, rows, cols] view; the kernels read and write the rows of q, k, v, out and the gradients as arrays, so
+// those need unit stride in the last dimension (`rows_as_arrays`), while the mask may broadcast anywhere (zero
+// strides).
 uint64_t HeadView(const Napi::CallbackInfo& info, int index, const char* name, const std::vector<int64_t>& shape,
                   bool rows_as_arrays, Layout* layout) {
   std::vector<int64_t> strides;
@@ -632,35 +662,46 @@ Dim3 RowBlocks(int64_t bh, int64_t rows, int64_t per_block) {
   return d;
 }
 
-// attentionForward(...shared arguments, out, lse): out [B, H, S, D] and lse [B, H, S] contiguous.
+// attentionForward(...shared arguments, out, outOff, outStrides, lse, lowp, lowpOff, lowpDtype): out a [B, H, S, D]
+// view with unit stride in D, lse [B, H, S] contiguous; lowp (or null) out's copy in lowpDtype (bfloat16 or float16)
+// at lowpOff with out's strides.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   AttentionArgs a = GetAttentionArgs(info);
-  const int64_t rows = a.BH * a.p.S;
-  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 22, "out"), 0, rows * a.p.D, "out");
-  uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 23, "lse"), 0, rows, "lse");
-  void* args[] = {&a.p, &a.o, &out, &lse};
+  const int64_t B = a.B, H = a.p.H, S = a.p.S, D = a.p.D;
+  OutputOperands y;
+  y.out = HeadView(info, 22, "out", {B, H, S, D}, true, &y.lo);
+  y.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 25, "lse"), 0, a.BH * S, "lse");
+  if (!info[26].IsNull()) {
+    y.lowp_dtype = static_cast<int32_t>(GetInt(info, 28, "lowpDtype"));
+    if (y.lowp_dtype != kBF16 && y.lowp_dtype != kF16)
+      throw Napi::RangeError::New(env, ArgName(28, "lowpDtype") + " must be bfloat16's or float16's code");
+    const std::vector<int64_t> shape = {B, H, S, D}, strides(y.lo.strides, y.lo.strides + 4);
+    y.lowp = DeviceElements<uint16_t>(info, GetDeviceBuffer(info, 26, "lowp"), GetInt(info, 27, "lowpOff"),
+                                      StridedExtent(info, shape, strides, "lowp"), "lowp");
+  }
+  void* args[] = {&a.p, &a.o, &y};
   Launch(env, Kernel(env, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
          RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0, args);
   return env.Undefined();
 }
 
-// attentionBackward(...shared arguments, out, dout, doutOff, lse, dq, dk, dv): the forward's out and lse, dout
-// [B, H, S, D]; dq, dk, dv are assigned. All contiguous.
+// attentionBackward(...shared arguments, out, outOff, outStrides, dout, doutOff, doutStrides, lse, dq, dqOff,
+// dqStrides, dk, dkOff, dkStrides, dv, dvOff, dvStrides): the forward's out and lse, dout; dq, dk, dv are assigned.
+// out, dout, dq [B, H, S, D] and dk, dv [B, H, T, D] are views with unit stride in D, lse [B, H, S] contiguous.
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   AttentionArgs a = GetAttentionArgs(info);
-  const int64_t rows = a.BH * a.p.S;
-  const int64_t q_numel = rows * a.p.D, kv_numel = a.BH * a.p.T * a.p.D;
+  const int64_t B = a.B, H = a.p.H, S = a.p.S, T = a.p.T, D = a.p.D, rows = a.BH * S;
   BackwardOperands g;
-  g.out = DeviceElements<float>(info, GetDeviceBuffer(info, 22, "out"), 0, q_numel, "out");
-  g.dout = DeviceOperandAt<float>(info, 23, "dout", "doutOff", q_numel);
-  g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 25, "lse"), 0, rows, "lse");
-  g.dq = DeviceElements<float>(info, GetDeviceBuffer(info, 26, "dq"), 0, q_numel, "dq");
-  g.dk = DeviceElements<float>(info, GetDeviceBuffer(info, 27, "dk"), 0, kv_numel, "dk");
-  g.dv = DeviceElements<float>(info, GetDeviceBuffer(info, 28, "dv"), 0, kv_numel, "dv");
+  g.out = HeadView(info, 22, "out", {B, H, S, D}, true, &g.lout);
+  g.dout = HeadView(info, 25, "dout", {B, H, S, D}, true, &g.ldout);
+  g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 28, "lse"), 0, rows, "lse");
+  g.dq = HeadView(info, 29, "dq", {B, H, S, D}, true, &g.ldq);
+  g.dk = HeadView(info, 32, "dk", {B, H, T, D}, true, &g.ldk);
+  g.dv = HeadView(info, 35, "dv", {B, H, T, D}, true, &g.ldv);
   ScratchBuffer delta(env, static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
   g.delta = delta.ptr();
   void* args[] = {&a.p, &a.o, &g};

@@ -3,8 +3,8 @@
 // dropout; one thread per four-word block) or words 0 and 1 of Philox(seed, e) (normal). The float steps are
 // rounded explicitly in the CPU's order, so uniform and dropout match it to the bit. normal's log and cos are
 // computed in double and rounded to float: the correctly rounded value, which glibc's logf and cosf (under an
-// ulp) return for all but rare inputs. Each kernel adds *base to its counter offset when `base` is not null: in
-// a CUDA graph, the graph's random base (graphs.cc), which moves every replay on to fresh numbers.
+// ulp) return for all but rare inputs. Each kernel that draws adds *base to its counter offset when `base` is
+// not null: in a CUDA graph, the graph's random base (graphs.cc), which moves every replay on to fresh numbers.
 #include <napi.h>
 
 #include <string>
@@ -63,34 +63,73 @@ struct alignas(4) Bytes4 {
 
 __device__ __forceinline__ bool AlignedTo(const void* p, uint64 bytes) { return (uint64)p % bytes == 0; }
 
-// y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates. A whole block of
-// four elements whose x, y and mask addresses allow it moves in one 16-byte load and store (4 bytes of mask).
-extern "C" __global__ void ft_dropout(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
-                                      float* y, uint8* mask, const uint64* base) {
+// y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates; with kResidual,
+// + r[i] (dropout_add), rounded after the product as add(dropout(x), r) rounds it. A whole block of four elements
+// whose addresses allow it moves in one 16-byte load and store per operand (4 bytes of mask).
+template <bool kResidual>
+__device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first, float p, float scale,
+                                              const float* x, const float* r, float* y, uint8* mask,
+                                              const uint64* base) {
   if (base != nullptr) first += *base;
   const int64 groups = ((int64)(first & 3) + n + 3) / 4;
   for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
     int64 i0, i1;
     if (!BlockRange(first, n, q, i0, i1)) continue;
-    const Philox4 r = Philox(key, (first + (uint64)i0) >> 2);
-    if (i1 - i0 == 4 && AlignedTo(x + i0, 16) && AlignedTo(y + i0, 16) && AlignedTo(mask + i0, 4)) {
+    const Philox4 bits = Philox(key, (first + (uint64)i0) >> 2);
+    if (i1 - i0 == 4 && AlignedTo(x + i0, 16) && AlignedTo(y + i0, 16) && AlignedTo(mask + i0, 4) &&
+        (!kResidual || AlignedTo(r + i0, 16))) {
       const Float4 xv = *(const Float4*)(x + i0);
       Float4 yv;
       Bytes4 keep;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        keep.v[j] = UnitFloat(Word(r, j)) >= p;
+        keep.v[j] = UnitFloat(Word(bits, j)) >= p;
         yv.v[j] = __fmul_rn(__fmul_rn(xv.v[j], (float)keep.v[j]), scale);
+      }
+      if (kResidual) {
+        const Float4 rv = *(const Float4*)(r + i0);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) yv.v[j] = __fadd_rn(yv.v[j], rv.v[j]);
       }
       *(Float4*)(y + i0) = yv;
       *(Bytes4*)(mask + i0) = keep;
       continue;
     }
     for (int64 i = i0; i < i1; ++i) {
-      const uint8 keep = UnitFloat(Word(r, (first + i) & 3)) >= p;
+      const uint8 keep = UnitFloat(Word(bits, (first + i) & 3)) >= p;
       mask[i] = keep;
-      y[i] = __fmul_rn(__fmul_rn(x[i], (float)keep), scale);
+      const float dropped = __fmul_rn(__fmul_rn(x[i], (float)keep), scale);
+      y[i] = kResidual ? __fadd_rn(dropped, r[i]) : dropped;
     }
+  }
+}
+
+extern "C" __global__ void ft_dropout(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
+                                      float* y, uint8* mask, const uint64* base) {
+  DropoutBlocks<false>(n, key, first, p, scale, x, x, y, mask, base);
+}
+
+extern "C" __global__ void ft_dropout_add(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
+                                          const float* r, float* y, uint8* mask, const uint64* base) {
+  DropoutBlocks<true>(n, key, first, p, scale, x, r, y, mask, base);
+}
+
+// dx = mask ? g * scale : 0: the backward of dropout and dropout_add, where(mask, g * scale, 0) to the bit. With
+// `vector` (g and dx 16-byte, mask 4-byte aligned) a thread takes four elements per pass, the n % 4 tail one at
+// a time.
+extern "C" __global__ void ft_dropout_backward(int64 n, float scale, const float* g, const uint8* mask, float* dx,
+                                               int vector) {
+  const int64 groups = vector ? n >> 2 : 0;
+  for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
+    const Float4 gv = ((const Float4*)g)[q];
+    const Bytes4 keep = ((const Bytes4*)mask)[q];
+    Float4 d;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) d.v[j] = keep.v[j] ? __fmul_rn(gv.v[j], scale) : 0.0f;
+    ((Float4*)dx)[q] = d;
+  }
+  for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads()) {
+    dx[i] = mask[i] ? __fmul_rn(g[i], scale) : 0.0f;
   }
 }
 )CUDA";
@@ -135,7 +174,11 @@ Napi::Value Normal(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// dropout(n, seed, offset, p, x, xOff, y, yOff, mask); with kResidual, dropoutAdd takes (residual, residualOff)
+// after x.
+template <bool kResidual>
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  constexpr int kY = kResidual ? 8 : 6;
   Napi::Env env = info.Env();
   EnsureContext(env);
   int64_t n = GetCount(info, 0, "n");
@@ -143,12 +186,33 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   uint64_t offset = GetU64(info, 2, "offset");
   DropoutScalars p = GetDropoutP(info, 3, "p");
   uint64_t x = DeviceOperandAt<float>(info, 4, "x", "xOff", n);
-  uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", n);
-  uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 8, "mask"), 0, n, "mask");
+  uint64_t r = kResidual ? DeviceOperandAt<float>(info, 6, "residual", "residualOff", n) : 0;
+  uint64_t y = DeviceOperandAt<float>(info, kY, "y", "yOff", n);
+  uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, kY + 2, "mask"), 0, n, "mask");
   if (n == 0) return env.Undefined();
   uint64_t base = CaptureRandomBase(env);
-  void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask, &base};
-  Launch(env, Kernel(env, "ft_dropout"), GridFor(Groups(offset, n)), Blocks(kThreads), 0, args);
+  const Dim3 grid = GridFor(Groups(offset, n));
+  if (kResidual) {
+    void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &r, &y, &mask, &base};
+    Launch(env, Kernel(env, "ft_dropout_add"), grid, Blocks(kThreads), 0, args);
+  } else {
+    void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask, &base};
+    Launch(env, Kernel(env, "ft_dropout"), grid, Blocks(kThreads), 0, args);
+  }
+  return env.Undefined();
+}
+
+Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  float scale = static_cast<float>(GetNumber(info, 1, "scale"));
+  uint64_t g = DeviceOperandAt<float>(info, 2, "g", "gOff", n);
+  uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 4, "mask"), 0, n, "mask");
+  uint64_t dx = DeviceOperandAt<float>(info, 5, "dx", "dxOff", n);
+  int vector = Aligned({{g, 16}, {mask, 4}, {dx, 16}});
+  void* args[] = {&n, &scale, &g, &mask, &dx, &vector};
+  Launch(env, Kernel(env, "ft_dropout_backward"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
@@ -157,7 +221,9 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
 void RegisterRandom(Napi::Env env, Napi::Object cuda) {
   cuda.Set("uniform", Napi::Function::New(env, Uniform, "uniform"));
   cuda.Set("normal", Napi::Function::New(env, Normal, "normal"));
-  cuda.Set("dropout", Napi::Function::New(env, Dropout, "dropout"));
+  cuda.Set("dropout", Napi::Function::New(env, Dropout<false>, "dropout"));
+  cuda.Set("dropoutAdd", Napi::Function::New(env, Dropout<true>, "dropoutAdd"));
+  cuda.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward, "dropoutBackward"));
 }
 
 }  // namespace ft::cuda::kernels

@@ -9,7 +9,10 @@ import * as init from "../../nn/init.js";
 import * as F from "../../nn/functional.js";
 import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
 import { linear_gelu } from "../../ops/matmul.js";
+import { cat } from "../../ops/join.js";
+import { packed_qkv_attention, packedAttentionApplies } from "../../ops/attention.js";
 import { PreTrainedModel } from "../modeling_utils.js";
+import { dropout_add } from "../../ops/functional.js";
 import { cuda } from "../../backend/cuda.js";
 import { BertConfig } from "./configuration_bert.js";
 import {
@@ -96,15 +99,30 @@ export class BertSelfAttention extends Module {
     return x.view([b, s, this.num_attention_heads, this.attention_head_size]).permute([0, 2, 1, 3]);
   }
 
+  /**
+   * Where the fused attention takes the projections (CUDA, float32): one linear layer over the three layers'
+   * concatenated weights and biases computes query, key and value together, [B, S, 3 * hidden], and its gradient
+   * comes back from the attention in one piece. One GEMM three times as wide fills the GPU where BERT's 768-wide
+   * ones do not, and each operand is cast once under autocast. The parameters stay the three layers'.
+   */
+  private packs(hidden: Tensor): boolean {
+    return packedAttentionApplies(hidden, this.attention_head_size) &&
+      this.projections.every((l) => l.weight.dtype === float32 && l.bias?.dtype === float32);
+  }
+
+  private get projections(): Linear[] {
+    return [this.query, this.key, this.value];
+  }
+
   /** `additiveMask` is [B, 1, 1, T]: the same for every head and query, which keeps the CPU on masked_softmax. */
   forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
-    const q = this.heads(this.query(hidden));
-    const k = this.heads(this.key(hidden));
-    const v = this.heads(this.value(hidden));
-    const dropoutP = this.training ? this.dropout.p : 0;
-    const context = F.scaled_dot_product_attention(q, k, v, { attn_mask: additiveMask, dropout_p: dropoutP }).permute([0, 2, 1, 3]);
+    const options = { attn_mask: additiveMask, dropout_p: this.training ? this.dropout.p : 0 };
+    const layers = this.projections;
+    const attention = this.packs(hidden)
+      ? packed_qkv_attention(F.linear(hidden, cat(layers.map((l) => l.weight)), cat(layers.map((l) => l.bias!))), this.num_attention_heads, options)
+      : F.scaled_dot_product_attention(this.heads(this.query(hidden)), this.heads(this.key(hidden)), this.heads(this.value(hidden)), options);
     const [b, s] = hidden.shape;
-    return context.reshape([b, s, this.num_attention_heads * this.attention_head_size]);
+    return attention.permute([0, 2, 1, 3]).reshape([b, s, this.num_attention_heads * this.attention_head_size]);
   }
 }
 
@@ -122,7 +140,7 @@ abstract class BertResidualOutput extends Module {
   }
 
   forward(hidden: Tensor, input: Tensor): Tensor {
-    return this.LayerNorm(add(this.dropout(this.dense(hidden)), input));
+    return this.LayerNorm(dropout_add(this.dense(hidden), input, this.dropout.p, this.dropout.training));
   }
 }
 
