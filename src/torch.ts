@@ -63,6 +63,7 @@ export const torch = {
   amp: { autocast: amp.autocast, GradScaler: amp.GradScaler },
   autocast: amp.autocast,
   is_autocast_enabled: amp.is_autocast_enabled,
+  is_autocast_cache_enabled: amp.is_autocast_cache_enabled,
   get_autocast_dtype: amp.get_autocast_dtype,
 
   matmul: ops.matmul,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/args.h"
+#include "common/dtype.h"
 
 namespace ft {
 
@@ -50,13 +51,20 @@ inline DropoutScalars GetDropoutP(const Napi::CallbackInfo& info, int index, con
   return DropoutScalars{p >= 1 ? 2.0f : static_cast<float>(p), p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f};
 }
 
-inline std::vector<Buffer> GetBufferList(const Napi::CallbackInfo& info, int index, const char* name) {
+// The ArrayBuffers of an array argument. With `present`, entries may be null (an empty Buffer): present[i] says
+// whether entry i is an ArrayBuffer.
+inline std::vector<Buffer> GetBufferList(const Napi::CallbackInfo& info, int index, const char* name,
+                                         std::vector<bool>* present = nullptr) {
   Napi::Value v = info[index];
   if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), ArgName(index, name) + " must be an array of ArrayBuffers");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<Buffer> out(a.Length());
   for (uint32_t i = 0; i < a.Length(); ++i) {
     Napi::Value e = a[i];
+    if (present != nullptr) {
+      present->push_back(!e.IsNull());
+      if (!present->back()) continue;
+    }
     if (!e.IsArrayBuffer())
       throw Napi::TypeError::New(info.Env(),
                                  ArgName(index, name) + "[" + std::to_string(i) + "] must be an ArrayBuffer");
@@ -71,6 +79,22 @@ inline void CheckListLength(const Napi::CallbackInfo& info, size_t got, size_t w
   if (got != want)
     throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " has " + std::to_string(got) +
                                                 " entries, expected " + std::to_string(want));
+}
+
+// The dtypes at argument `index` of the optional 16-bit copies an optimizer writes as it updates its parameters,
+// one code per list entry, kF16 or kBF16 where present[i] (the others are not read).
+inline std::vector<int> GetCopyDtypes(const Napi::CallbackInfo& info, int index, const std::vector<bool>& present) {
+  const std::vector<int64_t> codes = GetIntArray(info, index, "copyDtypes");
+  CheckListLength(info, codes.size(), present.size(), index, "copyDtypes");
+  std::vector<int> out(codes.size(), kBF16);
+  for (size_t i = 0; i < codes.size(); ++i) {
+    if (!present[i]) continue;
+    if (codes[i] != kF16 && codes[i] != kBF16)
+      throw Napi::RangeError::New(info.Env(), ArgName(index, "copyDtypes") + "[" + std::to_string(i) +
+                                                  "] must be float16 (1) or bfloat16 (2)");
+    out[i] = static_cast<int>(codes[i]);
+  }
+  return out;
 }
 
 }  // namespace ft

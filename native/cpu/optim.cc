@@ -1,6 +1,7 @@
 // torch.optim.AdamW (the single-tensor, non-amsgrad path) over a list of contiguous float32 tensors, in one
 // call per step. The per-step scalars are computed in double and rounded to float, as torch does with Python
-// floats, and the tensor math is float32 in torch's operation order, each step rounded.
+// floats, and the tensor math is float32 in torch's operation order, each step rounded. A parameter may come
+// with a 16-bit copy (autocast's operand), which receives the new values rounded to its dtype as a cast rounds.
 
 // No FMA contraction: GCC contracts its vector loop bodies but not always their epilogues, which would make
 // results depend on where a thread's chunk starts. Explicitly rounded steps give the same bits everywhere.
@@ -14,6 +15,7 @@
 
 #include "binding/registry.h"
 #include "common/args.h"
+#include "common/dtype.h"
 #include "common/kernel_args.h"
 #include "cpu/threadpool.h"
 #include "cpu/vec_math.h"
@@ -51,6 +53,15 @@ FT_VECTORIZE void AdamWRange(float* p, const float* g, float* m, float* v, int64
   }
 }
 
+// p[0, n) rounded into the 16-bit copy, while the chunk AdamWRange just wrote is in cache.
+void WriteCopy(const float* p, uint16_t* copy, int64_t n, int dtype) {
+  if (dtype == kBF16) {
+    for (int64_t i = 0; i < n; ++i) copy[i] = F32ToBf16(p[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) copy[i] = F32ToF16(p[i]);
+  }
+}
+
 std::vector<float*> Tensors(const Napi::CallbackInfo& info, int index, const char* name,
                             const std::vector<int64_t>& sizes) {
   std::vector<Buffer> bufs = GetBufferList(info, index, name);
@@ -63,6 +74,25 @@ std::vector<float*> Tensors(const Napi::CallbackInfo& info, int index, const cha
   return out;
 }
 
+// Each parameter's 16-bit copy (argument 11, optional: null where none) with their dtypes (argument 12): the
+// copies' addresses, nullptr where none, and their dtypes.
+std::vector<uint16_t*> Copies(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes, std::vector<int>* dtypes) {
+  std::vector<uint16_t*> out(sizes.size(), nullptr);
+  if (info.Length() <= 11 || info[11].IsUndefined()) return out;
+  std::vector<bool> present;
+  const std::vector<Buffer> bufs = GetBufferList(info, 11, "copies", &present);
+  CheckListLength(info, bufs.size(), sizes.size(), 11, "copies");
+  *dtypes = GetCopyDtypes(info, 12, present);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!present[i]) continue;
+    const std::string label = "copies[" + std::to_string(i) + "]";
+    out[i] = Elements<uint16_t>(info, bufs[i], 0, sizes[i], label.c_str());
+  }
+  return out;
+}
+
+// adamw(params, grads, exp_avgs, exp_avg_sqs, sizes, weightDecays, lr, beta1, beta2, eps, step, [copies,
+// copyDtypes])
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
   std::vector<float*> params = Tensors(info, 0, "params", sizes);
@@ -85,6 +115,8 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   const double eps = GetNumber(info, 9, "eps");
   const double step = GetNumber(info, 10, "step");
   if (!(step >= 1)) throw Napi::RangeError::New(info.Env(), ArgName(10, "step") + " must be >= 1");
+  std::vector<int> dtypes(sizes.size(), kBF16);
+  const std::vector<uint16_t*> copies = Copies(info, sizes, &dtypes);
 
   AdamScalars s;
   s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
@@ -96,8 +128,11 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   for (size_t t = 0; t < sizes.size(); ++t) {
     s.decay = static_cast<float>(1.0 - lr * weight_decays[t]);
     float *p = params[t], *g = grads[t], *m = exp_avgs[t], *v = exp_avg_sqs[t];
+    uint16_t* copy = copies[t];
+    const int copy_dtype = dtypes[t];
     ParallelFor(sizes[t], kGrain, [&](int64_t begin, int64_t end) {
       AdamWRange(p + begin, g + begin, m + begin, v + begin, end - begin, s);
+      if (copy != nullptr) WriteCopy(p + begin, copy + begin, end - begin, copy_dtype);
     });
   }
   return info.Env().Undefined();

@@ -12,7 +12,10 @@ export interface AutocastOptions {
   /** the 16-bit dtype: float16 (the CUDA default) or bfloat16 (the CPU default) */
   dtype?: DType | string;
   enabled?: boolean;
-  /** accepted for PyTorch compatibility; casts are not cached (each product casts its operands once) */
+  /**
+   * whether a GPU parameter's cast is kept as its 16-bit copy (amp/autocast_weight.ts; default: the enclosing
+   * region's, else true); false casts the weights at every product, keeping no copy between steps
+   */
   cache_enabled?: boolean;
 }
 
@@ -20,6 +23,7 @@ const DEFAULT_DTYPE: Record<AutocastDevice, DType> = { cpu: bfloat16, cuda: floa
 
 // The active dtype per device type, null outside autocast (or inside an `enabled: false` region).
 const active: Record<AutocastDevice, DType | null> = { cpu: null, cuda: null };
+let cacheEnabled = true;
 
 function deviceTypeOf(device_type: string): AutocastDevice {
   if (device_type !== "cpu" && device_type !== "cuda") {
@@ -49,7 +53,9 @@ export function autocast<T>(device_type: string, optionsOrFn: AutocastOptions | 
   if (typeof fn !== "function") throw new TypeError("autocast(device_type, options, fn): fn must be a function");
   const dtype = autocastDtypeOption(device, options.dtype);
   const previous = active[device];
+  const previousCache = cacheEnabled;
   active[device] = options.enabled === false ? null : dtype;
+  cacheEnabled = options.cache_enabled ?? cacheEnabled;
   try {
     const result = fn();
     if (result instanceof Promise) {
@@ -58,7 +64,13 @@ export function autocast<T>(device_type: string, optionsOrFn: AutocastOptions | 
     return result;
   } finally {
     active[device] = previous;
+    cacheEnabled = previousCache;
   }
+}
+
+/** torch.is_autocast_cache_enabled(): whether autocast keeps the GPU parameters' casts (AutocastOptions.cache_enabled). */
+export function is_autocast_cache_enabled(): boolean {
+  return cacheEnabled;
 }
 
 export function is_autocast_enabled(device_type: string = "cuda"): boolean {

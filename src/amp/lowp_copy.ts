@@ -22,9 +22,35 @@ export function lowpCopyOf(t: Tensor, dtype: DType): Tensor | null {
   return entry.copy;
 }
 
-/** A 16-bit copy dies with its tensor, unless a graph node saved it (backward() releases it then) or it is persistent. */
+/**
+ * A 16-bit copy dies with its tensor (a parameter's persistent one too: nothing else owns it), unless a graph
+ * node saved it (backward() releases it then).
+ */
 export function releaseLowpCopy(copy: Tensor): void {
-  if (copy._persistent) return;
   if (copy._savedCount > 0) copy._graphOwned = true;
   else copy.dispose();
+}
+
+/**
+ * The copies a native in-place update of `tensors` (an optimizer step) can write in the same pass: each tensor's
+ * contiguous 16-bit copy, valid or stale (the update overwrites all of it), else null.
+ */
+export function lowpCopiesToWrite(tensors: readonly Tensor[]): (Tensor | null)[] {
+  return tensors.map((t) => {
+    const copy = t._lowp?.copy;
+    const writable = copy && !copy._disposed && copy.dtype.itemsize === 2 && copy.isExclusive() && copy.numel() === t.numel();
+    return writable ? copy : null;
+  });
+}
+
+/**
+ * Records that a native call wrote `tensors`' memory in place (the in-place methods count their own writes) and,
+ * where `written[i]` is not null, that copy with it: older copies are stale, the written ones hold the new values.
+ */
+export function wroteInPlace(tensors: readonly Tensor[], written: readonly (Tensor | null)[] = []): void {
+  tensors.forEach((t, i) => {
+    t.storage.version++;
+    const copy = written[i];
+    if (copy) attachLowpCopy(t, copy);
+  });
 }

@@ -155,8 +155,9 @@ export interface NativeAddon {
   // ---- optimizers (native/cpu/optim.cc): one call updates a whole list of contiguous float32 tensors.
   // torch.optim.AdamW: p -= lr*wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
   // p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+  // copies[i], when given and not null, receives the new p rounded to copyDtypes[i] (F16 or BF16), as a cast would.
   adamw(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], weightDecays: number[],
-    lr: number, beta1: number, beta2: number, eps: number, step: number): void;
+    lr: number, beta1: number, beta2: number, eps: number, step: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[]): void;
 
   // ---- random numbers (native/cpu/random.cc): counter-based (Philox-style), so a (seed, offset) pair always
   // gives the same numbers on every machine and thread count. Element i uses counter offset + i.
@@ -262,7 +263,7 @@ export interface CudaAddon extends Kernels {
   /** `adamw` with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, so that a captured
    * step follows the learning rate and step count written before each replay */
   adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
-    beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number): void;
+    beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[]): void;
 
   // ---- CUDA graphs (native/cuda/graphs.cc). While a capture is under way the stream records instead of running;
   // copies to or from the host, synchronize, emptyCache and allocations the cache cannot serve throw "... is not

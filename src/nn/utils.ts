@@ -5,6 +5,7 @@ import { float32 } from "../tensor/dtype.js";
 import { native } from "../backend/native.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { fromFlat } from "../tensor/creation.js";
+import { wroteInPlace } from "../amp/lowp_copy.js";
 
 /** The gradients of the parameters that have one, checked for the one-pass kernels; `caller` names the user. */
 export function gradsOf(parameters: Iterable<Tensor> | Tensor, caller = "clip_grad_norm_"): Tensor[] {
@@ -49,6 +50,7 @@ function clipFactor(max_norm: number, total: number): number {
 /** Multiplies every gradient by `factor` in place. */
 export function scaleGrads(grads: Tensor[], factor: number): void {
   backendFor(grads[0]).scaleMany(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), factor);
+  wroteInPlace(grads);
 }
 
 /**
@@ -70,6 +72,7 @@ export function clip_grad_norm_deferred(parameters: Iterable<Tensor> | Tensor, m
  */
 function clipOnDevice(grads: Tensor[], max_norm: number, norm: Tensor, coef?: Tensor): void {
   native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, norm.offset, coef?.buffer, coef?.offset);
+  if (!coef) wroteInPlace(grads);
 }
 
 export function clip_grad_value_(parameters: Iterable<Tensor> | Tensor, clip_value: number): void {

@@ -6,6 +6,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { DType, float32 } from "../tensor/dtype.js";
 import { autocastOperandDtype } from "../amp/autocast_mode.js";
 import { lowpCopyOf } from "../amp/lowp_copy.js";
+import { autocastWeight } from "../amp/autocast_weight.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, numelOf } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
@@ -192,7 +193,7 @@ function checkLinear(x: Tensor, weight: Tensor, bias: Tensor | null): void {
 /** The operands of a linear layer as its GEMMs read them: x contiguous, both in autocast's dtype if active. */
 function linearOperands(x: Tensor, weight: Tensor): { xs: Tensor; ws: Tensor } {
   const lowp = autocastOperandDtype(x, weight);
-  return { xs: contiguousAs(x, lowp ?? float32), ws: lowp ? castTo(weight, lowp) : weight };
+  return { xs: contiguousAs(x, lowp ?? float32), ws: lowp ? autocastWeight(weight, lowp) : weight };
 }
 
 /** xs ws^T (+ b, added by the GEMM after the products) as a new float32 tensor, without autograd. */

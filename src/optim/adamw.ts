@@ -1,10 +1,12 @@
-// torch.optim.AdamW (decoupled weight decay), every parameter of a group updated by one native call.
+// torch.optim.AdamW (decoupled weight decay), every parameter of a group updated by one native call, which also
+// writes each parameter's 16-bit copy, where it has one (autocast's, amp/autocast_weight.ts), with the new values.
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import { checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
 import { Optimizer, type ParamGroup, type ParamsArg } from "./optimizer.js";
 import { gradsOf, scaleGrads } from "../nn/utils.js";
+import { lowpCopiesToWrite, wroteInPlace } from "../amp/lowp_copy.js";
 
 export interface AdamWOptions {
   lr?: number;
@@ -74,14 +76,18 @@ export class AdamW extends Optimizer {
           states.map((s) => (s.exp_avg_sq as Tensor).buffer),
         ] as const;
         const [beta1, beta2] = group.betas as [number, number];
+        const copies = lowpCopiesToWrite(params);
+        const copyArgs = [copies.map((c) => c?.buffer ?? null), copies.map((c) => c?.dtype.code ?? float32.code)] as const;
         if (params[0].device.type === "cpu") {
-          native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step);
-          continue;
+          native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step, ...copyArgs);
+        } else {
+          // On a GPU the step's scalars go through a device buffer, so that eager and captured steps are one path.
+          const scalars = this.#scalarsOf(group, params);
+          if (!capturing) this.#upload(group, scalars, params.length, step);
+          native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number, this.#clip?.buffer, this.#clip?.offset, ...copyArgs);
         }
-        // On a GPU the step's scalars go through a device buffer, so that eager and captured steps are one path.
-        const scalars = this.#scalarsOf(group, params);
-        if (!capturing) this.#upload(group, scalars, params.length, step);
-        native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number, this.#clip?.buffer, this.#clip?.offset);
+        // A captured step is stamped once, at the capture: each replay writes the parameters and their copies alike.
+        wroteInPlace(params, copies);
       }
     }
   }

@@ -6,13 +6,16 @@
 // captured AdamW reads, one launch. Nothing waits for the GPU: the loss is summed on the device and read when
 // the Trainer logs, and bad ids or labels surface then as a RangeError.
 //
-// The first update runs eagerly: it compiles every kernel and creates the optimizer's state, which captures read.
+// The first update runs eagerly: it compiles every kernel and creates the optimizer's state, which captures read,
+// and under autocast the weights' 16-bit copies (amp/autocast_weight.ts), which captured forwards read and
+// captured AdamW steps rewrite: a copy made during a capture would live in the graph's memory.
 // From then on each new batch shape is captured at its first batch and the capture replayed at once (a capture
 // runs nothing and costs the host about what an eager update does), so no batch pays for an eager warm-up. The
 // graphs share one memory pool: an update leaves nothing alive in it (gradients, activations and the loss are
-// freed by its end; the optimizer's state predates the captures) and replays never overlap, so the pool holds the
-// largest shape's activations, not their sum, until dispose(). Unlike the eager loop, a non-finite loss is
-// reported when the loss is read (at logging), after the updates of the steps since then have been applied.
+// freed by its end; the optimizer's state and the weights' copies predate the captures) and replays never
+// overlap, so the pool holds the largest shape's activations, not their sum, until dispose(). Unlike the eager
+// loop, a non-finite loss is reported when the loss is read (at logging), after the updates of the steps since
+// then have been applied.
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";

@@ -1,7 +1,8 @@
 // Autocast on CUDA against the CPU: cuBLASLt's bf16/fp16 tensor-core GEMMs (float32 accumulation and output)
 // give what the CPU computes from the same 16-bit values, for products and their gradients. Runs only where
 // torch.cuda.is_available(); the Trainer's bf16/fp16 runs (test/training/trainer_mixed_precision.test.ts) run on
-// the GPU there too, since the Trainer then picks it.
+// the GPU there too, since the Trainer then picks it. A parameter's 16-bit copy (amp/autocast_weight.ts) is kept
+// from one forward to the next and written by AdamW as it updates the parameter.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
@@ -11,9 +12,10 @@ import type { Tensor } from "../../src/tensor/tensor.js";
 import type { DType } from "../../src/tensor/dtype.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
-import { native, UnaryGradOp } from "../../src/backend/native.js";
+import { native, UnaryGradOp, type DTypeCode } from "../../src/backend/native.js";
 import { rawUnaryGrad } from "../../src/ops/elementwise.js";
 import { maxAbsDiff, maxAbs } from "../helpers/compare.js";
+import { AdamW } from "../../src/optim/index.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 
@@ -165,5 +167,61 @@ test("under autocast on CUDA linear_gelu saves its pre-activation in 16 bits: gr
     // and not the float32 pre-activation's gradients: the test tells the two apart
     const unrounded = expect(false);
     assert.ok(got.some((t, i) => maxAbsDiff(t.cpu(), unrounded[i]!) > 1e-4 * Math.max(1, maxAbs(unrounded[i]!))), `${dtype}: gradients of the float32 pre-activation`);
+  }
+});
+
+/** Runs `fn` counting the float32 casts to `dtype` of `n` elements the GPU's copy kernel makes. */
+function countingCasts<T>(dtype: DTypeCode, n: number, fn: (count: () => number) => T): T {
+  const copy = native.cuda.copy;
+  let count = 0;
+  native.cuda.copy = (shape, src, srcDtype, srcOff, srcStrides, dst, dstDtype, ...rest) => {
+    if (srcDtype === 0 && dstDtype === dtype && shape.reduce((a, b) => a * b, 1) === n) count++;
+    return copy(shape, src, srcDtype, srcOff, srcStrides, dst, dstDtype, ...rest);
+  };
+  try {
+    return fn(() => count);
+  } finally {
+    native.cuda.copy = copy;
+  }
+}
+
+test("autocast keeps a parameter's 16-bit copy: AdamW writes it, the next forward casts no weight, an in-place write re-casts", { skip: SKIP }, () => {
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    torch.manual_seed(5);
+    const lin = new torch.nn.Linear(96, 160).to("cuda");
+    const x = torch.randn([4, 67, 96]).to("cuda");
+    const optimizer = new AdamW(lin.parameters(), { lr: 1e-2 });
+    const forward = () => torch.autocast("cuda", { dtype }, () => lin(x) as Tensor);
+    // the product of a weight that is no parameter, cast afresh
+    const fresh = () => torch.autocast("cuda", { dtype }, () => F.linear(x, lin.weight.detach(), lin.bias!.detach()));
+    const copy = countingCasts(dtype.code, lin.weight.numel(), (casts) => {
+      forward().sum().backward();
+      assert.equal(casts(), 1, `${dtype}: the first forward casts the weight`);
+      optimizer.step();
+      optimizer.zero_grad();
+      const copy = exactCopy(lin.weight, dtype, `${dtype}: after an AdamW step`);
+
+      const castsBefore = casts();
+      const y = forward();
+      assert.equal(casts(), castsBefore, `${dtype}: the second forward casts no weight`);
+      assert.equal(lowpCopyOf(lin.weight, dtype), copy);
+      assert.deepEqual(y.cpu().data(), fresh().cpu().data(), `${dtype}: the forward reading the copy`);
+      torch.no_grad(() => forward()).dispose();
+      assert.equal(lowpCopyOf(lin.weight, dtype), copy, `${dtype}: a forward without grad leaves the copy alone`);
+
+      torch.no_grad(() => lin.weight.mul_(2));
+      assert.equal(lowpCopyOf(lin.weight, dtype), null, `${dtype}: an in-place write makes the copy stale`);
+      const before = casts();
+      const z = forward();
+      assert.equal(casts(), before + 1, `${dtype}: the forward after an in-place write casts again`);
+      assert.equal(exactCopy(lin.weight, dtype, `${dtype}: re-cast`), copy, `${dtype}: into the same memory`);
+      assert.deepEqual(z.cpu().data(), fresh().cpu().data(), `${dtype}: the forward after an in-place write`);
+      return copy;
+    });
+    lin.to("cpu");
+    assert.ok(copy._disposed, `${dtype}: the copy dies with the parameter that .to() replaced`);
+    const uncached = new torch.nn.Linear(96, 160).to("cuda");
+    torch.autocast("cuda", { dtype, cache_enabled: false }, () => uncached(x) as Tensor).sum().backward();
+    assert.equal(uncached.weight._lowp, null, `${dtype}: cache_enabled: false keeps no copy`);
   }
 });

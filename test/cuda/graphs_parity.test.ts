@@ -1,6 +1,7 @@
 // CUDA graphs on a GPU (or the emulated toolkit, test/cuda/emulated.test.ts): a captured tiny-BERT training step
 // replays to the parameters of eager steps, with dropout and flat memory; the Trainer's graph step
-// (src/training/cuda_graph_step.ts) matches the eager loop; a bad label found by a replay throws at the next sync.
+// (src/training/cuda_graph_step.ts) matches the eager loop, under bf16 autocast too, where the replayed AdamW
+// keeps the weights' 16-bit copies current; a bad label found by a replay throws at the next sync.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
@@ -13,6 +14,7 @@ import { CudaGraphStep } from "../../src/training/cuda_graph_step.js";
 import { Device } from "../../src/tensor/device.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
+import { lowpCopyOf, wroteInPlace } from "../../src/amp/lowp_copy.js";
 
 const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 
@@ -114,6 +116,62 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
   assert.ok(Math.abs(loss - eagerLoss) <= 1e-5 * (1 + Math.abs(eagerLoss)), `summed loss ${loss} vs ${eagerLoss}`);
   assert.ok(grad_norm !== null && grad_norm > 0);
   assertSameParams(model, eager, 1e-5);
+  step.dispose();
+});
+
+test("CudaGraphStep under bf16 autocast: the weights' copies predate the captures and replays keep them current; the losses of casting afresh", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const batches = [0, 1, 0, 1, 0, 1, 0].map((i) => goldenBatch(i));
+  const bf16 = (fn: () => Tensor) => torch.autocast("cuda", { dtype: torch.bfloat16 }, fn);
+  // The reference marks every copy stale after each update, so that each forward casts the weights afresh.
+  const eager = await tinyBert();
+  const eagerOptimizer = new AdamW(eager.parameters(), { lr: 1e-3 });
+  const eagerLosses: number[] = [];
+  for (const b of batches) {
+    const x = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.to("cuda")]));
+    const loss = bf16(() => eager(x).loss!);
+    eagerLosses.push(loss.item());
+    loss.backward();
+    loss.dispose();
+    clip_grad_norm_(eager.parameters(), 1.0).dispose();
+    eagerOptimizer.step();
+    eagerOptimizer.zero_grad();
+    wroteInPlace(eager.parameters());
+  }
+  const model = await tinyBert();
+  const step = new CudaGraphStep(model, new AdamW(model.parameters(), { lr: 1e-3 }), new Device("cuda"), 1.0, (inputs, addLoss) => {
+    const loss = bf16(() => model(inputs).loss!);
+    addLoss(loss);
+    loss.backward();
+    loss.dispose();
+  });
+  const copies = () => [...model.named_parameters()].flatMap(([name, p]) => {
+    const copy = lowpCopyOf(p, torch.bfloat16);
+    return copy === null ? [] : [[name, p, copy] as const];
+  });
+  const losses: number[] = [];
+  let afterEager: (readonly [string, Tensor, Tensor])[] = [];
+  let afterFirstReplay = 0;
+  for (const [i, b] of batches.entries()) {
+    step.step(b);
+    losses.push(step.drain().loss);
+    if (i === 0) afterEager = copies();
+    if (i === 2) afterFirstReplay = torch.cuda.memory_allocated();
+  }
+  assert.equal(step.graph_count, 2);
+  assert.equal(torch.cuda.memory_allocated(), afterFirstReplay, "replays allocate nothing");
+  losses.forEach((l, i) => assert.ok(Math.abs(l - eagerLosses[i]!) <= 1e-5 * (1 + Math.abs(l)), `loss of step ${i + 1}: ${l} vs ${eagerLosses[i]}`));
+  assertSameParams(model, eager, 1e-5);
+  // Every weight a linear layer reads; query, key and value go through one linear layer over their concatenated
+  // weights, a new tensor at each forward, cast afresh.
+  const linearWeights = [...model.named_parameters()].map(([name]) => name).filter((name) => /(dense|classifier)\.weight$/.test(name));
+  assert.equal(linearWeights.length, 8);
+  assert.deepEqual(afterEager.map(([name]) => name), linearWeights, "the eager update made the weights' copies");
+  assert.deepEqual(copies().map(([, , c]) => c), afterEager.map(([, , c]) => c), "the captures kept them");
+  for (const [name, p, copy] of afterEager) {
+    const want = p.to(torch.bfloat16).cpu().data(), got = copy.cpu().data();
+    for (let i = 0; i < want.length; i++) assert.ok(Object.is(got[i], want[i]), `${name}: copy[${i}] ${got[i]}, the cast of the parameter ${want[i]}`);
+  }
   step.dispose();
 });
 

@@ -727,6 +727,48 @@ test("adamw over several tensors matches the CPU bit for bit", { skip: SKIP }, w
   });
 }));
 
+test("adamw and adamwDevice write the parameters' 16-bit copies as the CPU's adamw does", { skip: SKIP }, withDevice((d) => {
+  const sizes = [5000, 1, 0, 9000];
+  const wds = [0.01, 0, 0.5, 0.1];
+  const dtypes: DTypeCode[] = [2, 1, 2, 1];  // bfloat16, float16
+  const make = (seed: number, scale: number) => sizes.map((n, i) => randomF32(n, seed + i, scale));
+  const p = make(30, 1), g = make(40, 0.1), m = make(50, 0.01), v = make(60, 0.001);
+  for (const a of v) a.forEach((x, i) => (a[i] = Math.abs(x)));
+  const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
+  const eager = [dev(p), dev(m), dev(v)], device = [dev(p), dev(m), dev(v)];
+  const gd = dev(g);
+  const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
+  const cpuCopies = sizes.map((n, i) => (i === 1 ? null : native.alloc(n * 2, true)));
+  const devCopies = () => sizes.map((n, i) => (i === 1 ? null : d.alloc(n * 2)));
+  const eagerCopies = devCopies(), deviceCopies = devCopies();
+  const scalars = d.alloc((sizes.length + 2) * 4);
+  for (const step of [1, 2]) {
+    native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, cpuCopies, dtypes);
+    native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, eagerCopies, dtypes);
+    native.cuda.adamwScalars(scalars, 1e-3, 0.9, 0.999, step, wds);
+    native.cuda.adamwDevice(device[0], gd, device[1], device[2], sizes, scalars, 0.9, 0.999, 1e-8, undefined, undefined, deviceCopies, dtypes);
+  }
+  sizes.forEach((n, i) => {
+    for (const [name, [pd], copies] of [["adamw", eager, eagerCopies], ["adamwDevice", device, deviceCopies]] as const) {
+      assertSameFloats(d.f32(pd[i], n), p[i], `${name} param ${i}`);
+      const copy = copies[i], want = cpuCopies[i];
+      if (copy !== null && want !== null) assertBitsEqual(new Uint16Array(d.get(copy, n * 2)), new Uint16Array(want), `${name} copy ${i}`);
+    }
+    const want = cpuCopies[i];
+    if (want === null) return;
+    const cast = new Uint16Array(native.alloc(n * 2));
+    native.copy([n], p[i].buffer as AB, 0, 0, [1], cast.buffer as AB, dtypes[i], 0, [1]);
+    assertBitsEqual(new Uint16Array(want), cast, `CPU copy ${i} is the cast of the parameter`);
+  });
+  const a = d.alloc(16);
+  const run = (copies: (AB | null)[], codes: DTypeCode[]) => () =>
+    native.cuda.adamwDevice([a], [a], [a], [a], [4], scalars, 0.9, 0.999, 1e-8, undefined, undefined, copies, codes);
+  assert.throws(run([d.alloc(6)], [2]), /copies\[0\]/);
+  assert.throws(run([d.alloc(8)], [0]), RangeError);
+  assert.throws(run([native.alloc(8)], [2]), TypeError);
+  assert.throws(() => native.cuda.adamw([a], [a], [a], [a], [4], [0], 1e-3, 0.9, 0.999, 1e-8, 1, [d.alloc(8), null], [2, 2]), RangeError);
+}));
+
 // ---- random numbers
 
 test("uniform and dropout give the CPU's numbers for the same (seed, offset); normal within an ulp", { skip: SKIP },

@@ -688,6 +688,36 @@ test("adamw matches torch.optim.AdamW's float32 update over several steps and te
   });
 });
 
+test("adamw writes each parameter's 16-bit copy, where given, as the cast of its new values", () => {
+  const sizes = [1000, 40_000, 3];
+  const wds = [0.01, 0, 0.1];
+  const dtypes = [DTypeCode.BF16, DTypeCode.F32, DTypeCode.F16];
+  const lists = () => [sizes.map((n, i) => f32(randArray(n, 40 + i))), sizes.map((n) => f32(n)), sizes.map((n) => f32(n))];
+  const [p, m, v] = lists(), [pRef, mRef, vRef] = lists();
+  const copies = sizes.map((n, i) => (i === 1 ? null : native.alloc(n * 2)));
+  for (let step = 1; step <= 2; step++) {
+    const g = sizes.map((n, i) => f32(randArray(n, 100 * step + i)));
+    native.adamw(p, g, m, v, sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, copies, dtypes);
+    native.adamw(pRef, g, mRef, vRef, sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step);
+  }
+  sizes.forEach((n, t) => {
+    assertSame(F(p[t]), F(pRef[t]), `param ${t}`);
+    const copy = copies[t];
+    if (copy === null) return;
+    const cast = native.alloc(n * 2);
+    native.copy([n], p[t], DTypeCode.F32, 0, [1], cast, dtypes[t], 0, [1]);
+    assertSame(new Uint16Array(copy), new Uint16Array(cast), `copy ${t}`);
+  });
+  const one = [f32(4)];
+  const run = (copyList: (ArrayBuffer | null)[], codes: DTypeCode[]) => () =>
+    native.adamw(one, one, one, one, [4], [0], 1e-3, 0.9, 0.999, 1e-8, 1, copyList, codes);
+  expectThrows(run([native.alloc(6)], [DTypeCode.BF16]), RangeError, /copies\[0\]/);
+  expectThrows(run([native.alloc(8)], [DTypeCode.F32]), RangeError, /copyDtypes/);
+  expectThrows(run([native.alloc(8), null], [DTypeCode.BF16, DTypeCode.BF16]), RangeError, /copies/);
+  expectThrows(run([native.alloc(8)], []), RangeError, /copyDtypes/);
+  expectThrows(run([3 as unknown as ArrayBuffer], [DTypeCode.BF16]), TypeError, /copies/);
+});
+
 // ---------------------------------------------------------------- random
 
 test("random: counter-based, independent of thread count and chunking, with sane statistics", () => {

@@ -131,8 +131,9 @@ uint64_t DeviceView(const Napi::CallbackInfo& info, int index, const char* name,
 }
 
 // The device buffers of an array argument (the multi-tensor kernels' lists), checked as GetDeviceBuffer checks
-// one argument.
-inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& info, int index, const char* name) {
+// one argument. With `present`, entries may be null ({0, 0}): present[i] says whether entry i is a buffer.
+inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& info, int index, const char* name,
+                                                     std::vector<bool>* present = nullptr) {
   Napi::Env env = info.Env();
   Napi::Value v = info[index];
   if (!v.IsArray()) throw Napi::TypeError::New(env, ArgName(index, name) + " must be an array of CUDA device buffers");
@@ -140,6 +141,10 @@ inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& i
   std::vector<DeviceBuffer> out(a.Length());
   for (uint32_t i = 0; i < a.Length(); ++i) {
     const std::string label = ArgName(index, name) + "[" + std::to_string(i) + "]";
+    if (present != nullptr) {
+      present->push_back(!a.Get(i).IsNull());
+      if (!present->back()) continue;
+    }
     DeviceBlock* block = UnwrapDeviceHandle(env, a[i]);
     if (block == nullptr) throw Napi::TypeError::New(env, label + " must be a CUDA device buffer (from cuda.alloc)");
     if (block->released.load()) throw Napi::Error::New(env, label + ": the device memory has been released");
@@ -152,12 +157,12 @@ inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& i
 // [first_block[t], first_block[t + 1]) of kChunk elements. Written to device memory as `count` Slots and then
 // count + 1 block starts.
 struct Slot {
-  uint64_t data[4];  // the tensor's device addresses (AdamW: param, grad, exp_avg, exp_avg_sq)
+  uint64_t data[5];  // the tensor's device addresses (AdamW: param, grad, exp_avg, exp_avg_sq, 16-bit copy or 0)
   int64_t size;
   float scalar;  // per-tensor scalar (AdamW: 1 - lr * weight_decay)
-  float unused = 0;
+  int32_t code = 0;  // per-tensor code (AdamW: the copy's dtype, kF16 or kBF16)
 };
-static_assert(sizeof(Slot) == 48, "Slot must match the kernels' declaration");
+static_assert(sizeof(Slot) == 56, "Slot must match the kernels' declaration");
 
 struct TensorList {
   std::vector<Slot> slots;
@@ -173,7 +178,7 @@ inline TensorList MakeTensorList(std::vector<Slot> slots) {
   return list;
 }
 
-// The list in device memory: the slots, then the block starts (8-byte aligned after 48-byte slots). Scratch
+// The list in device memory: the slots, then the block starts (8-byte aligned after 56-byte slots). Scratch
 // memory written by a copy on the stream; while capturing a CUDA graph, the graph's constants (a captured copy
 // would read the host vector again at every replay).
 class DeviceTensorList {

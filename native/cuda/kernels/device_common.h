@@ -309,12 +309,13 @@ __device__ __forceinline__ float UnitFloat(uint32 bits) { return (float)(bits >>
 // blocks [first_block[t], first_block[t + 1]) and each block a chunk of FT_CHUNK elements of it.
 #define FT_CHUNK 4096
 
-// The host's kernels::Slot: one tensor of a list (AdamW: param, grad, exp_avg, exp_avg_sq) and its scalar.
+// The host's kernels::Slot: one tensor of a list (AdamW: param, grad, exp_avg, exp_avg_sq, the param's 16-bit
+// copy or 0), its scalar and its code (AdamW: the copy's dtype, DT_F16 or DT_BF16).
 struct Slot {
-  uint64 data[4];
+  uint64 data[5];
   int64 size;
   float scalar;
-  float unused;
+  int32 code;
 };
 
 __device__ __forceinline__ int FindTensor(const int64* first_block, int count, int64 block) {

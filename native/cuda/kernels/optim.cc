@@ -2,9 +2,11 @@
 // contract. The per-step scalars are computed on the host in double and rounded to float exactly as the CPU
 // does, and every float operation is rounded explicitly in the CPU's (torch's) order, so both backends produce
 // the same bits. The tensors reach the kernel as one device array of slots (param, grad, exp_avg, exp_avg_sq,
-// size, 1 - lr * weight_decay). adamwDevice is the same update with the step's scalars read from a small device
-// buffer that adamwScalars fills before each step: a CUDA graph that captured it follows the learning-rate
-// schedule and the bias corrections at every replay.
+// size, 1 - lr * weight_decay) and, where the parameter has one, its 16-bit copy (autocast's operand), which
+// receives the new value rounded to its dtype in the same pass: no cast of the weights at the next forward.
+// adamwDevice is the same update with the step's scalars read from a small device buffer that adamwScalars fills
+// before each step: a CUDA graph that captured it follows the learning-rate schedule and the bias corrections at
+// every replay.
 #include <napi.h>
 
 #include <cmath>
@@ -24,6 +26,7 @@ constexpr char kSource[] = R"CUDA(
 // param.mul_(decay = 1 - lr * wd); exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
 // denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps; param.addcdiv_(exp_avg, denom, -step_size).
 // A clip factor below 1 first scales the gradient as clip_grad_norm_ would have (grad * factor, rounded once).
+// The 16-bit copy, when present, gets the new param rounded as a cast would round it.
 __device__ __forceinline__ void AdamWChunk(const Slot& s, int64 begin, float decay, float one_minus_beta1,
                                            float beta2, float one_minus_beta2, float neg_step_size,
                                            float bias_correction2_sqrt, float eps, float clip) {
@@ -31,6 +34,7 @@ __device__ __forceinline__ void AdamWChunk(const Slot& s, int64 begin, float dec
   const float* g = (const float*)s.data[1];
   float* m = (float*)s.data[2];
   float* v = (float*)s.data[3];
+  uint16* copy = (uint16*)s.data[4];
   const int64 end = min(s.size, begin + FT_CHUNK);
   const bool clipped = clip < 1.0f;
   for (int64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
@@ -41,7 +45,9 @@ __device__ __forceinline__ void AdamWChunk(const Slot& s, int64 begin, float dec
     const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias_correction2_sqrt), eps);
     m[i] = mi;
     v[i] = vi;
-    p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step_size, mi), denom));
+    const float updated = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step_size, mi), denom));
+    p[i] = updated;
+    if (copy != 0) copy[i] = F32ToLowp(updated, s.code);
   }
 }
 
@@ -122,23 +128,43 @@ StepScalars StepScalarsAt(const Napi::CallbackInfo& info, int lr_index, int step
 
 float Decay(double lr, double weight_decay) { return static_cast<float>(1.0 - lr * weight_decay); }
 
-// The four tensor lists at arguments 0..3 with their sizes (argument 4) as kernel slots.
-TensorList Lists(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes) {
+// The optional argument `index`: each parameter's 16-bit copy or null, sizes[i] elements of the dtype given at
+// index + 1; written to the slots (data[4], code).
+void SetCopies(const Napi::CallbackInfo& info, int index, const std::vector<int64_t>& sizes, std::vector<Slot>& slots) {
+  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
+  std::vector<bool> present;
+  const std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, index, "copies", &present);
+  CheckListLength(info, bufs.size(), sizes.size(), index, "copies");
+  const std::vector<int> dtypes = GetCopyDtypes(info, index + 1, present);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!present[i]) continue;
+    const std::string label = "copies[" + std::to_string(i) + "]";
+    slots[i].data[4] = DeviceElements<uint16_t>(info, bufs[i], 0, sizes[i], label.c_str());
+    slots[i].code = dtypes[i];
+  }
+}
+
+// The four tensor lists at arguments 0..3 with their sizes (argument 4), and the copies at `copies_index`, as
+// kernel slots.
+TensorList Lists(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes, int copies_index) {
   const std::vector<uint64_t> params = Tensors(info, 0, "params", sizes);
   const std::vector<uint64_t> grads = Tensors(info, 1, "grads", sizes);
   const std::vector<uint64_t> exp_avgs = Tensors(info, 2, "exp_avgs", sizes);
   const std::vector<uint64_t> exp_avg_sqs = Tensors(info, 3, "exp_avg_sqs", sizes);
   std::vector<Slot> slots(sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i)
-    slots[i] = Slot{{params[i], grads[i], exp_avgs[i], exp_avg_sqs[i]}, sizes[i], 0.0f};
+    slots[i] = Slot{{params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], 0}, sizes[i], 0.0f};
+  SetCopies(info, copies_index, sizes, slots);
   return MakeTensorList(std::move(slots));
 }
 
+// adamw(params, grads, exp_avgs, exp_avg_sqs, sizes, weightDecays, lr, beta1, beta2, eps, step, [copies,
+// copyDtypes]): native/cpu/optim.cc's adamw.
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   const std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
-  TensorList list = Lists(info, sizes);
+  TensorList list = Lists(info, sizes, 11);
   const std::vector<double> weight_decays = WeightDecays(info, 5, sizes.size());
   const double lr = GetNumber(info, 6, "lr");
   const double beta1 = GetNumber(info, 7, "beta1");
@@ -182,14 +208,14 @@ Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps, [clip, clipOff]): adamw
-// with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the gradients scaled by
-// the float32 clip factor at clip[clipOff] when it is below 1 (clipGradNorm's factor output).
+// adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps, [clip, clipOff, copies,
+// copyDtypes]): adamw with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the
+// gradients scaled by the float32 clip factor at clip[clipOff] when it is below 1 (clipGradNorm's factor output).
 Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   const std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
-  const TensorList list = Lists(info, sizes);
+  const TensorList list = Lists(info, sizes, 11);
   uint64_t scalars = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "scalars"), 0,
                                            static_cast<int64_t>(sizes.size()) + 2, "scalars");
   const double beta1 = GetNumber(info, 6, "beta1");
