@@ -94,17 +94,15 @@ struct Backward {
   float *delta, *dq, *dk, *dv;
 };
 
-struct __align__(16) Float4 {
-  float x, y, z, w;
-};
-
-__device__ __forceinline__ float At(const Float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+__device__ __forceinline__ float At(const Float4& f, int i) {
+  return i == 0 ? f.v[0] : i == 1 ? f.v[1] : i == 2 ? f.v[2] : f.v[3];
+}
 
 __device__ __forceinline__ void Dot4(float& acc, const Float4& a, const Float4& b) {
-  acc = __fmaf_rn(a.x, b.x, acc);
-  acc = __fmaf_rn(a.y, b.y, acc);
-  acc = __fmaf_rn(a.z, b.z, acc);
-  acc = __fmaf_rn(a.w, b.w, acc);
+  acc = __fmaf_rn(a.v[0], b.v[0], acc);
+  acc = __fmaf_rn(a.v[1], b.v[1], acc);
+  acc = __fmaf_rn(a.v[2], b.v[2], acc);
+  acc = __fmaf_rn(a.v[3], b.v[3], acc);
 }
 
 __device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 s) {
@@ -144,10 +142,10 @@ __device__ __forceinline__ void LoadRows(const Rows (&ops)[N], int count, int64 
           x[n][k] = *(const Float4*)src;
         } else {
           const int d = 4 * c;
-          x[n][k].x = valid && d < D ? src[0] : 0.0f;
-          x[n][k].y = valid && d + 1 < D ? src[1] : 0.0f;
-          x[n][k].z = valid && d + 2 < D ? src[2] : 0.0f;
-          x[n][k].w = valid && d + 3 < D ? src[3] : 0.0f;
+          x[n][k].v[0] = valid && d < D ? src[0] : 0.0f;
+          x[n][k].v[1] = valid && d + 1 < D ? src[1] : 0.0f;
+          x[n][k].v[2] = valid && d + 2 < D ? src[2] : 0.0f;
+          x[n][k].v[3] = valid && d + 3 < D ? src[3] : 0.0f;
         }
       }
     }

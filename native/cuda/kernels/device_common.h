@@ -91,6 +91,11 @@ __device__ __forceinline__ void StoreLowp4(uint16* p, int dt, float a, float b, 
                 (uint64)F32ToLowp(d, dt) << 48;
 }
 
+// Four floats loaded or stored in one 16-byte access.
+struct __align__(16) Float4 {
+  float v[4];
+};
+
 // The host's ft::cuda::Layout, member for member: a view's sizes and element strides.
 struct Layout {
   int32 rank;

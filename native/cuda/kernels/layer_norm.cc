@@ -38,10 +38,6 @@ constexpr char kSource[] = R"CUDA(
 #define ROWS_PER_BLOCK 32
 #define LN_ROW_WARPS 4
 
-struct __align__(16) Float4 {
-  float v[4];
-};
-
 // A lane's share of a row of `cols` (at most 1024) values: groups of V consecutive values, group j at
 // column (j * 32 + lane) * V, so each load instruction of the warp reads 32 * V consecutive values. V == 4 needs
 // cols % 4 == 0 and p 16-byte aligned. Registers past the row's end are 0.

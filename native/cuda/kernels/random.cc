@@ -53,10 +53,6 @@ extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float 
   }
 }
 
-struct alignas(16) Float4 {
-  float v[4];
-};
-
 struct alignas(4) Bytes4 {
   uint8 v[4];
 };

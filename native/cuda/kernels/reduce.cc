@@ -34,6 +34,11 @@ constexpr int64_t kMaxRowGroups = kTileThreads / kMinTileColumns;
 // and never into chunks below kMinTileRows, so short reductions such as bert's 512 rows take one launch.
 constexpr int64_t kTileBlocks = 256;
 constexpr int64_t kMinTileRows = 1024;
+// ft_cast_column_sums does work per element (a cast, for linear_gelu GELU'), which one block per tile of bert's
+// 512 rows leaves to a third of the GPU: its tiles are 32 columns wide (a warp's row group reads 128 bytes) and
+// its rows split until about this many blocks run, in chunks of at least one row per group.
+constexpr int64_t kCastTileColumns = 32;
+constexpr int64_t kCastBlocks = 512;
 
 constexpr char kSource[] = R"CUDA(
 #define OP_SUM 0
@@ -140,8 +145,8 @@ extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op,
 
 // A linear layer's incoming gradient g [n, inner] read once for its backward: v = g, or g * GELU'(pre) with the
 // forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt, null for none), is stored to
-// lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the bias gradient) as
-// ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order.
+// lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the bias gradient) through
+// ft_reduce_column_tiles' deterministic tree, over its own split of the rows (PlanCastColumnSums).
 extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, int64 inner, int64 chunk, int64 chunks,
                                                                     int tc, int groups, const float* g,
                                                                     const void* pre, int pre_dt, uint16* lowp,
@@ -247,24 +252,38 @@ __device__ __forceinline__ const Slot& ChunkOf(const Slot* slots, const int64* f
   return slots[t];
 }
 
+__device__ __forceinline__ double Squares(const Float4& f) {
+  return ((double)f.v[0] * f.v[0] + (double)f.v[1] * f.v[1]) + ((double)f.v[2] * f.v[2] + (double)f.v[3] * f.v[3]);
+}
+
 // partial[b] = the sum of squares of chunk b, in double. One warp per chunk: a block-wide reduction for every
-// 4096 elements cost more than reading them, and four loads in flight per lane keep the memory bus busy.
+// 4096 elements cost more than reading them. A lane keeps four 16-byte loads in flight (where the chunk is
+// 16-byte aligned, as whole tensors from the allocator are): fewer bytes in flight left the bus half idle.
 extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                           double* partial) {
   const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
   for (int64 b = (int64)blockIdx.x * warps + (threadIdx.x >> 5); b < blocks; b += (int64)gridDim.x * warps) {
     int64 begin, end;
-    const float* x = (const float*)ChunkOf(slots, first_block, count, b, begin, end).data[0];
+    const Slot& slot = ChunkOf(slots, first_block, count, b, begin, end);
+    const float* x = (const float*)slot.data[0] + begin;
+    const int64 len = end - begin;
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    int64 k = begin + lane;
-    for (; k + 96 < end; k += 128) {
-      const float v0 = x[k], v1 = x[k + 32], v2 = x[k + 64], v3 = x[k + 96];
-      acc[0] += (double)v0 * v0;
-      acc[1] += (double)v1 * v1;
-      acc[2] += (double)v2 * v2;
-      acc[3] += (double)v3 * v3;
+    int64 k = lane;
+    if (((uint64)x & 15) == 0) {
+      const Float4* x4 = (const Float4*)x;
+      const int64 len4 = len >> 2;
+      int64 q = lane;
+      for (; q + 96 < len4; q += 128) {
+        const Float4 v0 = x4[q], v1 = x4[q + 32], v2 = x4[q + 64], v3 = x4[q + 96];
+        acc[0] += Squares(v0);
+        acc[1] += Squares(v1);
+        acc[2] += Squares(v2);
+        acc[3] += Squares(v3);
+      }
+      for (; q < len4; q += 32) acc[0] += Squares(x4[q]);
+      k = 4 * len4 + lane;
     }
-    for (; k < end; k += 32) acc[0] += (double)x[k] * x[k];
+    for (; k < len; k += 32) acc[0] += (double)x[k] * x[k];
     const double sum = WarpSumDouble((acc[0] + acc[1]) + (acc[2] + acc[3]));
     if (lane == 0) partial[b] = sum;
   }
@@ -336,6 +355,18 @@ TilePlan PlanColumnTiles(int64_t outer, int64_t n, int64_t inner) {
   const int64_t tiles = outer * ((inner + p.tc - 1) / p.tc);
   const int64_t wanted =
       std::clamp<int64_t>((kTileBlocks + tiles - 1) / tiles, 1, (n + kMinTileRows - 1) / kMinTileRows);
+  p.chunk = (n + wanted - 1) / wanted;
+  p.chunks = (n + p.chunk - 1) / p.chunk;
+  return p;
+}
+
+TilePlan PlanCastColumnSums(int64_t n, int64_t inner) {
+  if (inner < kCastTileColumns) return PlanColumnTiles(1, n, inner);
+  TilePlan p{};
+  p.tc = static_cast<int>(kCastTileColumns);
+  p.groups = static_cast<int>(kTileThreads / kCastTileColumns);
+  const int64_t tiles = (inner + p.tc - 1) / p.tc;
+  const int64_t wanted = std::clamp<int64_t>((kCastBlocks + tiles - 1) / tiles, 1, (n + p.groups - 1) / p.groups);
   p.chunk = (n + wanted - 1) / wanted;
   p.chunks = (n + p.chunk - 1) / p.chunk;
   return p;
@@ -424,7 +455,7 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
     MemsetBytes(env, dst, 0, static_cast<size_t>(cols) * sizeof(float));
     return env.Undefined();
   }
-  const TilePlan plan = PlanColumnTiles(1, rows, cols);
+  const TilePlan plan = PlanCastColumnSums(rows, cols);
   ScratchBuffer partial(env, plan.chunks > 1 ? static_cast<size_t>(cols * plan.chunks) * sizeof(double) : 0);
   uint64_t partial_ptr = partial.ptr();
   int64_t chunk = plan.chunk, chunks = plan.chunks;
