@@ -46,6 +46,8 @@ interface VariantResult {
   steady_ms_per_step: number;
   /** batch shapes the Trainer captured in CUDA graphs (finetune only) */
   cuda_graphs?: number;
+  /** host seconds of the steps that captured a graph, from the previous step's end (finetune only) */
+  capture_s?: number;
   train_tokens: number;
   device: string;
 }
@@ -91,6 +93,7 @@ class StepTimer extends TrainerCallback {
   first_step_s: number | null = null;
   readonly step_ends: number[] = [];
   cuda_graphs = 0;
+  capture_s = 0;
   constructor(private readonly graphsOf: () => number) {
     super();
   }
@@ -102,8 +105,11 @@ class StepTimer extends TrainerCallback {
       if (torch.cuda.is_available()) torch.cuda.synchronize();
       this.first_step_s = (performance.now() - this.start) / 1000;
     }
-    this.step_ends.push(performance.now());
-    this.cuda_graphs = this.graphsOf();
+    const now = performance.now();
+    const graphs = this.graphsOf();
+    if (graphs > this.cuda_graphs) this.capture_s += (now - (this.step_ends[this.step_ends.length - 1] ?? this.start)) / 1000;
+    this.step_ends.push(now);
+    this.cuda_graphs = graphs;
   }
   steady_ms_per_step(): number {
     const t = this.step_ends;
@@ -155,6 +161,7 @@ async function train(dir: string, precision: string): Promise<void> {
     steps: result.global_step,
     steady_ms_per_step: round(timer.steady_ms_per_step(), 3),
     cuda_graphs: timer.cuda_graphs,
+    capture_s: round(timer.capture_s, 3),
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
