@@ -249,7 +249,7 @@ export interface CudaAddon extends Kernels {
     dvOff: number, dvStrides: number[]): void;
   /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;
    * pre float32 or 16-bit of `preDtype`, null for none), is written to `lowp` rounded to `lowpDtype` (F16 or BF16),
-   * and sums[c] = the sum over rows of v[r, c], in double as `reduce` sums, deterministically. g and pre
+   * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g and pre
    * are contiguous [rows, cols] from their offsets, lowp [rows, cols] and sums [cols] from offset 0 */
   castColumnSums(rows: number, cols: number, g: AB, gOff: number, pre: AB | null, preOff: number, preDtype: DTypeCode,
     lowpDtype: DTypeCode, lowp: AB, sums: AB): void;

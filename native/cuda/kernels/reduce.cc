@@ -34,11 +34,6 @@ constexpr int64_t kMaxRowGroups = kTileThreads / kMinTileColumns;
 // and never into chunks below kMinTileRows, so short reductions such as bert's 512 rows take one launch.
 constexpr int64_t kTileBlocks = 256;
 constexpr int64_t kMinTileRows = 1024;
-// ft_cast_column_sums does work per element (a cast, for linear_gelu GELU'), which one block per tile of bert's
-// 512 rows leaves to a third of the GPU: its tiles are 32 columns wide (a warp's row group reads 128 bytes) and
-// its rows split until about this many blocks run, in chunks of at least one row per group.
-constexpr int64_t kCastTileColumns = 32;
-constexpr int64_t kCastBlocks = 512;
 
 constexpr char kSource[] = R"CUDA(
 #define OP_SUM 0
@@ -107,11 +102,13 @@ extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64
 // (u / tiles) % chunks of outer index u / (tiles * chunks). Thread (c, g) = (t % tc, t / tc) reads rows
 // g, g + groups, ... of its column (a row group's tc threads read tc consecutive floats); the groups' values are
 // then combined by a fixed tree in shared memory (groups is a power of 2), so the result is deterministic. With
-// one chunk it writes dst, else partial[(o * chunks + b) * inner + i] for ft_reduce_finish. load(e) gives the
-// value of src element e (the plain reduction reads it; ft_cast_column_sums also transforms and stores it).
-template <typename Load>
+// one chunk it writes dst, else partial[(o * chunks + b) * inner + i] for ft_reduce_finish. read(e) loads what
+// element e's value comes from and use(e, r) gives the value (ft_cast_column_sums also stores its cast there):
+// a thread reads TILE_BATCH rows before it uses any, so that stores through `use` cannot hold back the loads.
+#define TILE_BATCH 8
+template <typename Read, typename Use>
 __device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 inner, int64 chunk, int64 chunks,
-                                            int tc, int groups, Load load, double* partial, float* dst) {
+                                            int tc, int groups, Read read, Use use, double* partial, float* dst) {
   __shared__ double scratch[256];
   const int c = threadIdx.x % tc, g = threadIdx.x / tc;
   const int64 tiles = (inner + tc - 1) / tc;
@@ -121,9 +118,16 @@ __device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 
     const int64 k1 = min(n, (b + 1) * chunk);
     double acc = identity;
     if (i < inner) {
-      const int64 e0 = o * n * inner + i;
-#pragma unroll 8
-      for (int64 k = b * chunk + g; k < k1; k += groups) acc = Combine(op, acc, (double)load(e0 + k * inner));
+      const int64 e0 = o * n * inner + i, step = groups * inner;
+      int64 k = b * chunk + g;
+      for (; k + (TILE_BATCH - 1) * groups < k1; k += TILE_BATCH * groups) {
+        decltype(read(e0)) r[TILE_BATCH];
+#pragma unroll
+        for (int j = 0; j < TILE_BATCH; ++j) r[j] = read(e0 + k * inner + j * step);
+#pragma unroll
+        for (int j = 0; j < TILE_BATCH; ++j) acc = Combine(op, acc, (double)use(e0 + k * inner + j * step, r[j]));
+      }
+      for (; k < k1; k += groups) acc = Combine(op, acc, (double)use(e0 + k * inner, read(e0 + k * inner)));
     }
     __syncthreads();  // the previous tile's tree has read scratch
     scratch[threadIdx.x] = acc;
@@ -140,27 +144,34 @@ __device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 
 extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op, int64 outer, int64 n, int64 inner,
                                                                        int64 chunk, int64 chunks, int tc, int groups,
                                                                        const float* src, double* partial, float* dst) {
-  ColumnTiles(op, outer, n, inner, chunk, chunks, tc, groups, [src](int64 e) { return src[e]; }, partial, dst);
+  ColumnTiles(op, outer, n, inner, chunk, chunks, tc, groups, [src](int64 e) { return src[e]; },
+              [](int64, float v) { return v; }, partial, dst);
 }
+
+// An element of a linear layer's gradient and, for linear_gelu, its pre-activation.
+struct GradAndPre {
+  float g, pre;
+};
 
 // A linear layer's incoming gradient g [n, inner] read once for its backward: v = g, or g * GELU'(pre) with the
 // forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt, null for none), is stored to
-// lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the bias gradient) through
-// ft_reduce_column_tiles' deterministic tree, over its own split of the rows (PlanCastColumnSums).
+// lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the bias gradient) as
+// ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order.
 extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, int64 inner, int64 chunk, int64 chunks,
                                                                     int tc, int groups, const float* g,
                                                                     const void* pre, int pre_dt, uint16* lowp,
                                                                     int lowp_dt, double* partial, float* dst) {
-  const auto load = [=](int64 e) {
-    float v = g[e];
-    if (pre != 0) {
-      const float p = pre_dt == DT_F32 ? ((const float*)pre)[e] : LowpToF32(((const uint16*)pre)[e], pre_dt);
-      v = v * GeluErfGrad(p);
-    }
+  const auto read = [=](int64 e) {
+    GradAndPre r{g[e], 0.0f};
+    if (pre != 0) r.pre = pre_dt == DT_F32 ? ((const float*)pre)[e] : LowpToF32(((const uint16*)pre)[e], pre_dt);
+    return r;
+  };
+  const auto use = [=](int64 e, GradAndPre r) {
+    const float v = pre != 0 ? r.g * GeluErfGrad(r.pre) : r.g;
     lowp[e] = F32ToLowp(v, lowp_dt);
     return v;
   };
-  ColumnTiles(OP_SUM, 1, n, inner, chunk, chunks, tc, groups, load, partial, dst);
+  ColumnTiles(OP_SUM, 1, n, inner, chunk, chunks, tc, groups, read, use, partial, dst);
 }
 
 // dst[o, i] = the partials of (o, i) combined in chunk order: partial[(o * chunks + b) * inner + i].
@@ -360,18 +371,6 @@ TilePlan PlanColumnTiles(int64_t outer, int64_t n, int64_t inner) {
   return p;
 }
 
-TilePlan PlanCastColumnSums(int64_t n, int64_t inner) {
-  if (inner < kCastTileColumns) return PlanColumnTiles(1, n, inner);
-  TilePlan p{};
-  p.tc = static_cast<int>(kCastTileColumns);
-  p.groups = static_cast<int>(kTileThreads / kCastTileColumns);
-  const int64_t tiles = (inner + p.tc - 1) / p.tc;
-  const int64_t wanted = std::clamp<int64_t>((kCastBlocks + tiles - 1) / tiles, 1, (n + p.groups - 1) / p.groups);
-  p.chunk = (n + wanted - 1) / wanted;
-  p.chunks = (n + p.chunk - 1) / p.chunk;
-  return p;
-}
-
 // Launches a ColumnTiles kernel with `args`, then ft_reduce_finish when the rows were split.
 void LaunchColumnTiles(Napi::Env env, const char* kernel, const TilePlan& plan, int64_t outer, int64_t inner,
                        void** args, int op, uint64_t partial, uint64_t dst) {
@@ -455,7 +454,7 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
     MemsetBytes(env, dst, 0, static_cast<size_t>(cols) * sizeof(float));
     return env.Undefined();
   }
-  const TilePlan plan = PlanCastColumnSums(rows, cols);
+  const TilePlan plan = PlanColumnTiles(1, rows, cols);
   ScratchBuffer partial(env, plan.chunks > 1 ? static_cast<size_t>(cols * plan.chunks) * sizeof(double) : 0);
   uint64_t partial_ptr = partial.ptr();
   int64_t chunk = plan.chunk, chunks = plan.chunks;
