@@ -15,6 +15,7 @@
 #include <mutex>
 #include <sstream>
 #include <sys/stat.h>
+#include <map>
 #include <unordered_map>
 
 #include "common/args.h"
@@ -104,13 +105,16 @@ void StartRuntime() {
 // ---- device memory cache: the host cache's rounding (native/binding/addon.cc), so that batches padded to
 // different lengths reuse blocks; blocks stay cached until an allocation fails or emptyCache.
 
+// Cached blocks by size, ordered so that a request can take the smallest larger block.
+using FreeBlocks = std::map<size_t, std::vector<CUdeviceptr>>;
+
 std::mutex g_cache_mutex;
-std::unordered_map<size_t, std::vector<CUdeviceptr>> g_free_blocks;
+FreeBlocks g_free_blocks;
 MemoryStats g_stats;
 
 // A graph's private pool (runtime.h). Its blocks are listed in g_pool_of while they belong to it.
 struct Pool {
-  std::unordered_map<size_t, std::vector<CUdeviceptr>> free_blocks;
+  FreeBlocks free_blocks;
   int users = 0;
 };
 std::unordered_map<int64_t, Pool> g_pools;
@@ -118,13 +122,18 @@ std::unordered_map<CUdeviceptr, int64_t> g_pool_of;
 int64_t g_next_pool = 1;
 int64_t g_capture_pool = 0;
 
-// A free block of `size` from `blocks`, or 0; the caller holds g_cache_mutex.
-CUdeviceptr PopBlock(std::unordered_map<size_t, std::vector<CUdeviceptr>>& blocks, size_t size) {
-  auto it = blocks.find(size);
-  if (it == blocks.end() || it->second.empty()) return 0;
-  CUdeviceptr p = it->second.back();
-  it->second.pop_back();
-  return p;
+// The smallest free block of `blocks` that holds `size` bytes and wastes at most a quarter of them, or none; the
+// caller holds g_cache_mutex. The size classes are an eighth of a power of two apart, closer than the
+// activations of batches padded to neighbouring lengths: without the slack each new length (each CUDA graph
+// capture of a new batch shape) would allocate all its activations afresh while larger blocks sit cached.
+RawBlock PopBlock(FreeBlocks& blocks, size_t size) {
+  for (auto it = blocks.lower_bound(size); it != blocks.end() && it->first <= size + size / 4; ++it) {
+    if (it->second.empty()) continue;
+    const CUdeviceptr p = it->second.back();
+    it->second.pop_back();
+    return RawBlock{p, it->first};
+  }
+  return RawBlock{};
 }
 
 size_t RoundedSize(size_t bytes) {
@@ -430,19 +439,19 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
   size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
   {
     std::lock_guard<std::mutex> lock(g_cache_mutex);
-    CUdeviceptr p = 0;
+    RawBlock block;
     if (g_capture_pool != 0) {
       // Blocks of the common cache are idle: queued work that last used them runs before any replay.
-      p = PopBlock(g_pools[g_capture_pool].free_blocks, size);
-      if (p == 0 && (p = PopBlock(g_free_blocks, size)) != 0) g_pool_of[p] = g_capture_pool;
+      block = PopBlock(g_pools[g_capture_pool].free_blocks, size);
+      if (block.ptr == 0 && (block = PopBlock(g_free_blocks, size)).ptr != 0) g_pool_of[block.ptr] = g_capture_pool;
     } else {
-      p = PopBlock(g_free_blocks, size);
+      block = PopBlock(g_free_blocks, size);
     }
-    if (p != 0) {
-      g_stats.cached -= size;
-      g_stats.allocated += size;
+    if (block.ptr != 0) {
+      g_stats.cached -= block.bytes;
+      g_stats.allocated += block.bytes;
       if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
-      return RawBlock{p, size};
+      return block;
     }
   }
   // A capture runs in relaxed mode, where cuMemAlloc is allowed (it is not stream work, so the graph does not

@@ -95,6 +95,16 @@ function runOnFakeCuda(): FakeReport {
     r.peakAfterReset = torch.cuda.max_memory_allocated();
     torch.cuda.empty_cache();
     r.cachedAfterEmpty = c.cachedBytes();
+    // a freed block serves a request up to a quarter smaller (a batch padded shorter), not a much smaller one
+    const big = c.alloc(81920);
+    c.free(big);
+    const near = c.alloc(73728);
+    r.nearReuse = [c.memoryAllocated(), c.cachedBytes()];
+    const far = c.alloc(40960);
+    r.farNew = [c.memoryAllocated(), c.cachedBytes()];
+    c.free(near);
+    c.free(far);
+    torch.cuda.empty_cache();
     // fused attention checks every argument before it compiles a kernel
     const ah = c.alloc(256);
     const attention = (o) => errorOf(() => c.attentionForward(1, 1, o.S ?? 2, 2, o.D ?? 4, ah, 0, o.qStrides ?? [8, 8, 4, 1],
@@ -178,6 +188,8 @@ test("a fake driver: handles, cache, copies, Tensor.to, Module.to and argument c
   assert.equal(r.peak, 3 * 512);
   assert.equal(r.peakAfterReset, 0);
   assert.equal(r.cachedAfterEmpty, 0);
+  assert.deepEqual(r.nearReuse, [81920, 0]);
+  assert.deepEqual(r.farNew, [81920 + 40960, 0]);
   assert.equal(r.device, "cuda");
   assert.equal(r.yBytes, 0);
   assert.deepEqual(r.yList, [[1, 2, 3], [4, 5, 6]]);
