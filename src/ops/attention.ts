@@ -13,12 +13,14 @@ import { native } from "../backend/native.js";
 import { broadcastStrides, formatShape } from "../tensor/shape.js";
 import { arange, convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
-import { autocast, autocastOperandDtype, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { autocast, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { lowpCopyDtype } from "./lowp_output.js";
 import { attachLowpCopy } from "../amp/lowp_copy.js";
 import { default_generator } from "./random.js";
 import { ge, logical_not, masked_fill } from "./elementwise.js";
 import { matmul } from "./matmul.js";
-import { dropout, f32, masked_softmax, release, restoreDtype } from "./functional.js";
+import { dropout, masked_softmax } from "./functional.js";
+import { f32, release, restoreDtype } from "./float32_operands.js";
 
 export interface ScaledDotProductAttentionOptions {
   /** additive (float) or which keys each query attends (bool, true = attend); broadcastable to [B, H, S, T] */
@@ -185,7 +187,7 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
   const lse = Tensor.empty([B, H, S], float32, query.device);
   // Under autocast the next product (BERT's output dense layer) reads the output in 16 bits: the kernel writes
   // that copy as well, which saves the product its cast.
-  const lowpDtype = query.dtype === float32 ? autocastOperandDtype(query) : null;
+  const lowpDtype = lowpCopyDtype(query);
   const lowp = lowpDtype && headsInterleaved(B, H, S, D, query.device, lowpDtype);
   native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
   if (lowp) attachLowpCopy(out, lowp);

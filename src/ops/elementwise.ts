@@ -11,6 +11,7 @@ import { convertContiguous, fromFlat, full } from "../tensor/creation.js";
 import { record } from "./record.js";
 import { readFlat } from "./convert.js";
 import { sumToShape } from "./reduce.js";
+import { f32, release, restoreDtype } from "./float32_operands.js";
 
 /** `t` as float32 (itself, or a float32 copy that the caller must release). */
 function asF32(t: Tensor): Tensor {
@@ -21,13 +22,6 @@ function releaseTemp(t: Tensor, original: Tensor): void {
   if (t !== original) t.dispose();
 }
 
-/** Computes in float32 and returns a tensor of `dtype` (rounding back for half types). */
-function finishFloat(out: Tensor, dtype: DType): Tensor {
-  if (dtype === float32) return out;
-  const rounded = convertContiguous(out, dtype);
-  out.dispose();
-  return rounded;
-}
 
 function scalarTensor(value: number, like: Tensor): Tensor {
   return full([], value, { dtype: like.dtype.is_floating_point ? like.dtype : Number.isInteger(value) ? like.dtype === bool ? int64 : like.dtype : float32, device: like.device });
@@ -56,7 +50,7 @@ function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   }
   const out = floatBroadcast(a, b, shape, float32, (a32, aStrides, b32, bStrides, o) =>
     backendFor(o).binary(op, shape, a32.buffer, a32.offset, aStrides, b32.buffer, b32.offset, bStrides, o.buffer, 0, contiguousStrides(shape)));
-  return finishFloat(out, dtype);
+  return restoreDtype(out, dtype);
 }
 
 /** Runs a float32 kernel over a and b broadcast to `shape`, into a new tensor of `outDtype`. */
@@ -99,7 +93,7 @@ function rawScalar(op: BinaryOp, t: Tensor, s: number, reverse = false): Tensor 
   const out = Tensor.empty(t.shape, float32, t.device);
   backendFor(out).binaryScalar(op, [...t.shape], t32.buffer, t32.offset, [...t32.strides], s, reverse, out.buffer, 0, contiguousStrides(t.shape));
   releaseTemp(t32, t);
-  return finishFloat(out, t.dtype);
+  return restoreDtype(out, t.dtype);
 }
 
 function rawUnary(op: UnaryOp, t: Tensor, alpha = 0): Tensor {
@@ -108,23 +102,18 @@ function rawUnary(op: UnaryOp, t: Tensor, alpha = 0): Tensor {
   const out = Tensor.empty(t.shape, float32, t.device);
   backendFor(out).unary(op, alpha, [...t.shape], t32.buffer, t32.offset, [...t32.strides], out.buffer, 0, contiguousStrides(t.shape));
   releaseTemp(t32, t);
-  return finishFloat(out, t.dtype.is_floating_point ? t.dtype : float32);
-}
-
-/** `t` contiguous in float32: itself when it already is, else a copy that the caller must release. */
-function contiguousF32(t: Tensor): Tensor {
-  return t.dtype === float32 && t.is_contiguous() ? t : convertContiguous(t, float32);
+  return restoreDtype(out, t.dtype.is_floating_point ? t.dtype : float32);
 }
 
 /** dy * f'(x) by a fused native kernel. */
 function rawUnaryGrad(op: UnaryGradOp, x: Tensor, dy: Tensor): Tensor {
-  const x32 = contiguousF32(x);
-  const dy32 = contiguousF32(dy);
+  const x32 = f32(x);
+  const dy32 = f32(dy);
   const dx = Tensor.empty(x.shape, float32, x.device);
-  backendFor(dx).unaryGrad(op, x.numel(), x32.buffer, x32.offset, dy32.buffer, dy32.offset, dx.buffer, 0);
-  releaseTemp(x32, x);
-  releaseTemp(dy32, dy);
-  return finishFloat(dx, dy.dtype);
+  backendFor(dx).unaryGrad(op, x.numel(), x32.t.buffer, x32.t.offset, dy32.t.buffer, dy32.t.offset, dx.buffer, 0);
+  release(x32);
+  release(dy32);
+  return restoreDtype(dx, dy.dtype);
 }
 
 // ---- arithmetic
@@ -357,7 +346,7 @@ export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tenso
       b32.buffer, b32.offset, broadcastStrides(b32.shape, b32.strides, shape), out.buffer, 0, contiguousStrides(shape));
     releaseTemp(a32, ta);
     releaseTemp(b32, tb);
-    out = finishFloat(out, dtype);
+    out = restoreDtype(out, dtype);
   }
   return record(out, "Where", [ta, tb], (g) => [
     ta.requires_grad ? sumToShape(where(cond, g, 0), ta.shape) : null,

@@ -13,24 +13,7 @@ import { no_grad } from "../autograd/grad_mode.js";
 import { default_generator, type Generator } from "./random.js";
 import { add, div, mul, ne, relu, abs, neg, softplus, sigmoid, sub } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
-
-/** A contiguous float32 version of t; `owned` says whether the caller must release it. */
-export function f32(t: Tensor): { t: Tensor; owned: boolean } {
-  t.checkAlive();
-  if (t.dtype === float32 && t.is_contiguous()) return { t, owned: false };
-  return { t: convertContiguous(t, float32), owned: true };
-}
-
-export function release(x: { t: Tensor; owned: boolean }): void {
-  if (x.owned) x.t.dispose();
-}
-
-export function restoreDtype(out: Tensor, dtype: typeof float32): Tensor {
-  if (dtype === float32) return out;
-  const c = convertContiguous(out, dtype);
-  out.dispose();
-  return c;
-}
+import { f32, release, restoreDtype } from "./float32_operands.js";
 
 // ---- softmax
 
