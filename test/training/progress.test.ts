@@ -82,7 +82,13 @@ test("TTY output redraws in place; disable prints nothing", () => {
   const out = chunks.join("");
   assert.ok(out.startsWith("\rTraining:   0%|"));
   // the terminal is 80 columns wide: the bar stretches so that each line fills it
-  assert.match(out, /\rTraining:  50%\|█+ +\| 2\/4 \[00:00<[^\]]+\]\n$/);
+  const last = /\rTraining:  50%\|([^|]+)\| 2\/4 \[00:00<[^\]]+\]\n$/.exec(out);
+  assert.ok(last, out);
+  // the bar's width follows the rate's printed width, so an odd width ends in a half cell
+  const cells = [...last[1]!];
+  const full = Math.floor(cells.length / 2);
+  assert.equal(cells.slice(0, full).join(""), "█".repeat(full));
+  assert.equal(cells.slice(full).join("").trim(), cells.length % 2 ? "▌" : "");
   assert.ok(out.split("\r").slice(1).every((line) => [...line.trimEnd()].length === 80));
   assert.ok(chunks.every((c) => c.startsWith("\r") || c === "\n"));
   const quiet = fakeStream(true);
