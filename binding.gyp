@@ -19,6 +19,7 @@
         "native/cuda/loader.cc",
         "native/cuda/info.cc",
         "native/cuda/runtime.cc",
+        "native/cuda/allocator.cc",
         "native/cuda/memory.cc",
         "native/cuda/graphs.cc",
         "native/cuda/gemm.cc",

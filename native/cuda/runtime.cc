@@ -15,7 +15,6 @@
 #include <mutex>
 #include <sstream>
 #include <sys/stat.h>
-#include <map>
 #include <unordered_map>
 
 #include "common/args.h"
@@ -23,7 +22,6 @@
 namespace ft::cuda {
 namespace {
 
-constexpr CUresult kErrorOutOfMemory = 2;
 constexpr unsigned kStreamNonBlocking = 0x1;
 
 // ---- driver entry points and the context
@@ -100,64 +98,6 @@ void StartRuntime() {
   t_context_current = true;
   const Device& dev = GetCuda().devices[0];
   r.arch = dev.major * 10 + dev.minor;
-}
-
-// ---- device memory cache: the host cache's rounding (native/binding/addon.cc), so that batches padded to
-// different lengths reuse blocks; blocks stay cached until an allocation fails or emptyCache.
-
-// Cached blocks by size, ordered so that a request can take the smallest larger block.
-using FreeBlocks = std::map<size_t, std::vector<CUdeviceptr>>;
-
-std::mutex g_cache_mutex;
-FreeBlocks g_free_blocks;
-MemoryStats g_stats;
-
-// A graph's private pool (runtime.h). Its blocks are listed in g_pool_of while they belong to it.
-struct Pool {
-  FreeBlocks free_blocks;
-  int users = 0;
-};
-std::unordered_map<int64_t, Pool> g_pools;
-std::unordered_map<CUdeviceptr, int64_t> g_pool_of;
-int64_t g_next_pool = 1;
-int64_t g_capture_pool = 0;
-
-// The smallest free block of `blocks` that holds `size` bytes and wastes at most a quarter of them, or none; the
-// caller holds g_cache_mutex. The size classes are an eighth of a power of two apart, closer than the
-// activations of batches padded to neighbouring lengths: without the slack each new length (each CUDA graph
-// capture of a new batch shape) would allocate all its activations afresh while larger blocks sit cached.
-RawBlock PopBlock(FreeBlocks& blocks, size_t size) {
-  for (auto it = blocks.lower_bound(size); it != blocks.end() && it->first <= size + size / 4; ++it) {
-    if (it->second.empty()) continue;
-    const CUdeviceptr p = it->second.back();
-    it->second.pop_back();
-    return RawBlock{p, it->first};
-  }
-  return RawBlock{};
-}
-
-size_t RoundedSize(size_t bytes) {
-  constexpr size_t kSmallStep = 512;
-  if (bytes <= 4096) return ((bytes + kSmallStep - 1) / kSmallStep) * kSmallStep;
-  size_t power = size_t{1} << (63 - __builtin_clzll(bytes - 1));
-  size_t step = power / 8;
-  return ((bytes + step - 1) / step) * step;
-}
-
-void ReleaseCached() {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  for (auto& [size, blocks] : g_free_blocks) {
-    for (CUdeviceptr p : blocks) g_runtime.api.cuMemFree_v2(p);
-  }
-  g_free_blocks.clear();
-  g_stats.cached = 0;
-}
-
-std::string Bytes(size_t n) {
-  char text[64];
-  if (n >= (size_t{1} << 30)) std::snprintf(text, sizeof(text), "%.2f GiB", n / double(size_t{1} << 30));
-  else std::snprintf(text, sizeof(text), "%.2f MiB", n / double(size_t{1} << 20));
-  return text;
 }
 
 // ---- device handles
@@ -435,115 +375,6 @@ void Check(Napi::Env env, CUresult result, const char* what) {
   if (result != kCudaSuccess) throw Napi::Error::New(env, std::string(what) + " failed: " + ErrorText(result));
 }
 
-RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
-  size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
-  {
-    std::lock_guard<std::mutex> lock(g_cache_mutex);
-    RawBlock block;
-    if (g_capture_pool != 0) {
-      // Blocks of the common cache are idle: queued work that last used them runs before any replay.
-      block = PopBlock(g_pools[g_capture_pool].free_blocks, size);
-      if (block.ptr == 0 && (block = PopBlock(g_free_blocks, size)).ptr != 0) g_pool_of[block.ptr] = g_capture_pool;
-    } else {
-      block = PopBlock(g_free_blocks, size);
-    }
-    if (block.ptr != 0) {
-      g_stats.cached -= block.bytes;
-      g_stats.allocated += block.bytes;
-      if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
-      return block;
-    }
-  }
-  // A capture runs in relaxed mode, where cuMemAlloc is allowed (it is not stream work, so the graph does not
-  // record it): a block the cache cannot serve is allocated and becomes the graph pool's, as PyTorch's private
-  // pools grow during a capture. Emptying the cache on out-of-memory would synchronise: not while capturing.
-  CUdeviceptr p = 0;
-  CUresult result = g_runtime.api.cuMemAlloc_v2(&p, size);
-  if (result == kErrorOutOfMemory && !Capturing()) {
-    EmptyDeviceCache(env);
-    result = g_runtime.api.cuMemAlloc_v2(&p, size);
-  }
-  if (result == kErrorOutOfMemory) {
-    size_t free = 0, total = 0;
-    g_runtime.api.cuMemGetInfo_v2(&free, &total);
-    MemoryStats s = GetMemoryStats();
-    throw Napi::Error::New(env, "CUDA out of memory. Tried to allocate " + Bytes(size) + ". GPU 0 has a total capacity of " +
-                                    Bytes(total) + " of which " + Bytes(free) + " is free; " + Bytes(s.allocated) +
-                                    " is allocated by finetune. Reduce the batch size or free tensors");
-  }
-  Check(env, result, "cuMemAlloc");
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  if (g_capture_pool != 0) g_pool_of[p] = g_capture_pool;
-  g_stats.allocated += size;
-  if (g_stats.allocated > g_stats.peak) g_stats.peak = g_stats.allocated;
-  return RawBlock{p, size};
-}
-
-void GiveDeviceMemory(RawBlock block) noexcept {
-  if (block.ptr == 0) return;
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  auto owner = g_pool_of.find(block.ptr);
-  if (owner != g_pool_of.end()) {
-    g_pools[owner->second].free_blocks[block.bytes].push_back(block.ptr);
-  } else if (g_capture_pool != 0) {
-    // Freed during a capture, the block may still be read by captured work: eager code must not reuse it
-    // while the graph can replay.
-    g_pool_of[block.ptr] = g_capture_pool;
-    g_pools[g_capture_pool].free_blocks[block.bytes].push_back(block.ptr);
-  } else {
-    g_free_blocks[block.bytes].push_back(block.ptr);
-  }
-  g_stats.allocated -= block.bytes;
-  g_stats.cached += block.bytes;
-}
-
-void EmptyDeviceCache(Napi::Env env) {
-  if (g_runtime.stream == nullptr) return;
-  ForbidDuringCapture(env, "emptying the CUDA cache");
-  // Cached blocks may still be read by queued work of their last owner.
-  Synchronize(env);
-  ReleaseCached();
-}
-
-bool Capturing() { return g_capture_pool != 0; }
-
-void ForbidDuringCapture(Napi::Env env, const char* what, const char* hint) {
-  if (g_capture_pool != 0)
-    throw Napi::Error::New(env, std::string(what) + " is not allowed while capturing a CUDA graph" + hint);
-}
-
-int64_t NewPool() {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  g_pools[g_next_pool];
-  return g_next_pool++;
-}
-
-void RetainPool(int64_t pool) {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  ++g_pools[pool].users;
-}
-
-void ReleasePool(int64_t pool) {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  auto it = g_pools.find(pool);
-  if (it == g_pools.end() || --it->second.users > 0) return;
-  for (auto& [size, blocks] : it->second.free_blocks) {
-    for (CUdeviceptr p : blocks) {
-      g_pool_of.erase(p);
-      g_free_blocks[size].push_back(p);
-    }
-  }
-  it->second.free_blocks.clear();
-  // Blocks still held (tensors made during the capture) join the common cache when given back.
-  for (auto o = g_pool_of.begin(); o != g_pool_of.end();) o = o->second == pool ? g_pool_of.erase(o) : std::next(o);
-  g_pools.erase(it);
-}
-
-void SetCapturePool(int64_t pool) {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  g_capture_pool = pool;
-}
-
 const GraphApi& GetGraphApi(Napi::Env env) {
   static GraphApi api;
   static std::string error;
@@ -561,16 +392,6 @@ const GraphApi& GetGraphApi(Napi::Env env) {
   }
   if (!error.empty()) throw Napi::Error::New(env, "CUDA graphs are not available: " + error);
   return api;
-}
-
-MemoryStats GetMemoryStats() {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  return g_stats;
-}
-
-void ResetPeakMemory() {
-  std::lock_guard<std::mutex> lock(g_cache_mutex);
-  g_stats.peak = g_stats.allocated;
 }
 
 Napi::ArrayBuffer NewDeviceHandle(Napi::Env env, RawBlock raw, size_t requested) {

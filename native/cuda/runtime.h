@@ -48,7 +48,7 @@ void Check(Napi::Env env, CUresult result, const char* what);
 
 // ---- device memory
 
-// What napi_wrap holds on a device handle. `bytes` is the rounded size taken from the cache.
+// What napi_wrap holds on a device handle. `bytes` is the block's size, as the cache gave it.
 struct DeviceBlock {
   CUdeviceptr ptr = 0;
   size_t bytes = 0;      // usable (rounded) size
@@ -56,8 +56,9 @@ struct DeviceBlock {
   std::atomic<bool> released{false};
 };
 
-// Device memory from the cache (rounded up as the host cache rounds); on out-of-memory the cache is emptied and
-// the allocation retried once, then a JS Error says how much was asked, used and cached.
+// Device memory from the cache (allocator.cc): a block of the request rounded up to 512 bytes, cut from a cached
+// segment where one has room; on out-of-memory the cache is emptied and the allocation retried once, then a JS
+// Error says how much was asked and used.
 struct RawBlock {
   CUdeviceptr ptr = 0;
   size_t bytes = 0;

@@ -95,20 +95,10 @@ function runOnFakeCuda(): FakeReport {
     r.peakAfterReset = torch.cuda.max_memory_allocated();
     torch.cuda.empty_cache();
     r.cachedAfterEmpty = c.cachedBytes();
-    // a freed block serves a request up to a quarter smaller (a batch padded shorter), not a much smaller one
-    const big = c.alloc(81920);
-    c.free(big);
-    const near = c.alloc(73728);
-    r.nearReuse = [c.memoryAllocated(), c.cachedBytes()];
-    const far = c.alloc(40960);
-    r.farNew = [c.memoryAllocated(), c.cachedBytes()];
-    c.free(near);
-    c.free(far);
-    torch.cuda.empty_cache();
     // fused attention checks every argument before it compiles a kernel
     const ah = c.alloc(256);
     const attention = (o) => errorOf(() => c.attentionForward(1, 1, o.S ?? 2, 2, o.D ?? 4, ah, 0, o.qStrides ?? [8, 8, 4, 1],
-      ah, 0, [8, 8, 4, 1], ah, 0, [8, 8, 4, 1], o.mask ?? null, 0, [0, 0, 0, 1], false, 0.5, o.p ?? 0, 0, 0, ah, ah));
+      ah, 0, [8, 8, 4, 1], ah, 0, [8, 8, 4, 1], o.mask ?? null, 0, [0, 0, 0, 1], false, 0.5, o.p ?? 0, 0, 0, 0, ah, 0, [8, 8, 4, 1], ah));
     r.attentionHeadDim = attention({ D: 129 });
     r.attentionPastEnd = attention({ S: 20 });
     r.attentionStride = attention({ qStrides: [8, 8, 4, 2] });
@@ -152,8 +142,13 @@ function runOnFakeCuda(): FakeReport {
     r.kernel = errorOf(() => y.add(1));
     console.log(JSON.stringify(r));
   `;
+  return runScriptOnFakeCuda(script);
+}
+
+/** Runs `script` (an ES module printing one JSON line) in a child process against the fake driver. */
+function runScriptOnFakeCuda(script: string, extraEnv: NodeJS.ProcessEnv = {}): FakeReport {
   return withFakeCuda((home) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache"), ...extraEnv };
     delete env.FINETUNE_DISABLE_CUDA;
     const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 60_000 });
     return JSON.parse(out) as FakeReport;
@@ -188,8 +183,6 @@ test("a fake driver: handles, cache, copies, Tensor.to, Module.to and argument c
   assert.equal(r.peak, 3 * 512);
   assert.equal(r.peakAfterReset, 0);
   assert.equal(r.cachedAfterEmpty, 0);
-  assert.deepEqual(r.nearReuse, [81920, 0]);
-  assert.deepEqual(r.farNew, [81920 + 40960, 0]);
   assert.equal(r.device, "cuda");
   assert.equal(r.yBytes, 0);
   assert.deepEqual(r.yList, [[1, 2, 3], [4, 5, 6]]);
@@ -205,4 +198,53 @@ test("a fake driver: handles, cache, copies, Tensor.to, Module.to and argument c
   assert.equal(r.loaded, true);
   assert.equal(r.moduleBack, "cpu");
   assert.match(r.kernel as string, /Error/);
+});
+
+const MiB = 1 << 20;
+
+/** [allocated, reserved] after each step of a sequence of allocations and frees on the fake driver. */
+const ALLOCATOR_SCRIPT = `
+  import { native } from ${DIST("backend/native.js")};
+  import { torch } from ${DIST("torch.js")};
+  const c = native.cuda;
+  const MiB = ${MiB};
+  const r = {};
+  const at = () => [c.memoryAllocated(), c.memoryAllocated() + c.cachedBytes()];
+  const s1 = c.alloc(40), s2 = c.alloc(1000);
+  r.small = at();
+  c.free(s1); c.free(s2);
+  torch.cuda.empty_cache();
+  r.smallEmptied = at();
+  const l1 = c.alloc(3 * MiB), l2 = c.alloc(5 * MiB);
+  r.large = at();
+  c.free(l1);
+  const l3 = c.alloc(2 * MiB);
+  r.reuse = at();
+  const big = c.alloc(12 * MiB + 1);
+  r.big = at();
+  c.free(l2); c.free(l3); c.free(big);
+  r.freed = at();
+  torch.cuda.empty_cache();
+  r.emptied = at();
+  console.log(JSON.stringify(r));
+`;
+
+test("the caching allocator cuts blocks from shared segments and merges them when freed", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  const r = runScriptOnFakeCuda(ALLOCATOR_SCRIPT);
+  assert.deepEqual(r.small, [512 + 1024, 2 * MiB], "small requests share one 2 MiB segment");
+  assert.deepEqual(r.smallEmptied, [0, 0], "freed neighbours merge back into a whole segment, which empty_cache frees");
+  assert.deepEqual(r.large, [8 * MiB, 20 * MiB], "requests under 10 MiB share a 20 MiB segment");
+  assert.deepEqual(r.reuse, [7 * MiB, 20 * MiB], "a freed block serves a smaller request, the rest stays cached");
+  assert.deepEqual(r.big, [19 * MiB + 512, 34 * MiB], "a larger request gets its own segment, rounded to 2 MiB");
+  assert.deepEqual(r.freed, [0, 34 * MiB]);
+  assert.deepEqual(r.emptied, [0, 0]);
+});
+
+test("FINETUNE_CUDA_EXACT_BLOCKS gives each block its own allocation, for memory checkers", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  const r = runScriptOnFakeCuda(ALLOCATOR_SCRIPT, { FINETUNE_CUDA_EXACT_BLOCKS: "1" });
+  assert.deepEqual(r.small, [1536, 1536]);
+  assert.deepEqual(r.large, [8 * MiB, 8 * MiB]);
+  assert.deepEqual(r.reuse, [7 * MiB, 10 * MiB], "the freed 3 MiB block serves only its own size");
+  assert.deepEqual(r.freed, [0, 22 * MiB + 512]);
+  assert.deepEqual(r.emptied, [0, 0]);
 });

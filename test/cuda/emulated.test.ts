@@ -36,9 +36,9 @@ test("the GPU tests pass on the emulated CUDA toolkit", { skip: SKIP, timeout: 9
         };
         delete env.FINETUNE_DISABLE_CUDA;
         delete env.NODE_TEST_CONTEXT;  // a nested node --test reports as a top-level run
-        const nodeTest = (args: string[]) => {
+        const nodeTest = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
           const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=tap", ...args],
-            { env, encoding: "utf8", timeout: 840_000, maxBuffer: 64 << 20 });
+            { env: { ...env, ...extraEnv }, encoding: "utf8", timeout: 840_000, maxBuffer: 64 << 20 });
           const output = `${run.stdout}\n${run.stderr}`;
           const count = (what: string): number => Number(output.match(new RegExp(`^# ${what} (\\d+)$`, "m"))?.[1]);
           const tail = output.slice(-8000);
@@ -47,11 +47,13 @@ test("the GPU tests pass on the emulated CUDA toolkit", { skip: SKIP, timeout: 9
           assert.equal(count("cancelled"), 0, tail);
           return { count, tail };
         };
-        const gpu = nodeTest(GPU_TEST_FILES);
+        // Each tensor its own device allocation, so that the emulator's bounds checks see every tensor's end
+        const gpu = nodeTest(GPU_TEST_FILES, { FINETUNE_CUDA_EXACT_BLOCKS: "1" });
         assert.equal(gpu.count("skipped"), 0, `GPU tests skipped on the emulator:\n${gpu.tail}`);
         assert.ok(gpu.count("pass") >= GPU_TEST_FILES.length, gpu.tail);
         // The Trainer on the GPU end to end: bf16 autocast on cuBLASLt's bf16 GEMMs, the step captured in CUDA
-        // graphs and replayed, against transformers' float32 trajectory (the file's other runs take too long here).
+        // graphs and replayed, against transformers' float32 trajectory (the file's other runs take too long here),
+        // with the allocator as on a GPU: blocks cut from shared segments.
         const trainer = nodeTest(["--test-name-pattern=^bf16: the golden", path.join(REPO_ROOT, "dist/test/training/trainer_mixed_precision.test.js")]);
         assert.equal(trainer.count("pass"), 1, trainer.tail);
         // Each kernel module was compiled once (and then read from the disk cache by the later files).

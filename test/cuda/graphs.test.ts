@@ -55,8 +55,9 @@ function runOnFakeCuda(): Record<string, unknown> {
     const tmp2 = c.alloc(40, false);  // served again by the graph's pool: the same block, still holding src
     c.copyDeviceToDevice(tmp2, 0, dst, 0, 40);
     c.free(tmp2);
-    // relaxed capture mode allows cuMemAlloc: the new block is the graph pool's
-    r.newMemory = errorOf(() => c.free(c.alloc(1 << 16)));
+    // relaxed capture mode allows cuMemAlloc: a 4 MiB request, more than the cache holds, gets a new 20 MiB
+    // segment, the graph pool's
+    r.newMemory = errorOf(() => c.free(c.alloc(4 << 20)));
     r.hostToDevice = errorOf(() => c.copyHostToDevice(host.buffer, 0, src, 0, 40));
     r.deviceToHost = errorOf(() => c.copyDeviceToHost(src, 0, host.buffer, 0, 40));
     r.synchronize = errorOf(() => torch.cuda.synchronize());
@@ -66,8 +67,8 @@ function runOnFakeCuda(): Record<string, unknown> {
     g.capture_end();
     r.capturingAfter = torch.cuda.is_current_stream_capturing();
     r.poolBlockCached = c.cachedBytes() - cached;
-    // Eager code never gets the pool's block: this one is new memory, and the cache keeps its size.
-    const eager = c.alloc(40, false);
+    // Eager code never gets the pool's blocks: this one is cut from a new 20 MiB segment, not the pool's.
+    const eager = c.alloc(4 << 20, false);
     r.cachedWithEager = c.cachedBytes() - cached;
     c.free(eager);
     const replayed = [];
@@ -120,8 +121,8 @@ test("a fake driver: capture, the graph's memory pool, replay, reset and what a 
   assert.match(r.nested as string, refused("starting a capture \\(captures do not nest\\)"));
   assert.match(r.resetOther as string, refused("resetting a CUDA graph"));
   assert.equal(r.capturingAfter, false);
-  assert.equal(r.poolBlockCached, 1 << 16, "the pool caches its free blocks: the common cache's, and the 64 KiB it allocated");
-  assert.equal(r.cachedWithEager, 1 << 16, "an eager allocation after the capture does not take the pool's blocks");
+  assert.equal(r.poolBlockCached, 19 << 20, "the pool caches its free blocks (its new 20 MiB segment); the graph's constants (1 MiB) came from the cache");
+  assert.equal(r.cachedWithEager, (19 + 16) << 20, "an eager allocation after the capture does not take the pool's blocks");
   assert.deepEqual(r.replayed, [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]]);
   assert.equal(r.poolId, true);
   assert.equal(r.releasedToCache, 1 << 20, "reset gives the graph's constants (1 MiB) to the cache; the pool's block moves there");
