@@ -230,21 +230,22 @@ export interface CudaAddon extends Kernels {
    * 0 < dropoutP, probability (b, h, s, t) is kept exactly where `dropout(B*H*S*T, seed, offset, dropoutP, ...)`
    * keeps flat element ((b*H + h)*S + s)*T + t. out is a [B, H, S, D] view with unit stride in D; lse [B, H, S]
    * (each row's logsumexp; -inf marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward)
-   * is contiguous. Where lowp is not null the kernel also writes out rounded to lowpDtype (bfloat16 or float16's
-   * code) there, at lowpOff with out's strides.
+   * is contiguous. q, k and v are stored in `dtype` (float32, bfloat16 or float16's code); out is float32. Where
+   * lowp is not null the kernel also writes out rounded to lowpDtype (bfloat16 or float16's code) there, at lowpOff
+   * with out's strides.
    */
   attentionForward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
+    offset: number, dtype: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
     lowpDtype: number): void;
-  /** attentionForward's gradients from its arguments, out and lse, and dout [B, H, S, D]: dq [B, H, S, D], dk and
-   * dv [B, H, T, D] are assigned; out, dout and the gradients are views with unit stride in D; probabilities are
-   * recomputed tile by tile */
+  /** attentionForward's gradients from its arguments, out (in `dtype`, as q, k and v) and lse, and dout [B, H, S, D]
+   * (float32): dq [B, H, S, D], dk and dv [B, H, T, D] are assigned in float32; out, dout and the gradients are views
+   * with unit stride in D; probabilities are recomputed tile by tile */
   attentionBackward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
-    offset: number, out: AB, outOff: number, outStrides: number[], dout: AB, doutOff: number, doutStrides: number[],
+    offset: number, dtype: number, out: AB, outOff: number, outStrides: number[], dout: AB, doutOff: number, doutStrides: number[],
     lse: AB, dq: AB, dqOff: number, dqStrides: number[], dk: AB, dkOff: number, dkStrides: number[], dv: AB,
     dvOff: number, dvStrides: number[]): void;
   /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;

@@ -1,7 +1,7 @@
 // torch.nn.functional.scaled_dot_product_attention. On CUDA one fused kernel family (native/cuda/kernels/attention.cc)
-// computes it without an S x T matrix and saves q, k, v, the output and each row's logsumexp for the backward; the
-// output and the gradients of q, k, v are stored as [B, S, H, D], the layout of the projections they come from and
-// go to, and packed_qkv_attention takes the three projections as one tensor.
+// computes it without an S x T matrix and saves q, k, v, the output (all four in 16 bits under autocast) and each
+// row's logsumexp for the backward; the output and the gradients of q, k, v are stored as [B, S, H, D], the layout
+// of the projections they come from and go to, and packed_qkv_attention takes the three projections as one tensor.
 // Elsewhere, and for head dims the kernels do not take, it is the composite of matmul, masked_softmax, dropout and
 // matmul: for BERT's key-padding mask these are the ops BERT ran before the fused kernel existed, so its numbers,
 // dropout masks included, are unchanged. Both paths draw dropout from the default generator in the same order.
@@ -45,8 +45,8 @@ export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: 
   const [B, H, S, D] = query.shape;
   const T = key.shape[2];
   if (fusedApplies(query, D) && value.shape[3] === D) return fusedAttention(query, key, value, additive(mask), causal, scale, p);
-  // The fused kernels compute in float32 under autocast too (attention's products are small next to the linear
-  // layers' at BERT's lengths); the composite does the same, so that both devices agree.
+  // Under autocast the fused kernels read q, k and v rounded to its 16-bit dtype (and compute in float32); the
+  // composite computes in float32, on the float32 operands (the CPU's products read float32 under autocast too).
   const composite = () => compositeAttention(query, key, value, additive(causal ? causalMask(S, T, query.device) : mask), scale, p);
   return is_autocast_enabled(query.device.type) ? autocast(query.device.type, { enabled: false }, composite) : composite();
 }
@@ -76,7 +76,7 @@ export function packed_qkv_attention(qkv: Tensor, heads: number, options: Scaled
   const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
   const { mask, p, causal, scale } = checkArguments(q, k, v, options);
   const out = fusedAttention(q, k, v, additive(mask), causal, scale, p, qkv);
-  if (!out.requires_grad) for (const x of [q, k, v]) x.dispose();
+  for (const x of [q, k, v]) if (x._savedCount === 0) x.dispose();
   return out;
 }
 
@@ -145,6 +145,31 @@ function rowsAsArrays(t: Tensor): { t: Tensor; owned: boolean } {
   return { t: convertContiguous(t, float32), owned: true };
 }
 
+interface KernelOperands {
+  q: { t: Tensor; owned: boolean };
+  k: { t: Tensor; owned: boolean };
+  v: { t: Tensor; owned: boolean };
+  /** the dtype q, k and v are stored in, which the backward reads out in too */
+  dtype: DType;
+}
+
+/**
+ * Query, key and value as the kernels read them: float32 views, or under autocast (`lowp`, a 16-bit dtype) copies
+ * in it, as PyTorch's flash attention takes them. The backward then reads these copies and out's 16-bit copy, so
+ * the float32 projections are not kept for it: half the memory. The copy of a packed projection is one cast.
+ */
+function kernelOperands(query: Tensor, key: Tensor, value: Tensor, packed: Tensor | null, lowp: DType | null): KernelOperands {
+  if (!lowp) return { q: rowsAsArrays(query), k: rowsAsArrays(key), v: rowsAsArrays(value), dtype: float32 };
+  if (packed) {
+    const copy = convertContiguous(packed, lowp);
+    const [q, k, v] = [0, 1, 2].map((i) => ({ t: headsView(copy, query.shape[1], query.shape[3], i), owned: true }));
+    copy.dispose();
+    return { q: q!, k: k!, v: v!, dtype: lowp };
+  }
+  const cast = (t: Tensor) => ({ t: convertContiguous(t, lowp), owned: true });
+  return { q: cast(query), k: cast(key), v: cast(value), dtype: lowp };
+}
+
 /** A view as the kernels take it: its buffer, element offset and strides. */
 function viewArgs(t: Tensor): [ArrayBuffer, number, number[]] {
   return [t.buffer, t.offset, [...t.strides]];
@@ -169,28 +194,28 @@ function headsView(t: Tensor, H: number, D: number, i: number): Tensor {
 }
 
 type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, number[], ArrayBuffer, number, number[],
-  ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number];
+  ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number, number];
 
 /** The fused kernels' forward, and its graph node: on query, key and value, or on `packed` where they are its views (packed_qkv_attention). */
 function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number, packed: Tensor | null = null): Tensor {
   const [B, H, S, D] = query.shape;
   const T = key.shape[2];
-  const q = rowsAsArrays(query);
-  const k = rowsAsArrays(key);
-  const v = rowsAsArrays(value);
+  // Under autocast the next product (BERT's output dense layer) reads the output in 16 bits: the kernel writes
+  // that copy as well, which saves the product its cast, and the backward reads it.
+  const lowpDtype = lowpCopyDtype(query);
+  const { q, k, v, dtype } = kernelOperands(query, key, value, packed, lowpDtype);
   const m = mask ? f32(mask) : null;
   // F.dropout draws B*H*S*T counters when 0 < p < 1 and none otherwise: the same here keeps both paths' streams in step
   const { seed, offset } = p > 0 && p < 1 ? default_generator.draw(B * H * S * T) : { seed: 0, offset: 0 };
   const shared: SharedArgs = [B, H, S, T, D, ...viewArgs(q.t), ...viewArgs(k.t), ...viewArgs(v.t), m ? m.t.buffer : null,
-    m ? m.t.offset : 0, m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset];
+    m ? m.t.offset : 0, m ? broadcastStrides(m.t.shape, m.t.strides, [B, H, S, T]) : [0, 0, 0, 0], causal, scale, p, seed, offset,
+    dtype.code];
   const out = headsInterleaved(B, H, S, D, query.device);
   const lse = Tensor.empty([B, H, S], float32, query.device);
-  // Under autocast the next product (BERT's output dense layer) reads the output in 16 bits: the kernel writes
-  // that copy as well, which saves the product its cast.
-  const lowpDtype = lowpCopyDtype(query);
   const lowp = lowpDtype && headsInterleaved(B, H, S, D, query.device, lowpDtype);
   native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
   if (lowp) attachLowpCopy(out, lowp);
+  const saved = lowp ?? out;  // out as the backward reads it, in the operands' dtype
   const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
   const result = record(y, "ScaledDotProductFlashAttention", packed ? [packed] : [query, key, value], (g) => {
     const dout = rowsAsArrays(g);
@@ -198,14 +223,14 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
     const [dq, dk, dv] = dqkv
       ? [0, 1, 2].map((i) => headsView(dqkv, H, D, i))
       : [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
-    native.cuda.attentionBackward(...shared, ...viewArgs(out), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
+    native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
     release(dout);
     if (dqkv) {
       for (const x of [dq, dk, dv]) x.dispose();
       return [dqkv];
     }
     return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
-  }, [q.t, k.t, v.t, out, lse, ...(m ? [m.t] : [])]);
+  }, [q.t, k.t, v.t, saved, lse, ...(m ? [m.t] : [])]);
   if (!result.requires_grad) {
     for (const x of [q, k, v, m]) if (x) release(x);
     lse.dispose();

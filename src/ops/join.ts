@@ -1,6 +1,6 @@
 // cat and stack: inputs copied into slices of one new tensor; each input's gradient is its slice.
 import { Tensor } from "../tensor/tensor.js";
-import { promoteTypes } from "../tensor/dtype.js";
+import { promoteTypes, type DType } from "../tensor/dtype.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { contiguousStrides, formatShape, normDim } from "../tensor/shape.js";
 import { record } from "./record.js";
@@ -18,18 +18,8 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
       throw new Error(`Sizes of tensors must match except in dimension ${d}. Expected ${formatShape(ref.shape)} but got ${formatShape(t.shape)}`);
     }
   }
-  const dtype = parts.map((t) => t.dtype).reduce(promoteTypes);
-  const shape = [...ref.shape];
-  shape[d] = parts.reduce((a, t) => a + t.shape[d], 0);
-  const out = Tensor.empty(shape, dtype, ref.device);
-  const strides = contiguousStrides(shape);
-  const sizes: number[] = [];
-  let start = 0;
-  for (const t of parts) {
-    backendFor(out).copy([...t.shape], t.buffer, t.dtype.code, t.offset, [...t.strides], out.buffer, dtype.code, start * strides[d], strides);
-    sizes.push(t.shape[d]);
-    start += t.shape[d];
-  }
+  const out = catInto(parts, d, parts.map((t) => t.dtype).reduce(promoteTypes));
+  const sizes = parts.map((t) => t.shape[d]);
   return record(out, "Cat", parts, (g) => {
     let at = 0;
     return parts.map((t, i) => {
@@ -38,6 +28,34 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
       return slice;
     });
   });
+}
+
+/** The parts (checked: same device, shapes equal but in dim d) one after another along d, in a new tensor of `dtype`. */
+function catInto(parts: readonly Tensor[], d: number, dtype: DType): Tensor {
+  const shape = [...parts[0].shape];
+  shape[d] = parts.reduce((a, t) => a + t.shape[d], 0);
+  const out = Tensor.empty(shape, dtype, parts[0].device);
+  const strides = contiguousStrides(shape);
+  let start = 0;
+  for (const t of parts) {
+    backendFor(out).copy([...t.shape], t.buffer, t.dtype.code, t.offset, [...t.strides], out.buffer, dtype.code, start * strides[d], strides);
+    start += t.shape[d];
+  }
+  return out;
+}
+
+/**
+ * Matrices of equal widths stacked by rows into a new tensor of `dtype`, each cast on the way: cat(matrices) as
+ * `dtype`, in one copy per matrix and without autograd. (packed_linear stacks its weights so.)
+ */
+export function stackRowsAs(matrices: readonly Tensor[], dtype: DType): Tensor {
+  checkSameDevice(...matrices);
+  const cols = matrices[0].shape[1];
+  for (const m of matrices) {
+    m.checkAlive();
+    if (m.ndim !== 2 || m.shape[1] !== cols) throw new Error(`stackRowsAs: expected matrices of ${cols} columns, got ${formatShape(m.shape)}`);
+  }
+  return catInto(matrices, 0, dtype);
 }
 
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {

@@ -8,12 +8,15 @@ import { autocastOperandDtype } from "../amp/autocast_mode.js";
 import { lowpCopyOf } from "../amp/lowp_copy.js";
 import { autocastWeight } from "../amp/autocast_weight.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
-import { broadcastShapes, broadcastStrides, contiguousStrides, numelOf } from "../tensor/shape.js";
+import { broadcastShapes, broadcastStrides, contiguousStrides, formatShape, numelOf } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
 import { needsGrad, record } from "./record.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
+import { no_grad } from "../autograd/grad_mode.js";
+import { cat, stackRowsAs } from "./join.js";
+import { narrow } from "./view.js";
 
 /** How the GEMM reads a matrix (the last two dims of a tensor) without copying it. */
 interface Operand {
@@ -227,6 +230,53 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   record(result, "Addmm", [x, weight, bias], (g) => linearBackward(g, null, xs.detach(), ws.detach(), needs), [xs, ws]);
   releaseCopies(result, [[xs, x], [ws, weight]]);
   return result;
+}
+
+/**
+ * x @ cat(weights)^T + cat(biases): one linear layer over several layers' weights stacked by output features
+ * (BERT's query, key and value), one GEMM where there would be several narrower ones. The stacked weight is made
+ * for the product and made again for the backward's, not kept in between: copying the weights costs far less than
+ * holding the copy from the forward to the backward (7 MB a bert-base layer in float32). Under autocast they are
+ * cast as they are stacked. Each weight's and bias's gradient is its rows of the stacked one.
+ */
+export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[]): Tensor {
+  if (weights.length === 0 || biases.length !== weights.length) {
+    throw new Error(`packed_linear: expected as many biases as weights (at least one), got ${weights.length} and ${biases.length}`);
+  }
+  weights.forEach((w, i) => checkLinear(x, w, biases[i]!));
+  const read = autocastOperandDtype(x, weights[0]!) ?? float32;
+  const xs = contiguousAs(x, read);
+  const ws = stackRowsAs(weights, read);
+  const bias = no_grad(() => cat(biases));
+  const result = linearResult(linearForward(xs, ws, bias), x, xs);
+  ws.dispose();
+  bias.dispose();
+  const versions = weights.map((w) => w.storage.version);
+  const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad) };
+  record(result, "Addmm", [x, ...weights, ...biases], (g) => {
+    weights.forEach((w, i) => {
+      if (w.storage.version !== versions[i]) {
+        throw new Error(`one of the variables needed for gradient computation has been modified by an inplace operation: [${w.dtype} ${formatShape(w.shape)}] is at version ${w.storage.version}; expected version ${versions[i]} instead`);
+      }
+    });
+    const stacked = stackRowsAs(weights, read);
+    const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs);
+    stacked.dispose();
+    return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
+  }, [xs]);
+  releaseCopies(result, [[xs, x]]);
+  return result;
+}
+
+/** Each part's rows of `stacked` (views), or null for a part that does not require grad or when stacked is null. */
+function rowsOf(stacked: Tensor | null, parts: readonly Tensor[]): (Tensor | null)[] {
+  let at = 0;
+  return parts.map((t) => {
+    const rows = t.shape[0];
+    const slice = stacked && t.requires_grad ? narrow(stacked, 0, at, rows) : null;
+    at += rows;
+    return slice;
+  });
 }
 
 /** gelu(x W^T + b) (erf GELU, BERT's intermediate layer): the bias add and GELU fused into one pass. */

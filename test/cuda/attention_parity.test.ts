@@ -17,6 +17,7 @@ import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
 import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
 import { cat } from "../../src/ops/join.js";
+import { packed_linear } from "../../src/ops/matmul.js";
 import { BertConfig } from "../../src/models/bert/configuration_bert.js";
 import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
 import { AdamW } from "../../src/optim/index.js";
@@ -211,6 +212,63 @@ test("under autocast the forward also writes out's 16-bit copy, which BERT's mer
       assert.deepEqual(copy.stride(), t.stride(), label);
       assert.deepEqual(copy.float().cpu().data(), t.to(dtype).float().cpu().data(), `${label}: out rounded to ${dtype}`);
     }
+  }
+});
+
+test("under autocast the kernels read q, k and v in 16 bits, and the backward keeps 16-bit copies only", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 3, 32];
+  const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+  const mask = paddingMask(B, S);
+  const qkv = [1, 2, 3].map((seed) => heads(randn([B, S, H * D], seed)));
+  const upstream = randn([B, H, S, D], 4);
+  for (const [dtype, tolerance] of [[torch.bfloat16, 2e-2], [torch.float16, 4e-3]] as const) {
+    const xs = qkv.map((t) => t.to("cuda").requires_grad_(true));
+    const out = torch.autocast("cuda", { dtype }, () => F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { attn_mask: mask.to("cuda") }));
+    out.backward(upstream.to("cuda"));
+    // The CPU's composite from the same 16-bit values, in float32
+    const rounded = qkv.map((t) => t.to(dtype).float().requires_grad_(true));
+    const expected = F.scaled_dot_product_attention(rounded[0], rounded[1], rounded[2], { attn_mask: mask });
+    expected.backward(upstream);
+    assertClose(out.detach().cpu(), expected.detach(), 1e-5 * Math.max(1, maxAbs(expected)), `${dtype} output`);
+    const unrounded = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], { attn_mask: mask });
+    assert.ok(maxAbs(out.detach().cpu().sub(unrounded)) > 1e-4, `${dtype}: the kernels read rounded operands`);
+    // The backward's delta = rowsum(dout * out) reads out's 16-bit copy, as flash attention reads its 16-bit out
+    ["dq", "dk", "dv"].forEach((name, i) => {
+      assertCloseRelMax(xs[i]!.grad!.cpu(), rounded[i]!.grad!, tolerance, `${dtype} ${name}`);
+    });
+  }
+  // BERT's packed projection: the backward keeps its 16-bit copy, not the float32 projection
+  const packed = randn([B, S, 3 * H * D], 5).to("cuda").requires_grad_(true);
+  const x = packed.mul(1);
+  const cudaMask = mask.to("cuda");
+  torch.cuda.synchronize();
+  const before = torch.cuda.memory_allocated();
+  const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => packed_qkv_attention(x, H, { attn_mask: cudaMask }));
+  x.dispose();
+  const block = (bytes: number) => Math.ceil(bytes / 512) * 512;
+  const n = B * S * H * D;
+  const held = block(3 * n * 2) + block(n * 4) + block(n * 2) + block(B * H * S * 4) - block(3 * n * 4);
+  assert.equal(torch.cuda.memory_allocated() - before, held, "q, k, v and out kept in 16 bits, out and lse in float32; the float32 projection freed");
+  out.sum().backward();
+  assert.equal(packed.grad!.dtype, torch.float32);
+});
+
+test("packed_linear keeps its input for the backward, not the stacked weight", { skip: SKIP }, () => {
+  const [B, S, W] = [2, 7, 64];
+  const block = (bytes: number) => Math.ceil(bytes / 512) * 512;
+  const x = randn([B, S, W], 1).to("cuda").requires_grad_(true);
+  const ws = [2, 3, 4].map((seed) => randn([W, W], seed).to("cuda").requires_grad_(true));
+  const bs = [5, 6, 7].map((seed) => randn([W], seed).to("cuda").requires_grad_(true));
+  torch.no_grad(() => packed_linear(x, ws, bs)).dispose();  // the GEMM's workspace, held from its first use on
+  for (const autocast of [false, true]) {
+    torch.cuda.synchronize();
+    const before = torch.cuda.memory_allocated();
+    const forward = () => packed_linear(x, ws, bs);
+    const y = autocast ? torch.autocast("cuda", { dtype: torch.bfloat16 }, forward) : forward();
+    // the result, and under autocast the 16-bit copy of x the backward's product reads
+    const held = block(B * S * 3 * W * 4) + (autocast ? block(B * S * W * 2) : 0);
+    assert.equal(torch.cuda.memory_allocated() - before, held, `autocast ${autocast}`);
+    y.backward(randn([B, S, 3 * W], 8).to("cuda"));
   }
 });
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
 import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
-import { linear_gelu } from "../../src/ops/matmul.js";
+import { linear_gelu, packed_linear } from "../../src/ops/matmul.js";
 import { gradcheck, leaf } from "../helpers/gradcheck.js";
 
 const positive = (shape: number[], seed: number) => {
@@ -61,6 +61,8 @@ test("matrix products", () => {
   gradcheck("linear", (x, w, b) => F.linear(x, w, b), [leaf([2, 3, 4], 52), leaf([5, 4], 53), leaf([5], 54)]);
   gradcheck("linear no bias", (x, w) => F.linear(x, w), [leaf([3, 4], 55), leaf([2, 4], 56)]);
   gradcheck("linear_gelu", (x, w, b) => linear_gelu(x, w, b), [leaf([2, 3, 4], 57), leaf([6, 4], 58), leaf([6], 59)]);
+  gradcheck("packed_linear", (x, w1, w2, b1, b2) => packed_linear(x, [w1, w2], [b1, b2]),
+    [leaf([2, 3, 4], 60), leaf([5, 4], 61), leaf([2, 4], 62), leaf([5], 63), leaf([2], 64)]);
 });
 
 test("softmax family, layer norm, embedding, dropout, attention", () => {

@@ -6,6 +6,9 @@
 // out), and stores it for the dk/dv kernel: with dropout it still equals sum_t P[s, t] dP[s, t], the softmax
 // backward's row term.
 //
+// Under autocast q, k and v come in 16 bits (bfloat16 or float16), as PyTorch's flash attention takes them, and the
+// backward reads them and out's 16-bit copy: the tiles in shared memory and all arithmetic stay float32.
+//
 // The numbers follow the CPU's unfused path (matmul, masked_softmax, dropout, matmul) up to summation order: the
 // logit is rounded as masked_softmax rounds it (q.k * scale, then + mask), Exp is the shared one, a row whose
 // logits are all -inf is uniform (its logsumexp is stored as -inf to say so), and dropout keeps probability
@@ -69,10 +72,13 @@ struct Attention {
   uint64 base;  // in a CUDA graph, the address of the graph's random base (added to offset); else 0
 };
 
-// The host's AttentionOperands, member for member: q, k, v and the mask (null for none) with their views.
+// The host's AttentionOperands, member for member: q, k, v and the mask (null for none) with their views, and the
+// dtype q, k and v (and in the backward out) are stored in: DT_F32, or DT_BF16 / DT_F16 under autocast.
 struct Operands {
   Layout lq, lk, lv, lm;
-  const float *q, *k, *v, *mask;
+  const void *q, *k, *v;
+  const float* mask;
+  int32 dtype;
 };
 
 // The forward's results: out, a [B, H, S, D] view with unit stride in D, and lse [B, H, S] contiguous; and, where
@@ -90,7 +96,8 @@ struct Output {
 // [B, H, S].
 struct Backward {
   Layout lout, ldout, ldq, ldk, ldv;
-  const float *out, *dout, *lse;
+  const void* out;
+  const float *dout, *lse;
   float *delta, *dq, *dk, *dv;
 };
 
@@ -109,14 +116,41 @@ __device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 
   return b * l.strides[0] + h * l.strides[1] + s * l.strides[2];
 }
 
-// An operand's [rows, D] slice (row stride `stride`, unit stride in D) and the shared tile (row pitch `pitch`, a
-// multiple of 4) its rows go to.
+// p + i elements of a float32 or 16-bit array.
+__device__ __forceinline__ const void* Offset(const void* p, int64 i, int dtype) {
+  return dtype == DT_F32 ? (const void*)((const float*)p + i) : (const void*)((const uint16*)p + i);
+}
+
+// An operand's [rows, D] slice (row stride `stride` elements, unit stride in D; float32, or 16-bit when dtype is
+// DT_BF16 or DT_F16) and the shared tile (float32, row pitch `pitch`, a multiple of 4) its rows go to.
 struct Rows {
-  const float* base;
+  const void* base;
   int64 stride;
   float* tile;
   int pitch;
+  int dtype;
 };
+
+// Element i of a float32 or 16-bit array, in float32.
+__device__ __forceinline__ float LoadAt(const void* p, int64 i, int dtype) {
+  return dtype == DT_F32 ? ((const float*)p)[i] : LowpToF32(((const uint16*)p)[i], dtype);
+}
+
+// Elements i .. i + 3 (those below `count`) of a float32 or 16-bit array, zeros past `count`; `vec`: one 16-byte
+// (float32) or 8-byte (16-bit) load, aligned.
+__device__ __forceinline__ Float4 Load4(const void* p, int64 i, int count, int dtype, bool vec) {
+  Float4 x;
+  if (vec && dtype == DT_F32) return *(const Float4*)((const float*)p + i);
+  if (vec) {
+    const uint64 raw = *(const uint64*)((const uint16*)p + i);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) x.v[j] = LowpToF32((uint16)(raw >> (16 * j)), dtype);
+    return x;
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) x.v[j] = j < count ? LoadAt(p, i + j, dtype) : 0.0f;
+  return x;
+}
 
 // Rows r0 .. r0 + count - 1 of each of N operands into their tiles; rows from `limit` on, and the columns from D
 // to the next multiple of 4, are zeros. The whole block (THREADS threads) takes part. A thread issues all its
@@ -128,7 +162,10 @@ __device__ __forceinline__ void LoadRows(const Rows (&ops)[N], int count, int64 
   const int D4 = (D + 3) >> 2, chunks = count * D4;
   bool vec[N];
 #pragma unroll
-  for (int n = 0; n < N; ++n) vec[n] = ((uint64)ops[n].base & 15) == 0 && (ops[n].stride & 3) == 0 && (D & 3) == 0;
+  for (int n = 0; n < N; ++n) {
+    const uint64 align = ops[n].dtype == DT_F32 ? 15 : 7;
+    vec[n] = ((uint64)ops[n].base & align) == 0 && (ops[n].stride & 3) == 0 && (D & 3) == 0;
+  }
   for (int i0 = threadIdx.x; i0 < chunks; i0 += kPerThread * THREADS) {
     Float4 x[N][kPerThread];
 #pragma unroll
@@ -137,16 +174,7 @@ __device__ __forceinline__ void LoadRows(const Rows (&ops)[N], int count, int64 
       const bool valid = i < chunks && r0 + r < limit;
 #pragma unroll
       for (int n = 0; n < N; ++n) {
-        const float* src = ops[n].base + (r0 + r) * ops[n].stride + 4 * c;
-        if (valid && vec[n]) {
-          x[n][k] = *(const Float4*)src;
-        } else {
-          const int d = 4 * c;
-          x[n][k].v[0] = valid && d < D ? src[0] : 0.0f;
-          x[n][k].v[1] = valid && d + 1 < D ? src[1] : 0.0f;
-          x[n][k].v[2] = valid && d + 2 < D ? src[2] : 0.0f;
-          x[n][k].v[3] = valid && d + 3 < D ? src[3] : 0.0f;
-        }
+        x[n][k] = Load4(ops[n].base, (r0 + r) * ops[n].stride + 4 * c, valid ? D - 4 * c : 0, ops[n].dtype, valid && vec[n]);
       }
     }
 #pragma unroll
@@ -305,11 +333,11 @@ __device__ __forceinline__ void Forward(Attention a, const Operands& o, const Ou
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 sw = s0 + warp * FT_ATTN_ROWS;
   {
-    const Rows rows[1] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kMaxD}};
+    const Rows rows[1] = {{Offset(o.q, RowAt(o.lq, b, h, 0), o.dtype), o.lq.strides[2], &qs[0][0], kMaxD, o.dtype}};
     LoadRows<1, FT_ATTN_FWD_THREADS>(rows, FT_ATTN_FWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
   }
-  const Rows tiles[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kPitch},
-                         {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kPitch}};
+  const Rows tiles[2] = {{Offset(o.k, RowAt(o.lk, b, h, 0), o.dtype), o.lk.strides[2], &ks[0][0], kPitch, o.dtype},
+                         {Offset(o.v, RowAt(o.lv, b, h, 0), o.dtype), o.lv.strides[2], &vs[0][0], kPitch, o.dtype}};
   float m[FT_ATTN_ROWS], l[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][C];
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
@@ -382,16 +410,16 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
-      row_out[r][c] = s < a.S && d < D ? g.out[RowAt(g.lout, b, h, s) + d] : 0.0f;
+      row_out[r][c] = s < a.S && d < D ? LoadAt(g.out, RowAt(g.lout, b, h, s) + d, o.dtype) : 0.0f;
     }
   }
   {
-    const Rows rows[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kMaxD},
-                          {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kMaxD}};
+    const Rows rows[2] = {{Offset(o.q, RowAt(o.lq, b, h, 0), o.dtype), o.lq.strides[2], &qs[0][0], kMaxD, o.dtype},
+                          {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kMaxD, DT_F32}};
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
   }
-  const Rows tiles[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kPitch},
-                         {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kPitch}};
+  const Rows tiles[2] = {{Offset(o.k, RowAt(o.lk, b, h, 0), o.dtype), o.lk.strides[2], &ks[0][0], kPitch, o.dtype},
+                         {Offset(o.v, RowAt(o.lv, b, h, 0), o.dtype), o.lv.strides[2], &vs[0][0], kPitch, o.dtype}};
   __syncthreads();
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
@@ -457,12 +485,12 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 tw = t0 + warp * FT_ATTN_ROWS;
   {
-    const Rows rows[2] = {{o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], &ks[0][0], kMaxD},
-                          {o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], &vs[0][0], kMaxD}};
+    const Rows rows[2] = {{Offset(o.k, RowAt(o.lk, b, h, 0), o.dtype), o.lk.strides[2], &ks[0][0], kMaxD, o.dtype},
+                          {Offset(o.v, RowAt(o.lv, b, h, 0), o.dtype), o.lv.strides[2], &vs[0][0], kMaxD, o.dtype}};
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, t0, a.T, D);
   }
-  const Rows tiles[2] = {{o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], &qs[0][0], kPitch},
-                         {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kPitch}};
+  const Rows tiles[2] = {{Offset(o.q, RowAt(o.lq, b, h, 0), o.dtype), o.lq.strides[2], &qs[0][0], kPitch, o.dtype},
+                         {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kPitch, DT_F32}};
   float gk[FT_ATTN_ROWS][C], gv[FT_ATTN_ROWS][C];
   Zero(gk);
   Zero(gv);
@@ -567,8 +595,9 @@ static_assert(sizeof(AttentionParams) == 72, "AttentionParams must match the ker
 struct AttentionOperands {
   Layout lq, lk, lv, lm;
   uint64_t q = 0, k = 0, v = 0, mask = 0;
+  int32_t dtype = kF32;
 };
-static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 32, "AttentionOperands must match the kernels'");
+static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 40, "AttentionOperands must match the kernels'");
 
 // The kernels' `struct Output`, member for member.
 struct OutputOperands {
@@ -590,9 +619,10 @@ CUfunction Kernel(Napi::Env env, int32_t D, const char* small, const char* large
   return GetKernel(env, "attention", source, D <= kSmallHeadDim ? small : large);
 }
 
-// What the forward and the backward share: arguments 0 .. 21, checked.
+// What the forward and the backward share: arguments 0 .. 22, checked.
 //   B, H, S, T, D, q, qOff, qStrides, k, kOff, kStrides, v, vOff, vStrides, mask (or null), maskOff,
-//   maskStrides, causal, scale, dropoutP, seed, offset
+//   maskStrides, causal, scale, dropoutP, seed, offset, dtype
+// dtype is the code of the dtype q, k and v (and the backward's out) are stored in: float32, bfloat16 or float16.
 struct AttentionArgs {
   int64_t B = 0, BH = 0;
   AttentionParams p{};
@@ -603,9 +633,10 @@ struct AttentionArgs {
 // those need unit stride in the last dimension (`rows_as_arrays`), while the mask may broadcast anywhere (zero
 // strides).
 uint64_t HeadView(const Napi::CallbackInfo& info, int index, const char* name, const std::vector<int64_t>& shape,
-                  bool rows_as_arrays, Layout* layout) {
+                  bool rows_as_arrays, Layout* layout, int32_t dtype = kF32) {
   std::vector<int64_t> strides;
-  const uint64_t ptr = DeviceView(info, index, name, shape, &strides);
+  const uint64_t ptr = dtype == kF32 ? DeviceView(info, index, name, shape, &strides)
+                                     : DeviceView<uint16_t>(info, index, name, shape, &strides);
   if (rows_as_arrays && shape[3] > 1 && strides[3] != 1)
     throw Napi::RangeError::New(info.Env(), ArgName(index + 2, name) + ": the last dimension must have stride 1");
   *layout = MakeLayout(shape, strides);
@@ -631,9 +662,12 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   if (a.BH > INT32_MAX) throw Napi::RangeError::New(env, "B * H must be below 2^31");
   if ((std::max(S, T) + kBackwardRows - 1) / kBackwardRows > kMaxGridY)  // the backward's blocks are the smaller
     throw Napi::RangeError::New(env, "S and T must be at most " + std::to_string(kMaxGridY * kBackwardRows));
-  a.o.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.o.lq);
-  a.o.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.o.lk);
-  a.o.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.o.lv);
+  a.o.dtype = static_cast<int32_t>(GetInt(info, 22, "dtype"));
+  if (a.o.dtype != kF32 && a.o.dtype != kBF16 && a.o.dtype != kF16)
+    throw Napi::RangeError::New(env, ArgName(22, "dtype") + " must be float32's, bfloat16's or float16's code");
+  a.o.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.o.lq, a.o.dtype);
+  a.o.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.o.lk, a.o.dtype);
+  a.o.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.o.lv, a.o.dtype);
   if (!info[14].IsNull() && !info[14].IsUndefined())
     a.o.mask = HeadView(info, 14, "mask", {a.B, H, S, T}, false, &a.o.lm);
   const DropoutScalars dropout = GetDropoutP(info, 19, "dropoutP");
@@ -669,14 +703,14 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   AttentionArgs a = GetAttentionArgs(info);
   const int64_t B = a.B, H = a.p.H, S = a.p.S, D = a.p.D;
   OutputOperands y;
-  y.out = HeadView(info, 22, "out", {B, H, S, D}, true, &y.lo);
-  y.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 25, "lse"), 0, a.BH * S, "lse");
-  if (!info[26].IsNull()) {
-    y.lowp_dtype = static_cast<int32_t>(GetInt(info, 28, "lowpDtype"));
+  y.out = HeadView(info, 23, "out", {B, H, S, D}, true, &y.lo);
+  y.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 26, "lse"), 0, a.BH * S, "lse");
+  if (!info[27].IsNull()) {
+    y.lowp_dtype = static_cast<int32_t>(GetInt(info, 29, "lowpDtype"));
     if (y.lowp_dtype != kBF16 && y.lowp_dtype != kF16)
-      throw Napi::RangeError::New(env, ArgName(28, "lowpDtype") + " must be bfloat16's or float16's code");
+      throw Napi::RangeError::New(env, ArgName(29, "lowpDtype") + " must be bfloat16's or float16's code");
     const std::vector<int64_t> shape = {B, H, S, D}, strides(y.lo.strides, y.lo.strides + 4);
-    y.lowp = DeviceElements<uint16_t>(info, GetDeviceBuffer(info, 26, "lowp"), GetInt(info, 27, "lowpOff"),
+    y.lowp = DeviceElements<uint16_t>(info, GetDeviceBuffer(info, 27, "lowp"), GetInt(info, 28, "lowpOff"),
                                       StridedExtent(info, shape, strides, "lowp"), "lowp");
   }
   void* args[] = {&a.p, &a.o, &y};
@@ -686,20 +720,21 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 }
 
 // attentionBackward(...shared arguments, out, outOff, outStrides, dout, doutOff, doutStrides, lse, dq, dqOff,
-// dqStrides, dk, dkOff, dkStrides, dv, dvOff, dvStrides): the forward's out and lse, dout; dq, dk, dv are assigned.
-// out, dout, dq [B, H, S, D] and dk, dv [B, H, T, D] are views with unit stride in D, lse [B, H, S] contiguous.
+// dqStrides, dk, dkOff, dkStrides, dv, dvOff, dvStrides): the forward's out (in the operands' dtype) and lse, dout;
+// dq, dk, dv are assigned. out, dout, dq [B, H, S, D] and dk, dv [B, H, T, D] are views with unit stride in D, lse
+// [B, H, S] contiguous; dout and the gradients are float32.
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   AttentionArgs a = GetAttentionArgs(info);
   const int64_t B = a.B, H = a.p.H, S = a.p.S, T = a.p.T, D = a.p.D, rows = a.BH * S;
   BackwardOperands g;
-  g.out = HeadView(info, 22, "out", {B, H, S, D}, true, &g.lout);
-  g.dout = HeadView(info, 25, "dout", {B, H, S, D}, true, &g.ldout);
-  g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 28, "lse"), 0, rows, "lse");
-  g.dq = HeadView(info, 29, "dq", {B, H, S, D}, true, &g.ldq);
-  g.dk = HeadView(info, 32, "dk", {B, H, T, D}, true, &g.ldk);
-  g.dv = HeadView(info, 35, "dv", {B, H, T, D}, true, &g.ldv);
+  g.out = HeadView(info, 23, "out", {B, H, S, D}, true, &g.lout, a.o.dtype);
+  g.dout = HeadView(info, 26, "dout", {B, H, S, D}, true, &g.ldout);
+  g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 29, "lse"), 0, rows, "lse");
+  g.dq = HeadView(info, 30, "dq", {B, H, S, D}, true, &g.ldq);
+  g.dk = HeadView(info, 33, "dk", {B, H, T, D}, true, &g.ldk);
+  g.dv = HeadView(info, 36, "dv", {B, H, T, D}, true, &g.ldv);
   ScratchBuffer delta(env, static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
   g.delta = delta.ptr();
   void* args[] = {&a.p, &a.o, &g};

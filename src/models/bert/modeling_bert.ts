@@ -8,8 +8,7 @@ import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from "../../nn/laye
 import * as init from "../../nn/init.js";
 import * as F from "../../nn/functional.js";
 import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
-import { linear_gelu } from "../../ops/matmul.js";
-import { cat } from "../../ops/join.js";
+import { linear_gelu, packed_linear } from "../../ops/matmul.js";
 import { packed_qkv_attention, packedAttentionApplies } from "../../ops/attention.js";
 import { PreTrainedModel } from "../modeling_utils.js";
 import { dropout_add } from "../../ops/functional.js";
@@ -101,9 +100,9 @@ export class BertSelfAttention extends Module {
 
   /**
    * Where the fused attention takes the projections (CUDA, float32): one linear layer over the three layers'
-   * concatenated weights and biases computes query, key and value together, [B, S, 3 * hidden], and its gradient
-   * comes back from the attention in one piece. One GEMM three times as wide fills the GPU where BERT's 768-wide
-   * ones do not, and each operand is cast once under autocast. The parameters stay the three layers'.
+   * stacked weights and biases (packed_linear) computes query, key and value together, [B, S, 3 * hidden], and its
+   * gradient comes back from the attention in one piece. One GEMM three times as wide fills the GPU where BERT's
+   * 768-wide ones do not, and the input is cast once under autocast. The parameters stay the three layers'.
    */
   private packs(hidden: Tensor): boolean {
     return packedAttentionApplies(hidden, this.attention_head_size) &&
@@ -119,7 +118,7 @@ export class BertSelfAttention extends Module {
     const options = { attn_mask: additiveMask, dropout_p: this.training ? this.dropout.p : 0 };
     const layers = this.projections;
     const attention = this.packs(hidden)
-      ? packed_qkv_attention(F.linear(hidden, cat(layers.map((l) => l.weight)), cat(layers.map((l) => l.bias!))), this.num_attention_heads, options)
+      ? packed_qkv_attention(packed_linear(hidden, layers.map((l) => l.weight), layers.map((l) => l.bias!)), this.num_attention_heads, options)
       : F.scaled_dot_product_attention(this.heads(this.query(hidden)), this.heads(this.key(hidden)), this.heads(this.value(hidden)), options);
     const [b, s] = hidden.shape;
     return attention.permute([0, 2, 1, 3]).reshape([b, s, this.num_attention_heads * this.attention_head_size]);
