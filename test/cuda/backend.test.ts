@@ -226,6 +226,11 @@ const ALLOCATOR_SCRIPT = `
   r.freed = at();
   torch.cuda.empty_cache();
   r.emptied = at();
+  const kept = c.alloc(40);
+  c.free(c.alloc(3 * MiB));  // a cached 20 MiB segment
+  try { c.alloc(81 * 1024 * MiB); } catch (e) { r.oom = e.message; }
+  r.afterOom = at();
+  c.free(kept);
   console.log(JSON.stringify(r));
 `;
 
@@ -238,6 +243,8 @@ test("the caching allocator cuts blocks from shared segments and merges them whe
   assert.deepEqual(r.big, [19 * MiB + 512, 34 * MiB], "a larger request gets its own segment, rounded to 2 MiB");
   assert.deepEqual(r.freed, [0, 34 * MiB]);
   assert.deepEqual(r.emptied, [0, 0]);
+  assert.match(r.oom as string, /^CUDA out of memory\. Tried to allocate 81\.00 GiB\. GPU 0 has a total capacity of 80\.00 GiB of which [\d.]+ GiB is free; 0\.00 MiB is allocated by finetune\. Reduce the batch size or free tensors$/);
+  assert.deepEqual(r.afterOom, [512, 2 * MiB], "out of memory, the cache gave back the free 20 MiB segment; the one in use stays");
 });
 
 test("FINETUNE_CUDA_EXACT_BLOCKS gives each block its own allocation, for memory checkers", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
