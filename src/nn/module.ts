@@ -70,8 +70,21 @@ export abstract class Module extends CallableBase {
   }
 
   *named_modules(prefix = ""): Generator<[string, Module]> {
-    yield [prefix, this];
-    for (const [k, m] of this.named_children()) yield* m.named_modules(prefix ? `${prefix}.${k}` : k);
+    yield* this.moduleTree(prefix);
+  }
+
+  /**
+   * This module and every module under it, depth first in registration order, with their dotted names: one
+   * array, where nested generators would pass each module up through every level (zero_grad walks it every step).
+   */
+  private moduleTree(prefix: string): [string, Module][] {
+    const tree: [string, Module][] = [];
+    const visit = (name: string, m: Module): void => {
+      tree.push([name, m]);
+      for (const [k, v] of m.ownEntries()) if (v instanceof Module) visit(name ? `${name}.${k}` : k, v);
+    };
+    visit(prefix, this);
+    return tree;
   }
 
   modules(): Module[] {
@@ -81,7 +94,7 @@ export abstract class Module extends CallableBase {
   /** Parameters in registration order; a parameter shared by two modules (tied weights) is listed once. */
   *named_parameters(prefix = "", recurse = true): Generator<[string, Parameter]> {
     const seen = new Set<Tensor>();
-    const modules: [string, Module][] = recurse ? [...this.named_modules(prefix)] : [[prefix, this]];
+    const modules: [string, Module][] = recurse ? this.moduleTree(prefix) : [[prefix, this]];
     for (const [modPrefix, mod] of modules) {
       for (const [k, v] of mod.ownEntries()) {
         if (v instanceof Parameter && !seen.has(v)) {
