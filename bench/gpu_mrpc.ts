@@ -17,6 +17,7 @@ import { DataCollatorWithPadding } from "../src/data/data_collator.js";
 import { Generator, manual_seed, permutation } from "../src/ops/random.js";
 import { torch } from "../src/torch.js";
 import { startHub } from "../test/helpers/hub-server.js";
+import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
 
 const SEED = 42;
 const BATCH = 8;
@@ -48,6 +49,10 @@ interface VariantResult {
   cuda_graphs?: number;
   /** host seconds of the steps that captured a graph, from the previous step's end (finetune only) */
   capture_s?: number;
+  /** of which inside the captures, and in their first replays; and the segments the captures allocated (finetune only) */
+  capture_host_s?: number;
+  capture_first_replay_s?: number;
+  capture_segments?: number;
   train_tokens: number;
   device: string;
 }
@@ -94,7 +99,9 @@ class StepTimer extends TrainerCallback {
   readonly step_ends: number[] = [];
   cuda_graphs = 0;
   capture_s = 0;
-  constructor(private readonly graphsOf: () => number) {
+  /** the graph step's own figures at the last step end (the Trainer drops the step when training ends) */
+  capture_stats = { host_s: 0, first_replay_s: 0, segments: 0 };
+  constructor(private readonly graphStep: () => CudaGraphStep | null) {
     super();
   }
   override on_train_begin(): void {
@@ -106,7 +113,9 @@ class StepTimer extends TrainerCallback {
       this.first_step_s = (performance.now() - this.start) / 1000;
     }
     const now = performance.now();
-    const graphs = this.graphsOf();
+    const step = this.graphStep();
+    const graphs = step?.graph_count ?? 0;
+    if (step) this.capture_stats = { ...step.capture_stats };
     if (graphs > this.cuda_graphs) this.capture_s += (now - (this.step_ends[this.step_ends.length - 1] ?? this.start)) / 1000;
     this.step_ends.push(now);
     this.cuda_graphs = graphs;
@@ -138,8 +147,9 @@ async function train(dir: string, precision: string): Promise<void> {
     per_device_train_batch_size: BATCH, per_device_eval_batch_size: BATCH, num_train_epochs: 1, learning_rate: 2e-5, seed: SEED,
     logging_steps: 50, save_strategy: "no", report_to: "none", disable_tqdm: true, ...flags[precision],
   });
-  // The Trainer keeps its graph step private; the benchmark reports how many shapes it captured
-  const timer: StepTimer = new StepTimer((): number => (trainer as unknown as { _graph_step: { graph_count: number } | null })._graph_step?.graph_count ?? 0);
+  // The Trainer keeps its graph step private; the benchmark reports how many shapes it captured and what that cost
+  const graphStep = () => (trainer as unknown as { _graph_step: CudaGraphStep | null })._graph_step;
+  const timer: StepTimer = new StepTimer(graphStep);
   // Padding to a multiple of 8 bounds the batch shapes, so that the Trainer's CUDA graphs (one per shape) are
   // captured a few times and replayed for the rest of the epoch; the padding is masked out, the losses unchanged.
   const data_collator = new DataCollatorWithPadding({ tokenizer, pad_to_multiple_of: 8 });
@@ -162,6 +172,9 @@ async function train(dir: string, precision: string): Promise<void> {
     steady_ms_per_step: round(timer.steady_ms_per_step(), 3),
     cuda_graphs: timer.cuda_graphs,
     capture_s: round(timer.capture_s, 3),
+    capture_host_s: round(timer.capture_stats.host_s, 3),
+    capture_first_replay_s: round(timer.capture_stats.first_replay_s, 3),
+    capture_segments: timer.capture_stats.segments,
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -222,6 +235,9 @@ function report(dir: string, statuses: string[]): void {
     last_logged_loss: per("last_logged_loss"),
     eval_loss: per("eval_loss"),
     train_tokens: per("train_tokens"),
+    capture_s: per("capture_s"),
+    capture_host_s: per("capture_host_s"),
+    capture_segments: per("capture_segments"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));
 }

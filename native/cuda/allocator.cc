@@ -158,6 +158,8 @@ void ReleaseCached() {
       }
       Api().cuMemFree_v2(b->ptr);
       g_stats.cached -= b->size;
+      --g_stats.segments;
+      ++g_stats.segments_freed;
       it = set->erase(it);
       delete b;
     }
@@ -175,6 +177,7 @@ std::string Bytes(size_t n) {
 CUresult AllocateSegment(Napi::Env env, CUdeviceptr* p, size_t bytes) {
   CUresult result = Api().cuMemAlloc_v2(p, bytes);
   if (result == kErrorOutOfMemory && g_capture_pool == 0) {
+    ++g_stats.alloc_retries;
     // Cached blocks may still be read by queued work of their last owner.
     Synchronize(env);
     ReleaseCached();
@@ -202,6 +205,7 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
     CUresult result = AllocateSegment(env, &p, segment);
     if (result == kErrorOutOfMemory && segment > size) result = AllocateSegment(env, &p, segment = size);
     if (result == kErrorOutOfMemory) {
+      ++g_stats.ooms;
       size_t free = 0, total = 0;
       Api().cuMemGetInfo_v2(&free, &total);
       throw Napi::Error::New(env, "CUDA out of memory. Tried to allocate " + Bytes(size) + ". GPU 0 has a total capacity of " +
@@ -211,6 +215,8 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
     Check(env, result, "cuMemAlloc");
     b = new Block{p, segment, g_capture_pool, small, true, nullptr, nullptr};
     g_stats.cached += segment;
+    ++g_stats.segments;
+    ++g_stats.segments_allocated;
   }
   TakeBlock(b, size, g_capture_pool);
   return RawBlock{b->ptr, b->size};

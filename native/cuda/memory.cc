@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <string>
+#include <utility>
 
 #include "binding/registry.h"
 #include "common/args.h"
@@ -123,6 +124,21 @@ Napi::Value CachedBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(cuda::GetMemoryStats().cached));
 }
 
+// The allocator's counters, under torch.cuda.memory_stats' names (src/backend/cuda.ts picks them).
+Napi::Value MemoryStatsObject(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cuda::EnsureContext(env);
+  const cuda::MemoryStats s = cuda::GetMemoryStats();
+  Napi::Object o = Napi::Object::New(env);
+  const std::pair<const char*, size_t> entries[] = {
+      {"allocated_bytes.all.current", s.allocated}, {"allocated_bytes.all.peak", s.peak},
+      {"reserved_bytes.all.current", s.allocated + s.cached}, {"segment.all.current", s.segments},
+      {"segment.all.allocated", s.segments_allocated}, {"segment.all.freed", s.segments_freed},
+      {"num_alloc_retries", s.alloc_retries}, {"num_ooms", s.ooms}};
+  for (const auto& [key, value] : entries) o.Set(key, Napi::Number::New(env, static_cast<double>(value)));
+  return o;
+}
+
 Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
   cuda::EnsureContext(info.Env());
   cuda::ResetPeakMemory();
@@ -151,6 +167,7 @@ void RegisterCudaMemory(Napi::Env env, Napi::Object cuda) {
   cuda.Set("memoryAllocated", Napi::Function::New(env, MemoryAllocated, "memoryAllocated"));
   cuda.Set("maxMemoryAllocated", Napi::Function::New(env, MaxMemoryAllocated, "maxMemoryAllocated"));
   cuda.Set("resetPeakMemoryStats", Napi::Function::New(env, ResetPeak, "resetPeakMemoryStats"));
+  cuda.Set("memoryStats", Napi::Function::New(env, MemoryStatsObject, "memoryStats"));
   cuda.Set("cachedBytes", Napi::Function::New(env, CachedBytes, "cachedBytes"));
   cuda.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
   cuda.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));

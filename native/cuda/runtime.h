@@ -70,11 +70,17 @@ void GiveDeviceMemory(RawBlock block) noexcept;
 // Empties the cache back to the driver (after the stream drains).
 void EmptyDeviceCache(Napi::Env env);
 
-// Bytes taken from the cache and not given back (tensors, scratch, workspaces), their peak, and bytes cached.
+// Bytes taken from the cache and not given back (tensors, scratch, workspaces), their peak, and bytes cached; the
+// segments held from the driver, and how many were allocated and freed so far, as PyTorch's memory_stats counts.
 struct MemoryStats {
   size_t allocated = 0;
   size_t peak = 0;
   size_t cached = 0;
+  size_t segments = 0;
+  size_t segments_allocated = 0;
+  size_t segments_freed = 0;
+  size_t alloc_retries = 0;
+  size_t ooms = 0;
 };
 MemoryStats GetMemoryStats();
 void ResetPeakMemory();

@@ -161,6 +161,9 @@ export const cuda = {
   max_memory_allocated: (): number => (cudaInfo().available ? native.cuda.maxMemoryAllocated() : 0),
   memory_reserved: (): number =>
     cudaInfo().available ? native.cuda.memoryAllocated() + native.cuda.cachedBytes() : 0,
+  /** PyTorch's keys the allocator keeps: allocated_bytes.all.{current,peak}, reserved_bytes.all.current,
+   * segment.all.{current,allocated,freed} (segments are the driver's allocations), num_alloc_retries, num_ooms. */
+  memory_stats: (): Record<string, number> => (cudaInfo().available ? native.cuda.memoryStats() : {}),
   reset_peak_memory_stats: (): void => {
     if (cudaInfo().available) native.cuda.resetPeakMemoryStats();
   },

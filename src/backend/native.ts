@@ -213,6 +213,8 @@ export interface CudaAddon extends Kernels {
   /** the same, under the host contract's name */
   liveBytes(): number;
   maxMemoryAllocated(): number;
+  /** The allocator's counters under torch.cuda.memory_stats' names (allocated, reserved and segment counts). */
+  memoryStats(): Record<string, number>;
   resetPeakMemoryStats(): void;
   /** freed bytes kept for reuse (memory_reserved() - memory_allocated()) */
   cachedBytes(): number;

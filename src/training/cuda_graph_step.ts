@@ -58,6 +58,11 @@ export class CudaGraphStep {
   readonly #norm: Tensor;
   readonly #clip: Tensor;
   #clipped = false;
+  /**
+   * Summed over the captures: host seconds inside them (recording the update, instantiating the graph), host
+   * seconds of their first replays (the graph's upload), and the segments they took from the driver.
+   */
+  readonly capture_stats = { host_s: 0, first_replay_s: 0, segments: 0 };
 
   constructor(
     private readonly model: Module,
@@ -87,7 +92,10 @@ export class CudaGraphStep {
         // The capture keeps the inputs, which hold this batch, as the graph's static inputs
         const c = { graph, inputs };
         this.#graphs.set(key, c);
-        return this.#replay(c);
+        const start = performance.now();
+        this.#replay(c);
+        this.capture_stats.first_replay_s += (performance.now() - start) / 1000;
+        return;
       }
     }
     try {
@@ -101,9 +109,13 @@ export class CudaGraphStep {
   /** The update on `inputs` captured in a new graph, or null (with a warning) when the capture fails. */
   #capture(key: string, inputs: Batch): CUDAGraph | null {
     const graph = new CUDAGraph();
+    const start = performance.now();
+    const segments = cuda.memory_stats()["segment.all.allocated"]!;
     try {
       this.#pool ??= cuda.graph_pool_handle();
       cuda.graph(graph, () => this.#update(inputs), { pool: this.#pool });
+      this.capture_stats.host_s += (performance.now() - start) / 1000;
+      this.capture_stats.segments += cuda.memory_stats()["segment.all.allocated"]! - segments;
       return graph;
     } catch (e) {
       // Nothing captured ran, and gradients the capture made hold no values.

@@ -40,6 +40,7 @@ test("without CUDA, tensors and modules cannot go to cuda and statistics read 0"
   assert.throws(() => torch.tensor([1, 2], { device: "cuda" }), (e: Error) => e.message.includes(reason));
   assert.throws(() => new torch.nn.Linear(2, 2).to("cuda"), (e: Error) => e.message.includes(reason));
   assert.equal(torch.cuda.memory_reserved(), 0);
+  assert.deepEqual(torch.cuda.memory_stats(), {}, "PyTorch's memory_stats() is empty before CUDA is initialised");
   torch.cuda.empty_cache();
   torch.cuda.reset_peak_memory_stats();
 });
@@ -230,6 +231,7 @@ const ALLOCATOR_SCRIPT = `
   c.free(c.alloc(3 * MiB));  // a cached 20 MiB segment
   try { c.alloc(81 * 1024 * MiB); } catch (e) { r.oom = e.message; }
   r.afterOom = at();
+  r.stats = torch.cuda.memory_stats();
   c.free(kept);
   console.log(JSON.stringify(r));
 `;
@@ -245,6 +247,10 @@ test("the caching allocator cuts blocks from shared segments and merges them whe
   assert.deepEqual(r.emptied, [0, 0]);
   assert.match(r.oom as string, /^CUDA out of memory\. Tried to allocate 81\.00 GiB\. GPU 0 has a total capacity of 80\.00 GiB of which [\d.]+ GiB is free; 0\.00 MiB is allocated by finetune\. Reduce the batch size or free tensors$/);
   assert.deepEqual(r.afterOom, [512, 2 * MiB], "out of memory, the cache gave back the free 20 MiB segment; the one in use stays");
+  assert.deepEqual(r.stats, {
+    "allocated_bytes.all.current": 512, "allocated_bytes.all.peak": 19 * MiB + 512, "reserved_bytes.all.current": 2 * MiB,
+    "segment.all.current": 1, "segment.all.allocated": 5, "segment.all.freed": 4, num_alloc_retries: 1, num_ooms: 1,
+  }, "torch.cuda.memory_stats: five segments from the driver, four given back (one by the retry after out of memory)");
 });
 
 test("FINETUNE_CUDA_EXACT_BLOCKS gives each block its own allocation, for memory checkers", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
