@@ -4,8 +4,9 @@
 // report their versions, so kernels fail to compile with a clear error; with `emulate` they run: the fake NVRTC
 // builds kernel sources with g++ against a CPU model of the CUDA built-ins (nvrtc.cc, device.h) and the fake
 // cuBLASLt multiplies on the CPU (cublaslt.cc), so native.cuda runs end to end. With FTEMU_SKIP=1 in the
-// environment of the process using it, launches and GEMMs are checked and then do nothing: the host side (the
-// caching allocator, CUDA graphs) runs as on a GPU, fast, for bench/gpu_memory.ts.
+// environment of the process using it, device-side work (launches, GEMMs, device-to-device copies) is checked
+// and then not done: the host side (the caching allocator, CUDA graphs, the JS
+// around each op) runs as on a GPU, fast, for bench/gpu_memory.ts and host profiles.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";

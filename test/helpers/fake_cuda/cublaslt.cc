@@ -283,7 +283,7 @@ int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Lay
     return Fail(kInvalidValue, "the workspace is not device memory");
   if (C != D && (c->ld != dd->ld || c->stride != dd->stride))
     return Fail(kNotSupported, "C and D differ in layout");
-  if (std::getenv("FTEMU_SKIP")) return kSuccess;  // checked, not run (fake_cuda.ts)
+  if (std::getenv("FTEMU_SKIP")) return kSuccess;  // FTEMU_SKIP (fake_cuda.ts): checked, not run
   auto* job = new Job{*d, *a, *b, *c, m, n, k, *alpha, *beta, A, B, C, static_cast<float*>(D)};
   const int result = ftemu_submit(stream, RunJob, job, [](void* data) { delete static_cast<Job*>(data); });
   if (result == 0) return kSuccess;
