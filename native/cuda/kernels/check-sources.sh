@@ -17,7 +17,11 @@ trap 'rm -rf "$tmp"' EXIT
 # The lines strictly between a line ending in R"CUDA( and the next line starting with )CUDA".
 extract() { awk '/^\)CUDA"/ { inside = 0 } inside { print } /R"CUDA\($/ { inside = 1 }' "$1"; }
 
-extract "$dir/device_common.h" > "$tmp/common.cu"
+# device_common.h's source as the addon builds it: part of it is a macro's expansion (common/half_bits.h)
+printf '#include <cstdio>\n#include "cuda/kernels/device_common.h"\nint main() { std::fputs(ft::cuda::kernels::kDeviceCommon, stdout); }\n' \
+  > "$tmp/print_common.cc"
+"${CXX:-g++}" -std=c++17 -I"$dir/../.." -o "$tmp/print_common" "$tmp/print_common.cc"
+"$tmp/print_common" > "$tmp/common.cu"
 failed=0
 checked=0
 for cc in "$dir"/*.cc; do

@@ -5,6 +5,8 @@
 // numbers, AdamW) the kernels also round every step explicitly with the __f*_rn intrinsics.
 #pragma once
 
+#include "common/half_bits.h"
+
 namespace ft::cuda::kernels {
 
 inline constexpr const char kDeviceCommon[] = R"CUDA(
@@ -19,9 +21,9 @@ typedef unsigned long long uint64;
 #define FT_INF __int_as_float(0x7f800000)
 #define FT_NAN __int_as_float(0x7fc00000)
 
-// dtype codes: common/dtype.h's. The half types round to nearest even through the same bit arithmetic as
-// common/dtype.h, so the casts (copy.cc) and the kernels that also write a 16-bit copy of their float32 result
-// for autocast's products agree with the CPU's casts to the bit.
+// dtype codes: common/dtype.h's. The half types' conversions are common/half_bits.h's, the host's own, so the
+// casts (copy.cc) and the kernels that also write a 16-bit copy of their float32 result for autocast's products
+// agree with the CPU's casts to the bit.
 #define DT_F32 0
 #define DT_F16 1
 #define DT_BF16 2
@@ -29,56 +31,11 @@ typedef unsigned long long uint64;
 #define DT_I32 4
 #define DT_BOOL 5
 
-__device__ __forceinline__ float Bf16ToF32(uint16 h) { return __uint_as_float((uint32)h << 16); }
-
-__device__ __forceinline__ uint16 F32ToBf16(float f) {
-  const uint32 bits = __float_as_uint(f);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16)((bits >> 16) | 0x40);
-  const uint32 rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return (uint16)((bits + rounding) >> 16);
-}
-
-__device__ __forceinline__ float F16ToF32(uint16 h) {
-  const uint32 sign = (uint32)(h & 0x8000u) << 16;
-  const uint32 exp = (h >> 10) & 0x1fu;
-  uint32 mant = h & 0x3ffu;
-  uint32 bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {
-      int e = -1;
-      do { mant <<= 1; ++e; } while ((mant & 0x400u) == 0);
-      bits = sign | (uint32)(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | mant << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
-  }
-  return __uint_as_float(bits);
-}
-
-__device__ __forceinline__ uint16 F32ToF16(float f) {
-  const uint32 bits = __float_as_uint(f);
-  const uint32 sign = (bits >> 16) & 0x8000u;
-  const uint32 absBits = bits & 0x7fffffffu;
-  if (absBits > 0x7f800000u) return (uint16)(sign | 0x7e00u);
-  if (absBits >= 0x477ff000u) return (uint16)(sign | 0x7c00u);
-  if (absBits < 0x38800000u) {
-    if (absBits < 0x33000000u) return (uint16)sign;
-    const uint32 exp = absBits >> 23;
-    const uint32 mant = (absBits & 0x7fffffu) | 0x800000u;
-    const uint32 shift = 126 - exp;
-    uint32 result = mant >> shift;
-    const uint32 rem = mant & ((1u << shift) - 1);
-    const uint32 halfway = 1u << (shift - 1);
-    if (rem > halfway || (rem == halfway && (result & 1u))) ++result;
-    return (uint16)(sign | result);
-  }
-  const uint32 rounded = absBits + 0xfffu + ((absBits >> 13) & 1u);
-  return (uint16)(sign | ((rounded - 0x38000000u) >> 13));
-}
+)CUDA" FT_HALF_BITS_SOURCE(FT_HALF_BITS(__device__ __forceinline__, uint16, uint32)) R"CUDA(
+__device__ __forceinline__ float Bf16ToF32(uint16 h) { return __uint_as_float(Bf16ToF32Bits(h)); }
+__device__ __forceinline__ uint16 F32ToBf16(float f) { return F32BitsToBf16(__float_as_uint(f)); }
+__device__ __forceinline__ float F16ToF32(uint16 h) { return __uint_as_float(F16ToF32Bits(h)); }
+__device__ __forceinline__ uint16 F32ToF16(float f) { return F32BitsToF16(__float_as_uint(f)); }
 
 // v rounded to the 16-bit dtype dt (DT_F16 or DT_BF16).
 __device__ __forceinline__ uint16 F32ToLowp(float v, int dt) { return dt == DT_F16 ? F32ToF16(v) : F32ToBf16(v); }
