@@ -42,7 +42,7 @@ const FUSED_MAX_HEAD_DIM = 128;
  */
 export function scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, options: ScaledDotProductAttentionOptions = {}): Tensor {
   const { mask, p, causal, scale } = checkArguments(query, key, value, options);
-  const [B, H, S, D] = query.shape;
+  const [, , S, D] = query.shape;
   const T = key.shape[2];
   if (fusedApplies(query, D) && value.shape[3] === D) return fusedAttention(query, key, value, additive(mask), causal, scale, p);
   // Under autocast the fused kernels read q, k and v rounded to its 16-bit dtype (and compute in float32); the
@@ -145,10 +145,13 @@ function rowsAsArrays(t: Tensor): { t: Tensor; owned: boolean } {
   return { t: convertContiguous(t, float32), owned: true };
 }
 
+/** An operand as the kernels read it; `owned`: a copy the caller releases (release()). */
+type KernelOperand = ReturnType<typeof rowsAsArrays>;
+
 interface KernelOperands {
-  q: { t: Tensor; owned: boolean };
-  k: { t: Tensor; owned: boolean };
-  v: { t: Tensor; owned: boolean };
+  q: KernelOperand;
+  k: KernelOperand;
+  v: KernelOperand;
   /** the dtype q, k and v are stored in, which the backward reads out in too */
   dtype: DType;
 }

@@ -22,7 +22,6 @@ function releaseTemp(t: Tensor, original: Tensor): void {
   if (t !== original) t.dispose();
 }
 
-
 function scalarTensor(value: number, like: Tensor): Tensor {
   return full([], value, { dtype: like.dtype.is_floating_point ? like.dtype : Number.isInteger(value) ? like.dtype === bool ? int64 : like.dtype : float32, device: like.device });
 }

@@ -352,10 +352,14 @@ void Finish(Napi::Env env, int op, int64_t outer, int64_t chunks, int64_t inner,
 }
 
 // How ColumnTiles splits an [outer, n, inner] reduction: tiles of tc columns x `groups` row groups, rows in
-// `chunks` chunks of `chunk`.
+// `chunks` chunks of `chunk`. The members have the kernels' argument types: launches point at them.
 struct TilePlan {
   int64_t chunk, chunks;
   int tc, groups;
+  // Bytes of the double partials for ft_reduce_finish, when the rows are split, of `outputs` column sums.
+  size_t PartialBytes(int64_t outputs) const {
+    return chunks > 1 ? static_cast<size_t>(outputs * chunks) * sizeof(double) : 0;
+  }
 };
 
 TilePlan PlanColumnTiles(int64_t outer, int64_t n, int64_t inner) {
@@ -400,12 +404,10 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (inner >= kMinTileColumns) {
-    const TilePlan plan = PlanColumnTiles(outer, n, inner);
-    ScratchBuffer partial(env, plan.chunks > 1 ? static_cast<size_t>(out_count * plan.chunks) * sizeof(double) : 0);
+    TilePlan plan = PlanColumnTiles(outer, n, inner);
+    ScratchBuffer partial(env, plan.PartialBytes(out_count));
     uint64_t partial_ptr = partial.ptr();
-    int64_t chunk = plan.chunk, chunks = plan.chunks;
-    int tc = plan.tc, groups = plan.groups;
-    void* args[] = {&op, &outer, &n, &inner, &chunk, &chunks, &tc, &groups, &src, &partial_ptr, &dst};
+    void* args[] = {&op, &outer, &n, &inner, &plan.chunk, &plan.chunks, &plan.tc, &plan.groups, &src, &partial_ptr, &dst};
     LaunchColumnTiles(env, "ft_reduce_column_tiles", plan, outer, inner, args, op, partial_ptr, dst);
     return env.Undefined();
   }
@@ -454,12 +456,11 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
     MemsetBytes(env, dst, 0, static_cast<size_t>(cols) * sizeof(float));
     return env.Undefined();
   }
-  const TilePlan plan = PlanColumnTiles(1, rows, cols);
-  ScratchBuffer partial(env, plan.chunks > 1 ? static_cast<size_t>(cols * plan.chunks) * sizeof(double) : 0);
+  TilePlan plan = PlanColumnTiles(1, rows, cols);
+  ScratchBuffer partial(env, plan.PartialBytes(cols));
   uint64_t partial_ptr = partial.ptr();
-  int64_t chunk = plan.chunk, chunks = plan.chunks;
-  int tc = plan.tc, groups = plan.groups;
-  void* args[] = {&rows, &cols, &chunk, &chunks, &tc, &groups, &g, &pre, &pre_dt, &lowp, &lowp_dt, &partial_ptr, &dst};
+  void* args[] = {&rows, &cols, &plan.chunk, &plan.chunks, &plan.tc, &plan.groups, &g, &pre, &pre_dt, &lowp, &lowp_dt,
+                  &partial_ptr, &dst};
   LaunchColumnTiles(env, "ft_cast_column_sums", plan, 1, cols, args, kSum, partial_ptr, dst);
   return env.Undefined();
 }
