@@ -215,6 +215,9 @@ test("under autocast the forward also writes out's 16-bit copy, which BERT's mer
   }
 });
 
+/** The bytes the caching allocator counts for a request: rounded up to 512. */
+const block = (bytes: number): number => Math.ceil(bytes / 512) * 512;
+
 test("under autocast the kernels read q, k and v in 16 bits, and the backward keeps 16-bit copies only", { skip: SKIP }, () => {
   const [B, S, H, D] = [2, 7, 3, 32];
   const heads = (t: Tensor) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
@@ -245,7 +248,6 @@ test("under autocast the kernels read q, k and v in 16 bits, and the backward ke
   const before = torch.cuda.memory_allocated();
   const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => packed_qkv_attention(x, H, { attn_mask: cudaMask }));
   x.dispose();
-  const block = (bytes: number) => Math.ceil(bytes / 512) * 512;
   const n = B * S * H * D;
   const held = block(3 * n * 2) + block(n * 4) + block(n * 2) + block(B * H * S * 4) - block(3 * n * 4);
   assert.equal(torch.cuda.memory_allocated() - before, held, "q, k, v and out kept in 16 bits, out and lse in float32; the float32 projection freed");
@@ -255,7 +257,6 @@ test("under autocast the kernels read q, k and v in 16 bits, and the backward ke
 
 test("packed_linear keeps its input for the backward, not the stacked weight", { skip: SKIP }, () => {
   const [B, S, W] = [2, 7, 64];
-  const block = (bytes: number) => Math.ceil(bytes / 512) * 512;
   const x = randn([B, S, W], 1).to("cuda").requires_grad_(true);
   const ws = [2, 3, 4].map((seed) => randn([W, W], seed).to("cuda").requires_grad_(true));
   const bs = [5, 6, 7].map((seed) => randn([W], seed).to("cuda").requires_grad_(true));
