@@ -39,6 +39,10 @@ namespace ft::cuda::kernels {
 namespace {
 
 constexpr char kSource[] = R"CUDA(
+// Kernel() below prepends FT_ATTN_OPERANDS's definition; check-sources.sh compiles the source as it stands.
+#ifndef FT_ATTN_OPERANDS
+#define FT_ATTN_OPERANDS DT_BF16
+#endif
 #define FT_ATTN_TILE 32
 // Rows per warp, computed together: four independent dot products per lane, and the warp's 4 x 32 dropout
 // elements of a tile fit one Philox call per lane (8 counters a row).
@@ -72,13 +76,14 @@ struct Attention {
   uint64 base;  // in a CUDA graph, the address of the graph's random base (added to offset); else 0
 };
 
-// The host's AttentionOperands, member for member: q, k, v and the mask (null for none) with their views, and the
-// dtype q, k and v (and in the backward out) are stored in: DT_F32, or DT_BF16 / DT_F16 under autocast.
+// The host's AttentionOperands, member for member: q, k, v and the mask (null for none) with their views. q, k and
+// v (and in the backward out) are stored in FT_ATTN_OPERANDS, which the module's source defines: DT_F32, or
+// DT_BF16 / DT_F16 under autocast. A compile-time dtype: with the dtype an argument, every load carried all three
+// conversions and the kernels' code grew fourfold, which cost them twice their time.
 struct Operands {
   Layout lq, lk, lv, lm;
   const void *q, *k, *v;
   const float* mask;
-  int32 dtype;
 };
 
 // The forward's results: out, a [B, H, S, D] view with unit stride in D, and lse [B, H, S] contiguous; and, where
@@ -130,6 +135,11 @@ struct Rows {
   int pitch;
   int dtype;
 };
+
+// Head (b, h) of q, k or v (or the backward's out) as Rows into `tile`.
+__device__ __forceinline__ Rows OperandRows(const void* p, const Layout& l, int64 b, int64 h, float* tile, int pitch) {
+  return {Offset(p, RowAt(l, b, h, 0), FT_ATTN_OPERANDS), l.strides[2], tile, pitch, FT_ATTN_OPERANDS};
+}
 
 // Element i of a float32 or 16-bit array, in float32.
 __device__ __forceinline__ float LoadAt(const void* p, int64 i, int dtype) {
@@ -333,11 +343,11 @@ __device__ __forceinline__ void Forward(Attention a, const Operands& o, const Ou
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 sw = s0 + warp * FT_ATTN_ROWS;
   {
-    const Rows rows[1] = {{Offset(o.q, RowAt(o.lq, b, h, 0), o.dtype), o.lq.strides[2], &qs[0][0], kMaxD, o.dtype}};
+    const Rows rows[1] = {OperandRows(o.q, o.lq, b, h, &qs[0][0], kMaxD)};
     LoadRows<1, FT_ATTN_FWD_THREADS>(rows, FT_ATTN_FWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
   }
-  const Rows tiles[2] = {{Offset(o.k, RowAt(o.lk, b, h, 0), o.dtype), o.lk.strides[2], &ks[0][0], kPitch, o.dtype},
-                         {Offset(o.v, RowAt(o.lv, b, h, 0), o.dtype), o.lv.strides[2], &vs[0][0], kPitch, o.dtype}};
+  const Rows tiles[2] = {OperandRows(o.k, o.lk, b, h, &ks[0][0], kPitch),
+                         OperandRows(o.v, o.lv, b, h, &vs[0][0], kPitch)};
   float m[FT_ATTN_ROWS], l[FT_ATTN_ROWS], acc[FT_ATTN_ROWS][C];
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
@@ -410,16 +420,16 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
-      row_out[r][c] = s < a.S && d < D ? LoadAt(g.out, RowAt(g.lout, b, h, s) + d, o.dtype) : 0.0f;
+      row_out[r][c] = s < a.S && d < D ? LoadAt(g.out, RowAt(g.lout, b, h, s) + d, FT_ATTN_OPERANDS) : 0.0f;
     }
   }
   {
-    const Rows rows[2] = {{Offset(o.q, RowAt(o.lq, b, h, 0), o.dtype), o.lq.strides[2], &qs[0][0], kMaxD, o.dtype},
+    const Rows rows[2] = {OperandRows(o.q, o.lq, b, h, &qs[0][0], kMaxD),
                           {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kMaxD, DT_F32}};
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, s0, a.S, D);
   }
-  const Rows tiles[2] = {{Offset(o.k, RowAt(o.lk, b, h, 0), o.dtype), o.lk.strides[2], &ks[0][0], kPitch, o.dtype},
-                         {Offset(o.v, RowAt(o.lv, b, h, 0), o.dtype), o.lv.strides[2], &vs[0][0], kPitch, o.dtype}};
+  const Rows tiles[2] = {OperandRows(o.k, o.lk, b, h, &ks[0][0], kPitch),
+                         OperandRows(o.v, o.lv, b, h, &vs[0][0], kPitch)};
   __syncthreads();
 #pragma unroll
   for (int r = 0; r < FT_ATTN_ROWS; ++r) {
@@ -485,11 +495,11 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, D = a.D, D4 = (D + 3) >> 2;
   const int64 tw = t0 + warp * FT_ATTN_ROWS;
   {
-    const Rows rows[2] = {{Offset(o.k, RowAt(o.lk, b, h, 0), o.dtype), o.lk.strides[2], &ks[0][0], kMaxD, o.dtype},
-                          {Offset(o.v, RowAt(o.lv, b, h, 0), o.dtype), o.lv.strides[2], &vs[0][0], kMaxD, o.dtype}};
+    const Rows rows[2] = {OperandRows(o.k, o.lk, b, h, &ks[0][0], kMaxD),
+                          OperandRows(o.v, o.lv, b, h, &vs[0][0], kMaxD)};
     LoadRows<2, FT_ATTN_BWD_THREADS>(rows, FT_ATTN_BWD_WARPS * FT_ATTN_ROWS, t0, a.T, D);
   }
-  const Rows tiles[2] = {{Offset(o.q, RowAt(o.lq, b, h, 0), o.dtype), o.lq.strides[2], &qs[0][0], kPitch, o.dtype},
+  const Rows tiles[2] = {OperandRows(o.q, o.lq, b, h, &qs[0][0], kPitch),
                          {g.dout + RowAt(g.ldout, b, h, 0), g.ldout.strides[2], &dos[0][0], kPitch, DT_F32}};
   float gk[FT_ATTN_ROWS][C], gv[FT_ATTN_ROWS][C];
   Zero(gk);
@@ -595,9 +605,8 @@ static_assert(sizeof(AttentionParams) == 72, "AttentionParams must match the ker
 struct AttentionOperands {
   Layout lq, lk, lv, lm;
   uint64_t q = 0, k = 0, v = 0, mask = 0;
-  int32_t dtype = kF32;
 };
-static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 40, "AttentionOperands must match the kernels'");
+static_assert(sizeof(AttentionOperands) == 4 * sizeof(Layout) + 32, "AttentionOperands must match the kernels'");
 
 // The kernels' `struct Output`, member for member.
 struct OutputOperands {
@@ -613,9 +622,15 @@ struct BackwardOperands {
   uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0;
 };
 
-// The entry point for head dim D: `small` (the _64 one) or `large`.
-CUfunction Kernel(Napi::Env env, int32_t D, const char* small, const char* large) {
-  static const std::string source = ModuleSource(kSource);
+// The entry point for head dim D, `small` (the _64 one) or `large`, of the module for operands of `dtype`: one
+// module per dtype, compiled when first used.
+CUfunction Kernel(Napi::Env env, int32_t dtype, int32_t D, const char* small, const char* large) {
+  static const std::string sources[] = {
+      ModuleSource(("#define FT_ATTN_OPERANDS DT_F32\n" + std::string(kSource)).c_str()),
+      ModuleSource(("#define FT_ATTN_OPERANDS DT_BF16\n" + std::string(kSource)).c_str()),
+      ModuleSource(("#define FT_ATTN_OPERANDS DT_F16\n" + std::string(kSource)).c_str()),
+  };
+  const std::string& source = sources[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0];
   return GetKernel(env, "attention", source, D <= kSmallHeadDim ? small : large);
 }
 
@@ -625,6 +640,7 @@ CUfunction Kernel(Napi::Env env, int32_t D, const char* small, const char* large
 // dtype is the code of the dtype q, k and v (and the backward's out) are stored in: float32, bfloat16 or float16.
 struct AttentionArgs {
   int64_t B = 0, BH = 0;
+  int32_t dtype = kF32;
   AttentionParams p{};
   AttentionOperands o;
 };
@@ -662,12 +678,12 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   if (a.BH > INT32_MAX) throw Napi::RangeError::New(env, "B * H must be below 2^31");
   if ((std::max(S, T) + kBackwardRows - 1) / kBackwardRows > kMaxGridY)  // the backward's blocks are the smaller
     throw Napi::RangeError::New(env, "S and T must be at most " + std::to_string(kMaxGridY * kBackwardRows));
-  a.o.dtype = static_cast<int32_t>(GetInt(info, 22, "dtype"));
-  if (a.o.dtype != kF32 && a.o.dtype != kBF16 && a.o.dtype != kF16)
+  a.dtype = static_cast<int32_t>(GetInt(info, 22, "dtype"));
+  if (a.dtype != kF32 && a.dtype != kBF16 && a.dtype != kF16)
     throw Napi::RangeError::New(env, ArgName(22, "dtype") + " must be float32's, bfloat16's or float16's code");
-  a.o.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.o.lq, a.o.dtype);
-  a.o.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.o.lk, a.o.dtype);
-  a.o.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.o.lv, a.o.dtype);
+  a.o.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.o.lq, a.dtype);
+  a.o.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.o.lk, a.dtype);
+  a.o.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.o.lv, a.dtype);
   if (!info[14].IsNull() && !info[14].IsUndefined())
     a.o.mask = HeadView(info, 14, "mask", {a.B, H, S, T}, false, &a.o.lm);
   const DropoutScalars dropout = GetDropoutP(info, 19, "dropoutP");
@@ -714,7 +730,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
                                       StridedExtent(info, shape, strides, "lowp"), "lowp");
   }
   void* args[] = {&a.p, &a.o, &y};
-  Launch(env, Kernel(env, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
+  Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
          RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0, args);
   return env.Undefined();
 }
@@ -729,7 +745,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   AttentionArgs a = GetAttentionArgs(info);
   const int64_t B = a.B, H = a.p.H, S = a.p.S, T = a.p.T, D = a.p.D, rows = a.BH * S;
   BackwardOperands g;
-  g.out = HeadView(info, 23, "out", {B, H, S, D}, true, &g.lout, a.o.dtype);
+  g.out = HeadView(info, 23, "out", {B, H, S, D}, true, &g.lout, a.dtype);
   g.dout = HeadView(info, 26, "dout", {B, H, S, D}, true, &g.ldout);
   g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 29, "lse"), 0, rows, "lse");
   g.dq = HeadView(info, 30, "dq", {B, H, S, D}, true, &g.ldq);
@@ -739,9 +755,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   g.delta = delta.ptr();
   void* args[] = {&a.p, &a.o, &g};
   // the dq kernel stores delta, which the dk/dv kernel after it on the stream reads
-  Launch(env, Kernel(env, a.p.D, "ft_attention_backward_dq_64", "ft_attention_backward_dq_128"),
+  Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dq_64", "ft_attention_backward_dq_128"),
          RowBlocks(a.BH, a.p.S, kBackwardRows), Blocks(kBackwardThreads), 0, args);
-  Launch(env, Kernel(env, a.p.D, "ft_attention_backward_dkv_64", "ft_attention_backward_dkv_128"),
+  Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dkv_64", "ft_attention_backward_dkv_128"),
          RowBlocks(a.BH, a.p.T, kBackwardRows), Blocks(kBackwardThreads), 0, args);
   return env.Undefined();
 }
