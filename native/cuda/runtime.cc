@@ -307,7 +307,9 @@ std::string Compile(Napi::Env env, const Nvrtc& n, const char* module_name, cons
 }
 
 struct LoadedModule {
-  std::string source;
+  // The caller's string it was compiled from: the kernel families' sources are statics, so a launch finds its
+  // module by address instead of comparing tens of kilobytes of source.
+  const std::string* origin = nullptr;
   CUmodule module = nullptr;
   std::unordered_map<std::string, CUfunction> functions;
 };
@@ -470,7 +472,7 @@ CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& 
   std::vector<std::unique_ptr<LoadedModule>>& list = g_modules[module_name];
   LoadedModule* loaded = nullptr;
   for (auto& m : list) {
-    if (m->source == source) {
+    if (m->origin == &source) {
       loaded = m.get();
       break;
     }
@@ -478,7 +480,7 @@ CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& 
   if (loaded == nullptr) {
     auto m = std::make_unique<LoadedModule>();
     m->module = LoadModule(env, module_name, source);
-    m->source = source;
+    m->origin = &source;
     loaded = m.get();
     list.push_back(std::move(m));
   }
