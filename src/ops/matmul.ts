@@ -234,10 +234,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
 
 /**
  * x @ cat(weights)^T + cat(biases): one linear layer over several layers' weights stacked by output features
- * (BERT's query, key and value), one GEMM where there would be several narrower ones. The stacked weight is made
- * for the product and made again for the backward's, not kept in between: copying the weights costs far less than
- * holding the copy from the forward to the backward (7 MB a bert-base layer in float32). Under autocast they are
- * cast as they are stacked. Each weight's and bias's gradient is its rows of the stacked one.
+ * (BERT's query, key and value), one GEMM where there would be several narrower ones. The weights are stacked
+ * for the product, under autocast cast to 16 bits on the way. That stacked copy is kept for the backward's product
+ * under autocast (3.5 MB a bert-base layer, freed by the time the backward ends, where a step's memory peaks),
+ * and made again there in float32, where holding it from the forward to the backward would cost 7 MB a layer.
+ * Each weight's and bias's gradient is its rows of the stacked one.
  */
 export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[]): Tensor {
   if (weights.length === 0 || biases.length !== weights.length) {
@@ -249,8 +250,9 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
   const ws = stackRowsAs(weights, read);
   const bias = no_grad(() => cat(biases));
   const result = linearResult(linearForward(xs, ws, bias), x, xs);
-  ws.dispose();
   bias.dispose();
+  const kept = read === float32 ? null : ws;
+  if (!kept) ws.dispose();
   const versions = weights.map((w) => w.storage.version);
   const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad) };
   record(result, "Addmm", [x, ...weights, ...biases], (g) => {
@@ -259,12 +261,12 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
         throw new Error(`one of the variables needed for gradient computation has been modified by an inplace operation: [${w.dtype} ${formatShape(w.shape)}] is at version ${w.storage.version}; expected version ${versions[i]} instead`);
       }
     });
-    const stacked = stackRowsAs(weights, read);
+    const stacked = kept?.detach() ?? stackRowsAs(weights, read);
     const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs);
     stacked.dispose();
     return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
-  }, [xs]);
-  releaseCopies(result, [[xs, x]]);
+  }, kept ? [xs, kept] : [xs]);
+  releaseCopies(result, kept ? [[xs, x], [kept, weights[0]!]] : [[xs, x]]);
   return result;
 }
 

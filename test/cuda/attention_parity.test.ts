@@ -16,7 +16,7 @@ import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
 import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
-import { cat } from "../../src/ops/join.js";
+import { cat, stackRowsAs } from "../../src/ops/join.js";
 import { packed_linear } from "../../src/ops/matmul.js";
 import { BertConfig } from "../../src/models/bert/configuration_bert.js";
 import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
@@ -255,7 +255,7 @@ test("under autocast the kernels read q, k and v in 16 bits, and the backward ke
   assert.equal(packed.grad!.dtype, torch.float32);
 });
 
-test("packed_linear keeps its input for the backward, not the stacked weight", { skip: SKIP }, () => {
+test("packed_linear keeps its input for the backward, and the stacked weight only in 16 bits", { skip: SKIP }, () => {
   const [B, S, W] = [2, 7, 64];
   const x = randn([B, S, W], 1).to("cuda").requires_grad_(true);
   const ws = [2, 3, 4].map((seed) => randn([W, W], seed).to("cuda").requires_grad_(true));
@@ -266,8 +266,8 @@ test("packed_linear keeps its input for the backward, not the stacked weight", {
     const before = torch.cuda.memory_allocated();
     const forward = () => packed_linear(x, ws, bs);
     const y = autocast ? torch.autocast("cuda", { dtype: torch.bfloat16 }, forward) : forward();
-    // the result, and under autocast the 16-bit copy of x the backward's product reads
-    const held = block(B * S * 3 * W * 4) + (autocast ? block(B * S * W * 2) : 0);
+    // the result, and under autocast the 16-bit copies of x and of the stacked weight that the backward's products read
+    const held = block(B * S * 3 * W * 4) + (autocast ? block(B * S * W * 2) + block(3 * W * W * 2) : 0);
     assert.equal(torch.cuda.memory_allocated() - before, held, `autocast ${autocast}`);
     y.backward(randn([B, S, 3 * W], 8).to("cuda"));
   }
@@ -378,6 +378,31 @@ test("BERT's heads through the fused attention and back launch no copy kernels",
     torch.cuda.synchronize();
   `);
   assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"]);
+});
+
+test("stackRowsAs casts float32 matrices to 16 bits in one launch, bit for bit as cat and a cast", { skip: SKIP }, () => {
+  const parts = [[3, 5], [1, 5], [4096 + 7, 5]].map((shape, i) => randn(shape, 10 + i).to("cuda"));
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    const stacked = stackRowsAs(parts, dtype);
+    assert.equal(stacked.dtype, dtype);
+    assert.deepEqual(stacked.shape, [4096 + 11, 5]);
+    assert.deepEqual(stacked.float().tolist(), cat(parts).to(dtype).float().tolist());
+  }
+  // a view past its storage's start, and the kernel's trace
+  const view = randn([6, 5], 20).to("cuda").narrow(0, 2, 3);
+  assert.deepEqual(stackRowsAs([parts[0]!, view], torch.bfloat16).float().tolist(), cat([parts[0]!, view]).to(torch.bfloat16).float().tolist());
+  if (!NO_TRACE) {
+    const kernels = launches(`
+      const { torch } = await import(dist + "/torch.js");
+      const { stackRowsAs } = await import(dist + "/ops/join.js");
+      const parts = [torch.randn([4, 8]).to("cuda"), torch.randn([2, 8]).to("cuda")];
+      torch.cuda.synchronize();
+      console.error("ftemu: begin");
+      stackRowsAs(parts, torch.bfloat16);
+      torch.cuda.synchronize();
+    `);
+    assert.deepEqual(kernels, ["ft_cast_many"]);
+  }
 });
 
 test("BERT's self-attention launches one projection's kernels: the packed one", { skip: NO_TRACE }, () => {

@@ -10,6 +10,7 @@
 
 #include "common/args.h"
 #include "common/dtype.h"
+#include "common/kernel_args.h"
 #include "cuda/kernels/common.h"
 #include "cuda/kernels/register.h"
 
@@ -159,6 +160,19 @@ extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt
     StoreBits(dst + i * ds, ds, Convert(LoadBits(src + i * ss, ss), sdt, ddt));
 }
 
+// A list of contiguous float32 tensors (slot.data[0]) cast to the 16-bit dtype slot.code into slot.data[1], a
+// block per FT_CHUNK elements of one tensor: several casts in one launch (packed_linear stacking its weights).
+extern "C" __global__ void ft_cast_many(const Slot* slots, const int64* first_block, int count, int64 blocks) {
+  for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
+    const int t = FindTensor(first_block, count, b);
+    const Slot& slot = slots[t];
+    const float* src = (const float*)slot.data[0];
+    uint16* dst = (uint16*)slot.data[1];
+    const int64 end = min(slot.size, (b - first_block[t] + 1) * FT_CHUNK);
+    for (int64 k = (b - first_block[t]) * FT_CHUNK + threadIdx.x; k < end; k += blockDim.x) dst[k] = F32ToLowp(src[k], slot.code);
+  }
+}
+
 // Writes `bits` (the value already in the dtype's representation) to every element of a view.
 extern "C" __global__ void ft_fill(Layout l, int64 n, uint8* dst, int size, uint64 bits) {
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
@@ -273,9 +287,44 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// castMany(srcs, srcOffs, sizes, dst, dstOffs, dtype): srcs[i] (sizes[i] contiguous float32 elements from
+// srcOffs[i]) rounded to dtype (float16 or bfloat16) into dst from dstOffs[i], in one launch.
+Napi::Value CastMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const std::vector<DeviceBuffer> srcs = GetDeviceBufferList(info, 0, "srcs");
+  const std::vector<int64_t> src_offs = GetIntArray(info, 1, "srcOffs");
+  const std::vector<int64_t> sizes = GetIntArray(info, 2, "sizes");
+  const DeviceBuffer dst = GetDeviceBuffer(info, 3, "dst");
+  const std::vector<int64_t> dst_offs = GetIntArray(info, 4, "dstOffs");
+  const int dtype = GetDType(info, 5, "dtype");
+  CheckListLength(info, src_offs.size(), srcs.size(), 1, "srcOffs");
+  CheckListLength(info, sizes.size(), srcs.size(), 2, "sizes");
+  CheckListLength(info, dst_offs.size(), srcs.size(), 4, "dstOffs");
+  if (dtype != kF16 && dtype != kBF16) throw Napi::RangeError::New(env, ArgName(5, "dtype") + " must be float16 or bfloat16");
+  std::vector<Slot> slots(srcs.size());
+  for (size_t i = 0; i < srcs.size(); ++i) {
+    const std::string index = "[" + std::to_string(i) + "]";
+    slots[i].data[0] = DeviceElements<float>(info, srcs[i], src_offs[i], sizes[i], ("srcs" + index).c_str());
+    slots[i].data[1] = DeviceElements<uint16_t>(info, dst, dst_offs[i], sizes[i], ("dst" + index).c_str());
+    slots[i].size = sizes[i];
+    slots[i].code = dtype;
+  }
+  const TensorList list = MakeTensorList(std::move(slots));
+  int64_t blocks = list.blocks();
+  if (blocks == 0) return env.Undefined();
+  DeviceTensorList device(env, list);
+  uint64_t slots_ptr = device.slots(), first_block = device.first_block();
+  int count = device.count();
+  void* args[] = {&slots_ptr, &first_block, &count, &blocks};
+  Launch(env, Kernel(env, "ft_cast_many"), RowGrid(blocks), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void RegisterCopy(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("castMany", Napi::Function::New(env, CastMany, "castMany"));
   cuda.Set("copy", Napi::Function::New(env, Copy, "copy"));
   cuda.Set("fill", Napi::Function::New(env, Fill, "fill"));
 }
