@@ -49,8 +49,14 @@ interface VariantResult {
   cuda_graphs?: number;
   /** host seconds of the steps that captured a graph, from the previous step's end (finetune only) */
   capture_s?: number;
-  /** of which inside the captures, and in their first replays; and the segments the captures allocated (finetune only) */
+  /**
+   * of which inside the captures (and of that: ending them, building GEMM plans, inside cuBLASLt's matmuls), and in
+   * their first replays; and the segments the captures allocated (finetune only)
+   */
   capture_host_s?: number;
+  capture_end_s?: number;
+  capture_gemm_plan_s?: number;
+  capture_gemm_matmul_s?: number;
   capture_first_replay_s?: number;
   capture_segments?: number;
   train_tokens: number;
@@ -100,7 +106,7 @@ class StepTimer extends TrainerCallback {
   cuda_graphs = 0;
   capture_s = 0;
   /** the graph step's own figures at the last step end (the Trainer drops the step when training ends) */
-  capture_stats = { host_s: 0, first_replay_s: 0, segments: 0 };
+  capture_stats = { host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, first_replay_s: 0, segments: 0 };
   constructor(private readonly graphStep: () => CudaGraphStep | null) {
     super();
   }
@@ -173,6 +179,9 @@ async function train(dir: string, precision: string): Promise<void> {
     cuda_graphs: timer.cuda_graphs,
     capture_s: round(timer.capture_s, 3),
     capture_host_s: round(timer.capture_stats.host_s, 3),
+    capture_end_s: round(timer.capture_stats.end_s, 3),
+    capture_gemm_plan_s: round(timer.capture_stats.gemm_plan_s, 3),
+    capture_gemm_matmul_s: round(timer.capture_stats.gemm_matmul_s, 3),
     capture_first_replay_s: round(timer.capture_stats.first_replay_s, 3),
     capture_segments: timer.capture_stats.segments,
     train_tokens,
@@ -237,6 +246,9 @@ function report(dir: string, statuses: string[]): void {
     train_tokens: per("train_tokens"),
     capture_s: per("capture_s"),
     capture_host_s: per("capture_host_s"),
+    capture_end_s: per("capture_end_s"),
+    capture_gemm_plan_s: per("capture_gemm_plan_s"),
+    capture_gemm_matmul_s: per("capture_gemm_matmul_s"),
     capture_segments: per("capture_segments"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));

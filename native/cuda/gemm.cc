@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <napi.h>
 
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -151,6 +152,17 @@ struct Plan {
 
 std::unordered_map<PlanKey, Plan, PlanKeyHash> g_plans;
 
+// Host time spent building plans (cuBLASLt's heuristic query) and inside cublasLtMatmul (which loads a kernel on
+// its first use): what a CUDA graph capture of new shapes pays for its GEMMs (gemmStats).
+struct GemmHostTime {
+  double plan_seconds = 0, matmul_seconds = 0;
+};
+GemmHostTime g_host_time;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 uint32_t Alignment(uint64_t address, int64_t stride_elements, size_t element_size) {
   uint64_t bits = address | (static_cast<uint64_t>(stride_elements) * element_size) | 256;
   return static_cast<uint32_t>(bits & (~bits + 1));  // the lowest set bit: the largest power of two dividing all
@@ -174,6 +186,7 @@ cublasLtMatrixLayout_t LtLayout(Napi::Env env, const CublasLtApi& a, int type, u
 const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
   auto it = g_plans.find(k);
   if (it != g_plans.end()) return it->second;
+  const auto start = std::chrono::steady_clock::now();
   const CublasLtApi& a = lt.api;
   Plan plan;
   // TF32 only concerns float32 operands; 16-bit ones always run on tensor cores.
@@ -214,6 +227,7 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
                                     std::to_string(k.N) + " K=" + std::to_string(k.K) +
                                     " batch=" + std::to_string(k.batch));
   plan.algo = result.algo;
+  g_host_time.plan_seconds += SecondsSince(start);
   return g_plans.emplace(k, plan).first->second;
 }
 
@@ -287,13 +301,27 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
     CheckLt(env, lt.api.cublasLtMatmulDescSetAttribute(plan.desc, kDescBiasPointer, &pbias, sizeof(pbias)),
             "setting the bias pointer");
   // beta == 0: cuBLAS then does not read C, so NaNs in C do not propagate (the CPU contract).
+  const auto start = std::chrono::steady_clock::now();
   CheckLt(env,
           lt.api.cublasLtMatmul(lt.handle, plan.desc, &alpha, reinterpret_cast<const void*>(pb), plan.a,
                                 reinterpret_cast<const void*>(pa), plan.b, &beta, reinterpret_cast<const void*>(pc),
                                 plan.c, reinterpret_cast<void*>(pc), plan.c, &plan.algo,
                                 reinterpret_cast<void*>(lt.workspace.ptr), kWorkspaceBytes, cuda::Stream()),
           "cublasLtMatmul");
+  g_host_time.matmul_seconds += SecondsSince(start);
   return env.Undefined();
+}
+
+// gemmStats(): {plans, plan_s, matmul_s}: the plans built so far and the host seconds spent building them and
+// inside cublasLtMatmul, since the process started.
+Napi::Value GemmStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cuda::EnsureContext(env);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("plans", Napi::Number::New(env, static_cast<double>(g_plans.size())));
+  out.Set("plan_s", Napi::Number::New(env, g_host_time.plan_seconds));
+  out.Set("matmul_s", Napi::Number::New(env, g_host_time.matmul_seconds));
+  return out;
 }
 
 Napi::Value SetAllowTf32(const Napi::CallbackInfo& info) {
@@ -307,6 +335,7 @@ Napi::Value GetAllowTf32(const Napi::CallbackInfo& info) { return Napi::Boolean:
 
 void RegisterCudaGemm(Napi::Env env, Napi::Object cuda) {
   cuda.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
+  cuda.Set("gemmStats", Napi::Function::New(env, GemmStats, "gemmStats"));
   cuda.Set("setAllowTf32", Napi::Function::New(env, SetAllowTf32, "setAllowTf32"));
   cuda.Set("getAllowTf32", Napi::Function::New(env, GetAllowTf32, "getAllowTf32"));
 }

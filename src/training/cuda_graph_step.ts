@@ -20,6 +20,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";
 import { CUDAGraph, cuda, type GraphPoolHandle } from "../backend/cuda.js";
+import { native } from "../backend/native.js";
 import { clip_grad_norm_deferred } from "../nn/utils.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import type { Module } from "../nn/module.js";
@@ -59,10 +60,12 @@ export class CudaGraphStep {
   readonly #clip: Tensor;
   #clipped = false;
   /**
-   * Summed over the captures: host seconds inside them (recording the update, instantiating the graph), host
-   * seconds of their first replays (the graph's upload), and the segments they took from the driver.
+   * Summed over the captures: host seconds inside them (recording the update, instantiating the graph), of which
+   * ending the capture (instantiating the graph), building GEMM plans for the new shape and inside cuBLASLt's
+   * matmul calls (which load new kernels); host seconds of their first replays (the graph's upload), and the
+   * segments they took from the driver.
    */
-  readonly capture_stats = { host_s: 0, first_replay_s: 0, segments: 0 };
+  readonly capture_stats = { host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, first_replay_s: 0, segments: 0 };
 
   constructor(
     private readonly model: Module,
@@ -111,11 +114,22 @@ export class CudaGraphStep {
     const graph = new CUDAGraph();
     const start = performance.now();
     const segments = cuda.memory_stats()["segment.all.allocated"]!;
+    let recorded = start;
     try {
       this.#pool ??= cuda.graph_pool_handle();
-      cuda.graph(graph, () => this.#update(inputs), { pool: this.#pool });
-      this.capture_stats.host_s += (performance.now() - start) / 1000;
-      this.capture_stats.segments += cuda.memory_stats()["segment.all.allocated"]! - segments;
+      const gemm = native.cuda.gemmStats();
+      cuda.graph(graph, () => {
+        this.#update(inputs);
+        recorded = performance.now();
+      }, { pool: this.#pool });
+      const end = performance.now();
+      const stats = this.capture_stats;
+      const gemmAfter = native.cuda.gemmStats();
+      stats.host_s += (end - start) / 1000;
+      stats.end_s += (end - recorded) / 1000;
+      stats.gemm_plan_s += gemmAfter.plan_s - gemm.plan_s;
+      stats.gemm_matmul_s += gemmAfter.matmul_s - gemm.matmul_s;
+      stats.segments += cuda.memory_stats()["segment.all.allocated"]! - segments;
       return graph;
     } catch (e) {
       // Nothing captured ran, and gradients the capture made hold no values.

@@ -112,6 +112,10 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
   });
   for (const b of batches) step.step(b);
   assert.equal(step.graph_count, 2, "one graph per batch shape");
+  // the captures' host time holds its parts: ending the capture, and the GEMM plans and calls of the new shapes
+  const stats = step.capture_stats;
+  assert.ok(stats.gemm_matmul_s > 0 && stats.end_s > 0, JSON.stringify(stats));
+  assert.ok(stats.end_s + stats.gemm_plan_s + stats.gemm_matmul_s <= stats.host_s, JSON.stringify(stats));
   const { loss, grad_norm } = step.drain();
   assert.ok(Math.abs(loss - eagerLoss) <= 1e-5 * (1 + Math.abs(eagerLoss)), `summed loss ${loss} vs ${eagerLoss}`);
   assert.ok(grad_norm !== null && grad_norm > 0);
