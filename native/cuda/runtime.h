@@ -151,7 +151,7 @@ Layout MakeLayout(const std::vector<int64_t>& shape, const std::vector<int64_t>&
 // fast math, no FMA contraction) once per process; the compiled cubin is also kept on disk ($FINETUNE_CACHE,
 // else ~/.cache/finetune/kernels) under a hash of source, options and NVRTC version. `module_name` names the
 // source in compile errors, which throw a JS Error carrying NVRTC's log. `source` must live as long as the process
-// (the kernel families pass statics): a module is found by the string's address before its text.
+// (the kernel families pass statics): a module is found by the string's address.
 CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& source, const char* function_name);
 
 // Queues `fn` on the stream; `args` points to each kernel argument, as cuLaunchKernel wants. A grid with a zero

@@ -293,11 +293,11 @@ export interface CudaAddon extends Kernels {
   /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;
-  /** the GEMM plans built so far, and the host seconds spent building them and inside cublasLtMatmul */
-  gemmStats(): { plans: number; plan_s: number; matmul_s: number };
-  /** srcs[i] (sizes[i] contiguous float32 elements from srcOffs[i]) rounded to `dtype` (float16 or bfloat16) into
-   * dst from dstOffs[i], in one launch */
-  castMany(srcs: AB[], srcOffs: number[], sizes: number[], dst: AB, dstOffs: number[], dtype: DTypeCode): void;
+  /** the host seconds spent building GEMM plans and inside cublasLtMatmul since the process started */
+  gemmStats(): { plan_s: number; matmul_s: number };
+  /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) rounded to `dtype` (float16 or bfloat16) into dst
+   * from dstOffs[i], in one launch */
+  castMany(bufs: AB[], offs: number[], sizes: number[], dst: AB, dstOffs: number[], dtype: DTypeCode): void;
 }
 
 function findAddon(): string {

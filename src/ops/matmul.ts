@@ -251,7 +251,7 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
   const bias = no_grad(() => cat(biases));
   const result = linearResult(linearForward(xs, ws, bias), x, xs);
   bias.dispose();
-  const kept = read === float32 ? null : ws;
+  const kept = read !== float32 && needsGrad(x, ...weights, ...biases) ? ws : null;
   if (!kept) ws.dispose();
   const versions = weights.map((w) => w.storage.version);
   const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad) };
@@ -266,7 +266,7 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
     stacked.dispose();
     return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
   }, kept ? [xs, kept] : [xs]);
-  releaseCopies(result, kept ? [[xs, x], [kept, weights[0]!]] : [[xs, x]]);
+  releaseCopies(result, [[xs, x]]);
   return result;
 }
 

@@ -60,10 +60,10 @@ export class CudaGraphStep {
   readonly #clip: Tensor;
   #clipped = false;
   /**
-   * Summed over the captures: host seconds inside them (recording the update, instantiating the graph), of which
+   * Summed over the captures: host seconds inside them (recording the update, then ending the capture), of which
    * ending the capture (instantiating the graph), building GEMM plans for the new shape and inside cuBLASLt's
-   * matmul calls (which load new kernels); host seconds of their first replays (the graph's upload), and the
-   * segments they took from the driver.
+   * matmul calls; host seconds of their first replays (the graph's upload), and the segments they took from the
+   * driver.
    */
   readonly capture_stats = { host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, first_replay_s: 0, segments: 0 };
 

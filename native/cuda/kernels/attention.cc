@@ -625,11 +625,10 @@ struct BackwardOperands {
 // The entry point for head dim D, `small` (the _64 one) or `large`, of the module for operands of `dtype`: one
 // module per dtype, compiled when first used.
 CUfunction Kernel(Napi::Env env, int32_t dtype, int32_t D, const char* small, const char* large) {
-  static const std::string sources[] = {
-      ModuleSource(("#define FT_ATTN_OPERANDS DT_F32\n" + std::string(kSource)).c_str()),
-      ModuleSource(("#define FT_ATTN_OPERANDS DT_BF16\n" + std::string(kSource)).c_str()),
-      ModuleSource(("#define FT_ATTN_OPERANDS DT_F16\n" + std::string(kSource)).c_str()),
+  const auto source_for = [](const char* operands) {
+    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + kSource).c_str());
   };
+  static const std::string sources[] = {source_for("DT_F32"), source_for("DT_BF16"), source_for("DT_F16")};
   const std::string& source = sources[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0];
   return GetKernel(env, "attention", source, D <= kSmallHeadDim ? small : large);
 }

@@ -178,6 +178,23 @@ inline TensorList MakeTensorList(std::vector<Slot> slots) {
   return list;
 }
 
+// bufs, offs and sizes at argument indices 0, 1, 2: contiguous float32 tensors (data[0]), as the list the kernels
+// read.
+inline TensorList GetList(const Napi::CallbackInfo& info) {
+  std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, 0, "bufs");
+  std::vector<int64_t> offs = GetIntArray(info, 1, "offs");
+  std::vector<int64_t> sizes = GetIntArray(info, 2, "sizes");
+  CheckListLength(info, offs.size(), bufs.size(), 1, "offs");
+  CheckListLength(info, sizes.size(), bufs.size(), 2, "sizes");
+  std::vector<Slot> slots(bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    const std::string name = "bufs[" + std::to_string(i) + "]";
+    slots[i].data[0] = DeviceElements<float>(info, bufs[i], offs[i], sizes[i], name.c_str());
+    slots[i].size = sizes[i];
+  }
+  return MakeTensorList(std::move(slots));
+}
+
 // The list in device memory: the slots, then the block starts (8-byte aligned after 56-byte slots). Scratch
 // memory written by a copy on the stream; while capturing a CUDA graph, the graph's constants (a captured copy
 // would read the host vector again at every replay).

@@ -10,7 +10,6 @@
 
 #include "common/args.h"
 #include "common/dtype.h"
-#include "common/kernel_args.h"
 #include "cuda/kernels/common.h"
 #include "cuda/kernels/register.h"
 
@@ -164,12 +163,11 @@ extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt
 // block per FT_CHUNK elements of one tensor: several casts in one launch (packed_linear stacking its weights).
 extern "C" __global__ void ft_cast_many(const Slot* slots, const int64* first_block, int count, int64 blocks) {
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
-    const int t = FindTensor(first_block, count, b);
-    const Slot& slot = slots[t];
+    int64 begin, end;
+    const Slot& slot = ChunkOf(slots, first_block, count, b, begin, end);
     const float* src = (const float*)slot.data[0];
     uint16* dst = (uint16*)slot.data[1];
-    const int64 end = min(slot.size, (b - first_block[t] + 1) * FT_CHUNK);
-    for (int64 k = (b - first_block[t]) * FT_CHUNK + threadIdx.x; k < end; k += blockDim.x) dst[k] = F32ToLowp(src[k], slot.code);
+    for (int64 k = begin + threadIdx.x; k < end; k += blockDim.x) dst[k] = F32ToLowp(src[k], slot.code);
   }
 }
 
@@ -287,30 +285,22 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// castMany(srcs, srcOffs, sizes, dst, dstOffs, dtype): srcs[i] (sizes[i] contiguous float32 elements from
-// srcOffs[i]) rounded to dtype (float16 or bfloat16) into dst from dstOffs[i], in one launch.
+// castMany(bufs, offs, sizes, dst, dstOffs, dtype): bufs[i] (sizes[i] contiguous float32 elements from offs[i])
+// rounded to dtype (float16 or bfloat16) into dst from dstOffs[i], in one launch.
 Napi::Value CastMany(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
-  const std::vector<DeviceBuffer> srcs = GetDeviceBufferList(info, 0, "srcs");
-  const std::vector<int64_t> src_offs = GetIntArray(info, 1, "srcOffs");
-  const std::vector<int64_t> sizes = GetIntArray(info, 2, "sizes");
+  TensorList list = GetList(info);
   const DeviceBuffer dst = GetDeviceBuffer(info, 3, "dst");
   const std::vector<int64_t> dst_offs = GetIntArray(info, 4, "dstOffs");
   const int dtype = GetDType(info, 5, "dtype");
-  CheckListLength(info, src_offs.size(), srcs.size(), 1, "srcOffs");
-  CheckListLength(info, sizes.size(), srcs.size(), 2, "sizes");
-  CheckListLength(info, dst_offs.size(), srcs.size(), 4, "dstOffs");
+  CheckListLength(info, dst_offs.size(), list.slots.size(), 4, "dstOffs");
   if (dtype != kF16 && dtype != kBF16) throw Napi::RangeError::New(env, ArgName(5, "dtype") + " must be float16 or bfloat16");
-  std::vector<Slot> slots(srcs.size());
-  for (size_t i = 0; i < srcs.size(); ++i) {
-    const std::string index = "[" + std::to_string(i) + "]";
-    slots[i].data[0] = DeviceElements<float>(info, srcs[i], src_offs[i], sizes[i], ("srcs" + index).c_str());
-    slots[i].data[1] = DeviceElements<uint16_t>(info, dst, dst_offs[i], sizes[i], ("dst" + index).c_str());
-    slots[i].size = sizes[i];
-    slots[i].code = dtype;
+  for (size_t i = 0; i < list.slots.size(); ++i) {
+    const std::string name = "dst[" + std::to_string(i) + "]";
+    list.slots[i].data[1] = DeviceElements<uint16_t>(info, dst, dst_offs[i], list.slots[i].size, name.c_str());
+    list.slots[i].code = dtype;
   }
-  const TensorList list = MakeTensorList(std::move(slots));
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();
   DeviceTensorList device(env, list);

@@ -288,6 +288,15 @@ __device__ __forceinline__ int FindTensor(const int64* first_block, int count, i
   }
   return lo;
 }
+
+// Block b of the list: its tensor's slot and element range.
+__device__ __forceinline__ const Slot& ChunkOf(const Slot* slots, const int64* first_block, int count, int64 b,
+                                               int64& begin, int64& end) {
+  const int t = FindTensor(first_block, count, b);
+  begin = (b - first_block[t]) * FT_CHUNK;
+  end = min(slots[t].size, begin + FT_CHUNK);
+  return slots[t];
+}
 )CUDA";
 
 }  // namespace ft::cuda::kernels

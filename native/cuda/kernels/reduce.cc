@@ -254,15 +254,6 @@ extern "C" __global__ void ft_argmax_columns(int64 outer, int64 n, int64 inner, 
   }
 }
 
-// Block b of the list: its tensor's slot and element range.
-__device__ __forceinline__ const Slot& ChunkOf(const Slot* slots, const int64* first_block, int count, int64 b,
-                                               int64& begin, int64& end) {
-  const int t = FindTensor(first_block, count, b);
-  begin = (b - first_block[t]) * FT_CHUNK;
-  end = min(slots[t].size, begin + FT_CHUNK);
-  return slots[t];
-}
-
 __device__ __forceinline__ double Squares(const Float4& f) {
   return ((double)f.v[0] * f.v[0] + (double)f.v[1] * f.v[1]) + ((double)f.v[2] * f.v[2] + (double)f.v[3] * f.v[3]);
 }
@@ -491,22 +482,6 @@ Napi::Value Argmax(const Napi::CallbackInfo& info) {
 
 // ft_sum_squares' grid: a warp per chunk.
 Dim3 ChunkWarpsGrid(int64_t chunks) { return RowGrid((chunks + kThreads / 32 - 1) / (kThreads / 32)); }
-
-// bufs, offs and sizes at argument indices 0, 1, 2, as the list the kernels read.
-TensorList GetList(const Napi::CallbackInfo& info) {
-  std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, 0, "bufs");
-  std::vector<int64_t> offs = GetIntArray(info, 1, "offs");
-  std::vector<int64_t> sizes = GetIntArray(info, 2, "sizes");
-  CheckListLength(info, offs.size(), bufs.size(), 1, "offs");
-  CheckListLength(info, sizes.size(), bufs.size(), 2, "sizes");
-  std::vector<Slot> slots(bufs.size());
-  for (size_t i = 0; i < bufs.size(); ++i) {
-    const std::string name = "bufs[" + std::to_string(i) + "]";
-    slots[i].data[0] = DeviceElements<float>(info, bufs[i], offs[i], sizes[i], name.c_str());
-    slots[i].size = sizes[i];
-  }
-  return MakeTensorList(std::move(slots));
-}
 
 Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
