@@ -11,6 +11,7 @@ import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, formatShape, numelOf } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
 import { needsGrad, record } from "./record.js";
+import { restoreDtype } from "./float32_operands.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
@@ -130,7 +131,7 @@ function batchedMatmul(a: Tensor, b: Tensor): Tensor {
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = Tensor.empty([...batch, a.shape[a.ndim - 2], b.shape[b.ndim - 1]], float32, a.device);
   gemmInto(x, false, y, false, out, 0);
-  const result = lowp || (a.dtype === float32 && b.dtype === float32) ? out : convertBack(out, a);
+  const result = lowp || (a.dtype === float32 && b.dtype === float32) ? out : restoreDtype(out, a.dtype);
   record(result, "Matmul", [a, b], (g) => {
     const gr = lowp ? castTo(g, lowp) : g;
     const grads = [
@@ -144,12 +145,6 @@ function batchedMatmul(a: Tensor, b: Tensor): Tensor {
   return result;
 }
 
-function convertBack(out: Tensor, like: Tensor): Tensor {
-  const c = convertContiguous(out, like.dtype);
-  out.dispose();
-  return c;
-}
-
 /** op(x) @ op(y) in `dtype` for gradients (no autograd, batch dims broadcast). */
 function productGrad(x: Tensor, tx: boolean, y: Tensor, ty: boolean, dtype: DType): Tensor {
   const M = tx ? x.shape[x.ndim - 1] : x.shape[x.ndim - 2];
@@ -157,7 +152,7 @@ function productGrad(x: Tensor, tx: boolean, y: Tensor, ty: boolean, dtype: DTyp
   const batch = broadcastShapes(x.shape.slice(0, -2), y.shape.slice(0, -2));
   const out = Tensor.empty([...batch, M, N], float32, x.device);
   gemmInto(x, tx, y, ty, out, 0);
-  return dtype === float32 ? out : convertBack(out, x.dtype === dtype ? x : y);
+  return dtype === float32 ? out : restoreDtype(out, x.dtype === dtype ? x.dtype : y.dtype);
 }
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
@@ -218,7 +213,7 @@ function linearForward(xs: Tensor, ws: Tensor, bias: Tensor | null): Tensor {
 
 /** The dtype a linear layer returns: float32 under autocast (whose operands xs then differ from x), else x's. */
 function linearResult(out: Tensor, x: Tensor, xs: Tensor): Tensor {
-  return x.dtype === float32 || xs.dtype !== float32 ? out : convertBack(out, x);
+  return x.dtype === float32 || xs.dtype !== float32 ? out : restoreDtype(out, x.dtype);
 }
 
 /** y = x W^T + b over the last dim of x; W is [out, in]. */
