@@ -51,13 +51,15 @@ interface VariantResult {
   capture_s?: number;
   /**
    * of which inside the captures (and of that: ending them, building GEMM plans, inside cuBLASLt's matmuls), and in
-   * their first replays; and the segments the captures allocated (finetune only)
+   * their first replays; the GEMM plans of the captures that queried cuBLASLt's heuristic, and the segments the
+   * captures allocated (finetune only)
    */
   capture_host_s?: number;
   capture_end_s?: number;
   capture_gemm_plan_s?: number;
   capture_gemm_matmul_s?: number;
   capture_first_replay_s?: number;
+  capture_gemm_heuristics?: number;
   capture_segments?: number;
   train_tokens: number;
   device: string;
@@ -106,7 +108,7 @@ class StepTimer extends TrainerCallback {
   cuda_graphs = 0;
   capture_s = 0;
   /** the graph step's own figures at the last step end (the Trainer drops the step when training ends) */
-  capture_stats = { host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, first_replay_s: 0, segments: 0 };
+  capture_stats = { host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, gemm_heuristics: 0, first_replay_s: 0, segments: 0 };
   constructor(private readonly graphStep: () => CudaGraphStep | null) {
     super();
   }
@@ -183,6 +185,7 @@ async function train(dir: string, precision: string): Promise<void> {
     capture_gemm_plan_s: round(timer.capture_stats.gemm_plan_s, 3),
     capture_gemm_matmul_s: round(timer.capture_stats.gemm_matmul_s, 3),
     capture_first_replay_s: round(timer.capture_stats.first_replay_s, 3),
+    capture_gemm_heuristics: timer.capture_stats.gemm_heuristics,
     capture_segments: timer.capture_stats.segments,
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
@@ -249,6 +252,7 @@ function report(dir: string, statuses: string[]): void {
     capture_end_s: per("capture_end_s"),
     capture_gemm_plan_s: per("capture_gemm_plan_s"),
     capture_gemm_matmul_s: per("capture_gemm_matmul_s"),
+    capture_gemm_heuristics: per("capture_gemm_heuristics"),
     capture_segments: per("capture_segments"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));

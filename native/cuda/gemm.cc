@@ -75,6 +75,10 @@ struct CublasLtApi {
                                                    cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t,
                                                    int requested, cublasLtMatmulHeuristicResult_t* results,
                                                    int* returned) = nullptr;
+  cublasStatus_t (*cublasLtMatmulAlgoCheck)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t a,
+                                            cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                                            cublasLtMatrixLayout_t d, const cublasLtMatmulAlgo_t* algo,
+                                            cublasLtMatmulHeuristicResult_t* result) = nullptr;
   cublasStatus_t (*cublasLtMatmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void* alpha, const void* A,
                                    cublasLtMatrixLayout_t, const void* B, cublasLtMatrixLayout_t, const void* beta,
                                    const void* C, cublasLtMatrixLayout_t, void* D, cublasLtMatrixLayout_t,
@@ -117,6 +121,7 @@ Lt& GetLt(Napi::Env env) {
   Resolve(env, "cublasLtMatmulPreferenceSetAttribute", a.cublasLtMatmulPreferenceSetAttribute);
   Resolve(env, "cublasLtMatmulPreferenceDestroy", a.cublasLtMatmulPreferenceDestroy);
   Resolve(env, "cublasLtMatmulAlgoGetHeuristic", a.cublasLtMatmulAlgoGetHeuristic);
+  Resolve(env, "cublasLtMatmulAlgoCheck", a.cublasLtMatmulAlgoCheck);
   Resolve(env, "cublasLtMatmul", a.cublasLtMatmul);
   if (lt.workspace.ptr == 0) lt.workspace = cuda::TakeDeviceMemory(env, kWorkspaceBytes);
   CheckLt(env, a.cublasLtCreate(&lt.handle), "cublasLtCreate");
@@ -152,10 +157,29 @@ struct Plan {
 
 std::unordered_map<PlanKey, Plan, PlanKeyHash> g_plans;
 
+// A training run's GEMMs come in families that differ only in the token count (M of a layer's forward and input
+// gradient, K of its weight gradient), which changes with every padded batch length. A family keeps the first
+// algorithm the heuristic chose for it and later shapes reuse it where cuBLASLt accepts it: the heuristic would
+// pick other kernels for other token counts, and each kernel's first use loads its module (lazily, since CUDA
+// 12), which cost a CUDA graph capture of a new shape about 50 ms on an H100. Token counts within a factor of 4
+// (the same CountClass) share a family, so a pooler's 8 rows do not choose the tiles of a layer's 512.
+int64_t CountClass(int64_t n) { return (63 - __builtin_clzll(static_cast<uint64_t>(n))) / 2; }
+
+PlanKey FamilyOf(PlanKey k) {
+  k.M = CountClass(k.M);
+  k.K = CountClass(k.K);
+  if (k.batch == 1) k.strideA = k.strideB = k.strideC = 0;
+  return k;
+}
+
+std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_family_algos;
+
 // Host time spent building plans (cuBLASLt's heuristic query) and inside cublasLtMatmul: what a CUDA graph capture
-// of new shapes pays for its GEMMs (gemmStats).
+// of new shapes pays for its GEMMs; and how many plans asked the heuristic rather than reusing their family's
+// algorithm (gemmStats).
 struct GemmHostTime {
   double plan_seconds = 0, matmul_seconds = 0;
+  int64_t heuristic_queries = 0;
 };
 GemmHostTime g_host_time;
 
@@ -179,6 +203,31 @@ cublasLtMatrixLayout_t LtLayout(Napi::Env env, const CublasLtApi& a, int type, u
   CheckLt(env, a.cublasLtMatrixLayoutSetAttribute(layout, kLayoutBatchOffset, &stride, sizeof(stride)),
           "setting the batch stride");
   return layout;
+}
+
+// cuBLASLt's first choice for the plan's problem with `k`'s alignments and our workspace.
+cublasLtMatmulAlgo_t Heuristic(Napi::Env env, Lt& lt, const PlanKey& k, const Plan& plan) {
+  const CublasLtApi& a = lt.api;
+  cublasLtMatmulPreference_t pref = nullptr;
+  CheckLt(env, a.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  uint64_t workspace = kWorkspaceBytes;
+  const uint32_t align[4] = {static_cast<uint32_t>(k.alignB), static_cast<uint32_t>(k.alignA),
+                             static_cast<uint32_t>(k.alignC), static_cast<uint32_t>(k.alignC)};  // cuBLASLt's A, B, C, D
+  cublasStatus_t status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMaxWorkspace, &workspace, sizeof(workspace));
+  for (int i = 0; i < 4 && status == kCublasSuccess; ++i)
+    status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMinAlignmentA + i, &align[i], sizeof(uint32_t));
+  cublasLtMatmulHeuristicResult_t result{};
+  int returned = 0;
+  if (status == kCublasSuccess)
+    status = a.cublasLtMatmulAlgoGetHeuristic(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result,
+                                              &returned);
+  a.cublasLtMatmulPreferenceDestroy(pref);
+  CheckLt(env, status, "cublasLtMatmulAlgoGetHeuristic");
+  if (returned == 0)
+    throw Napi::Error::New(env, "cuBLASLt has no algorithm for sgemm M=" + std::to_string(k.M) + " N=" +
+                                    std::to_string(k.N) + " K=" + std::to_string(k.K) +
+                                    " batch=" + std::to_string(k.batch));
+  return result.algo;
 }
 
 // Builds the column-major problem: cuBLASLt's A is our B (op transB, m = N), its B is our A (op transA, n = M).
@@ -207,26 +256,19 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
   plan.b = k.transA ? LtLayout(env, a, ab, n, kk, k.lda, batch, k.strideA)
                     : LtLayout(env, a, ab, kk, n, k.lda, batch, k.strideA);
   plan.c = LtLayout(env, a, kCudaR32F, m, n, k.ldc, batch, k.strideC);
-  cublasLtMatmulPreference_t pref = nullptr;
-  CheckLt(env, a.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-  uint64_t workspace = kWorkspaceBytes;
-  const uint32_t align[4] = {static_cast<uint32_t>(k.alignB), static_cast<uint32_t>(k.alignA),
-                             static_cast<uint32_t>(k.alignC), static_cast<uint32_t>(k.alignC)};  // cuBLASLt's A, B, C, D
-  cublasStatus_t status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMaxWorkspace, &workspace, sizeof(workspace));
-  for (int i = 0; i < 4 && status == kCublasSuccess; ++i)
-    status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMinAlignmentA + i, &align[i], sizeof(uint32_t));
-  cublasLtMatmulHeuristicResult_t result{};
-  int returned = 0;
-  if (status == kCublasSuccess)
-    status = a.cublasLtMatmulAlgoGetHeuristic(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result,
-                                              &returned);
-  a.cublasLtMatmulPreferenceDestroy(pref);
-  CheckLt(env, status, "cublasLtMatmulAlgoGetHeuristic");
-  if (returned == 0)
-    throw Napi::Error::New(env, "cuBLASLt has no algorithm for sgemm M=" + std::to_string(k.M) + " N=" +
-                                    std::to_string(k.N) + " K=" + std::to_string(k.K) +
-                                    " batch=" + std::to_string(k.batch));
-  plan.algo = result.algo;
+  const PlanKey family = FamilyOf(k);
+  const auto reusable = g_family_algos.find(family);
+  cublasLtMatmulHeuristicResult_t checked{};
+  if (reusable != g_family_algos.end() &&
+      a.cublasLtMatmulAlgoCheck(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, &reusable->second, &checked) ==
+          kCublasSuccess &&
+      checked.workspaceSize <= kWorkspaceBytes) {
+    plan.algo = reusable->second;
+  } else {
+    plan.algo = Heuristic(env, lt, k, plan);
+    ++g_host_time.heuristic_queries;
+    g_family_algos.emplace(family, plan.algo);
+  }
   g_host_time.plan_seconds += SecondsSince(start);
   return g_plans.emplace(k, plan).first->second;
 }
@@ -292,9 +334,11 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
     pa = pb = zeros.ptr;
   }
   k.tf32 = g_allow_tf32;
-  k.alignA = Alignment(pa, k.strideA, ab_size);
-  k.alignB = Alignment(pb, k.strideB, ab_size);
-  k.alignC = Alignment(pc, k.strideC, sizeof(float));
+  // One matrix has no batch stride to align
+  const bool batched = k.batch > 1;
+  k.alignA = Alignment(pa, batched ? k.strideA : 0, ab_size);
+  k.alignB = Alignment(pb, batched ? k.strideB : 0, ab_size);
+  k.alignC = Alignment(pc, batched ? k.strideC : 0, sizeof(float));
   const Plan& plan = GetPlan(env, lt, k);
   // The pointer is the call's, set on the plan's descriptor before each use (graphs capture it with the launch).
   if (k.bias)
@@ -312,14 +356,15 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// gemmStats(): {plan_s, matmul_s}: the host seconds spent building plans and inside cublasLtMatmul since the
-// process started.
+// gemmStats(): {plan_s, matmul_s, heuristic_queries}: since the process started, the host seconds spent building
+// plans and inside cublasLtMatmul, and the plans that took a new algorithm from cuBLASLt's heuristic.
 Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
   Napi::Object out = Napi::Object::New(env);
   out.Set("plan_s", Napi::Number::New(env, g_host_time.plan_seconds));
   out.Set("matmul_s", Napi::Number::New(env, g_host_time.matmul_seconds));
+  out.Set("heuristic_queries", Napi::Number::New(env, static_cast<double>(g_host_time.heuristic_queries)));
   return out;
 }
 

@@ -293,8 +293,9 @@ export interface CudaAddon extends Kernels {
   /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;
-  /** the host seconds spent building GEMM plans and inside cublasLtMatmul since the process started */
-  gemmStats(): { plan_s: number; matmul_s: number };
+  /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, and the plans
+   * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K) */
+  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number };
   /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) rounded to `dtype` (float16 or bfloat16) into dst
    * from dstOffs[i], in one launch */
   castMany(bufs: AB[], offs: number[], sizes: number[], dst: AB, dstOffs: number[], dtype: DTypeCode): void;

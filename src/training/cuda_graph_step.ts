@@ -62,10 +62,12 @@ export class CudaGraphStep {
   /**
    * Summed over the captures: host seconds inside them (recording the update, then ending the capture), of which
    * ending the capture (instantiating the graph), building GEMM plans for the new shape and inside cuBLASLt's
-   * matmul calls; host seconds of their first replays (the graph's upload), and the segments they took from the
-   * driver.
+   * matmul calls; the plans that took a new algorithm from cuBLASLt's heuristic (the others reused one);
+   * host seconds of their first replays (the graph's upload), and the segments they took from the driver.
    */
-  readonly capture_stats = { host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, first_replay_s: 0, segments: 0 };
+  readonly capture_stats = {
+    host_s: 0, end_s: 0, gemm_plan_s: 0, gemm_matmul_s: 0, gemm_heuristics: 0, first_replay_s: 0, segments: 0,
+  };
 
   constructor(
     private readonly model: Module,
@@ -129,6 +131,7 @@ export class CudaGraphStep {
       stats.end_s += (end - recorded) / 1000;
       stats.gemm_plan_s += gemmAfter.plan_s - gemm.plan_s;
       stats.gemm_matmul_s += gemmAfter.matmul_s - gemm.matmul_s;
+      stats.gemm_heuristics += gemmAfter.heuristic_queries - gemm.heuristic_queries;
       stats.segments += cuda.memory_stats()["segment.all.allocated"]! - segments;
       return graph;
     } catch (e) {

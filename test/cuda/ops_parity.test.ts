@@ -13,6 +13,7 @@ import { clip_grad_norm_, clip_grad_norm_deferred } from "../../src/nn/utils.js"
 import { AdamW, get_scheduler } from "../../src/optim/index.js";
 import { BertForSequenceClassification } from "../../src/models/index.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
+import { native } from "../../src/backend/native.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { rng } from "../helpers/rng.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
@@ -146,6 +147,24 @@ test("GEMM: every transpose, batches, views and beta (tf32 off)", { skip: SKIP }
   torch.backends.cuda.matmul.allow_tf32 = true;
   parity("tf32 mm", [randn([64, 256]), randn([256, 64])], (x) => x[0].matmul(x[1]), 5e-2);
   torch.backends.cuda.matmul.allow_tf32 = false;
+});
+
+test("GEMM: shapes differing only in the token count (M, or K of a weight gradient), within a factor of 4, share one cuBLASLt algorithm", { skip: SKIP }, () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const queries = () => native.cuda.gemmStats().heuristic_queries;
+  // widths no other test uses, so that these families are new
+  const weight = randn([44, 52]);
+  const before = queries();
+  for (const tokens of [24, 40, 56]) {
+    parity(`linear, ${tokens} tokens`, [randn([tokens, 52]), weight, randn([44])], (x) => F.linear(x[0], x[1], x[2]), 1e-4);
+  }
+  // forward (bias epilogue), input gradient and weight gradient: one query each, for the first token count only
+  assert.equal(queries() - before, 3);
+  // token counts more than 4 times apart choose their own
+  parity("linear, 4 tokens", [randn([4, 52]), weight, randn([44])], (x) => F.linear(x[0], x[1], x[2]), 1e-4);
+  assert.equal(queries() - before, 6);
+  parity("another width", [randn([24, 36]), randn([44, 36])], (x) => F.linear(x[0], x[1]), 1e-4);
+  assert.ok(queries() - before > 6, "a GEMM of other widths asks the heuristic");
 });
 
 test("softmax, layer norm, embedding, cross-entropy, dropout", { skip: SKIP }, () => {

@@ -258,6 +258,18 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, Desc* d, Layout* a, Layout* b, 
   return 0;
 }
 
+int cublasLtMatmulAlgoCheck(void* handle, Desc* d, Layout* a, Layout* b, Layout* c, Layout* dd, const Algo* algo,
+                            HeuristicResult* result) {
+  if (handle != &handle_object) return Fail(kNotInitialized, "unknown handle");
+  std::uint64_t m, n, k;
+  if (int status = Check(*d, *a, *b, *c, *dd, m, n, k); status != kSuccess) return status;
+  if (algo == nullptr || algo->magic != kAlgoMagic) return Fail(kInvalidValue, "an algorithm not from the heuristic");
+  std::memset(result, 0, sizeof(HeuristicResult));
+  std::memcpy(result->algo, algo, sizeof(Algo));
+  result->wavesCount = 1.0f;
+  return 0;
+}
+
 int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Layout* a, const void* B, Layout* b,
                    const float* beta, const void* C, Layout* c, void* D, Layout* dd, const Algo* algo,
                    void* workspace, std::size_t workspace_bytes, void* stream) {
