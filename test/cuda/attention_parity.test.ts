@@ -148,6 +148,44 @@ test("BERT's layout (heads as a permuted view), repeatability, bf16", { skip: SK
   assertCloseRelMax(bf.float().cpu(), f32.cpu(), 2e-2, "bf16");
 });
 
+/**
+ * The output and q, k, v's gradients of the fused kernels under autocast (they read q, k and v in `dtype`), and of
+ * the CPU's composite over the operands rounded to `dtype`, the same dropout drawn; compared within `rtol` of each
+ * one's largest magnitude.
+ */
+function checkLowp(label: string, shape: { B: number; H: number; S: number; T: number; D: number }, options: ScaledDotProductAttentionOptions,
+  dtype: typeof torch.bfloat16, rtol: number, seed = 1): void {
+  const { B, H, S, T, D } = shape;
+  const qkv = [[B, H, S, D], [B, H, T, D], [B, H, T, D]].map((s, i) => randn(s, seed + 1 + i));
+  const cpu = attend("cpu", ...qkv.map((t) => t.to(dtype).float()) as [Tensor, Tensor, Tensor], options, seed, 0);
+  const xs = qkv.map((t) => t.to("cuda").requires_grad_(true));
+  const mask = options.attn_mask ? options.attn_mask.to("cuda") : null;
+  torch.manual_seed(seed);
+  const out = torch.autocast("cuda", { dtype }, () => F.scaled_dot_product_attention(xs[0], xs[1], xs[2], { ...options, attn_mask: mask }));
+  out.backward(randn([B, H, S, D], 99).to("cuda"));
+  const gpu = [out.detach(), ...xs.map((x) => x.grad!)].map((t) => t.cpu().float());
+  ["output", "dq", "dk", "dv"].forEach((name, i) => assertCloseRelMax(gpu[i], cpu[i], rtol, `${label} ${dtype} ${name}`));
+}
+
+// Under autocast, even head dims up to 64 (BERT's) run on the tensor cores where the GPU has them (sm_80 on; the
+// emulator's too): 64-key tiles, 32-row blocks, the probabilities, dS and dout rounded to the operands' dtype for
+// their products. float16's 10-bit mantissa keeps that rounding small enough to catch a single misplaced dropout
+// or mask element.
+test("16-bit operands: sizes across the tensor-core kernels' tiles, head dims, masks, causal, dropout", { skip: SKIP }, () => {
+  const cases: [string, { B: number; H: number; S: number; T: number; D: number }, ScaledDotProductAttentionOptions][] = [
+    ["S=7 T=67 D=64", { B: 2, H: 2, S: 7, T: 67, D: 64 }, { attn_mask: paddingMask(2, 67), dropout_p: 0.1 }],
+    ["S=67 T=7 D=32", { B: 2, H: 2, S: 67, T: 7, D: 32 }, { attn_mask: paddingMask(2, 7), dropout_p: 0.1 }],
+    ["S=33 T=128 D=16", { B: 2, H: 2, S: 33, T: 128, D: 16 }, { attn_mask: paddingMask(2, 128), dropout_p: 0.2 }],
+    ["S=T=65 D=64 causal", { B: 1, H: 2, S: 65, T: 65, D: 64 }, { is_causal: true, dropout_p: 0.3 }],
+    ["every key of a batch hidden", { B: 2, H: 2, S: 7, T: 33, D: 64 }, { attn_mask: paddingMask(2, 33, true) }],
+    ["float [B, H, S, T] mask, head dim 6", { B: 2, H: 2, S: 7, T: 9, D: 6 }, { attn_mask: randn([2, 2, 7, 9], 6), dropout_p: 0.1 }],
+  ];
+  for (const [label, shape, options] of cases) {
+    checkLowp(label, shape, options, torch.float16, 5e-3, shape.S * 100 + shape.T);
+    checkLowp(label, shape, options, torch.bfloat16, 3e-2, shape.S * 100 + shape.T);
+  }
+});
+
 test("forward and backward hold no S x T matrix", { skip: SKIP }, () => {
   // The memory of a few S x D tensors must stay far below one S x S matrix: S / D large enough either way.
   const [B, H, S, D] = EMULATED ? [1, 2, 512, 16] : [1, 2, 2048, 64];
@@ -232,7 +270,8 @@ test("under autocast the kernels read q, k and v in 16 bits, and the backward ke
     const rounded = qkv.map((t) => t.to(dtype).float().requires_grad_(true));
     const expected = F.scaled_dot_product_attention(rounded[0], rounded[1], rounded[2], { attn_mask: mask });
     expected.backward(upstream);
-    assertClose(out.detach().cpu(), expected.detach(), 1e-5 * Math.max(1, maxAbs(expected)), `${dtype} output`);
+    // the tensor-core kernels round the probabilities to dtype too, as flash attention does
+    assertCloseRelMax(out.detach().cpu(), expected.detach(), tolerance, `${dtype} output`);
     const unrounded = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], { attn_mask: mask });
     assert.ok(maxAbs(out.detach().cpu().sub(unrounded)) > 1e-4, `${dtype}: the kernels read rounded operands`);
     // The backward's delta = rowsum(dout * out) reads out's 16-bit copy, as flash attention reads its 16-bit out
@@ -378,6 +417,25 @@ test("BERT's heads through the fused attention and back launch no copy kernels",
     torch.cuda.synchronize();
   `);
   assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"]);
+});
+
+test("under autocast BERT's heads run the tensor-core kernels", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const F = await import(dist + "/nn/functional.js");
+    const [B, S, H, D] = [2, 7, 3, 64];
+    const heads = (t) => t.view([B, S, H, D]).permute([0, 2, 1, 3]);
+    const xs = [1, 2, 3].map(() => torch.randn([B, S, H * D]).to("cuda").requires_grad_(true));
+    const mask = torch.zeros([B, 1, 1, S]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () =>
+      F.scaled_dot_product_attention(heads(xs[0]), heads(xs[1]), heads(xs[2]), { attn_mask: mask, dropout_p: 0.1 }));
+    out.sum().backward();
+    torch.cuda.synchronize();
+  `);
+  assert.deepEqual(kernels.filter((k) => k.includes("attention")),
+    ["ft_attention_forward_mma", "ft_attention_backward_dq_mma", "ft_attention_backward_dkv_mma"]);
 });
 
 test("stackRowsAs casts float32 matrices to 16 bits in one launch, bit for bit as cat and a cast", { skip: SKIP }, () => {

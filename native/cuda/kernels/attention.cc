@@ -579,11 +579,450 @@ extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attentio
 }
 )CUDA";
 
+// Tensor-core kernels: 16-bit operands, head dims up to 64 (zero-padded to 64), sm_80 and later. The products
+// q k^T, dout v^T, P v, dS k, k q^T, v dout^T, P~^T dout and dS^T q run as mma.m16n8k16 with float32 accumulators,
+// as flash attention's do, so the probabilities, dS and dout enter their products rounded to the operands' dtype.
+// A block owns 16 rows (queries in the forward and dq, keys in dk/dv), which each of its four warps keeps as
+// fragments in registers, and streams 64-row tiles of the other operands through shared memory, row-major and
+// transposed, so that every fragment is one 32-bit shared load. Warp w takes columns 16 w .. 16 w + 15 of every
+// tile (keys, or queries in dk/dv): BERT's short sequences then still give every SM several warps. At the end the
+// warps' partial results are combined through shared memory in warp order: the forward's by the online softmax's
+// rule (running maxima and rescaled sums), the gradients by summing. The rest of the contract is the CUDA-core
+// kernels': logits rounded as masked_softmax rounds them, -inf rows uniform, the same dropout keep bits, lse and
+// delta. Dropout's keep bits come in runs: a lane draws the Philox counters of 8 consecutive elements and the lanes
+// that need them take the run by shuffle.
+constexpr char kMmaSource[] = R"CUDA(
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define FT_MMA_TILE 64
+// A shared tile row: 64 16-bit elements and 4 words of padding, so that a fragment's 8 rows x 4 words hit 32 banks.
+#define FT_MMA_WORDS 36
+#define FT_MMA_WARPS 4
+#define FT_MMA_THREADS (32 * FT_MMA_WARPS)
+// The warps' partial results in shared memory: [warp][row][column], rows 72 floats apart (fewer bank conflicts).
+#define FT_MMA_PART_PITCH 72
+#define FT_MMA_PART_FLOATS (FT_MMA_WARPS * 16 * FT_MMA_PART_PITCH)
+
+typedef uint32 (*TileWords)[FT_MMA_WORDS];
+typedef const uint32 (*TileWordsIn)[FT_MMA_WORDS];
+
+// d += a b on the tensor cores (FTEMU_MMA: the CPU emulation's). Fragments as PTX lays them out, with g = lane / 4
+// and q = lane % 4: a[h + 2 c] holds A's row g + 8 h at columns 8 c + 2 q + {0, 1}; b0 and b1 B's rows 2 q + {0, 1}
+// and 8 + 2 q + {0, 1} of column g; d[2 h + i] D's row g + 8 h at column 2 q + i.
+__device__ __forceinline__ void Mma(float (&d)[4], const uint32 (&a)[4], uint32 b0, uint32 b1) {
+#if defined(FTEMU_MMA)
+  ftemu_mma_m16n8k16<FT_ATTN_OPERANDS == DT_F16>(d, a, b0, b1);
+#elif FT_ATTN_OPERANDS == DT_F16
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// Two values rounded to the operands' dtype, the first in the low half: an mma operand word.
+__device__ __forceinline__ uint32 Pack(float lo, float hi) {
+  return (uint32)F32ToLowp(lo, FT_ATTN_OPERANDS) | (uint32)F32ToLowp(hi, FT_ATTN_OPERANDS) << 16;
+}
+
+// Elements i and i + 1 of a 16-bit operand (i even, the array 4-byte aligned: the host checks) or of float32 dout.
+__device__ __forceinline__ uint32 PairAt(const uint16* p, int64 i) { return *(const uint32*)(p + i); }
+__device__ __forceinline__ uint32 PairAt(const float* p, int64 i) { return Pack(p[i], p[i + 1]); }
+
+// A fragments of rows r0 .. r0 + 15 of a [rows, D] operand (row stride `stride`), for the k-steps of 16 columns;
+// zeros from row `limit` and column D on.
+template <typename T>
+__device__ __forceinline__ void RowFragments(uint32 (&f)[4][4], const T* base, int64 stride, int64 r0, int64 limit,
+                                             int D, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64 r = r0 + g + 8 * (i & 1);
+      const int col = 16 * ks + 8 * (i >> 1) + 2 * q;
+      f[ks][i] = r < limit && col < D ? PairAt(base, r * stride + col) : 0u;
+    }
+  }
+}
+
+// Rows r0 .. r0 + 63 of a [rows, D] operand into `rows` ([row][column pair]) and `cols` (the transpose,
+// [column][row pair]), either may be null; zeros from row `limit` and column D on. A warp reads a row's 32 pairs,
+// 8 rows a thread at a time before it stores any.
+template <typename T>
+__device__ __forceinline__ void StoreTile(TileWords rows, TileWords cols, const T* base, int64 stride, int64 r0,
+                                          int64 limit, int D) {
+  constexpr int kPerThread = FT_MMA_TILE * 32 / FT_MMA_THREADS;
+  for (int i0 = 0; i0 < kPerThread; i0 += 8) {
+    uint32 w[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int i = threadIdx.x + (i0 + k) * FT_MMA_THREADS, r = i >> 5, c = 2 * (i & 31);
+      w[k] = r0 + r < limit && c < D ? PairAt(base, (r0 + r) * stride + c) : 0u;
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int i = threadIdx.x + (i0 + k) * FT_MMA_THREADS, r = i >> 5, c = 2 * (i & 31);
+      if (rows != 0) rows[r][c >> 1] = w[k];
+      if (cols != 0) {
+        ((uint16*)cols[c])[r] = (uint16)w[k];
+        ((uint16*)cols[c + 1])[r] = (uint16)(w[k] >> 16);
+      }
+    }
+  }
+}
+
+// c[j] += a times B over the k-steps ks < kst, for the two n8 tiles j of B = w's rows r0 + 8 j .. read as columns
+// ([n][k] words): this warp's 16 columns of a tile against the block's rows.
+__device__ __forceinline__ void ProductOfColumns(float (&c)[2][4], const uint32 (&a)[4][4], TileWordsIn w, int r0,
+                                                 int kst, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks) {
+    if (ks < kst) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) Mma(c[j], a[ks], w[r0 + 8 * j + g][8 * ks + q], w[r0 + 8 * j + g][8 * ks + 4 + q]);
+    }
+  }
+}
+
+// c[j] += a times B for the n8 tiles j < nt of B = w's rows 8 j .. read as columns, over the one k-step of this
+// warp's 16 columns of the tile (words 8 w ..): its share of a product over the tile.
+__device__ __forceinline__ void ProductOverColumns(float (&c)[8][4], const uint32 (&a)[4], TileWordsIn w, int warp,
+                                                   int nt, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    if (j < nt) Mma(c[j], a, w[8 * j + g][8 * warp + q], w[8 * j + g][8 * warp + 4 + q]);
+  }
+}
+
+// A 16 x 16 accumulator block as an A fragment, rounded to the operands' dtype.
+__device__ __forceinline__ void PackBlock(uint32 (&a)[4], const float (&c)[2][4]) {
+  a[0] = Pack(c[0][0], c[0][1]);
+  a[1] = Pack(c[0][2], c[0][3]);
+  a[2] = Pack(c[1][0], c[1][1]);
+  a[3] = Pack(c[1][2], c[1][3]);
+}
+
+// Bit i < 8: whether dropout keeps element first + i of the flat probabilities.
+__device__ __forceinline__ uint32 KeepRun8(const Attention& a, uint64 first) {
+  if (!a.dropout) return 0xffu;
+  const int shift = (int)(first & 3);
+  uint32 bits = KeepWords(a, first >> 2) | KeepWords(a, (first >> 2) + 1) << 4;
+  if (shift > 0) bits |= KeepWords(a, (first >> 2) + 2) << 8;
+  return bits >> shift & 0xffu;
+}
+
+// Rows g and g + 8's keep bits for this warp's keys t0 + 16 w .., [row half][n8 tile]: lane 2 r + j draws row
+// sw + r's keys t0 + 16 w + 8 j .. 8 j + 7.
+__device__ __forceinline__ void RowKeeps(uint32 (&keep)[2][2], const Attention& a, int64 bh, int64 sw, int64 t0,
+                                         int warp, int lane) {
+  const uint32 run = KeepRun8(a, Element(a, bh, sw + (lane >> 1), t0 + 16 * warp + 8 * (lane & 1)));
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) keep[h][j] = __shfl_sync(0xffffffffu, run, 2 * ((lane >> 2) + 8 * h) + j);
+  }
+}
+
+// The sum over the block's warps of c (16 x 64; each warp's rows g and g + 8 scaled by its f[0] and f[1]), for
+// this warp's quarter of the columns: r[h][j][i] is row g + 8 h, column 16 w + 8 j + 2 q + i. The whole block
+// calls it; `part` (FT_MMA_PART_FLOATS) may alias tiles that are no longer read.
+__device__ __forceinline__ void SumWarps(float (&r)[2][2][2], const float (&c)[8][4], const float (&f)[2],
+                                         float* part, int warp, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      part[(warp * 16 + g + 8 * (e >> 1)) * FT_MMA_PART_PITCH + 8 * j + 2 * q + (e & 1)] = c[j][e] * f[e >> 1];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float sum = 0.0f;
+        for (int w = 0; w < FT_MMA_WARPS; ++w)
+          sum += part[(w * 16 + g + 8 * h) * FT_MMA_PART_PITCH + 16 * warp + 8 * j + 2 * q + i];
+        r[h][j][i] = sum;
+      }
+    }
+  }
+}
+
+// Rows r0 + g + 8 h of this warp's columns of a summed result (SumWarps) to dst (row stride `stride`), rows below
+// `limit`, columns below D, each times scale[h].
+__device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const float (&r)[2][2][2], const float (&scale)[2],
+                                             int64 r0, int64 limit, int D, int warp, int lane, uint16* lowp = 0,
+                                             int lowp_dtype = DT_BF16) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64 row = r0 + g + 8 * h;
+    if (row >= limit) continue;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int d = 16 * warp + 8 * j + 2 * q + i;
+        if (d < D) {
+          const float x = r[h][j][i] * scale[h];
+          dst[row * stride + d] = x;
+          if (lowp != 0) lowp[row * stride + d] = F32ToLowp(x, lowp_dtype);
+        }
+      }
+    }
+  }
+}
+
+// The factor that brings a running sum at maximum m_part to maximum m, as the online softmax rescales: a sum
+// while every logit was -inf (uniform) is dropped once a finite one appears.
+__device__ __forceinline__ float Rescale(float m_part, float m) {
+  return m_part == m ? 1.0f : m_part == -FT_INF ? 0.0f : Exp(m_part - m);
+}
+
+extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forward_mma(Attention a, Operands o,
+                                                                                      Output y) {
+  ApplyRandomBase(a);
+  __align__(16) __shared__ uint32 tiles[2][FT_MMA_TILE][FT_MMA_WORDS];  // k's rows, v's columns
+  __shared__ float stats[FT_MMA_WARPS][16][2];                          // each warp's row maxima and sums
+  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H, sw = (int64)blockIdx.y * 16;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3, D = a.D;
+  const int kst = (D + 15) >> 4, nt = (D + 7) >> 3;
+  uint32 qf[4][4];
+  RowFragments(qf, (const uint16*)o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], sw, a.S, D, lane);
+  const uint16* kb = (const uint16*)o.k + RowAt(o.lk, b, h, 0);
+  const uint16* vb = (const uint16*)o.v + RowAt(o.lv, b, h, 0);
+  float m[2] = {-FT_INF, -FT_INF}, l[2] = {0.0f, 0.0f}, acc[8][4] = {};
+  for (int64 t0 = 0; t0 < a.T; t0 += FT_MMA_TILE) {
+    __syncthreads();  // the last tile is read
+    StoreTile(tiles[0], 0, kb, o.lk.strides[2], t0, a.T, D);
+    StoreTile(0, tiles[1], vb, o.lv.strides[2], t0, a.T, D);
+    uint32 keep[2][2];
+    RowKeeps(keep, a, bh, sw, t0, warp, lane);
+    __syncthreads();
+    float s[2][4] = {};
+    ProductOfColumns(s, qf, tiles[0], 16 * warp, kst, lane);
+    float top[2] = {-FT_INF, -FT_INF};
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64 row = sw + g + 8 * (e >> 1), t = t0 + 16 * warp + 8 * j + 2 * q + (e & 1);
+        const float z = t < a.T ? Logit(a, s[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, row, t), row, t) : -FT_INF;
+        s[j][e] = z;
+        top[e >> 1] = fmaxf(top[e >> 1], z);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
+      top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
+      const float m_new = fmaxf(m[r], top[r]);
+      const float alpha = Rescale(m[r], m_new);
+      l[r] *= alpha;
+      m[r] = m_new;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        acc[j][2 * r] *= alpha;
+        acc[j][2 * r + 1] *= alpha;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1, key = 16 * warp + 8 * j + 2 * q + (e & 1);
+        const float p = t0 + key >= a.T ? 0.0f : m[r] == -FT_INF ? 1.0f : Exp(s[j][e] - m[r]);
+        l[r] += p;
+        s[j][e] = p != 0.0f && (keep[r][j] >> (2 * q + (e & 1)) & 1u) ? p : 0.0f;
+      }
+    }
+    uint32 pf[4];
+    PackBlock(pf, s);
+    ProductOverColumns(acc, pf, tiles[1], warp, nt, lane);
+  }
+  // the block's row maxima and sums from the warps', in warp order
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    if (q == 0) {
+      stats[warp][g + 8 * r][0] = m[r];
+      stats[warp][g + 8 * r][1] = l[r];
+    }
+  }
+  __syncthreads();
+  float mine[2], scale[2], lse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float top = -FT_INF, sum = 0.0f;
+    for (int w = 0; w < FT_MMA_WARPS; ++w) top = fmaxf(top, stats[w][g + 8 * r][0]);
+    for (int w = 0; w < FT_MMA_WARPS; ++w) sum += stats[w][g + 8 * r][1] * Rescale(stats[w][g + 8 * r][0], top);
+    mine[r] = Rescale(m[r], top);
+    // the sum is 0 only without keys (T == 0): torch's output is then zeros. A NaN sum passes through.
+    scale[r] = sum == 0.0f ? 0.0f : a.dscale / sum;
+    lse[r] = top == -FT_INF ? -FT_INF : top + logf(sum);
+  }
+  float out[2][2][2];
+  SumWarps(out, acc, mine, (float*)tiles, warp, lane);
+  StoreQuarter(y.out + RowAt(y.lo, b, h, 0), y.lo.strides[2], out, scale, sw, a.S, D, warp, lane,
+               y.lowp == 0 ? 0 : y.lowp + RowAt(y.lo, b, h, 0), y.lowp_dtype);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64 s = sw + g + 8 * r;
+    if (warp == 0 && q == 0 && s < a.S) y.lse[bh * a.S + s] = lse[r];
+  }
+}
+
+// dq = dS k with dS = P * (dP - delta) * scale, dP = keep ? (dout v^T) * dscale : 0, after storing the rows'
+// delta = rowsum(dout * out) for the dk/dv kernel, launched next.
+extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backward_dq_mma(Attention a, Operands o,
+                                                                                          Backward gr) {
+  ApplyRandomBase(a);
+  __align__(16) __shared__ uint32 tiles[3][FT_MMA_TILE][FT_MMA_WORDS];  // k's rows and columns, v's rows
+  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H, sw = (int64)blockIdx.y * 16;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3, D = a.D;
+  const int kst = (D + 15) >> 4, nt = (D + 7) >> 3;
+  float delta[2], lse[2];
+  {
+    // lane 2 r + half sums half of row r's products; every warp does, warp 0 stores
+    const int64 s = sw + (lane >> 1);
+    float sum = 0.0f;
+    if (s < a.S) {
+      const int64 ro = RowAt(gr.lout, b, h, s), rd = RowAt(gr.ldout, b, h, s);
+      for (int d = 32 * (lane & 1); d < min(D, 32 * (lane & 1) + 32); ++d)
+        sum += LoadAt(gr.out, ro + d, FT_ATTN_OPERANDS) * gr.dout[rd + d];
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    if (warp == 0 && s < a.S && (lane & 1) == 0) gr.delta[bh * a.S + s] = sum;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      delta[r] = __shfl_sync(0xffffffffu, sum, 2 * (g + 8 * r));
+      const int64 row = sw + g + 8 * r;
+      lse[r] = row < a.S ? gr.lse[bh * a.S + row] : 0.0f;
+    }
+  }
+  uint32 qf[4][4], df[4][4];
+  RowFragments(qf, (const uint16*)o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], sw, a.S, D, lane);
+  RowFragments(df, gr.dout + RowAt(gr.ldout, b, h, 0), gr.ldout.strides[2], sw, a.S, D, lane);
+  const uint16* kb = (const uint16*)o.k + RowAt(o.lk, b, h, 0);
+  const uint16* vb = (const uint16*)o.v + RowAt(o.lv, b, h, 0);
+  float dq[8][4] = {};
+  for (int64 t0 = 0; t0 < a.T; t0 += FT_MMA_TILE) {
+    __syncthreads();
+    StoreTile(tiles[0], tiles[1], kb, o.lk.strides[2], t0, a.T, D);
+    StoreTile(tiles[2], 0, vb, o.lv.strides[2], t0, a.T, D);
+    uint32 keep[2][2];
+    RowKeeps(keep, a, bh, sw, t0, warp, lane);
+    __syncthreads();
+    float s[2][4] = {}, dp[2][4] = {};
+    ProductOfColumns(s, qf, tiles[0], 16 * warp, kst, lane);
+    ProductOfColumns(dp, df, tiles[2], 16 * warp, kst, lane);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1;
+        const int64 row = sw + g + 8 * r, t = t0 + 16 * warp + 8 * j + 2 * q + (e & 1);
+        float ds = 0.0f;
+        if (t < a.T) {
+          const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, row, t), row, t), lse[r]);
+          const float dpv = keep[r][j] >> (2 * q + (e & 1)) & 1u ? dp[j][e] * a.dscale : 0.0f;
+          ds = p * (dpv - delta[r]) * a.scale;
+        }
+        s[j][e] = ds;
+      }
+    }
+    uint32 sf[4];
+    PackBlock(sf, s);
+    ProductOverColumns(dq, sf, tiles[1], warp, nt, lane);
+  }
+  const float ones[2] = {1.0f, 1.0f};
+  float sum[2][2][2];
+  SumWarps(sum, dq, ones, (float*)tiles, warp, lane);
+  StoreQuarter(gr.dq + RowAt(gr.ldq, b, h, 0), gr.ldq.strides[2], sum, ones, sw, a.S, D, warp, lane);
+}
+
+// dv = P~^T dout (P~ the kept, rescaled probabilities) and dk = dS^T q, for the block's 16 key rows.
+extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backward_dkv_mma(Attention a, Operands o,
+                                                                                           Backward gr) {
+  ApplyRandomBase(a);
+  __align__(16) __shared__ uint32 tiles[4][FT_MMA_TILE][FT_MMA_WORDS];  // q's rows and columns, dout's likewise
+  __shared__ float lse[FT_MMA_TILE], delta[FT_MMA_TILE];
+  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H, tw = (int64)blockIdx.y * 16;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3, D = a.D;
+  const int kst = (D + 15) >> 4, nt = (D + 7) >> 3;
+  uint32 kf[4][4], vf[4][4];
+  RowFragments(kf, (const uint16*)o.k + RowAt(o.lk, b, h, 0), o.lk.strides[2], tw, a.T, D, lane);
+  RowFragments(vf, (const uint16*)o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], tw, a.T, D, lane);
+  const uint16* qb = (const uint16*)o.q + RowAt(o.lq, b, h, 0);
+  const float* db = gr.dout + RowAt(gr.ldout, b, h, 0);
+  float dk[8][4] = {}, dv[8][4] = {};
+  for (int64 s0 = 0; s0 < a.S; s0 += FT_MMA_TILE) {
+    __syncthreads();
+    StoreTile(tiles[0], tiles[1], qb, o.lq.strides[2], s0, a.S, D);
+    StoreTile(tiles[2], tiles[3], db, gr.ldout.strides[2], s0, a.S, D);
+    for (int i = threadIdx.x; i < FT_MMA_TILE; i += FT_MMA_THREADS) {
+      const int64 s = s0 + i;
+      lse[i] = s < a.S ? gr.lse[bh * a.S + s] : 0.0f;
+      delta[i] = s < a.S ? gr.delta[bh * a.S + s] : 0.0f;
+    }
+    // lane 2 c + h draws query 16 w + c against keys tw + 8 h ..: consecutive elements
+    const uint32 run = KeepRun8(a, Element(a, bh, s0 + 16 * warp + (lane >> 1), tw + 8 * (lane & 1)));
+    __syncthreads();
+    float st[2][4] = {}, dpt[2][4] = {};
+    ProductOfColumns(st, kf, tiles[0], 16 * warp, kst, lane);
+    ProductOfColumns(dpt, vf, tiles[2], 16 * warp, kst, lane);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1, col = 16 * warp + 8 * j + 2 * q + (e & 1);
+        const int64 t = tw + g + 8 * r, s = s0 + col;
+        const bool keep_e = __shfl_sync(0xffffffffu, run, 2 * (col - 16 * warp) + r) >> g & 1u;
+        float kept = 0.0f, ds = 0.0f;
+        if (s < a.S) {
+          const float p = Prob(a, Logit(a, st[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, s, t), s, t), lse[col]);
+          kept = keep_e ? p * a.dscale : 0.0f;
+          const float dpv = keep_e ? dpt[j][e] * a.dscale : 0.0f;
+          ds = p * (dpv - delta[col]) * a.scale;
+        }
+        st[j][e] = kept;
+        dpt[j][e] = ds;
+      }
+    }
+    uint32 pf[4];
+    PackBlock(pf, st);
+    ProductOverColumns(dv, pf, tiles[3], warp, nt, lane);
+    PackBlock(pf, dpt);
+    ProductOverColumns(dk, pf, tiles[1], warp, nt, lane);
+  }
+  const float ones[2] = {1.0f, 1.0f};
+  float sum[2][2][2];
+  SumWarps(sum, dk, ones, (float*)tiles, warp, lane);
+  StoreQuarter(gr.dk + RowAt(gr.ldk, b, h, 0), gr.ldk.strides[2], sum, ones, tw, a.T, D, warp, lane);
+  SumWarps(sum, dv, ones, (float*)tiles, warp, lane);
+  StoreQuarter(gr.dv + RowAt(gr.ldv, b, h, 0), gr.ldv.strides[2], sum, ones, tw, a.T, D, warp, lane);
+}
+#endif
+)CUDA";
+
 // Must match the kernels' #defines and entry points.
 constexpr int64_t kMaxHeadDim = 128;
 constexpr int64_t kSmallHeadDim = 64;
 constexpr int64_t kForwardRows = 16;
 constexpr int64_t kBackwardRows = 8;
+constexpr int64_t kMmaRows = 16;
+constexpr unsigned kMmaThreads = 128;
+constexpr int kMmaMinArch = 80;
 constexpr unsigned kForwardThreads = 128;
 constexpr unsigned kBackwardThreads = 64;
 // gridDim.y's limit bounds the row blocks.
@@ -622,15 +1061,20 @@ struct BackwardOperands {
   uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0;
 };
 
-// The entry point for head dim D, `small` (the _64 one) or `large`, of the module for operands of `dtype`: one
-// module per dtype, compiled when first used.
-CUfunction Kernel(Napi::Env env, int32_t dtype, int32_t D, const char* small, const char* large) {
-  const auto source_for = [](const char* operands) {
-    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + kSource).c_str());
+// The function `name` of the module for operands of `dtype`: one module per dtype, compiled when first used; the
+// 16-bit ones also hold the tensor-core kernels.
+CUfunction ModuleKernel(Napi::Env env, int32_t dtype, const char* name) {
+  const auto source_for = [](const char* operands, const char* mma) {
+    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + kSource + mma).c_str());
   };
-  static const std::string sources[] = {source_for("DT_F32"), source_for("DT_BF16"), source_for("DT_F16")};
-  const std::string& source = sources[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0];
-  return GetKernel(env, "attention", source, D <= kSmallHeadDim ? small : large);
+  static const std::string sources[] = {source_for("DT_F32", ""), source_for("DT_BF16", kMmaSource),
+                                        source_for("DT_F16", kMmaSource)};
+  return GetKernel(env, "attention", sources[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0], name);
+}
+
+// The CUDA-core entry point for head dim D: `small` (the _64 one) or `large`.
+CUfunction Kernel(Napi::Env env, int32_t dtype, int32_t D, const char* small, const char* large) {
+  return ModuleKernel(env, dtype, D <= kSmallHeadDim ? small : large);
 }
 
 // What the forward and the backward share: arguments 0 .. 22, checked.
@@ -702,6 +1146,17 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// Whether the tensor-core kernels take the call: 16-bit operands, an even head dim up to 64, sm_80 or later, and
+// q, k, v (and the backward's out) read as pairs of elements: 4-byte aligned with even strides.
+bool UseMma(const AttentionArgs& a, std::initializer_list<std::pair<uint64_t, const Layout*>> views) {
+  if (a.dtype == kF32 || a.p.D > kSmallHeadDim || a.p.D % 2 != 0 || Arch() < kMmaMinArch) return false;
+  for (const auto& [ptr, layout] : views) {
+    if (ptr % 4 != 0 || layout->strides[0] % 2 != 0 || layout->strides[1] % 2 != 0 || layout->strides[2] % 2 != 0)
+      return false;
+  }
+  return true;
+}
+
 Dim3 RowBlocks(int64_t bh, int64_t rows, int64_t per_block) {
   Dim3 d;
   d.x = static_cast<unsigned>(bh);
@@ -729,8 +1184,12 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
                                       StridedExtent(info, shape, strides, "lowp"), "lowp");
   }
   void* args[] = {&a.p, &a.o, &y};
-  Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
-         RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0, args);
+  if (UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}}))
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_forward_mma"), RowBlocks(a.BH, a.p.S, kMmaRows),
+           Blocks(kMmaThreads), 0, args);
+  else
+    Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
+           RowBlocks(a.BH, a.p.S, kForwardRows), Blocks(kForwardThreads), 0, args);
   return env.Undefined();
 }
 
@@ -754,10 +1213,17 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   g.delta = delta.ptr();
   void* args[] = {&a.p, &a.o, &g};
   // the dq kernel stores delta, which the dk/dv kernel after it on the stream reads
-  Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dq_64", "ft_attention_backward_dq_128"),
-         RowBlocks(a.BH, a.p.S, kBackwardRows), Blocks(kBackwardThreads), 0, args);
-  Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dkv_64", "ft_attention_backward_dkv_128"),
-         RowBlocks(a.BH, a.p.T, kBackwardRows), Blocks(kBackwardThreads), 0, args);
+  if (UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}})) {
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dq_mma"), RowBlocks(a.BH, S, kMmaRows),
+           Blocks(kMmaThreads), 0, args);
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dkv_mma"), RowBlocks(a.BH, T, kMmaRows),
+           Blocks(kMmaThreads), 0, args);
+  } else {
+    Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dq_64", "ft_attention_backward_dq_128"),
+           RowBlocks(a.BH, S, kBackwardRows), Blocks(kBackwardThreads), 0, args);
+    Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dkv_64", "ft_attention_backward_dkv_128"),
+           RowBlocks(a.BH, T, kBackwardRows), Blocks(kBackwardThreads), 0, args);
+  }
   return env.Undefined();
 }
 

@@ -69,6 +69,8 @@ struct Scheduler {
   // Per warp: shuffle values, double-buffered so one barrier per shuffle suffices (a lane writes buffer k % 2
   // again only after every lane passed barrier k + 1, so after it read buffer k).
   unsigned long long shuffle[kMaxThreads / 32][2][32];
+  // Per warp: every lane's fragments of a tensor-core product (ftemu_mma_m16n8k16), double-buffered likewise.
+  unsigned mma[kMaxThreads / 32][2][32][6];
 };
 
 inline Scheduler scheduler;
@@ -218,6 +220,50 @@ T Shuffle(T v, int src_lane) {
   memcpy(&out, &buffer[static_cast<unsigned>(src_lane) & 31u], sizeof(T));
   return out;
 }
+
+// A 16-bit float's value: the low half of `word` or, with `high`, its high half; float16 when kF16, else bfloat16.
+template <bool kF16>
+float HalfOf(unsigned word, bool high) {
+  const unsigned h = high ? word >> 16 : word & 0xffffu;
+  if (!kF16) return std::bit_cast<float>(h << 16);
+  const unsigned sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0x1fu) return std::bit_cast<float>(sign | 0x7f800000u | mantissa << 13);
+  const float magnitude = exponent == 0 ? ldexpf(static_cast<float>(mantissa), -24)
+                                        : ldexpf(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
+  return sign != 0 ? -magnitude : magnitude;
+}
+
+}  // namespace ftemu
+
+// The tensor cores' mma.sync.m16n8k16.row.col with float32 accumulators, for kernels that define their PTX only
+// where FTEMU_MMA is not defined: lane l holds A's (16 x 16) rows l / 4 and l / 4 + 8 at columns 2 (l % 4) + {0, 1}
+// (a[0], a[1]) and those + 8 (a[2], a[3]); B's (16 x 8) rows 2 (l % 4) + {0, 1} (b0) and + 8 (b1) of column l / 4;
+// D's rows l / 4 (d[0], d[1]) and l / 4 + 8 (d[2], d[3]) at columns 2 (l % 4) + {0, 1}. Every lane's fragments
+// pass through the warp's buffer (one barrier); each lane then adds its four dot products, in k's order.
+#define FTEMU_MMA 1
+template <bool kF16>
+inline void ftemu_mma_m16n8k16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  using namespace ftemu;
+  const unsigned lane = LinearThread() % 32, warp = LinearThread() / 32;
+  unsigned(&frags)[32][6] = scheduler.mma[warp][scheduler.fibers[scheduler.current].shuffles++ % 2];
+  for (int i = 0; i < 4; ++i) frags[lane][i] = a[i];
+  frags[lane][4] = b0;
+  frags[lane][5] = b1;
+  WaitAt(Wait::kWarp);
+  const unsigned g = lane / 4, c = 2 * (lane % 4);
+  for (int out = 0; out < 4; ++out) {
+    const unsigned row = g + 8 * (out / 2), col = c + out % 2;
+    float sum = d[out];
+    for (unsigned k = 0; k < 16; ++k) {
+      const float x = HalfOf<kF16>(frags[(row % 8) * 4 + (k % 8) / 2][row / 8 + 2 * (k / 8)], k % 2);
+      const float y = HalfOf<kF16>(frags[col * 4 + (k % 8) / 2][4 + k / 8], k % 2);
+      sum = fmaf(x, y, sum);
+    }
+    d[out] = sum;
+  }
+}
+
+namespace ftemu {
 
 template <typename T>
 std::decay_t<T> Copy(void* p) {
