@@ -805,9 +805,12 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
     __syncthreads();  // the last tile is read
     StoreTile(tiles[0], 0, kb, o.lk.strides[2], t0, a.T, D);
     StoreTile(0, tiles[1], vb, o.lv.strides[2], t0, a.T, D);
+    // a warp whose 16 keys of the tile all lie past T has nothing to add (the last tile of most lengths)
+    const bool idle = t0 + 16 * warp >= a.T;
     uint32 keep[2][2];
-    RowKeeps(keep, a, bh, sw, t0, warp, lane);
+    if (!idle) RowKeeps(keep, a, bh, sw, t0, warp, lane);
     __syncthreads();
+    if (idle) continue;
     float s[2][4] = {};
     ProductOfColumns(s, qf, tiles[0], 16 * warp, kst, lane);
     float top[2] = {-FT_INF, -FT_INF};
@@ -920,9 +923,11 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
     __syncthreads();
     StoreTile(tiles[0], tiles[1], kb, o.lk.strides[2], t0, a.T, D);
     StoreTile(tiles[2], 0, vb, o.lv.strides[2], t0, a.T, D);
+    const bool idle = t0 + 16 * warp >= a.T;
     uint32 keep[2][2];
-    RowKeeps(keep, a, bh, sw, t0, warp, lane);
+    if (!idle) RowKeeps(keep, a, bh, sw, t0, warp, lane);
     __syncthreads();
+    if (idle) continue;
     float s[2][4] = {}, dp[2][4] = {};
     ProductOfColumns(s, qf, tiles[0], 16 * warp, kst, lane);
     ProductOfColumns(dp, df, tiles[2], 16 * warp, kst, lane);
@@ -976,8 +981,10 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
       delta[i] = s < a.S ? gr.delta[bh * a.S + s] : 0.0f;
     }
     // lane 2 c + h draws query 16 w + c against keys tw + 8 h ..: consecutive elements
-    const uint32 run = KeepRun8(a, Element(a, bh, s0 + 16 * warp + (lane >> 1), tw + 8 * (lane & 1)));
+    const bool idle = s0 + 16 * warp >= a.S;
+    const uint32 run = idle ? 0u : KeepRun8(a, Element(a, bh, s0 + 16 * warp + (lane >> 1), tw + 8 * (lane & 1)));
     __syncthreads();
+    if (idle) continue;
     float st[2][4] = {}, dpt[2][4] = {};
     ProductOfColumns(st, kf, tiles[0], 16 * warp, kst, lane);
     ProductOfColumns(dpt, vf, tiles[2], 16 * warp, kst, lane);
