@@ -38,33 +38,13 @@
 namespace ft::cuda::kernels {
 namespace {
 
-constexpr char kSource[] = R"CUDA(
-// Kernel() below prepends FT_ATTN_OPERANDS's definition; check-sources.sh compiles the source as it stands.
+// What the CUDA-core and the tensor-core kernels share: the host's argument structs, the operands' loads, the
+// logits, dropout's keep bits, the probabilities recomputed in the backward.
+constexpr char kCommonSource[] = R"CUDA(
+// ModuleKernel() below prepends FT_ATTN_OPERANDS's definition; check-sources.sh compiles the sources as they stand.
 #ifndef FT_ATTN_OPERANDS
 #define FT_ATTN_OPERANDS DT_BF16
 #endif
-#define FT_ATTN_TILE 32
-// Rows per warp, computed together: four independent dot products per lane, and the warp's 4 x 32 dropout
-// elements of a tile fit one Philox call per lane (8 counters a row).
-#define FT_ATTN_ROWS 4
-// The forward holds 16 query rows a block; the backward kernels keep two row sets and two tiles in shared
-// memory, so 8 rows (two warps) a block keep D = 128's under the 48 KB of static shared memory.
-#define FT_ATTN_FWD_WARPS 4
-#define FT_ATTN_BWD_WARPS 2
-#define FT_ATTN_FWD_THREADS (FT_ATTN_FWD_WARPS * 32)
-#define FT_ATTN_BWD_THREADS (FT_ATTN_BWD_WARPS * 32)
-
-// Every kernel comes in two sizes, for head dims up to 32 C with C = 2 and 4: a lane accumulates columns
-// lane + 32 c for c < C, and the shared arrays hold 32 C columns. Sized for D <= 64 (BERT's), a block's
-// registers and shared memory are about half of D = 128's, so three times as many blocks fit on an SM.
-template <int C>
-struct Dims {
-  static constexpr int kMaxD = 32 * C;
-  // Tiles that lane j reads row j of, 16 bytes at a time: a pitch of 4 mod 32 words puts the 8 lanes of each
-  // quarter-warp phase of a 16-byte shared load on distinct banks.
-  static constexpr int kPitch = kMaxD + 4;
-};
-
 // The host's AttentionParams, member for member.
 struct Attention {
   int64 H, S, T;
@@ -106,6 +86,78 @@ struct Backward {
   float *delta, *dq, *dk, *dv;
 };
 
+__device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 s) {
+  return b * l.strides[0] + h * l.strides[1] + s * l.strides[2];
+}
+
+// Element i of a float32 or 16-bit array, in float32.
+__device__ __forceinline__ float LoadAt(const void* p, int64 i, int dtype) {
+  return dtype == DT_F32 ? ((const float*)p)[i] : LowpToF32(((const uint16*)p)[i], dtype);
+}
+
+// The mask's value for query s and key t (0 outside [S, T], where nothing reads it).
+__device__ __forceinline__ float MaskAt(const Attention& a, const float* mask, const Layout& m, int64 b, int64 h,
+                                        int64 s, int64 t) {
+  if (mask == 0 || s >= a.S || t >= a.T) return 0.0f;
+  return mask[b * m.strides[0] + h * m.strides[1] + s * m.strides[2] + t * m.strides[3]];
+}
+
+// The logit of query s for key t, rounded in masked_softmax's two steps (`bias` is the mask's value); causal
+// hides keys after the query (torch's tril mask).
+__device__ __forceinline__ float Logit(const Attention& a, float dot, const float* mask, float bias, int64 s, int64 t) {
+  float z = __fmul_rn(dot, a.scale);
+  if (mask != 0) z = __fadd_rn(z, bias);
+  return a.causal && t > s ? -FT_INF : z;
+}
+
+// A replayed graph's kernels draw fresh numbers: the counter offset moves on by the graph's random base.
+__device__ __forceinline__ void ApplyRandomBase(Attention& a) {
+  if (a.base != 0) a.offset += *(const uint64*)a.base;
+}
+
+// Dropout keeps element e = offset + ((bh * S + s) * T + t) of the flat probabilities when word e & 3 of
+// Philox(seed, e >> 2) is at least the threshold. Bit w of the result: the verdict on word w of `counter`.
+__device__ __forceinline__ uint32 KeepWords(const Attention& a, uint64 counter) {
+  const Philox4 r = Philox(a.seed, counter);
+  return (uint32)(UnitFloat(r.x0) >= a.threshold) | (uint32)(UnitFloat(r.x1) >= a.threshold) << 1 |
+         (uint32)(UnitFloat(r.x2) >= a.threshold) << 2 | (uint32)(UnitFloat(r.x3) >= a.threshold) << 3;
+}
+
+__device__ __forceinline__ uint64 Element(const Attention& a, int64 bh, int64 s, int64 t) {
+  return a.offset + (uint64)((bh * a.S + s) * a.T + t);
+}
+
+__device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
+  return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
+}
+
+)CUDA";
+
+// The CUDA-core kernels: what the tensor-core ones do not take (float32 operands, head dims over 64 or odd, views
+// not 4-byte aligned, GPUs before sm_80).
+constexpr char kCoreSource[] = R"CUDA(
+#define FT_ATTN_TILE 32
+// Rows per warp, computed together: four independent dot products per lane, and the warp's 4 x 32 dropout
+// elements of a tile fit one Philox call per lane (8 counters a row).
+#define FT_ATTN_ROWS 4
+// The forward holds 16 query rows a block; the backward kernels keep two row sets and two tiles in shared
+// memory, so 8 rows (two warps) a block keep D = 128's under the 48 KB of static shared memory.
+#define FT_ATTN_FWD_WARPS 4
+#define FT_ATTN_BWD_WARPS 2
+#define FT_ATTN_FWD_THREADS (FT_ATTN_FWD_WARPS * 32)
+#define FT_ATTN_BWD_THREADS (FT_ATTN_BWD_WARPS * 32)
+
+// Every kernel comes in two sizes, for head dims up to 32 C with C = 2 and 4: a lane accumulates columns
+// lane + 32 c for c < C, and the shared arrays hold 32 C columns. Sized for D <= 64 (BERT's), a block's
+// registers and shared memory are about half of D = 128's, so three times as many blocks fit on an SM.
+template <int C>
+struct Dims {
+  static constexpr int kMaxD = 32 * C;
+  // Tiles that lane j reads row j of, 16 bytes at a time: a pitch of 4 mod 32 words puts the 8 lanes of each
+  // quarter-warp phase of a 16-byte shared load on distinct banks.
+  static constexpr int kPitch = kMaxD + 4;
+};
+
 __device__ __forceinline__ float At(const Float4& f, int i) {
   return i == 0 ? f.v[0] : i == 1 ? f.v[1] : i == 2 ? f.v[2] : f.v[3];
 }
@@ -115,10 +167,6 @@ __device__ __forceinline__ void Dot4(float& acc, const Float4& a, const Float4& 
   acc = __fmaf_rn(a.v[1], b.v[1], acc);
   acc = __fmaf_rn(a.v[2], b.v[2], acc);
   acc = __fmaf_rn(a.v[3], b.v[3], acc);
-}
-
-__device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 s) {
-  return b * l.strides[0] + h * l.strides[1] + s * l.strides[2];
 }
 
 // p + i elements of a float32 or 16-bit array.
@@ -139,11 +187,6 @@ struct Rows {
 // Head (b, h) of q, k or v (or the backward's out) as Rows into `tile`.
 __device__ __forceinline__ Rows OperandRows(const void* p, const Layout& l, int64 b, int64 h, float* tile, int pitch) {
   return {Offset(p, RowAt(l, b, h, 0), FT_ATTN_OPERANDS), l.strides[2], tile, pitch, FT_ATTN_OPERANDS};
-}
-
-// Element i of a float32 or 16-bit array, in float32.
-__device__ __forceinline__ float LoadAt(const void* p, int64 i, int dtype) {
-  return dtype == DT_F32 ? ((const float*)p)[i] : LowpToF32(((const uint16*)p)[i], dtype);
 }
 
 // Elements i .. i + 3 (those below `count`) of a float32 or 16-bit array, zeros past `count`; `vec`: one 16-byte
@@ -196,38 +239,6 @@ __device__ __forceinline__ void LoadRows(const Rows (&ops)[N], int count, int64 
       }
     }
   }
-}
-
-// The mask's value for query s and key t (0 outside [S, T], where nothing reads it).
-__device__ __forceinline__ float MaskAt(const Attention& a, const float* mask, const Layout& m, int64 b, int64 h,
-                                        int64 s, int64 t) {
-  if (mask == 0 || s >= a.S || t >= a.T) return 0.0f;
-  return mask[b * m.strides[0] + h * m.strides[1] + s * m.strides[2] + t * m.strides[3]];
-}
-
-// The logit of query s for key t, rounded in masked_softmax's two steps (`bias` is the mask's value); causal
-// hides keys after the query (torch's tril mask).
-__device__ __forceinline__ float Logit(const Attention& a, float dot, const float* mask, float bias, int64 s, int64 t) {
-  float z = __fmul_rn(dot, a.scale);
-  if (mask != 0) z = __fadd_rn(z, bias);
-  return a.causal && t > s ? -FT_INF : z;
-}
-
-// A replayed graph's kernels draw fresh numbers: the counter offset moves on by the graph's random base.
-__device__ __forceinline__ void ApplyRandomBase(Attention& a) {
-  if (a.base != 0) a.offset += *(const uint64*)a.base;
-}
-
-// Dropout keeps element e = offset + ((bh * S + s) * T + t) of the flat probabilities when word e & 3 of
-// Philox(seed, e >> 2) is at least the threshold. Bit w of the result: the verdict on word w of `counter`.
-__device__ __forceinline__ uint32 KeepWords(const Attention& a, uint64 counter) {
-  const Philox4 r = Philox(a.seed, counter);
-  return (uint32)(UnitFloat(r.x0) >= a.threshold) | (uint32)(UnitFloat(r.x1) >= a.threshold) << 1 |
-         (uint32)(UnitFloat(r.x2) >= a.threshold) << 2 | (uint32)(UnitFloat(r.x3) >= a.threshold) << 3;
-}
-
-__device__ __forceinline__ uint64 Element(const Attention& a, int64 bh, int64 s, int64 t) {
-  return a.offset + (uint64)((bh * a.S + s) * a.T + t);
 }
 
 // Bit r: whether dropout keeps probability (bh, s + r, t0 + lane), the warp's rows s .. s + 3 against a tile of
@@ -301,10 +312,6 @@ __device__ __forceinline__ void StoreRow(float* dst, const float (&acc)[C], floa
       if (lowp != 0) lowp[d] = F32ToLowp(x, lowp_dtype);
     }
   }
-}
-
-__device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
-  return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
 }
 
 template <int C>
@@ -1068,15 +1075,17 @@ struct BackwardOperands {
   uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0;
 };
 
-// The function `name` of the module for operands of `dtype`: one module per dtype, compiled when first used; the
-// 16-bit ones also hold the tensor-core kernels.
-CUfunction ModuleKernel(Napi::Env env, int32_t dtype, const char* name) {
-  const auto source_for = [](const char* operands, const char* mma) {
-    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + kSource + mma).c_str());
+// The function `name` of the module for operands of `dtype`, its CUDA-core kernels or (`mma`, 16-bit dtypes) its
+// tensor-core ones: one module each, compiled when first used, so BERT under autocast compiles only the latter.
+CUfunction ModuleKernel(Napi::Env env, int32_t dtype, const char* name, bool mma = false) {
+  const auto source_for = [](const char* operands, const char* kernels) {
+    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + kCommonSource + kernels).c_str());
   };
-  static const std::string sources[] = {source_for("DT_F32", ""), source_for("DT_BF16", kMmaSource),
-                                        source_for("DT_F16", kMmaSource)};
-  return GetKernel(env, "attention", sources[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0], name);
+  static const std::string core[] = {source_for("DT_F32", kCoreSource), source_for("DT_BF16", kCoreSource),
+                                     source_for("DT_F16", kCoreSource)};
+  static const std::string tensor_core[] = {source_for("DT_BF16", kMmaSource), source_for("DT_F16", kMmaSource)};
+  if (mma) return GetKernel(env, "attention_mma", tensor_core[dtype == kF16 ? 1 : 0], name);
+  return GetKernel(env, "attention", core[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0], name);
 }
 
 // The CUDA-core entry point for head dim D: `small` (the _64 one) or `large`.
@@ -1192,7 +1201,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   }
   void* args[] = {&a.p, &a.o, &y};
   if (UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}}))
-    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_forward_mma"), RowBlocks(a.BH, a.p.S, kMmaRows),
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_forward_mma", true), RowBlocks(a.BH, a.p.S, kMmaRows),
            Blocks(kMmaThreads), 0, args);
   else
     Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_forward_64", "ft_attention_forward_128"),
@@ -1221,9 +1230,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   void* args[] = {&a.p, &a.o, &g};
   // the dq kernel stores delta, which the dk/dv kernel after it on the stream reads
   if (UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}})) {
-    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dq_mma"), RowBlocks(a.BH, S, kMmaRows),
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dq_mma", true), RowBlocks(a.BH, S, kMmaRows),
            Blocks(kMmaThreads), 0, args);
-    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dkv_mma"), RowBlocks(a.BH, T, kMmaRows),
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dkv_mma", true), RowBlocks(a.BH, T, kMmaRows),
            Blocks(kMmaThreads), 0, args);
   } else {
     Launch(env, Kernel(env, a.dtype, a.p.D, "ft_attention_backward_dq_64", "ft_attention_backward_dq_128"),
