@@ -294,7 +294,8 @@ export interface CudaAddon extends Kernels {
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;
   /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, and the plans
-   * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K) */
+   * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K, within
+   * a factor of 4) */
   gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number };
   /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) rounded to `dtype` (float16 or bfloat16) into dst
    * from dstOffs[i], in one launch */
