@@ -55,6 +55,14 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
       // A backward may pass its incoming gradient (or one tensor) on to several inputs: give each its own handle.
       if (g === grad || handedOn.has(g)) g = g.alias();
       handedOn.add(g);
+      // As PyTorch's engine does, an input's gradient takes the input's dtype (a float32 product's gradient
+      // reaching a 16-bit tensor, say).
+      const dtype = "leaf" in edge ? edge.leaf.dtype : edge.dtype;
+      if (g.dtype !== dtype) {
+        const cast = g.to(dtype);
+        g.dispose();
+        g = cast;
+      }
       if ("leaf" in edge) {
         accumulateLeaf(edge.leaf, g);
         return;

@@ -2,8 +2,10 @@
 // gradients of its inputs go. Parameter gradients are accumulated into .grad (+=), activation gradients are
 // handed on; backward() releases what a node saved once it has run.
 import type { Tensor } from "../tensor/tensor.js";
+import type { DType } from "../tensor/dtype.js";
 
-export type Edge = { node: Node } | { leaf: Tensor } | null;
+/** Where an input's gradient goes: its node (with the input's dtype, which the gradient is cast to), or the leaf. */
+export type Edge = { node: Node; dtype: DType } | { leaf: Tensor } | null;
 
 /** Returns one gradient per input (null where an input needs none), each with that input's shape. */
 export type BackwardFn = (gradOutput: Tensor) => (Tensor | null)[];

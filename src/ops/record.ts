@@ -18,7 +18,7 @@ export function record(
   if (!needsGrad(...inputs)) return out;
   const edges = inputs.map((t) => {
     if (!t || !t.requires_grad) return null;
-    return t.grad_fn ? { node: t.grad_fn } : { leaf: t };
+    return t.grad_fn ? { node: t.grad_fn, dtype: t.dtype } : { leaf: t };
   });
   out.grad_fn = new Node(opName, edges, backward, saved);
   out.requires_grad = true;

@@ -93,6 +93,27 @@ test("autocast gradients are the products of the 16-bit values, in float32, for 
   }
 });
 
+test("a 16-bit tensor's gradient has its dtype, with and without autocast, as PyTorch's engine casts it", () => {
+  const g = gen();
+  for (const region of [null, torch.bfloat16, torch.float16]) {
+    for (const dtype of [torch.float16, torch.bfloat16]) {
+      const x = torch.randn([3, 8], { generator: g }).to(dtype).requires_grad_();
+      const b = torch.randn([8, 4], { generator: g }).to(dtype).requires_grad_();
+      const w = torch.randn([4, 8], { generator: g }).to(dtype).requires_grad_();
+      const bias = torch.randn([4], { generator: g }).to(dtype).requires_grad_();
+      // x reaches the loss through a linear layer and a product: its two gradients meet in its dtype
+      const loss = () => F.linear(x, w, bias).float().sum().add(torch.matmul(x, b).float().sum());
+      (region ? torch.autocast("cpu", { dtype: region }, loss) : loss()).backward();
+      for (const [name, t] of [["x", x], ["b", b], ["w", w], ["bias", bias]] as const) {
+        assert.equal(t.grad!.dtype, dtype, `${name} under ${region ?? "no autocast"}`);
+      }
+      // the values: the float32 gradients rounded once
+      const expected = torch.ones([3, 4]).matmul(w.detach().float()).add(torch.ones([3, 4]).matmul(b.detach().float().t()));
+      assert.ok(maxAbsDiff(x.grad!.float(), expected.to(dtype).float()) <= 0.05 * (1 + maxAbsDiff(expected, torch.zeros([3, 8]))));
+    }
+  }
+});
+
 test("autocast forward and backward release their 16-bit copies", () => {
   const g = gen();
   // a module call is a scope: what it makes and does not return is released when it ends or after backward
