@@ -618,12 +618,14 @@ typedef const uint32 (*TileWordsIn)[FT_MMA_WORDS];
 __device__ __forceinline__ void Mma(float (&d)[4], const uint32 (&a)[4], uint32 b0, uint32 b1) {
 #if defined(FTEMU_MMA)
   ftemu_mma_m16n8k16<FT_ATTN_OPERANDS == DT_F16>(d, a, b0, b1);
-#elif FT_ATTN_OPERANDS == DT_F16
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #else
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+#if FT_ATTN_OPERANDS == DT_F16
+#define FT_MMA_TYPE "f16"
+#else
+#define FT_MMA_TYPE "bf16"
+#endif
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." FT_MMA_TYPE "." FT_MMA_TYPE
+      ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
