@@ -16,6 +16,9 @@ import { native, UnaryGradOp, type DTypeCode } from "../../src/backend/native.js
 import { rawUnaryGrad } from "../../src/ops/elementwise.js";
 import { maxAbsDiff, maxAbs } from "../helpers/compare.js";
 import { AdamW } from "../../src/optim/index.js";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { REPO_ROOT } from "../helpers/paths.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 
@@ -145,6 +148,45 @@ test("castColumnSums reads a linear layer's gradient once: the cast and column s
   }
   assert.throws(() => native.cuda.castColumnSums(4, 4, torch.empty([4, 3], { device: "cuda" }).buffer, 0, null, 0, torch.float32.code,
     torch.bfloat16.code, torch.empty([16], { dtype: torch.bfloat16, device: "cuda" }).buffer, torch.empty([4], { device: "cuda" }).buffer), RangeError);
+});
+
+test("castColumnSums looks GELU' up by the 16-bit pre-activation's bits: a graph captured before the table exists evaluates it, to the same bits", { skip: SKIP }, () => {
+  // a new process, so that the capture comes before the process's first table
+  const dist = JSON.stringify(path.join(REPO_ROOT, "dist/src"));
+  const script = `
+    const { torch } = await import(${dist} + "/torch.js");
+    const { native } = await import(${dist} + "/backend/native.js");
+    const gen = new torch.Generator().manual_seed(3);
+    const [rows, cols] = [40, 24];
+    const grad = torch.randn([rows, cols], { generator: gen }).mul(3).cuda();
+    const out = {};
+    for (const dtype of [torch.bfloat16, torch.float16]) {
+      const pre = torch.randn([rows, cols], { generator: gen }).mul(4).to(dtype).cuda();
+      const results = [0, 1].map(() => [torch.empty([rows, cols], { dtype, device: "cuda" }), torch.empty([cols], { device: "cuda" })]);
+      const run = ([lowp, sums]) => native.cuda.castColumnSums(rows, cols, grad.buffer, grad.offset, pre.buffer, pre.offset,
+        dtype.code, dtype.code, lowp.buffer, sums.buffer);
+      const graph = new torch.cuda.CUDAGraph();
+      torch.cuda.synchronize();
+      torch.cuda.graph(graph, () => run(results[0]));
+      graph.replay();
+      console.error("ftemu: begin");
+      run(results[1]);
+      torch.cuda.synchronize();
+      out[dtype.name] = results.map(([lowp, sums]) => [lowp.float().cpu().tolist(), sums.cpu().tolist()]);
+    }
+    console.log(JSON.stringify(out));`;
+  const child = spawnSync(process.execPath, ["--input-type=module", "-e", script],
+    { env: { ...process.env, FTEMU_TRACE: "1" }, encoding: "utf8", maxBuffer: 64 << 20 });
+  assert.equal(child.status, 0, child.stderr.slice(-4000));
+  const out = JSON.parse(child.stdout) as Record<string, [number[][], number[]][]>;
+  for (const [dtype, [captured, looked_up]] of Object.entries(out)) {
+    assert.deepEqual(looked_up, captured, `${dtype}: the table's GELU' and the evaluated one`);
+  }
+  // On the emulator the trace shows the first eager call building its dtype's table
+  if (process.env.FINETUNE_CUDA_EMULATED === "1") {
+    const kernels = child.stderr.split("\n").flatMap((l) => l.match(/^ftemu: (\S+) grid/)?.[1] ?? []);
+    assert.equal(kernels.filter((k) => k === "ft_gelu_grad_table").length, 2, "one table per dtype");
+  }
 });
 
 test("under autocast on CUDA linear_gelu saves its pre-activation in 16 bits: gradients from GELU' at the rounded value", { skip: SKIP }, () => {
