@@ -910,8 +910,18 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
     float sum = 0.0f;
     if (s < a.S) {
       const int64 ro = RowAt(gr.lout, b, h, s), rd = RowAt(gr.ldout, b, h, s);
-      for (int d = 32 * (lane & 1); d < min(D, 32 * (lane & 1) + 32); ++d)
-        sum += LoadAt(gr.out, ro + d, FT_ATTN_OPERANDS) * gr.dout[rd + d];
+      // 8 columns' loads at a time before their products, so that their latencies overlap
+#pragma unroll
+      for (int d8 = 32 * (lane & 1); d8 < 32 * (lane & 1) + 32; d8 += 8) {
+        float o[8], dout[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          o[i] = d8 + i < D ? LoadAt(gr.out, ro + d8 + i, FT_ATTN_OPERANDS) : 0.0f;
+          dout[i] = d8 + i < D ? gr.dout[rd + d8 + i] : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) sum += o[i] * dout[i];
+      }
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     if (warp == 0 && s < a.S && (lane & 1) == 0) gr.delta[bh * a.S + s] = sum;
