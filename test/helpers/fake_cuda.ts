@@ -40,6 +40,8 @@ export function withFakeCuda<T>(body: (home: string) => T, options: FakeCudaOpti
     for (const header of ["device.h", "launch.h"]) {
       fs.copyFileSync(path.join(SOURCES, header), path.join(include, header));
     }
+    // device.h's 16-bit conversions are the host's and the kernels' own
+    fs.copyFileSync(path.join(REPO_ROOT, "native/common/half_bits.h"), path.join(include, "half_bits.h"));
     const libcuda = path.join(lib64, "libcuda.so.1");
     gxx([path.join(SOURCES, "driver.cc"), "-Wl,-soname,libcuda.so.1", "-ldl", "-o", libcuda]);
     const nvrtc = path.join(lib64, "libnvrtc.so.13");
@@ -47,7 +49,7 @@ export function withFakeCuda<T>(body: (home: string) => T, options: FakeCudaOpti
     if (options.emulate) {
       gxx([path.join(SOURCES, "nvrtc.cc"), "-ldl", "-o", nvrtc]);
       // Linked to the fake libcuda (found next to it) for its stream and its device memory checks.
-      gxx([path.join(SOURCES, "cublaslt.cc"), libcuda, "-Wl,-rpath,$ORIGIN", "-o", cublasLt]);
+      gxx([path.join(SOURCES, "cublaslt.cc"), `-I${path.join(REPO_ROOT, "native")}`, libcuda, "-Wl,-rpath,$ORIGIN", "-o", cublasLt]);
     } else {
       gxx(["-x", "c++", "-", "-o", nvrtc], VERSION_ONLY_NVRTC);
       gxx(["-x", "c++", "-", "-o", cublasLt], VERSION_ONLY_CUBLASLT);

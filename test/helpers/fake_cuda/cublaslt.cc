@@ -16,12 +16,17 @@
 #include <cstring>
 #include <string>
 
+#include "common/half_bits.h"
+
 extern "C" {
 bool ftemu_in_device(std::uint64_t p, std::size_t n);
 int ftemu_submit(void* stream, int (*run)(void*), void* data, void (*release)(void*));
 }
 
 namespace {
+
+// The host's and the kernels' 16-bit conversions
+FT_HALF_BITS(inline, std::uint16_t, std::uint32_t)
 
 constexpr int kSuccess = 0, kNotInitialized = 1, kInvalidValue = 7, kExecutionFailed = 13, kNotSupported = 15;
 constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
@@ -108,16 +113,7 @@ float Load(const void* p, int type, std::size_t i, bool tf32) {
   } else {
     std::uint16_t h;
     std::memcpy(&h, static_cast<const char*>(p) + 2 * i, 2);
-    if (type == kR16BF) {
-      bits = std::uint32_t{h} << 16;
-    } else {
-      const std::uint32_t sign = std::uint32_t{h & 0x8000u} << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-      if (exp == 0) {
-        const float v = std::ldexp(static_cast<float>(mant), -24);
-        return sign ? -v : v;
-      }
-      bits = sign | (exp == 31 ? 0x7f800000u | mant << 13 : (exp + 112) << 23 | mant << 13);
-    }
+    bits = type == kR16BF ? Bf16ToF32Bits(h) : F16ToF32Bits(h);
   }
   float f;
   std::memcpy(&f, &bits, 4);

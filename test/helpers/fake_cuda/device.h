@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "half_bits.h"
 #include "launch.h"
 
 namespace ftemu {
@@ -221,16 +222,14 @@ T Shuffle(T v, int src_lane) {
   return out;
 }
 
+// common/half_bits.h's conversions, as the host and the kernels convert.
+FT_HALF_BITS(inline, unsigned short, unsigned)
+
 // A 16-bit float's value: the low half of `word` or, with `high`, its high half; float16 when kF16, else bfloat16.
 template <bool kF16>
 float HalfOf(unsigned word, bool high) {
-  const unsigned h = high ? word >> 16 : word & 0xffffu;
-  if (!kF16) return std::bit_cast<float>(h << 16);
-  const unsigned sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
-  if (exponent == 0x1fu) return std::bit_cast<float>(sign | 0x7f800000u | mantissa << 13);
-  const float magnitude = exponent == 0 ? ldexpf(static_cast<float>(mantissa), -24)
-                                        : ldexpf(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
-  return sign != 0 ? -magnitude : magnitude;
+  const auto h = static_cast<unsigned short>(high ? word >> 16 : word & 0xffffu);
+  return std::bit_cast<float>(kF16 ? F16ToF32Bits(h) : Bf16ToF32Bits(h));
 }
 
 }  // namespace ftemu
