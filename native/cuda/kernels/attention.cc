@@ -131,6 +131,18 @@ __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
   return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
 }
 
+// The forward's online softmax. A key's weight in a row's running sum at maximum m: 0 past the keys (`valid`
+// false), 1 while every logit so far is -inf (the row counts as uniform), else exp(z - m).
+__device__ __forceinline__ float RunningWeight(float z, float m, bool valid) {
+  return !valid ? 0.0f : m == -FT_INF ? 1.0f : Exp(z - m);
+}
+
+// The factor that brings a running sum at maximum m_part to maximum m: the uniform sum of -inf logits is dropped
+// once a finite one appears.
+__device__ __forceinline__ float Rescale(float m_part, float m) {
+  return m_part == m ? 1.0f : m_part == -FT_INF ? 0.0f : Exp(m_part - m);
+}
+
 )CUDA";
 
 // The CUDA-core kernels: what the tensor-core ones do not take (float32 operands, head dims over 64 or odd, views
@@ -377,10 +389,8 @@ __device__ __forceinline__ void Forward(Attention a, const Operands& o, const Ou
     for (int r = 0; r < FT_ATTN_ROWS; ++r) {
       const float z = t < a.T ? Logit(a, dot[r], o.mask, bias[r], sw + r, t) : -FT_INF;
       const float m_new = fmaxf(m[r], WarpMax(z));
-      // While every logit so far is -inf the row counts as uniform (weight 1 per key); the first finite logit
-      // discards that sum (alpha = 0).
-      const float alpha = m[r] == m_new ? 1.0f : m[r] == -FT_INF ? 0.0f : Exp(m[r] - m_new);
-      const float p = t >= a.T ? 0.0f : m_new == -FT_INF ? 1.0f : Exp(z - m_new);
+      const float alpha = Rescale(m[r], m_new);
+      const float p = RunningWeight(z, m_new, t < a.T);
       l[r] = l[r] * alpha + p;
       m[r] = m_new;
       ps[warp][r][lane] = p != 0.0f && (keep >> r & 1u) ? p : 0.0f;
@@ -791,12 +801,6 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
   }
 }
 
-// The factor that brings a running sum at maximum m_part to maximum m, as the online softmax rescales: a sum
-// while every logit was -inf (uniform) is dropped once a finite one appears.
-__device__ __forceinline__ float Rescale(float m_part, float m) {
-  return m_part == m ? 1.0f : m_part == -FT_INF ? 0.0f : Exp(m_part - m);
-}
-
 extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forward_mma(Attention a, Operands o,
                                                                                       Output y) {
   ApplyRandomBase(a);
@@ -852,7 +856,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = e >> 1, key = 16 * warp + 8 * j + 2 * q + (e & 1);
-        const float p = t0 + key >= a.T ? 0.0f : m[r] == -FT_INF ? 1.0f : Exp(s[j][e] - m[r]);
+        const float p = RunningWeight(s[j][e], m[r], t0 + key < a.T);
         l[r] += p;
         s[j][e] = p != 0.0f && (keep[r][j] >> (2 * q + (e & 1)) & 1u) ? p : 0.0f;
       }
