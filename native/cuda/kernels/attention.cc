@@ -131,6 +131,13 @@ __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
   return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
 }
 
+// The softmax backward's dS for probability p, dropout's verdict `kept` on it and the row's delta:
+// dP = kept ? (dout . v) * dscale : 0, dS = p (dP - delta) scale.
+__device__ __forceinline__ float ScoreGrad(const Attention& a, float p, bool kept, float dout_v, float delta) {
+  const float dp = kept ? dout_v * a.dscale : 0.0f;
+  return p * (dp - delta) * a.scale;
+}
+
 // The forward's online softmax. A key's weight in a row's running sum at maximum m: 0 past the keys (`valid`
 // false), 1 while every logit so far is -inf (the row counts as uniform), else exp(z - m).
 __device__ __forceinline__ float RunningWeight(float z, float m, bool valid) {
@@ -479,8 +486,7 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
       float ds = 0.0f;
       if (t < a.T) {
         const float p = Prob(a, Logit(a, qk[r], o.mask, bias[r], sw + r, t), row_lse[r]);
-        const float dp = (keep >> r & 1u) ? dov[r] * a.dscale : 0.0f;
-        ds = p * (dp - row_delta[r]) * a.scale;
+        ds = ScoreGrad(a, p, keep >> r & 1u, dov[r], row_delta[r]);
       }
       ps[warp][r][lane] = ds;
     }
@@ -549,8 +555,7 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
         const float p = Prob(a, Logit(a, qk[r], o.mask, bias[r], s, tw + r), s_lse);
         const bool keep_r = keep >> r & 1u;
         kept = keep_r ? p * a.dscale : 0.0f;
-        const float dp = keep_r ? dov[r] * a.dscale : 0.0f;
-        ds = p * (dp - s_delta) * a.scale;
+        ds = ScoreGrad(a, p, keep_r, dov[r], s_delta);
       }
       pv[warp][r][lane] = kept;
       pk[warp][r][lane] = ds;
@@ -963,8 +968,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
         float ds = 0.0f;
         if (t < a.T) {
           const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, row, t), row, t), lse[r]);
-          const float dpv = keep[r][j] >> (2 * q + (e & 1)) & 1u ? dp[j][e] * a.dscale : 0.0f;
-          ds = p * (dpv - delta[r]) * a.scale;
+          ds = ScoreGrad(a, p, keep[r][j] >> (2 * q + (e & 1)) & 1u, dp[j][e], delta[r]);
         }
         s[j][e] = ds;
       }
@@ -1022,8 +1026,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
         if (s < a.S) {
           const float p = Prob(a, Logit(a, st[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, s, t), s, t), lse[col]);
           kept = keep_e ? p * a.dscale : 0.0f;
-          const float dpv = keep_e ? dpt[j][e] * a.dscale : 0.0f;
-          ds = p * (dpv - delta[col]) * a.scale;
+          ds = ScoreGrad(a, p, keep_e, dpt[j][e], delta[col]);
         }
         st[j][e] = kept;
         dpt[j][e] = ds;
