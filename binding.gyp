@@ -21,6 +21,7 @@
         "native/cuda/runtime.cc",
         "native/cuda/allocator.cc",
         "native/cuda/memory.cc",
+        "native/cuda/staging.cc",
         "native/cuda/graphs.cc",
         "native/cuda/gemm.cc",
         "native/cuda/kernels/register.cc",

@@ -45,6 +45,12 @@ interface VariantResult {
   steps: number;
   /** host wall time per step over the second half of the epoch (the loss is read every 50 steps, which waits for the GPU) */
   steady_ms_per_step: number;
+  /**
+   * host time from each step's start to its end (collating, copying the batch in, queuing the update) over the same
+   * steps (finetune only): near steady_ms_per_step where each step waits for the GPU, far below where the host
+   * queues steps ahead of it
+   */
+  steady_step_host_ms?: number;
   /** batch shapes the Trainer captured in CUDA graphs (finetune only) */
   cuda_graphs?: number;
   /** host seconds of the steps that captured a graph, from the previous step's end (finetune only) */
@@ -105,6 +111,8 @@ class StepTimer extends TrainerCallback {
   start = 0;
   first_step_s: number | null = null;
   readonly step_ends: number[] = [];
+  readonly step_host_ms: number[] = [];
+  #step_begin = 0;
   cuda_graphs = 0;
   capture_s = 0;
   /** the graph step's own figures at the last step end (the Trainer drops the step when training ends) */
@@ -115,12 +123,16 @@ class StepTimer extends TrainerCallback {
   override on_train_begin(): void {
     this.start = performance.now();
   }
+  override on_step_begin(): void {
+    this.#step_begin = performance.now();
+  }
   override on_step_end(): void {
     if (this.first_step_s === null) {
       if (torch.cuda.is_available()) torch.cuda.synchronize();
       this.first_step_s = (performance.now() - this.start) / 1000;
     }
     const now = performance.now();
+    this.step_host_ms.push(now - this.#step_begin);
     const step = this.graphStep();
     const graphs = step?.graph_count ?? 0;
     if (step) this.capture_stats = { ...step.capture_stats };
@@ -132,6 +144,11 @@ class StepTimer extends TrainerCallback {
     const t = this.step_ends;
     const half = Math.floor(t.length / 2);
     return t.length > 1 ? (t[t.length - 1]! - t[half]!) / (t.length - 1 - half) : 0;
+  }
+  /** The mean host time inside the steps that steady_ms_per_step spans. */
+  steady_step_host_ms(): number {
+    const steady = this.step_host_ms.slice(Math.floor(this.step_host_ms.length / 2) + 1);
+    return steady.length > 0 ? steady.reduce((a, b) => a + b, 0) / steady.length : 0;
   }
 }
 
@@ -178,6 +195,7 @@ async function train(dir: string, precision: string): Promise<void> {
     eval_loss: metrics["eval_loss"]!,
     steps: result.global_step,
     steady_ms_per_step: round(timer.steady_ms_per_step(), 3),
+    steady_step_host_ms: round(timer.steady_step_host_ms(), 3),
     cuda_graphs: timer.cuda_graphs,
     capture_s: round(timer.capture_s, 3),
     capture_host_s: round(timer.capture_stats.host_s, 3),
@@ -241,6 +259,7 @@ function report(dir: string, statuses: string[]): void {
     epoch_s: per("epoch_s"),
     first_step_s: per("first_step_s"),
     steady_ms_per_step: per("steady_ms_per_step"),
+    steady_step_host_ms: per("steady_step_host_ms"),
     eval_s: per("eval_s"),
     peak_mem_gb: per("peak_mem_gb"),
     train_loss: per("train_loss"),

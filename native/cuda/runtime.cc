@@ -48,7 +48,7 @@ std::string ErrorText(CUresult result) {
 
 template <typename Fn>
 bool ResolveDriver(const char* name, Fn& fn, std::string& error) {
-  void* symbol = dlsym(GetCuda().cuda.handle, name);
+  void* symbol = DriverSymbol(name);
   if (symbol == nullptr) {
     error = GetCuda().cuda.path + " lacks " + name + ": update the NVIDIA driver";
     return false;
@@ -369,6 +369,8 @@ void EnsureContext(Napi::Env env) {
 
 CUstream Stream() { return g_runtime.stream; }
 
+void* DriverSymbol(const char* name) { return dlsym(GetCuda().cuda.handle, name); }
+
 const RuntimeApi& Api() { return g_runtime.api; }
 
 int Arch() { return g_runtime.arch; }
@@ -514,8 +516,7 @@ void CopyHostToDevice(Napi::Env env, CUdeviceptr dst, const void* src, size_t by
   // A captured copy would read the host buffer at every replay, long after the caller let it go.
   ForbidDuringCapture(env, "copying host memory to the GPU",
                       ": copy new inputs into the graph's static tensors before replay()");
-  // From pageable memory the driver stages the data before returning, so the host buffer may be freed at once.
-  Check(env, g_runtime.api.cuMemcpyHtoDAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyHtoDAsync");
+  StageHostToDevice(env, dst, src, bytes);
 }
 
 void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes) {

@@ -43,6 +43,9 @@ void EnsureContext(Napi::Env env);
 // The one stream all work is queued on (valid after EnsureContext).
 CUstream Stream();
 
+// The driver's entry point `name`, or null where the driver lacks it.
+void* DriverSymbol(const char* name);
+
 // Throws a JS Error "<what> failed: error N (text)" unless `result` is success.
 void Check(Napi::Env env, CUresult result, const char* what);
 
@@ -161,7 +164,10 @@ void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared
 // ---- copies (all on the stream; 0 bytes does nothing)
 
 void Synchronize(Napi::Env env);
+// Returns once `src` may be reused, usually before the copy has run (the bytes wait in pinned memory).
 void CopyHostToDevice(Napi::Env env, CUdeviceptr dst, const void* src, size_t bytes);
+// CopyHostToDevice's queuing, without its checks (staging.cc).
+void StageHostToDevice(Napi::Env env, CUdeviceptr dst, const void* src, size_t bytes);
 // Waits for the copy (and so for all earlier work) before returning: the host memory is then valid.
 void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes);
 void CopyDeviceToDevice(Napi::Env env, CUdeviceptr dst, CUdeviceptr src, size_t bytes);

@@ -4,7 +4,7 @@
 // (test/cuda/ops_parity.test.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { native } from "../../src/backend/native.js";
@@ -260,4 +260,37 @@ test("FINETUNE_CUDA_EXACT_BLOCKS gives each block its own allocation, for memory
   assert.deepEqual(r.reuse, [7 * MiB, 10 * MiB], "the freed 3 MiB block serves only its own size");
   assert.deepEqual(r.freed, [0, 22 * MiB + 512]);
   assert.deepEqual(r.emptied, [0, 0]);
+});
+
+test("host-to-device copies wait in pinned memory, never rewritten before they run (FTEMU_DEFER)", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  // FTEMU_DEFER runs queued work only when the host waits, so a staging slot reused too early copies the wrong
+  // bytes. 40 copies of 200 KB go round the 4 MiB ring twice before anything waits; a 2 MiB one goes direct.
+  const script = `
+    import { native } from ${DIST("backend/native.js")};
+    const c = native.cuda;
+    const sizes = [...Array.from({ length: 40 }, () => 50_000), 512 * 1024, 7, 1];
+    const handles = sizes.map((n, i) => {
+      const h = c.alloc(n * 4);
+      const values = new Float32Array(n).map((_, j) => i * 1e5 + j);
+      c.copyHostToDevice(values.buffer, 0, h, 0, n * 4);
+      values.fill(-1);  // the caller may reuse its buffer at once
+      return h;
+    });
+    const wrong = sizes.flatMap((n, i) => {
+      const back = new Float32Array(n);
+      c.copyDeviceToHost(handles[i], 0, back.buffer, 0, n * 4);
+      return back.every((v, j) => v === i * 1e5 + j) ? [] : [i];
+    });
+    console.log(JSON.stringify({ wrong }));
+  `;
+  const child = withFakeCuda((home) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache"), FTEMU_DEFER: "1", FTEMU_TRACE: "1" };
+    delete env.FINETUNE_DISABLE_CUDA;
+    return spawnSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 60_000 });
+  });
+  assert.equal(child.status, 0, child.stderr);
+  assert.deepEqual(JSON.parse(child.stdout), { wrong: [] }, "every device buffer holds what was copied to it");
+  const copies = child.stderr.split("\n").flatMap((l) => l.match(/^ftemu: copy of (\d+) bytes to the device from (\w+) memory$/)?.slice(1) ?? []);
+  assert.deepEqual(copies.filter((_, i) => i % 2 === 1).reduce<Record<string, number>>((n, kind) => ({ ...n, [kind]: (n[kind] ?? 0) + 1 }), {}),
+    { pinned: 42, pageable: 1 }, "copies up to 1 MiB go through pinned memory, larger ones straight from the caller's");
 });

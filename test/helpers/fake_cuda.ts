@@ -6,7 +6,8 @@
 // cuBLASLt multiplies on the CPU (cublaslt.cc), so native.cuda runs end to end. With FTEMU_SKIP=1 in the
 // environment of the process using it, device-side work (launches, GEMMs, device-to-device copies) is checked
 // and then not done: the host side (the caching allocator, CUDA graphs, the JS
-// around each op) runs as on a GPU, fast, for bench/gpu_memory.ts and host profiles.
+// around each op) runs as on a GPU, fast, for bench/gpu_memory.ts and host profiles. With FTEMU_DEFER=1 queued work
+// runs only when the host waits for it (driver.cc), as on a GPU.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";

@@ -6,7 +6,10 @@
 // copies check their direction and that device ranges lie inside one live allocation; freed device memory is
 // unmapped (a later access faults); each allocation ends at a guard page (a kernel that reads far past the end
 // faults); kernel pointer arguments must be device memory; launch shapes are checked against the hardware limits.
-// FTEMU_TRACE=1 prints every launch to stderr.
+// FTEMU_TRACE=1 prints every launch and every host-to-device copy to stderr. FTEMU_DEFER=1 runs queued work only
+// when the host waits for it (a stream or event synchronize, a copy to pageable memory, freeing device memory), as
+// a GPU runs it later than the host queues it: host code that rewrites pinned memory a queued copy has yet to read
+// then copies the wrong bytes.
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -109,7 +112,24 @@ struct Graph {
 Stream g_stream;
 int g_context;
 
-// Runs `op` now, or records it while the stream is captured.
+bool Deferring() {
+  static const bool defer = std::getenv("FTEMU_DEFER") != nullptr;
+  return defer;
+}
+
+OpList g_queued;  // FTEMU_DEFER: work queued and not yet run, oldest first
+
+// Runs the queued work; on a failure the rest is dropped and the failure returned, as a GPU's error is sticky.
+CUresult RunQueued() {
+  OpList ops = std::move(g_queued);
+  g_queued.clear();
+  for (const auto& op : ops) {
+    if (CUresult result = op->run(); result != kSuccess) return result;
+  }
+  return kSuccess;
+}
+
+// Runs `op` now, queues it (FTEMU_DEFER), or records it while the stream is captured.
 CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void()> release = {}) {
   if (stream != &g_stream) return Fail(kInvalidHandle, "work queued on a stream the fake driver never created");
   auto op = std::make_shared<Op>();
@@ -119,8 +139,30 @@ CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void(
     g_stream.captured.push_back(std::move(op));
     return kSuccess;
   }
+  if (Deferring()) {
+    g_queued.push_back(std::move(op));
+    return kSuccess;
+  }
   return op->run();
 }
+
+// ---- pinned host memory (cuMemHostAlloc): copies from it are read when they run, not when they are queued
+
+std::mutex g_pinned_mutex;
+std::map<const char*, std::size_t> g_pinned;  // start -> bytes
+
+bool InPinned(const void* p, std::size_t n) {
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  const char* c = static_cast<const char*>(p);
+  auto it = g_pinned.upper_bound(c);
+  if (it == g_pinned.begin()) return false;
+  --it;
+  return c >= it->first && c + n <= it->first + it->second;
+}
+
+struct Event {
+  bool pending = false;  // recorded, and the work before it has not run yet
+};
 
 // A call a real driver refuses during capture; it also ends the capture's usefulness, as on a GPU.
 CUresult RefuseWhileCapturing(const char* what) {
@@ -203,7 +245,49 @@ int cuStreamCreate(void** s, unsigned) {
 }
 int cuStreamSynchronize(void* s) {
   if (s != &g_stream) return Fail(kInvalidHandle, "cuStreamSynchronize on an unknown stream");
-  return g_stream.capturing ? RefuseWhileCapturing("cuStreamSynchronize") : 0;
+  return g_stream.capturing ? RefuseWhileCapturing("cuStreamSynchronize") : RunQueued();
+}
+
+int cuMemHostAlloc(void** p, std::size_t n, unsigned) {
+  if (n == 0) return Fail(kInvalidValue, "cuMemHostAlloc of 0 bytes");
+  const std::size_t page = PageSize();
+  *p = std::aligned_alloc(page, (n + page - 1) / page * page);
+  if (*p == nullptr) return Fail(kOutOfMemory, "out of pinned host memory");
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  g_pinned[static_cast<const char*>(*p)] = n;
+  return 0;
+}
+
+int cuMemFreeHost(void* p) {
+  if (CUresult result = RunQueued(); result != kSuccess) return result;
+  std::lock_guard<std::mutex> lock(g_pinned_mutex);
+  if (g_pinned.erase(static_cast<const char*>(p)) == 0) return Fail(kInvalidValue, "cuMemFreeHost of memory cuMemHostAlloc did not give");
+  std::free(p);
+  return 0;
+}
+
+int cuEventCreate(void** e, unsigned) {
+  *e = new Event;
+  return 0;
+}
+int cuEventRecord(void* e, void* stream) {
+  auto* event = static_cast<Event*>(e);
+  if (event == nullptr) return Fail(kInvalidHandle, "cuEventRecord of a null event");
+  if (g_stream.capturing) return RefuseWhileCapturing("cuEventRecord");
+  event->pending = true;
+  return Submit(stream, [event] {
+    event->pending = false;
+    return kSuccess;
+  });
+}
+int cuEventSynchronize(void* e) {
+  auto* event = static_cast<Event*>(e);
+  if (event == nullptr) return Fail(kInvalidHandle, "cuEventSynchronize of a null event");
+  return event->pending ? RunQueued() : 0;
+}
+int cuEventDestroy_v2(void* e) {
+  delete static_cast<Event*>(e);
+  return 0;
 }
 
 int cuMemAlloc_v2(CUdeviceptr* p, std::size_t n) {
@@ -228,6 +312,8 @@ int cuMemAlloc_v2(CUdeviceptr* p, std::size_t n) {
 
 int cuMemFree_v2(CUdeviceptr p) {
   if (g_stream.capturing) return RefuseWhileCapturing("cuMemFree");
+  // A GPU's cuMemFree waits for the work queued before it.
+  if (CUresult result = RunQueued(); result != kSuccess) return result;
   Memory& m = GetMemory();
   std::lock_guard<std::mutex> lock(m.mutex);
   auto it = m.blocks.find(p);
@@ -250,23 +336,37 @@ int cuMemGetInfo_v2(std::size_t* free, std::size_t* total) {
   return 0;
 }
 
-// From pageable memory a real driver stages the source before returning; here the copy runs at once. Captured, it
-// reads the host memory at each replay, as a graph's memcpy node does.
+// From pageable memory a real driver stages the source before returning, so the bytes are taken now; from pinned
+// memory the copy reads them when it runs. Captured, it reads the host memory at each replay, as a graph's memcpy
+// node does.
 int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, std::size_t n, void* stream) {
   if (!InDevice(d, n)) return Fail(kInvalidValue, "cuMemcpyHtoD: the destination is not device memory");
   if (InReservation(s)) return Fail(kInvalidValue, "cuMemcpyHtoD: the source is device memory");
+  const bool pinned = InPinned(s, n);
+  if (std::getenv("FTEMU_TRACE") != nullptr)
+    std::fprintf(stderr, "ftemu: copy of %zu bytes to the device from %s memory\n", n, pinned ? "pinned" : "pageable");
+  if (pinned || g_stream.capturing) {
+    return Submit(stream, [=] {
+      std::memcpy(reinterpret_cast<void*>(d), s, n);
+      return kSuccess;
+    });
+  }
+  auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(s), static_cast<const char*>(s) + n);
   return Submit(stream, [=] {
-    std::memcpy(reinterpret_cast<void*>(d), s, n);
+    std::memcpy(reinterpret_cast<void*>(d), staged->data(), n);
     return kSuccess;
   });
 }
+// To pageable memory the copy has run when this returns, as on a GPU.
 int cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, std::size_t n, void* stream) {
   if (!InDevice(s, n)) return Fail(kInvalidValue, "cuMemcpyDtoH: the source is not device memory");
   if (InReservation(d)) return Fail(kInvalidValue, "cuMemcpyDtoH: the destination is device memory");
-  return Submit(stream, [=] {
+  CUresult result = Submit(stream, [=] {
     std::memcpy(d, reinterpret_cast<const void*>(s), n);
     return kSuccess;
   });
+  if (result == kSuccess && !g_stream.capturing && !InPinned(d, n)) result = RunQueued();
+  return result;
 }
 int cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, std::size_t n, void* stream) {
   if (!InDevice(d, n)) return Fail(kInvalidValue, "cuMemcpyDtoD: the destination is not device memory");
@@ -380,10 +480,12 @@ int cuGraphLaunch(void* exec, void* stream) {
   if (exec == nullptr) return Fail(kInvalidValue, "launch of a null graph");
   if (stream != &g_stream) return Fail(kInvalidHandle, "graph launch on an unknown stream");
   if (g_stream.capturing) return RefuseWhileCapturing("cuGraphLaunch");
-  for (const auto& op : static_cast<Graph*>(exec)->ops) {
-    if (CUresult result = op->run(); result != kSuccess) return result;
-  }
-  return 0;
+  return Submit(stream, [ops = static_cast<Graph*>(exec)->ops] {
+    for (const auto& op : ops) {
+      if (CUresult result = op->run(); result != kSuccess) return result;
+    }
+    return kSuccess;
+  });
 }
 
 int cuGraphExecDestroy(void* exec) {
