@@ -672,12 +672,55 @@ __device__ __forceinline__ void RowFragments(uint32 (&f)[4][4], const T* base, i
   }
 }
 
+// Eight consecutive elements of a 16-bit operand or of float32 dout, 16-byte aligned, as four words of pairs.
+struct __align__(16) Words4 {
+  uint32 w[4];
+};
+__device__ __forceinline__ Words4 EightAt(const uint16* p) { return *(const Words4*)p; }
+__device__ __forceinline__ Words4 EightAt(const float* p) {
+  const Float4 a = *(const Float4*)p, b = *(const Float4*)(p + 4);
+  return {{Pack(a.v[0], a.v[1]), Pack(a.v[2], a.v[3]), Pack(b.v[0], b.v[1]), Pack(b.v[2], b.v[3])}};
+}
+
 // Rows r0 .. r0 + 63 of a [rows, D] operand into `rows` ([row][column pair]) and `cols` (the transpose,
-// [column][row pair]), either may be null; zeros from row `limit` and column D on. A warp reads a row's 32 pairs,
-// 8 rows a thread at a time before it stores any.
+// [column][row pair]), either may be null; zeros from row `limit` and column D on.
+// Where every row's start is 16-byte aligned and D a multiple of 8, lane p of warp w reads rows 2 p and 2 p + 1,
+// columns 8 c .. 8 c + 7 for c = w and w + 4, 16 bytes a load, all four loads before any store; each of its words
+// of `cols` then holds both rows, and the warp's 32 words of a column are consecutive (no bank conflicts).
+// Otherwise a warp reads a row's 32 pairs, 8 rows a thread at a time before it stores any.
 template <typename T>
 __device__ __forceinline__ void StoreTile(TileWords rows, TileWords cols, const T* base, int64 stride, int64 r0,
                                           int64 limit, int D) {
+  if (((uint64)base & 15) == 0 && (stride & 7) == 0 && (D & 7) == 0) {
+    const int p = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    Words4 x[2][2];  // [chunk][row of the pair]
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int c = warp + FT_MMA_WARPS * k;
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int64 r = r0 + 2 * p + i;
+        x[k][i] = r < limit && 8 * c < D ? EightAt(base + r * stride + 8 * c) : Words4{{0u, 0u, 0u, 0u}};
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int c = warp + FT_MMA_WARPS * k;
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        if (rows != 0) *(Words4*)&rows[2 * p + i][4 * c] = x[k][i];
+      }
+      if (cols != 0) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const uint32 lo = x[k][0].w[e >> 1] >> (16 * (e & 1)) & 0xffffu;
+          const uint32 hi = x[k][1].w[e >> 1] >> (16 * (e & 1)) & 0xffffu;
+          cols[8 * c + e][p] = lo | hi << 16;
+        }
+      }
+    }
+    return;
+  }
   constexpr int kPerThread = FT_MMA_TILE * 32 / FT_MMA_THREADS;
   for (int i0 = 0; i0 < kPerThread; i0 += 8) {
     uint32 w[8];
@@ -730,6 +773,24 @@ __device__ __forceinline__ void PackBlock(uint32 (&a)[4], const float (&c)[2][4]
   a[2] = Pack(c[1][0], c[1][1]);
   a[3] = Pack(c[1][2], c[1][3]);
 }
+
+// The mask's values along query s's keys (QueryMask) or key t's queries (KeyMask) of head (b, h), found once per
+// row instead of once per element. `at` is null without a mask and past the rows, where the values are 0, as
+// MaskAt's.
+struct MaskLine {
+  const float* at;
+  int64 step;
+};
+__device__ __forceinline__ MaskLine QueryMask(const Attention& a, const Operands& o, int64 b, int64 h, int64 s) {
+  const Layout& m = o.lm;
+  return {o.mask == 0 || s >= a.S ? 0 : o.mask + b * m.strides[0] + h * m.strides[1] + s * m.strides[2], m.strides[3]};
+}
+__device__ __forceinline__ MaskLine KeyMask(const Attention& a, const Operands& o, int64 b, int64 h, int64 t) {
+  const Layout& m = o.lm;
+  return {o.mask == 0 || t >= a.T ? 0 : o.mask + b * m.strides[0] + h * m.strides[1] + t * m.strides[3], m.strides[2]};
+}
+// Value i < the line's length (T keys or S queries) along it.
+__device__ __forceinline__ float MaskValue(const MaskLine& l, int64 i) { return l.at == 0 ? 0.0f : l.at[i * l.step]; }
 
 // Bit i < 8: whether dropout keeps element first + i of the flat probabilities.
 __device__ __forceinline__ uint32 KeepRun8(const Attention& a, uint64 first) {
@@ -818,6 +879,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
   RowFragments(qf, (const uint16*)o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], sw, a.S, D, lane);
   const uint16* kb = (const uint16*)o.k + RowAt(o.lk, b, h, 0);
   const uint16* vb = (const uint16*)o.v + RowAt(o.lv, b, h, 0);
+  const MaskLine mask[2] = {QueryMask(a, o, b, h, sw + g), QueryMask(a, o, b, h, sw + g + 8)};
   float m[2] = {-FT_INF, -FT_INF}, l[2] = {0.0f, 0.0f}, acc[8][4] = {};
   for (int64 t0 = 0; t0 < a.T; t0 += FT_MMA_TILE) {
     __syncthreads();  // the last tile is read
@@ -837,7 +899,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64 row = sw + g + 8 * (e >> 1), t = t0 + 16 * warp + 8 * j + 2 * q + (e & 1);
-        const float z = t < a.T ? Logit(a, s[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, row, t), row, t) : -FT_INF;
+        const float z = t < a.T ? Logit(a, s[j][e], o.mask, MaskValue(mask[e >> 1], t), row, t) : -FT_INF;
         s[j][e] = z;
         top[e >> 1] = fmaxf(top[e >> 1], z);
       }
@@ -946,6 +1008,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
   RowFragments(df, gr.dout + RowAt(gr.ldout, b, h, 0), gr.ldout.strides[2], sw, a.S, D, lane);
   const uint16* kb = (const uint16*)o.k + RowAt(o.lk, b, h, 0);
   const uint16* vb = (const uint16*)o.v + RowAt(o.lv, b, h, 0);
+  const MaskLine mask[2] = {QueryMask(a, o, b, h, sw + g), QueryMask(a, o, b, h, sw + g + 8)};
   float dq[8][4] = {};
   for (int64 t0 = 0; t0 < a.T; t0 += FT_MMA_TILE) {
     __syncthreads();
@@ -967,7 +1030,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
         const int64 row = sw + g + 8 * r, t = t0 + 16 * warp + 8 * j + 2 * q + (e & 1);
         float ds = 0.0f;
         if (t < a.T) {
-          const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, row, t), row, t), lse[r]);
+          const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskValue(mask[r], t), row, t), lse[r]);
           ds = ScoreGrad(a, p, keep[r][j] >> (2 * q + (e & 1)) & 1u, dp[j][e], delta[r]);
         }
         s[j][e] = ds;
@@ -997,6 +1060,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
   RowFragments(vf, (const uint16*)o.v + RowAt(o.lv, b, h, 0), o.lv.strides[2], tw, a.T, D, lane);
   const uint16* qb = (const uint16*)o.q + RowAt(o.lq, b, h, 0);
   const float* db = gr.dout + RowAt(gr.ldout, b, h, 0);
+  const MaskLine mask[2] = {KeyMask(a, o, b, h, tw + g), KeyMask(a, o, b, h, tw + g + 8)};
   float dk[8][4] = {}, dv[8][4] = {};
   for (int64 s0 = 0; s0 < a.S; s0 += FT_MMA_TILE) {
     __syncthreads();
@@ -1024,7 +1088,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
         const bool keep_e = __shfl_sync(0xffffffffu, run, 2 * (col - 16 * warp) + r) >> g & 1u;
         float kept = 0.0f, ds = 0.0f;
         if (s < a.S) {
-          const float p = Prob(a, Logit(a, st[j][e], o.mask, MaskAt(a, o.mask, o.lm, b, h, s, t), s, t), lse[col]);
+          const float p = Prob(a, Logit(a, st[j][e], o.mask, MaskValue(mask[r], s), s, t), lse[col]);
           kept = keep_e ? p * a.dscale : 0.0f;
           ds = ScoreGrad(a, p, keep_e, dpt[j][e], delta[col]);
         }
