@@ -127,8 +127,9 @@ test("a BERT block's chain (layer_norm -> linears, linear_gelu -> linear) on the
 
 test("castColumnSums reads a linear layer's gradient once: the cast and column sums of the unfused kernels", { skip: SKIP }, () => {
   const g = new torch.Generator().manual_seed(11);
-  // [2100, 8] splits its rows into chunks (a second kernel adds the partials); 5 columns are fewer than a tile
-  for (const [rows, cols] of [[70, 40], [2100, 8], [3, 5]] as const) {
+  // [2100, 8] splits its rows into chunks (a second kernel adds the partials); [800, 24] gives a thread 25 rows, a
+  // whole batch and a part; 5 columns are fewer than a tile
+  for (const [rows, cols] of [[70, 40], [2100, 8], [800, 24], [3, 5]] as const) {
     const grad = torch.randn([rows, cols], { generator: g }).mul(3).cuda();
     const pre32 = torch.randn([rows, cols], { generator: g }).mul(2).cuda();
     for (const dtype of [torch.bfloat16, torch.float16]) {
@@ -143,6 +144,7 @@ test("castColumnSums reads a linear layer's gradient once: the cast and column s
         const expected = dh.sum(0);
         if (cols >= 8) assert.deepEqual(sums.cpu().data(), expected.cpu().data(), `${label}: the column sums`);
         else within(sums, expected.cpu(), 1e-6, `${label}: the column sums`);
+        within(sums, dh.cpu().sum(0), 1e-6, `${label}: the column sums against the CPU's`);
       }
     }
   }

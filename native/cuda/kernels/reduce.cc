@@ -104,8 +104,10 @@ extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64
 // then combined by a fixed tree in shared memory (groups is a power of 2), so the result is deterministic. With
 // one chunk it writes dst, else partial[(o * chunks + b) * inner + i] for ft_reduce_finish. read(e) loads what
 // element e's value comes from and use(e, r) gives the value (ft_cast_column_sums also stores its cast there):
-// a thread reads TILE_BATCH rows before it uses any, so that stores through `use` cannot hold back the loads.
-#define TILE_BATCH 8
+// a thread reads up to TILE_BATCH of its rows before it uses any, so that stores through `use` cannot hold back the
+// loads, and a chunk's last rows come in one batch too, not one load latency apart (BERT's 256 to 832 rows take one
+// or two batches).
+#define TILE_BATCH 16
 template <typename Read, typename Use>
 __device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 inner, int64 chunk, int64 chunks,
                                             int tc, int groups, Read read, Use use, double* partial, float* dst) {
@@ -119,15 +121,17 @@ __device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 
     double acc = identity;
     if (i < inner) {
       const int64 e0 = o * n * inner + i, step = groups * inner;
-      int64 k = b * chunk + g;
-      for (; k + (TILE_BATCH - 1) * groups < k1; k += TILE_BATCH * groups) {
-        decltype(read(e0)) r[TILE_BATCH];
+      for (int64 k = b * chunk + g; k < k1; k += TILE_BATCH * groups) {
+        decltype(read(e0)) r[TILE_BATCH] = {};
 #pragma unroll
-        for (int j = 0; j < TILE_BATCH; ++j) r[j] = read(e0 + k * inner + j * step);
+        for (int j = 0; j < TILE_BATCH; ++j) {
+          if (k + j * groups < k1) r[j] = read(e0 + k * inner + j * step);
+        }
 #pragma unroll
-        for (int j = 0; j < TILE_BATCH; ++j) acc = Combine(op, acc, (double)use(e0 + k * inner + j * step, r[j]));
+        for (int j = 0; j < TILE_BATCH; ++j) {
+          if (k + j * groups < k1) acc = Combine(op, acc, (double)use(e0 + k * inner + j * step, r[j]));
+        }
       }
-      for (; k < k1; k += groups) acc = Combine(op, acc, (double)use(e0 + k * inner, read(e0 + k * inner)));
     }
     __syncthreads();  // the previous tile's tree has read scratch
     scratch[threadIdx.x] = acc;
