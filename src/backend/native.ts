@@ -200,6 +200,16 @@ export interface CudaAddon extends Kernels {
    * numel elements from offset 0), the copy the next product reads (amp/lowp_copy.ts) */
   layerNormForward(rows: number, cols: number, x: AB, xOff: number, w: AB | null, wOff: number, b: AB | null,
     bOff: number, eps: number, y: AB, yOff: number, mean: AB, rstd: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
+  /** layerNormBackward; with `mask` (uint8, numel) `dxDropout` (float32, numel) also receives mask ? dx * dropoutScale
+   * : 0, the backward of the dropout whose output (plus a residual) was x (dropout_add_layer_norm) */
+  layerNormBackward(rows: number, cols: number, x: AB, xOff: number, dy: AB, dyOff: number, w: AB | null,
+    wOff: number, mean: AB, rstd: AB, dx: AB, dxOff: number, dw: AB | null, db: AB | null, mask?: AB | null,
+    dropoutScale?: number, dxDropout?: AB | null): void;
+  /** layerNormForward of input = dropout(x) + residual, which it writes to `input` (float32) with the keep bits to `mask`
+   * (uint8), drawn as dropoutAdd(rows * cols, seed, offset, p, ...) draws them; rows of at most 1024 values */
+  dropoutAddLayerNorm(rows: number, cols: number, seed: number, offset: number, p: number, x: AB, xOff: number, residual: AB,
+    residualOff: number, input: AB, mask: AB, w: AB | null, wOff: number, b: AB | null, bOff: number, eps: number, y: AB,
+    yOff: number, mean: AB, rstd: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
   /** biasGelu; `yLowp` also receives y rounded to `lowpDtype`, and with `hLowp` h + bias is written there rounded
    * instead of back to h (numel elements from offset 0 each; null for none) */
   biasGelu(rows: number, cols: number, h: AB, hOff: number, bias: AB, biasOff: number, y: AB, yOff: number,

@@ -80,6 +80,27 @@ export function masked_softmax(scores: Tensor, mask: Tensor | null, scale: numbe
 // ---- layer norm
 
 export function layer_norm(x: Tensor, normalized_shape: readonly number[], weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  return layerNormNode(x, normalized_shape, weight, bias, eps, null);
+}
+
+/**
+ * The dropout of dropout_add_layer_norm: the layer norm's input is dropout(x) + residual, with this mask and scale.
+ * With `draw` that input and the mask are still to be written, by the layer norm's own kernel.
+ */
+interface DropoutBranch {
+  x: Tensor;
+  residual: Tensor;
+  mask: Tensor;
+  scale: number;
+  draw: { seed: number; offset: number; p: number } | null;
+}
+
+/**
+ * layer_norm's graph node. With `branch` (CUDA only) x is dropout_add's float32 result, which the node owns, the
+ * node's inputs are the branch's x and residual, and its backward's kernel also writes dropout's backward for x.
+ */
+function layerNormNode(x: Tensor, normalized_shape: readonly number[], weight: Tensor | null, bias: Tensor | null, eps: number,
+  branch: DropoutBranch | null): Tensor {
   checkSameDevice(x, weight, bias);
   const k = normalized_shape.length;
   if (!sameShape(x.shape.slice(x.ndim - k), normalized_shape)) {
@@ -100,32 +121,52 @@ export function layer_norm(x: Tensor, normalized_shape: readonly number[], weigh
     b ? b.t.buffer : null, b ? b.t.offset : 0, eps, y.buffer, 0, meanT.buffer, rstd.buffer] as const;
   // y is the layer's result only when x is float32 (else it is rounded to x's dtype)
   const copy = x.dtype === float32 ? emptyLowpCopy(y) : null;
-  if (copy) native.cuda.layerNormForward(...args, copy.dtype.code, copy.buffer);
-  else backendFor(y).layerNormForward(...args);
+  const draw = branch?.draw;
+  if (draw) {
+    const { x: dropped, residual, mask } = branch!;
+    native.cuda.dropoutAddLayerNorm(rows, cols, draw.seed, draw.offset, draw.p, dropped.buffer, dropped.offset, residual.buffer,
+      residual.offset, x.buffer, mask.buffer, args[4], args[5], args[6], args[7], eps, y.buffer, 0, meanT.buffer, rstd.buffer,
+      copy?.dtype.code, copy?.buffer);
+  } else if (copy) {
+    native.cuda.layerNormForward(...args, copy.dtype.code, copy.buffer);
+  } else {
+    backendFor(y).layerNormForward(...args);
+  }
   if (w) release(w);
   if (b) release(b);
   const saved = input.owned ? input.t : x;
   const out = restoreDtype(y, x.dtype);
   if (copy) attachLowpCopy(out, copy);
   const needs = { w: weight?.requires_grad ?? false, b: bias?.requires_grad ?? false };
-  const result = record(out, "NativeLayerNorm", [x, weight, bias], (g) => {
+  const inputs = branch ? [branch.x, branch.residual, weight, bias] : [x, weight, bias];
+  const result = record(out, branch ? "DropoutAddLayerNorm" : "NativeLayerNorm", inputs, (g) => {
     const gy = f32(g);
     const xs = f32(saved);
     const wf = weight ? f32(weight.detach()) : null;
     const dx = Tensor.empty(x.shape, float32, x.device);
     const dw = needs.w ? Tensor.empty([...normalized_shape], float32, x.device) : null;
     const db = needs.b ? Tensor.empty([...normalized_shape], float32, x.device) : null;
-    backendFor(dx).layerNormBackward(rows, cols, xs.t.buffer, xs.t.offset, gy.t.buffer, gy.t.offset, wf ? wf.t.buffer : null,
-      wf ? wf.t.offset : 0, meanT.buffer, rstd.buffer, dx.buffer, 0, dw ? dw.buffer : null, db ? db.buffer : null);
+    const normArgs = [rows, cols, xs.t.buffer, xs.t.offset, gy.t.buffer, gy.t.offset, wf ? wf.t.buffer : null,
+      wf ? wf.t.offset : 0, meanT.buffer, rstd.buffer, dx.buffer, 0, dw ? dw.buffer : null, db ? db.buffer : null] as const;
+    const dropped = branch?.x.requires_grad ? Tensor.empty(x.shape, float32, x.device) : null;
+    if (branch) native.cuda.layerNormBackward(...normArgs, dropped && branch.mask.buffer, branch.scale, dropped?.buffer);
+    else backendFor(dx).layerNormBackward(...normArgs);
     release(gy);
     release(xs);
     if (wf) release(wf);
-    return [restoreDtype(dx, x.dtype), dw, db];
-  }, weight ? [saved, meanT, rstd, weight] : [saved, meanT, rstd]);
+    if (!branch) return [restoreDtype(dx, x.dtype), dw, db];
+    if (branch.residual.requires_grad) return [dropped, dx, dw, db];
+    dx.dispose();
+    return [dropped, null, dw, db];
+  }, [saved, meanT, rstd, ...(branch ? [branch.mask] : []), ...(weight ? [weight] : [])]);
   if (!result.requires_grad) {
     meanT.dispose();
     rstd.dispose();
     if (input.owned) input.t.dispose();
+    if (branch) {
+      branch.mask.dispose();
+      x.dispose();
+    }
   }
   return result;
 }
@@ -223,6 +264,41 @@ export function dropout_add(x: Tensor, residual: Tensor, p = 0.5, training = tru
   ], [mask]);
   if (!out.requires_grad) mask.dispose();
   return out;
+}
+
+/**
+ * layer_norm(dropout_add(x, residual, p, training, generator), normalized_shape, weight, bias, eps) (BERT's
+ * residual connections; not a PyTorch API): the same draws and bits as the composition, which it is except on
+ * CUDA, where one graph node holds both and its backward's layer-norm kernel also writes dropout's backward,
+ * instead of a dropout_backward launch reading and writing the whole gradient again.
+ */
+export function dropout_add_layer_norm(x: Tensor, residual: Tensor, p: number, training: boolean, normalized_shape: readonly number[],
+  weight: Tensor | null, bias: Tensor | null, eps: number, generator: Generator = default_generator): Tensor {
+  checkDropoutP(p);
+  if (x.device.type !== "cuda" || !training || p === 0 || p === 1 || x.dtype !== float32 || residual.dtype !== float32 ||
+    !sameShape(x.shape, residual.shape)) {
+    return layer_norm(dropout_add(x, residual, p, training, generator), normalized_shape, weight, bias, eps);
+  }
+  checkSameDevice(x, residual);
+  const scale = 1 / (1 - p);
+  // Rows a warp takes: one kernel draws the dropout and normalises; longer ones take dropout_add's kernel first.
+  const fused = numelOf(normalized_shape) <= 1024 && x.is_contiguous() && residual.is_contiguous();
+  let input: Tensor, mask: Tensor;
+  let draw: DropoutBranch["draw"] = null;
+  if (fused) {
+    input = Tensor.empty(x.shape, float32, x.device);
+    mask = Tensor.empty(x.shape, bool, x.device);
+    draw = { ...generator.draw(x.numel()), p };
+  } else {
+    ({ y: input, mask } = dropoutForward(x, residual, p, generator));
+  }
+  try {
+    return layerNormNode(input, normalized_shape, weight, bias, eps, { x, residual, mask, scale, draw });
+  } catch (e) {
+    input.dispose();
+    mask.dispose();
+    throw e;
+  }
 }
 
 // ---- losses

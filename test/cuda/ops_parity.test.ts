@@ -7,7 +7,7 @@ import { torch } from "../../src/torch.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 import * as ops from "../../src/ops/index.js";
 import * as F from "../../src/nn/functional.js";
-import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
+import { dropout_add, dropout_add_layer_norm, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
 import { clip_grad_norm_, clip_grad_norm_deferred } from "../../src/nn/utils.js";
 import { AdamW, get_scheduler } from "../../src/optim/index.js";
@@ -201,6 +201,45 @@ test("softmax, layer norm, embedding, cross-entropy, dropout", { skip: SKIP }, (
     assert.equal(y.grad_fn?.name(), "DropoutAddBackward0", "the fused kernel ran");
     return y;
   });
+});
+
+test("dropout_add_layer_norm: one graph node on CUDA, whose layer-norm backward also writes dropout's, with the composition's bits", { skip: SKIP }, () => {
+  // a generator that has drawn 5 numbers: the first element's draw is word 1 of its Philox block
+  const seeded = (drawn = 0) => {
+    const g = new torch.Generator().manual_seed(8);
+    if (drawn > 0) torch.rand([drawn], { generator: g });
+    return g;
+  };
+  const bits = (t: Tensor | null | undefined) => Array.from(new Uint32Array(new Float32Array(t!.cpu().data() as Float32Array).buffer));
+  // BERT's rows (vector loads), rows whose length is not a multiple of 4, rows longer than one warp takes
+  for (const [cols, drawn] of [[48, 0], [48, 5], [33, 5], [1100, 0]]) {
+    for (const xNeedsGrad of [true, false]) {
+      const label = `${cols} columns, ${drawn} drawn before${xNeedsGrad ? "" : ", x without grad"}`;
+      const leaves = [randn([5, cols!]), randn([5, cols!]), randn([cols!]), randn([cols!])];
+      const upstream = randn([5, cols!]).to("cuda");
+      const run = (fused: boolean) => {
+        const [x, r, w, b] = leaves.map((t, i) => t.to("cuda").requires_grad_(i !== 0 || xNeedsGrad));
+        const y = fused
+          ? dropout_add_layer_norm(x!, r!, 0.3, true, [cols!], w!, b!, 1e-12, seeded(drawn))
+          : F.layer_norm(dropout_add(x!, r!, 0.3, true, seeded(drawn)), [cols!], w!, b!, 1e-12);
+        y.backward(upstream);
+        return { y, grad_fn: y.grad_fn?.name(), grads: [x, r, w, b].map((t) => t!.grad) };
+      };
+      const fused = run(true);
+      const composed = run(false);
+      assert.equal(fused.grad_fn, "DropoutAddLayerNormBackward0", `${label}: one node`);
+      assert.deepEqual(bits(fused.y), bits(composed.y), `${label}: the output`);
+      fused.grads.forEach((g, i) => {
+        if (i === 0 && !xNeedsGrad) assert.equal(g, null, `${label}: x has no gradient`);
+        else assert.deepEqual(bits(g), bits(composed.grads[i]), `${label}: the gradient of input ${i}`);
+      });
+    }
+  }
+  // on the CPU, and with dropout off, it is the composition itself
+  const cpu = dropout_add_layer_norm(randn([2, 8]).requires_grad_(true), randn([2, 8]), 0.3, true, [8], null, null, 1e-5, seeded());
+  assert.equal(cpu.grad_fn?.name(), "NativeLayerNormBackward0");
+  const off = dropout_add_layer_norm(randn([2, 8]).to("cuda").requires_grad_(true), randn([2, 8]).to("cuda"), 0.3, false, [8], null, null, 1e-5);
+  assert.equal(off.grad_fn?.name(), "NativeLayerNormBackward0");
 });
 
 test("random numbers: the same (seed, offset) gives the same numbers on both devices", { skip: SKIP }, () => {

@@ -102,12 +102,48 @@ __device__ __forceinline__ bool InRow(int e, int cols, int lane) {
   return ((e / V) * 32 + lane) * V < cols;
 }
 
-// One warp per row. Four double partial sums per lane (register e adds to sum e % 4) keep four additions in
-// flight; w and b are the same columns for every row of a lane, so they are read once.
+// dropout_add_layer_norm's forward: the layer norm's input is dropout(x) + res, made in the same pass.
+struct DropoutAdd {
+  const float* res;
+  uint64 key, first;
+  float threshold, scale;
+  float* in;    // receives the layer norm's input (its backward reads it)
+  uint8* mask;  // receives the keep bits
+};
+
+// A lane's share of row r of dropout(x) + res into v (and d.in, d.mask): element e = r * cols + k drawn and
+// rounded as ft_dropout_add draws and rounds it (word (first + e) & 3 of Philox(key, (first + e) >> 2)).
 template <int V>
+__device__ __forceinline__ void DropoutAddShare(const float* x, const DropoutAdd& d, int64 r, int cols, int lane,
+                                                float (&v)[32]) {
+  float rs[32];
+  LoadShare<V>(x + r * cols, cols, lane, v);
+  LoadShare<V>(d.res + r * cols, cols, lane, rs);
+#pragma unroll
+  for (int j = 0; j < 32 / V; ++j) {
+    const int k = (j * 32 + lane) * V;
+    if (k >= cols) continue;
+    const uint64 e0 = d.first + (uint64)(r * cols + k);
+    const Philox4 lo = Philox(d.key, e0 >> 2);
+    const Philox4 hi = V > 1 && (e0 & 3) != 0 ? Philox(d.key, (e0 >> 2) + 1) : lo;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const uint64 e = e0 + i;
+      const uint8 keep = UnitFloat(Word((e >> 2) == (e0 >> 2) ? lo : hi, (uint32)(e & 3))) >= d.threshold;
+      d.mask[r * cols + k + i] = keep;
+      v[j * V + i] = __fadd_rn(__fmul_rn(__fmul_rn(v[j * V + i], (float)keep), d.scale), rs[j * V + i]);
+    }
+  }
+  StoreShare<V>(d.in + r * cols, cols, lane, v);
+}
+
+// One warp per row. Four double partial sums per lane (register e adds to sum e % 4) keep four additions in
+// flight; w and b are the same columns for every row of a lane, so they are read once. With kDropout the row is
+// dropout(x) + d.res (DropoutAddShare).
+template <int V, bool kDropout = false>
 __device__ __forceinline__ void ForwardWarpRows(int64 rows, int cols, const float* x, const float* w, const float* b,
                                                 float eps, float* y, float* mean, float* rstd, uint16* lowp,
-                                                int lowp_dt) {
+                                                int lowp_dt, const DropoutAdd& d = DropoutAdd{}) {
   const int lane = threadIdx.x & 31;
   float ws[32], bs[32];
   if (w != 0) LoadShare<V>(w, cols, lane, ws);
@@ -115,7 +151,8 @@ __device__ __forceinline__ void ForwardWarpRows(int64 rows, int cols, const floa
   for (int64 r = (int64)blockIdx.x * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows;
        r += (int64)gridDim.x * LN_ROW_WARPS) {
     float v[32];
-    LoadShare<V>(x + r * cols, cols, lane, v);
+    if constexpr (kDropout) DropoutAddShare<V>(x, d, r, cols, lane, v);
+    else LoadShare<V>(x + r * cols, cols, lane, v);
     double s[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
     for (int e = 0; e < 32; ++e) {
@@ -158,6 +195,16 @@ extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int
                                                                           int lowp_dt) {
   if (vec) ForwardWarpRows<4>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
   else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
+}
+
+// ft_layer_norm_forward_warp of dropout(x) + res (DropoutAdd), with vec also requiring res, in 16-byte and mask
+// 4-byte aligned. base: in a CUDA graph the graph's random base, added to first.
+extern "C" __global__ __launch_bounds__(128) void ft_dropout_add_layer_norm_warp(
+    int64 rows, int64 cols, int vec, const float* x, DropoutAdd d, const uint64* base, const float* w, const float* b,
+    float eps, float* y, float* mean, float* rstd, uint16* lowp, int lowp_dt) {
+  if (base != 0) d.first += *base;
+  if (vec) ForwardWarpRows<4, true>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
+  else ForwardWarpRows<1, true>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
 }
 
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_forward(int64 rows, int64 cols, const float* x, const float* w,
@@ -245,12 +292,28 @@ extern "C" __global__ __launch_bounds__(256) void ft_layer_norm_params(int64 row
   }
 }
 
+// StoreShare of dropout's backward of the row's gradient (dropout_add_layer_norm): keep ? g * scale : 0, as
+// ft_dropout_backward computes it; keep holds the row's mask bytes.
+template <int V>
+__device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, float scale, int cols, int lane,
+                                                  const float (&in)[32]) {
+  float out[32];
+#pragma unroll
+  for (int j = 0; j < 32 / V; ++j) {
+    const int k = (j * 32 + lane) * V;
+#pragma unroll
+    for (int i = 0; i < V; ++i) out[j * V + i] = k < cols && keep[k + i] ? __fmul_rn(in[j * V + i], scale) : 0.0f;
+  }
+  StoreShare<V>(p, cols, lane, out);
+}
+
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; one warp per row,
 // g and xhat kept in registers between the sums and dx. Each lane writes only the values it read, so dx may
-// alias dy.
+// alias dy. With dxd (not null) dropout's backward of dx goes there too (mask, scale: the forward's dropout).
 template <int V>
 __device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const float* x, const float* dy, const float* w,
-                                                 const float* mean, const float* rstd, float* dx) {
+                                                 const float* mean, const float* rstd, float* dx, const uint8* mask,
+                                                 float scale, float* dxd) {
   const int lane = threadIdx.x & 31;
   float ws[32];
   if (w != 0) LoadShare<V>(w, cols, lane, ws);
@@ -275,21 +338,24 @@ __device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const flo
 #pragma unroll
     for (int e = 0; e < 32; ++e) g[e] = (g[e] - a - xh[e] * c) * rs;
     StoreShare<V>(dx + r * cols, cols, lane, g);
+    if (dxd != 0) StoreDroppedShare<V>(dxd + r * cols, mask + r * cols, scale, cols, lane, g);
   }
 }
 
-// vec: cols % 4 == 0 and x, dy, w, dx 16-byte aligned.
+// vec: cols % 4 == 0 and x, dy, w, dx, dxd 16-byte aligned.
 extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_backward_warp(int64 rows, int64 cols, int vec,
                                                                            const float* x, const float* dy,
                                                                            const float* w, const float* mean,
-                                                                           const float* rstd, float* dx) {
-  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx);
-  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx);
+                                                                           const float* rstd, float* dx,
+                                                                           const uint8* mask, float scale, float* dxd) {
+  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd);
+  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd);
 }
 
 // The same for rows longer than kWarpCols, one block per row.
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_backward(int64 rows, int64 cols, const float* x, const float* dy,
-                                                  const float* w, const float* mean, const float* rstd, float* dx) {
+                                                  const float* w, const float* mean, const float* rstd, float* dx,
+                                                  const uint8* mask, float scale, float* dxd) {
   __shared__ float scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
@@ -306,7 +372,9 @@ extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_backward(int64 
     const float c = BlockSum(sgx, scratch) / (float)cols;
     for (int64 k = threadIdx.x; k < cols; k += blockDim.x) {
       const float g = w != 0 ? dyr[k] * w[k] : dyr[k];
-      dxr[k] = (g - a - (xr[k] - m) * rs * c) * rs;
+      const float d = (g - a - (xr[k] - m) * rs * c) * rs;
+      dxr[k] = d;
+      if (dxd != 0) dxd[r * cols + k] = mask[r * cols + k] ? __fmul_rn(d, scale) : 0.0f;
     }
   }
 }
@@ -337,6 +405,29 @@ int Vectorizable(int64_t cols, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 // kRowWarps rows per block, capped as RowGrid caps (the kernels loop over rows beyond it).
 Dim3 WarpRowGrid(int64_t rows) { return Blocks(std::min(kMaxRowBlocks, (rows + kRowWarps - 1) / kRowWarps)); }
 
+// The forward's arguments from w on: w, wOff, b, bOff, eps, y, yOff, mean, rstd, lowpDtype?, yLowp?. The members
+// have the kernels' argument types: launches point at them.
+struct NormOperands {
+  uint64_t w, b;
+  float eps;
+  uint64_t y, mean, rstd;
+  int lowp_dt;
+  uint64_t lowp;
+};
+
+NormOperands GetNormOperands(const Napi::CallbackInfo& info, int first, int64_t rows, int64_t cols, int64_t numel) {
+  NormOperands n{};
+  n.w = OptionalFloats(info, first, "w", cols);
+  n.b = OptionalFloats(info, first + 2, "b", cols);
+  n.eps = static_cast<float>(GetNumber(info, first + 4, "eps"));
+  n.y = DeviceOperandAt<float>(info, first + 5, "y", "yOff", numel);
+  n.mean = DeviceElements<float>(info, GetDeviceBuffer(info, first + 7, "mean"), 0, rows, "mean");
+  n.rstd = DeviceElements<float>(info, GetDeviceBuffer(info, first + 8, "rstd"), 0, rows, "rstd");
+  n.lowp_dt = LowpDtypeAt(info, first + 9);
+  n.lowp = LowpOutputAt(info, first + 10, "yLowp", n.lowp_dt, numel);
+  return n;
+}
+
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -344,14 +435,8 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
   uint64_t x = DeviceOperandAt<float>(info, 2, "x", "xOff", numel);
-  uint64_t w = OptionalFloats(info, 4, "w", cols);
-  uint64_t b = OptionalFloats(info, 6, "b", cols);
-  float eps = static_cast<float>(GetNumber(info, 8, "eps"));
-  uint64_t y = DeviceOperandAt<float>(info, 9, "y", "yOff", numel);
-  uint64_t mean = DeviceElements<float>(info, GetDeviceBuffer(info, 11, "mean"), 0, rows, "mean");
-  uint64_t rstd = DeviceElements<float>(info, GetDeviceBuffer(info, 12, "rstd"), 0, rows, "rstd");
-  int lowp_dt = LowpDtypeAt(info, 13);
-  uint64_t lowp = LowpOutputAt(info, 14, "yLowp", lowp_dt, numel);
+  NormOperands n = GetNormOperands(info, 4, rows, cols, numel);
+  auto& [w, b, eps, y, mean, rstd, lowp_dt, lowp] = n;
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormForward: cols must be > 0");
   if (cols <= kWarpCols) {
     int vec = Vectorizable(cols, x, w, b, y) && Aligned({{lowp, 8}});
@@ -361,6 +446,46 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   }
   void* args[] = {&rows, &cols, &x, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
   Launch(env, Kernel(env, "ft_layer_norm_forward"), RowGrid(rows), RowThreads(cols), 0, args);
+  return env.Undefined();
+}
+
+// The kernels' `struct DropoutAdd`, member for member.
+struct DropoutAddParams {
+  uint64_t res, key, first;
+  float threshold, scale;
+  uint64_t in, mask;
+};
+static_assert(sizeof(DropoutAddParams) == 48, "DropoutAddParams must match the kernels' declaration");
+
+// dropoutAddLayerNorm(rows, cols, seed, offset, p, x, xOff, residual, residualOff, input, mask, w, wOff, b, bOff, eps,
+// y, yOff, mean, rstd, lowpDtype?, yLowp?): layerNormForward of input = dropout(x) + residual, which it writes to `input`
+// (float32) with the keep bits to `mask` (uint8), drawn as dropoutAdd(rows * cols, seed, offset, p, ...) draws them;
+// rows of at most kWarpCols values.
+Napi::Value DropoutAddLayerNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t rows = GetCount(info, 0, "rows");
+  int64_t cols = GetCount(info, 1, "cols");
+  const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
+  DropoutAddParams d{};
+  d.key = GetU64(info, 2, "seed");
+  d.first = GetU64(info, 3, "offset");
+  const DropoutScalars p = GetDropoutP(info, 4, "p");
+  d.threshold = p.threshold;
+  d.scale = p.scale;
+  uint64_t x = DeviceOperandAt<float>(info, 5, "x", "xOff", numel);
+  d.res = DeviceOperandAt<float>(info, 7, "residual", "residualOff", numel);
+  d.in = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "input"), 0, numel, "input");
+  d.mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 10, "mask"), 0, numel, "mask");
+  NormOperands n = GetNormOperands(info, 11, rows, cols, numel);
+  auto& [w, b, eps, y, mean, rstd, lowp_dt, lowp] = n;
+  if (cols == 0 || cols > kWarpCols)
+    throw Napi::RangeError::New(env, "dropoutAddLayerNorm: cols must be in [1, " + std::to_string(kWarpCols) +
+                                         "]: use dropoutAdd and layerNormForward");
+  int vec = Vectorizable(cols, x, w, b, y) && Aligned({{d.res, 16}, {d.in, 16}, {d.mask, 4}, {lowp, 8}});
+  uint64_t base = CaptureRandomBase(env);
+  void* args[] = {&rows, &cols, &vec, &x, &d, &base, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
+  Launch(env, Kernel(env, "ft_dropout_add_layer_norm_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
   return env.Undefined();
 }
 
@@ -378,6 +503,14 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   uint64_t dx = DeviceOperandAt<float>(info, 10, "dx", "dxOff", numel);
   uint64_t dw = OptionalOutput(info, 12, "dw", cols);
   uint64_t db = OptionalOutput(info, 13, "db", cols);
+  // dropout_add_layer_norm: dxDropout receives mask ? dx * dropoutScale : 0 (the forward's dropout's backward)
+  uint64_t mask = 0, dxd = 0;
+  float scale = 0.0f;
+  if (info.Length() > 14 && !info[14].IsNull() && !info[14].IsUndefined()) {
+    mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 14, "mask"), 0, numel, "mask");
+    scale = static_cast<float>(GetNumber(info, 15, "dropoutScale"));
+    dxd = DeviceElements<float>(info, GetDeviceBuffer(info, 16, "dxDropout"), 0, numel, "dxDropout");
+  }
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormBackward: cols must be > 0");
   if (dw != 0 || db != 0) {
     const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
@@ -389,12 +522,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
            Blocks(tc * groups), 0, args);
   }
   if (cols <= kWarpCols) {
-    int vec = Vectorizable(cols, x, dy, w, dx);
-    void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx};
+    int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{dxd, 16}});
+    void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd};
     Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
     return env.Undefined();
   }
-  void* args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx};
+  void* args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd};
   Launch(env, Kernel(env, "ft_layer_norm_backward"), RowGrid(rows), RowThreads(cols), 0, args);
   return env.Undefined();
 }
@@ -404,6 +537,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 void RegisterLayerNorm(Napi::Env env, Napi::Object cuda) {
   cuda.Set("layerNormForward", Napi::Function::New(env, LayerNormForward, "layerNormForward"));
   cuda.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward, "layerNormBackward"));
+  cuda.Set("dropoutAddLayerNorm", Napi::Function::New(env, DropoutAddLayerNorm, "dropoutAddLayerNorm"));
 }
 
 }  // namespace ft::cuda::kernels

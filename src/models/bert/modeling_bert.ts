@@ -11,7 +11,7 @@ import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
 import { linear_gelu, packed_linear } from "../../ops/matmul.js";
 import { packed_qkv_attention, packedAttentionApplies } from "../../ops/attention.js";
 import { PreTrainedModel } from "../modeling_utils.js";
-import { dropout_add } from "../../ops/functional.js";
+import { dropout_add_layer_norm } from "../../ops/functional.js";
 import { cuda } from "../../backend/cuda.js";
 import { BertConfig } from "./configuration_bert.js";
 import {
@@ -139,7 +139,9 @@ abstract class BertResidualOutput extends Module {
   }
 
   forward(hidden: Tensor, input: Tensor): Tensor {
-    return this.LayerNorm(dropout_add(this.dense(hidden), input, this.dropout.p, this.dropout.training));
+    const norm = this.LayerNorm;
+    return dropout_add_layer_norm(this.dense(hidden), input, this.dropout.p, this.dropout.training, norm.normalized_shape,
+      norm.weight, norm.bias, norm.eps);
   }
 }
 
