@@ -81,6 +81,15 @@ inline void CheckListLength(const Napi::CallbackInfo& info, size_t got, size_t w
                                                 " entries, expected " + std::to_string(want));
 }
 
+// adamw's optional gradient offsets (argument 13, elements; empty when absent, for zeros): a parameter's gradient
+// may be its rows of a packed gradient (packed_linear's), not a whole buffer.
+inline std::vector<int64_t> GradOffsets(const Napi::CallbackInfo& info, size_t count) {
+  if (info.Length() <= 13 || info[13].IsUndefined()) return {};
+  std::vector<int64_t> offs = GetIntArray(info, 13, "gradOffs");
+  CheckListLength(info, offs.size(), count, 13, "gradOffs");
+  return offs;
+}
+
 // The dtypes at argument `index` of the optional 16-bit copies an optimizer writes as it updates its parameters,
 // one code per list entry, kF16 or kBF16 where present[i] (the others are not read).
 inline std::vector<int> GetCopyDtypes(const Napi::CallbackInfo& info, int index, const std::vector<bool>& present) {

@@ -62,14 +62,15 @@ void WriteCopy(const float* p, uint16_t* copy, int64_t n, int dtype) {
   }
 }
 
+// The list at `index`, each holding sizes[i] floats from element offs[i] (from 0 without offsets).
 std::vector<float*> Tensors(const Napi::CallbackInfo& info, int index, const char* name,
-                            const std::vector<int64_t>& sizes) {
+                            const std::vector<int64_t>& sizes, const std::vector<int64_t>& offs = {}) {
   std::vector<Buffer> bufs = GetBufferList(info, index, name);
   CheckListLength(info, bufs.size(), sizes.size(), index, name);
   std::vector<float*> out;
   for (size_t i = 0; i < bufs.size(); ++i) {
     const std::string label = std::string(name) + "[" + std::to_string(i) + "]";
-    out.push_back(Elements<float>(info, bufs[i], 0, sizes[i], label.c_str()));
+    out.push_back(Elements<float>(info, bufs[i], offs.empty() ? 0 : offs[i], sizes[i], label.c_str()));
   }
   return out;
 }
@@ -92,11 +93,11 @@ std::vector<uint16_t*> Copies(const Napi::CallbackInfo& info, const std::vector<
 }
 
 // adamw(params, grads, exp_avgs, exp_avg_sqs, sizes, weightDecays, lr, beta1, beta2, eps, step, [copies,
-// copyDtypes])
+// copyDtypes, gradOffs])
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
   std::vector<float*> params = Tensors(info, 0, "params", sizes);
-  std::vector<float*> grads = Tensors(info, 1, "grads", sizes);
+  std::vector<float*> grads = Tensors(info, 1, "grads", sizes, GradOffsets(info, sizes.size()));
   std::vector<float*> exp_avgs = Tensors(info, 2, "exp_avgs", sizes);
   std::vector<float*> exp_avg_sqs = Tensors(info, 3, "exp_avg_sqs", sizes);
   Napi::Value wd_value = info[5];

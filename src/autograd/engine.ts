@@ -102,7 +102,7 @@ function countDependencies(root: Node): Map<Node, number> {
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (leaf.grad === null) {
-    const owned = g.isExclusive() ? g : g.clone();
+    const owned = g.isExclusive() || g._gradientSlice ? g : g.clone();
     if (owned !== g) g.dispose();
     owned._persistent = true;
     leaf.grad = owned;

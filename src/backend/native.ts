@@ -156,8 +156,10 @@ export interface NativeAddon {
   // torch.optim.AdamW: p -= lr*wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
   // p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
   // copies[i], when given and not null, receives the new p rounded to copyDtypes[i] (F16 or BF16), as a cast would.
+  // grads[i] starts at element gradOffs[i] (0 without gradOffs): a gradient may be its rows of a packed one.
   adamw(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], weightDecays: number[],
-    lr: number, beta1: number, beta2: number, eps: number, step: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[]): void;
+    lr: number, beta1: number, beta2: number, eps: number, step: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[],
+    gradOffs?: number[]): void;
 
   // ---- random numbers (native/cpu/random.cc): counter-based (Philox-style), so a (seed, offset) pair always
   // gives the same numbers on every machine and thread count. Element i uses counter offset + i.
@@ -276,7 +278,8 @@ export interface CudaAddon extends Kernels {
   /** `adamw` with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, so that a captured
    * step follows the learning rate and step count written before each replay */
   adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
-    beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[]): void;
+    beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[],
+    gradOffs?: number[]): void;
 
   // ---- CUDA graphs (native/cuda/graphs.cc). While a capture is under way the stream records instead of running;
   // copies to or from the host, synchronize, emptyCache and allocations the cache cannot serve throw "... is not
@@ -307,9 +310,9 @@ export interface CudaAddon extends Kernels {
    * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K, within
    * a factor of 4) */
   gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number };
-  /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) rounded to `dtype` (float16 or bfloat16) into dst
-   * from dstOffs[i], in one launch */
-  castMany(bufs: AB[], offs: number[], sizes: number[], dst: AB, dstOffs: number[], dtype: DTypeCode): void;
+  /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) into dsts[i] from dstOffs[i], rounded to dtypes[i]
+   * (float16 or bfloat16) or copied (float32), in one launch */
+  castMany(bufs: AB[], offs: number[], sizes: number[], dsts: AB[], dstOffs: number[], dtypes: DTypeCode[]): void;
 }
 
 function findAddon(): string {

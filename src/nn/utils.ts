@@ -12,7 +12,7 @@ export function gradsOf(parameters: Iterable<Tensor> | Tensor, caller = "clip_gr
   const list = (parameters as Tensor)._isTensor ? [parameters as Tensor] : [...(parameters as Iterable<Tensor>)];
   const grads = list.map((p) => p.grad).filter((g): g is Tensor => g !== null);
   for (const g of grads) {
-    if (g.dtype !== float32 || !g.isExclusive()) throw new Error(`${caller}: gradients must be contiguous float32 tensors`);
+    if (g.dtype !== float32 || !g.is_contiguous()) throw new Error(`${caller}: gradients must be contiguous float32 tensors`);
   }
   checkSameDevice(...grads);
   return grads;

@@ -47,29 +47,45 @@ function catInto(parts: readonly Tensor[], d: number, dtype: DType): Tensor {
 
 /**
  * Matrices of equal widths stacked by rows into a new tensor of `dtype`, each cast on the way: cat(matrices) as
- * `dtype`, without autograd. (packed_linear stacks its weights so.) On CUDA, contiguous float32 matrices cast to
- * 16 bits take one launch in all; otherwise one copy per matrix.
+ * `dtype`, without autograd. (packed_linear stacks its weights so.)
  */
 export function stackRowsAs(matrices: readonly Tensor[], dtype: DType): Tensor {
-  checkSameDevice(...matrices);
-  const cols = matrices[0].shape[1];
-  for (const m of matrices) {
-    m.checkAlive();
-    if (m.ndim !== 2 || m.shape[1] !== cols) throw new Error(`stackRowsAs: expected matrices of ${cols} columns, got ${formatShape(m.shape)}`);
+  return stackGroupsAs([{ parts: matrices, dtype }])[0]!;
+}
+
+/**
+ * Several stackRowsAs at once: each group's parts (equal shapes but the first dimension) concatenated along it
+ * into a new tensor of the group's dtype. On CUDA, contiguous float32 parts going to float32 or 16 bits take one
+ * launch for all the groups (packed_linear: its weights and its biases); otherwise one copy per part.
+ */
+export function stackGroupsAs(groups: readonly { parts: readonly Tensor[]; dtype: DType }[]): Tensor[] {
+  const all = groups.flatMap((g) => g.parts);
+  checkSameDevice(...all);
+  for (const { parts } of groups) {
+    for (const m of parts) {
+      m.checkAlive();
+      if (m.ndim === 0 || formatShape(m.shape.slice(1)) !== formatShape(parts[0]!.shape.slice(1))) {
+        throw new Error(`stackRowsAs: expected parts of shape [*, ${parts[0]!.shape.slice(1).join(", ")}], got ${formatShape(m.shape)}`);
+      }
+    }
   }
-  const device = matrices[0].device;
-  if (device.type !== "cuda" || dtype.itemsize !== 2 || !matrices.every((m) => m.dtype === float32 && m.is_contiguous())) {
-    return catInto(matrices, 0, dtype);
-  }
-  const out = Tensor.empty([matrices.reduce((n, m) => n + m.shape[0], 0), cols], dtype, device);
-  let at = 0;
-  const offsets = matrices.map((m) => {
-    const offset = at;
-    at += m.numel();
-    return offset;
+  const device = all[0]!.device;
+  const oneLaunch = device.type === "cuda" && all.every((m) => m.dtype === float32 && m.is_contiguous()) &&
+    groups.every((g) => g.dtype === float32 || g.dtype.itemsize === 2);
+  if (!oneLaunch) return groups.map((g) => catInto(g.parts, 0, g.dtype));
+  const outs = groups.map((g) => Tensor.empty([g.parts.reduce((n, m) => n + m.shape[0]!, 0), ...g.parts[0]!.shape.slice(1)], g.dtype, device));
+  const dsts: ArrayBuffer[] = [], dstOffs: number[] = [], dtypes: number[] = [];
+  groups.forEach((g, i) => {
+    let at = 0;
+    for (const m of g.parts) {
+      dsts.push(outs[i]!.buffer);
+      dstOffs.push(at);
+      dtypes.push(g.dtype.code);
+      at += m.numel();
+    }
   });
-  native.cuda.castMany(matrices.map((m) => m.buffer), matrices.map((m) => m.offset), matrices.map((m) => m.numel()), out.buffer, offsets, dtype.code);
-  return out;
+  native.cuda.castMany(all.map((m) => m.buffer), all.map((m) => m.offset), all.map((m) => m.numel()), dsts, dstOffs, dtypes);
+  return outs;
 }
 
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {

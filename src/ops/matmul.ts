@@ -15,8 +15,7 @@ import { restoreDtype } from "./float32_operands.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
-import { no_grad } from "../autograd/grad_mode.js";
-import { cat, stackRowsAs } from "./join.js";
+import { stackGroupsAs, stackRowsAs } from "./join.js";
 import { narrow } from "./view.js";
 
 /** How the GEMM reads a matrix (the last two dims of a tensor) without copying it. */
@@ -242,8 +241,7 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
   weights.forEach((w, i) => checkLinear(x, w, biases[i]!));
   const read = autocastOperandDtype(x, weights[0]!) ?? float32;
   const xs = contiguousAs(x, read);
-  const ws = stackRowsAs(weights, read);
-  const bias = no_grad(() => cat(biases));
+  const [ws, bias] = stackGroupsAs([{ parts: weights, dtype: read }, { parts: biases, dtype: float32 }]);
   const result = linearResult(linearForward(xs, ws, bias), x, xs);
   bias.dispose();
   const kept = read !== float32 && needsGrad(x, ...weights, ...biases) ? ws : null;
@@ -265,12 +263,16 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
   return result;
 }
 
-/** Each part's rows of `stacked` (views), or null for a part that does not require grad or when stacked is null. */
+/**
+ * Each part's rows of the gradient `stacked` (views, which become the parts' .grad without a copy), or null for a
+ * part that does not require grad or when stacked is null.
+ */
 function rowsOf(stacked: Tensor | null, parts: readonly Tensor[]): (Tensor | null)[] {
   let at = 0;
   return parts.map((t) => {
     const rows = t.shape[0];
     const slice = stacked && t.requires_grad ? narrow(stacked, 0, at, rows) : null;
+    if (slice) slice._gradientSlice = true;
     at += rows;
     return slice;
   });

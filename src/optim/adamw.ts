@@ -77,7 +77,8 @@ export class AdamW extends Optimizer {
         ] as const;
         const [beta1, beta2] = group.betas as [number, number];
         const copies = lowpCopiesToWrite(params);
-        const copyArgs = [copies.map((c) => c?.buffer ?? null), copies.map((c) => c?.dtype.code ?? float32.code)] as const;
+        const copyArgs = [copies.map((c) => c?.buffer ?? null), copies.map((c) => c?.dtype.code ?? float32.code),
+          params.map((p) => p.grad!.offset)] as const;
         if (params[0].device.type === "cpu") {
           native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step, ...copyArgs);
         } else {
@@ -114,7 +115,7 @@ export class AdamW extends Optimizer {
     const byStep = new Map<number, Tensor[]>();
     for (const p of group.params) {
       if (!p.grad) continue;
-      if (p.dtype !== float32 || !p.isExclusive() || !p.grad.isExclusive()) {
+      if (p.dtype !== float32 || !p.isExclusive() || p.grad.dtype !== float32 || !p.grad.is_contiguous()) {
         throw new Error("AdamW: parameters and gradients must be contiguous float32 tensors");
       }
       let s = this.state.get(p);

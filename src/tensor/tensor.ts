@@ -27,6 +27,11 @@ export class Tensor {
   _graphOwned = false;
   _persistent = false;
   _disposed = false;
+  /**
+   * A part of a gradient whose other parts are only other parameters' gradients (packed_linear's rows for each
+   * weight it stacked): the engine may make it a leaf's .grad as it is, where another view would be copied first.
+   */
+  _gradientSlice = false;
   /** the 16-bit copy autocast's products read instead of casting this tensor (amp/lowp_copy.ts) */
   _lowp: { copy: Tensor; version: number } | null = null;
 

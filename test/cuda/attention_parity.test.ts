@@ -16,7 +16,7 @@ import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
 import { lowpCopyOf } from "../../src/amp/lowp_copy.js";
-import { cat, stackRowsAs } from "../../src/ops/join.js";
+import { cat, stackGroupsAs, stackRowsAs } from "../../src/ops/join.js";
 import { packed_linear } from "../../src/ops/matmul.js";
 import { BertConfig } from "../../src/models/bert/configuration_bert.js";
 import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
@@ -312,6 +312,37 @@ test("packed_linear keeps its input for the backward, and the stacked weight onl
   }
 });
 
+test("packed_linear's parameters take their rows of the packed gradient as .grad, uncopied; clipping and AdamW read them there", { skip: SKIP }, () => {
+  const [B, S, W] = [2, 7, 16];
+  const x = randn([B, S, W], 1).to("cuda");
+  const leaves = (seed: number, shape: number[]) => [0, 1, 2].map((i) => randn(shape, seed + i).to("cuda").requires_grad_(true));
+  const ws = leaves(2, [W, W]), bs = leaves(5, [W]);
+  const upstream = randn([B, S, 3 * W], 8).to("cuda");
+  packed_linear(x, ws, bs).backward(upstream);
+  for (const [label, params] of [["weights", ws], ["biases", bs]] as const) {
+    const grads = params.map((p) => p.grad!);
+    assert.ok(grads.every((g) => g.storage === grads[0]!.storage), `${label}: one packed gradient`);
+    assert.deepEqual(grads.map((g) => g.offset), [0, 1, 2].map((i) => i * params[0]!.numel()), `${label}: each its rows`);
+  }
+  // the same gradients as three layers' (one GEMM's sums against three: within float32 rounding)
+  const [refW, refB] = [ws, bs].map((ps) => ps.map((p) => p.detach().clone().requires_grad_(true)));
+  cat([0, 1, 2].map((i) => F.linear(x, refW![i]!, refB![i]!)), -1).backward(upstream);
+  [...ws, ...bs].forEach((p, i) => assertClose(p.grad!, [...refW!, ...refB!][i]!.grad!, 1e-5, `the gradient of parameter ${i}`));
+  // clipping and AdamW on the packed rows give the bits they give on the same values in buffers of their own
+  const own = [...ws, ...bs].map((p) => {
+    const q = p.detach().clone().requires_grad_(true);
+    q.grad = p.grad!.clone();
+    return q;
+  });
+  const packed = [...ws, ...bs];
+  for (const params of [packed, own]) {
+    torch.nn.utils.clip_grad_norm_(params, 0.5);
+    const opt = new AdamW(params, { lr: 0.1 });
+    opt.step();
+  }
+  packed.forEach((p, i) => assert.deepEqual(p.cpu().tolist(), own[i]!.cpu().tolist(), `parameter ${i} after clipping and AdamW`));
+});
+
 /** BERT's self-attention as three separate linear layers compute it, each split into heads (the unpacked path). */
 function unpackedSelfAttention(m: BertSelfAttention, x: Tensor, mask: Tensor, p: number): Tensor {
   const [B, S, W] = x.shape;
@@ -438,7 +469,7 @@ test("under autocast BERT's heads run the tensor-core kernels", { skip: NO_TRACE
     ["ft_attention_forward_mma", "ft_attention_backward_dq_mma", "ft_attention_backward_dkv_mma"]);
 });
 
-test("stackRowsAs casts float32 matrices to 16 bits in one launch, bit for bit as cat and a cast", { skip: SKIP }, () => {
+test("stackRowsAs / stackGroupsAs cast float32 parts to 16 bits (or copy them) in one launch, bit for bit as cat and a cast", { skip: SKIP }, () => {
   const parts = [[3, 5], [1, 5], [4096 + 7, 5]].map((shape, i) => randn(shape, 10 + i).to("cuda"));
   for (const dtype of [torch.bfloat16, torch.float16]) {
     const stacked = stackRowsAs(parts, dtype);
@@ -446,6 +477,12 @@ test("stackRowsAs casts float32 matrices to 16 bits in one launch, bit for bit a
     assert.deepEqual(stacked.shape, [4096 + 11, 5]);
     assert.deepEqual(stacked.float().tolist(), cat(parts).to(dtype).float().tolist());
   }
+  // groups of their own dtypes (packed_linear's weights and biases), float32 copied bit for bit
+  const vectors = [randn([7], 30), randn([4096 + 3], 31)].map((v) => v.to("cuda"));
+  const [ws, bs] = stackGroupsAs([{ parts, dtype: torch.bfloat16 }, { parts: vectors, dtype: torch.float32 }]);
+  assert.deepEqual(ws!.float().tolist(), cat(parts).to(torch.bfloat16).float().tolist());
+  assert.equal(bs!.dtype, torch.float32);
+  assert.deepEqual(bs!.tolist(), cat(vectors).tolist());
   // a view past its storage's start, and the kernel's trace
   const view = randn([6, 5], 20).to("cuda").narrow(0, 2, 3);
   assert.deepEqual(stackRowsAs([parts[0]!, view], torch.bfloat16).float().tolist(), cat([parts[0]!, view]).to(torch.bfloat16).float().tolist());
@@ -457,9 +494,11 @@ test("stackRowsAs casts float32 matrices to 16 bits in one launch, bit for bit a
       torch.cuda.synchronize();
       console.error("ftemu: begin");
       stackRowsAs(parts, torch.bfloat16);
+      const { stackGroupsAs } = await import(dist + "/ops/join.js");
+      stackGroupsAs([{ parts, dtype: torch.float16 }, { parts: [torch.randn([3]).to("cuda"), torch.randn([5]).to("cuda")], dtype: torch.float32 }]);
       torch.cuda.synchronize();
     `);
-    assert.deepEqual(kernels, ["ft_cast_many"]);
+    assert.deepEqual(kernels, ["ft_cast_many", "ft_cast_many"], "one launch a call, two groups included");
   }
 });
 
@@ -478,7 +517,8 @@ test("BERT's self-attention launches one projection's kernels: the packed one", 
     layer(hidden, mask).backward(upstream);
     torch.cuda.synchronize();
   `);
-  // The GEMMs (cuBLASLt) and the copies of cat and of the parameters' first gradients (memcpy) launch no kernels;
-  // three projections would sum three bias gradients and add the hidden states' three gradients.
-  assert.deepEqual(kernels, ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64", "ft_reduce_column_tiles"]);
+  // The GEMMs (cuBLASLt) and the copies of the parameters' first gradients (memcpy) launch no kernels; the weights and
+  // biases are stacked in one launch (and the weights again for the backward); three projections would sum three
+  // bias gradients and add the hidden states' three gradients.
+  assert.deepEqual(kernels, ["ft_cast_many", "ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64", "ft_cast_many", "ft_reduce_column_tiles"]);
 });

@@ -159,8 +159,9 @@ extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt
     StoreBits(dst + i * ds, ds, Convert(LoadBits(src + i * ss, ss), sdt, ddt));
 }
 
-// A list of contiguous float32 tensors (slot.data[0]) cast to the 16-bit dtype slot.code into slot.data[1], a
-// block per FT_CHUNK elements of one tensor: several casts in one launch (packed_linear stacking its weights). A
+// A list of contiguous float32 tensors (slot.data[0]) cast to slot.code (a 16-bit dtype, or DT_F32: copied) into
+// slot.data[1], a block per FT_CHUNK elements of one tensor: several casts in one launch (packed_linear stacking its
+// weights and its biases). A
 // thread loads all its elements of the chunk before it stores any: one element at a time, each store held back the
 // next load, and a bert-base layer's query, key and value weights took five times their bytes' time.
 #define CAST_MANY_BATCH 16
@@ -171,7 +172,6 @@ extern "C" __global__ __launch_bounds__(FT_CHUNK / CAST_MANY_BATCH) void ft_cast
     int64 begin, end;
     const Slot& slot = ChunkOf(slots, first_block, count, b, begin, end);
     const float* src = (const float*)slot.data[0];
-    uint16* dst = (uint16*)slot.data[1];
     float x[CAST_MANY_BATCH];
 #pragma unroll
     for (int j = 0; j < CAST_MANY_BATCH; ++j) {
@@ -181,7 +181,9 @@ extern "C" __global__ __launch_bounds__(FT_CHUNK / CAST_MANY_BATCH) void ft_cast
 #pragma unroll
     for (int j = 0; j < CAST_MANY_BATCH; ++j) {
       const int64 k = begin + threadIdx.x + (int64)j * blockDim.x;
-      if (k < end) dst[k] = F32ToLowp(x[j], slot.code);
+      if (k >= end) continue;
+      if (slot.code == DT_F32) ((float*)slot.data[1])[k] = x[j];
+      else ((uint16*)slot.data[1])[k] = F32ToLowp(x[j], slot.code);
     }
   }
 }
@@ -303,21 +305,29 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// castMany(bufs, offs, sizes, dst, dstOffs, dtype): bufs[i] (sizes[i] contiguous float32 elements from offs[i])
-// rounded to dtype (float16 or bfloat16) into dst from dstOffs[i], in one launch.
+// castMany(bufs, offs, sizes, dsts, dstOffs, dtypes): bufs[i] (sizes[i] contiguous float32 elements from offs[i])
+// into dsts[i] from dstOffs[i], rounded to dtypes[i] (float16 or bfloat16) or copied (float32), in one launch.
 Napi::Value CastMany(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   TensorList list = GetList(info);
-  const DeviceBuffer dst = GetDeviceBuffer(info, 3, "dst");
+  const std::vector<DeviceBuffer> dsts = GetDeviceBufferList(info, 3, "dsts");
   const std::vector<int64_t> dst_offs = GetIntArray(info, 4, "dstOffs");
-  const int dtype = GetDType(info, 5, "dtype");
+  const std::vector<int64_t> dtypes = GetIntArray(info, 5, "dtypes");
+  CheckListLength(info, dsts.size(), list.slots.size(), 3, "dsts");
   CheckListLength(info, dst_offs.size(), list.slots.size(), 4, "dstOffs");
-  if (dtype != kF16 && dtype != kBF16) throw Napi::RangeError::New(env, ArgName(5, "dtype") + " must be float16 or bfloat16");
+  CheckListLength(info, dtypes.size(), list.slots.size(), 5, "dtypes");
   for (size_t i = 0; i < list.slots.size(); ++i) {
-    const std::string name = "dst[" + std::to_string(i) + "]";
-    list.slots[i].data[1] = DeviceElements<uint16_t>(info, dst, dst_offs[i], list.slots[i].size, name.c_str());
-    list.slots[i].code = dtype;
+    const std::string name = "dsts[" + std::to_string(i) + "]";
+    const int64_t dtype = dtypes[i];
+    if (dtype == kF32) {
+      list.slots[i].data[1] = DeviceElements<float>(info, dsts[i], dst_offs[i], list.slots[i].size, name.c_str());
+    } else if (dtype == kF16 || dtype == kBF16) {
+      list.slots[i].data[1] = DeviceElements<uint16_t>(info, dsts[i], dst_offs[i], list.slots[i].size, name.c_str());
+    } else {
+      throw Napi::RangeError::New(env, ArgName(5, "dtypes") + " must hold float32, float16 or bfloat16");
+    }
+    list.slots[i].code = static_cast<int>(dtype);
   }
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();

@@ -81,15 +81,16 @@ CUfunction Kernel(Napi::Env env, const char* name) {
   return GetKernel(env, "optim", source, name);
 }
 
-// The device addresses of list argument `index`, each holding sizes[i] floats.
+// The device addresses of list argument `index`, each holding sizes[i] floats from element offs[i] (from 0
+// without offsets).
 std::vector<uint64_t> Tensors(const Napi::CallbackInfo& info, int index, const char* name,
-                              const std::vector<int64_t>& sizes) {
+                              const std::vector<int64_t>& sizes, const std::vector<int64_t>& offs = {}) {
   std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, index, name);
   CheckListLength(info, bufs.size(), sizes.size(), index, name);
   std::vector<uint64_t> out;
   for (size_t i = 0; i < bufs.size(); ++i) {
     const std::string label = std::string(name) + "[" + std::to_string(i) + "]";
-    out.push_back(DeviceElements<float>(info, bufs[i], 0, sizes[i], label.c_str()));
+    out.push_back(DeviceElements<float>(info, bufs[i], offs.empty() ? 0 : offs[i], sizes[i], label.c_str()));
   }
   return out;
 }
@@ -148,7 +149,7 @@ void SetCopies(const Napi::CallbackInfo& info, int index, const std::vector<int6
 // kernel slots.
 TensorList Lists(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes, int copies_index) {
   const std::vector<uint64_t> params = Tensors(info, 0, "params", sizes);
-  const std::vector<uint64_t> grads = Tensors(info, 1, "grads", sizes);
+  const std::vector<uint64_t> grads = Tensors(info, 1, "grads", sizes, GradOffsets(info, sizes.size()));
   const std::vector<uint64_t> exp_avgs = Tensors(info, 2, "exp_avgs", sizes);
   const std::vector<uint64_t> exp_avg_sqs = Tensors(info, 3, "exp_avg_sqs", sizes);
   std::vector<Slot> slots(sizes.size());
@@ -159,7 +160,7 @@ TensorList Lists(const Napi::CallbackInfo& info, const std::vector<int64_t>& siz
 }
 
 // adamw(params, grads, exp_avgs, exp_avg_sqs, sizes, weightDecays, lr, beta1, beta2, eps, step, [copies,
-// copyDtypes]): native/cpu/optim.cc's adamw.
+// copyDtypes, gradOffs]): native/cpu/optim.cc's adamw.
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -209,7 +210,7 @@ Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
 }
 
 // adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps, [clip, clipOff, copies,
-// copyDtypes]): adamw with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the
+// copyDtypes, gradOffs]): adamw with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the
 // gradients scaled by the float32 clip factor at clip[clipOff] when it is below 1 (clipGradNorm's factor output).
 Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
