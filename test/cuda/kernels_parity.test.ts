@@ -727,6 +727,35 @@ test("adamw over several tensors matches the CPU bit for bit", { skip: SKIP }, w
   });
 }));
 
+test("adamw reads gradients at an offset (gradOffs), aligned for 16-byte loads or not, as the CPU does", { skip: SKIP }, withDevice((d) => {
+  // 4103 and 6 elements leave a tail after the four-element loads; offsets 1 and 2 are not 16-byte aligned
+  const sizes = [4103, 6, 8192, 4101];
+  const offs = [1, 2, 4, 0];
+  const wds = [0.01, 0, 0.1, 0.2];
+  const p = sizes.map((n, i) => randomF32(n, 70 + i, 1));
+  const g = sizes.map((n, i) => randomF32(n + offs[i]!, 80 + i, 0.1));
+  const m = sizes.map((n, i) => randomF32(n, 90 + i, 0.01));
+  const v = sizes.map((n, i) => randomF32(n, 100 + i, 0.001).map(Math.abs));
+  const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
+  const pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
+  const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
+  for (const step of [1, 7]) {
+    native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, undefined, undefined, offs);
+    native.cuda.adamw(pd, gd, md, vd, sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, undefined, undefined, offs);
+  }
+  sizes.forEach((n, i) => {
+    assertSameFloats(d.f32(pd[i], n), p[i], `adamw param ${i}`);
+    assertSameFloats(d.f32(md[i], n), m[i], `adamw exp_avg ${i}`);
+    assertSameFloats(d.f32(vd[i], n), v[i], `adamw exp_avg_sq ${i}`);
+  });
+  // the CPU against its own update of copies at offset 0: offsets move the reads, nothing else
+  const p2 = sizes.map((n, i) => randomF32(n, 70 + i, 1)), m2 = sizes.map((n, i) => randomF32(n, 90 + i, 0.01));
+  const v2 = sizes.map((n, i) => randomF32(n, 100 + i, 0.001).map(Math.abs));
+  const g2 = g.map((a, i) => a.slice(offs[i]!));
+  for (const step of [1, 7]) native.adamw(bufs(p2), bufs(g2), bufs(m2), bufs(v2), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step);
+  sizes.forEach((_, i) => assertSameFloats(p[i]!, p2[i]!, `the CPU's param ${i}`));
+}));
+
 test("adamw and adamwDevice write the parameters' 16-bit copies as the CPU's adamw does", { skip: SKIP }, withDevice((d) => {
   const sizes = [5000, 1, 0, 9000];
   const wds = [0.01, 0, 0.5, 0.1];
