@@ -4,6 +4,7 @@ import { no_grad } from "./grad_mode.js";
 import { withScope } from "./scope.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { ones_like } from "../tensor/creation.js";
+import { float32 } from "../tensor/dtype.js";
 
 export interface BackwardOptions {
   gradient?: Tensor;
@@ -43,7 +44,8 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
     const node = ready.pop()!;
     const grad = grads.get(node)!;
     grads.delete(node);
-    const inputGrads = withScope(() => node.apply(grad));
+    const into = accumulators(node, grads);
+    const inputGrads = withScope(() => node.apply(grad, into));
     const handedOn = new Set<Tensor>();
     node.next.forEach((edge, i) => {
       let g = inputGrads[i] ?? null;
@@ -68,7 +70,9 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
         return;
       }
       const previous = grads.get(edge.node);
-      if (previous) {
+      if (previous === g) {
+        // the backward added its gradient into the one it was offered
+      } else if (previous) {
         grads.set(edge.node, previous.add(g));
         previous.dispose();
         g.dispose();
@@ -83,6 +87,21 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
     if (!retainGraph) node.release();
   }
   for (const g of grads.values()) g.dispose();
+}
+
+/**
+ * The gradients already summed for `node`'s inputs that its backward may add to in place (BackwardFn's `into`):
+ * float32, contiguous, held by no other tensor (a backward that handed one tensor to two inputs made them share
+ * it) and without a 16-bit copy to go stale, each offered to one input only.
+ */
+function accumulators(node: Node, grads: Map<Node, Tensor>): (Tensor | null)[] {
+  const offered = new Set<Tensor>();
+  return node.next.map((edge) => {
+    const g = edge !== null && "node" in edge ? grads.get(edge.node) : undefined;
+    if (!g || offered.has(g) || g.dtype !== float32 || !g.isExclusive() || g.storage.shared || g._lowp !== null) return null;
+    offered.add(g);
+    return g;
+  });
 }
 
 function countDependencies(root: Node): Map<Node, number> {

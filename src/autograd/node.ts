@@ -7,8 +7,13 @@ import type { DType } from "../tensor/dtype.js";
 /** Where an input's gradient goes: its node (with the input's dtype, which the gradient is cast to), or the leaf. */
 export type Edge = { node: Node; dtype: DType } | { leaf: Tensor } | null;
 
-/** Returns one gradient per input (null where an input needs none), each with that input's shape. */
-export type BackwardFn = (gradOutput: Tensor) => (Tensor | null)[];
+/**
+ * Returns one gradient per input (null where an input needs none), each with that input's shape. `into[i]`, where
+ * not null, already holds a gradient for input i that the engine would add this one to: a float32 contiguous
+ * tensor no one else holds, which the function may add its gradient to in place (a GEMM with beta 1) and return
+ * as input i's, saving the engine's addition.
+ */
+export type BackwardFn = (gradOutput: Tensor, into: readonly (Tensor | null)[]) => (Tensor | null)[];
 
 export class Node {
   private backwardFn: BackwardFn | null;
@@ -30,7 +35,7 @@ export class Node {
     return `${this.opName}Backward0`;
   }
 
-  apply(gradOutput: Tensor): (Tensor | null)[] {
+  apply(gradOutput: Tensor, into: readonly (Tensor | null)[] = []): (Tensor | null)[] {
     if (!this.backwardFn) {
       throw new Error(
         "Trying to backward through the graph a second time (or directly access saved tensors after they have " +
@@ -38,7 +43,7 @@ export class Node {
           "Specify retain_graph=true if you need to backward through the graph a second time.",
       );
     }
-    return this.backwardFn(gradOutput);
+    return this.backwardFn(gradOutput, into);
   }
 
   release(): void {

@@ -30,6 +30,11 @@ export class Storage {
     return this.refs === 0;
   }
 
+  /** Whether more than one tensor holds this memory. */
+  get shared(): boolean {
+    return this.refs > 1;
+  }
+
   retain(): this {
     if (this.refs === 0) throw new Error("internal error: retaining released storage");
     this.refs++;

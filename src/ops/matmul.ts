@@ -8,7 +8,7 @@ import { autocastOperandDtype } from "../amp/autocast_mode.js";
 import { lowpCopyOf } from "../amp/lowp_copy.js";
 import { autocastWeight } from "../amp/autocast_weight.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
-import { broadcastShapes, broadcastStrides, contiguousStrides, formatShape, numelOf } from "../tensor/shape.js";
+import { broadcastShapes, broadcastStrides, contiguousStrides, formatShape, numelOf, sameShape } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
 import { needsGrad, record } from "./record.js";
 import { restoreDtype } from "./float32_operands.js";
@@ -221,7 +221,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const { xs, ws } = linearOperands(x, weight);
   const result = linearResult(linearForward(xs, ws, bias), x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias?.requires_grad ?? false };
-  record(result, "Addmm", [x, weight, bias], (g) => linearBackward(g, null, xs.detach(), ws.detach(), needs), [xs, ws]);
+  record(result, "Addmm", [x, weight, bias], (g, into) => linearBackward(g, null, xs.detach(), ws.detach(), needs, into[0]), [xs, ws]);
   releaseCopies(result, [[xs, x], [ws, weight]]);
   return result;
 }
@@ -248,14 +248,14 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
   if (!kept) ws.dispose();
   const versions = weights.map((w) => w.storage.version);
   const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad) };
-  record(result, "Addmm", [x, ...weights, ...biases], (g) => {
+  record(result, "Addmm", [x, ...weights, ...biases], (g, into) => {
     weights.forEach((w, i) => {
       if (w.storage.version !== versions[i]) {
         throw new Error(`one of the variables needed for gradient computation has been modified by an inplace operation: [${w.dtype} ${formatShape(w.shape)}] is at version ${w.storage.version}; expected version ${versions[i]} instead`);
       }
     });
     const stacked = kept?.detach() ?? stackRowsAs(weights, read);
-    const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs);
+    const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs, into[0]);
     stacked.dispose();
     return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
   }, kept ? [xs, kept] : [xs]);
@@ -288,7 +288,7 @@ export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   if (pre !== h) h.dispose();
   const result = linearResult(y, x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad };
-  const out = record(result, "LinearGelu", [x, weight, bias], (g) => linearBackward(g, pre, xs.detach(), ws.detach(), needs),
+  const out = record(result, "LinearGelu", [x, weight, bias], (g, into) => linearBackward(g, pre, xs.detach(), ws.detach(), needs, into[0]),
     [xs, ws, pre]);
   if (!out.requires_grad) pre.dispose();
   releaseCopies(out, [[xs, x], [ws, weight]]);
@@ -297,18 +297,21 @@ export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
 
 /**
  * Gradients of x, W and b from g = dL/dy, or for linear_gelu from g and the saved pre-activation (the gradient at
- * the product then is dh = g * GELU'(pre)); the GEMMs read it in the dtype of the saved operands xs and ws.
+ * the product then is dh = g * GELU'(pre)); the GEMMs read it in the dtype of the saved operands xs and ws. With
+ * `into` (the engine's sum so far of x's other gradients, BackwardFn) x's gradient is added to it by the GEMM.
  */
-function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, needs: { x: boolean; weight: boolean; bias: boolean }): (Tensor | null)[] {
+function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, needs: { x: boolean; weight: boolean; bias: boolean },
+  into: Tensor | null = null): (Tensor | null)[] {
   const [outF, inF] = ws.shape;
   const rows = numelOf(xs.shape.slice(0, -1));
   const { gr, db } = productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
   const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
   if (needs.x) {
-    dx = Tensor.empty(xs.shape, float32, xs.device);
+    const accumulate = into !== null && sameShape(into.shape, xs.shape);
+    dx = accumulate ? into : Tensor.empty(xs.shape, float32, xs.device);
     const dx2d = dx._view([rows, inF], [inF, 1], 0);
-    gemmInto(gr2d, false, ws, false, dx2d, 0);
+    gemmInto(gr2d, false, ws, false, dx2d, accumulate ? 1 : 0);
     dx2d.dispose();
   }
   let dw: Tensor | null = null;

@@ -432,6 +432,27 @@ function launches(script: string): string[] {
 // The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
 const NO_TRACE = SKIP || (!EMULATED && "the launch trace needs the emulator");
 
+test("a BERT layer's backward adds the residual connections' gradients in its GEMMs, with no addition kernels", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { BertConfig } = await import(dist + "/models/bert/configuration_bert.js");
+    const { BertLayer } = await import(dist + "/models/bert/modeling_bert.js");
+    const config = new BertConfig({ hidden_size: 64, num_attention_heads: 2, intermediate_size: 128 });
+    const layer = new BertLayer(config).to("cuda").train();
+    // the hidden states as a previous layer hands them on: not a leaf (a view launches nothing either way)
+    const hidden = torch.randn([2, 7, 64]).to("cuda").requires_grad_(true).view([2, 7, 64]);
+    const out = layer(hidden, torch.zeros([2, 1, 1, 7]).to("cuda"));
+    const upstream = torch.randn([2, 7, 64]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    out.backward(upstream);
+    torch.cuda.synchronize();
+  `);
+  // the hidden states and the attention block's output each feed a linear layer and a residual connection
+  assert.deepEqual(kernels.filter((k) => k.startsWith("ft_binary")), [], kernels.join(" "));
+  assert.equal(kernels.filter((k) => k === "ft_layer_norm_backward_warp").length, 2, kernels.join(" "));
+});
+
 test("BERT's heads through the fused attention and back launch no copy kernels", { skip: NO_TRACE }, () => {
   const kernels = launches(`
     const { torch } = await import(dist + "/torch.js");

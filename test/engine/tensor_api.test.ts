@@ -3,6 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
+import { record } from "../../src/ops/record.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
 
 test("creation infers PyTorch's dtypes and shapes", () => {
   assert.equal(torch.tensor([1, 2, 3]).dtype, torch.int64);
@@ -72,6 +74,45 @@ test("autograd rules: accumulation, no_grad, detach, retain_graph", () => {
   assert.throws(() => torch.ones([2]).sum().backward(), /does not require grad/);
   assert.throws(() => x.add_(1), /a leaf Variable that requires grad is being used in an in-place operation/);
   assert.throws(() => torch.tensor([1, 2]).requires_grad_(), /only Tensors of floating point dtype can require gradients/);
+});
+
+test("a backward may add its gradient into the one the engine already summed for that input (never a shared one)", () => {
+  // h feeds two ops; whichever backward runs second is offered the first's gradient for h and adds its own into it
+  const x = torch.tensor([1, 2, 3]).float().requires_grad_();
+  const offered: (Tensor | null)[] = [];
+  const twice = (h: Tensor, factor: number, shareWith: Tensor | null) =>
+    record(h.mul(factor).detach(), "Probe", [h, shareWith], (g, into) => {
+      offered.push(into[0] ?? null);
+      const mine = g.mul(factor);
+      if (!into[0]) return [mine, shareWith ? mine : null];
+      into[0].add_(mine);
+      return [into[0], shareWith ? mine : null];
+    });
+  let h = x.mul(1);
+  twice(h, 2, null).sum().add(twice(h, 3, null).sum()).backward();
+  assert.deepEqual(x.grad!.tolist(), [5, 5, 5], "2 + 3 from the two uses");
+  assert.equal(offered.filter((t) => t !== null).length, 1, "the second backward is offered the first's gradient");
+  // a backward that hands one tensor to two inputs (the engine gives the second an alias): while both are pending,
+  // neither may be added into. The backward of the last operand runs first.
+  x.grad = null;
+  offered.length = 0;
+  h = x.mul(1);
+  const other = x.mul(1);
+  other.sum().add(twice(h, 3, null).sum()).add(twice(h, 2, other).sum()).backward();
+  assert.deepEqual(offered, [null, null], "h's gradient shares its memory with other's when h's second user runs");
+  assert.deepEqual(x.grad!.tolist(), [8, 8, 8], "h: 2 + 3; other: 2 + 1");
+  // a linear layer's backward adds x's gradient into the summed one with its GEMM (beta 1): the same values
+  const w = torch.randn([5, 3]), b = torch.randn([5]);
+  const run = (accumulate: boolean) => {
+    x.grad = null;
+    const hx = x.mul(1);
+    const viaLinear = F.linear(hx, w, b).sum();
+    const viaMul = hx.mul(4).sum();
+    (accumulate ? viaLinear.add(viaMul) : viaMul.add(viaLinear)).backward();
+    return x.grad!.tolist() as number[];
+  };
+  const [one, other2] = [run(true), run(false)];
+  one.forEach((v, i) => assert.ok(Math.abs(v - other2[i]!) < 1e-5, `element ${i}: ${v} vs ${other2[i]}`));
 });
 
 test("wrong dtypes and bad indices give clear errors, not crashes", () => {
