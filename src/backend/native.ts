@@ -212,6 +212,9 @@ export interface CudaAddon extends Kernels {
   dropoutAddLayerNorm(rows: number, cols: number, seed: number, offset: number, p: number, x: AB, xOff: number, residual: AB,
     residualOff: number, input: AB, mask: AB, w: AB | null, wOff: number, b: AB | null, bOff: number, eps: number, y: AB,
     yOff: number, mean: AB, rstd: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
+  /** cross_entropy's "mean" of crossEntropyForward's `loss` [N]: out[0] = sum(loss) * inverse[0], inverse[0] = 1 / the
+   * number of targets that are not ignoreIndex (the composition's bits), in one launch */
+  crossEntropyMean(N: number, loss: AB, targets: AB, tOff: number, ignoreIndex: number, out: AB, inverse: AB): void;
   /** biasGelu; `yLowp` also receives y rounded to `lowpDtype`, and with `hLowp` h + bias is written there rounded
    * instead of back to h (numel elements from offset 0 each; null for none) */
   biasGelu(rows: number, cols: number, h: AB, hOff: number, bias: AB, biasOff: number, y: AB, yOff: number,

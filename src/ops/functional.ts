@@ -11,7 +11,7 @@ import { convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { default_generator, type Generator } from "./random.js";
-import { add, div, mul, ne, relu, abs, neg, softplus, sigmoid, sub } from "./elementwise.js";
+import { add, mul, relu, abs, neg, softplus, sigmoid, sub } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
 import { f32, release, restoreDtype } from "./float32_operands.js";
 
@@ -337,9 +337,15 @@ export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntro
   const losses = Tensor.empty([N], float32, input.device);
   const lse = Tensor.empty([N], float32, input.device);
   backendFor(losses).crossEntropyForward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, losses.buffer, lse.buffer);
-  const inverse = reduction === "mean" ? inverseCount(t, ignoreIndex) : 1;
+  let inverse: number | Tensor = 1;
   let out: Tensor = losses;
-  if (reduction !== "none") {
+  if (reduction === "mean" && input.device.type === "cuda") {
+    out = Tensor.empty([], float32, input.device);
+    inverse = Tensor.empty([], float32, input.device);
+    native.cuda.crossEntropyMean(N, losses.buffer, t.buffer, t.offset, ignoreIndex, out.buffer, inverse.buffer);
+    losses.dispose();
+  } else if (reduction !== "none") {
+    if (reduction === "mean") inverse = inverseCount(t, ignoreIndex);
     out = sum(losses);
     losses.dispose();
     if (reduction === "mean") {
@@ -367,21 +373,12 @@ export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntro
 }
 
 /**
- * 1 / the number of targets that are not ignore_index: the mean's factor. On a GPU it is counted there (float32
- * counts are exact below 2^24 targets), because reading the targets back would wait for the GPU at every step and
- * could not be captured in a CUDA graph; the targets' range is checked by the kernels.
+ * 1 / the number of the CPU targets `t` that are not ignore_index: the mean's factor. On a GPU crossEntropyMean
+ * counts them there, because reading the targets back would wait for the GPU at every step and could not be
+ * captured in a CUDA graph.
  */
-function inverseCount(t: Tensor, ignoreIndex: number): number | Tensor {
-  if (t.device.type === "cpu") return 1 / (t.tolist() as number[]).filter((v) => v !== ignoreIndex).length;
-  return no_grad(() => {
-    const asFloat = convertContiguous(t, float32);
-    const kept = ne(asFloat, ignoreIndex);
-    const keptFloat = convertContiguous(kept, float32);
-    const count = sum(keptFloat);
-    const inverse = div(1, count);
-    for (const temp of [asFloat, kept, keptFloat, count]) temp.dispose();
-    return inverse;
-  });
+function inverseCount(t: Tensor, ignoreIndex: number): number {
+  return 1 / (t.tolist() as number[]).filter((v) => v !== ignoreIndex).length;
 }
 
 /** Each row's loss gradient, computed on g's device: reading g back to the host would wait for a GPU. */

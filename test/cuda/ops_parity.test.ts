@@ -242,6 +242,22 @@ test("dropout_add_layer_norm: one graph node on CUDA, whose layer-norm backward 
   assert.equal(off.grad_fn?.name(), "NativeLayerNormBackward0");
 });
 
+test("cross_entropy's mean on CUDA: one kernel, the bits of the sum times 1 / the count; all targets ignored is NaN", { skip: SKIP }, () => {
+  for (const N of [8, 1000]) {
+    const logits = randn([N, 5]).to("cuda");
+    const ids = Array.from({ length: N }, (_, i) => (i % 7 === 3 ? -100 : i % 5));
+    const targets = torch.tensor(ids).to("cuda");
+    const kept = ids.filter((t) => t !== -100).length;
+    const mean = F.cross_entropy(logits, targets).item();
+    const composed = F.cross_entropy(logits, targets, { reduction: "sum" }).mul(Math.fround(1 / kept)).item();
+    assert.ok(Object.is(mean, composed), `N = ${N}: ${mean} vs ${composed}`);
+    const cpu = F.cross_entropy(logits.cpu(), targets.cpu()).item();
+    assert.ok(Math.abs(mean - cpu) < 1e-6, `N = ${N}: ${mean} vs the CPU's ${cpu}`);
+  }
+  const none = F.cross_entropy(randn([3, 4]).to("cuda"), torch.tensor([-100, -100, -100]).to("cuda"));
+  assert.ok(Number.isNaN(none.item()), "no target left: NaN, as torch");
+});
+
 test("random numbers: the same (seed, offset) gives the same numbers on both devices", { skip: SKIP }, () => {
   const g1 = new torch.Generator().manual_seed(3);
   const g2 = new torch.Generator().manual_seed(3);

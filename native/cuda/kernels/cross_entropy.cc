@@ -36,6 +36,27 @@ extern "C" __global__ __launch_bounds__(1024) void ft_cross_entropy_forward(int6
   }
 }
 
+// cross_entropy's "mean": out = sum(loss) * (1 / the number of targets that are not `ignore`) in one block of
+// 256 threads, the sums in ft_reduce_rows' order (so the bits of sum(), div() and mul() one after another), and
+// that factor in `inverse` for the backward. No target gives 0 * inf, NaN, as in torch.
+extern "C" __global__ __launch_bounds__(256) void ft_cross_entropy_mean(int64 N, const float* loss,
+                                                                       const int64* targets, int64 ignore,
+                                                                       float* out, float* inverse) {
+  __shared__ double scratch[32];
+  double s = 0.0, kept = 0.0;
+  for (int64 r = threadIdx.x; r < N; r += blockDim.x) {
+    s += (double)loss[r];
+    kept += targets[r] != ignore ? 1.0 : 0.0;
+  }
+  s = BlockSumDouble(s, scratch);
+  kept = BlockSumDouble(kept, scratch);
+  if (threadIdx.x == 0) {
+    const float factor = __fdiv_rn(1.0f, (float)kept);
+    *inverse = factor;
+    *out = __fmul_rn((float)s, factor);
+  }
+}
+
 // dlogits[r, k] = g[r] * (exp(logits[r, k] - lse[r]) - (k == t_r)), zero for ignored rows; the product and the
 // subtraction are rounded separately, as on the CPU.
 extern "C" __global__ void ft_cross_entropy_backward(int64 N, int64 C, const float* logits, const int64* targets,
@@ -87,6 +108,22 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// crossEntropyMean(N, loss, targets, tOff, ignoreIndex, out, inverse): the mean of crossEntropyForward's losses
+// over the targets that are not ignoreIndex into out[0], and 1 / their count into inverse[0], in one launch.
+Napi::Value CrossEntropyMean(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t N = GetCount(info, 0, "N");
+  uint64_t loss = DeviceElements<float>(info, GetDeviceBuffer(info, 1, "loss"), 0, N, "loss");
+  uint64_t targets = DeviceOperandAt<int64_t>(info, 2, "targets", "tOff", N);
+  int64_t ignore = GetInt(info, 4, "ignoreIndex");
+  uint64_t out = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "out"), 0, 1, "out");
+  uint64_t inverse = DeviceElements<float>(info, GetDeviceBuffer(info, 6, "inverse"), 0, 1, "inverse");
+  void* args[] = {&N, &loss, &targets, &ignore, &out, &inverse};
+  Launch(env, Kernel(env, "ft_cross_entropy_mean"), Blocks(1), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -112,6 +149,7 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
 void RegisterCrossEntropy(Napi::Env env, Napi::Object cuda) {
   cuda.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
   cuda.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
+  cuda.Set("crossEntropyMean", Napi::Function::New(env, CrossEntropyMean, "crossEntropyMean"));
 }
 
 }  // namespace ft::cuda::kernels

@@ -197,8 +197,8 @@ extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int
   else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
 }
 
-// ft_layer_norm_forward_warp of dropout(x) + res (DropoutAdd), with vec also requiring res, in 16-byte and mask
-// 4-byte aligned. base: in a CUDA graph the graph's random base, added to first.
+// ft_layer_norm_forward_warp of dropout(x) + res (DropoutAdd); vec also requires res and in 16-byte aligned and
+// mask 4-byte aligned. base: in a CUDA graph the graph's random base, added to first.
 extern "C" __global__ __launch_bounds__(128) void ft_dropout_add_layer_norm_warp(
     int64 rows, int64 cols, int vec, const float* x, DropoutAdd d, const uint64* base, const float* w, const float* b,
     float eps, float* y, float* mean, float* rstd, uint16* lowp, int lowp_dt) {
