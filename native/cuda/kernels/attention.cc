@@ -45,6 +45,10 @@ constexpr char kCommonSource[] = R"CUDA(
 #ifndef FT_ATTN_OPERANDS
 #define FT_ATTN_OPERANDS DT_BF16
 #endif
+// The softmax's exp: the shared Exp (the CPU's numbers) unless the module's source defines another (ModuleKernel).
+#ifndef FT_ATTN_EXP
+#define FT_ATTN_EXP Exp
+#endif
 // The host's AttentionParams, member for member.
 struct Attention {
   int64 H, S, T;
@@ -128,7 +132,7 @@ __device__ __forceinline__ uint64 Element(const Attention& a, int64 bh, int64 s,
 }
 
 __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
-  return lse == -FT_INF ? 1.0f / (float)a.T : Exp(z - lse);
+  return lse == -FT_INF ? 1.0f / (float)a.T : FT_ATTN_EXP(z - lse);
 }
 
 // The softmax backward's dS for probability p, dropout's verdict `kept` on it and the row's delta:
@@ -141,13 +145,13 @@ __device__ __forceinline__ float ScoreGrad(const Attention& a, float p, bool kep
 // The forward's online softmax. A key's weight in a row's running sum at maximum m: 0 past the keys (`valid`
 // false), 1 while every logit so far is -inf (the row counts as uniform), else exp(z - m).
 __device__ __forceinline__ float RunningWeight(float z, float m, bool valid) {
-  return !valid ? 0.0f : m == -FT_INF ? 1.0f : Exp(z - m);
+  return !valid ? 0.0f : m == -FT_INF ? 1.0f : FT_ATTN_EXP(z - m);
 }
 
 // The factor that brings a running sum at maximum m_part to maximum m: the uniform sum of -inf logits is dropped
 // once a finite one appears.
 __device__ __forceinline__ float Rescale(float m_part, float m) {
-  return m_part == m ? 1.0f : m_part == -FT_INF ? 0.0f : Exp(m_part - m);
+  return m_part == m ? 1.0f : m_part == -FT_INF ? 0.0f : FT_ATTN_EXP(m_part - m);
 }
 
 )CUDA";
@@ -1160,13 +1164,18 @@ struct BackwardOperands {
 
 // The function `name` of the module for operands of `dtype`, its CUDA-core kernels or (`mma`, 16-bit dtypes) its
 // tensor-core ones: one module each, compiled when first used, so BERT under autocast compiles only the latter.
+// The tensor-core kernels take the softmax's exp from the hardware's exp2 (a few instructions where Exp's
+// polynomial takes 25, for 8 of them a thread and tile): their probabilities are rounded to 16 bits for the
+// products anyway, and the forward's logsumexp and the backward's probabilities use the same function.
 CUfunction ModuleKernel(Napi::Env env, int32_t dtype, const char* name, bool mma = false) {
-  const auto source_for = [](const char* operands, const char* kernels) {
-    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + kCommonSource + kernels).c_str());
+  const auto source_for = [](const char* operands, const char* kernels, const char* defines = "") {
+    return ModuleSource(("#define FT_ATTN_OPERANDS " + std::string(operands) + "\n" + defines + kCommonSource + kernels).c_str());
   };
+  static const char kHardwareExp[] = "#define FT_ATTN_EXP(x) exp2f((x) * 1.44269504088896341f)\n";
   static const std::string core[] = {source_for("DT_F32", kCoreSource), source_for("DT_BF16", kCoreSource),
                                      source_for("DT_F16", kCoreSource)};
-  static const std::string tensor_core[] = {source_for("DT_BF16", kMmaSource), source_for("DT_F16", kMmaSource)};
+  static const std::string tensor_core[] = {source_for("DT_BF16", kMmaSource, kHardwareExp),
+                                            source_for("DT_F16", kMmaSource, kHardwareExp)};
   if (mma) return GetKernel(env, "attention_mma", tensor_core[dtype == kF16 ? 1 : 0], name);
   return GetKernel(env, "attention", core[dtype == kBF16 ? 1 : dtype == kF16 ? 2 : 0], name);
 }
