@@ -631,6 +631,12 @@ constexpr char kMmaSource[] = R"CUDA(
 typedef uint32 (*TileWords)[FT_MMA_WORDS];
 typedef const uint32 (*TileWordsIn)[FT_MMA_WORDS];
 
+#if FT_ATTN_OPERANDS == DT_F16
+#define FT_MMA_TYPE "f16"
+#else
+#define FT_MMA_TYPE "bf16"
+#endif
+
 // d += a b on the tensor cores (FTEMU_MMA: the CPU emulation's). Fragments as PTX lays them out, with g = lane / 4
 // and q = lane % 4: a[h + 2 c] holds A's row g + 8 h at columns 8 c + 2 q + {0, 1}; b0 and b1 B's rows 2 q + {0, 1}
 // and 8 + 2 q + {0, 1} of column g; d[2 h + i] D's row g + 8 h at column 2 q + i.
@@ -638,11 +644,6 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32 (&a)[4], uint32 
 #if defined(FTEMU_MMA)
   ftemu_mma_m16n8k16<FT_ATTN_OPERANDS == DT_F16>(d, a, b0, b1);
 #else
-#if FT_ATTN_OPERANDS == DT_F16
-#define FT_MMA_TYPE "f16"
-#else
-#define FT_MMA_TYPE "bf16"
-#endif
   asm("mma.sync.aligned.m16n8k16.row.col.f32." FT_MMA_TYPE "." FT_MMA_TYPE
       ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -650,9 +651,17 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32 (&a)[4], uint32 
 #endif
 }
 
-// Two values rounded to the operands' dtype, the first in the low half: an mma operand word.
+// Two values rounded to the operands' dtype, the first in the low half: an mma operand word. On the GPU one
+// instruction rounds both (to nearest even, as F32ToLowp; only a NaN's payload may differ), where F32ToLowp's
+// integer rounding took a dozen a value, and the kernels round dozens of values a thread and tile.
 __device__ __forceinline__ uint32 Pack(float lo, float hi) {
+#if defined(FTEMU_MMA)
   return (uint32)F32ToLowp(lo, FT_ATTN_OPERANDS) | (uint32)F32ToLowp(hi, FT_ATTN_OPERANDS) << 16;
+#else
+  uint32 packed;
+  asm("cvt.rn." FT_MMA_TYPE "x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
+  return packed;
+#endif
 }
 
 // Elements i and i + 1 of a 16-bit operand (i even, the array 4-byte aligned: the host checks) or of float32 dout.
