@@ -867,14 +867,18 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
     if (row >= limit) continue;
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int d = 16 * warp + 8 * j + 2 * q + i;
-        if (d < D) {
-          const float x = r[h][j][i] * scale[h];
-          dst[row * stride + d] = x;
-          if (lowp != 0) lowp[row * stride + d] = F32ToLowp(x, lowp_dtype);
-        }
+      const int d = 16 * warp + 8 * j + 2 * q;  // and d + 1, below D with d: D is even
+      if (d >= D) continue;
+      const float x0 = r[h][j][0] * scale[h], x1 = r[h][j][1] * scale[h];
+      const int64 at = row * stride + d;
+      dst[at] = x0;
+      dst[at + 1] = x1;
+      if (lowp == 0) continue;
+      if (lowp_dtype == FT_ATTN_OPERANDS && ((uint64)(lowp + at) & 3) == 0) {
+        *(uint32*)(lowp + at) = Pack(x0, x1);
+      } else {
+        lowp[at] = F32ToLowp(x0, lowp_dtype);
+        lowp[at + 1] = F32ToLowp(x1, lowp_dtype);
       }
     }
   }
