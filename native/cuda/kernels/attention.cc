@@ -99,11 +99,27 @@ __device__ __forceinline__ float LoadAt(const void* p, int64 i, int dtype) {
   return dtype == DT_F32 ? ((const float*)p)[i] : LowpToF32(((const uint16*)p)[i], dtype);
 }
 
+// The mask's values along query s's keys (QueryMask) or key t's queries (KeyMask) of head (b, h), which a kernel
+// finds once per row rather than once per element. `at` is null without a mask and past the rows, where the values
+// are 0.
+struct MaskLine {
+  const float* at;
+  int64 step;
+};
+__device__ __forceinline__ MaskLine QueryMask(const Attention& a, const Operands& o, int64 b, int64 h, int64 s) {
+  const Layout& m = o.lm;
+  return {o.mask == 0 || s >= a.S ? 0 : o.mask + b * m.strides[0] + h * m.strides[1] + s * m.strides[2], m.strides[3]};
+}
+__device__ __forceinline__ MaskLine KeyMask(const Attention& a, const Operands& o, int64 b, int64 h, int64 t) {
+  const Layout& m = o.lm;
+  return {o.mask == 0 || t >= a.T ? 0 : o.mask + b * m.strides[0] + h * m.strides[1] + t * m.strides[3], m.strides[2]};
+}
+// Value i < the line's length (T keys or S queries) along it.
+__device__ __forceinline__ float MaskValue(const MaskLine& l, int64 i) { return l.at == 0 ? 0.0f : l.at[i * l.step]; }
+
 // The mask's value for query s and key t (0 outside [S, T], where nothing reads it).
-__device__ __forceinline__ float MaskAt(const Attention& a, const float* mask, const Layout& m, int64 b, int64 h,
-                                        int64 s, int64 t) {
-  if (mask == 0 || s >= a.S || t >= a.T) return 0.0f;
-  return mask[b * m.strides[0] + h * m.strides[1] + s * m.strides[2] + t * m.strides[3]];
+__device__ __forceinline__ float MaskAt(const Attention& a, const Operands& o, int64 b, int64 h, int64 s, int64 t) {
+  return t < a.T ? MaskValue(QueryMask(a, o, b, h, s), t) : 0.0f;
 }
 
 // The logit of query s for key t, rounded in masked_softmax's two steps (`bias` is the mask's value); causal
@@ -123,8 +139,8 @@ __device__ __forceinline__ void ApplyRandomBase(Attention& a) {
 // Philox(seed, e >> 2) is at least the threshold. Bit w of the result: the verdict on word w of `counter`.
 __device__ __forceinline__ uint32 KeepWords(const Attention& a, uint64 counter) {
   const Philox4 r = Philox(a.seed, counter);
-  return (uint32)(UnitFloat(r.x0) >= a.threshold) | (uint32)(UnitFloat(r.x1) >= a.threshold) << 1 |
-         (uint32)(UnitFloat(r.x2) >= a.threshold) << 2 | (uint32)(UnitFloat(r.x3) >= a.threshold) << 3;
+  return (uint32)DropoutKeeps(r.x0, a.threshold) | (uint32)DropoutKeeps(r.x1, a.threshold) << 1 |
+         (uint32)DropoutKeeps(r.x2, a.threshold) << 2 | (uint32)DropoutKeeps(r.x3, a.threshold) << 3;
 }
 
 __device__ __forceinline__ uint64 Element(const Attention& a, int64 bh, int64 s, int64 t) {
@@ -353,7 +369,7 @@ __device__ __forceinline__ uint32 KeyTile(const Attention& a, const Operands& o,
                                           int64 h, int64 bh, int64 sw, int64 t0, int lane, int D,
                                           float (&bias)[FT_ATTN_ROWS]) {
 #pragma unroll
-  for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, sw + r, t0 + lane);
+  for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o, b, h, sw + r, t0 + lane);
   __syncthreads();
   LoadRows<2, kThreads>(tiles, FT_ATTN_TILE, t0, a.T, D);
   __syncthreads();
@@ -535,7 +551,7 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
     const int64 s = s0 + lane;
     float bias[FT_ATTN_ROWS];
 #pragma unroll
-    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o.mask, o.lm, b, h, s, tw + r);
+    for (int r = 0; r < FT_ATTN_ROWS; ++r) bias[r] = MaskAt(a, o, b, h, s, tw + r);
     const float s_lse = s < a.S ? g.lse[bh * a.S + s] : 0.0f;
     const float s_delta = s < a.S ? g.delta[bh * a.S + s] : 0.0f;
     __syncthreads();
@@ -786,24 +802,6 @@ __device__ __forceinline__ void PackBlock(uint32 (&a)[4], const float (&c)[2][4]
   a[2] = Pack(c[1][0], c[1][1]);
   a[3] = Pack(c[1][2], c[1][3]);
 }
-
-// The mask's values along query s's keys (QueryMask) or key t's queries (KeyMask) of head (b, h), found once per
-// row instead of once per element. `at` is null without a mask and past the rows, where the values are 0, as
-// MaskAt's.
-struct MaskLine {
-  const float* at;
-  int64 step;
-};
-__device__ __forceinline__ MaskLine QueryMask(const Attention& a, const Operands& o, int64 b, int64 h, int64 s) {
-  const Layout& m = o.lm;
-  return {o.mask == 0 || s >= a.S ? 0 : o.mask + b * m.strides[0] + h * m.strides[1] + s * m.strides[2], m.strides[3]};
-}
-__device__ __forceinline__ MaskLine KeyMask(const Attention& a, const Operands& o, int64 b, int64 h, int64 t) {
-  const Layout& m = o.lm;
-  return {o.mask == 0 || t >= a.T ? 0 : o.mask + b * m.strides[0] + h * m.strides[1] + t * m.strides[3], m.strides[2]};
-}
-// Value i < the line's length (T keys or S queries) along it.
-__device__ __forceinline__ float MaskValue(const MaskLine& l, int64 i) { return l.at == 0 ? 0.0f : l.at[i * l.step]; }
 
 // Bit i < 8: whether dropout keeps element first + i of the flat probabilities.
 __device__ __forceinline__ uint32 KeepRun8(const Attention& a, uint64 first) {

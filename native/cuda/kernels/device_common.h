@@ -267,6 +267,16 @@ __device__ __forceinline__ uint32 Word(const Philox4& r, uint32 j) {
 // 24 random bits as a float in [0, 1) (exact: an integer below 2^24 times 2^-24).
 __device__ __forceinline__ float UnitFloat(uint32 bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
 
+// Dropout as every kernel that applies it (the random kernels, fused attention, dropout_add_layer_norm) and the
+// CPU apply it: an element drawn as Philox word `word` is kept when its uniform is at least `threshold`
+// (GetDropoutP's); its value is x * keep * scale rounded as torch's x * mask * scale (so a NaN or inf where dropped
+// still propagates), and its gradient keep ? g * scale : 0, as where(mask, g * scale, 0).
+__device__ __forceinline__ bool DropoutKeeps(uint32 word, float threshold) { return UnitFloat(word) >= threshold; }
+__device__ __forceinline__ float DropoutValue(float x, bool keep, float scale) {
+  return __fmul_rn(__fmul_rn(x, (float)keep), scale);
+}
+__device__ __forceinline__ float DropoutGrad(float g, bool keep, float scale) { return keep ? __fmul_rn(g, scale) : 0.0f; }
+
 // The multi-tensor kernels (grad norm, clipping, AdamW) take one launch for a whole list: tensor t owns the
 // blocks [first_block[t], first_block[t + 1]) and each block a chunk of FT_CHUNK elements of it.
 #define FT_CHUNK 4096

@@ -129,9 +129,9 @@ __device__ __forceinline__ void DropoutAddShare(const float* x, const DropoutAdd
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       const uint64 e = e0 + i;
-      const uint8 keep = UnitFloat(Word((e >> 2) == (e0 >> 2) ? lo : hi, (uint32)(e & 3))) >= d.threshold;
+      const bool keep = DropoutKeeps(Word((e >> 2) == (e0 >> 2) ? lo : hi, (uint32)(e & 3)), d.threshold);
       d.mask[r * cols + k + i] = keep;
-      v[j * V + i] = __fadd_rn(__fmul_rn(__fmul_rn(v[j * V + i], (float)keep), d.scale), rs[j * V + i]);
+      v[j * V + i] = __fadd_rn(DropoutValue(v[j * V + i], keep, d.scale), rs[j * V + i]);
     }
   }
   StoreShare<V>(d.in + r * cols, cols, lane, v);
@@ -292,8 +292,8 @@ extern "C" __global__ __launch_bounds__(256) void ft_layer_norm_params(int64 row
   }
 }
 
-// StoreShare of dropout's backward of the row's gradient (dropout_add_layer_norm): keep ? g * scale : 0, as
-// ft_dropout_backward computes it; keep holds the row's mask bytes.
+// StoreShare of dropout's backward (DropoutGrad) of the row's gradient (dropout_add_layer_norm); keep holds the
+// row's mask bytes.
 template <int V>
 __device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, float scale, int cols, int lane,
                                                   const float (&in)[32]) {
@@ -302,7 +302,7 @@ __device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, f
   for (int j = 0; j < 32 / V; ++j) {
     const int k = (j * 32 + lane) * V;
 #pragma unroll
-    for (int i = 0; i < V; ++i) out[j * V + i] = k < cols && keep[k + i] ? __fmul_rn(in[j * V + i], scale) : 0.0f;
+    for (int i = 0; i < V; ++i) out[j * V + i] = k < cols ? DropoutGrad(in[j * V + i], keep[k + i], scale) : 0.0f;
   }
   StoreShare<V>(p, cols, lane, out);
 }
@@ -374,7 +374,7 @@ extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_backward(int64 
       const float g = w != 0 ? dyr[k] * w[k] : dyr[k];
       const float d = (g - a - (xr[k] - m) * rs * c) * rs;
       dxr[k] = d;
-      if (dxd != 0) dxd[r * cols + k] = mask[r * cols + k] ? __fmul_rn(d, scale) : 0.0f;
+      if (dxd != 0) dxd[r * cols + k] = DropoutGrad(d, mask[r * cols + k], scale);
     }
   }
 }

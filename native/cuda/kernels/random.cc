@@ -59,8 +59,8 @@ struct alignas(4) Bytes4 {
 
 __device__ __forceinline__ bool AlignedTo(const void* p, uint64 bytes) { return (uint64)p % bytes == 0; }
 
-// y = x * mask * scale like torch, so a NaN or inf in a dropped position still propagates; with kResidual,
-// + r[i] (dropout_add), rounded after the product as add(dropout(x), r) rounds it. A whole block of four elements
+// y = DropoutValue(x); with kResidual, + r[i] (dropout_add), rounded after the product as add(dropout(x), r)
+// rounds it. A whole block of four elements
 // whose addresses allow it moves in one 16-byte load and store per operand (4 bytes of mask).
 template <bool kResidual>
 __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first, float p, float scale,
@@ -79,8 +79,8 @@ __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first,
       Bytes4 keep;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        keep.v[j] = UnitFloat(Word(bits, j)) >= p;
-        yv.v[j] = __fmul_rn(__fmul_rn(xv.v[j], (float)keep.v[j]), scale);
+        keep.v[j] = DropoutKeeps(Word(bits, j), p);
+        yv.v[j] = DropoutValue(xv.v[j], keep.v[j], scale);
       }
       if (kResidual) {
         const Float4 rv = *(const Float4*)(r + i0);
@@ -92,9 +92,9 @@ __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first,
       continue;
     }
     for (int64 i = i0; i < i1; ++i) {
-      const uint8 keep = UnitFloat(Word(bits, (first + i) & 3)) >= p;
+      const uint8 keep = DropoutKeeps(Word(bits, (first + i) & 3), p);
       mask[i] = keep;
-      const float dropped = __fmul_rn(__fmul_rn(x[i], (float)keep), scale);
+      const float dropped = DropoutValue(x[i], keep, scale);
       y[i] = kResidual ? __fadd_rn(dropped, r[i]) : dropped;
     }
   }
@@ -121,11 +121,11 @@ extern "C" __global__ void ft_dropout_backward(int64 n, float scale, const float
     const Bytes4 keep = ((const Bytes4*)mask)[q];
     Float4 d;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) d.v[j] = keep.v[j] ? __fmul_rn(gv.v[j], scale) : 0.0f;
+    for (int j = 0; j < 4; ++j) d.v[j] = DropoutGrad(gv.v[j], keep.v[j], scale);
     ((Float4*)dx)[q] = d;
   }
   for (int64 i = 4 * groups + GlobalThread(); i < n; i += GridThreads()) {
-    dx[i] = mask[i] ? __fmul_rn(g[i], scale) : 0.0f;
+    dx[i] = DropoutGrad(g[i], mask[i], scale);
   }
 }
 )CUDA";
