@@ -117,16 +117,17 @@ function layerNormNode(x: Tensor, normalized_shape: readonly number[], weight: T
   const y = Tensor.empty(x.shape, float32, x.device);
   const meanT = Tensor.empty([rows], float32, x.device);
   const rstd = Tensor.empty([rows], float32, x.device);
-  const args = [rows, cols, input.t.buffer, input.t.offset, w ? w.t.buffer : null, w ? w.t.offset : 0,
-    b ? b.t.buffer : null, b ? b.t.offset : 0, eps, y.buffer, 0, meanT.buffer, rstd.buffer] as const;
+  // the kernels' arguments from w on: w, wOff, b, bOff, eps, y, yOff, mean, rstd
+  const normArgs = [w ? w.t.buffer : null, w ? w.t.offset : 0, b ? b.t.buffer : null, b ? b.t.offset : 0, eps, y.buffer, 0,
+    meanT.buffer, rstd.buffer] as const;
+  const args = [rows, cols, input.t.buffer, input.t.offset, ...normArgs] as const;
   // y is the layer's result only when x is float32 (else it is rounded to x's dtype)
   const copy = x.dtype === float32 ? emptyLowpCopy(y) : null;
   const draw = branch?.draw;
   if (draw) {
     const { x: dropped, residual, mask } = branch!;
     native.cuda.dropoutAddLayerNorm(rows, cols, draw.seed, draw.offset, draw.p, dropped.buffer, dropped.offset, residual.buffer,
-      residual.offset, x.buffer, mask.buffer, args[4], args[5], args[6], args[7], eps, y.buffer, 0, meanT.buffer, rstd.buffer,
-      copy?.dtype.code, copy?.buffer);
+      residual.offset, x.buffer, mask.buffer, ...normArgs, copy?.dtype.code, copy?.buffer);
   } else if (copy) {
     native.cuda.layerNormForward(...args, copy.dtype.code, copy.buffer);
   } else {
@@ -146,11 +147,11 @@ function layerNormNode(x: Tensor, normalized_shape: readonly number[], weight: T
     const dx = Tensor.empty(x.shape, float32, x.device);
     const dw = needs.w ? Tensor.empty([...normalized_shape], float32, x.device) : null;
     const db = needs.b ? Tensor.empty([...normalized_shape], float32, x.device) : null;
-    const normArgs = [rows, cols, xs.t.buffer, xs.t.offset, gy.t.buffer, gy.t.offset, wf ? wf.t.buffer : null,
+    const backwardArgs = [rows, cols, xs.t.buffer, xs.t.offset, gy.t.buffer, gy.t.offset, wf ? wf.t.buffer : null,
       wf ? wf.t.offset : 0, meanT.buffer, rstd.buffer, dx.buffer, 0, dw ? dw.buffer : null, db ? db.buffer : null] as const;
     const dropped = branch?.x.requires_grad ? Tensor.empty(x.shape, float32, x.device) : null;
-    if (branch) native.cuda.layerNormBackward(...normArgs, dropped && branch.mask.buffer, branch.scale, dropped?.buffer);
-    else backendFor(dx).layerNormBackward(...normArgs);
+    if (branch) native.cuda.layerNormBackward(...backwardArgs, dropped && branch.mask.buffer, branch.scale, dropped?.buffer);
+    else backendFor(dx).layerNormBackward(...backwardArgs);
     release(gy);
     release(xs);
     if (wf) release(wf);

@@ -77,15 +77,16 @@ export class AdamW extends Optimizer {
         ] as const;
         const [beta1, beta2] = group.betas as [number, number];
         const copies = lowpCopiesToWrite(params);
-        const copyArgs = [copies.map((c) => c?.buffer ?? null), copies.map((c) => c?.dtype.code ?? float32.code),
+        // the native calls' optional tail: the 16-bit copies, their dtypes, where each gradient starts
+        const tailArgs = [copies.map((c) => c?.buffer ?? null), copies.map((c) => c?.dtype.code ?? float32.code),
           params.map((p) => p.grad!.offset)] as const;
         if (params[0].device.type === "cpu") {
-          native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step, ...copyArgs);
+          native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step, ...tailArgs);
         } else {
           // On a GPU the step's scalars go through a device buffer, so that eager and captured steps are one path.
           const scalars = this.#scalarsOf(group, params);
           if (!capturing) this.#upload(group, scalars, params.length, step);
-          native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number, this.#clip?.buffer, this.#clip?.offset, ...copyArgs);
+          native.cuda.adamwDevice(...lists, params.map((p) => p.numel()), scalars.buffer, beta1, beta2, group.eps as number, this.#clip?.buffer, this.#clip?.offset, ...tailArgs);
         }
         // A captured step is stamped once, at the capture: each replay writes the parameters and their copies alike.
         wroteInPlace(params, copies);

@@ -161,9 +161,9 @@ extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt
 
 // A list of contiguous float32 tensors (slot.data[0]) cast to slot.code (a 16-bit dtype, or DT_F32: copied) into
 // slot.data[1], a block per FT_CHUNK elements of one tensor: several casts in one launch (packed_linear stacking its
-// weights and its biases). A
-// thread loads all its elements of the chunk before it stores any: one element at a time, each store held back the
-// next load, and a bert-base layer's query, key and value weights took five times their bytes' time.
+// weights and its biases). A thread loads all its elements of the chunk before it stores any: one element at a
+// time, each store held back the next load, and a bert-base layer's query, key and value weights took five times
+// their bytes' time.
 #define CAST_MANY_BATCH 16
 extern "C" __global__ __launch_bounds__(FT_CHUNK / CAST_MANY_BATCH) void ft_cast_many(const Slot* slots,
                                                                                      const int64* first_block,
