@@ -16,6 +16,7 @@ import { SequentialSampler } from "../src/data/samplers.js";
 import { DataCollatorWithPadding } from "../src/data/data_collator.js";
 import { Generator, manual_seed, permutation } from "../src/ops/random.js";
 import { torch } from "../src/torch.js";
+import { native } from "../src/backend/native.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
 
@@ -37,6 +38,8 @@ interface VariantResult {
   samples_per_s: number;
   epoch_s: number;
   first_step_s: number;
+  /** of which loading kernel modules and building GEMM plans, and how many of each (finetune on CUDA only) */
+  first_step_parts?: CudaCounters | null;
   eval_s: number;
   peak_mem_gb: number;
   train_loss: number;
@@ -64,6 +67,8 @@ interface VariantResult {
   capture_end_s?: number;
   capture_gemm_plan_s?: number;
   capture_gemm_matmul_s?: number;
+  /** whether kernels launched with programmatic dependent launch (finetune only) */
+  programmatic_launch?: boolean;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;
@@ -103,6 +108,19 @@ class OrderedTrainer extends Trainer {
   }
 }
 
+/** Host seconds loading kernel modules and building GEMM plans, and how many of each. */
+type CudaCounters = { module_load_s: number; modules_loaded: number; gemm_plan_s: number; gemm_heuristics: number };
+
+const NO_COUNTS: CudaCounters = { module_load_s: 0, modules_loaded: 0, gemm_plan_s: 0, gemm_heuristics: 0 };
+
+/** The process's CUDA counters so far (zeros without CUDA): the first step's parts are their growth. */
+function cudaCounters(): CudaCounters {
+  if (!torch.cuda.is_available()) return NO_COUNTS;
+  const kernels = native.cuda.kernelStats();
+  const gemm = native.cuda.gemmStats();
+  return { module_load_s: kernels.module_load_s, modules_loaded: kernels.modules_loaded, gemm_plan_s: gemm.plan_s, gemm_heuristics: gemm.heuristic_queries };
+}
+
 /**
  * Time to the end of the first step (kernel compilation, allocator warm-up), the only step that synchronises, and
  * the host time at the end of every step.
@@ -120,7 +138,11 @@ class StepTimer extends TrainerCallback {
   constructor(private readonly graphStep: () => CudaGraphStep | null) {
     super();
   }
+  /** what the first step spent loading kernel modules and building GEMM plans (finetune on CUDA only) */
+  first_step_parts: CudaCounters | null = null;
+  #before = NO_COUNTS;
   override on_train_begin(): void {
+    this.#before = cudaCounters();
     this.start = performance.now();
   }
   override on_step_begin(): void {
@@ -130,6 +152,14 @@ class StepTimer extends TrainerCallback {
     if (this.first_step_s === null) {
       if (torch.cuda.is_available()) torch.cuda.synchronize();
       this.first_step_s = (performance.now() - this.start) / 1000;
+      const after = cudaCounters();
+      const b = this.#before;
+      if (torch.cuda.is_available()) {
+        this.first_step_parts = {
+          module_load_s: round(after.module_load_s - b.module_load_s, 3), modules_loaded: after.modules_loaded - b.modules_loaded,
+          gemm_plan_s: round(after.gemm_plan_s - b.gemm_plan_s, 3), gemm_heuristics: after.gemm_heuristics - b.gemm_heuristics,
+        };
+      }
     }
     const now = performance.now();
     this.step_host_ms.push(now - this.#step_begin);
@@ -188,6 +218,7 @@ async function train(dir: string, precision: string): Promise<void> {
     samples_per_s: round(order.train.length / epoch_s, 1),
     epoch_s: round(epoch_s, 3),
     first_step_s: round(timer.first_step_s!, 3),
+    first_step_parts: timer.first_step_parts,
     eval_s: round(metrics["eval_runtime"]!, 3),
     peak_mem_gb: round(torch.cuda.max_memory_allocated() / 1e9, 3),
     train_loss: result.training_loss,
@@ -205,6 +236,7 @@ async function train(dir: string, precision: string): Promise<void> {
     capture_first_replay_s: round(timer.capture_stats.first_replay_s, 3),
     capture_gemm_heuristics: timer.capture_stats.gemm_heuristics,
     capture_segments: timer.capture_stats.segments,
+    programmatic_launch: torch.cuda.is_available() && native.cuda.programmaticLaunch(),
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -258,6 +290,7 @@ function report(dir: string, statuses: string[]): void {
     speedup_vs_hf_fp32: hf_fp32 && ft_bf16 ? round(ft_bf16.samples_per_s / hf_fp32.samples_per_s, 2) : null,
     epoch_s: per("epoch_s"),
     first_step_s: per("first_step_s"),
+    first_step_parts: per("first_step_parts"),
     steady_ms_per_step: per("steady_ms_per_step"),
     steady_step_host_ms: per("steady_step_host_ms"),
     eval_s: per("eval_s"),
@@ -273,6 +306,7 @@ function report(dir: string, statuses: string[]): void {
     capture_gemm_matmul_s: per("capture_gemm_matmul_s"),
     capture_gemm_heuristics: per("capture_gemm_heuristics"),
     capture_segments: per("capture_segments"),
+    programmatic_launch: per("programmatic_launch"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));
 }

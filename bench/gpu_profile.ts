@@ -1,9 +1,11 @@
 // Where a bert-base training step's time goes on the GPU (bench/gpu-check.sh runs it after the MRPC benchmark;
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
-// between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph.
+// between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
+// (with programmatic dependent launch where the GPU has it, then without).
 // The last line printed is one JSON object: milliseconds per part and precision. FINETUNE_BENCH_SMALL=1: a 2-layer
 // hidden-128 model, to check the plumbing on the emulated toolkit (test/helpers/fake_cuda).
 import { torch } from "../src/torch.js";
+import { native } from "../src/backend/native.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { clip_grad_norm_, clip_grad_norm_deferred } from "../src/nn/utils.js";
 import { no_grad } from "../src/autograd/grad_mode.js";
@@ -92,14 +94,26 @@ for (const precision of ["fp32", "bf16"] as const) {
   r["adamw_step"] = time(() => optimizer.step());
   model.zero_grad();
   r["update_eager"] = time(update);
-  const graph = new torch.cuda.CUDAGraph();
-  torch.cuda.graph(graph, update);
-  r["update_graph_replay"] = time(() => {
-    optimizer.prepare_replay();
-    graph.replay();
-  });
-  graph.reset();
+  /** The update captured in a graph (as kernels launch now), timed replaying. */
+  const replayed = (): number => {
+    const graph = new torch.cuda.CUDAGraph();
+    torch.cuda.graph(graph, update);
+    const ms = time(() => {
+      optimizer.prepare_replay();
+      graph.replay();
+    });
+    graph.reset();
+    return ms;
+  };
+  r["update_graph_replay"] = replayed();
+  if (native.cuda.programmaticLaunch()) {
+    // the same graph with each kernel starting only once the one before it has ended
+    native.cuda.programmaticLaunch(false);
+    r["update_graph_replay_without_pdl"] = replayed();
+    native.cuda.programmaticLaunch(true);
+  }
   results[precision] = r;
   console.log(precision, JSON.stringify(r));
 }
-console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, peak_mem_gb: Number((torch.cuda.max_memory_allocated() / 1e9).toFixed(3)) }));
+console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, peak_mem_gb: Number((torch.cuda.max_memory_allocated() / 1e9).toFixed(3)),
+  programmatic_launch: native.cuda.programmaticLaunch() }));

@@ -137,7 +137,11 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   if (result != cuda::kCudaSuccess) {
     g.exec = nullptr;
     DestroyGraph(env, id);
-    cuda::Check(env, result, "capturing the CUDA graph (cuStreamEndCapture / cuGraphInstantiate)");
+    cuda::Check(env, result,
+                cuda::ProgrammaticLaunch()
+                    ? "capturing the CUDA graph of programmatic launches (FINETUNE_CUDA_PDL=0 launches plain ones) "
+                      "(cuStreamEndCapture / cuGraphInstantiate)"
+                    : "capturing the CUDA graph (cuStreamEndCapture / cuGraphInstantiate)");
   }
   return env.Undefined();
 }

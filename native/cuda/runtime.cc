@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,34 @@ namespace ft::cuda {
 namespace {
 
 constexpr unsigned kStreamNonBlocking = 0x1;
+constexpr CUresult kCudaErrorInvalidValue = 1;
+constexpr CUresult kCudaErrorNotSupported = 801;
+constexpr int kLaunchAttributeProgrammaticStreamSerialization = 6;  // CU_LAUNCH_ATTRIBUTE_..._SERIALIZATION
+
+// cuda.h's CUlaunchAttribute: an id, then (8-byte aligned) a 64-byte union of which programmatic stream
+// serialization reads an int.
+struct LaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int programmatic_stream_serialization;
+  } value;
+};
+static_assert(sizeof(LaunchAttribute) == 72, "CUlaunchAttribute is 72 bytes");
+
+}  // namespace
+
+// cuda.h's CUlaunchConfig.
+struct LaunchConfigEx {
+  unsigned grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes;
+  CUstream stream;
+  LaunchAttribute* attributes;
+  unsigned attribute_count;
+};
+static_assert(sizeof(LaunchConfigEx) == 56, "CUlaunchConfig is 56 bytes");
+
+namespace {
 
 // ---- driver entry points and the context
 
@@ -33,6 +62,8 @@ struct Runtime {
   CUcontext context = nullptr;
   CUstream stream = nullptr;
   int arch = 0;
+  bool programmatic_supported = false;  // sm_90+ and a driver with cuLaunchKernelEx
+  bool programmatic = false;            // launches use programmatic dependent launch (ProgrammaticLaunch)
 };
 
 Runtime g_runtime;
@@ -98,6 +129,13 @@ void StartRuntime() {
   t_context_current = true;
   const Device& dev = GetCuda().devices[0];
   r.arch = dev.major * 10 + dev.minor;
+  // At batch 8 a BERT step is hundreds of kernels of a few microseconds: letting each one's launch overlap the
+  // end of the one before hides the gap between them (griddepcontrol needs sm_90).
+  const char* pdl = std::getenv("FINETUNE_CUDA_PDL");
+  a.cuLaunchKernelEx = reinterpret_cast<decltype(a.cuLaunchKernelEx)>(DriverSymbol("cuLaunchKernelEx"));
+  r.programmatic_supported = r.arch >= 90 && a.cuLaunchKernelEx != nullptr;
+  r.programmatic = r.programmatic_supported &&
+                   !(pdl != nullptr && (std::strcmp(pdl, "0") == 0 || std::strcmp(pdl, "false") == 0));
 }
 
 // ---- device handles
@@ -317,6 +355,7 @@ struct LoadedModule {
 // Per module name, the sources compiled under it (usually one; a generator may specialise a source per dtype).
 // Modules stay loaded for the life of the process.
 std::unordered_map<std::string, std::vector<std::unique_ptr<LoadedModule>>> g_modules;
+ModuleLoads g_module_loads;
 
 CUmodule LoadModule(Napi::Env env, const char* module_name, const std::string& source) {
   const Nvrtc& n = GetNvrtc();
@@ -374,6 +413,10 @@ void* DriverSymbol(const char* name) { return dlsym(GetCuda().cuda.handle, name)
 const RuntimeApi& Api() { return g_runtime.api; }
 
 int Arch() { return g_runtime.arch; }
+
+bool ProgrammaticLaunch() { return g_runtime.programmatic; }
+
+bool SetProgrammaticLaunch(bool on) { return g_runtime.programmatic = on && g_runtime.programmatic_supported; }
 
 void Check(Napi::Env env, CUresult result, const char* what) {
   if (result != kCudaSuccess) throw Napi::Error::New(env, std::string(what) + " failed: " + ErrorText(result));
@@ -469,6 +512,8 @@ Layout MakeLayout(const std::vector<int64_t>& shape, const std::vector<int64_t>&
   return l;
 }
 
+ModuleLoads ModuleLoadStats() { return g_module_loads; }
+
 CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& source, const char* function_name) {
   EnsureContext(env);
   std::vector<std::unique_ptr<LoadedModule>>& list = g_modules[module_name];
@@ -480,8 +525,11 @@ CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& 
     }
   }
   if (loaded == nullptr) {
+    const auto start = std::chrono::steady_clock::now();
     auto m = std::make_unique<LoadedModule>();
     m->module = LoadModule(env, module_name, source);
+    ++g_module_loads.modules;
+    g_module_loads.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     m->origin = &source;
     loaded = m.get();
     list.push_back(std::move(m));
@@ -499,6 +547,18 @@ CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& 
 
 void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  Runtime& r = g_runtime;
+  if (r.programmatic) {
+    LaunchAttribute attribute{};
+    attribute.id = kLaunchAttributeProgrammaticStreamSerialization;
+    attribute.value.programmatic_stream_serialization = 1;
+    LaunchConfigEx config{grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes, r.stream, &attribute, 1};
+    const CUresult result = r.api.cuLaunchKernelEx(&config, fn, args, nullptr);
+    if (result == kCudaSuccess) return;
+    // A driver that takes the call but not the attribute: launch as before, from now on.
+    if (result != kCudaErrorInvalidValue && result != kCudaErrorNotSupported) Check(env, result, "cuLaunchKernelEx");
+    r.programmatic = r.programmatic_supported = false;
+  }
   Check(env,
         g_runtime.api.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes,
                                      g_runtime.stream, args, nullptr),

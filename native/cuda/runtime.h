@@ -157,9 +157,23 @@ Layout MakeLayout(const std::vector<int64_t>& shape, const std::vector<int64_t>&
 // (the kernel families pass statics): a module is found by the string's address.
 CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& source, const char* function_name);
 
+// The modules GetKernel has loaded (compiled by NVRTC or read from its disk cache) and the seconds that took.
+struct ModuleLoads {
+  int64_t modules = 0;
+  double seconds = 0;
+};
+ModuleLoads ModuleLoadStats();
+
 // Queues `fn` on the stream; `args` points to each kernel argument, as cuLaunchKernel wants. A grid with a zero
-// dimension (an empty tensor) launches nothing.
+// dimension (an empty tensor) launches nothing. Where ProgrammaticLaunch(), the kernel may start while the one
+// before it in the stream finishes: every kernel's first statement is AwaitPriorGrid() (device_common.h).
 void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args);
+
+// Whether launches use programmatic dependent launch: on sm_90 and newer with a driver that has
+// cuLaunchKernelEx, unless FINETUNE_CUDA_PDL=0 (valid after EnsureContext).
+bool ProgrammaticLaunch();
+// Turns it on (where supported) or off for the launches from now on; returns ProgrammaticLaunch().
+bool SetProgrammaticLaunch(bool on);
 
 // ---- copies (all on the stream; 0 bytes does nothing)
 
@@ -230,6 +244,9 @@ struct RuntimeApi {
   CUresult (*cuModuleGetFunction)(CUfunction* fn, CUmodule module, const char* name) = nullptr;
   CUresult (*cuLaunchKernel)(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                              unsigned bz, unsigned shared_bytes, CUstream stream, void** params, void** extra) = nullptr;
+  // Optional (CUDA 11.8+): launches with attributes, for programmatic dependent launch.
+  CUresult (*cuLaunchKernelEx)(const struct LaunchConfigEx* config, CUfunction fn, void** params,
+                               void** extra) = nullptr;
 };
 const RuntimeApi& Api();
 

@@ -306,6 +306,12 @@ export interface CudaAddon extends Kernels {
   /** a new memory pool that several graphs may share (torch.cuda.graph_pool_handle) */
   graphPoolHandle(): number;
   isCurrentStreamCapturing(): boolean;
+  /** Whether kernels launch with programmatic dependent launch (sm_90+, unless FINETUNE_CUDA_PDL=0); `on` turns it
+   * on (where supported) or off for the launches and captures from now on. */
+  programmaticLaunch(on?: boolean): boolean;
+  /** since the process started: the kernel modules loaded (compiled by NVRTC or read from its disk cache) and the
+   * host seconds that took */
+  kernelStats(): { modules_loaded: number; module_load_s: number };
   /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;

@@ -137,6 +137,12 @@ export class CudaGraphStep {
     } catch (e) {
       // Nothing captured ran, and gradients the capture made hold no values.
       this.model.zero_grad();
+      if (cuda.is_available() && native.cuda.programmaticLaunch()) {
+        // A driver that cannot capture programmatic launches (runtime.h) captures plain ones, from now on.
+        native.cuda.programmaticLaunch(false);
+        process.emitWarning(`CUDA graph capture failed with programmatic dependent launch, which is now off (FINETUNE_CUDA_PDL=0 does that from the start): ${(e as Error).message}`);
+        return this.#capture(key, inputs);
+      }
       this.#eager.add(key);
       process.emitWarning(`CUDA graph capture failed for the batch shape ${key}, which runs eagerly from now on: ${(e as Error).message}`);
       return null;

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { native } from "../../src/backend/native.js";
@@ -293,4 +294,41 @@ test("host-to-device copies wait in pinned memory, never rewritten before they r
   const copies = child.stderr.split("\n").flatMap((l) => l.match(/^ftemu: copy of (\d+) bytes to the device from (\w+) memory$/)?.slice(1) ?? []);
   assert.deepEqual(copies.filter((_, i) => i % 2 === 1).reduce<Record<string, number>>((n, kind) => ({ ...n, [kind]: (n[kind] ?? 0) + 1 }), {}),
     { pinned: 42, pageable: 1 }, "copies up to 1 MiB go through pinned memory, larger ones straight from the caller's");
+});
+
+test("every kernel's first statement waits for the previous grid (AwaitPriorGrid), as programmatic launch needs", () => {
+  const dir = path.join(REPO_ROOT, "native/cuda/kernels");
+  const kernels = fs.readdirSync(dir).filter((f) => f.endsWith(".cc")).flatMap((file) => {
+    const source = fs.readFileSync(path.join(dir, file), "utf8");
+    return [...source.matchAll(/extern "C" __global__[^{]*?void (\w+)\s*\([^{]*\{\s*([^;]*;)/g)].map((m) => ({ name: `${file}: ${m[1]}`, first: m[2] }));
+  });
+  assert.ok(kernels.length >= 60, `found ${kernels.length} kernels`);
+  assert.deepEqual(kernels.filter((k) => k.first !== "AwaitPriorGrid();").map((k) => k.name), []);
+});
+
+test("on sm_90 kernels launch with programmatic dependent launch, each thread waiting first; FINETUNE_CUDA_PDL=0 turns it off", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  // The emulator fails a programmatic launch in which a thread never reached AwaitPriorGrid().
+  const script = `
+    import { native } from ${DIST("backend/native.js")};
+    import { torch } from ${DIST("torch.js")};
+    const f = (x) => torch.nn.functional.layer_norm(x.mul(2).add(1), [3]).tolist();
+    const x = torch.tensor([[1, 2, 4], [4, 5, 7.5]], { dtype: torch.float32 });
+    console.log(JSON.stringify({ programmatic: native.cuda.programmaticLaunch(), y: f(x.to("cuda")), cpu: f(x) }));
+  `;
+  const run = (pdl: string | undefined) => withFakeCuda((home) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache"), FTEMU_TRACE: "1" };
+    delete env.FINETUNE_DISABLE_CUDA;
+    delete env.FINETUNE_CUDA_PDL;
+    if (pdl !== undefined) env.FINETUNE_CUDA_PDL = pdl;
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 120_000 });
+    assert.equal(child.status, 0, child.stderr);
+    const launches = child.stderr.split("\n").filter((l) => /^ftemu: ft_\w+ grid/.test(l));
+    return { ...JSON.parse(child.stdout) as { programmatic: boolean; y: number[][]; cpu: number[][] }, launches };
+  }, { emulate: true });
+  const on = run(undefined), off = run("0");
+  assert.equal(on.programmatic, true);
+  assert.equal(off.programmatic, false);
+  assert.ok(on.launches.length >= 3 && on.launches.every((l) => l.includes(" programmatic:")), on.launches.join("\n"));
+  assert.ok(off.launches.length === on.launches.length && off.launches.every((l) => !l.includes("programmatic")), off.launches.join("\n"));
+  for (const r of [on, off]) r.y.flat().forEach((v, i) => assert.ok(Math.abs(v - r.cpu.flat()[i]!) < 1e-5, `${r.y} vs the CPU's ${r.cpu}`));
 });

@@ -1,12 +1,14 @@
 // CUDA graphs on a GPU (or the emulated toolkit, test/cuda/emulated.test.ts): a captured tiny-BERT training step
 // replays to the parameters of eager steps, with dropout and flat memory; the Trainer's graph step
 // (src/training/cuda_graph_step.ts) matches the eager loop, under bf16 autocast too, where the replayed AdamW
-// keeps the weights' 16-bit copies current; a bad label found by a replay throws at the next sync.
+// keeps the weights' 16-bit copies current, and where the driver cannot capture programmatic launches it captures
+// plain ones; a bad label found by a replay throws at the next sync.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
+import { native } from "../../src/backend/native.js";
 import { clip_grad_norm_ } from "../../src/nn/utils.js";
 import { AdamW, get_scheduler } from "../../src/optim/index.js";
 import { BertForSequenceClassification } from "../../src/models/index.js";
@@ -87,22 +89,26 @@ test("a captured tiny-BERT training step: 5 replays give the parameters of 5 eag
   staticLoss.dispose();
 });
 
-test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape and replays; same parameters and summed loss as eager", { skip: NEEDS_GPU }, async () => {
-  torch.backends.cuda.matmul.allow_tf32 = false;
-  const batches = [0, 1, 0, 1, 0, 1, 0].map((i) => goldenBatch(i));
-  const eager = await tinyBert();
-  const eagerOptimizer = new AdamW(eager.parameters(), { lr: 1e-3 });
-  let eagerLoss = 0;
+/** The tiny BERT after eager updates on `batches` (clipped at 1.0, AdamW), and their losses summed in float32. */
+async function eagerUpdates(batches: Record<string, Tensor>[]): Promise<{ model: BertForSequenceClassification; loss: number }> {
+  const model = await tinyBert();
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+  let sum = 0;
   for (const b of batches) {
     const x = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.to("cuda")]));
-    const loss = eager(x).loss!;
-    eagerLoss = Math.fround(eagerLoss + loss.item());
+    const loss = model(x).loss!;
+    sum = Math.fround(sum + loss.item());
     loss.backward();
     loss.dispose();
-    clip_grad_norm_(eager.parameters(), 1.0).dispose();
-    eagerOptimizer.step();
-    eagerOptimizer.zero_grad();
+    clip_grad_norm_(model.parameters(), 1.0).dispose();
+    optimizer.step();
+    optimizer.zero_grad();
   }
+  return { model, loss: sum };
+}
+
+/** The same updates through the Trainer's CudaGraphStep, not yet disposed. */
+async function graphUpdates(batches: Record<string, Tensor>[]): Promise<{ model: BertForSequenceClassification; step: CudaGraphStep }> {
   const model = await tinyBert();
   const step = new CudaGraphStep(model, new AdamW(model.parameters(), { lr: 1e-3 }), new Device("cuda"), 1.0, (inputs, addLoss) => {
     const loss = model(inputs).loss!;
@@ -111,6 +117,14 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
     loss.dispose();
   });
   for (const b of batches) step.step(b);
+  return { model, step };
+}
+
+test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape and replays; same parameters and summed loss as eager", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const batches = [0, 1, 0, 1, 0, 1, 0].map((i) => goldenBatch(i));
+  const eager = await eagerUpdates(batches);
+  const { model, step } = await graphUpdates(batches);
   assert.equal(step.graph_count, 2, "one graph per batch shape");
   // the captures' host time holds its parts: ending the capture, and the GEMM plans and calls of the new shapes
   const stats = step.capture_stats;
@@ -119,10 +133,38 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
   // the batch shapes differ in their token count only: their GEMMs reuse the eager step's cuBLASLt algorithms
   assert.equal(stats.gemm_heuristics, 0, JSON.stringify(stats));
   const { loss, grad_norm } = step.drain();
-  assert.ok(Math.abs(loss - eagerLoss) <= 1e-5 * (1 + Math.abs(eagerLoss)), `summed loss ${loss} vs ${eagerLoss}`);
+  assert.ok(Math.abs(loss - eager.loss) <= 1e-5 * (1 + Math.abs(eager.loss)), `summed loss ${loss} vs ${eager.loss}`);
   assert.ok(grad_norm !== null && grad_norm > 0);
-  assertSameParams(model, eager, 1e-5);
+  assertSameParams(model, eager.model, 1e-5);
   step.dispose();
+});
+
+test("CudaGraphStep where the driver cannot capture programmatic launches: it turns them off, warns, and captures plain ones", {
+  skip: (NEEDS_GPU || process.env["FINETUNE_CUDA_EMULATED"] !== "1") && "the emulated toolkit refuses such captures on request; a GPU does not",
+}, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on("warning", onWarning);
+  process.env["FTEMU_REFUSE_PROGRAMMATIC_CAPTURE"] = "1";
+  try {
+    assert.equal(native.cuda.programmaticLaunch(), true);
+    const batches = [0, 1, 1].map((i) => goldenBatch(i));
+    const eager = await eagerUpdates(batches);
+    const { model, step } = await graphUpdates(batches);
+    assert.equal(step.graph_count, 1);
+    assert.equal(native.cuda.programmaticLaunch(), false);
+    assert.ok(Math.abs(step.drain().loss - eager.loss) <= 1e-5 * (1 + Math.abs(eager.loss)));
+    assertSameParams(model, eager.model, 1e-5);
+    step.dispose();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(warnings[0]!, /^CUDA graph capture failed with programmatic dependent launch, which is now off \(FINETUNE_CUDA_PDL=0 does that from the start\): .*a programmatic launch while the stream is being captured/);
+  } finally {
+    delete process.env["FTEMU_REFUSE_PROGRAMMATIC_CAPTURE"];
+    process.off("warning", onWarning);
+    native.cuda.programmaticLaunch(true);
+  }
 });
 
 test("CudaGraphStep under bf16 autocast: the weights' copies predate the captures and replays keep them current; the losses of casting afresh", { skip: NEEDS_GPU }, async () => {

@@ -597,26 +597,32 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
 // run B * H * S / 8 = 768 blocks (bert-base's batch of 8 x 64 tokens) on 132 SMs in one wave.
 extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward_64(
     Attention a, Operands o, Output y) {
+  AwaitPriorGrid();
   Forward<2>(a, o, y);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_FWD_THREADS) void ft_attention_forward_128(
     Attention a, Operands o, Output y) {
+  AwaitPriorGrid();
   Forward<4>(a, o, y);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 6) void ft_attention_backward_dq_64(
     Attention a, Operands o, Backward g) {
+  AwaitPriorGrid();
   BackwardDq<2>(a, o, g);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dq_128(
     Attention a, Operands o, Backward g) {
+  AwaitPriorGrid();
   BackwardDq<4>(a, o, g);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 6) void ft_attention_backward_dkv_64(
     Attention a, Operands o, Backward g) {
+  AwaitPriorGrid();
   BackwardDkv<2>(a, o, g);
 }
 extern "C" __global__ __launch_bounds__(FT_ATTN_BWD_THREADS, 1) void ft_attention_backward_dkv_128(
     Attention a, Operands o, Backward g) {
+  AwaitPriorGrid();
   BackwardDkv<4>(a, o, g);
 }
 )CUDA";
@@ -884,6 +890,7 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
 
 extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forward_mma(Attention a, Operands o,
                                                                                       Output y) {
+  AwaitPriorGrid();
   ApplyRandomBase(a);
   __align__(16) __shared__ uint32 tiles[2][FT_MMA_TILE][FT_MMA_WORDS];  // k's rows, v's columns
   __shared__ float stats[FT_MMA_WARPS][16][2];                          // each warp's row maxima and sums
@@ -984,6 +991,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
 // delta = rowsum(dout * out) for the dk/dv kernel, launched next.
 extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backward_dq_mma(Attention a, Operands o,
                                                                                           Backward gr) {
+  AwaitPriorGrid();
   ApplyRandomBase(a);
   __align__(16) __shared__ uint32 tiles[3][FT_MMA_TILE][FT_MMA_WORDS];  // k's rows and columns, v's rows
   const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H, sw = (int64)blockIdx.y * 16;
@@ -1064,6 +1072,7 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
 // dv = P~^T dout (P~ the kept, rescaled probabilities) and dk = dS^T q, for the block's 16 key rows.
 extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backward_dkv_mma(Attention a, Operands o,
                                                                                            Backward gr) {
+  AwaitPriorGrid();
   ApplyRandomBase(a);
   __align__(16) __shared__ uint32 tiles[4][FT_MMA_TILE][FT_MMA_WORDS];  // q's rows and columns, dout's likewise
   __shared__ float lse[FT_MMA_TILE], delta[FT_MMA_TILE];

@@ -139,6 +139,7 @@ __device__ __forceinline__ void CopyFour(const uint8* s, int sdt, int ss, uint8*
 // access each way.
 extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* src, int sdt, uint8* dst, int ddt,
                                    int vector) {
+  AwaitPriorGrid();
   const int ss = ItemSize(sdt), ds = ItemSize(ddt);
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 so, dof, unused0, unused1;
@@ -151,6 +152,7 @@ extern "C" __global__ void ft_copy(Layout sl, Layout dl, int64 n, const uint8* s
 // Both views contiguous: with `vector` (both addresses aligned to four elements) a thread converts four
 // elements per pass, the tail of n % 4 one at a time; without, every element alone.
 extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt, uint8* dst, int ddt, int vector) {
+  AwaitPriorGrid();
   const int ss = ItemSize(sdt), ds = ItemSize(ddt);
   const int64 groups = vector ? n >> 2 : 0;
   for (int64 g = GlobalThread(); g < groups; g += GridThreads())
@@ -168,6 +170,7 @@ extern "C" __global__ void ft_copy_contiguous(int64 n, const uint8* src, int sdt
 extern "C" __global__ __launch_bounds__(FT_CHUNK / CAST_MANY_BATCH) void ft_cast_many(const Slot* slots,
                                                                                      const int64* first_block,
                                                                                      int count, int64 blocks) {
+  AwaitPriorGrid();
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
     int64 begin, end;
     const Slot& slot = ChunkOf(slots, first_block, count, b, begin, end);
@@ -190,6 +193,7 @@ extern "C" __global__ __launch_bounds__(FT_CHUNK / CAST_MANY_BATCH) void ft_cast
 
 // Writes `bits` (the value already in the dtype's representation) to every element of a view.
 extern "C" __global__ void ft_fill(Layout l, int64 n, uint8* dst, int size, uint64 bits) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 o, unused0, unused1, unused2;
     StridedOffsets(l, l, l, l, i, o, unused0, unused1, unused2);

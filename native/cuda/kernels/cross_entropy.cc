@@ -18,6 +18,7 @@ namespace {
 constexpr char kSource[] = R"CUDA(
 extern "C" __global__ __launch_bounds__(1024) void ft_cross_entropy_forward(int64 N, int64 C, const float* logits, const int64* targets,
                                                     int64 ignore, float* loss, float* lse) {
+  AwaitPriorGrid();
   __shared__ float scratch[32];
   for (int64 r = blockIdx.x; r < N; r += gridDim.x) {
     const float* x = logits + r * C;
@@ -42,6 +43,7 @@ extern "C" __global__ __launch_bounds__(1024) void ft_cross_entropy_forward(int6
 extern "C" __global__ __launch_bounds__(256) void ft_cross_entropy_mean(int64 N, const float* loss,
                                                                        const int64* targets, int64 ignore,
                                                                        float* out, float* inverse) {
+  AwaitPriorGrid();
   __shared__ double scratch[32];
   double s = 0.0, kept = 0.0;
   for (int64 r = threadIdx.x; r < N; r += blockDim.x) {
@@ -62,6 +64,7 @@ extern "C" __global__ __launch_bounds__(256) void ft_cross_entropy_mean(int64 N,
 extern "C" __global__ void ft_cross_entropy_backward(int64 N, int64 C, const float* logits, const int64* targets,
                                                      int64 ignore, const float* lse, const float* g,
                                                      float* dlogits) {
+  AwaitPriorGrid();
   for (int64 t = GlobalThread(); t < N * C; t += GridThreads()) {
     const int64 r = t / C, k = t - r * C;
     const int64 target = targets[r];

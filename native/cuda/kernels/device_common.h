@@ -85,6 +85,19 @@ __device__ __forceinline__ void StridedOffsets(const Layout& a, const Layout& b,
 __device__ __forceinline__ int64 GlobalThread() { return (int64)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64 GridThreads() { return (int64)gridDim.x * blockDim.x; }
 
+// Every kernel's first statement. The host may launch a kernel while the one before it in the stream is still
+// running (programmatic dependent launch, runtime.cc's Launch): this waits until that grid has finished and its
+// writes are visible, so nothing a kernel does can overtake the work queued before it, then lets the next kernel
+// start launching (its blocks wait in the same place). Without programmatic launch both are no-ops.
+__device__ __forceinline__ void AwaitPriorGrid() {
+#if defined(FTEMU_GRID_DEPENDENCY)
+  FTEMU_GRID_DEPENDENCY();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // torch.maximum / torch.minimum: NaN wins.
 __device__ __forceinline__ float NanMax(float a, float b) { return (a != a || a > b) ? a : b; }
 __device__ __forceinline__ float NanMin(float a, float b) { return (a != a || a < b) ? a : b; }

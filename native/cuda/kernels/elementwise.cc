@@ -113,6 +113,7 @@ __device__ __forceinline__ void Map(int64 n, int vector, F f, Out* out, const In
 
 extern "C" __global__ void ft_binary(int op, Layout al, Layout bl, Layout ol, int64 n, const float* a,
                                      const float* b, float* out) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 ao, bo, oo, unused;
     StridedOffsets(al, bl, ol, ol, i, ao, bo, oo, unused);
@@ -122,6 +123,7 @@ extern "C" __global__ void ft_binary(int op, Layout al, Layout bl, Layout ol, in
 
 extern "C" __global__ void ft_binary_contiguous(int op, int64 n, const float* a, const float* b, float* out,
                                                 int vector) {
+  AwaitPriorGrid();
   Map(n, vector, [op](float x, float y) { return BinaryOp(op, x, y); }, out, a, b);
 }
 
@@ -131,6 +133,7 @@ __device__ __forceinline__ float BinaryScalarOp(int op, float x, float scalar, i
 
 extern "C" __global__ void ft_binary_scalar(int op, Layout al, Layout ol, int64 n, const float* a, float scalar,
                                             int reverse, float* out) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 ao, oo, unused0, unused1;
     StridedOffsets(al, ol, ol, ol, i, ao, oo, unused0, unused1);
@@ -140,11 +143,13 @@ extern "C" __global__ void ft_binary_scalar(int op, Layout al, Layout ol, int64 
 
 extern "C" __global__ void ft_binary_scalar_contiguous(int op, int64 n, const float* a, float scalar, int reverse,
                                                        float* out, int vector) {
+  AwaitPriorGrid();
   Map(n, vector, [=](float x) { return BinaryScalarOp(op, x, scalar, reverse); }, out, a);
 }
 
 extern "C" __global__ void ft_compare(int op, Layout al, Layout bl, Layout ol, int64 n, const float* a,
                                       const float* b, uint8* out) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 ao, bo, oo, unused;
     StridedOffsets(al, bl, ol, ol, i, ao, bo, oo, unused);
@@ -154,11 +159,13 @@ extern "C" __global__ void ft_compare(int op, Layout al, Layout bl, Layout ol, i
 
 extern "C" __global__ void ft_compare_contiguous(int op, int64 n, const float* a, const float* b, uint8* out,
                                                  int vector) {
+  AwaitPriorGrid();
   Map(n, vector, [op](float x, float y) { return CompareOp(op, x, y); }, out, a, b);
 }
 
 extern "C" __global__ void ft_unary(int op, float alpha, Layout al, Layout ol, int64 n, const float* a,
                                     float* out) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 ao, oo, unused0, unused1;
     StridedOffsets(al, ol, ol, ol, i, ao, oo, unused0, unused1);
@@ -168,10 +175,12 @@ extern "C" __global__ void ft_unary(int op, float alpha, Layout al, Layout ol, i
 
 extern "C" __global__ void ft_unary_contiguous(int op, float alpha, int64 n, const float* a, float* out,
                                                int vector) {
+  AwaitPriorGrid();
   Map(n, vector, [=](float x) { return UnaryOp(op, alpha, x); }, out, a);
 }
 
 extern "C" __global__ void ft_unary_grad(int op, int64 n, const float* x, const float* dy, float* dx, int vector) {
+  AwaitPriorGrid();
   Map(n, vector, [op](float xv, float dyv) { return UnaryGradOp(op, xv, dyv); }, dx, x, dy);
 }
 
@@ -179,6 +188,7 @@ __device__ __forceinline__ float Where(uint8 c, float x, float y) { return c ? x
 
 extern "C" __global__ void ft_where(Layout cl, Layout al, Layout bl, Layout ol, int64 n, const uint8* cond,
                                     const float* a, const float* b, float* out) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     int64 co, ao, bo, oo;
     StridedOffsets(cl, al, bl, ol, i, co, ao, bo, oo);
@@ -188,6 +198,7 @@ extern "C" __global__ void ft_where(Layout cl, Layout al, Layout bl, Layout ol, 
 
 extern "C" __global__ void ft_where_contiguous(int64 n, const uint8* cond, const float* a, const float* b,
                                                float* out, int vector) {
+  AwaitPriorGrid();
   Map(n, vector, [](uint8 c, float x, float y) { return Where(c, x, y); }, out, cond, a, b);
 }
 
@@ -232,6 +243,7 @@ __device__ __forceinline__ void BiasGeluColumns(int64 rows, int cols, float* h, 
 
 extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y, int vector,
                                         uint16* y_lowp, uint16* h_lowp, int lowp_dt) {
+  AwaitPriorGrid();
   if (vector) BiasGeluColumns<4>(rows, (int)cols, h, bias, y, y_lowp, h_lowp, lowp_dt);
   else BiasGeluColumns<1>(rows, (int)cols, h, bias, y, y_lowp, h_lowp, lowp_dt);
 }

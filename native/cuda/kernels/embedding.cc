@@ -22,6 +22,7 @@ namespace {
 constexpr char kSource[] = R"CUDA(
 extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, int64 V, const int64* ids, const float* table,
                                                 float* out) {
+  AwaitPriorGrid();
   for (int64 t = GlobalThread(); t < n * D; t += GridThreads()) {
     const int64 i = t / D;
     const int64 id = ids[i];
@@ -35,6 +36,7 @@ extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, int64 V, const
 // range in a graph). O(n^2) comparisons, all from L1: a few microseconds for the few thousand tokens of a batch.
 extern "C" __global__ void ft_embedding_group(int64 n, int64 V, int64 padding, const int64* ids, int64* order,
                                               int64* sorted, int64* run) {
+  AwaitPriorGrid();
   const int lane = threadIdx.x & 31;
   for (int64 i = GlobalThread() >> 5; i < n; i += GridThreads() >> 5) {
     const int64 id = ids[i];
@@ -81,6 +83,7 @@ __device__ __forceinline__ float AddRows(float acc, const int64* rows, int k, in
 extern "C" __global__ __launch_bounds__(256) void ft_embedding_backward(int64 n, int64 D, const int64* order,
                                                                         const int64* sorted, const int64* run,
                                                                         const float* dy, float* dtable) {
+  AwaitPriorGrid();
   __shared__ int64 rows[256];
   const int stage = blockDim.x;
   for (int64 p = blockIdx.x; p < n; p += gridDim.x) {

@@ -18,6 +18,7 @@ constexpr char kSource[] = R"CUDA(
 // start at ~0.
 extern "C" __global__ void ft_first_invalid_index(int64 n, const int64* ids, int64 limit, int64 allowed,
                                                   int has_allowed, uint64* first) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     const int64 v = ids[i];
     if ((v < 0 || v >= limit) && !(has_allowed && v == allowed)) atomicMin(first, (uint64)i);
@@ -28,6 +29,7 @@ extern "C" __global__ void ft_first_invalid_index(int64 n, const int64* ids, int
 // position) claims the record and writes it; state stays set until the host reads and clears it.
 extern "C" __global__ void ft_record_invalid_index(int64 n, const int64* ids, int64 limit, int64 allowed,
                                                    int has_allowed, int64* record) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     const int64 v = ids[i];
     if ((v < 0 || v >= limit) && !(has_allowed && v == allowed) &&

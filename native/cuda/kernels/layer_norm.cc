@@ -193,6 +193,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int
                                                                           const float* b, float eps, float* y,
                                                                           float* mean, float* rstd, uint16* lowp,
                                                                           int lowp_dt) {
+  AwaitPriorGrid();
   if (vec) ForwardWarpRows<4>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
   else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
 }
@@ -202,6 +203,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int
 extern "C" __global__ __launch_bounds__(128) void ft_dropout_add_layer_norm_warp(
     int64 rows, int64 cols, int vec, const float* x, DropoutAdd d, const uint64* base, const float* w, const float* b,
     float eps, float* y, float* mean, float* rstd, uint16* lowp, int lowp_dt) {
+  AwaitPriorGrid();
   if (base != 0) d.first += *base;
   if (vec) ForwardWarpRows<4, true>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
   else ForwardWarpRows<1, true>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
@@ -210,6 +212,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_dropout_add_layer_norm_warp
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_forward(int64 rows, int64 cols, const float* x, const float* w,
                                                  const float* b, float eps, float* y, float* mean, float* rstd,
                                                  uint16* lowp, int lowp_dt) {
+  AwaitPriorGrid();
   __shared__ double scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
@@ -252,6 +255,7 @@ extern "C" __global__ __launch_bounds__(256) void ft_layer_norm_params(int64 row
                                                                      const float* x, const float* dy,
                                                                      const float* mean, const float* rstd, float* dw,
                                                                      float* db) {
+  AwaitPriorGrid();
   __shared__ float part_w[256], part_b[256];
   const int c = threadIdx.x % tc, g = threadIdx.x / tc;
   const int64 blocks = (rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
@@ -348,6 +352,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_backward_warp(in
                                                                            const float* w, const float* mean,
                                                                            const float* rstd, float* dx,
                                                                            const uint8* mask, float scale, float* dxd) {
+  AwaitPriorGrid();
   if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd);
   else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd);
 }
@@ -356,6 +361,7 @@ extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_backward_warp(in
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_backward(int64 rows, int64 cols, const float* x, const float* dy,
                                                   const float* w, const float* mean, const float* rstd, float* dx,
                                                   const uint8* mask, float scale, float* dxd) {
+  AwaitPriorGrid();
   __shared__ float scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;

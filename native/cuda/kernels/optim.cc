@@ -78,6 +78,7 @@ __device__ __forceinline__ void AdamWChunk(const Slot& slot, int64 begin, const 
 extern "C" __global__ void ft_adamw(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                     float one_minus_beta1, float beta2, float one_minus_beta2, float neg_step_size,
                                     float bias_correction2_sqrt, float eps) {
+  AwaitPriorGrid();
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
     const int t = FindTensor(first_block, count, b);
     const AdamWStep s{slots[t].scalar, one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2_sqrt,
@@ -91,6 +92,7 @@ extern "C" __global__ void ft_adamw(const Slot* slots, const int64* first_block,
 extern "C" __global__ void ft_adamw_device(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                            float one_minus_beta1, float beta2, float one_minus_beta2,
                                            const float* scalars, float eps, const float* clip) {
+  AwaitPriorGrid();
   const float neg_step_size = scalars[0], bias_correction2_sqrt = scalars[1];
   const float factor = clip == 0 ? 1.0f : *clip;
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {

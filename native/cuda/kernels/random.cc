@@ -29,6 +29,7 @@ __device__ __forceinline__ bool BlockRange(uint64 first, int64 n, int64 q, int64
 
 extern "C" __global__ void ft_uniform(int64 n, uint64 key, uint64 first, float low, float span, float* out,
                                       const uint64* base) {
+  AwaitPriorGrid();
   if (base != nullptr) first += *base;
   const int64 groups = ((int64)(first & 3) + n + 3) / 4;
   for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
@@ -42,6 +43,7 @@ extern "C" __global__ void ft_uniform(int64 n, uint64 key, uint64 first, float l
 // Box-Muller on two uniforms; u1 is in (0, 1] so the log is finite.
 extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float mean, float stddev, float* out,
                                      const uint64* base) {
+  AwaitPriorGrid();
   if (base != nullptr) counter += *base;
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     const Philox4 r = Philox(key, counter + (uint64)i);
@@ -102,11 +104,13 @@ __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first,
 
 extern "C" __global__ void ft_dropout(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
                                       float* y, uint8* mask, const uint64* base) {
+  AwaitPriorGrid();
   DropoutBlocks<false>(n, key, first, p, scale, x, x, y, mask, base);
 }
 
 extern "C" __global__ void ft_dropout_add(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
                                           const float* r, float* y, uint8* mask, const uint64* base) {
+  AwaitPriorGrid();
   DropoutBlocks<true>(n, key, first, p, scale, x, r, y, mask, base);
 }
 
@@ -115,6 +119,7 @@ extern "C" __global__ void ft_dropout_add(int64 n, uint64 key, uint64 first, flo
 // a time.
 extern "C" __global__ void ft_dropout_backward(int64 n, float scale, const float* g, const uint8* mask, float* dx,
                                                int vector) {
+  AwaitPriorGrid();
   const int64 groups = vector ? n >> 2 : 0;
   for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
     const Float4 gv = ((const Float4*)g)[q];

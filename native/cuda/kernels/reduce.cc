@@ -69,6 +69,7 @@ __device__ __forceinline__ double Identity(int op) { return op == OP_SUM ? 0.0 :
 // partial[u] for ft_reduce_finish.
 extern "C" __global__ void ft_reduce_rows(int op, int64 outer, int64 n, int64 chunk, int64 chunks, const float* src,
                                           double* partial, float* dst) {
+  AwaitPriorGrid();
   const double identity = Identity(op);
   for (int64 u = blockIdx.x; u < outer * chunks; u += gridDim.x) {
     const int64 o = u / chunks, k0 = (u % chunks) * chunk;
@@ -87,6 +88,7 @@ extern "C" __global__ void ft_reduce_rows(int op, int64 outer, int64 n, int64 ch
 // (consecutive threads read consecutive columns); with one chunk it writes dst, else partial[t].
 extern "C" __global__ void ft_reduce_columns(int op, int64 outer, int64 n, int64 inner, int64 chunk, int64 chunks,
                                              const float* src, double* partial, float* dst) {
+  AwaitPriorGrid();
   const int64 total = outer * chunks * inner;
   for (int64 t = GlobalThread(); t < total; t += GridThreads()) {
     const int64 i = t % inner, b = (t / inner) % chunks, o = t / (inner * chunks);
@@ -148,6 +150,7 @@ __device__ __forceinline__ void ColumnTiles(int op, int64 outer, int64 n, int64 
 extern "C" __global__ __launch_bounds__(256) void ft_reduce_column_tiles(int op, int64 outer, int64 n, int64 inner,
                                                                        int64 chunk, int64 chunks, int tc, int groups,
                                                                        const float* src, double* partial, float* dst) {
+  AwaitPriorGrid();
   ColumnTiles(op, outer, n, inner, chunk, chunks, tc, groups, [src](int64 e) { return src[e]; },
               [](int64, float v) { return v; }, partial, dst);
 }
@@ -167,6 +170,7 @@ extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, i
                                                                     const void* pre, int pre_dt,
                                                                     const float* table, uint16* lowp, int lowp_dt,
                                                                     double* partial, float* dst) {
+  AwaitPriorGrid();
   const auto read = [=](int64 e) {
     GradAndPre r{g[e], 0.0f};
     if (pre == 0) return r;
@@ -187,12 +191,14 @@ extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, i
 // it up where evaluating erf and exp per element made it compute-bound (20.7 us of a bert-base layer's backward on
 // an H100, at half the SMs' throughput).
 extern "C" __global__ void ft_gelu_grad_table(int dt, float* table) {
+  AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < 65536; i += GridThreads()) table[i] = GeluErfGrad(LowpToF32((uint16)i, dt));
 }
 
 // dst[o, i] = the partials of (o, i) combined in chunk order: partial[(o * chunks + b) * inner + i].
 extern "C" __global__ void ft_reduce_finish(int op, int64 outer, int64 chunks, int64 inner, const double* partial,
                                             float* dst) {
+  AwaitPriorGrid();
   for (int64 t = GlobalThread(); t < outer * inner; t += GridThreads()) {
     const int64 o = t / inner, i = t % inner;
     const double* p = partial + o * chunks * inner + i;
@@ -213,6 +219,7 @@ __device__ __forceinline__ bool Better(float v1, int64 i1, float v2, int64 i2) {
 
 // inner == 1: one block per row.
 extern "C" __global__ void ft_argmax_rows(int64 outer, int64 n, const float* src, int64* dst) {
+  AwaitPriorGrid();
   __shared__ float values[32];
   __shared__ int64 indices[32];
   for (int64 o = blockIdx.x; o < outer; o += gridDim.x) {
@@ -255,6 +262,7 @@ extern "C" __global__ void ft_argmax_rows(int64 outer, int64 n, const float* src
 
 // inner > 1: one thread per output, scanning k in order as the CPU does.
 extern "C" __global__ void ft_argmax_columns(int64 outer, int64 n, int64 inner, const float* src, int64* dst) {
+  AwaitPriorGrid();
   for (int64 t = GlobalThread(); t < outer * inner; t += GridThreads()) {
     const float* x = src + (t / inner) * n * inner + t % inner;
     float best = x[0];
@@ -279,6 +287,7 @@ __device__ __forceinline__ double Squares(const Float4& f) {
 // 16-byte aligned, as whole tensors from the allocator are): fewer bytes in flight left the bus half idle.
 extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                           double* partial) {
+  AwaitPriorGrid();
   const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
   for (int64 b = (int64)blockIdx.x * warps + (threadIdx.x >> 5); b < blocks; b += (int64)gridDim.x * warps) {
     int64 begin, end;
@@ -309,6 +318,7 @@ extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_
 
 // One block: *out = the sum of n doubles.
 extern "C" __global__ __launch_bounds__(1024) void ft_sum_doubles(const double* x, int64 n, double* out) {
+  AwaitPriorGrid();
   __shared__ double scratch[32];
   double acc = 0.0;
   for (int64 k = threadIdx.x; k < n; k += blockDim.x) acc += x[k];
@@ -318,6 +328,7 @@ extern "C" __global__ __launch_bounds__(1024) void ft_sum_doubles(const double* 
 
 extern "C" __global__ void ft_scale_many(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                          float factor) {
+  AwaitPriorGrid();
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {
     int64 begin, end;
     float* x = (float*)ChunkOf(slots, first_block, count, b, begin, end).data[0];
@@ -328,6 +339,7 @@ extern "C" __global__ void ft_scale_many(const Slot* slots, const int64* first_b
 // clip_grad_norm_'s scalars from the sum of squares, rounded as src/nn/utils.ts rounds them on the host:
 // *norm = float(sqrt(sum)); *coef = float(float(max_norm) / float(*norm + 1e-6)).
 extern "C" __global__ void ft_clip_coef(const double* sum, float max_norm, float* norm, float* coef) {
+  AwaitPriorGrid();
   const float total = (float)sqrt(*sum);
   *norm = total;
   *coef = (float)((double)max_norm / (double)(float)((double)total + 1e-6));
@@ -336,6 +348,7 @@ extern "C" __global__ void ft_clip_coef(const double* sum, float max_norm, float
 // ft_scale_many by a factor on the device, skipped unless it is below 1 (clipping only ever shrinks).
 extern "C" __global__ void ft_scale_many_below_one(const Slot* slots, const int64* first_block, int count,
                                                    int64 blocks, const float* factor) {
+  AwaitPriorGrid();
   const float f = *factor;
   if (!(f < 1.0f)) return;
   for (int64 b = blockIdx.x; b < blocks; b += gridDim.x) {

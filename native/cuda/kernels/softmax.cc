@@ -17,6 +17,7 @@ namespace {
 
 constexpr char kSource[] = R"CUDA(
 extern "C" __global__ __launch_bounds__(1024) void ft_softmax_forward(int64 rows, int64 cols, const float* x, float* y, int log) {
+  AwaitPriorGrid();
   __shared__ float scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
@@ -44,6 +45,7 @@ extern "C" __global__ __launch_bounds__(1024) void ft_softmax_forward(int64 rows
 // dx = y * (dy - sum(dy * y)), or for log-softmax dx = dy - exp(y) * sum(dy).
 extern "C" __global__ __launch_bounds__(1024) void ft_softmax_backward(int64 rows, int64 cols, const float* y, const float* dy, float* dx,
                                                int log) {
+  AwaitPriorGrid();
   __shared__ float scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* yr = y + r * cols;
@@ -67,6 +69,7 @@ __device__ __forceinline__ float MaskedScore(const float* sr, const float* mr, f
 
 extern "C" __global__ __launch_bounds__(1024) void ft_masked_softmax(int64 rows, int64 rows_per_batch, int64 T, const float* scores,
                                              float scale, const float* mask, float* y) {
+  AwaitPriorGrid();
   __shared__ float scratch[32];
   for (int64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* sr = scores + r * T;

@@ -52,6 +52,7 @@ struct Fiber {
   uint3 index;
   Wait wait = Wait::kNone;
   unsigned shuffles = 0;  // shuffles this thread took part in during the current block
+  bool awaited = false;   // called AwaitPriorGrid during the current block
 };
 
 constexpr size_t kStackBytes = size_t{256} << 10;
@@ -132,6 +133,7 @@ inline bool RunBlock(unsigned threads, bool reverse, std::string& error) {
   for (unsigned t = 0; t < threads; ++t) {
     scheduler.fibers[t].wait = Wait::kNone;
     scheduler.fibers[t].shuffles = 0;
+    scheduler.fibers[t].awaited = false;
   }
   if (__start_ftemu_shared != nullptr) memset(__start_ftemu_shared, 0xff, __stop_ftemu_shared - __start_ftemu_shared);
   for (;;) {
@@ -198,7 +200,16 @@ inline int RunGrid(void (*body)(void*), void* bound, LaunchConfig* c) {
     blockIdx = uint3{unsigned(b % gridDim.x), unsigned(b / gridDim.x % gridDim.y),
                      unsigned(b / (1ull * gridDim.x * gridDim.y))};
     std::string error;
-    if (!RunBlock(threads, b % 2 == 1, error)) {
+    bool ran = RunBlock(threads, b % 2 == 1, error);
+    if (ran && c->programmatic) {
+      for (unsigned t = 0; t < threads && ran; ++t) {
+        if (scheduler.fibers[t].awaited) continue;
+        error = "thread " + std::to_string(t) + " never called AwaitPriorGrid(), which a kernel launched with "
+                "programmatic dependent launch needs before it touches memory the previous kernel may write";
+        ran = false;
+      }
+    }
+    if (!ran) {
       snprintf(c->error, sizeof(c->error), "block (%u, %u, %u): %s", blockIdx.x, blockIdx.y, blockIdx.z,
                error.c_str());
       for (unsigned t = 0; t < threads; ++t) StartFiber(t);
@@ -221,6 +232,11 @@ T Shuffle(T v, int src_lane) {
   memcpy(&out, &buffer[static_cast<unsigned>(src_lane) & 31u], sizeof(T));
   return out;
 }
+
+// device_common.h's AwaitPriorGrid: on a GPU griddepcontrol.wait (the previous grid has finished; here it has,
+// launches run one after another) and .launch_dependents; here it records that the thread got there.
+inline void GridDependencyWait() { scheduler.fibers[scheduler.current].awaited = true; }
+#define FTEMU_GRID_DEPENDENCY ftemu::GridDependencyWait
 
 // common/half_bits.h's conversions, as the host and the kernels convert.
 FT_HALF_BITS(inline, unsigned short, unsigned)

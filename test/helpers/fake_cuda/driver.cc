@@ -404,8 +404,9 @@ int cuModuleGetFunction(void** fn, void* module, const char* name) {
   return 0;
 }
 
-int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                   unsigned shared_bytes, void* stream, void** params, void** extra) {
+// cuLaunchKernel, and cuLaunchKernelEx with `programmatic` (programmatic stream serialization).
+static int LaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shared_bytes, void* stream, void** params, void** extra, bool programmatic) {
   const auto* fn = static_cast<const Function*>(f);
   if (fn == nullptr) return Fail(kInvalidHandle, "cuLaunchKernel of a null function");
   const std::string what = "launch of " + fn->name;
@@ -427,18 +428,60 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
       stream,
       [=] {
         std::vector<unsigned char> shared(shared_bytes, 0xff);  // NaNs, as device.h starts static shared memory
-        ftemu::LaunchConfig config{{gx, gy, gz}, {bx, by, bz}, shared.data(), g_launches++, IsDevicePointer, {}};
+        ftemu::LaunchConfig config{{gx, gy, gz}, {bx, by, bz}, shared.data(), g_launches++, IsDevicePointer, {},
+                                   programmatic};
         const auto start = std::chrono::steady_clock::now();
         const int result = Skipping() ? 0 : entry->run(bound, &config);
         if (std::getenv("FTEMU_TRACE") != nullptr) {
           const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
-          std::fprintf(stderr, "ftemu: %s grid (%u, %u, %u) block (%u, %u, %u): %.3f ms\n", name.c_str(), gx, gy, gz,
-                       bx, by, bz, took.count());
+          std::fprintf(stderr, "ftemu: %s grid (%u, %u, %u) block (%u, %u, %u)%s: %.3f ms\n", name.c_str(), gx, gy,
+                       gz, bx, by, bz, programmatic ? " programmatic" : "", took.count());
         }
         if (result == 0) return kSuccess;
         return Fail(result == 4 ? kIllegalAddress : kLaunchFailed, "launch of " + name + ": " + config.error);
       },
       [=] { entry->release(bound); });
+}
+
+int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared_bytes, void* stream, void** params, void** extra) {
+  return LaunchKernel(f, gx, gy, gz, bx, by, bz, shared_bytes, stream, params, extra, false);
+}
+
+// cuda.h's CUlaunchAttribute and CUlaunchConfig, laid out as the real driver reads them.
+struct LaunchAttribute {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int programmatic_stream_serialization;
+  } value;
+};
+struct LaunchConfigEx {
+  unsigned gx, gy, gz, bx, by, bz, shared_bytes;
+  void* stream;
+  LaunchAttribute* attrs;
+  unsigned num_attrs;
+};
+static_assert(sizeof(LaunchAttribute) == 72 && sizeof(LaunchConfigEx) == 56, "cuda.h's layouts");
+
+// Takes programmatic stream serialization (attribute 6) only: the one attribute the addon sets.
+int cuLaunchKernelEx(const LaunchConfigEx* config, void* f, void** params, void** extra) {
+  if (config == nullptr) return Fail(kInvalidValue, "cuLaunchKernelEx without a config");
+  if (config->num_attrs > 0 && config->attrs == nullptr)
+    return Fail(kInvalidValue, "cuLaunchKernelEx: attributes missing");
+  bool programmatic = false;
+  for (unsigned i = 0; i < config->num_attrs; ++i) {
+    const LaunchAttribute& a = config->attrs[i];
+    if (a.id != 6)
+      return Fail(kInvalidValue, "cuLaunchKernelEx: the fake driver knows no attribute " + std::to_string(a.id));
+    programmatic = a.value.programmatic_stream_serialization != 0;
+  }
+  // As a driver that cannot capture programmatic launches would (the addon then captures plain ones)
+  if (programmatic && g_stream.capturing && std::getenv("FTEMU_REFUSE_PROGRAMMATIC_CAPTURE") != nullptr)
+    return RefuseWhileCapturing("a programmatic launch");
+  return LaunchKernel(f, config->gx, config->gy, config->gz, config->bx, config->by, config->bz, config->shared_bytes,
+                      config->stream, params, extra, programmatic);
 }
 
 int cuStreamBeginCapture_v2(void* stream, int mode) {

@@ -11,6 +11,8 @@ struct LaunchConfig {
   unsigned long long launch_index;
   bool (*is_device_pointer)(const void*);
   char error[512];
+  // Launched with programmatic dependent launch: every thread must call AwaitPriorGrid (device_common.h).
+  bool programmatic;
 };
 
 // One kernel as the driver sees it: bind copies the arguments (cuLaunchKernel's `void** params`) into a heap
