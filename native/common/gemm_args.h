@@ -2,9 +2,10 @@
 // memory itself, plus the element extent each operand spans, which each device checks against its buffers.
 // Argument order: transA, transB, M, N, K, alpha, A, offA, lda, strideA, B, offB, ldb, strideB, beta,
 // C, offC, ldc, strideC, batch, and optionally abDtype, the dtype code of A and B (float32 when absent, else
-// float16 or bfloat16; C is always float32), then bias, offBias: a float32 vector of N elements added to every
-// row of C after the products (C = alpha op(A) op(B) + bias; only with batch 1 and beta 0, as a linear layer uses
-// it). A, B, C and bias, at indices 6, 10, 15 and 21, are read by the caller.
+// float16 or bfloat16), then bias, offBias: a vector of N elements of C's dtype added to every row of C after the
+// products (C = alpha op(A) op(B) + bias; only with batch 1 and beta 0, as a linear layer uses it), then cDtype:
+// float32 when absent, or (on CUDA, with beta 0) A and B's 16-bit dtype, C then receiving the float32 result
+// rounded to it. A, B, C and bias, at indices 6, 10, 15 and 21, are read by the caller.
 #pragma once
 #include <napi.h>
 
@@ -27,9 +28,10 @@ struct GemmArgs {
   int abDtype;
   bool bias;
   int64_t offBias;
+  int cDtype;
 };
 
-constexpr int kGemmA = 6, kGemmB = 10, kGemmC = 15, kGemmBias = 21;
+constexpr int kGemmA = 6, kGemmB = 10, kGemmC = 15, kGemmBias = 21, kGemmCDtype = 23;
 
 // Elements a batch of rows x cols matrices with leading dimension ld spans, overflow-checked.
 inline int64_t GemmExtent(const Napi::CallbackInfo& info, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
@@ -79,6 +81,14 @@ inline GemmArgs DecodeGemmArgs(const Napi::CallbackInfo& info) {
   g.offBias = g.bias ? GetCount(info, kGemmBias + 1, "offBias") : 0;
   if (g.bias && (g.batch != 1 || g.beta != 0.0f))
     throw Napi::TypeError::New(info.Env(), "sgemm: a bias is added only with batch 1 and beta 0");
+  g.cDtype = kF32;
+  if (info.Length() > kGemmCDtype && !info[kGemmCDtype].IsUndefined()) {
+    const int64_t dt = GetInt(info, kGemmCDtype, "cDtype");
+    if (dt != kF32 && (dt != g.abDtype || g.beta != 0.0f))
+      throw Napi::TypeError::New(info.Env(), "sgemm: cDtype must be float32, or A and B's 16-bit dtype with beta 0, "
+                                             "got dtype code " + std::to_string(dt));
+    g.cDtype = static_cast<int>(dt);
+  }
   constexpr int64_t kMaxDim = int64_t{1} << 31;
   if (g.M >= kMaxDim || g.N >= kMaxDim || g.K >= kMaxDim)
     throw Napi::RangeError::New(info.Env(), "sgemm: M, N and K must be below 2^31");

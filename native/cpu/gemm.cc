@@ -618,8 +618,8 @@ void Sgemm(const Problem& p) {
 
 Problem DecodeGemm(const Napi::CallbackInfo& info) {
   const GemmArgs g = DecodeGemmArgs(info);
-  if (g.abDtype != kF32)
-    throw Napi::TypeError::New(info.Env(), "sgemm: the CPU kernels read float32 operands only; convert 16-bit A and B to float32 first");
+  if (g.abDtype != kF32 || g.cDtype != kF32)
+    throw Napi::TypeError::New(info.Env(), "sgemm: the CPU kernels read and write float32 only; convert 16-bit A and B to float32 first");
   const Buffer a = GetBuffer(info, kGemmA, "A");
   const Buffer b = GetBuffer(info, kGemmB, "B");
   const Buffer c = GetBuffer(info, kGemmC, "C");

@@ -5,8 +5,10 @@
 // swap. The types and enum values below are cublasLt.h's (CUDA 12 and 13 agree on all of them).
 //
 // Under autocast A and B are both bfloat16 or float16 (tensor-core GEMMs) while C stays float32 and the
-// products accumulate in float32: a combination cuBLASLt supports with CUBLAS_COMPUTE_32F. A linear layer's bias is
-// the BIAS epilogue (a vector over D's column-major rows, our N), so no broadcast copy and no beta = 1 pass.
+// products accumulate in float32: a combination cuBLASLt supports with CUBLAS_COMPUTE_32F. Where the product's
+// only reader takes 16-bit values (the query/key/value projections feeding the attention), C is of A and B's dtype
+// instead, rounded from the float32 result. A linear layer's bias is the BIAS epilogue (a vector over D's
+// column-major rows, our N, of D's type), so no broadcast copy and no beta = 1 pass.
 #include <dlfcn.h>
 #include <napi.h>
 
@@ -132,7 +134,7 @@ Lt& GetLt(Napi::Env env) {
 // otherwise, and element offsets (views) break that. All fields are 64-bit so that the struct has no padding
 // to spoil the byte-wise hash and comparison.
 struct PlanKey {
-  int64_t transA, transB, tf32, abDtype, bias;
+  int64_t transA, transB, tf32, abDtype, cDtype, bias;
   int64_t M, N, K, lda, ldb, ldc, strideA, strideB, strideC, batch;
   int64_t alignA, alignB, alignC;
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
@@ -256,7 +258,7 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
                     : LtLayout(env, a, ab, m, kk, k.ldb, batch, k.strideB);
   plan.b = k.transA ? LtLayout(env, a, ab, n, kk, k.lda, batch, k.strideA)
                     : LtLayout(env, a, ab, kk, n, k.lda, batch, k.strideA);
-  plan.c = LtLayout(env, a, kCudaR32F, m, n, k.ldc, batch, k.strideC);
+  plan.c = LtLayout(env, a, CudaDataType(static_cast<int>(k.cDtype)), m, n, k.ldc, batch, k.strideC);
   const PlanKey family = FamilyOf(k);
   const auto reusable = g_family_algos.find(family);
   cublasLtMatmulHeuristicResult_t checked{};
@@ -302,14 +304,16 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   constexpr int64_t kMax32 = int64_t{1} << 31;
   if (k.batch >= kMax32 || k.lda >= kMax32 || k.ldb >= kMax32 || k.ldc >= kMax32)
     throw Napi::RangeError::New(env, "sgemm: batch and leading dimensions must be below 2^31");
-  const size_t ab_size = ItemSize(g.abDtype);
+  const size_t ab_size = ItemSize(g.abDtype), c_size = ItemSize(g.cDtype);
   k.abDtype = g.abDtype;
+  k.cDtype = g.cDtype;
   uint64_t pa = cuda::DeviceElementsBytes(info, a, g.offA, g.extA, ab_size, "A");
   uint64_t pb = cuda::DeviceElementsBytes(info, b, g.offB, g.extB, ab_size, "B");
-  const uint64_t pc = cuda::DeviceElements<float>(info, c, g.offC, g.extC, "C");
+  const uint64_t pc = cuda::DeviceElementsBytes(info, c, g.offC, g.extC, c_size, "C");
   uint64_t pbias = 0;
   if (g.bias) {
-    pbias = cuda::DeviceElements<float>(info, cuda::GetDeviceBuffer(info, kGemmBias, "bias"), g.offBias, g.N, "bias");
+    pbias = cuda::DeviceElementsBytes(info, cuda::GetDeviceBuffer(info, kGemmBias, "bias"), g.offBias, g.N, c_size,
+                                      "bias");
     if (pbias % 16 != 0)
       throw Napi::RangeError::New(env, "sgemm: the bias must start on a 16-byte boundary (cuBLASLt's vector loads)");
   }
@@ -339,7 +343,7 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   const bool batched = k.batch > 1;
   k.alignA = Alignment(pa, batched ? k.strideA : 0, ab_size);
   k.alignB = Alignment(pb, batched ? k.strideB : 0, ab_size);
-  k.alignC = Alignment(pc, batched ? k.strideC : 0, sizeof(float));
+  k.alignC = Alignment(pc, batched ? k.strideC : 0, c_size);
   const Plan& plan = GetPlan(env, lt, k);
   // The pointer is the call's, set on the plan's descriptor before each use (graphs capture it with the launch).
   if (k.bias)

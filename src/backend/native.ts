@@ -68,14 +68,15 @@ export interface NativeAddon {
   // ---- GEMM (native/cpu/gemm.cc), row-major, batched:
   // for b in [0, batch): C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, op(X) = X or X^T,
   // A_b starts at offA + b*strideA (likewise B, C); op(A) is M x K, op(B) is K x N, C is M x N with row stride ldc.
-  // beta == 0 means C is not read (NaNs in C do not propagate). C is float32; A and B are float32 or, on CUDA
-  // only, both of the 16-bit dtype `abDtype` (products accumulated in float32). `bias` (float32, N elements from
-  // offBias; batch 1 and beta 0 only, 16-byte aligned on CUDA) is added to every row after the products.
+  // beta == 0 means C is not read (NaNs in C do not propagate). A and B are float32 or, on CUDA only, both of the
+  // 16-bit dtype `abDtype` (products accumulated in float32). C is float32 or, on CUDA with beta 0, of A and B's
+  // 16-bit dtype `cDtype` (the float32 result rounded). `bias` (C's dtype, N elements from offBias; batch 1 and
+  // beta 0 only, 16-byte aligned on CUDA) is added to every row after the products.
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
     A: AB, offA: number, lda: number, strideA: number,
     B: AB, offB: number, ldb: number, strideB: number, beta: number,
     C: AB, offC: number, ldc: number, strideC: number, batch: number, abDtype?: DTypeCode,
-    bias?: AB, offBias?: number): void;
+    bias?: AB, offBias?: number, cDtype?: DTypeCode): void;
   /** the same contract computed by the system's OpenBLAS (cblas_sgemm per batch element), loaded at run time for
    * measuring against; throws an Error when no libopenblas can be loaded */
   openblasSgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,

@@ -13,12 +13,12 @@ import { native } from "../backend/native.js";
 import { broadcastStrides, formatShape } from "../tensor/shape.js";
 import { arange, convertContiguous, zeros } from "../tensor/creation.js";
 import { record } from "./record.js";
-import { autocast, is_autocast_enabled } from "../amp/autocast_mode.js";
+import { autocast, autocastOperandDtype, is_autocast_enabled } from "../amp/autocast_mode.js";
 import { lowpCopyDtype } from "./lowp_output.js";
 import { attachLowpCopy } from "../amp/lowp_copy.js";
 import { default_generator } from "./random.js";
 import { ge, logical_not, masked_fill } from "./elementwise.js";
-import { matmul } from "./matmul.js";
+import { matmul, packed_linear, packedProduct } from "./matmul.js";
 import { dropout, masked_softmax } from "./functional.js";
 import { f32, release, restoreDtype } from "./float32_operands.js";
 
@@ -78,6 +78,41 @@ export function packed_qkv_attention(qkv: Tensor, heads: number, options: Scaled
   const out = fusedAttention(q, k, v, additive(mask), causal, scale, p, qkv);
   for (const x of [q, k, v]) if (x._savedCount === 0) x.dispose();
   return out;
+}
+
+/**
+ * packed_qkv_attention(packed_linear(x, weights, biases), heads, options) as one graph node. Under autocast on CUDA
+ * the projection is written in 16 bits, the only form the attention reads (PyTorch's autocast writes it so too),
+ * instead of in float32 and then cast: half the product's writes and one launch fewer; the backward hands the
+ * attention's gradient of the projection to the product's.
+ */
+export function packed_linear_attention(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[], heads: number,
+  options: ScaledDotProductAttentionOptions = {}): Tensor {
+  if (x.device.type !== "cuda" || !autocastOperandDtype(x, weights[0] ?? x)) {
+    return packed_qkv_attention(packed_linear(x, weights, biases), heads, options);
+  }
+  const product = packedProduct(x, weights, biases, true);
+  const qkv = product.y;
+  const D = qkv.shape[2] / (3 * heads);
+  if (qkv.ndim !== 3 || !Number.isInteger(D) || !fusedApplies(qkv, D)) {
+    product.done(false);
+    qkv.dispose();
+    throw new Error(`packed_linear_attention: expected x [B, S, in] and weights giving 3 * ${heads} heads of D <= ${FUSED_MAX_HEAD_DIM}, got ${formatShape(qkv.shape)}`);
+  }
+  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
+  const { mask, p, causal, scale } = checkArguments(q!, k!, v!, options);
+  const run = attentionForward(q!, k!, v!, additive(mask), causal, scale, p, qkv);
+  for (const view of [q, k, v]) view!.dispose();
+  qkv.dispose();
+  const result = record(run.y, "ScaledDotProductFlashAttention", [x, ...weights, ...biases], (g, into) => {
+    const [dqkv] = run.backward(g);
+    const grads = product.backward(dqkv!, into);
+    dqkv!.dispose();
+    return grads;
+  }, [...run.saved, ...product.saved]);
+  if (!result.requires_grad) run.release();
+  product.done(result.requires_grad);
+  return result;
 }
 
 /** The options of scaled_dot_product_attention(query, key, value), checked against the operands. */
@@ -164,9 +199,10 @@ interface KernelOperands {
 function kernelOperands(query: Tensor, key: Tensor, value: Tensor, packed: Tensor | null, lowp: DType | null): KernelOperands {
   if (!lowp) return { q: rowsAsArrays(query), k: rowsAsArrays(key), v: rowsAsArrays(value), dtype: float32 };
   if (packed) {
-    const copy = convertContiguous(packed, lowp);
+    // a 16-bit projection is read as it is (packed_linear_attention); the views are the kernels' own to release
+    const copy = packed.dtype === lowp ? packed : convertContiguous(packed, lowp);
     const [q, k, v] = [0, 1, 2].map((i) => ({ t: headsView(copy, query.shape[1], query.shape[3], i), owned: true }));
-    copy.dispose();
+    if (copy !== packed) copy.dispose();
     return { q: q!, k: k!, v: v!, dtype: lowp };
   }
   const cast = (t: Tensor) => ({ t: convertContiguous(t, lowp), owned: true });
@@ -201,11 +237,28 @@ type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, 
 
 /** The fused kernels' forward, and its graph node: on query, key and value, or on `packed` where they are its views (packed_qkv_attention). */
 function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number, packed: Tensor | null = null): Tensor {
+  const run = attentionForward(query, key, value, mask, causal, scale, p, packed);
+  const result = record(run.y, "ScaledDotProductFlashAttention", packed ? [packed] : [query, key, value], run.backward, run.saved);
+  if (!result.requires_grad) run.release();
+  return result;
+}
+
+/** The fused kernels' forward without its graph node: the result, the node's backward and saved tensors, release(). */
+interface AttentionRun {
+  y: Tensor;
+  /** [dqkv] where the operands are views of `packed`, else [dq, dk, dv] */
+  backward: (g: Tensor) => Tensor[];
+  saved: Tensor[];
+  /** frees what only the backward would read (when no graph node saved it) */
+  release: () => void;
+}
+
+function attentionForward(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | null, causal: boolean, scale: number, p: number, packed: Tensor | null): AttentionRun {
   const [B, H, S, D] = query.shape;
   const T = key.shape[2];
   // Under autocast the next product (BERT's output dense layer) reads the output in 16 bits: the kernel writes
   // that copy as well, which saves the product its cast, and the backward reads it.
-  const lowpDtype = lowpCopyDtype(query);
+  const lowpDtype = packed && packed.dtype !== float32 ? packed.dtype : lowpCopyDtype(query);
   const { q, k, v, dtype } = kernelOperands(query, key, value, packed, lowpDtype);
   const m = mask ? f32(mask) : null;
   // F.dropout draws B*H*S*T counters when 0 < p < 1 and none otherwise: the same here keeps both paths' streams in step
@@ -219,25 +272,29 @@ function fusedAttention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor 
   native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
   if (lowp) attachLowpCopy(out, lowp);
   const saved = lowp ?? out;  // out as the backward reads it, in the operands' dtype
-  const y = query.dtype === float32 ? out : convertContiguous(out, query.dtype);
-  const result = record(y, "ScaledDotProductFlashAttention", packed ? [packed] : [query, key, value], (g) => {
-    const dout = rowsAsArrays(g);
-    const dqkv = packed && Tensor.empty(packed.shape, float32, packed.device);
-    const [dq, dk, dv] = dqkv
-      ? [0, 1, 2].map((i) => headsView(dqkv, H, D, i))
-      : [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
-    native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
-    release(dout);
-    if (dqkv) {
-      for (const x of [dq, dk, dv]) x.dispose();
-      return [dqkv];
-    }
-    return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
-  }, [q.t, k.t, v.t, saved, lse, ...(m ? [m.t] : [])]);
-  if (!result.requires_grad) {
-    for (const x of [q, k, v, m]) if (x) release(x);
-    lse.dispose();
-    if (y !== out) out.dispose();
-  }
-  return result;
+  // A 16-bit packed projection (packed_linear_attention) is autocast's: the result is float32, as under autocast
+  const y = query.dtype === float32 || query.dtype === lowpDtype ? out : convertContiguous(out, query.dtype);
+  return {
+    y,
+    backward: (g) => {
+      const dout = rowsAsArrays(g);
+      const dqkv = packed && Tensor.empty(packed.shape, float32, packed.device);
+      const [dq, dk, dv] = dqkv
+        ? [0, 1, 2].map((i) => headsView(dqkv, H, D, i))
+        : [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
+      native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
+      release(dout);
+      if (dqkv) {
+        for (const x of [dq, dk, dv]) x.dispose();
+        return [dqkv];
+      }
+      return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
+    },
+    saved: [q.t, k.t, v.t, saved, lse, ...(m ? [m.t] : [])],
+    release: () => {
+      for (const x of [q, k, v, m]) if (x) release(x);
+      lse.dispose();
+      if (y !== out) out.dispose();
+    },
+  };
 }

@@ -66,8 +66,9 @@ function releaseCopies(result: Tensor, copies: [copy: Tensor, original: Tensor][
 }
 
 /**
- * out[..., M, N] (contiguous float32, written or accumulated with beta) = op(a) @ op(b) over broadcast batch dims.
- * `ta`/`tb` ask for the transpose of the stored matrix.
+ * out[..., M, N] (contiguous float32, written or accumulated with beta) = op(a) @ op(b) (+ bias, of out's dtype)
+ * over broadcast batch dims. On CUDA with 16-bit a and b, out may be of their dtype (beta 0): the float32 result
+ * rounded. `ta`/`tb` ask for the transpose of the stored matrix.
  */
 function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, beta: number, bias: Tensor | null = null): void {
   // cuBLASLt reads 16-bit operands itself (on tensor cores); the CPU kernels read float32, into which 16-bit
@@ -103,7 +104,7 @@ function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, b
     }
     be.sgemm(transA, transB, M, N, K, 1, A.t.buffer, offA, A.ld, last >= 0 ? aStrides[last] : 0,
       B.t.buffer, offB, B.ld, last >= 0 ? bStrides[last] : 0, beta, out.buffer, offC, N, M * N, inner, read.code,
-      bias?.buffer, bias?.offset);
+      bias?.buffer, bias?.offset, out.dtype.code);
   }
   if (A.owned) A.t.dispose();
   if (B.owned) B.t.dispose();
@@ -193,16 +194,19 @@ function linearOperands(x: Tensor, weight: Tensor): { xs: Tensor; ws: Tensor } {
   return { xs: contiguousAs(x, lowp ?? float32), ws: lowp ? autocastWeight(weight, lowp) : weight };
 }
 
-/** xs ws^T (+ b, added by the GEMM after the products) as a new float32 tensor, without autograd. */
-function linearForward(xs: Tensor, ws: Tensor, bias: Tensor | null): Tensor {
+/**
+ * xs ws^T (+ b, added by the GEMM after the products) as a new tensor, without autograd: float32, or of the
+ * operands' 16-bit dtype where `dtype` says so (CUDA only).
+ */
+function linearForward(xs: Tensor, ws: Tensor, bias: Tensor | null, dtype: DType = float32): Tensor {
   const [outFeatures, inFeatures] = ws.shape;
   const rows = numelOf(xs.shape.slice(0, -1));
   const x2d = xs._view([rows, inFeatures], [inFeatures, 1], xs.offset);
-  const out = Tensor.empty([...xs.shape.slice(0, -1), outFeatures], float32, xs.device);
+  const out = Tensor.empty([...xs.shape.slice(0, -1), outFeatures], dtype, xs.device);
   const out2d = out._view([rows, outFeatures], [outFeatures, 1], 0);
-  // The GEMM reads the bias as contiguous float32 from a 16-byte boundary (cuBLASLt's epilogue), which a
-  // parameter is; a view or a 16-bit bias is copied.
-  const b = bias && (bias.dtype !== float32 || !bias.is_contiguous() || bias.offset % 4 !== 0) ? convertContiguous(bias, float32) : bias;
+  // The GEMM reads the bias as contiguous values of the output's dtype from a 16-byte boundary (cuBLASLt's
+  // epilogue), which a parameter is; a view or a bias of another dtype is copied.
+  const b = bias && (bias.dtype !== dtype || !bias.is_contiguous() || (bias.offset * dtype.itemsize) % 16 !== 0) ? convertContiguous(bias, dtype) : bias;
   gemmInto(x2d, false, ws, true, out2d, 0, b);
   if (b !== bias) b?.dispose();
   out2d.dispose();
@@ -235,32 +239,63 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
  * Each weight's and bias's gradient is its rows of the stacked one.
  */
 export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[]): Tensor {
+  const product = packedProduct(x, weights, biases, false);
+  const result = record(product.y, "Addmm", [x, ...weights, ...biases], product.backward, product.saved);
+  product.done(result.requires_grad);
+  return result;
+}
+
+/** A product made without its graph node: its result, the node's backward and saved tensors, and done(). */
+export interface UnrecordedProduct {
+  y: Tensor;
+  /** the gradients of x, the weights and the biases from y's (BackwardFn: `into` is x's summed so far) */
+  backward: (g: Tensor, into: readonly (Tensor | null)[]) => (Tensor | null)[];
+  saved: Tensor[];
+  /** releases what only the backward would read, unless `recorded` (a graph node saved it) */
+  done: (recorded: boolean) => void;
+}
+
+/**
+ * packed_linear's product without its graph node, for an op that records one node over it and what reads it.
+ * With `lowp`, under autocast on CUDA, y is written in the operands' 16-bit dtype (the bias rounded to it too, as
+ * PyTorch's autocast does), for a reader that takes nothing else: half the product's writes, and no cast.
+ */
+export function packedProduct(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[], lowp: boolean): UnrecordedProduct {
   if (weights.length === 0 || biases.length !== weights.length) {
     throw new Error(`packed_linear: expected as many biases as weights (at least one), got ${weights.length} and ${biases.length}`);
   }
   weights.forEach((w, i) => checkLinear(x, w, biases[i]!));
   const read = autocastOperandDtype(x, weights[0]!) ?? float32;
+  const out = lowp && x.device.type === "cuda" ? read : float32;
   const xs = contiguousAs(x, read);
-  const [ws, bias] = stackGroupsAs([{ parts: weights, dtype: read }, { parts: biases, dtype: float32 }]);
-  const result = linearResult(linearForward(xs, ws, bias), x, xs);
+  const [ws, bias] = stackGroupsAs([{ parts: weights, dtype: read }, { parts: biases, dtype: out }]);
+  const product = linearForward(xs, ws, bias, out);
+  const y = out === float32 ? linearResult(product, x, xs) : product;
   bias.dispose();
   const kept = read !== float32 && needsGrad(x, ...weights, ...biases) ? ws : null;
   if (!kept) ws.dispose();
   const versions = weights.map((w) => w.storage.version);
   const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad) };
-  record(result, "Addmm", [x, ...weights, ...biases], (g, into) => {
-    weights.forEach((w, i) => {
-      if (w.storage.version !== versions[i]) {
-        throw new Error(`one of the variables needed for gradient computation has been modified by an inplace operation: [${w.dtype} ${formatShape(w.shape)}] is at version ${w.storage.version}; expected version ${versions[i]} instead`);
-      }
-    });
-    const stacked = kept?.detach() ?? stackRowsAs(weights, read);
-    const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs, into[0]);
-    stacked.dispose();
-    return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
-  }, kept ? [xs, kept] : [xs]);
-  releaseCopies(result, [[xs, x]]);
-  return result;
+  return {
+    y,
+    backward: (g, into) => {
+      weights.forEach((w, i) => {
+        if (w.storage.version !== versions[i]) {
+          throw new Error(`one of the variables needed for gradient computation has been modified by an inplace operation: [${w.dtype} ${formatShape(w.shape)}] is at version ${w.storage.version}; expected version ${versions[i]} instead`);
+        }
+      });
+      const stacked = kept?.detach() ?? stackRowsAs(weights, read);
+      const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs, into[0]);
+      stacked.dispose();
+      return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
+    },
+    saved: kept ? [xs, kept] : [xs],
+    done: (recorded) => {
+      if (recorded) return;
+      kept?.dispose();
+      if (xs !== x && x._lowp?.copy !== xs) xs.dispose();
+    },
+  };
 }
 
 /**

@@ -4,14 +4,15 @@
 // memory of a forward and backward, which must hold no S x T matrix; head dims 5, 33, 65 and 128 and views that are
 // not 16-byte aligned; the layouts the kernels write (out and the gradients as [B, S, H, D], so that BERT's heads
 // split and merge as views), out's 16-bit copy under autocast, and BERT's packed query/key/value projection against
-// the three separate ones; on the emulator, the kernels these launch. Runs only where torch.cuda.is_available();
+// the three separate ones, and with the attention as one node (its projection in 16 bits under autocast); on the
+// emulator, the kernels these launch. Runs only where torch.cuda.is_available();
 // bench/gpu-check.sh runs it on a GPU.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import * as F from "../../src/nn/functional.js";
-import { packed_qkv_attention, type ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
+import { packed_linear_attention, packed_qkv_attention, type ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
@@ -292,6 +293,34 @@ test("under autocast the kernels read q, k and v in 16 bits, and the backward ke
   assert.equal(torch.cuda.memory_allocated() - before, held, "q, k, v and out kept in 16 bits, out and lse in float32; the float32 projection freed");
   out.sum().backward();
   assert.equal(packed.grad!.dtype, torch.float32);
+});
+
+test("packed_linear_attention: packed_qkv_attention(packed_linear(...)) as one node; under autocast the projection in 16 bits, its bias rounded as PyTorch's autocast rounds it", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 2, 16];
+  const W = H * D;
+  const inputs = [randn([B, S, W], 1), ...[2, 3, 4].map((seed) => randn([W, W], seed).mul(0.2)), ...[5, 6, 7].map((seed) => randn([W], seed))];
+  const upstream = randn([B, H, S, D], 8).to("cuda");
+  const options = { attn_mask: paddingMask(B, S).to("cuda") };
+  /** the output and the gradients of x, the weights and the biases */
+  const run = (autocast: boolean, fn: (x: Tensor, ws: Tensor[], bs: Tensor[]) => Tensor): Tensor[] => {
+    const leaves = inputs.map((t) => t.to("cuda").requires_grad_(true));
+    const forward = () => fn(leaves[0]!, leaves.slice(1, 4), leaves.slice(4));
+    const out = autocast ? torch.autocast("cuda", { dtype: torch.bfloat16 }, forward) : forward();
+    assert.equal(out.dtype, torch.float32);
+    out.backward(upstream);
+    return [out.detach(), ...leaves.map((l) => l.grad!)];
+  };
+  const fused = (x: Tensor, ws: Tensor[], bs: Tensor[]) => packed_linear_attention(x, ws, bs, H, options);
+  // without autocast it is the composition, bit for bit
+  const plain = run(false, fused);
+  run(false, (x, ws, bs) => packed_qkv_attention(packed_linear(x, ws, bs), H, options)).forEach((t, i) =>
+    assert.deepEqual(plain[i]!.cpu().tolist(), t.cpu().tolist(), `float32 tensor ${i}`));
+  // under autocast: the composition with the biases rounded to bfloat16 first
+  const lowp = run(true, fused);
+  const composed = run(true, (x, ws, bs) => packed_qkv_attention(packed_linear(x, ws, bs.map((b) => b.to(torch.bfloat16).float())), H, options));
+  const names = ["output", "dx", "dwq", "dwk", "dwv", "dbq", "dbk", "dbv"];
+  lowp.forEach((t, i) => assertCloseRelMax(t.cpu(), composed[i]!.cpu(), 1e-2, `bf16 ${names[i]}`));
+  assert.ok(maxAbs(lowp[0]!.cpu().sub(plain[0]!.cpu())) > 1e-4, "autocast's output differs from float32's: the operands were rounded");
 });
 
 test("packed_linear keeps its input for the backward, and the stacked weight only in 16 bits", { skip: SKIP }, () => {

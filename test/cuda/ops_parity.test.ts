@@ -167,6 +167,24 @@ test("GEMM: shapes differing only in the token count (M, or K of a weight gradie
   assert.ok(queries() - before > 6, "a GEMM of other widths asks the heuristic");
 });
 
+test("GEMM with a 16-bit output: the float32 products plus the 16-bit bias, rounded to the operands' dtype", { skip: SKIP }, () => {
+  const [M, N, K] = [37, 24, 40];
+  const a = randn([M, K]), b = randn([N, K]), bias = randn([N]);
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    const [a16, b16, bias16] = [a, b, bias].map((t) => t.to(dtype));
+    const expected = a16.float().matmul(b16.float().t()).add(bias16.float());
+    const [ga, gb, gbias] = [a16, b16, bias16].map((t) => t.to("cuda"));
+    const out = torch.empty([M, N], { dtype, device: "cuda" });
+    const gemm = (beta: number, c: number) => native.cuda.sgemm(false, true, M, N, K, 1, ga.buffer, 0, K, 0, gb.buffer, 0, K, 0, beta,
+      out.buffer, 0, N, 0, 1, dtype.code, gbias.buffer, 0, c);
+    gemm(0, dtype.code);
+    // rounded once from float32 (half an ulp of the 16-bit dtype), whatever order the products were summed in
+    assertClose(out.float(), expected, dtype === torch.bfloat16 ? 2 ** -8 : 2 ** -11, `${dtype} output`);
+    assert.throws(() => gemm(1, dtype.code), /a bias is added only with batch 1 and beta 0/);
+    assert.throws(() => gemm(0, dtype === torch.bfloat16 ? torch.float16.code : torch.bfloat16.code), /cDtype must be float32, or A and B's 16-bit dtype with beta 0/);
+  }
+});
+
 test("softmax, layer norm, embedding, cross-entropy, dropout", { skip: SKIP }, () => {
   const x = randn([6, 33], 3);
   parity("softmax", [x], (t) => F.softmax(t[0], -1));

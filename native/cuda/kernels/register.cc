@@ -24,6 +24,7 @@ Napi::Value ProgrammaticLaunch(const Napi::CallbackInfo& info) {
 // The kernel modules loaded since the process started (from NVRTC or its disk cache) and the host seconds that took.
 Napi::Value KernelStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  cuda::EnsureContext(env);
   const cuda::ModuleLoads loads = cuda::ModuleLoadStats();
   Napi::Object out = Napi::Object::New(env);
   out.Set("modules_loaded", Napi::Number::New(env, static_cast<double>(loads.modules)));

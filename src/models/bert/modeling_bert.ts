@@ -8,8 +8,8 @@ import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from "../../nn/laye
 import * as init from "../../nn/init.js";
 import * as F from "../../nn/functional.js";
 import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
-import { linear_gelu, packed_linear } from "../../ops/matmul.js";
-import { packed_qkv_attention, packedAttentionApplies } from "../../ops/attention.js";
+import { linear_gelu } from "../../ops/matmul.js";
+import { packed_linear_attention, packedAttentionApplies } from "../../ops/attention.js";
 import { PreTrainedModel } from "../modeling_utils.js";
 import { dropout_add_layer_norm } from "../../ops/functional.js";
 import { cuda } from "../../backend/cuda.js";
@@ -118,7 +118,7 @@ export class BertSelfAttention extends Module {
     const options = { attn_mask: additiveMask, dropout_p: this.training ? this.dropout.p : 0 };
     const layers = this.projections;
     const attention = this.packs(hidden)
-      ? packed_qkv_attention(packed_linear(hidden, layers.map((l) => l.weight), layers.map((l) => l.bias!)), this.num_attention_heads, options)
+      ? packed_linear_attention(hidden, layers.map((l) => l.weight), layers.map((l) => l.bias!), this.num_attention_heads, options)
       : F.scaled_dot_product_attention(this.heads(this.query(hidden)), this.heads(this.key(hidden)), this.heads(this.value(hidden)), options);
     const [b, s] = hidden.shape;
     return attention.permute([0, 2, 1, 3]).reshape([b, s, this.num_attention_heads * this.attention_head_size]);

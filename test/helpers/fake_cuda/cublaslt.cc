@@ -38,7 +38,7 @@ struct Desc {
   int compute, scale;
   std::int32_t transa = 0, transb = 0;
   std::uint32_t epilogue = kEpilogueDefault;
-  std::uint64_t bias = 0;  // CUBLASLT_MATMUL_DESC_BIAS_POINTER: float32, one value per row of D
+  std::uint64_t bias = 0;  // CUBLASLT_MATMUL_DESC_BIAS_POINTER: of D's type, one value per row of D
 };
 
 struct Layout {
@@ -81,7 +81,8 @@ int Check(const Desc& d, const Layout& a, const Layout& b, const Layout& c, cons
   if (d.scale != kR32F) return Fail(kNotSupported, "scale type must be CUDA_R_32F");
   if (a.type != b.type || (a.type != kR32F && a.type != kR16F && a.type != kR16BF))
     return Fail(kNotSupported, "A and B must both be 32F, 16F or 16BF");
-  if (c.type != kR32F || dd.type != kR32F) return Fail(kNotSupported, "C and D must be 32F");
+  if (c.type != dd.type || (c.type != kR32F && c.type != a.type))
+    return Fail(kNotSupported, "C and D must both be 32F, or both of A and B's 16-bit type");
   if (d.compute != kCompute32F && !(d.compute == kCompute32FFastTf32 && a.type == kR32F))
     return Fail(kNotSupported, "compute type " + std::to_string(d.compute) + " with these types");
   m = dd.rows;
@@ -126,8 +127,20 @@ struct Job {
   std::uint64_t m, n, k;
   float alpha, beta;
   const void *pa, *pb, *pc;
-  float* pd;
+  void* pd;
 };
+
+// v stored as element i of type `type`, rounded to nearest even where 16-bit (as cuBLASLt's epilogue converts).
+void Store(void* p, int type, std::size_t i, float v) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  if (type == kR32F) {
+    std::memcpy(static_cast<char*>(p) + 4 * i, &bits, 4);
+    return;
+  }
+  const std::uint16_t h = type == kR16BF ? F32BitsToBf16(bits) : F32BitsToF16(bits);
+  std::memcpy(static_cast<char*>(p) + 2 * i, &h, 2);
+}
 
 int RunJob(void* data) {
   const Job& j = *static_cast<Job*>(data);
@@ -144,9 +157,9 @@ int RunJob(void* data) {
         }
         const std::size_t ic = oc + row + col * j.c.ld;
         // beta == 0 does not read C, so NaNs there do not propagate.
-        float d = j.beta == 0.0f ? j.alpha * acc : j.alpha * acc + j.beta * static_cast<const float*>(j.pc)[ic];
-        if (j.d.epilogue == kEpilogueBias) d += reinterpret_cast<const float*>(j.d.bias)[row];
-        j.pd[ic] = d;
+        float d = j.beta == 0.0f ? j.alpha * acc : j.alpha * acc + j.beta * Load(j.pc, j.c.type, ic, false);
+        if (j.d.epilogue == kEpilogueBias) d += Load(reinterpret_cast<const void*>(j.d.bias), j.c.type, row, false);
+        Store(j.pd, j.c.type, ic, d);
       }
     }
   }
@@ -285,14 +298,14 @@ int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Lay
       return Fail(kInvalidValue, std::string(names[i]) + " is less aligned than the preference promised");
   }
   if (d->epilogue == kEpilogueBias &&
-      (d->bias % 16 != 0 || !ftemu_in_device(d->bias, m * sizeof(float)) || dd->batch != 1))
-    return Fail(kInvalidValue, "the bias vector is not 16-byte aligned device memory of m floats, or D is batched");
+      (d->bias % 16 != 0 || !ftemu_in_device(d->bias, m * ElementSize(dd->type)) || dd->batch != 1))
+    return Fail(kInvalidValue, "the bias vector is not 16-byte aligned device memory of m values, or D is batched");
   if (workspace_bytes > 0 && !ftemu_in_device(reinterpret_cast<std::uint64_t>(workspace), workspace_bytes))
     return Fail(kInvalidValue, "the workspace is not device memory");
   if (C != D && (c->ld != dd->ld || c->stride != dd->stride))
     return Fail(kNotSupported, "C and D differ in layout");
   if (std::getenv("FTEMU_SKIP")) return kSuccess;  // FTEMU_SKIP (fake_cuda.ts): checked, not run
-  auto* job = new Job{*d, *a, *b, *c, m, n, k, *alpha, *beta, A, B, C, static_cast<float*>(D)};
+  auto* job = new Job{*d, *a, *b, *c, m, n, k, *alpha, *beta, A, B, C, D};
   const int result = ftemu_submit(stream, RunJob, job, [](void* data) { delete static_cast<Job*>(data); });
   if (result == 0) return kSuccess;
   return Fail(kExecutionFailed, "the fake driver refused the work: error " + std::to_string(result));
