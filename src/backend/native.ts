@@ -216,10 +216,11 @@ export interface CudaAddon extends Kernels {
   /** cross_entropy's "mean" of crossEntropyForward's `loss` [N]: out[0] = sum(loss) * inverse[0], inverse[0] = 1 / the
    * number of targets that are not ignoreIndex (the composition's bits), in one launch */
   crossEntropyMean(N: number, loss: AB, targets: AB, tOff: number, ignoreIndex: number, out: AB, inverse: AB): void;
-  /** biasGelu; `yLowp` also receives y rounded to `lowpDtype`, and with `hLowp` h + bias is written there rounded
-   * instead of back to h (numel elements from offset 0 each; null for none) */
+  /** biasGelu; `yLowp` also receives y rounded to `lowpDtype` (numel elements from offset 0; null for none) */
   biasGelu(rows: number, cols: number, h: AB, hOff: number, bias: AB, biasOff: number, y: AB, yOff: number,
-    lowpDtype?: DTypeCode | null, yLowp?: AB | null, hLowp?: AB | null): void;
+    lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
+  /** y (float32) = GELU(pre) of n 16-bit values of `dtype`, and yLowp (n values from offset 0) = y rounded to it */
+  geluLowp(n: number, pre: AB, preOff: number, dtype: DTypeCode, y: AB, yOff: number, yLowp: AB): void;
   /** device memory from the caching allocator, zero-filled unless `zero` is false */
   alloc(nbytes: number, zero?: boolean): AB;
   /** returns the memory to the cache now (stream order makes reuse safe); a second call is a no-op */

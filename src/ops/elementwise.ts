@@ -256,12 +256,10 @@ export function gelu(t: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
 
 /**
  * GELU(h + bias) over the last dim, fused; h is a fresh contiguous [rows, cols] float32 tensor that receives
- * h + bias, the pre-activation `pre` returned for the backward. Under autocast on CUDA the result carries its
- * 16-bit copy for the next product (amp/lowp_copy.ts), and with `lowpPre` the pre-activation is written in 16 bits
- * instead, as PyTorch's autocast saves it (half the memory of the largest tensor a BERT layer saves); h is then
- * left as it was.
+ * h + bias, the pre-activation returned for the backward. Under autocast on CUDA the result carries its 16-bit copy
+ * for the next product (amp/lowp_copy.ts).
  */
-export function biasGeluInto(h: Tensor, bias: Tensor, lowpPre: boolean): { y: Tensor; pre: Tensor } {
+export function biasGeluInto(h: Tensor, bias: Tensor): Tensor {
   const cols = bias.numel();
   const rows = h.numel() / cols;
   const y = Tensor.empty(h.shape, float32, h.device);
@@ -269,12 +267,23 @@ export function biasGeluInto(h: Tensor, bias: Tensor, lowpPre: boolean): { y: Te
   const copy = emptyLowpCopy(y);
   if (!copy) {
     backendFor(h).biasGelu(...args);
-    return { y, pre: h };
+    return y;
   }
-  const pre = lowpPre ? Tensor.empty(h.shape, copy.dtype, h.device) : h;
-  native.cuda.biasGelu(...args, copy.dtype.code, copy.buffer, pre !== h ? pre.buffer : null);
+  native.cuda.biasGelu(...args, copy.dtype.code, copy.buffer);
   attachLowpCopy(y, copy);
-  return { y, pre };
+  return y;
+}
+
+/**
+ * GELU of a contiguous 16-bit CUDA tensor `pre` (linear_gelu under autocast: the product and bias written in 16
+ * bits, as PyTorch's autocast writes them) as a float32 tensor carrying its 16-bit copy for the next product.
+ */
+export function geluOfLowp(pre: Tensor): Tensor {
+  const y = Tensor.empty(pre.shape, float32, pre.device);
+  const copy = Tensor.empty(pre.shape, pre.dtype, pre.device);
+  native.cuda.geluLowp(pre.numel(), pre.buffer, pre.offset, pre.dtype.code, y.buffer, 0, copy.buffer);
+  attachLowpCopy(y, copy);
+  return y;
 }
 
 export { rawUnaryGrad };

@@ -13,7 +13,7 @@ import { convertContiguous } from "../tensor/creation.js";
 import { needsGrad, record } from "./record.js";
 import { restoreDtype } from "./float32_operands.js";
 import { sumToShape } from "./reduce.js";
-import { biasGeluInto, rawUnaryGrad } from "./elementwise.js";
+import { biasGeluInto, geluOfLowp, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
 import { stackGroupsAs, stackRowsAs } from "./join.js";
 import { narrow } from "./view.js";
@@ -313,14 +313,26 @@ function rowsOf(stacked: Tensor | null, parts: readonly Tensor[]): (Tensor | nul
   });
 }
 
-/** gelu(x W^T + b) (erf GELU, BERT's intermediate layer): the bias add and GELU fused into one pass. */
+/**
+ * gelu(x W^T + b) (erf GELU, BERT's intermediate layer): the bias add and GELU fused into one pass. Under autocast
+ * on CUDA the GEMM adds the bias and writes the pre-activation in 16 bits, as PyTorch's autocast does (the backward
+ * saves it so: half the memory of the largest tensor a BERT layer saves), and GELU is taken of that.
+ */
 export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   checkLinear(x, weight, bias);
   if (bias.dtype !== float32 || !bias.is_contiguous()) throw new Error("linear_gelu: bias must be a contiguous float32 tensor");
   const { xs, ws } = linearOperands(x, weight);
-  const h = linearForward(xs, ws, null);
-  const { y, pre } = biasGeluInto(h, bias, needsGrad(x, weight, bias));
-  if (pre !== h) h.dispose();
+  const lowp = x.device.type === "cuda" && xs.dtype !== float32 ? xs.dtype : null;
+  let y: Tensor, pre: Tensor;
+  if (lowp) {
+    const b = autocastWeight(bias, lowp);
+    pre = linearForward(xs, ws, b, lowp);
+    b.dispose();
+    y = geluOfLowp(pre);
+  } else {
+    pre = linearForward(xs, ws, null);
+    y = biasGeluInto(pre, bias);
+  }
   const result = linearResult(y, x, xs);
   const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad };
   const out = record(result, "LinearGelu", [x, weight, bias], (g, into) => linearBackward(g, pre, xs.detach(), ws.detach(), needs, into[0]),

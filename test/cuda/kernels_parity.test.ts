@@ -5,7 +5,7 @@
 // within float32 round-off. Runs only where a GPU is usable; elsewhere every test skips with the reason.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { native, type DTypeCode } from "../../src/backend/native.js";
+import { native, UnaryOp, type DTypeCode } from "../../src/backend/native.js";
 import { rng } from "../helpers/rng.js";
 
 const info = native.cudaInfo();
@@ -394,31 +394,46 @@ test("biasGelu: vector and one-element paths", { skip: SKIP }, withDevice((d) =>
   }
 }));
 
-// Under autocast the kernel also writes y's 16-bit copy and, for the backward, h + bias in 16 bits instead of
-// back to h; each exactly the copy kernel's rounding of the float32 value.
-test("biasGelu: 16-bit copies of y and of h + bias, rounded as the casts round", { skip: SKIP }, withDevice((d) => {
+// Under autocast the kernel also writes y's 16-bit copy, exactly the copy kernel's rounding of the float32 value.
+test("biasGelu: the 16-bit copy of y, rounded as the casts round", { skip: SKIP }, withDevice((d) => {
   for (const cols of [12, 10]) {
     for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
       const rows = 9, n = rows * cols, label = `cols ${cols} ${name}`;
-      const h = randomF32(n, 21), bias = randomF32(cols, 22);
-      const hDev = d.put(h), biasDev = d.put(bias), yDev = d.alloc(n * 4);
-      const yLowp = d.alloc(n * 2), hLowp = d.alloc(n * 2);
-      native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, yDev, 0, code, yLowp, hLowp);
-      assertSameFloats(d.f32(hDev, n), h, `${label}: h is left alone`);
-      const rounded = (src: AB, from: number) => {
-        const out = d.alloc(n * 2);
-        native.cuda.copy([n], src, 0, from, [1], out, code, 0, [1]);
-        return new Uint16Array(d.get(out, n * 2));
-      };
-      assertBitsEqual(new Uint16Array(d.get(yLowp, n * 2)), rounded(yDev, 0), `${label}: y's copy`);
-      const hb = d.alloc(n * 4);
-      native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, hb, 0);
-      assertBitsEqual(new Uint16Array(d.get(hLowp, n * 2)), rounded(hDev, 0), `${label}: h + bias in 16 bits`);
+      const hDev = d.put(randomF32(n, 21)), biasDev = d.put(randomF32(cols, 22)), yDev = d.alloc(n * 4);
+      const yLowp = d.alloc(n * 2);
+      native.cuda.biasGelu(rows, cols, hDev, 0, biasDev, 0, yDev, 0, code, yLowp);
+      const rounded = d.alloc(n * 2);
+      native.cuda.copy([n], yDev, 0, 0, [1], rounded, code, 0, [1]);
+      assertBitsEqual(new Uint16Array(d.get(yLowp, n * 2)), new Uint16Array(d.get(rounded, n * 2)), `${label}: y's copy`);
     }
   }
   const n = 8, any = d.alloc(n * 4);
   assert.throws(() => native.cuda.biasGelu(2, 4, any, 0, any, 0, any, 0, 0 as DTypeCode, d.alloc(n * 2)), RangeError);
   assert.throws(() => native.cuda.biasGelu(2, 4, any, 0, any, 0, any, 0, 2 as DTypeCode, d.alloc(n * 2 - 2)), RangeError);
+}));
+
+// linear_gelu under autocast: GELU of the 16-bit pre-activation its GEMM wrote, looked up in a table by the value's
+// bits: the bits unary GELU gives for the same values, over every 16-bit pattern, and the copy as the casts round.
+test("geluLowp: every 16-bit value's GELU as unary GELU computes it, and its 16-bit copy", { skip: SKIP }, withDevice((d) => {
+  const n = 65536;
+  const bits = new Uint16Array(native.alloc(n * 2, false), 0, n).map((_, i) => i);
+  const preDev = d.put(new Uint8Array(bits.buffer));
+  for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
+    // every pattern four at a time (8-byte aligned), and some one at a time
+    for (const [offset, count] of [[0, n], [16001, 999]] as const) {
+      const yDev = d.alloc(count * 4), yLowp = d.alloc(count * 2);
+      native.cuda.geluLowp(count, preDev, offset, code, yDev, 0, yLowp);
+      const wide = d.alloc(count * 4), expected = d.alloc(count * 4), rounded = d.alloc(count * 2);
+      native.cuda.copy([count], preDev, code, offset, [1], wide, 0, 0, [1]);
+      native.cuda.unary(UnaryOp.GeluErf, 0, [count], wide, 0, [1], expected, 0, [1]);
+      assertBitsEqual(d.f32(yDev, count), d.f32(expected, count), `${name} offset ${offset}: y`);
+      native.cuda.copy([count], yDev, 0, 0, [1], rounded, code, 0, [1]);
+      assertBitsEqual(new Uint16Array(d.get(yLowp, count * 2)), new Uint16Array(d.get(rounded, count * 2)), `${name} offset ${offset}: y's copy`);
+    }
+  }
+  const any = d.alloc(64);
+  assert.throws(() => native.cuda.geluLowp(8, any, 0, 0 as DTypeCode, any, 0, any), /must be float16 or bfloat16/);
+  assert.throws(() => native.cuda.geluLowp(40, any, 0, 2 as DTypeCode, any, 0, any), RangeError);
 }));
 
 // ---- reductions

@@ -223,6 +223,30 @@ class DeviceTensorList {
   std::optional<ScratchBuffer> scratch_;
 };
 
+// A float for each bit pattern of a 16-bit dtype (65536 values, 256 KB), one table per dtype, written by the
+// family's kernel `build` (arguments: dtype code, table) at the first call and then kept for the life of the
+// process. 0 while a CUDA graph is being captured before it exists: a captured build would only run at replay (the
+// kernels that look values up compute them where there is no table).
+struct LowpTables {
+  RawBlock by_dtype[2];  // bfloat16, float16
+};
+inline uint64_t LowpTable(Napi::Env env, LowpTables& tables, int dt, CUfunction (*kernel)(Napi::Env, const char*),
+                          const char* build) {
+  RawBlock& table = tables.by_dtype[dt == kF16 ? 1 : 0];
+  if (table.ptr != 0 || Capturing()) return table.ptr;
+  RawBlock block = TakeDeviceMemory(env, 65536 * sizeof(float));
+  uint64_t ptr = block.ptr;
+  void* args[] = {&dt, &ptr};
+  try {
+    Launch(env, kernel(env, build), GridFor(65536), Blocks(kThreads), 0, args);
+  } catch (...) {
+    GiveDeviceMemory(block);
+    throw;
+  }
+  table = block;
+  return table.ptr;
+}
+
 // Throws RangeError(message(position, value, limit, allowed)) for the first of n int64 indices at device
 // address `ids` outside [0, limit) and, when has_allowed, not equal to `allowed` (index_check.cc).
 // Synchronises, except while capturing a CUDA graph: then a replay records the error for the next sync.

@@ -215,14 +215,14 @@ __device__ __forceinline__ void StoreLowp(uint16* p, int dt, const Floats<W>& f)
 }
 
 // h[r, c] += bias[c] in place (the backward needs it), y = gelu(h). Under autocast y_lowp (null for none)
-// receives y rounded to the 16-bit dtype lowp_dt, for the next product to read; with h_lowp, h + bias goes
-// there rounded instead of back to h (the backward then reads the 16-bit pre-activation). Thread x of the grid
-// takes columns [W x, W x + W) (W = 4: cols a multiple of four, h, bias, y 16-byte and the copies 8-byte
-// aligned) of rows blockIdx.y, blockIdx.y + gridDim.y, ...: its bias values are loaded once, and no index is
-// divided (a 64-bit i % cols per element, a library call, was a tenth of the kernel's instructions).
+// receives y rounded to the 16-bit dtype lowp_dt, for the next product to read (a linear_gelu whose operands are in
+// autocast's dtype goes through ft_gelu_lowp instead). Thread x of the grid takes columns [W x, W x + W) (W = 4:
+// cols a multiple of four, h, bias, y 16-byte and the copy 8-byte aligned) of rows blockIdx.y, blockIdx.y +
+// gridDim.y, ...: its bias values are loaded once, and no index is divided (a 64-bit i % cols per element, a
+// library call, was a tenth of the kernel's instructions).
 template <int W>
 __device__ __forceinline__ void BiasGeluColumns(int64 rows, int cols, float* h, const float* bias, float* y,
-                                                uint16* y_lowp, uint16* h_lowp, int lowp_dt) {
+                                                uint16* y_lowp, int lowp_dt) {
   const int c = (int)(blockIdx.x * blockDim.x + threadIdx.x) * W;
   if (c >= cols) return;
   const Floats<W> b = *(const Floats<W>*)(bias + c);
@@ -234,18 +234,53 @@ __device__ __forceinline__ void BiasGeluColumns(int64 rows, int cols, float* h, 
       v.v[j] = v.v[j] + b.v[j];
       o.v[j] = GeluErf(v.v[j]);
     }
-    if (h_lowp != 0) StoreLowp<W>(h_lowp + i, lowp_dt, v);
-    else *(Floats<W>*)(h + i) = v;
+    *(Floats<W>*)(h + i) = v;
     *(Floats<W>*)(y + i) = o;
     if (y_lowp != 0) StoreLowp<W>(y_lowp + i, lowp_dt, o);
   }
 }
 
 extern "C" __global__ void ft_bias_gelu(int64 rows, int64 cols, float* h, const float* bias, float* y, int vector,
-                                        uint16* y_lowp, uint16* h_lowp, int lowp_dt) {
+                                        uint16* y_lowp, int lowp_dt) {
   AwaitPriorGrid();
-  if (vector) BiasGeluColumns<4>(rows, (int)cols, h, bias, y, y_lowp, h_lowp, lowp_dt);
-  else BiasGeluColumns<1>(rows, (int)cols, h, bias, y, y_lowp, h_lowp, lowp_dt);
+  if (vector) BiasGeluColumns<4>(rows, (int)cols, h, bias, y, y_lowp, lowp_dt);
+  else BiasGeluColumns<1>(rows, (int)cols, h, bias, y, y_lowp, lowp_dt);
+}
+
+// table[i] = GELU(x) for the 16-bit value x of dtype dt with bits i, every i < 65536 (ft_gelu_lowp's lookups).
+extern "C" __global__ void ft_gelu_table(int dt, float* table) {
+  AwaitPriorGrid();
+  for (int64 i = GlobalThread(); i < 65536; i += GridThreads()) table[i] = GeluErf(LowpToF32((uint16)i, dt));
+}
+
+// W 16-bit values in one access.
+template <int W>
+struct alignas(2 * W) Halves {
+  uint16 v[W];
+};
+
+// y = GELU(pre) for a 16-bit pre-activation of dtype dt (linear_gelu under autocast: its product and bias written in
+// 16 bits by the GEMM), and y_lowp = y rounded to dt, for the next product. GELU is looked up by pre's bits in
+// `table` (ft_gelu_table's), which evaluating erf and exp per element would take compute-bound; null: computed,
+// the same value. W = 4: n a multiple of four, pre and y_lowp 8-byte, y 16-byte aligned.
+template <int W>
+__device__ __forceinline__ void GeluLowp(int64 n, const uint16* pre, int dt, const float* table, float* y,
+                                         uint16* y_lowp) {
+  for (int64 i = GlobalThread() * W; i < n; i += GridThreads() * W) {
+    const Halves<W> h = *(const Halves<W>*)(pre + i);
+    Floats<W> o;
+#pragma unroll
+    for (int j = 0; j < W; ++j) o.v[j] = table != 0 ? table[h.v[j]] : GeluErf(LowpToF32(h.v[j], dt));
+    *(Floats<W>*)(y + i) = o;
+    StoreLowp<W>(y_lowp + i, dt, o);
+  }
+}
+
+extern "C" __global__ void ft_gelu_lowp(int64 n, const uint16* pre, int dt, const float* table, float* y,
+                                        uint16* y_lowp, int vector) {
+  AwaitPriorGrid();
+  if (vector) GeluLowp<4>(n, pre, dt, table, y, y_lowp);
+  else GeluLowp<1>(n, pre, dt, table, y, y_lowp);
 }
 )CUDA";
 
@@ -385,17 +420,37 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   uint64_t y = DeviceOperandAt<float>(info, 6, "y", "yOff", numel);
   int lowp_dt = LowpDtypeAt(info, 8);
   uint64_t y_lowp = LowpOutputAt(info, 9, "yLowp", lowp_dt, numel);
-  uint64_t h_lowp = LowpOutputAt(info, 10, "hLowp", lowp_dt, numel);
   if (numel == 0) return env.Undefined();
-  int vector = cols % 4 == 0 && Aligned({{h, 16}, {bias, 16}, {y, 16}, {y_lowp, 8}, {h_lowp, 8}});
+  int vector = cols % 4 == 0 && Aligned({{h, 16}, {bias, 16}, {y, 16}, {y_lowp, 8}});
   // A thread per column group (four columns when vectorised), a block row per row, the rows beyond the grid's
   // limit looped over.
   const int64_t threads_x = vector ? cols / 4 : cols;
   const Dim3 block = RowThreads(threads_x, kThreads);
   Dim3 grid = Blocks((threads_x + block.x - 1) / block.x);
   grid.y = static_cast<unsigned>(std::min<int64_t>(rows, kMaxGridY));
-  void* args[] = {&rows, &cols, &h, &bias, &y, &vector, &y_lowp, &h_lowp, &lowp_dt};
+  void* args[] = {&rows, &cols, &h, &bias, &y, &vector, &y_lowp, &lowp_dt};
   Launch(env, Kernel(env, "ft_bias_gelu"), grid, block, 0, args);
+  return env.Undefined();
+}
+
+// geluLowp(n, pre, preOff, dtype, y, yOff, yLowp): y (float32) = GELU(pre), pre n 16-bit values of `dtype`, and
+// yLowp (n values of dtype from offset 0) = y rounded to it.
+Napi::Value GeluLowp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 0, "n");
+  uint64_t pre = DeviceOperandAt<uint16_t>(info, 1, "pre", "preOff", n);
+  int dt = LowpDtypeAt(info, 3);
+  if (dt < 0) throw Napi::TypeError::New(env, ArgName(3, "dtype") + " must be float16 or bfloat16");
+  uint64_t y = DeviceOperandAt<float>(info, 4, "y", "yOff", n);
+  uint64_t y_lowp = LowpOutputAt(info, 6, "yLowp", dt, n);
+  if (y_lowp == 0) throw Napi::TypeError::New(env, ArgName(6, "yLowp") + " must be a CUDA device buffer");
+  if (n == 0) return env.Undefined();
+  static LowpTables gelu;
+  uint64_t table = LowpTable(env, gelu, dt, Kernel, "ft_gelu_table");
+  int vector = n % 4 == 0 && Aligned({{pre, 8}, {y, 16}, {y_lowp, 8}});
+  void* args[] = {&n, &pre, &dt, &table, &y, &y_lowp, &vector};
+  Launch(env, Kernel(env, "ft_gelu_lowp"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 
@@ -409,6 +464,7 @@ void RegisterElementwise(Napi::Env env, Napi::Object cuda) {
   cuda.Set("unaryGrad", Napi::Function::New(env, UnaryGrad, "unaryGrad"));
   cuda.Set("where", Napi::Function::New(env, Where, "where"));
   cuda.Set("biasGelu", Napi::Function::New(env, BiasGelu, "biasGelu"));
+  cuda.Set("geluLowp", Napi::Function::New(env, GeluLowp, "geluLowp"));
 }
 
 }  // namespace ft::cuda::kernels

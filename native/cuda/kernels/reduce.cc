@@ -452,25 +452,6 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// ft_gelu_grad_table's table for 16-bit dtype `dt`, built at the first call and held for the life of the process
-// (256 KB); 0 while a CUDA graph is being captured before it exists, since a captured build would only run at replay.
-uint64_t GeluGradTable(Napi::Env env, int dt) {
-  static RawBlock tables[2];
-  RawBlock& table = tables[dt == kF16 ? 1 : 0];
-  if (table.ptr != 0 || Capturing()) return table.ptr;
-  RawBlock block = TakeDeviceMemory(env, 65536 * sizeof(float));
-  uint64_t ptr = block.ptr;
-  void* args[] = {&dt, &ptr};
-  try {
-    Launch(env, Kernel(env, "ft_gelu_grad_table"), GridFor(65536), Blocks(kThreads), 0, args);
-  } catch (...) {
-    GiveDeviceMemory(block);
-    throw;
-  }
-  table = block;
-  return table.ptr;
-}
-
 Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -495,7 +476,8 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
     MemsetBytes(env, dst, 0, static_cast<size_t>(cols) * sizeof(float));
     return env.Undefined();
   }
-  uint64_t table = pre != 0 && pre_dt != kF32 ? GeluGradTable(env, pre_dt) : 0;
+  static LowpTables gelu_grad;
+  uint64_t table = pre != 0 && pre_dt != kF32 ? LowpTable(env, gelu_grad, pre_dt, Kernel, "ft_gelu_grad_table") : 0;
   TilePlan plan = PlanColumnTiles(1, rows, cols);
   ScratchBuffer partial(env, plan.PartialBytes(cols));
   uint64_t partial_ptr = partial.ptr();
