@@ -556,7 +556,8 @@ void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared
     const CUresult result = r.api.cuLaunchKernelEx(&config, fn, args, nullptr);
     if (result == kCudaSuccess) return;
     // A driver that takes the call but not the attribute: launch as before, from now on.
-    if (result != kCudaErrorInvalidValue && result != kCudaErrorNotSupported) Check(env, result, "cuLaunchKernelEx");
+    if (result != kCudaErrorInvalidValue && result != kCudaErrorNotSupported)
+      Check(env, result, "cuLaunchKernelEx (programmatic dependent launch, which FINETUNE_CUDA_PDL=0 turns off)");
     r.programmatic = r.programmatic_supported = false;
   }
   Check(env,
