@@ -65,6 +65,12 @@ inline bool GetBool(const Napi::CallbackInfo& info, int index, const char* name)
   return v.As<Napi::Boolean>().Value();
 }
 
+// An optional trailing boolean: false where absent or undefined.
+inline bool OptionalFlag(const Napi::CallbackInfo& info, int index, const char* name) {
+  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return false;
+  return GetBool(info, index, name);
+}
+
 inline std::vector<int64_t> GetIntArray(const Napi::CallbackInfo& info, int index, const char* name) {
   Napi::Value v = info[index];
   if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), ArgName(index, name) + " must be an array of integers");

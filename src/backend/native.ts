@@ -142,16 +142,19 @@ export interface NativeAddon {
   embeddingForward(n: number, ids: AB, idsOff: number, V: number, D: number, table: AB, tableOff: number,
     out: AB, outOff: number): void;
   /** dtable[ids[i]] += dy[i] (dtable [V, D] contiguous); rows whose id equals paddingIdx are skipped (-1: none) */
+  // With `idsChecked` (the forward checked these ids, unchanged since) CUDA skips the check, a launch and, eagerly,
+  // a wait for the GPU: its kernels give out-of-range ids no gradient. The CPU checks regardless.
   embeddingBackward(n: number, ids: AB, idsOff: number, V: number, D: number, dy: AB, dyOff: number,
-    dtable: AB, paddingIdx: number): void;
+    dtable: AB, paddingIdx: number, idsChecked?: boolean): void;
 
   // ---- cross-entropy (native/cpu/cross_entropy.cc); targets int64 [N]; loss[i] = lse_i - logits[i, t_i],
   // 0 where t_i == ignoreIndex; a target outside [0, C) that is not ignoreIndex throws RangeError
   crossEntropyForward(N: number, C: number, logits: AB, lOff: number, targets: AB, tOff: number,
     ignoreIndex: number, loss: AB, lse: AB): void;
   /** dlogits[i] = g[i] * (softmax(logits[i]) - onehot(t_i)), zero rows for ignored targets */
+  // `targetsChecked`: as embeddingBackward's idsChecked (the kernel reads no logit at a target's index).
   crossEntropyBackward(N: number, C: number, logits: AB, lOff: number, targets: AB, tOff: number,
-    ignoreIndex: number, lse: AB, g: AB, dlogits: AB): void;
+    ignoreIndex: number, lse: AB, g: AB, dlogits: AB, targetsChecked?: boolean): void;
 
   // ---- optimizers (native/cpu/optim.cc): one call updates a whole list of contiguous float32 tensors.
   // torch.optim.AdamW: p -= lr*wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;

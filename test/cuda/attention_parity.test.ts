@@ -23,9 +23,7 @@ import { BertConfig } from "../../src/models/bert/configuration_bert.js";
 import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
 import { AdamW } from "../../src/optim/index.js";
 import type { Node } from "../../src/autograd/node.js";
-import { spawnSync } from "node:child_process";
-import path from "node:path";
-import { REPO_ROOT } from "../helpers/paths.js";
+import { launches } from "../helpers/launch_trace.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) every thread of a kernel is run one after another,
@@ -447,16 +445,6 @@ test("cat's backward hands each part a view of the packed gradient; the packed p
   reference.permute([0, 2, 1, 3]).reshape([B, S, H * D]).backward(randn([B, S, H * D], 6).to("cuda"));
   assertClose(qkv.grad!.cpu(), x.grad!.cpu(), 1e-6, "qkv's gradient");
 });
-
-/** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */
-function launches(script: string): string[] {
-  const dist = JSON.stringify(path.join(REPO_ROOT, "dist/src"));
-  const run = spawnSync(process.execPath, ["--input-type=module", "-e", `const dist = ${dist};\n${script}`],
-    { env: { ...process.env, FTEMU_TRACE: "1" }, encoding: "utf8", maxBuffer: 64 << 20 });
-  assert.equal(run.status, 0, run.stderr.slice(-4000));
-  const lines = run.stderr.split("\n");
-  return lines.slice(lines.indexOf("ftemu: begin") + 1).flatMap((l) => l.match(/^ftemu: (\S+) grid/)?.[1] ?? []);
-}
 
 // The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
 const NO_TRACE = SKIP || (!EMULATED && "the launch trace needs the emulator");

@@ -17,6 +17,7 @@ import { native } from "../../src/backend/native.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { rng } from "../helpers/rng.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
+import { launches } from "../helpers/launch_trace.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) a training step takes seconds, not milliseconds.
@@ -183,6 +184,38 @@ test("GEMM with a 16-bit output: the float32 products plus the 16-bit bias, roun
     assert.throws(() => gemm(1, dtype.code), /a bias is added only with batch 1 and beta 0/);
     assert.throws(() => gemm(0, dtype === torch.bfloat16 ? torch.float16.code : torch.bfloat16.code), /cDtype must be float32, or A and B's 16-bit dtype with beta 0/);
   }
+});
+
+// The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
+const NO_TRACE = SKIP || (process.env.FINETUNE_CUDA_EMULATED !== "1" && "the launch trace needs the emulator");
+
+test("embedding's and cross_entropy's backward check no ids the forward checked: a check each, not two", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const F = await import(dist + "/nn/functional.js");
+    const w = torch.randn([10, 4]).to("cuda").requires_grad_(true);
+    const ids = torch.tensor([[1, 2, 3]]).to("cuda");
+    const target = torch.tensor([0, 2, 1]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    F.cross_entropy(F.embedding(ids, w).reshape([3, 4]), target).backward();
+    torch.cuda.synchronize();
+  `);
+  assert.equal(kernels.filter((k) => k === "ft_first_invalid_index").length, 2, kernels.join(" "));
+  assert.ok(kernels.includes("ft_embedding_backward") && kernels.includes("ft_cross_entropy_backward"), kernels.join(" "));
+});
+
+test("ids and targets written in place after the forward are checked again by the backward", { skip: SKIP }, () => {
+  const w = randn([10, 4]).to("cuda").requires_grad_(true);
+  const ids = torch.tensor([[1, 2, 3]]).to("cuda");
+  const e = F.embedding(ids, w);
+  ids.fill_(12);
+  assert.throws(() => e.sum().backward(), RangeError);
+  const logits = randn([3, 4]).to("cuda").requires_grad_(true);
+  const target = torch.tensor([0, 2, 1]).to("cuda");
+  const loss = F.cross_entropy(logits, target);
+  target.fill_(7);
+  assert.throws(() => loss.backward(), RangeError);
 });
 
 test("softmax, layer norm, embedding, cross-entropy, dropout", { skip: SKIP }, () => {

@@ -141,7 +141,9 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   uint64_t lse = DeviceElements<float>(info, GetDeviceBuffer(info, 7, "lse"), 0, N, "lse");
   uint64_t g = DeviceElements<float>(info, GetDeviceBuffer(info, 8, "g"), 0, N, "g");
   uint64_t dlogits = DeviceElements<float>(info, GetDeviceBuffer(info, 9, "dlogits"), 0, numel, "dlogits");
-  CheckTargets(info, targets, N, C, ignore);
+  // The forward's check covers targets unchanged since (targetsChecked); the kernel only compares a target with
+  // the column, never reads at it.
+  if (!OptionalFlag(info, 10, "targetsChecked")) CheckTargets(info, targets, N, C, ignore);
   void* args[] = {&N, &C, &logits, &targets, &ignore, &lse, &g, &dlogits};
   Launch(env, Kernel(env, "ft_cross_entropy_backward"), GridFor(numel), Blocks(kThreads), 0, args);
   return env.Undefined();

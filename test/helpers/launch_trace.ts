@@ -1,0 +1,15 @@
+// The kernels a script launches on the emulated CUDA toolkit (its FTEMU_TRACE), for tests that count launches.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { REPO_ROOT } from "./paths.js";
+
+/** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */
+export function launches(script: string): string[] {
+  const dist = JSON.stringify(path.join(REPO_ROOT, "dist/src"));
+  const run = spawnSync(process.execPath, ["--input-type=module", "-e", `const dist = ${dist};\n${script}`],
+    { env: { ...process.env, FTEMU_TRACE: "1" }, encoding: "utf8", maxBuffer: 64 << 20 });
+  assert.equal(run.status, 0, run.stderr.slice(-4000));
+  const lines = run.stderr.split("\n");
+  return lines.slice(lines.indexOf("ftemu: begin") + 1).flatMap((l) => l.match(/^ftemu: (\S+) grid/)?.[1] ?? []);
+}
