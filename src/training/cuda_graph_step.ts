@@ -116,6 +116,8 @@ export class CudaGraphStep {
     const graph = new CUDAGraph();
     const start = performance.now();
     const segments = cuda.memory_stats()["segment.all.allocated"]!;
+    // (the launch code may turn programmatic launches off part-way, where the driver refuses one)
+    const programmatic = cuda.is_available() && native.cuda.programmaticLaunch();
     let recorded = start;
     try {
       this.#pool ??= cuda.graph_pool_handle();
@@ -137,7 +139,7 @@ export class CudaGraphStep {
     } catch (e) {
       // Nothing captured ran, and gradients the capture made hold no values.
       this.model.zero_grad();
-      if (cuda.is_available() && native.cuda.programmaticLaunch()) {
+      if (programmatic) {
         // A driver that cannot capture programmatic launches (runtime.h) captures plain ones, from now on.
         native.cuda.programmaticLaunch(false);
         process.emitWarning(`CUDA graph capture failed with programmatic dependent launch, which is now off (FINETUNE_CUDA_PDL=0 does that from the start): ${(e as Error).message}`);

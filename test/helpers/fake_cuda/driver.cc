@@ -477,9 +477,15 @@ int cuLaunchKernelEx(const LaunchConfigEx* config, void* f, void** params, void*
       return Fail(kInvalidValue, "cuLaunchKernelEx: the fake driver knows no attribute " + std::to_string(a.id));
     programmatic = a.value.programmatic_stream_serialization != 0;
   }
-  // As a driver that cannot capture programmatic launches would (the addon then captures plain ones)
-  if (programmatic && g_stream.capturing && std::getenv("FTEMU_REFUSE_PROGRAMMATIC_CAPTURE") != nullptr)
-    return RefuseWhileCapturing("a programmatic launch");
+  // As a driver that cannot capture programmatic launches would (the addon then captures plain ones): refused as
+  // unsupported, or ("invalid-value") as an invalid value, which the addon takes for a driver without the
+  // attribute and retries plainly, into a capture the refusal has invalidated all the same.
+  const char* refuse = std::getenv("FTEMU_REFUSE_PROGRAMMATIC_CAPTURE");
+  if (programmatic && g_stream.capturing && refuse != nullptr) {
+    if (std::string(refuse) != "invalid-value") return RefuseWhileCapturing("a programmatic launch");
+    g_stream.invalidated = true;
+    return Fail(kInvalidValue, "a programmatic launch while the stream is being captured");
+  }
   return LaunchKernel(f, config->gx, config->gy, config->gz, config->bx, config->by, config->bz, config->shared_bytes,
                       config->stream, params, extra, programmatic);
 }
