@@ -222,6 +222,9 @@ export interface CudaAddon extends Kernels {
   /** biasGelu; `yLowp` also receives y rounded to `lowpDtype` (numel elements from offset 0; null for none) */
   biasGelu(rows: number, cols: number, h: AB, hOff: number, bias: AB, biasOff: number, y: AB, yOff: number,
     lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
+  /** dropout; `yLowp` also receives y rounded to `lowpDtype` (n elements from offset 0; null for none) */
+  dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
+    mask: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
   /** y (float32) = GELU(pre) of n 16-bit values of `dtype`, and yLowp (n values from offset 0) = y rounded to it */
   geluLowp(n: number, pre: AB, preOff: number, dtype: DTypeCode, y: AB, yOff: number, yLowp: AB): void;
   /** device memory from the caching allocator, zero-filled unless `zero` is false */

@@ -221,7 +221,14 @@ function dropoutForward(x: Tensor, residual: Tensor | null, p: number, generator
     backendFor(y).dropoutAdd(n, seed, offset, p, input.t.buffer, input.t.offset, res.t.buffer, res.t.offset, y.buffer, 0, mask.buffer);
     release(res);
   } else {
-    backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
+    // Under autocast the next product (BERT's first layer, its classifier) reads y's 16-bit copy
+    const copy = x.dtype === float32 ? emptyLowpCopy(y) : null;
+    if (copy) {
+      native.cuda.dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer, copy.dtype.code, copy.buffer);
+      attachLowpCopy(y, copy);
+    } else {
+      backendFor(y).dropout(n, seed, offset, p, input.t.buffer, input.t.offset, y.buffer, 0, mask.buffer);
+    }
   }
   release(input);
   return { y, mask };

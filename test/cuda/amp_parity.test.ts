@@ -66,7 +66,7 @@ function exactCopy(t: Tensor, dtype: DType, label: string): Tensor {
   return copy;
 }
 
-test("under autocast, layer_norm and linear_gelu write their results' 16-bit copies, which linear reads while valid", { skip: SKIP }, () => {
+test("under autocast, layer_norm, linear_gelu and dropout write their results' 16-bit copies, which linear reads while valid", { skip: SKIP }, () => {
   for (const dtype of [torch.bfloat16, torch.float16]) {
     const g = new torch.Generator().manual_seed(5);
     const x = torch.randn([3, 5, 24], { generator: g }).cuda();
@@ -84,6 +84,9 @@ test("under autocast, layer_norm and linear_gelu write their results' 16-bit cop
       assert.deepEqual(viaCopy.cpu().data(), F.linear(h.clone(), w, b).cpu().data(), `${dtype}: linear on the copy`);
       const z = linear_gelu(h, w, b);
       exactCopy(z, dtype, `${dtype} linear_gelu`);
+      // dropout's copy, four values at a time and (an odd count) one at a time
+      exactCopy(F.dropout(h, 0.25), dtype, `${dtype} dropout`);
+      exactCopy(F.dropout(torch.randn([3, 7], { generator: g }).cuda(), 0.25), dtype, `${dtype} dropout of 21 values`);
       exactCopy(linear_gelu(h, w.narrow(0, 0, 38), b.narrow(0, 0, 38).contiguous()), dtype, `${dtype} linear_gelu of 38 features`);
       assert.deepEqual(F.linear(z, w2, b2).cpu().data(), F.linear(z.clone(), w2, b2).cpu().data(), `${dtype}: linear on linear_gelu's copy`);
       // a view carries the same view of the copy; a product reads it only where that view is contiguous

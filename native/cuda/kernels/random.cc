@@ -62,12 +62,13 @@ struct alignas(4) Bytes4 {
 __device__ __forceinline__ bool AlignedTo(const void* p, uint64 bytes) { return (uint64)p % bytes == 0; }
 
 // y = DropoutValue(x); with kResidual, + r[i] (dropout_add), rounded after the product as add(dropout(x), r)
-// rounds it. A whole block of four elements
-// whose addresses allow it moves in one 16-byte load and store per operand (4 bytes of mask).
+// rounds it. Under autocast y_lowp (null for none) receives y rounded to the 16-bit dtype lowp_dt, for the next
+// product to read (BERT's embeddings and its classifier's input). A whole block of four elements whose addresses
+// allow it moves in one 16-byte load and store per operand (4 bytes of mask, 8 of the copy).
 template <bool kResidual>
 __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first, float p, float scale,
                                               const float* x, const float* r, float* y, uint8* mask,
-                                              const uint64* base) {
+                                              uint16* y_lowp, int lowp_dt, const uint64* base) {
   if (base != nullptr) first += *base;
   const int64 groups = ((int64)(first & 3) + n + 3) / 4;
   for (int64 q = GlobalThread(); q < groups; q += GridThreads()) {
@@ -75,7 +76,7 @@ __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first,
     if (!BlockRange(first, n, q, i0, i1)) continue;
     const Philox4 bits = Philox(key, (first + (uint64)i0) >> 2);
     if (i1 - i0 == 4 && AlignedTo(x + i0, 16) && AlignedTo(y + i0, 16) && AlignedTo(mask + i0, 4) &&
-        (!kResidual || AlignedTo(r + i0, 16))) {
+        (!kResidual || AlignedTo(r + i0, 16)) && (y_lowp == 0 || AlignedTo(y_lowp + i0, 8))) {
       const Float4 xv = *(const Float4*)(x + i0);
       Float4 yv;
       Bytes4 keep;
@@ -91,6 +92,7 @@ __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first,
       }
       *(Float4*)(y + i0) = yv;
       *(Bytes4*)(mask + i0) = keep;
+      if (y_lowp != 0) StoreLowp4(y_lowp + i0, lowp_dt, yv.v[0], yv.v[1], yv.v[2], yv.v[3]);
       continue;
     }
     for (int64 i = i0; i < i1; ++i) {
@@ -98,20 +100,21 @@ __device__ __forceinline__ void DropoutBlocks(int64 n, uint64 key, uint64 first,
       mask[i] = keep;
       const float dropped = DropoutValue(x[i], keep, scale);
       y[i] = kResidual ? __fadd_rn(dropped, r[i]) : dropped;
+      if (y_lowp != 0) y_lowp[i] = F32ToLowp(y[i], lowp_dt);
     }
   }
 }
 
 extern "C" __global__ void ft_dropout(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
-                                      float* y, uint8* mask, const uint64* base) {
+                                      float* y, uint8* mask, uint16* y_lowp, int lowp_dt, const uint64* base) {
   AwaitPriorGrid();
-  DropoutBlocks<false>(n, key, first, p, scale, x, x, y, mask, base);
+  DropoutBlocks<false>(n, key, first, p, scale, x, x, y, mask, y_lowp, lowp_dt, base);
 }
 
 extern "C" __global__ void ft_dropout_add(int64 n, uint64 key, uint64 first, float p, float scale, const float* x,
                                           const float* r, float* y, uint8* mask, const uint64* base) {
   AwaitPriorGrid();
-  DropoutBlocks<true>(n, key, first, p, scale, x, r, y, mask, base);
+  DropoutBlocks<true>(n, key, first, p, scale, x, r, y, mask, nullptr, 0, base);
 }
 
 // dx = mask ? g * scale : 0: the backward of dropout and dropout_add, where(mask, g * scale, 0) to the bit. With
@@ -190,6 +193,9 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   uint64_t r = kResidual ? DeviceOperandAt<float>(info, 6, "residual", "residualOff", n) : 0;
   uint64_t y = DeviceOperandAt<float>(info, kY, "y", "yOff", n);
   uint64_t mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, kY + 2, "mask"), 0, n, "mask");
+  // dropout only: the optional 16-bit copy of y (lowpDtype, yLowp)
+  int lowp_dt = kResidual ? -1 : LowpDtypeAt(info, kY + 3);
+  uint64_t y_lowp = kResidual ? 0 : LowpOutputAt(info, kY + 4, "yLowp", lowp_dt, n);
   if (n == 0) return env.Undefined();
   uint64_t base = CaptureRandomBase(env);
   const Dim3 grid = GridFor(Groups(offset, n));
@@ -197,7 +203,7 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
     void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &r, &y, &mask, &base};
     Launch(env, Kernel(env, "ft_dropout_add"), grid, Blocks(kThreads), 0, args);
   } else {
-    void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask, &base};
+    void* args[] = {&n, &seed, &offset, &p.threshold, &p.scale, &x, &y, &mask, &y_lowp, &lowp_dt, &base};
     Launch(env, Kernel(env, "ft_dropout"), grid, Blocks(kThreads), 0, args);
   }
   return env.Undefined();
