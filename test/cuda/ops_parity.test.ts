@@ -356,6 +356,12 @@ test("clip_grad_norm_ and AdamW on the GPU match the CPU; clipping inside the up
     assert.deepEqual(fused.norms, reference.norms, `${device}: the same norms`);
     fused.params.forEach((p, i) => assert.deepEqual(p.cpu().data(), reference.params[i]!.cpu().data(), `${device}: param ${i}, bit for bit`));
   }
+  // gradients without elements: a norm of 0 and a factor that clips nothing
+  const empty = new torch.nn.Parameter(torch.zeros([0]).to("cuda"));
+  empty.grad = torch.zeros([0]).to("cuda");
+  const [norm, coef] = [torch.zeros([], { device: "cuda" }), torch.zeros([], { device: "cuda" })];
+  clip_grad_norm_deferred([empty], 1.0, norm, coef);
+  assert.deepEqual([norm.item(), coef.item()], [0, Math.fround(1 / Math.fround(1e-6))]);
 });
 
 async function bertTrace(device: string) {

@@ -316,14 +316,27 @@ extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_
   }
 }
 
-// One block: *out = the sum of n doubles.
-extern "C" __global__ __launch_bounds__(1024) void ft_sum_doubles(const double* x, int64 n, double* out) {
+// clip_grad_norm_'s scalars from the sum of squares, rounded as src/nn/utils.ts rounds them on the host:
+// *norm = float(sqrt(sum)); *coef = float(float(max_norm) / float(*norm + 1e-6)).
+__device__ __forceinline__ void ClipScalars(double sum, float max_norm, float* norm, float* coef) {
+  const float total = (float)sqrt(sum);
+  *norm = total;
+  *coef = (float)((double)max_norm / (double)(float)((double)total + 1e-6));
+}
+
+// One block: *out = the sum of n doubles (0 for none); with `norm` (clip_grad_norm_: a sum of squares) also the
+// clip scalars (ClipScalars).
+extern "C" __global__ __launch_bounds__(1024) void ft_sum_doubles(const double* x, int64 n, double* out,
+                                                                  float max_norm, float* norm, float* coef) {
   AwaitPriorGrid();
   __shared__ double scratch[32];
   double acc = 0.0;
   for (int64 k = threadIdx.x; k < n; k += blockDim.x) acc += x[k];
   acc = BlockSumDouble(acc, scratch);
-  if (threadIdx.x == 0) *out = acc;
+  if (threadIdx.x == 0) {
+    *out = acc;
+    if (norm != 0) ClipScalars(acc, max_norm, norm, coef);
+  }
 }
 
 extern "C" __global__ void ft_scale_many(const Slot* slots, const int64* first_block, int count, int64 blocks,
@@ -334,15 +347,6 @@ extern "C" __global__ void ft_scale_many(const Slot* slots, const int64* first_b
     float* x = (float*)ChunkOf(slots, first_block, count, b, begin, end).data[0];
     for (int64 k = begin + threadIdx.x; k < end; k += blockDim.x) x[k] *= factor;
   }
-}
-
-// clip_grad_norm_'s scalars from the sum of squares, rounded as src/nn/utils.ts rounds them on the host:
-// *norm = float(sqrt(sum)); *coef = float(float(max_norm) / float(*norm + 1e-6)).
-extern "C" __global__ void ft_clip_coef(const double* sum, float max_norm, float* norm, float* coef) {
-  AwaitPriorGrid();
-  const float total = (float)sqrt(*sum);
-  *norm = total;
-  *coef = (float)((double)max_norm / (double)(float)((double)total + 1e-6));
 }
 
 // ft_scale_many by a factor on the device, skipped unless it is below 1 (clipping only ever shrinks).
@@ -527,7 +531,9 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   int count = device.count();
   void* args[] = {&slots, &first_block, &count, &blocks, &partial_ptr};
   Launch(env, Kernel(env, "ft_sum_squares"), ChunkWarpsGrid(blocks), Blocks(kThreads), 0, args);
-  void* finish_args[] = {&partial_ptr, &blocks, &total_ptr};
+  float unused_max_norm = 0.0f;
+  uint64_t no_norm = 0;
+  void* finish_args[] = {&partial_ptr, &blocks, &total_ptr, &unused_max_norm, &no_norm, &no_norm};
   Launch(env, Kernel(env, "ft_sum_doubles"), Blocks(1), Blocks(1024), 0, finish_args);
   double total = 0;
   CopyDeviceToHost(env, &total, total_ptr, sizeof(double));
@@ -567,11 +573,10 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   uint64_t partial_ptr = scratch.ptr();
   uint64_t total_ptr = partial_ptr + static_cast<uint64_t>(blocks) * sizeof(double);
   uint64_t coef_ptr = deferred ? coef_out : total_ptr + sizeof(double);
-  void* coef_args[] = {&total_ptr, &max_norm, &norm, &coef_ptr};
+  // No gradient: no partials, a norm of 0 and a factor that clips nothing.
+  void* finish_args[] = {&partial_ptr, &blocks, &total_ptr, &max_norm, &norm, &coef_ptr};
   if (blocks == 0) {
-    // No gradient: a norm of 0 and a factor that clips nothing.
-    MemsetBytes(env, total_ptr, 0, sizeof(double));
-    Launch(env, Kernel(env, "ft_clip_coef"), Blocks(1), Blocks(1), 0, coef_args);
+    Launch(env, Kernel(env, "ft_sum_doubles"), Blocks(1), Blocks(1024), 0, finish_args);
     return env.Undefined();
   }
   DeviceTensorList device(env, list);
@@ -579,9 +584,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   int count = device.count();
   void* sum_args[] = {&slots, &first_block, &count, &blocks, &partial_ptr};
   Launch(env, Kernel(env, "ft_sum_squares"), ChunkWarpsGrid(blocks), Blocks(kThreads), 0, sum_args);
-  void* finish_args[] = {&partial_ptr, &blocks, &total_ptr};
   Launch(env, Kernel(env, "ft_sum_doubles"), Blocks(1), Blocks(1024), 0, finish_args);
-  Launch(env, Kernel(env, "ft_clip_coef"), Blocks(1), Blocks(1), 0, coef_args);
   if (deferred) return env.Undefined();
   void* scale_args[] = {&slots, &first_block, &count, &blocks, &coef_ptr};
   Launch(env, Kernel(env, "ft_scale_many_below_one"), RowGrid(blocks), Blocks(kThreads), 0, scale_args);
