@@ -561,8 +561,8 @@ void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared
     r.programmatic = r.programmatic_supported = false;
   }
   Check(env,
-        g_runtime.api.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes,
-                                     g_runtime.stream, args, nullptr),
+        r.api.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes, r.stream, args,
+                             nullptr),
         "cuLaunchKernel");
 }
 

@@ -91,14 +91,13 @@ export function packed_linear_attention(x: Tensor, weights: readonly Tensor[], b
   if (x.device.type !== "cuda" || !autocastOperandDtype(x, weights[0] ?? x)) {
     return packed_qkv_attention(packed_linear(x, weights, biases), heads, options);
   }
+  const width = weights.reduce((n, w) => n + w.shape[0]!, 0);
+  const D = width / (3 * heads);
+  if (x.ndim !== 3 || !Number.isInteger(D) || !fusedApplies(x, D)) {
+    throw new Error(`packed_linear_attention: expected x [B, S, in] and weights giving 3 * ${heads} heads of D <= ${FUSED_MAX_HEAD_DIM}, got x ${formatShape(x.shape)} and ${width} output features`);
+  }
   const product = packedProduct(x, weights, biases, true);
   const qkv = product.y;
-  const D = qkv.shape[2] / (3 * heads);
-  if (qkv.ndim !== 3 || !Number.isInteger(D) || !fusedApplies(qkv, D)) {
-    product.done(false);
-    qkv.dispose();
-    throw new Error(`packed_linear_attention: expected x [B, S, in] and weights giving 3 * ${heads} heads of D <= ${FUSED_MAX_HEAD_DIM}, got ${formatShape(qkv.shape)}`);
-  }
   const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
   const { mask, p, causal, scale } = checkArguments(q!, k!, v!, options);
   const run = attentionForward(q!, k!, v!, additive(mask), causal, scale, p, qkv);

@@ -192,12 +192,12 @@ export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | nul
   }
   const pad = padding_idx === null ? -1 : padding_idx < 0 ? padding_idx + V : padding_idx;
   const result = restoreDtype(out, weight.dtype);
-  const checked = idx.storage.version;
+  const idsVersion = idx.storage.version;
   return record(result, "Embedding", [weight], (g) => {
     const gy = f32(g);
     const dtable = zeros([V, D], { device: weight.device });
     backendFor(dtable).embeddingBackward(n, idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad,
-      idx.storage.version === checked);
+      idx.storage.version === idsVersion);
     release(gy);
     return [restoreDtype(dtable, weight.dtype)];
   }, [idx]);
@@ -366,12 +366,12 @@ export function cross_entropy(input: Tensor, target: Tensor, options: CrossEntro
   } else if (input.ndim === 1) {
     out = losses.reshape([]);
   }
-  const checked = t.storage.version;
+  const targetsVersion = t.storage.version;
   const result = record(out, "NllLoss", [logits2d], (g) => {
     const perRow = rowGrads(g, N, reduction, inverse);
     const dlogits = Tensor.empty([N, C], float32, input.device);
     backendFor(dlogits).crossEntropyBackward(N, C, logits.t.buffer, logits.t.offset, t.buffer, t.offset, ignoreIndex, lse.buffer, perRow.buffer, dlogits.buffer,
-      t.storage.version === checked);
+      t.storage.version === targetsVersion);
     perRow.dispose();
     return [restoreDtype(dlogits, input.dtype)];
   }, typeof inverse === "number" ? [logits.t, t, lse] : [logits.t, t, lse, inverse]);

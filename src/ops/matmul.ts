@@ -62,7 +62,12 @@ function contiguousAs(t: Tensor, dtype: DType): Tensor {
  */
 function releaseCopies(result: Tensor, copies: [copy: Tensor, original: Tensor][]): void {
   if (result.requires_grad) return;
-  for (const [copy, original] of copies) if (copy !== original && original._lowp?.copy !== copy) copy.dispose();
+  for (const [copy, original] of copies) releaseCopy(copy, original);
+}
+
+/** releaseCopies' release of one operand's copy, where no graph node saved it. */
+function releaseCopy(copy: Tensor, original: Tensor): void {
+  if (copy !== original && original._lowp?.copy !== copy) copy.dispose();
 }
 
 /**
@@ -293,7 +298,7 @@ export function packedProduct(x: Tensor, weights: readonly Tensor[], biases: rea
     done: (recorded) => {
       if (recorded) return;
       kept?.dispose();
-      if (xs !== x && x._lowp?.copy !== xs) xs.dispose();
+      releaseCopy(xs, x);
     },
   };
 }

@@ -23,7 +23,7 @@ import { BertConfig } from "../../src/models/bert/configuration_bert.js";
 import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
 import { AdamW } from "../../src/optim/index.js";
 import type { Node } from "../../src/autograd/node.js";
-import { launches } from "../helpers/launch_trace.js";
+import { NO_LAUNCH_TRACE, launches } from "../helpers/launch_trace.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) every thread of a kernel is run one after another,
@@ -446,8 +446,7 @@ test("cat's backward hands each part a view of the packed gradient; the packed p
   assertClose(qkv.grad!.cpu(), x.grad!.cpu(), 1e-6, "qkv's gradient");
 });
 
-// The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
-const NO_TRACE = SKIP || (!EMULATED && "the launch trace needs the emulator");
+const NO_TRACE = SKIP || NO_LAUNCH_TRACE;
 
 test("a BERT layer's backward adds the residual connections' gradients in its GEMMs, with no addition kernels", { skip: NO_TRACE }, () => {
   const kernels = launches(`

@@ -17,7 +17,7 @@ import { native } from "../../src/backend/native.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { rng } from "../helpers/rng.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
-import { launches } from "../helpers/launch_trace.js";
+import { NO_LAUNCH_TRACE, launches } from "../helpers/launch_trace.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) a training step takes seconds, not milliseconds.
@@ -186,8 +186,7 @@ test("GEMM with a 16-bit output: the float32 products plus the 16-bit bias, roun
   }
 });
 
-// The launch trace is the emulator's (FTEMU_TRACE); a GPU has no such thing.
-const NO_TRACE = SKIP || (process.env.FINETUNE_CUDA_EMULATED !== "1" && "the launch trace needs the emulator");
+const NO_TRACE = SKIP || NO_LAUNCH_TRACE;
 
 test("embedding's and cross_entropy's backward check no ids the forward checked: a check each, not two", { skip: NO_TRACE }, () => {
   const kernels = launches(`

@@ -4,6 +4,9 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { REPO_ROOT } from "./paths.js";
 
+/** Why a test that reads the launch trace skips, or false where it runs: only the emulator traces launches. */
+export const NO_LAUNCH_TRACE = process.env["FINETUNE_CUDA_EMULATED"] !== "1" && "the launch trace needs the emulator";
+
 /** The kernels `script` (an ES module run in a new process, `dist` its path to dist/src) launches after it prints "ftemu: begin". */
 export function launches(script: string): string[] {
   const dist = JSON.stringify(path.join(REPO_ROOT, "dist/src"));
