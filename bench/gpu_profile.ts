@@ -1,7 +1,7 @@
 // Where a bert-base training step's time goes on the GPU (bench/gpu-check.sh runs it after the MRPC benchmark;
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
 // between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
-// (with programmatic dependent launch where the GPU has it, then without).
+// (as FINETUNE_CUDA_PDL says, then with programmatic dependent launch switched the other way where the GPU has it).
 // The last line printed is one JSON object: milliseconds per part and precision. FINETUNE_BENCH_SMALL=1: a 2-layer
 // hidden-128 model, to check the plumbing on the emulated toolkit (test/helpers/fake_cuda).
 import { torch } from "../src/torch.js";
@@ -106,11 +106,11 @@ for (const precision of ["fp32", "bf16"] as const) {
     return ms;
   };
   r["update_graph_replay"] = replayed();
-  if (native.cuda.programmaticLaunch()) {
-    // the same graph with each kernel starting only once the one before it has ended
-    native.cuda.programmaticLaunch(false);
-    r["update_graph_replay_without_pdl"] = replayed();
-    native.cuda.programmaticLaunch(true);
+  // the same graph with programmatic dependent launch (FINETUNE_CUDA_PDL) the other way, where the GPU has it
+  const pdl = native.cuda.programmaticLaunch();
+  if (native.cuda.programmaticLaunch(!pdl) !== pdl) {
+    r[pdl ? "update_graph_replay_without_pdl" : "update_graph_replay_with_pdl"] = replayed();
+    native.cuda.programmaticLaunch(pdl);
   }
   results[precision] = r;
   console.log(precision, JSON.stringify(r));

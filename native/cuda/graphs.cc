@@ -139,7 +139,7 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
     DestroyGraph(env, id);
     cuda::Check(env, result,
                 cuda::ProgrammaticLaunch()
-                    ? "capturing the CUDA graph of programmatic launches (FINETUNE_CUDA_PDL=0 launches plain ones) "
+                    ? "capturing the CUDA graph of programmatic launches (without FINETUNE_CUDA_PDL=1, plain ones) "
                       "(cuStreamEndCapture / cuGraphInstantiate)"
                     : "capturing the CUDA graph (cuStreamEndCapture / cuGraphInstantiate)");
   }

@@ -170,7 +170,7 @@ ModuleLoads ModuleLoadStats();
 void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args);
 
 // Whether launches use programmatic dependent launch: on sm_90 and newer with a driver that has
-// cuLaunchKernelEx, unless FINETUNE_CUDA_PDL=0 (valid after EnsureContext).
+// cuLaunchKernelEx, where FINETUNE_CUDA_PDL=1 asks for it (valid after EnsureContext).
 bool ProgrammaticLaunch();
 // Turns it on (where supported) or off for the launches from now on; returns ProgrammaticLaunch().
 bool SetProgrammaticLaunch(bool on);

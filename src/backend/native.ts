@@ -314,7 +314,7 @@ export interface CudaAddon extends Kernels {
   /** a new memory pool that several graphs may share (torch.cuda.graph_pool_handle) */
   graphPoolHandle(): number;
   isCurrentStreamCapturing(): boolean;
-  /** Whether kernels launch with programmatic dependent launch (sm_90+, unless FINETUNE_CUDA_PDL=0); `on` turns it
+  /** Whether kernels launch with programmatic dependent launch (sm_90+, where FINETUNE_CUDA_PDL=1); `on` turns it
    * on (where supported) or off for the launches and captures from now on. */
   programmaticLaunch(on?: boolean): boolean;
   /** since the process started: the kernel modules loaded (compiled by NVRTC or read from its disk cache) and the

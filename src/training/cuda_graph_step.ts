@@ -142,7 +142,7 @@ export class CudaGraphStep {
       if (programmatic) {
         // A driver that cannot capture programmatic launches (runtime.h) captures plain ones, from now on.
         native.cuda.programmaticLaunch(false);
-        process.emitWarning(`CUDA graph capture failed with programmatic dependent launch, which is now off (FINETUNE_CUDA_PDL=0 does that from the start): ${(e as Error).message}`);
+        process.emitWarning(`CUDA graph capture failed with programmatic dependent launch, which is now off (as it is without FINETUNE_CUDA_PDL=1): ${(e as Error).message}`);
         return this.#capture(key, inputs);
       }
       this.#eager.add(key);

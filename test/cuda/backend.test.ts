@@ -306,7 +306,7 @@ test("every kernel's first statement waits for the previous grid (AwaitPriorGrid
   assert.deepEqual(kernels.filter((k) => k.first !== "AwaitPriorGrid();").map((k) => k.name), []);
 });
 
-test("on sm_90 kernels launch with programmatic dependent launch, each thread waiting first; FINETUNE_CUDA_PDL=0 turns it off", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+test("FINETUNE_CUDA_PDL=1 launches kernels with programmatic dependent launch on sm_90, each thread waiting first; off by default", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
   // The emulator fails a programmatic launch in which a thread never reached AwaitPriorGrid().
   const script = `
     import { native } from ${DIST("backend/native.js")};
@@ -325,7 +325,7 @@ test("on sm_90 kernels launch with programmatic dependent launch, each thread wa
     const launches = child.stderr.split("\n").filter((l) => /^ftemu: ft_\w+ grid/.test(l));
     return { ...JSON.parse(child.stdout) as { programmatic: boolean; y: number[][]; cpu: number[][] }, launches };
   }, { emulate: true });
-  const on = run(undefined), off = run("0");
+  const on = run("1"), off = run(undefined);
   assert.equal(on.programmatic, true);
   assert.equal(off.programmatic, false);
   assert.ok(on.launches.length >= 3 && on.launches.every((l) => l.includes(" programmatic:")), on.launches.join("\n"));

@@ -32,9 +32,11 @@ test("the GPU tests pass on the emulated CUDA toolkit", { skip: SKIP, timeout: 9
       const cache = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-emulated-cache-"));
       try {
         // FTEMU_DEFER: queued work runs when the host waits for it, as on a GPU, so that host code relying on
-        // work having run (or not yet) fails here too.
+        // work having run (or not yet) fails here too. FINETUNE_CUDA_PDL=1: every launch programmatic, which the
+        // emulator fails where a thread never waited for the previous kernel (AwaitPriorGrid).
         const env: NodeJS.ProcessEnv = {
           ...process.env, CUDA_HOME: home, FINETUNE_CACHE: cache, FINETUNE_CUDA_EMULATED: "1", FTEMU_DEFER: "1",
+          FINETUNE_CUDA_PDL: "1",
         };
         delete env.FINETUNE_DISABLE_CUDA;
         delete env.NODE_TEST_CONTEXT;  // a nested node --test reports as a top-level run

@@ -147,6 +147,7 @@ test("CudaGraphStep where the driver cannot capture programmatic launches: it tu
   const eager = await eagerUpdates(batches);
   // refused as unsupported (the capture fails there), or as an invalid value, which the launch code takes for a
   // driver without the attribute: it turns it off and launches plainly into a capture that fails at its end
+  const before = native.cuda.programmaticLaunch();
   for (const refusal of ["unsupported", "invalid-value"]) {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(w.message);
@@ -162,11 +163,11 @@ test("CudaGraphStep where the driver cannot capture programmatic launches: it tu
       step.dispose();
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(warnings.length, 1, warnings.join("\n"));
-      assert.match(warnings[0]!, /^CUDA graph capture failed with programmatic dependent launch, which is now off \(FINETUNE_CUDA_PDL=0 does that from the start\): /);
+      assert.match(warnings[0]!, /^CUDA graph capture failed with programmatic dependent launch, which is now off \(as it is without FINETUNE_CUDA_PDL=1\): /);
     } finally {
       delete process.env["FTEMU_REFUSE_PROGRAMMATIC_CAPTURE"];
       process.off("warning", onWarning);
-      native.cuda.programmaticLaunch(true);
+      native.cuda.programmaticLaunch(before);
     }
   }
 });
