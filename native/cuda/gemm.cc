@@ -13,6 +13,7 @@
 #include <napi.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 #include "binding/registry.h"
 #include "common/args.h"
 #include "common/gemm_args.h"
+#include "cuda/loader.h"
 #include "cuda/runtime.h"
 
 namespace ft {
@@ -178,13 +180,71 @@ PlanKey FamilyOf(PlanKey k) {
 std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_family_algos;
 
 // Host time spent building plans (cuBLASLt's heuristic query) and inside cublasLtMatmul: what a CUDA graph capture
-// of new shapes pays for its GEMMs; and how many plans asked the heuristic rather than reusing their family's
-// algorithm (gemmStats).
+// of new shapes pays for its GEMMs; how many plans asked the heuristic rather than reusing their family's
+// algorithm, and how many families took theirs from the on-disk cache (gemmStats).
 struct GemmHostTime {
   double plan_seconds = 0, matmul_seconds = 0;
-  int64_t heuristic_queries = 0;
+  int64_t heuristic_queries = 0, disk_algos = 0;
 };
 GemmHostTime g_host_time;
+
+// The family algorithms outlive the process in the on-disk cache (runtime.h), one file per GPU model, cuBLASLt
+// version and record layout: otherwise each process's first GEMM of a family waits for the heuristic (a bert-base
+// run's 18 queries took 0.15 s of its first step on an H100). An algorithm read back goes through
+// cublasLtMatmulAlgoCheck like any reused one, so a stale or damaged file costs heuristic queries, never a wrong
+// GEMM.
+struct AlgoRecord {
+  PlanKey family;
+  cublasLtMatmulAlgo_t algo;
+};
+static_assert(sizeof(AlgoRecord) == sizeof(PlanKey) + sizeof(cublasLtMatmulAlgo_t), "AlgoRecord has no padding");
+
+// Families read from the file, not yet used by a plan (they count as disk_algos when one is).
+std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_disk_algos;
+
+const std::string& AlgoFilePath() {
+  static const std::string path = [] {
+    const std::string folder = cuda::CacheFolder();
+    if (folder.empty()) return std::string();
+    const cuda::CudaState& s = cuda::GetCuda();
+    const std::string id = (s.devices.empty() ? std::string() : s.devices[0].name) + '\0' +
+                           std::to_string(cuda::Arch()) + '\0' + s.cublas_lt.version +
+                           '\0' + std::to_string(sizeof(AlgoRecord)) + '\0' + std::to_string(kWorkspaceBytes);
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx",
+                  static_cast<unsigned long long>(cuda::Fnv1a(0xcbf29ce484222325ull, id.data(), id.size())));
+    return folder + "/gemm-algos-" + hex + ".bin";
+  }();
+  return path;
+}
+
+// Fills g_disk_algos from the file, once; a file that is not whole records is ignored (and rewritten later).
+void LoadDiskAlgos() {
+  static bool loaded = false;
+  if (loaded) return;
+  loaded = true;
+  std::string bytes;
+  if (AlgoFilePath().empty() || !cuda::ReadFile(AlgoFilePath(), bytes) || bytes.size() % sizeof(AlgoRecord) != 0)
+    return;
+  for (size_t at = 0; at < bytes.size(); at += sizeof(AlgoRecord)) {
+    AlgoRecord r;
+    std::memcpy(&r, bytes.data() + at, sizeof(r));
+    g_disk_algos.emplace(r.family, r.algo);
+  }
+}
+
+// Rewrites the file with every family algorithm known: this process's and the file's unused ones.
+void SaveDiskAlgos() {
+  if (AlgoFilePath().empty()) return;
+  std::string bytes;
+  const auto append = [&bytes](const PlanKey& family, const cublasLtMatmulAlgo_t& algo) {
+    const AlgoRecord r{family, algo};
+    bytes.append(reinterpret_cast<const char*>(&r), sizeof(r));
+  };
+  for (const auto& [family, algo] : g_family_algos) append(family, algo);
+  for (const auto& [family, algo] : g_disk_algos) append(family, algo);
+  cuda::WriteFileAtomically(AlgoFilePath(), bytes);
+}
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -260,17 +320,31 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
                     : LtLayout(env, a, ab, kk, n, k.lda, batch, k.strideA);
   plan.c = LtLayout(env, a, CudaDataType(static_cast<int>(k.cDtype)), m, n, k.ldc, batch, k.strideC);
   const PlanKey family = FamilyOf(k);
+  const auto accepts = [&](const cublasLtMatmulAlgo_t& algo) {
+    cublasLtMatmulHeuristicResult_t checked{};
+    return a.cublasLtMatmulAlgoCheck(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &checked) ==
+               kCublasSuccess &&
+           checked.workspaceSize <= kWorkspaceBytes;
+  };
+  LoadDiskAlgos();
   const auto reusable = g_family_algos.find(family);
-  cublasLtMatmulHeuristicResult_t checked{};
-  if (reusable != g_family_algos.end() &&
-      a.cublasLtMatmulAlgoCheck(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, &reusable->second, &checked) ==
-          kCublasSuccess &&
-      checked.workspaceSize <= kWorkspaceBytes) {
+  const auto stored = g_disk_algos.find(family);
+  if (reusable != g_family_algos.end() && accepts(reusable->second)) {
     plan.algo = reusable->second;
+  } else if (reusable == g_family_algos.end() && stored != g_disk_algos.end() && accepts(stored->second)) {
+    plan.algo = stored->second;
+    ++g_host_time.disk_algos;
+    g_family_algos.emplace(family, plan.algo);
+    g_disk_algos.erase(stored);
   } else {
     plan.algo = Heuristic(env, lt, k, plan);
     ++g_host_time.heuristic_queries;
-    g_family_algos.emplace(family, plan.algo);
+    if (reusable == g_family_algos.end()) {
+      // (a stored algorithm cuBLASLt refused is replaced by the heuristic's)
+      g_disk_algos.erase(family);
+      g_family_algos.emplace(family, plan.algo);
+      SaveDiskAlgos();
+    }
   }
   g_host_time.plan_seconds += SecondsSince(start);
   return g_plans.emplace(k, plan).first->second;
@@ -361,8 +435,9 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// gemmStats(): {plan_s, matmul_s, heuristic_queries}: since the process started, the host seconds spent building
-// plans and inside cublasLtMatmul, and the plans that took a new algorithm from cuBLASLt's heuristic.
+// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos}: since the process started, the host seconds
+// spent building plans and inside cublasLtMatmul, the plans that took a new algorithm from cuBLASLt's heuristic,
+// and the families whose algorithm came from the on-disk cache.
 Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
@@ -370,6 +445,7 @@ Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   out.Set("plan_s", Napi::Number::New(env, g_host_time.plan_seconds));
   out.Set("matmul_s", Napi::Number::New(env, g_host_time.matmul_seconds));
   out.Set("heuristic_queries", Napi::Number::New(env, static_cast<double>(g_host_time.heuristic_queries)));
+  out.Set("disk_algos", Napi::Number::New(env, static_cast<double>(g_host_time.disk_algos)));
   return out;
 }
 

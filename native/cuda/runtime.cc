@@ -243,14 +243,14 @@ const Nvrtc& GetNvrtc() {
   return nvrtc;
 }
 
+}  // namespace
+
 uint64_t Fnv1a(uint64_t h, const void* data, size_t n) {
   const auto* p = static_cast<const unsigned char*>(data);
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
   return h;
 }
 
-// The on-disk cache folder, created when missing; empty when there is none to use (no $HOME, read-only disk):
-// the cache only saves compile time, so its failures are never errors.
 std::string CacheFolder() {
   static const std::string folder = [] {
     std::string dir;
@@ -293,6 +293,8 @@ void WriteFileAtomically(const std::string& path, const std::string& data) {
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) std::remove(temp.c_str());
 }
+
+namespace {
 
 // NVRTC contracts a * b + c into FMAs by default; the kernels' math is the CPU's (native/cpu/vec_math.h), which
 // never contracts, and the GELU gradients cancel near their zero, where one ulp of difference in a term is far

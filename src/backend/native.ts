@@ -323,10 +323,10 @@ export interface CudaAddon extends Kernels {
   /** torch.backends.cuda.matmul.allow_tf32: sgemm computes in TF32 on tensor cores when true (default false) */
   setAllowTf32(allow: boolean): void;
   getAllowTf32(): boolean;
-  /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, and the plans
+  /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, the plans
    * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K, within
-   * a factor of 4) */
-  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number };
+   * a factor of 4), and the shape families whose algorithm an earlier process's heuristic chose (the disk cache) */
+  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number };
   /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) into dsts[i] from dstOffs[i], rounded to dtypes[i]
    * (float16 or bfloat16) or copied (float32), in one launch */
   castMany(bufs: AB[], offs: number[], sizes: number[], dsts: AB[], dstOffs: number[], dtypes: DTypeCode[]): void;

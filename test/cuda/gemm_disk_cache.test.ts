@@ -1,0 +1,68 @@
+// The GEMM algorithms cuBLASLt's heuristic chose outlive the process in the disk cache (native/cuda/gemm.cc), so a
+// later process's first GEMMs skip the heuristic; a stale or damaged file costs queries, never a wrong product.
+// Against the emulating fake toolkit, whose cuBLASLt refuses any algorithm its heuristic did not make.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { cudaInfo } from "../../src/backend/cuda.js";
+import { REPO_ROOT } from "../helpers/paths.js";
+import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
+
+const SKIP = (cudaInfo().available || !HAS_GXX) && "needs g++ and no real CUDA";
+const NATIVE = JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist/src/backend/native.js")).href);
+
+// Two products of one family (M = 24 and 40: the same token-count class), checked against the host's.
+const SCRIPT = `
+  import { native } from ${NATIVE};
+  const c = native.cuda;
+  const [K, N] = [16, 12];
+  let err = 0;
+  for (const M of [24, 40]) {
+    const a = Float32Array.from({ length: M * K }, (_, i) => (i % 7) - 3);
+    const b = Float32Array.from({ length: K * N }, (_, i) => (i % 5) - 2);
+    const [da, db, dc] = [c.alloc(a.byteLength), c.alloc(b.byteLength), c.alloc(M * N * 4)];
+    c.copyHostToDevice(a.buffer, 0, da, 0, a.byteLength);
+    c.copyHostToDevice(b.buffer, 0, db, 0, b.byteLength);
+    c.sgemm(false, false, M, N, K, 1, da, 0, K, 0, db, 0, N, 0, 0, dc, 0, N, 0, 1);
+    const got = new Float32Array(M * N);
+    c.copyDeviceToHost(dc, 0, got.buffer, 0, got.byteLength);
+    for (let i = 0; i < M; ++i) for (let j = 0; j < N; ++j) {
+      let want = 0;
+      for (let k = 0; k < K; ++k) want += a[i * K + k] * b[k * N + j];
+      err = Math.max(err, Math.abs(got[i * N + j] - want));
+    }
+  }
+  const s = c.gemmStats();
+  console.log(JSON.stringify({ queries: s.heuristic_queries, disk: s.disk_algos, err }));
+`;
+
+test("cuBLASLt's chosen algorithms are kept on disk for the next process; a damaged file is replaced", { skip: SKIP }, () => {
+  withFakeCuda((home) => {
+    const cache = path.join(home, "cache");
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: cache };
+    delete env.FINETUNE_DISABLE_CUDA;
+    const run = () => JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", SCRIPT], { env, encoding: "utf8", timeout: 60_000 })) as { queries: number; disk: number; err: number };
+    const file = () => {
+      const names = fs.readdirSync(cache).filter((f) => f.startsWith("gemm-algos-"));
+      assert.equal(names.length, 1, `one algorithm file: ${names.join(", ")}`);
+      return path.join(cache, names[0]!);
+    };
+
+    assert.deepEqual(run(), { queries: 1, disk: 0, err: 0 }, "a cold cache: the first shape asks the heuristic, the second reuses its answer");
+    const record = fs.statSync(file()).size;
+    assert.ok(record > 64, "one record: the family and its algorithm");
+    assert.deepEqual(run(), { queries: 0, disk: 1, err: 0 }, "the next process takes the family's algorithm from disk");
+
+    // an algorithm cuBLASLt refuses (here: not one its heuristic made) is asked again and the file rewritten
+    fs.writeFileSync(file(), Buffer.alloc(record, 0xab));
+    assert.deepEqual(run(), { queries: 1, disk: 0, err: 0 });
+    assert.deepEqual(run(), { queries: 0, disk: 1, err: 0 }, "the rewritten file serves again");
+
+    // a file that is not whole records is ignored
+    fs.writeFileSync(file(), Buffer.alloc(record - 1, 0));
+    assert.deepEqual(run(), { queries: 1, disk: 0, err: 0 });
+  }, { emulate: true });
+});
