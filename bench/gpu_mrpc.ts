@@ -108,18 +108,21 @@ class OrderedTrainer extends Trainer {
   }
 }
 
-/** Host seconds loading kernel modules and building GEMM plans, how many of each, and the GEMM algorithms read from
- * the disk cache. */
-type CudaCounters = { module_load_s: number; modules_loaded: number; gemm_plan_s: number; gemm_heuristics: number; gemm_disk_algos: number };
+/** Host seconds loading kernel modules, building GEMM plans and inside cublasLtMatmul (which loads each of its
+ * kernels at first use), how many modules and heuristic queries, and the GEMM algorithms read from the disk cache. */
+type CudaCounters = {
+  module_load_s: number; modules_loaded: number; gemm_plan_s: number; gemm_matmul_s: number; gemm_heuristics: number; gemm_disk_algos: number;
+};
 
-const NO_COUNTS: CudaCounters = { module_load_s: 0, modules_loaded: 0, gemm_plan_s: 0, gemm_heuristics: 0, gemm_disk_algos: 0 };
+const NO_COUNTS: CudaCounters = { module_load_s: 0, modules_loaded: 0, gemm_plan_s: 0, gemm_matmul_s: 0, gemm_heuristics: 0, gemm_disk_algos: 0 };
 
 /** The process's CUDA counters so far (zeros without CUDA): the first step's parts are their growth. */
 function cudaCounters(): CudaCounters {
   if (!torch.cuda.is_available()) return NO_COUNTS;
   const kernels = native.cuda.kernelStats();
   const gemm = native.cuda.gemmStats();
-  return { module_load_s: kernels.module_load_s, modules_loaded: kernels.modules_loaded, gemm_plan_s: gemm.plan_s, gemm_heuristics: gemm.heuristic_queries, gemm_disk_algos: gemm.disk_algos };
+  return { module_load_s: kernels.module_load_s, modules_loaded: kernels.modules_loaded, gemm_plan_s: gemm.plan_s,
+    gemm_matmul_s: gemm.matmul_s, gemm_heuristics: gemm.heuristic_queries, gemm_disk_algos: gemm.disk_algos };
 }
 
 /**
@@ -158,7 +161,8 @@ class StepTimer extends TrainerCallback {
       if (torch.cuda.is_available()) {
         this.first_step_parts = {
           module_load_s: round(after.module_load_s - b.module_load_s, 3), modules_loaded: after.modules_loaded - b.modules_loaded,
-          gemm_plan_s: round(after.gemm_plan_s - b.gemm_plan_s, 3), gemm_heuristics: after.gemm_heuristics - b.gemm_heuristics,
+          gemm_plan_s: round(after.gemm_plan_s - b.gemm_plan_s, 3),
+          gemm_matmul_s: round(after.gemm_matmul_s - b.gemm_matmul_s, 3), gemm_heuristics: after.gemm_heuristics - b.gemm_heuristics,
           gemm_disk_algos: after.gemm_disk_algos - b.gemm_disk_algos,
         };
       }

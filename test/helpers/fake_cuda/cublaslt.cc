@@ -6,8 +6,8 @@
 //
 // Everything cuBLASLt would refuse or silently get wrong is an error here, explained on stderr: inconsistent
 // shapes, ld below the row count, unknown attributes, operands outside one live device allocation, an address
-// or batch stride less aligned than the preference promised, and an algorithm that did not come from the
-// heuristic.
+// or batch stride less aligned than the preference promised, an algorithm that did not come from the
+// heuristic, and a workspace smaller than the algorithm needs (Algo).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -54,10 +54,14 @@ struct Preference {
   std::uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D: cuBLASLt's default assumption
 };
 
+// An algorithm for one family of problems. Like a split-K kernel, one for a long reduction (k >= kSplitK, where
+// the preference allows the workspace) needs kSplitKWorkspace bytes of workspace; the others need none.
 struct Algo {
   std::uint64_t magic;
   std::uint32_t align[4];
+  std::uint64_t workspace;
 };
+constexpr std::uint64_t kSplitK = 4096, kSplitKWorkspace = 16384;
 
 struct HeuristicResult {
   std::uint64_t algo[8];
@@ -260,8 +264,10 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, Desc* d, Layout* a, Layout* b, 
     if (pref->align[i] < ElementSize(layouts[i]->type)) return Fail(kInvalidValue, "alignment below the element size");
   }
   std::memset(results, 0, sizeof(HeuristicResult));
-  Algo algo{kAlgoMagic, {pref->align[0], pref->align[1], pref->align[2], pref->align[3]}};
+  const std::uint64_t workspace = k >= kSplitK && pref->workspace >= kSplitKWorkspace ? kSplitKWorkspace : 0;
+  Algo algo{kAlgoMagic, {pref->align[0], pref->align[1], pref->align[2], pref->align[3]}, workspace};
   std::memcpy(results->algo, &algo, sizeof(algo));
+  results->workspaceSize = workspace;
   results->wavesCount = 1.0f;
   *returned = 1;
   return 0;
@@ -275,6 +281,7 @@ int cublasLtMatmulAlgoCheck(void* handle, Desc* d, Layout* a, Layout* b, Layout*
   if (algo == nullptr || algo->magic != kAlgoMagic) return Fail(kInvalidValue, "an algorithm not from the heuristic");
   std::memset(result, 0, sizeof(HeuristicResult));
   std::memcpy(result->algo, algo, sizeof(Algo));
+  result->workspaceSize = algo->workspace;
   result->wavesCount = 1.0f;
   return 0;
 }
@@ -300,6 +307,7 @@ int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Lay
   if (d->epilogue == kEpilogueBias &&
       (d->bias % 16 != 0 || !ftemu_in_device(d->bias, m * ElementSize(dd->type)) || dd->batch != 1))
     return Fail(kInvalidValue, "the bias vector is not 16-byte aligned device memory of m values, or D is batched");
+  if (workspace_bytes < algo->workspace) return Fail(kInvalidValue, "a workspace smaller than the algorithm needs");
   if (workspace_bytes > 0 && !ftemu_in_device(reinterpret_cast<std::uint64_t>(workspace), workspace_bytes))
     return Fail(kInvalidValue, "the workspace is not device memory");
   if (C != D && (c->ld != dd->ld || c->stride != dd->stride))

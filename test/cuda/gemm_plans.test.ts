@@ -1,6 +1,7 @@
-// The GEMM algorithms cuBLASLt's heuristic chose outlive the process in the disk cache (native/cuda/gemm.cc), so a
-// later process's first GEMMs skip the heuristic; a stale or damaged file costs queries, never a wrong product.
-// Against the emulating fake toolkit, whose cuBLASLt refuses any algorithm its heuristic did not make.
+// native/cuda/gemm.cc's plans: the algorithms cuBLASLt's heuristic chose outlive the process in the disk cache, so
+// a later process's first GEMMs skip the heuristic (a stale or damaged file costs queries, never a wrong product),
+// and the workspace is what the chosen algorithms need. Against the emulating fake toolkit, whose cuBLASLt refuses
+// any algorithm its heuristic did not make, and a workspace smaller than the algorithm needs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -65,4 +66,45 @@ test("cuBLASLt's chosen algorithms are kept on disk for the next process; a dama
     fs.writeFileSync(file(), Buffer.alloc(record - 1, 0));
     assert.deepEqual(run(), { queries: 1, disk: 0, err: 0 });
   }, { emulate: true });
+});
+
+test("the GEMM workspace is what the plans' algorithms need: none for most, grown for one that splits a long reduction", { skip: SKIP }, () => {
+  const script = `
+    import { native } from ${NATIVE};
+    const c = native.cuda;
+    const r = {};
+    const product = (M, N, K) => {
+      const a = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 5) - 2);
+      const b = Float32Array.from({ length: K * N }, (_, i) => ((i * 3) % 7) - 3);
+      const [da, db, dc] = [c.alloc(a.byteLength), c.alloc(b.byteLength), c.alloc(M * N * 4)];
+      c.copyHostToDevice(a.buffer, 0, da, 0, a.byteLength);
+      c.copyHostToDevice(b.buffer, 0, db, 0, b.byteLength);
+      const before = c.memoryAllocated();
+      c.sgemm(false, false, M, N, K, 1, da, 0, K, 0, db, 0, N, 0, 0, dc, 0, N, 0, 1);
+      const grew = c.memoryAllocated() - before;
+      const got = new Float32Array(M * N);
+      c.copyDeviceToHost(dc, 0, got.buffer, 0, got.byteLength);
+      let err = 0;
+      for (let i = 0; i < M; ++i) for (let j = 0; j < N; ++j) {
+        let want = 0;
+        for (let k = 0; k < K; ++k) want += a[i * K + k] * b[k * N + j];
+        err = Math.max(err, Math.abs(got[i * N + j] - want));
+      }
+      return { grew, err };
+    };
+    r.short = product(5, 6, 16);
+    r.long = product(2, 3, 4096);
+    r.again = product(3, 2, 8192);
+    r.shortAfter = product(4, 6, 16);
+    console.log(JSON.stringify(r));
+  `;
+  const r = withFakeCuda((home) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
+    delete env.FINETUNE_DISABLE_CUDA;
+    return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 60_000 })) as Record<string, { grew: number; err: number }>;
+  }, { emulate: true });
+  assert.deepEqual(r["short"], { grew: 0, err: 0 }, "an algorithm that needs no workspace gets none");
+  assert.deepEqual(r["long"], { grew: 16384, err: 0 }, "the fake's split-K algorithm needs 16 KiB");
+  assert.deepEqual(r["again"], { grew: 0, err: 0 }, "the workspace serves later plans that need no more");
+  assert.deepEqual(r["shortAfter"], { grew: 0, err: 0 });
 });
