@@ -81,13 +81,20 @@ inline void CheckListLength(const Napi::CallbackInfo& info, size_t got, size_t w
                                                 " entries, expected " + std::to_string(want));
 }
 
-// adamw's optional gradient offsets (argument 13, elements; empty when absent, for zeros): a parameter's gradient
-// may be its rows of a packed gradient (packed_linear's), not a whole buffer.
-inline std::vector<int64_t> GradOffsets(const Napi::CallbackInfo& info, size_t count) {
-  if (info.Length() <= 13 || info[13].IsUndefined()) return {};
-  std::vector<int64_t> offs = GetIntArray(info, 13, "gradOffs");
-  CheckListLength(info, offs.size(), count, 13, "gradOffs");
+// adamw's optional element offsets (empty when absent, for zeros): of the gradients (argument 13), since a
+// parameter's gradient may be its rows of a packed gradient (packed_linear's), and of the 16-bit copies (argument
+// 14), since a parameter's copy may be its rows of a packed copy (amp/autocast_weight.ts).
+inline std::vector<int64_t> OptionalOffsets(const Napi::CallbackInfo& info, int index, const char* name, size_t count) {
+  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return {};
+  std::vector<int64_t> offs = GetIntArray(info, index, name);
+  CheckListLength(info, offs.size(), count, index, name);
   return offs;
+}
+inline std::vector<int64_t> GradOffsets(const Napi::CallbackInfo& info, size_t count) {
+  return OptionalOffsets(info, 13, "gradOffs", count);
+}
+inline std::vector<int64_t> CopyOffsets(const Napi::CallbackInfo& info, size_t count) {
+  return OptionalOffsets(info, 14, "copyOffs", count);
 }
 
 // The dtypes at argument `index` of the optional 16-bit copies an optimizer writes as it updates its parameters,

@@ -75,8 +75,8 @@ std::vector<float*> Tensors(const Napi::CallbackInfo& info, int index, const cha
   return out;
 }
 
-// Each parameter's 16-bit copy (argument 11, optional: null where none) with their dtypes (argument 12): the
-// copies' addresses, nullptr where none, and their dtypes.
+// Each parameter's 16-bit copy (argument 11, optional: null where none) with their dtypes (argument 12) and
+// element offsets (argument 14): the copies' addresses, nullptr where none, and their dtypes.
 std::vector<uint16_t*> Copies(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes, std::vector<int>* dtypes) {
   std::vector<uint16_t*> out(sizes.size(), nullptr);
   if (info.Length() <= 11 || info[11].IsUndefined()) return out;
@@ -84,16 +84,17 @@ std::vector<uint16_t*> Copies(const Napi::CallbackInfo& info, const std::vector<
   const std::vector<Buffer> bufs = GetBufferList(info, 11, "copies", &present);
   CheckListLength(info, bufs.size(), sizes.size(), 11, "copies");
   *dtypes = GetCopyDtypes(info, 12, present);
+  const std::vector<int64_t> offs = CopyOffsets(info, sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (!present[i]) continue;
     const std::string label = "copies[" + std::to_string(i) + "]";
-    out[i] = Elements<uint16_t>(info, bufs[i], 0, sizes[i], label.c_str());
+    out[i] = Elements<uint16_t>(info, bufs[i], offs.empty() ? 0 : offs[i], sizes[i], label.c_str());
   }
   return out;
 }
 
 // adamw(params, grads, exp_avgs, exp_avg_sqs, sizes, weightDecays, lr, beta1, beta2, eps, step, [copies,
-// copyDtypes, gradOffs])
+// copyDtypes, gradOffs, copyOffs])
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   std::vector<int64_t> sizes = GetIntArray(info, 4, "sizes");
   std::vector<float*> params = Tensors(info, 0, "params", sizes);

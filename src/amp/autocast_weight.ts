@@ -9,7 +9,9 @@
 import type { Tensor } from "../tensor/tensor.js";
 import { float32, type DType } from "../tensor/dtype.js";
 import { convertContiguous } from "../tensor/creation.js";
+import { contiguousStrides } from "../tensor/shape.js";
 import { native } from "../backend/native.js";
+import { stackRowsAs } from "../ops/join.js";
 import { attachLowpCopy, lowpCopyOf } from "./lowp_copy.js";
 import { is_autocast_cache_enabled } from "./autocast_mode.js";
 
@@ -34,6 +36,49 @@ export function autocastWeight(weight: Tensor, dtype: DType): Tensor {
   }
   attachLowpCopy(weight, copy);
   return copy.alias();
+}
+
+/**
+ * `parts` (parameters of equal shapes but the first dimension) stacked by rows in `dtype`, as packed_linear's
+ * product under autocast reads them, or null where their copies are not kept (the caller stacks them then); the
+ * caller may dispose the result. Their copies are rows of one packed copy, which the optimizer's updates keep
+ * current as they write each parameter's copy: a step stacks nothing. (In place of copies made by autocastWeight,
+ * the first call makes the pack, outside CUDA graph captures as autocastWeight makes its copies.)
+ */
+export function autocastPackedWeights(parts: readonly Tensor[], dtype: DType): Tensor | null {
+  if (!parts.every(keepsCopy) || !is_autocast_cache_enabled()) return null;
+  const packed = packedCopyOf(parts, dtype);
+  if (packed) {
+    for (const p of parts) {
+      // Stale rows (the parameter was written in place) are cast again where they are
+      if (!lowpCopyOf(p, dtype)) attachLowpCopy(p, p._lowp!.copy.copy_(p));
+    }
+    return packed;
+  }
+  if (native.cuda.isCurrentStreamCapturing()) return null;
+  const stacked = stackRowsAs(parts, dtype);
+  let at = 0;
+  for (const p of parts) {
+    const rows = stacked._view(p.shape, contiguousStrides(p.shape), at);
+    rows._persistent = true;
+    attachLowpCopy(p, rows);
+    at += p.numel();
+  }
+  return stacked;
+}
+
+/** The whole of the packed copy whose rows are `parts`' copies in order, or null where they are not one. */
+function packedCopyOf(parts: readonly Tensor[], dtype: DType): Tensor | null {
+  const storage = parts[0]!._lowp?.copy.storage;
+  let at = 0;
+  for (const p of parts) {
+    const copy = p._lowp?.copy;
+    if (!copy || copy._disposed || copy.storage !== storage || copy.dtype !== dtype || copy.offset !== at || !copy.is_contiguous()) return null;
+    at += copy.numel();
+  }
+  if (!storage || at * dtype.itemsize !== storage.nbytes) return null;
+  const shape = [parts.reduce((rows, p) => rows + p.shape[0]!, 0), ...parts[0]!.shape.slice(1)];
+  return parts[0]!._lowp!.copy._view(shape, contiguousStrides(shape), 0);
 }
 
 /** A parameter on the GPU, whose copy an optimizer can keep current: a contiguous float32 leaf that requires grad. */

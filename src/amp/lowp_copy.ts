@@ -33,12 +33,13 @@ export function releaseLowpCopy(copy: Tensor): void {
 
 /**
  * The copies a native in-place update of `tensors` (an optimizer step) can write in the same pass: each tensor's
- * contiguous 16-bit copy, valid or stale (the update overwrites all of it), else null.
+ * contiguous 16-bit copy (the whole of its memory, or its rows of a packed copy), valid or stale (the update
+ * overwrites all of it), else null.
  */
 export function lowpCopiesToWrite(tensors: readonly Tensor[]): (Tensor | null)[] {
   return tensors.map((t) => {
     const copy = t._lowp?.copy;
-    const writable = copy && !copy._disposed && copy.dtype.itemsize === 2 && copy.isExclusive() && copy.numel() === t.numel();
+    const writable = copy && !copy._disposed && copy.dtype.itemsize === 2 && copy.is_contiguous() && copy.numel() === t.numel();
     return writable ? copy : null;
   });
 }

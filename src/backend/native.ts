@@ -160,10 +160,11 @@ export interface NativeAddon {
   // torch.optim.AdamW: p -= lr*wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
   // p -= (lr / (1 - b1^step)) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
   // copies[i], when given and not null, receives the new p rounded to copyDtypes[i] (F16 or BF16), as a cast would.
-  // grads[i] starts at element gradOffs[i] (0 without gradOffs): a gradient may be its rows of a packed one.
+  // grads[i] starts at element gradOffs[i] and copies[i] at copyOffs[i] (0 without them): a gradient may be its rows
+  // of a packed one, and a copy its rows of a packed copy.
   adamw(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], weightDecays: number[],
     lr: number, beta1: number, beta2: number, eps: number, step: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[],
-    gradOffs?: number[]): void;
+    gradOffs?: number[], copyOffs?: number[]): void;
 
   // ---- random numbers (native/cpu/random.cc): counter-based (Philox-style), so a (seed, offset) pair always
   // gives the same numbers on every machine and thread count. Element i uses counter offset + i.
@@ -290,7 +291,7 @@ export interface CudaAddon extends Kernels {
    * step follows the learning rate and step count written before each replay */
   adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
     beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[],
-    gradOffs?: number[]): void;
+    gradOffs?: number[], copyOffs?: number[]): void;
 
   // ---- CUDA graphs (native/cuda/graphs.cc). While a capture is under way the stream records instead of running;
   // copies to or from the host, synchronize, emptyCache and allocations the cache cannot serve throw "... is not

@@ -6,7 +6,7 @@ import { Tensor } from "../tensor/tensor.js";
 import { DType, float32 } from "../tensor/dtype.js";
 import { autocastOperandDtype } from "../amp/autocast_mode.js";
 import { lowpCopyOf } from "../amp/lowp_copy.js";
-import { autocastWeight } from "../amp/autocast_weight.js";
+import { autocastPackedWeights, autocastWeight } from "../amp/autocast_weight.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, formatShape, numelOf, sameShape } from "../tensor/shape.js";
 import { convertContiguous } from "../tensor/creation.js";
@@ -238,10 +238,11 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
 /**
  * x @ cat(weights)^T + cat(biases): one linear layer over several layers' weights stacked by output features
  * (BERT's query, key and value), one GEMM where there would be several narrower ones. The weights are stacked
- * for the product, under autocast cast to 16 bits on the way. That stacked copy is kept for the backward's product
- * under autocast (3.5 MB a bert-base layer, freed by the time the backward ends, where a step's memory peaks),
- * and made again there in float32, where holding it from the forward to the backward would cost 7 MB a layer.
- * Each weight's and bias's gradient is its rows of the stacked one.
+ * for the product. Under autocast on a GPU the stack is the parameters' packed 16-bit copy, which the optimizer
+ * keeps current (amp/autocast_weight.ts: 3.5 MB a bert-base layer), and the backward's product reads it too;
+ * elsewhere it is cast for the product (and kept for the backward's under autocast), and made again there in
+ * float32, where holding it from the forward to the backward would cost 7 MB a layer. Each weight's and bias's
+ * gradient is its rows of the stacked one.
  */
 export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[]): Tensor {
   const product = packedProduct(x, weights, biases, false);
@@ -273,7 +274,7 @@ export function packedProduct(x: Tensor, weights: readonly Tensor[], biases: rea
   const read = autocastOperandDtype(x, weights[0]!) ?? float32;
   const out = lowp && x.device.type === "cuda" ? read : float32;
   const xs = contiguousAs(x, read);
-  const [ws, bias] = stackGroupsAs([{ parts: weights, dtype: read }, { parts: biases, dtype: out }]);
+  const [ws, bias] = stackedOperands([{ parts: weights, dtype: read }, { parts: biases, dtype: out }]);
   const product = linearForward(xs, ws, bias, out);
   const y = out === float32 ? linearResult(product, x, xs) : product;
   bias.dispose();
@@ -301,6 +302,17 @@ export function packedProduct(x: Tensor, weights: readonly Tensor[], biases: rea
       releaseCopy(xs, x);
     },
   };
+}
+
+/**
+ * Each group's parts stacked by rows in its dtype, as stackGroupsAs does: from the parameters' packed 16-bit copies
+ * where autocast keeps them (amp/autocast_weight.ts), the other groups in one stackGroupsAs.
+ */
+function stackedOperands(groups: readonly { parts: readonly Tensor[]; dtype: DType }[]): Tensor[] {
+  const packed = groups.map((g) => (g.dtype === float32 ? null : autocastPackedWeights(g.parts, g.dtype)));
+  const missing = groups.filter((_, i) => packed[i] === null);
+  const made = missing.length > 0 ? stackGroupsAs(missing) : [];
+  return packed.map((t) => t ?? made.shift()!);
 }
 
 /**

@@ -77,9 +77,9 @@ export class AdamW extends Optimizer {
         ] as const;
         const [beta1, beta2] = group.betas as [number, number];
         const copies = lowpCopiesToWrite(params);
-        // the native calls' optional tail: the 16-bit copies, their dtypes, where each gradient starts
+        // the native calls' optional tail: the 16-bit copies, their dtypes, where each gradient and copy starts
         const tailArgs = [copies.map((c) => c?.buffer ?? null), copies.map((c) => c?.dtype.code ?? float32.code),
-          params.map((p) => p.grad!.offset)] as const;
+          params.map((p) => p.grad!.offset), copies.map((c) => c?.offset ?? 0)] as const;
         if (params[0].device.type === "cpu") {
           native.adamw(...lists, params.map((p) => p.numel()), params.map(() => group.weight_decay as number), group.lr, beta1, beta2, group.eps as number, step, ...tailArgs);
         } else {

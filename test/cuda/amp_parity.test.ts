@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
+import { packed_linear_attention } from "../../src/ops/attention.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import type { DType } from "../../src/tensor/dtype.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
@@ -241,6 +242,50 @@ function countingCasts<T>(dtype: DTypeCode, n: number, fn: (count: () => number)
     native.cuda.copy = copy;
   }
 }
+
+test("packed_linear_attention under autocast reads its parameters' packed 16-bit copy: AdamW writes each one's rows, a stale one is cast again in place", { skip: SKIP }, () => {
+  const dtype = torch.bfloat16;
+  torch.manual_seed(6);
+  // BERT's query, key and value: 2 heads of 32 each, the biases rounded to 16 bits with the product
+  const ws = [0, 1, 2].map(() => torch.randn([64, 40]).mul(0.2).to("cuda").requires_grad_(true));
+  const bs = [0, 1, 2].map(() => torch.randn([64]).to("cuda").requires_grad_(true));
+  const x = torch.randn([3, 5, 40]).to("cuda");
+  const optimizer = new AdamW([...ws, ...bs], { lr: 1e-2 });
+  const run = (cache_enabled: boolean) => torch.autocast("cuda", { dtype, cache_enabled }, () => packed_linear_attention(x, ws, bs, 2));
+  // the product stacked and cast afresh (no copies kept), which the packed copy must reproduce bit for bit
+  const fresh = () => torch.no_grad(() => run(false).cpu().data());
+  const stackCalls = () => {
+    let calls = 0;
+    const castMany = native.cuda.castMany;
+    native.cuda.castMany = (...args) => {
+      calls++;
+      return castMany(...args);
+    };
+    try {
+      run(true).dispose();
+    } finally {
+      native.cuda.castMany = castMany;
+    }
+    return calls;
+  };
+
+  const y = run(true);
+  assert.deepEqual(y.cpu().data(), fresh(), "the first product");
+  const copies = [...ws, ...bs].map((p) => exactCopy(p, dtype, "after the first product"));
+  assert.ok(copies.slice(1, 3).every((c) => c.storage === copies[0]!.storage), "the weights' copies are rows of one packed copy");
+  assert.ok(copies.slice(4).every((c) => c.storage === copies[3]!.storage), "so are the biases'");
+  y.sum().backward();
+  optimizer.step();
+  optimizer.zero_grad();
+  [...ws, ...bs].forEach((p, i) => assert.equal(exactCopy(p, dtype, `parameter ${i} after an AdamW step`), copies[i]));
+  assert.equal(stackCalls(), 0, "a product after the step stacks nothing");
+  assert.deepEqual(run(true).cpu().data(), fresh(), "the product after the step");
+
+  torch.no_grad(() => ws[1]!.mul_(2));
+  assert.equal(lowpCopyOf(ws[1]!, dtype), null, "an in-place write makes its rows stale");
+  assert.deepEqual(run(true).cpu().data(), fresh(), "the product after the in-place write");
+  assert.equal(exactCopy(ws[1]!, dtype, "re-cast"), copies[1], "into the same rows");
+});
 
 test("autocast keeps a parameter's 16-bit copy: AdamW writes it, the next forward casts no weight, an in-place write re-casts", { skip: SKIP }, () => {
   for (const dtype of [torch.bfloat16, torch.float16]) {

@@ -215,11 +215,11 @@ test("CudaGraphStep under bf16 autocast: the weights' copies predate the capture
   assert.equal(torch.cuda.memory_allocated(), afterFirstReplay, "replays allocate nothing");
   losses.forEach((l, i) => assert.ok(Math.abs(l - eagerLosses[i]!) <= 1e-5 * (1 + Math.abs(l)), `loss of step ${i + 1}: ${l} vs ${eagerLosses[i]}`));
   assertSameParams(model, eager, 1e-5);
-  // Every weight a linear layer reads, and the intermediate layers' biases, which linear_gelu's GEMM adds in 16 bits;
-  // query, key and value go through one linear layer over their concatenated weights, a new tensor at each forward,
-  // cast afresh.
-  const kept = [...model.named_parameters()].map(([name]) => name).filter((name) => /(dense|classifier)\.weight$|intermediate\.dense\.bias$/.test(name));
-  assert.equal(kept.length, 10);
+  // Every weight a linear layer reads, and the biases a GEMM adds in 16 bits: the intermediate layers' (linear_gelu)
+  // and query's, key's and value's, whose copies are rows of one packed copy, as their weights' are.
+  const kept = [...model.named_parameters()].map(([name]) => name)
+    .filter((name) => /(dense|classifier|query|key|value)\.weight$|(intermediate\.dense|query|key|value)\.bias$/.test(name));
+  assert.equal(kept.length, 22);
   assert.deepEqual(afterEager.map(([name]) => name), kept, "the eager update made the parameters' copies");
   assert.deepEqual(copies().map(([, , c]) => c), afterEager.map(([, , c]) => c), "the captures kept them");
   for (const [name, p, copy] of afterEager) {

@@ -43,6 +43,9 @@ class Device {
   }
 }
 
+/** The host arrays' buffers, as the CPU kernels take them. */
+const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
+
 function withDevice(body: (d: Device) => void): () => void {
   return () => {
     const d = new Device();
@@ -730,7 +733,6 @@ test("adamw over several tensors matches the CPU bit for bit", { skip: SKIP }, w
   for (const a of v) a.forEach((x, i) => (a[i] = Math.abs(x)));
   const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
   const pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
-  const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
   for (const step of [1, 2, 1000]) {
     native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step);
     native.cuda.adamw(pd, gd, md, vd, sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step);
@@ -753,7 +755,6 @@ test("adamw reads gradients at an offset (gradOffs), aligned for 16-byte loads o
   const v = sizes.map((n, i) => randomF32(n, 100 + i, 0.001).map(Math.abs));
   const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
   const pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
-  const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
   for (const step of [1, 7]) {
     native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, undefined, undefined, offs);
     native.cuda.adamw(pd, gd, md, vd, sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, undefined, undefined, offs);
@@ -771,17 +772,23 @@ test("adamw reads gradients at an offset (gradOffs), aligned for 16-byte loads o
   sizes.forEach((_, i) => assertSameFloats(p[i]!, p2[i]!, `the CPU's param ${i}`));
 }));
 
+/**
+ * AdamW's inputs for tensors of `sizes` (random, seeded from `seed`): the host arrays, two device copies of the
+ * parameters and moments (one for adamw, one for adamwDevice), and the gradients on the device.
+ */
+function adamwInputs(d: Device, sizes: number[], seed: number) {
+  const make = (from: number, scale: number) => sizes.map((n, i) => randomF32(n, from + i, scale));
+  const p = make(seed, 1), g = make(seed + 10, 0.1), m = make(seed + 20, 0.01), v = make(seed + 30, 0.001);
+  for (const a of v) a.forEach((x, i) => (a[i] = Math.abs(x)));
+  const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
+  return { p, g, m, v, eager: [dev(p), dev(m), dev(v)], device: [dev(p), dev(m), dev(v)], gd: dev(g) };
+}
+
 test("adamw and adamwDevice write the parameters' 16-bit copies as the CPU's adamw does", { skip: SKIP }, withDevice((d) => {
   const sizes = [5000, 1, 0, 9000];
   const wds = [0.01, 0, 0.5, 0.1];
   const dtypes: DTypeCode[] = [2, 1, 2, 1];  // bfloat16, float16
-  const make = (seed: number, scale: number) => sizes.map((n, i) => randomF32(n, seed + i, scale));
-  const p = make(30, 1), g = make(40, 0.1), m = make(50, 0.01), v = make(60, 0.001);
-  for (const a of v) a.forEach((x, i) => (a[i] = Math.abs(x)));
-  const dev = (hs: Float32Array[]) => hs.map((h) => d.put(h));
-  const eager = [dev(p), dev(m), dev(v)], device = [dev(p), dev(m), dev(v)];
-  const gd = dev(g);
-  const bufs = (hs: Float32Array[]) => hs.map((h) => h.buffer as AB);
+  const { p, g, m, v, eager, device, gd } = adamwInputs(d, sizes, 30);
   const cpuCopies = sizes.map((n, i) => (i === 1 ? null : native.alloc(n * 2, true)));
   const devCopies = () => sizes.map((n, i) => (i === 1 ? null : d.alloc(n * 2)));
   const eagerCopies = devCopies(), deviceCopies = devCopies();
@@ -811,6 +818,34 @@ test("adamw and adamwDevice write the parameters' 16-bit copies as the CPU's ada
   assert.throws(run([d.alloc(8)], [0]), RangeError);
   assert.throws(run([native.alloc(8)], [2]), TypeError);
   assert.throws(() => native.cuda.adamw([a], [a], [a], [a], [4], [0], 1e-3, 0.9, 0.999, 1e-8, 1, [d.alloc(8), null], [2, 2]), RangeError);
+}));
+
+test("adamw and adamwDevice write 16-bit copies at element offsets (copyOffs: rows of one packed copy) as the CPU does", { skip: SKIP }, withDevice((d) => {
+  // 4103 and 6 elements put the later rows off the 8-byte boundary of the four-element stores
+  const sizes = [4103, 6, 8192];
+  const offs = [0, 4103, 4109];
+  const total = 4103 + 6 + 8192;
+  const wds = [0.01, 0, 0.1];
+  const dtypes: DTypeCode[] = [2, 2, 2];
+  const { p, g, m, v, eager, device, gd } = adamwInputs(d, sizes, 130);
+  const cpuPacked = native.alloc(total * 2, true), eagerPacked = d.alloc(total * 2), devicePacked = d.alloc(total * 2);
+  const scalars = d.alloc((sizes.length + 2) * 4);
+  const three = <T>(x: T) => [x, x, x];
+  for (const step of [1, 2]) {
+    native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, three(cpuPacked), dtypes, undefined, offs);
+    native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, three(eagerPacked), dtypes, undefined, offs);
+    native.cuda.adamwScalars(scalars, 1e-3, 0.9, 0.999, step, wds);
+    native.cuda.adamwDevice(device[0], gd, device[1], device[2], sizes, scalars, 0.9, 0.999, 1e-8, undefined, undefined, three(devicePacked), dtypes, undefined, offs);
+  }
+  const cast = new Uint16Array(total);
+  sizes.forEach((n, i) => native.copy([n], p[i]!.buffer as AB, 0, 0, [1], cast.buffer as AB, 2, offs[i]!, [1]));
+  assertBitsEqual(new Uint16Array(cpuPacked), cast, "the CPU's packed copy is the cast of the parameters");
+  assertBitsEqual(new Uint16Array(d.get(eagerPacked, total * 2)), cast, "adamw's packed copy");
+  assertBitsEqual(new Uint16Array(d.get(devicePacked, total * 2)), cast, "adamwDevice's packed copy");
+  const past = [0, 4103, 4110];
+  assert.throws(() => native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, 3, three(eagerPacked), dtypes, undefined, past), /copies\[2\]/);
+  assert.throws(() => native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, 3, three(cpuPacked), dtypes, undefined, past), /copies\[2\]/);
+  assert.throws(() => native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, 3, three(eagerPacked), dtypes, undefined, [0, 1]), /copyOffs/);
 }));
 
 // ---- random numbers

@@ -158,17 +158,18 @@ StepScalars StepScalarsAt(const Napi::CallbackInfo& info, int lr_index, int step
 float Decay(double lr, double weight_decay) { return static_cast<float>(1.0 - lr * weight_decay); }
 
 // The optional argument `index`: each parameter's 16-bit copy or null, sizes[i] elements of the dtype given at
-// index + 1; written to the slots (data[4], code).
+// index + 1 from the element offsets at argument 14 (copyOffs); written to the slots (data[4], code).
 void SetCopies(const Napi::CallbackInfo& info, int index, const std::vector<int64_t>& sizes, std::vector<Slot>& slots) {
   if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
   std::vector<bool> present;
   const std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, index, "copies", &present);
   CheckListLength(info, bufs.size(), sizes.size(), index, "copies");
   const std::vector<int> dtypes = GetCopyDtypes(info, index + 1, present);
+  const std::vector<int64_t> offs = CopyOffsets(info, sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) {
     if (!present[i]) continue;
     const std::string label = "copies[" + std::to_string(i) + "]";
-    slots[i].data[4] = DeviceElements<uint16_t>(info, bufs[i], 0, sizes[i], label.c_str());
+    slots[i].data[4] = DeviceElements<uint16_t>(info, bufs[i], offs.empty() ? 0 : offs[i], sizes[i], label.c_str());
     slots[i].code = dtypes[i];
   }
 }
@@ -188,7 +189,7 @@ TensorList Lists(const Napi::CallbackInfo& info, const std::vector<int64_t>& siz
 }
 
 // adamw(params, grads, exp_avgs, exp_avg_sqs, sizes, weightDecays, lr, beta1, beta2, eps, step, [copies,
-// copyDtypes, gradOffs]): native/cpu/optim.cc's adamw.
+// copyDtypes, gradOffs, copyOffs]): native/cpu/optim.cc's adamw.
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -238,7 +239,7 @@ Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
 }
 
 // adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps, [clip, clipOff, copies,
-// copyDtypes, gradOffs]): adamw with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the
+// copyDtypes, gradOffs, copyOffs]): adamw with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, and the
 // gradients scaled by the float32 clip factor at clip[clipOff] when it is below 1 (clipGradNorm's factor output).
 Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
