@@ -1,7 +1,7 @@
 #!/bin/bash
 # Per-kernel GPU time of bert-base bf16 training updates (batch 8 x 64; two, bench/ncu_summary.py reports the second), finetune's and PyTorch's, from Nsight
 # Compute (one metric, gpu__time_duration, clocks left alone): $OUT/ncu_ft.csv and $OUT/ncu_torch.csv, one row per
-# kernel launch; or, with FINETUNE_NCU_DETAIL (below), finetune's and a closer look at some of its kernels. Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-ncu.sh
+# kernel launch; or, with FINETUNE_NCU_DETAIL (below), a closer look at some of finetune's kernels. Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-ncu.sh
 set -u
 OUT=${OUT:-$(mktemp -d)}
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
@@ -15,12 +15,12 @@ profile() {
   timeout -k 5 150 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base "$@" > "$OUT/$name.csv" 2>&1
   echo "$name: rc=$? $(grep -c '"gpu__time_duration.sum"' "$OUT/$name.csv") launches"
 }
-profile ncu_ft node dist/bench/gpu_profile.js once bf16
 if [ -z "${FINETUNE_NCU_DETAIL:-}" ]; then
+  profile ncu_ft node dist/bench/gpu_profile.js once bf16
   profile ncu_torch python3 bench/gpu_profile.py once bf16
   exit
 fi
-# FINETUNE_NCU_DETAIL="NAME:SKIP:COUNT ...": instead of PyTorch's times, Nsight Compute's throughput, occupancy and
+# FINETUNE_NCU_DETAIL="NAME:SKIP:COUNT ...": instead of the kernel times, Nsight Compute's throughput, occupancy and
 # warp-stall sections for COUNT launches of finetune's kernel NAME after its first SKIP ones (skip a whole update's
 # to see the second's), all in ncu_detail.csv
 for spec in $FINETUNE_NCU_DETAIL; do
