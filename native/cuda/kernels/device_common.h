@@ -87,14 +87,15 @@ __device__ __forceinline__ int64 GridThreads() { return (int64)gridDim.x * block
 
 // Every kernel's first statement. The host may launch a kernel while the one before it in the stream is still
 // running (programmatic dependent launch, runtime.cc's Launch): this waits until that grid has finished and its
-// writes are visible, so nothing a kernel does can overtake the work queued before it, then lets the next kernel
-// start launching (its blocks wait in the same place). Without programmatic launch both are no-ops.
+// writes are visible, so nothing a kernel does can overtake the work queued before it. Without programmatic launch
+// it is a no-op. No kernel lets the next one start early (griddepcontrol.launch_dependents): the next grid then
+// launches as this one's blocks exit, so its blocks never sit waiting on SMs this one could still use. Letting it
+// start from the first statement on made an H100's replayed bf16 BERT update slower (README).
 __device__ __forceinline__ void AwaitPriorGrid() {
 #if defined(FTEMU_GRID_DEPENDENCY)
   FTEMU_GRID_DEPENDENCY();
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 

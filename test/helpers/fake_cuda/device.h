@@ -234,7 +234,7 @@ T Shuffle(T v, int src_lane) {
 }
 
 // device_common.h's AwaitPriorGrid: on a GPU griddepcontrol.wait (the previous grid has finished; here it has,
-// launches run one after another) and .launch_dependents; here it records that the thread got there.
+// launches run one after another); here it records that the thread got there.
 inline void GridDependencyWait() { scheduler.fibers[scheduler.current].awaited = true; }
 #define FTEMU_GRID_DEPENDENCY ftemu::GridDependencyWait
 
