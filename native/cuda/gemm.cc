@@ -13,7 +13,6 @@
 #include <napi.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -157,12 +156,7 @@ struct PlanKey {
 };
 
 struct PlanKeyHash {
-  size_t operator()(const PlanKey& k) const {
-    const auto* p = reinterpret_cast<const unsigned char*>(&k);
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < sizeof(PlanKey); ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-    return static_cast<size_t>(h);
-  }
+  size_t operator()(const PlanKey& k) const { return static_cast<size_t>(cuda::Fnv1a(&k, sizeof(PlanKey))); }
 };
 
 // Descriptors and algorithm for one key; kept for the life of the process (a training run has a few hundred
@@ -219,16 +213,11 @@ std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_disk_algos;
 
 const std::string& AlgoFilePath() {
   static const std::string path = [] {
-    const std::string folder = cuda::CacheFolder();
-    if (folder.empty()) return std::string();
     const cuda::CudaState& s = cuda::GetCuda();
     const std::string id = (s.devices.empty() ? std::string() : s.devices[0].name) + '\0' +
                            std::to_string(cuda::Arch()) + '\0' + s.cublas_lt.version +
                            '\0' + std::to_string(sizeof(AlgoRecord)) + '\0' + std::to_string(kWorkspaceBytes);
-    char hex[17];
-    std::snprintf(hex, sizeof(hex), "%016llx",
-                  static_cast<unsigned long long>(cuda::Fnv1a(0xcbf29ce484222325ull, id.data(), id.size())));
-    return folder + "/gemm-algos-" + hex + ".bin";
+    return cuda::CachePath("gemm-algos", id, ".bin");
   }();
   return path;
 }

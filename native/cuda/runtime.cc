@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "common/args.h"
+#include "cuda/launch_config.h"
 
 namespace ft::cuda {
 namespace {
@@ -26,32 +27,6 @@ namespace {
 constexpr unsigned kStreamNonBlocking = 0x1;
 constexpr CUresult kCudaErrorInvalidValue = 1;
 constexpr CUresult kCudaErrorNotSupported = 801;
-constexpr int kLaunchAttributeProgrammaticStreamSerialization = 6;  // CU_LAUNCH_ATTRIBUTE_..._SERIALIZATION
-
-// cuda.h's CUlaunchAttribute: an id, then (8-byte aligned) a 64-byte union of which programmatic stream
-// serialization reads an int.
-struct LaunchAttribute {
-  int id;
-  char pad[4];
-  union {
-    char bytes[64];
-    int programmatic_stream_serialization;
-  } value;
-};
-static_assert(sizeof(LaunchAttribute) == 72, "CUlaunchAttribute is 72 bytes");
-
-}  // namespace
-
-// cuda.h's CUlaunchConfig.
-struct LaunchConfigEx {
-  unsigned grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes;
-  CUstream stream;
-  LaunchAttribute* attributes;
-  unsigned attribute_count;
-};
-static_assert(sizeof(LaunchConfigEx) == 56, "CUlaunchConfig is 56 bytes");
-
-namespace {
 
 // ---- driver entry points and the context
 
@@ -243,14 +218,7 @@ const Nvrtc& GetNvrtc() {
   return nvrtc;
 }
 
-}  // namespace
-
-uint64_t Fnv1a(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-
+// $FINETUNE_CACHE, else ~/.cache/finetune/kernels, created when missing; empty when there is none to use.
 std::string CacheFolder() {
   static const std::string folder = [] {
     std::string dir;
@@ -268,6 +236,23 @@ std::string CacheFolder() {
     return stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) ? dir : std::string();
   }();
   return folder;
+}
+
+}  // namespace
+
+uint64_t Fnv1a(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+std::string CachePath(const std::string& stem, const std::string& key, const std::string& extension) {
+  const std::string folder = CacheFolder();
+  if (folder.empty()) return std::string();
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(Fnv1a(key.data(), key.size())));
+  return folder + "/" + stem + "-" + hex + extension;
 }
 
 bool ReadFile(const std::string& path, std::string& out) {
@@ -362,13 +347,9 @@ ModuleLoads g_module_loads;
 CUmodule LoadModule(Napi::Env env, const char* module_name, const std::string& source) {
   const Nvrtc& n = GetNvrtc();
   if (!n.error.empty()) throw Napi::Error::New(env, "CUDA kernels cannot be compiled: " + n.error);
-  std::string key = source + '\0' + n.arch_option + '\0' + kLanguageOption + '\0' + kFmadOption + '\0' + n.version;
-  uint64_t hash = Fnv1a(0xcbf29ce484222325ull, key.data(), key.size());
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
-  std::string folder = CacheFolder();
-  std::string path = folder.empty() ? std::string()
-                                    : folder + "/" + module_name + "-" + hex + (n.cubin ? ".cubin" : ".ptx");
+  const std::string key =
+      source + '\0' + n.arch_option + '\0' + kLanguageOption + '\0' + kFmadOption + '\0' + n.version;
+  const std::string path = CachePath(module_name, key, n.cubin ? ".cubin" : ".ptx");
   const RuntimeApi& a = g_runtime.api;
   CUmodule module = nullptr;
   std::string image;

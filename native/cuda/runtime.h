@@ -150,16 +150,17 @@ Layout MakeLayout(const std::vector<int64_t>& shape, const std::vector<int64_t>&
 
 // ---- kernels
 
-// The on-disk cache: $FINETUNE_CACHE, else ~/.cache/finetune/kernels, created when missing; empty when there is
-// none to use (no $HOME, read-only disk). It holds compiled kernels and the GEMM algorithms cuBLASLt's heuristic
-// chose; it only saves time, so reading or writing it never fails an operation.
-std::string CacheFolder();
+// The on-disk cache: $FINETUNE_CACHE, else ~/.cache/finetune/kernels, created when missing. It holds compiled
+// kernels and the GEMM algorithms cuBLASLt's heuristic chose; it only saves time, so reading or writing it never
+// fails an operation. CachePath names a file there: <stem>-<hash of key><extension>, or "" where there is no cache
+// to use (no $HOME, read-only disk).
+std::string CachePath(const std::string& stem, const std::string& key, const std::string& extension);
 // Whether `path` could be read and held at least one byte.
 bool ReadFile(const std::string& path, std::string& out);
 // Writes a temporary file and renames it over `path`, so that readers see the old or the new whole file.
 void WriteFileAtomically(const std::string& path, const std::string& data);
-// FNV-1a over `n` bytes, continuing from `h` (0xcbf29ce484222325 to start): the cache files' names.
-uint64_t Fnv1a(uint64_t h, const void* data, size_t n);
+// 64-bit FNV-1a of `n` bytes: the cache files' names and byte-wise hash keys.
+uint64_t Fnv1a(const void* data, size_t n);
 
 // The function `function_name` of `source`, compiled by NVRTC for this device's architecture (-std=c++17, no
 // fast math, no FMA contraction) once per process; the compiled cubin is also kept on disk ($FINETUNE_CACHE,

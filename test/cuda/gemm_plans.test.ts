@@ -15,27 +15,42 @@ import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
 const SKIP = (cudaInfo().available || !HAS_GXX) && "needs g++ and no real CUDA";
 const NATIVE = JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist/src/backend/native.js")).href);
 
-// Two products of one family (M = 24 and 40: the same token-count class), checked against the host's.
-const SCRIPT = `
+// A script's prelude: product(M, N, K) multiplies two small integer matrices on the device and returns how much
+// device memory the GEMM itself took (its workspace) and its largest difference from the host's exact product.
+const PRODUCT = `
   import { native } from ${NATIVE};
   const c = native.cuda;
-  const [K, N] = [16, 12];
-  let err = 0;
-  for (const M of [24, 40]) {
-    const a = Float32Array.from({ length: M * K }, (_, i) => (i % 7) - 3);
-    const b = Float32Array.from({ length: K * N }, (_, i) => (i % 5) - 2);
+  const product = (M, N, K) => {
+    const a = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 5) - 2);
+    const b = Float32Array.from({ length: K * N }, (_, i) => ((i * 3) % 7) - 3);
     const [da, db, dc] = [c.alloc(a.byteLength), c.alloc(b.byteLength), c.alloc(M * N * 4)];
     c.copyHostToDevice(a.buffer, 0, da, 0, a.byteLength);
     c.copyHostToDevice(b.buffer, 0, db, 0, b.byteLength);
+    const before = c.memoryAllocated();
     c.sgemm(false, false, M, N, K, 1, da, 0, K, 0, db, 0, N, 0, 0, dc, 0, N, 0, 1);
+    const grew = c.memoryAllocated() - before;
     const got = new Float32Array(M * N);
     c.copyDeviceToHost(dc, 0, got.buffer, 0, got.byteLength);
+    let err = 0;
     for (let i = 0; i < M; ++i) for (let j = 0; j < N; ++j) {
       let want = 0;
       for (let k = 0; k < K; ++k) want += a[i * K + k] * b[k * N + j];
       err = Math.max(err, Math.abs(got[i * N + j] - want));
     }
-  }
+    return { grew, err };
+  };
+`;
+
+/** Runs `script` (PRODUCT's prelude, then code printing one JSON line) against the emulating fake in `home`. */
+function runScript(home: string, script: string): unknown {
+  const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
+  delete env.FINETUNE_DISABLE_CUDA;
+  return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", PRODUCT + script], { env, encoding: "utf8", timeout: 60_000 }));
+}
+
+// Two products of one family (M = 24 and 40: the same token-count class)
+const TWO_OF_A_FAMILY = `
+  const err = Math.max(product(24, 12, 16).err, product(40, 12, 16).err);
   const s = c.gemmStats();
   console.log(JSON.stringify({ queries: s.heuristic_queries, disk: s.disk_algos, err }));
 `;
@@ -43,9 +58,7 @@ const SCRIPT = `
 test("cuBLASLt's chosen algorithms are kept on disk for the next process; a damaged file is replaced", { skip: SKIP }, () => {
   withFakeCuda((home) => {
     const cache = path.join(home, "cache");
-    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: cache };
-    delete env.FINETUNE_DISABLE_CUDA;
-    const run = () => JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", SCRIPT], { env, encoding: "utf8", timeout: 60_000 })) as { queries: number; disk: number; err: number };
+    const run = () => runScript(home, TWO_OF_A_FAMILY) as { queries: number; disk: number; err: number };
     const file = () => {
       const names = fs.readdirSync(cache).filter((f) => f.startsWith("gemm-algos-"));
       assert.equal(names.length, 1, `one algorithm file: ${names.join(", ")}`);
@@ -69,40 +82,14 @@ test("cuBLASLt's chosen algorithms are kept on disk for the next process; a dama
 });
 
 test("the GEMM workspace is what the plans' algorithms need: none for most, grown for one that splits a long reduction", { skip: SKIP }, () => {
-  const script = `
-    import { native } from ${NATIVE};
-    const c = native.cuda;
+  const r = withFakeCuda((home) => runScript(home, `
     const r = {};
-    const product = (M, N, K) => {
-      const a = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 5) - 2);
-      const b = Float32Array.from({ length: K * N }, (_, i) => ((i * 3) % 7) - 3);
-      const [da, db, dc] = [c.alloc(a.byteLength), c.alloc(b.byteLength), c.alloc(M * N * 4)];
-      c.copyHostToDevice(a.buffer, 0, da, 0, a.byteLength);
-      c.copyHostToDevice(b.buffer, 0, db, 0, b.byteLength);
-      const before = c.memoryAllocated();
-      c.sgemm(false, false, M, N, K, 1, da, 0, K, 0, db, 0, N, 0, 0, dc, 0, N, 0, 1);
-      const grew = c.memoryAllocated() - before;
-      const got = new Float32Array(M * N);
-      c.copyDeviceToHost(dc, 0, got.buffer, 0, got.byteLength);
-      let err = 0;
-      for (let i = 0; i < M; ++i) for (let j = 0; j < N; ++j) {
-        let want = 0;
-        for (let k = 0; k < K; ++k) want += a[i * K + k] * b[k * N + j];
-        err = Math.max(err, Math.abs(got[i * N + j] - want));
-      }
-      return { grew, err };
-    };
     r.short = product(5, 6, 16);
     r.long = product(2, 3, 4096);
     r.again = product(3, 2, 8192);
     r.shortAfter = product(4, 6, 16);
     console.log(JSON.stringify(r));
-  `;
-  const r = withFakeCuda((home) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
-    delete env.FINETUNE_DISABLE_CUDA;
-    return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 60_000 })) as Record<string, { grew: number; err: number }>;
-  }, { emulate: true });
+  `), { emulate: true }) as Record<string, { grew: number; err: number }>;
   assert.deepEqual(r["short"], { grew: 0, err: 0 }, "an algorithm that needs no workspace gets none");
   assert.deepEqual(r["long"], { grew: 16384, err: 0 }, "the fake's split-K algorithm needs 16 KiB");
   assert.deepEqual(r["again"], { grew: 0, err: 0 }, "the workspace serves later plans that need no more");

@@ -44,7 +44,7 @@ export function withFakeCuda<T>(body: (home: string) => T, options: FakeCudaOpti
     // device.h's 16-bit conversions are the host's and the kernels' own
     fs.copyFileSync(path.join(REPO_ROOT, "native/common/half_bits.h"), path.join(include, "half_bits.h"));
     const libcuda = path.join(lib64, "libcuda.so.1");
-    gxx([path.join(SOURCES, "driver.cc"), "-Wl,-soname,libcuda.so.1", "-ldl", "-o", libcuda]);
+    gxx([path.join(SOURCES, "driver.cc"), `-I${path.join(REPO_ROOT, "native")}`, "-Wl,-soname,libcuda.so.1", "-ldl", "-o", libcuda]);
     const nvrtc = path.join(lib64, "libnvrtc.so.13");
     const cublasLt = path.join(lib64, "libcublasLt.so.13");
     if (options.emulate) {

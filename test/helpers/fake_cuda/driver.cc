@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/launch_config.h"  // the addon's (native/)
 #include "launch.h"
 
 namespace {
@@ -448,32 +449,15 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   return LaunchKernel(f, gx, gy, gz, bx, by, bz, shared_bytes, stream, params, extra, false);
 }
 
-// cuda.h's CUlaunchAttribute and CUlaunchConfig, laid out as the real driver reads them.
-struct LaunchAttribute {
-  int id;
-  char pad[4];
-  union {
-    char bytes[64];
-    int programmatic_stream_serialization;
-  } value;
-};
-struct LaunchConfigEx {
-  unsigned gx, gy, gz, bx, by, bz, shared_bytes;
-  void* stream;
-  LaunchAttribute* attrs;
-  unsigned num_attrs;
-};
-static_assert(sizeof(LaunchAttribute) == 72 && sizeof(LaunchConfigEx) == 56, "cuda.h's layouts");
-
-// Takes programmatic stream serialization (attribute 6) only: the one attribute the addon sets.
-int cuLaunchKernelEx(const LaunchConfigEx* config, void* f, void** params, void** extra) {
+// Takes programmatic stream serialization only: the one attribute the addon sets.
+int cuLaunchKernelEx(const ft::cuda::LaunchConfigEx* config, void* f, void** params, void** extra) {
   if (config == nullptr) return Fail(kInvalidValue, "cuLaunchKernelEx without a config");
-  if (config->num_attrs > 0 && config->attrs == nullptr)
+  if (config->attribute_count > 0 && config->attributes == nullptr)
     return Fail(kInvalidValue, "cuLaunchKernelEx: attributes missing");
   bool programmatic = false;
-  for (unsigned i = 0; i < config->num_attrs; ++i) {
-    const LaunchAttribute& a = config->attrs[i];
-    if (a.id != 6)
+  for (unsigned i = 0; i < config->attribute_count; ++i) {
+    const ft::cuda::LaunchAttribute& a = config->attributes[i];
+    if (a.id != ft::cuda::kLaunchAttributeProgrammaticStreamSerialization)
       return Fail(kInvalidValue, "cuLaunchKernelEx: the fake driver knows no attribute " + std::to_string(a.id));
     programmatic = a.value.programmatic_stream_serialization != 0;
   }
@@ -486,8 +470,8 @@ int cuLaunchKernelEx(const LaunchConfigEx* config, void* f, void** params, void*
     g_stream.invalidated = true;
     return Fail(kInvalidValue, "a programmatic launch while the stream is being captured");
   }
-  return LaunchKernel(f, config->gx, config->gy, config->gz, config->bx, config->by, config->bz, config->shared_bytes,
-                      config->stream, params, extra, programmatic);
+  return LaunchKernel(f, config->grid_x, config->grid_y, config->grid_z, config->block_x, config->block_y,
+                      config->block_z, config->shared_bytes, config->stream, params, extra, programmatic);
 }
 
 int cuStreamBeginCapture_v2(void* stream, int mode) {
