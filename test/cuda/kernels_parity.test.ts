@@ -7,9 +7,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { native, UnaryOp, type DTypeCode } from "../../src/backend/native.js";
 import { rng } from "../helpers/rng.js";
+import { launches, NO_LAUNCH_TRACE } from "../helpers/launch_trace.js";
 
 const info = native.cudaInfo();
 const SKIP: string | false = info.available ? false : `CUDA is not usable here: ${info.reason}`;
+const NO_TRACE = SKIP || NO_LAUNCH_TRACE;
 
 type AB = ArrayBuffer;
 type Typed = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
@@ -617,11 +619,12 @@ test("layerNorm one warp per row (vector and scalar loads, offset views), long r
     }
   }));
 
-// dw / db in one kernel: 32-row blocks per round of row groups (one group, 16, 32, and more blocks than groups:
-// several rounds), a last block shorter than 32 rows, columns not a multiple of the tile, and dw or db alone.
-test("layerNormBackward dw, db identical to the CPU across row-block counts; either alone", { skip: SKIP },
+// dw / db: 32-row blocks per round of row groups (one group, 16, and more blocks than groups: several rounds), a
+// last block shorter than 32 rows, columns not a multiple of the tile, rows too long for a warp (dw / db in a
+// launch of their own), dw or db alone; then dx written over dy and over x, where dw / db are summed first.
+test("layerNormBackward dw, db identical to the CPU across row-block counts; either alone; dx over dy or x", { skip: SKIP },
   withDevice((d) => {
-    for (const [rows, cols] of [[512, 24], [31, 9], [1, 100], [1100, 17], [64, 768]]) {
+    for (const [rows, cols] of [[512, 24], [31, 9], [1, 100], [1100, 17], [64, 768], [40, 1500]]) {
       const x = randomF32(rows * cols, rows + 3, 3);
       const dy = randomF32(rows * cols, cols + 5);
       const mean = hostF32(rows, (i) => (i % 5) * 0.25 - 0.5), rstd = hostF32(rows, (i) => 0.5 + (i % 7) * 0.125);
@@ -637,8 +640,30 @@ test("layerNormBackward dw, db identical to the CPU across row-block counts; eit
         if (withDb) assertSameFloats(d.f32(dbDev, cols), db, `layerNorm db [${rows},${cols}]`);
         assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, `layerNorm dx [${rows},${cols}]`);
       }
+      for (const over of ["dy", "x"]) {
+        const xOwn = d.put(x), dyOwn = d.put(dy), dwDev = d.alloc(cols * 4), dbDev = d.alloc(cols * 4);
+        const dxDev = over === "dy" ? dyOwn : xOwn;
+        native.cuda.layerNormBackward(rows, cols, xOwn, 0, dyOwn, 0, null, 0, meanDev, rstdDev, dxDev, 0, dwDev, dbDev);
+        assertSameFloats(d.f32(dwDev, cols), dw, `layerNorm dw [${rows},${cols}], dx over ${over}`);
+        assertSameFloats(d.f32(dbDev, cols), db, `layerNorm db [${rows},${cols}], dx over ${over}`);
+        assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, `layerNorm dx [${rows},${cols}] over ${over}`);
+      }
     }
   }));
+
+test("layerNormBackward sums dw / db in the launch that writes dx, and apart first where dx overwrites dy", { skip: NO_TRACE }, () => {
+  const trace = (dxOver: string) => launches(`
+    const { native } = await import(dist + "/backend/native.js");
+    const [rows, cols] = [64, 768];
+    const buf = () => native.cuda.alloc(rows * cols * 4, true);
+    const [x, dy, dx, stats] = [buf(), buf(), buf(), native.cuda.alloc(rows * 4, true)];
+    const [dw, db] = [native.cuda.alloc(cols * 4, true), native.cuda.alloc(cols * 4, true)];
+    console.error("ftemu: begin");
+    native.cuda.layerNormBackward(rows, cols, x, 0, dy, 0, null, 0, stats, stats, ${dxOver}, 0, dw, db);
+    native.cuda.synchronize();`);
+  assert.deepEqual(trace("dx"), ["ft_layer_norm_backward_warp"]);
+  assert.deepEqual(trace("dy"), ["ft_layer_norm_backward_warp", "ft_layer_norm_backward_warp"]);
+});
 
 // ---- embedding and cross-entropy
 

@@ -5,8 +5,10 @@
 // block-wide reductions through shared memory. Longer rows take one block each. The
 // backward's dw / db are the CPU's two-pass column reduction: per block of 32 rows a float partial sum in row
 // order, then the partials added in block order in double, each step rounded as on the CPU, so dw and db match
-// it to the bit without atomics. One kernel does both passes (the partials stay in shared memory); dw and db are
-// computed before dx, which may alias dy.
+// it to the bit without atomics. One pass of blocks does both steps (the partials stay in shared memory). Rows of
+// at most kWarpCols values take dw / db and dx in one launch, the launch's first blocks summing columns while the
+// rest normalise rows: apart, the two short kernels ran one after the other, each on part of the SMs. Where dx
+// may alias dy or x the columns are summed in a launch of their own first.
 #include <napi.h>
 
 #include <algorithm>
@@ -23,16 +25,16 @@ namespace {
 
 // Rows per partial sum of dw / db: the CPU's kRowsPerBlock.
 constexpr int64_t kRowsPerBlock = 32;
-// ft_layer_norm_params' blocks: tile columns x row groups (one 32-row block each), at most 32 groups. A tile of
-// at least 8 columns reads whole 32-byte sectors of each row; tiles widen to kMinParamThreads threads per block
-// (bert's [512, 768]: 16 columns x 16 groups, 48 blocks, measured a little faster on an H200 than 96 blocks of 128).
-constexpr int kMaxParamGroups = 32;
-constexpr int kMinParamColumns = 8;
-constexpr int kMinParamThreads = 256;
 // The warp-per-row kernels: the longest row they take (32 registers a lane per row operand) and warps per block
 // (LN_ROW_WARPS; 4 spread bert's 512 rows over 128 of an H100's 132 SMs).
 constexpr int64_t kWarpCols = 1024;
 constexpr int64_t kRowWarps = 4;
+// dw / db's blocks (ParamColumns), as large as the row blocks they share a launch with: tile columns x row groups
+// (one 32-row block each). A tile of at least 8 columns reads whole 32-byte sectors of each row; tiles widen while
+// the block has threads to spare (bert's [512, 768]: 8 columns x 16 groups, 96 blocks beside 128 row blocks).
+constexpr int kParamThreads = kRowWarps * 32;
+constexpr int kMinParamColumns = 8;
+constexpr int kMaxParamGroups = kParamThreads / kMinParamColumns;
 
 constexpr char kSource[] = R"CUDA(
 #define ROWS_PER_BLOCK 32
@@ -248,23 +250,21 @@ __device__ __forceinline__ void AddParamRow(float g, float x, float mean, float 
 }
 
 // dw[c] and db[c] (either may be null): per 32-row block the float sums, in row order, of dy * xhat and of dy;
-// then those partials added in block order in double. Block u takes columns [u * tc, u * tc + tc); thread
-// (c, g) = (t % tc, t / tc) sums row blocks g, g + groups, ... one per round, and after each round the g == 0
-// threads add the round's partials (in shared memory) to their double sums in block order.
-extern "C" __global__ __launch_bounds__(256) void ft_layer_norm_params(int64 rows, int64 cols, int tc, int groups,
-                                                                     const float* x, const float* dy,
-                                                                     const float* mean, const float* rstd, float* dw,
-                                                                     float* db) {
-  AwaitPriorGrid();
-  __shared__ float part_w[256], part_b[256];
+// then those partials added in block order in double. Block `block` of `blocks` takes columns
+// [block * tc, block * tc + tc), and on; thread (c, g) = (t % tc, t / tc), g < groups, sums row blocks g,
+// g + groups, ... one per round, and after each round the g == 0 threads add the round's partials (in shared
+// memory: part_w, part_b, a float per thread each) to their double sums in block order.
+__device__ __forceinline__ void ParamColumns(int64 rows, int64 cols, int tc, int groups, int64 block, int64 blocks,
+                                             const float* x, const float* dy, const float* mean, const float* rstd,
+                                             float* dw, float* db, float* part_w, float* part_b) {
   const int c = threadIdx.x % tc, g = threadIdx.x / tc;
-  const int64 blocks = (rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
-  for (int64 col = (int64)blockIdx.x * tc + c; col - c < cols; col += (int64)gridDim.x * tc) {
+  const int64 row_blocks = (rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+  for (int64 col = block * tc + c; col - c < cols; col += blocks * tc) {
     double sw = 0.0, sb = 0.0;
-    for (int64 first = 0; first < blocks; first += groups) {
+    for (int64 first = 0; first < row_blocks; first += groups) {
       const int64 r0 = (first + g) * ROWS_PER_BLOCK;
       float pw = 0.0f, pb = 0.0f;
-      if (col < cols && r0 < rows) {
+      if (g < groups && col < cols && r0 < rows) {
         const float* xc = x + r0 * cols + col;
         const float* gc = dy + r0 * cols + col;
         const float* m = mean + r0;
@@ -282,7 +282,7 @@ extern "C" __global__ __launch_bounds__(256) void ft_layer_norm_params(int64 row
       part_b[threadIdx.x] = pb;
       __syncthreads();
       if (g == 0) {
-        const int64 n = min((int64)groups, blocks - first);
+        const int64 n = min((int64)groups, row_blocks - first);
         for (int k = 0; k < n; ++k) {
           sw += part_w[k * tc + c];
           sb += part_b[k * tc + c];
@@ -314,15 +314,15 @@ __device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, f
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; one warp per row,
 // g and xhat kept in registers between the sums and dx. Each lane writes only the values it read, so dx may
 // alias dy. With dxd (not null) dropout's backward of dx goes there too (mask, scale: the forward's dropout).
+// Block `block` of `blocks` takes rows block * LN_ROW_WARPS + warp, and on.
 template <int V>
 __device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const float* x, const float* dy, const float* w,
                                                  const float* mean, const float* rstd, float* dx, const uint8* mask,
-                                                 float scale, float* dxd) {
+                                                 float scale, float* dxd, int64 block, int64 blocks) {
   const int lane = threadIdx.x & 31;
   float ws[32];
   if (w != 0) LoadShare<V>(w, cols, lane, ws);
-  for (int64 r = (int64)blockIdx.x * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows;
-       r += (int64)gridDim.x * LN_ROW_WARPS) {
+  for (int64 r = block * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows; r += blocks * LN_ROW_WARPS) {
     const float m = mean[r], rs = rstd[r];
     float g[32], xh[32];
     LoadShare<V>(dy + r * cols, cols, lane, g);
@@ -346,15 +346,28 @@ __device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const flo
   }
 }
 
-// vec: cols % 4 == 0 and x, dy, w, dx, dxd 16-byte aligned.
-extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_backward_warp(int64 rows, int64 cols, int vec,
-                                                                           const float* x, const float* dy,
-                                                                           const float* w, const float* mean,
-                                                                           const float* rstd, float* dx,
-                                                                           const uint8* mask, float scale, float* dxd) {
+// dw / db's part of a launch: ParamColumns' tiles, on the launch's first `blocks` blocks.
+struct ParamPart {
+  int tc, groups;
+  int64 blocks;
+  float *dw, *db;
+};
+
+// The launch's first p.blocks blocks compute dw / db (ParamColumns), the others dx (BackwardWarpRows, rows of at
+// most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0 and x, dy, w, dx, dxd 16-byte
+// aligned.
+extern "C" __global__ __launch_bounds__(LN_ROW_WARPS * 32) void ft_layer_norm_backward_warp(
+    int64 rows, int64 cols, int vec, const float* x, const float* dy, const float* w, const float* mean,
+    const float* rstd, float* dx, const uint8* mask, float scale, float* dxd, ParamPart p) {
   AwaitPriorGrid();
-  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd);
-  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd);
+  if (blockIdx.x < p.blocks) {
+    __shared__ float part_w[LN_ROW_WARPS * 32], part_b[LN_ROW_WARPS * 32];
+    ParamColumns(rows, cols, p.tc, p.groups, blockIdx.x, p.blocks, x, dy, mean, rstd, p.dw, p.db, part_w, part_b);
+    return;
+  }
+  const int64 block = blockIdx.x - p.blocks, blocks = gridDim.x - p.blocks;
+  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd, block, blocks);
+  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd, block, blocks);
 }
 
 // The same for rows longer than kWarpCols, one block per row.
@@ -410,6 +423,31 @@ int Vectorizable(int64_t cols, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 
 // kRowWarps rows per block, capped as RowGrid caps (the kernels loop over rows beyond it).
 Dim3 WarpRowGrid(int64_t rows) { return Blocks(std::min(kMaxRowBlocks, (rows + kRowWarps - 1) / kRowWarps)); }
+
+// The kernels' `struct ParamPart`, member for member.
+struct ParamPart {
+  int tc, groups;
+  int64_t blocks;
+  uint64_t dw, db;
+};
+static_assert(sizeof(ParamPart) == 32, "ParamPart must match the kernels' declaration");
+
+// dw / db's tiles: a row group per 32-row block up to the block's threads, then tiles as wide as the rest allow;
+// no blocks where neither is wanted.
+ParamPart PlanParams(int64_t rows, int64_t cols, uint64_t dw, uint64_t db) {
+  ParamPart p{1, 1, 0, dw, db};
+  if (dw == 0 && db == 0) return p;
+  const int64_t row_blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  p.tc = kMinParamColumns;
+  while (p.groups < kMaxParamGroups && p.groups < row_blocks) p.groups *= 2;
+  while (p.tc * p.groups * 2 <= kParamThreads && p.tc < cols) p.tc *= 2;
+  p.blocks = std::min(kMaxBlocks, (cols + p.tc - 1) / p.tc);
+  return p;
+}
+
+bool Overlaps(uint64_t a, size_t a_bytes, uint64_t b, size_t b_bytes) {
+  return a != 0 && b != 0 && a < b + b_bytes && b < a + a_bytes;
+}
 
 // The forward's arguments from w on: w, wOff, b, bOff, eps, y, yOff, mean, rstd, lowpDtype?, yLowp?. The members
 // have the kernels' argument types: launches point at them.
@@ -518,23 +556,25 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     dxd = DeviceElements<float>(info, GetDeviceBuffer(info, 16, "dxDropout"), 0, numel, "dxDropout");
   }
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormBackward: cols must be > 0");
-  if (dw != 0 || db != 0) {
-    const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-    int groups = 1, tc = kMinParamColumns;
-    while (groups < kMaxParamGroups && groups < blocks) groups *= 2;
-    while (tc * groups < kMinParamThreads && tc < cols) tc *= 2;
-    void* args[] = {&rows, &cols, &tc, &groups, &x, &dy, &mean, &rstd, &dw, &db};
-    Launch(env, Kernel(env, "ft_layer_norm_params"), Blocks(std::min(kMaxBlocks, (cols + tc - 1) / tc)),
-           Blocks(tc * groups), 0, args);
+  ParamPart params = PlanParams(rows, cols, dw, db);
+  const int64_t row_blocks = WarpRowGrid(rows).x;
+  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{dxd, 16}});
+  void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd, &params};
+  const size_t bytes = static_cast<size_t>(numel) * sizeof(float);
+  // dw / db read every row of x and dy: where dx may overwrite them, they are summed first, alone
+  const bool apart = cols > kWarpCols || Overlaps(dx, bytes, x, bytes) || Overlaps(dx, bytes, dy, bytes) ||
+                     Overlaps(dxd, bytes, x, bytes) || Overlaps(dxd, bytes, dy, bytes);
+  if (params.blocks > 0 && apart) {
+    Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), Blocks(params.blocks), Blocks(kParamThreads), 0, args);
+    params.blocks = 0;
   }
   if (cols <= kWarpCols) {
-    int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{dxd, 16}});
-    void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd};
-    Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
+    Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), Blocks(params.blocks + row_blocks),
+           Blocks(kRowWarps * 32), 0, args);
     return env.Undefined();
   }
-  void* args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd};
-  Launch(env, Kernel(env, "ft_layer_norm_backward"), RowGrid(rows), RowThreads(cols), 0, args);
+  void* long_args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd};
+  Launch(env, Kernel(env, "ft_layer_norm_backward"), RowGrid(rows), RowThreads(cols), 0, long_args);
   return env.Undefined();
 }
 
