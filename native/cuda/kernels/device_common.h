@@ -53,6 +53,11 @@ struct __align__(16) Float4 {
   float v[4];
 };
 
+// Four bytes (dropout's keep bits) loaded or stored in one 4-byte access.
+struct __align__(4) Bytes4 {
+  uint8 v[4];
+};
+
 // The host's ft::cuda::Layout, member for member: a view's sizes and element strides.
 struct Layout {
   int32 rank;

@@ -128,13 +128,15 @@ __device__ __forceinline__ void DropoutAddShare(const float* x, const DropoutAdd
     const uint64 e0 = d.first + (uint64)(r * cols + k);
     const Philox4 lo = Philox(d.key, e0 >> 2);
     const Philox4 hi = V > 1 && (e0 & 3) != 0 ? Philox(d.key, (e0 >> 2) + 1) : lo;
+    Bytes4 keeps;
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       const uint64 e = e0 + i;
-      const bool keep = DropoutKeeps(Word((e >> 2) == (e0 >> 2) ? lo : hi, (uint32)(e & 3)), d.threshold);
-      d.mask[r * cols + k + i] = keep;
-      v[j * V + i] = __fadd_rn(DropoutValue(v[j * V + i], keep, d.scale), rs[j * V + i]);
+      keeps.v[i] = DropoutKeeps(Word((e >> 2) == (e0 >> 2) ? lo : hi, (uint32)(e & 3)), d.threshold);
+      v[j * V + i] = __fadd_rn(DropoutValue(v[j * V + i], keeps.v[i], d.scale), rs[j * V + i]);
     }
+    if constexpr (V == 4) *(Bytes4*)(d.mask + r * cols + k) = keeps;
+    else d.mask[r * cols + k] = keeps.v[0];
   }
   StoreShare<V>(d.in + r * cols, cols, lane, v);
 }
@@ -297,7 +299,7 @@ __device__ __forceinline__ void ParamColumns(int64 rows, int64 cols, int tc, int
 }
 
 // StoreShare of dropout's backward (DropoutGrad) of the row's gradient (dropout_add_layer_norm); keep holds the
-// row's mask bytes.
+// row's mask bytes, read four at a time where V == 4.
 template <int V>
 __device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, float scale, int cols, int lane,
                                                   const float (&in)[32]) {
@@ -305,8 +307,13 @@ __device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, f
 #pragma unroll
   for (int j = 0; j < 32 / V; ++j) {
     const int k = (j * 32 + lane) * V;
+    Bytes4 keeps = {};
+    if (k < cols) {
+      if constexpr (V == 4) keeps = *(const Bytes4*)(keep + k);
+      else keeps.v[0] = keep[k];
+    }
 #pragma unroll
-    for (int i = 0; i < V; ++i) out[j * V + i] = k < cols ? DropoutGrad(in[j * V + i], keep[k + i], scale) : 0.0f;
+    for (int i = 0; i < V; ++i) out[j * V + i] = k < cols ? DropoutGrad(in[j * V + i], keeps.v[i], scale) : 0.0f;
   }
   StoreShare<V>(p, cols, lane, out);
 }
@@ -354,8 +361,8 @@ struct ParamPart {
 };
 
 // The launch's first p.blocks blocks compute dw / db (ParamColumns), the others dx (BackwardWarpRows, rows of at
-// most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0 and x, dy, w, dx, dxd 16-byte
-// aligned.
+// most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0, x, dy, w, dx, dxd 16-byte
+// aligned and mask 4-byte aligned.
 extern "C" __global__ __launch_bounds__(LN_ROW_WARPS * 32) void ft_layer_norm_backward_warp(
     int64 rows, int64 cols, int vec, const float* x, const float* dy, const float* w, const float* mean,
     const float* rstd, float* dx, const uint8* mask, float scale, float* dxd, ParamPart p) {
@@ -558,7 +565,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormBackward: cols must be > 0");
   ParamPart params = PlanParams(rows, cols, dw, db);
   const int64_t row_blocks = WarpRowGrid(rows).x;
-  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{dxd, 16}});
+  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{dxd, 16}, {mask, 4}});
   void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd, &params};
   const size_t bytes = static_cast<size_t>(numel) * sizeof(float);
   // dw / db read every row of x and dy: where dx may overwrite them, they are summed first, alone

@@ -55,10 +55,6 @@ extern "C" __global__ void ft_normal(int64 n, uint64 key, uint64 counter, float 
   }
 }
 
-struct alignas(4) Bytes4 {
-  uint8 v[4];
-};
-
 __device__ __forceinline__ bool AlignedTo(const void* p, uint64 bytes) { return (uint64)p % bytes == 0; }
 
 // y = DropoutValue(x); with kResidual, + r[i] (dropout_add), rounded after the product as add(dropout(x), r)
