@@ -121,7 +121,10 @@ function countDependencies(root: Node): Map<Node, number> {
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (leaf.grad === null) {
-    const owned = g.isExclusive() || g._gradientSlice ? g : g.clone();
+    // As PyTorch's AccumulateGrad, .grad takes the gradient itself only where nothing else holds its memory: a
+    // backward that handed one tensor to several inputs made them share it, and a later accumulation into .grad
+    // would change what the others read.
+    const owned = (g.isExclusive() && !g.storage.shared) || g._gradientSlice ? g : g.clone();
     if (owned !== g) g.dispose();
     owned._persistent = true;
     leaf.grad = owned;

@@ -62,6 +62,11 @@ test("autograd rules: accumulation, no_grad, detach, retain_graph", () => {
   x.mul(x).sum().backward();
   x.mul(2).sum().backward();
   assert.deepEqual(x.grad!.tolist(), [4, 6, 8], "gradients accumulate into .grad");
+  // add's backward hands one gradient to both inputs: x's .grad must not be that memory, which x.mul(x)'s backward
+  // reads after x.mul(3)'s has accumulated into .grad
+  const shared = torch.tensor([1, 2, 3]).float().requires_grad_();
+  shared.mul(shared).add(shared.mul(3)).add(shared).sum().backward();
+  assert.deepEqual(shared.grad!.tolist(), [6, 8, 10], "2x + 3 + 1");
   const y = torch.no_grad(() => x.mul(2));
   assert.equal(y.requires_grad, false);
   assert.equal(y.grad_fn, null);
