@@ -29,6 +29,7 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
     withScope(() => {
       if (!root.grad_fn) {
         accumulateLeaf(root, seed);
+        runPostAccumulateHooks(root);
         return;
       }
       runGraph(root.grad_fn, seed, options.retain_graph ?? false);
@@ -37,7 +38,15 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
 }
 
 function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
-  const dependencies = countDependencies(rootNode);
+  const { dependencies, hookedLeaves } = countDependencies(rootNode);
+  /** Leaves with post-accumulate hooks that received a gradient from this backward. */
+  const accumulated = new Set<Tensor>();
+  // A hooked leaf's last edge: its hooks run once, after all of its gradients (an input without one counts too)
+  const leafEdgeDone = (leaf: Tensor): void => {
+    const left = hookedLeaves.get(leaf)! - 1;
+    hookedLeaves.set(leaf, left);
+    if (left === 0 && accumulated.has(leaf)) runPostAccumulateHooks(leaf);
+  };
   const grads = new Map<Node, Tensor>([[rootNode, seed]]);
   const ready: Node[] = [rootNode];
   while (ready.length > 0) {
@@ -49,7 +58,11 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
     const handedOn = new Set<Tensor>();
     node.next.forEach((edge, i) => {
       let g = inputGrads[i] ?? null;
-      if (g === null) return;
+      const hooked = edge !== null && "leaf" in edge && hookedLeaves.has(edge.leaf) ? edge.leaf : null;
+      if (g === null) {
+        if (hooked) leafEdgeDone(hooked);
+        return;
+      }
       if (edge === null) {
         if (g !== grad) g.dispose();
         return;
@@ -67,6 +80,10 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
       }
       if ("leaf" in edge) {
         accumulateLeaf(edge.leaf, g);
+        if (hooked) {
+          accumulated.add(hooked);
+          leafEdgeDone(hooked);
+        }
         return;
       }
       const previous = grads.get(edge.node);
@@ -104,19 +121,30 @@ function accumulators(node: Node, grads: Map<Node, Tensor>): (Tensor | null)[] {
   });
 }
 
-function countDependencies(root: Node): Map<Node, number> {
-  const counts = new Map<Node, number>([[root, 0]]);
+/** Each node's count of incoming edges, and each leaf with post-accumulate hooks its count. */
+function countDependencies(root: Node): { dependencies: Map<Node, number>; hookedLeaves: Map<Tensor, number> } {
+  const dependencies = new Map<Node, number>([[root, 0]]);
+  const hookedLeaves = new Map<Tensor, number>();
   const stack = [root];
   while (stack.length > 0) {
     const node = stack.pop()!;
     for (const edge of node.next) {
-      if (edge === null || !("node" in edge)) continue;
-      const seen = counts.has(edge.node);
-      counts.set(edge.node, (counts.get(edge.node) ?? 0) + 1);
+      if (edge === null) continue;
+      if ("leaf" in edge) {
+        if (edge.leaf._postAccumulateGradHooks.length > 0) hookedLeaves.set(edge.leaf, (hookedLeaves.get(edge.leaf) ?? 0) + 1);
+        continue;
+      }
+      const seen = dependencies.has(edge.node);
+      dependencies.set(edge.node, (dependencies.get(edge.node) ?? 0) + 1);
       if (!seen) stack.push(edge.node);
     }
   }
-  return counts;
+  return { dependencies, hookedLeaves };
+}
+
+/** Runs the leaf's post-accumulate hooks over a copy of their list, so that a hook may remove itself. */
+function runPostAccumulateHooks(leaf: Tensor): void {
+  for (const hook of [...leaf._postAccumulateGradHooks]) hook(leaf);
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {

@@ -34,6 +34,8 @@ export class Tensor {
   _gradientSlice = false;
   /** the 16-bit copy autocast's products read instead of casting this tensor (amp/lowp_copy.ts) */
   _lowp: { copy: Tensor; version: number } | null = null;
+  /** register_post_accumulate_grad_hook's hooks, in registration order */
+  _postAccumulateGradHooks: ((param: Tensor) => void)[] = [];
 
   constructor(
     readonly storage: Storage,
@@ -153,6 +155,23 @@ export class Tensor {
     }
     this.requires_grad = requires_grad;
     return this;
+  }
+
+  /**
+   * torch.Tensor.register_post_accumulate_grad_hook: `hook(this)` runs once a backward has accumulated every
+   * gradient it computes for this leaf into .grad (it may read and change .grad). Returns a handle whose remove()
+   * unregisters it.
+   */
+  register_post_accumulate_grad_hook(hook: (param: Tensor) => void): { remove(): void } {
+    if (!this.requires_grad) throw new Error("cannot register a hook on a tensor that doesn't require gradient");
+    if (!this.is_leaf) throw new Error("post accumulate grad hooks cannot be registered on non-leaf tensors");
+    this._postAccumulateGradHooks.push(hook);
+    return {
+      remove: () => {
+        const i = this._postAccumulateGradHooks.indexOf(hook);
+        if (i >= 0) this._postAccumulateGradHooks.splice(i, 1);
+      },
+    };
   }
 
   backward(gradient?: Tensor, options: Omit<BackwardOptions, "gradient"> = {}): void {

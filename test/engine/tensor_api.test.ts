@@ -5,6 +5,7 @@ import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
 import { record } from "../../src/ops/record.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { Linear, ReLU, Sequential } from "../../src/nn/index.js";
 
 test("creation infers PyTorch's dtypes and shapes", () => {
   assert.equal(torch.tensor([1, 2, 3]).dtype, torch.int64);
@@ -79,6 +80,61 @@ test("autograd rules: accumulation, no_grad, detach, retain_graph", () => {
   assert.throws(() => torch.ones([2]).sum().backward(), /does not require grad/);
   assert.throws(() => x.add_(1), /a leaf Variable that requires grad is being used in an in-place operation/);
   assert.throws(() => torch.tensor([1, 2]).requires_grad_(), /only Tensors of floating point dtype can require gradients/);
+});
+
+test("register_post_accumulate_grad_hook: once a backward, after all of the leaf's gradients; it may change .grad", () => {
+  const x = torch.tensor([1, 2, 3]).float().requires_grad_();
+  const seen: number[][] = [];
+  const handle = x.register_post_accumulate_grad_hook((p) => seen.push(p.grad!.tolist() as number[]));
+  // x reaches the loss three ways: its gradient is 2x + 3 + 1, accumulated from three edges
+  x.mul(x).add(x.mul(3)).add(x).sum().backward();
+  assert.deepEqual(seen, [[6, 8, 10]], "one call, with the whole gradient");
+  x.sum().backward();
+  assert.deepEqual(seen, [[6, 8, 10], [7, 9, 11]], "each backward calls it again, after .grad accumulated");
+  const zeroing = x.register_post_accumulate_grad_hook((p) => p.grad!.zero_());
+  x.mul(2).sum().backward();
+  assert.deepEqual(x.grad!.tolist(), [0, 0, 0], "a hook may change .grad");
+  handle.remove();
+  zeroing.remove();
+  x.mul(2).sum().backward();
+  assert.equal(seen.length, 3, "a removed hook is not called");
+  assert.deepEqual(x.grad!.tolist(), [2, 2, 2]);
+  // backward on the leaf itself, and a hook that removes itself while running
+  const once = x.register_post_accumulate_grad_hook(() => {
+    seen.push([]);
+    once.remove();
+  });
+  x.backward(torch.ones([3]));
+  x.backward(torch.ones([3]));
+  assert.equal(seen.length, 4);
+  assert.throws(() => x.mul(2).register_post_accumulate_grad_hook(() => {}), /cannot be registered on non-leaf tensors/);
+  assert.throws(() => torch.ones([2]).register_post_accumulate_grad_hook(() => {}), /doesn't require gradient/);
+});
+
+test("register_post_accumulate_grad_hook: an optimizer stepping each parameter in the backward equals stepping after it", () => {
+  const make = () => {
+    torch.manual_seed(5);
+    return new Sequential([new Linear(6, 5), new ReLU(), new Linear(5, 3)]);
+  };
+  const input = torch.randn([4, 6]);
+  const [after, during] = [make(), make()];
+  const opt = new torch.optim.AdamW(after.parameters(), { lr: 0.1 });
+  // PyTorch's optimizer-in-backward recipe: an optimizer per parameter, stepped and zeroed by the parameter's hook
+  for (const p of during.parameters()) {
+    const own = new torch.optim.AdamW([p], { lr: 0.1 });
+    p.register_post_accumulate_grad_hook(() => {
+      own.step();
+      own.zero_grad();
+    });
+  }
+  for (let step = 0; step < 3; step++) {
+    after(input).pow(2).sum().backward();
+    opt.step();
+    opt.zero_grad();
+    during(input).pow(2).sum().backward();
+  }
+  after.parameters().forEach((p, i) => assert.deepEqual(during.parameters()[i]!.tolist(), p.tolist(), `parameter ${i}`));
+  assert.ok(during.parameters().every((p) => p.grad === null), "each hook zeroed its gradient");
 });
 
 test("a backward may add its gradient into the one the engine already summed for that input (never a shared one)", () => {
