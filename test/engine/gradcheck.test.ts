@@ -6,6 +6,8 @@ import * as F from "../../src/nn/functional.js";
 import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu, packed_linear } from "../../src/ops/matmul.js";
 import { gradcheck, leaf } from "../helpers/gradcheck.js";
+import { rng } from "../helpers/rng.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
 
 const positive = (shape: number[], seed: number) => {
   const t = torch.rand(shape, { generator: new torch.Generator().manual_seed(seed) }).add(0.5);
@@ -17,6 +19,45 @@ const awayFromZero = (shape: number[], seed: number) => {
   const signs = torch.rand(shape, { generator: new torch.Generator().manual_seed(seed + 100) }).gt(0.5).float().mul(2).sub(1);
   return r.add(0.2).mul(signs).requires_grad_(true);
 };
+
+// Random expression graphs over two leaves whose nodes take earlier nodes as operands, so that leaves and
+// subexpressions feed several ops (and an op twice): the engine's handing on of one gradient to several inputs and
+// its accumulation into .grad, against forward-mode derivatives in double precision.
+test("random graphs that reuse leaves and subexpressions: autograd's gradients are forward mode's", () => {
+  type Dual = { v: number; da: number; db: number };
+  type Op = [(x: Tensor, y: Tensor) => Tensor, (p: Dual, q: Dual) => Dual];
+  const ops: Op[] = [
+    [(x, y) => x.add(y), (p, q) => ({ v: p.v + q.v, da: p.da + q.da, db: p.db + q.db })],
+    [(x, y) => x.sub(y), (p, q) => ({ v: p.v - q.v, da: p.da - q.da, db: p.db - q.db })],
+    [(x, y) => x.mul(y), (p, q) => ({ v: p.v * q.v, da: p.da * q.v + p.v * q.da, db: p.db * q.v + p.v * q.db })],
+    [(x) => x.mul(0.5), (p) => ({ v: p.v * 0.5, da: p.da * 0.5, db: p.db * 0.5 })],
+  ];
+  const r = rng(77);
+  const values = () => Array.from({ length: 3 }, () => r() * 2 - 1);
+  for (let trial = 0; trial < 300; trial++) {
+    const [av, bv] = [values(), values()];
+    const a = torch.tensor(av, { dtype: torch.float32 }).requires_grad_(), b = torch.tensor(bv, { dtype: torch.float32 }).requires_grad_();
+    const nodes: Tensor[] = [a, b];
+    const duals: Dual[][] = [av.map((v) => ({ v, da: 1, db: 0 })), bv.map((v) => ({ v, da: 0, db: 1 }))];
+    const steps = 2 + Math.floor(r() * 7);
+    for (let s = 0; s < steps; s++) {
+      const [op, dual] = ops[Math.floor(r() * ops.length)]!;
+      const [i, j] = [Math.floor(r() * nodes.length), Math.floor(r() * nodes.length)];
+      nodes.push(op(nodes[i]!, nodes[j]!));
+      duals.push(duals[i]!.map((p, e) => dual(p, duals[j]![e]!)));
+    }
+    // the loss sums the last node and one more, so that several nodes reach it
+    const k = Math.floor(r() * nodes.length);
+    nodes.at(-1)!.add(nodes[k]!).sum().backward();
+    const last = duals.at(-1)!;
+    for (const [leafTensor, wrt] of [[a, "da"], [b, "db"]] as const) {
+      const expected = last.map((p, e) => p[wrt] + duals[k]![e]![wrt]);
+      const got = leafTensor.grad ? (leafTensor.grad.tolist() as number[]) : [0, 0, 0];
+      expected.forEach((x, e) => assert.ok(Math.abs(got[e]! - x) <= 1e-4 * Math.max(1, Math.abs(x)),
+        `trial ${trial}, ${wrt} element ${e}: ${got[e]} against ${x}`));
+    }
+  }
+});
 
 test("elementwise arithmetic with broadcasting", () => {
   gradcheck("add", (a, b) => a.add(b, { alpha: 2 }), [leaf([3, 4], 1), leaf([4], 2)]);
