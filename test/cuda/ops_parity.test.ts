@@ -16,6 +16,7 @@ import { cudaInfo } from "../../src/backend/cuda.js";
 import { native } from "../../src/backend/native.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { rng } from "../helpers/rng.js";
+import { COLS, ROWS, planLoss, randomLeafValues, randomPlan } from "../helpers/random_graphs.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
 import { NO_LAUNCH_TRACE, launches } from "../helpers/launch_trace.js";
 
@@ -126,6 +127,33 @@ test("views, copies, joins and reductions", { skip: SKIP }, () => {
   parity("index", [a], (x) => x[0].index([1]).mul(1));
   const big = randn([1 << 20]);
   parity("sum of 2^20", [big], (x) => x[0].sum(), 1e-4);
+});
+
+// The engine's gradient hand-offs on the GPU's kernels: random graphs of linear layers (whose backward may add into
+// a gradient already summed, a GEMM with beta 1 here), elementwise ops, tanh and a broadcast bias leaf, with leaves
+// and subexpressions feeding several ops (test/helpers/random_graphs.ts); every leaf's gradient as on the CPU.
+test("random graphs reusing leaves and subexpressions: the CPU's gradients", { skip: SKIP }, () => {
+  const r = rng(404);
+  const trials = process.env.FINETUNE_CUDA_EMULATED === "1" ? 25 : 100;
+  for (let trial = 0; trial < trials; trial++) {
+    const plan = randomPlan(r);
+    const init = randomLeafValues(r);
+    const run = (device: "cpu" | "cuda") => {
+      const leaves = {
+        x: torch.tensor(init.x, { dtype: torch.float32 }).reshape([ROWS, COLS]).to(device).requires_grad_(),
+        w: torch.tensor(init.w, { dtype: torch.float32 }).reshape([COLS, COLS]).to(device).requires_grad_(),
+        c: torch.tensor(init.c, { dtype: torch.float32 }).to(device).requires_grad_(),
+      };
+      planLoss(plan, leaves).backward();
+      return leaves;
+    };
+    const [cpu, cuda] = [run("cpu"), run("cuda")];
+    for (const name of ["x", "w", "c"] as const) {
+      const [want, got] = [cpu[name].grad, cuda[name].grad];
+      assert.equal(got === null, want === null, `trial ${trial}: d${name} exists on both devices or neither`);
+      if (want && got) assert.ok(relErr(got, want) < 1e-5, `trial ${trial}: d${name} ${relErr(got, want)}`);
+    }
+  }
 });
 
 test("GEMM: every transpose, batches, views and beta (tf32 off)", { skip: SKIP }, () => {

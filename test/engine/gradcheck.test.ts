@@ -7,6 +7,7 @@ import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu, packed_linear } from "../../src/ops/matmul.js";
 import { gradcheck, leaf } from "../helpers/gradcheck.js";
 import { rng } from "../helpers/rng.js";
+import { COLS, ROWS, planLoss, planLossValue, randomLeafValues, randomPlan } from "../helpers/random_graphs.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 
 const positive = (shape: number[], seed: number) => {
@@ -59,57 +60,24 @@ test("random graphs that reuse leaves and subexpressions: autograd's gradients a
   }
 });
 
-// The same with linear layers (whose backward may add its input's gradient into the one already summed), tanh and a
-// bias leaf broadcast over rows, on [2, 3] nodes: against central differences of the graph evaluated in double
-// precision.
+// The same with linear layers, tanh and a bias leaf broadcast over rows (test/helpers/random_graphs.ts): against
+// central differences of the graph evaluated in double precision.
 test("random graphs with linear layers, broadcasting and reused parameters: gradients against double-precision differences", () => {
-  const R = 2, C = 3;
-  type Mat = number[];  // R x C, row-major
-  type Leaves = { x: number[]; w: number[]; c: number[] };
-  type Op = [(n: Tensor[], l: { x: Tensor; w: Tensor; c: Tensor }, i: number, j: number) => Tensor, (n: Mat[], l: Leaves, i: number, j: number) => Mat];
-  const map = (m: Mat, f: (v: number, e: number) => number): Mat => m.map(f);
-  const lin = (m: Mat, w: number[], c: number[] | null): Mat =>
-    Array.from({ length: R * C }, (_, e) => {
-      const [row, out] = [Math.floor(e / C), e % C];
-      let acc = c ? c[out]! : 0;
-      for (let k = 0; k < C; k++) acc += m[row * C + k]! * w[out * C + k]!;
-      return acc;
-    });
-  const ops: Op[] = [
-    [(n, _, i, j) => n[i]!.add(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v + n[j]![e]!)],
-    [(n, _, i, j) => n[i]!.sub(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v - n[j]![e]!)],
-    [(n, _, i, j) => n[i]!.mul(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v * n[j]![e]!)],
-    [(n, l, i) => F.linear(n[i]!, l.w, l.c), (n, l, i) => lin(n[i]!, l.w, l.c)],
-    [(n, l, i) => F.linear(n[i]!, l.w), (n, l, i) => lin(n[i]!, l.w, null)],
-    [(n, _, i) => n[i]!.tanh(), (n, _, i) => map(n[i]!, Math.tanh)],
-    [(n, l, i) => n[i]!.add(l.c), (n, l, i) => map(n[i]!, (v, e) => v + l.c[e % C]!)],
-  ];
   const r = rng(91);
-  const values = (n: number, scale: number) => Array.from({ length: n }, () => (r() * 2 - 1) * scale);
   for (let trial = 0; trial < 200; trial++) {
-    const init: Leaves = { x: values(R * C, 1), w: values(C * C, 0.6), c: values(C, 0.5) };
-    const plan = Array.from({ length: 2 + Math.floor(r() * 5) }, (_, s) =>
-      [Math.floor(r() * ops.length), Math.floor(r() * (s + 1)), Math.floor(r() * (s + 1))] as const);
-    const k = Math.floor(r() * (plan.length + 1));
-    // node 0 is x; node s + 1 is plan[s] of earlier nodes; the loss sums the last node and node k
-    const lossOf = (l: Leaves): number => {
-      const nodes: Mat[] = [l.x];
-      for (const [o, i, j] of plan) nodes.push(ops[o]![1](nodes, l, i, j));
-      return [...nodes.at(-1)!, ...nodes[k]!].reduce((a, b) => a + b, 0);
-    };
+    const plan = randomPlan(r);
+    const init = randomLeafValues(r);
     const leaves = {
-      x: torch.tensor([init.x.slice(0, C), init.x.slice(C)], { dtype: torch.float32 }).requires_grad_(),
-      w: torch.tensor(Array.from({ length: C }, (_, o) => init.w.slice(o * C, o * C + C)), { dtype: torch.float32 }).requires_grad_(),
+      x: torch.tensor(init.x, { dtype: torch.float32 }).reshape([ROWS, COLS]).requires_grad_(),
+      w: torch.tensor(init.w, { dtype: torch.float32 }).reshape([COLS, COLS]).requires_grad_(),
       c: torch.tensor(init.c, { dtype: torch.float32 }).requires_grad_(),
     };
-    const nodes: Tensor[] = [leaves.x];
-    for (const [o, i, j] of plan) nodes.push(ops[o]![0](nodes, leaves, i, j));
-    nodes.at(-1)!.sum().add(nodes[k]!.sum()).backward();
+    planLoss(plan, leaves).backward();
     for (const name of ["x", "w", "c"] as const) {
       const got = leaves[name].grad ? (leaves[name].grad!.flatten().tolist() as number[]) : init[name].map(() => 0);
       init[name].forEach((v, e) => {
         const h = 1e-5;
-        const at = (d: number) => lossOf({ ...init, [name]: init[name].map((u, f) => (f === e ? v + d : u)) });
+        const at = (d: number) => planLossValue(plan, { ...init, [name]: init[name].map((u, f) => (f === e ? v + d : u)) });
         const expected = (at(h) - at(-h)) / (2 * h);
         assert.ok(Math.abs(got[e]! - expected) <= 1e-3 * Math.max(1, Math.abs(expected)),
           `trial ${trial}, d${name}[${e}]: ${got[e]} against ${expected}`);

@@ -1,0 +1,75 @@
+// Random expression graphs for autograd tests: on [2, 3] nodes, each node an op of earlier nodes (node 0 is the
+// leaf x), so that leaves and subexpressions feed several ops and an op may take one node twice; the ops include
+// linear layers over a weight leaf w (whose backward may add into a gradient already summed) and a bias leaf c
+// broadcast over rows. The same plan runs on tensors (any device) and, in double precision, on JS numbers.
+import * as F from "../../src/nn/functional.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
+
+export const ROWS = 2;
+export const COLS = 3;
+
+/** The leaves' values, row-major: x [ROWS, COLS], w [COLS, COLS], c [COLS]. */
+export interface LeafValues {
+  x: number[];
+  w: number[];
+  c: number[];
+}
+export interface LeafTensors {
+  x: Tensor;
+  w: Tensor;
+  c: Tensor;
+}
+
+type Mat = number[];
+type Op = [(n: Tensor[], l: LeafTensors, i: number, j: number) => Tensor, (n: Mat[], l: LeafValues, i: number, j: number) => Mat];
+
+const map = (m: Mat, f: (v: number, e: number) => number): Mat => m.map(f);
+const linear = (m: Mat, w: number[], c: number[] | null): Mat =>
+  Array.from({ length: ROWS * COLS }, (_, e) => {
+    const [row, out] = [Math.floor(e / COLS), e % COLS];
+    let acc = c ? c[out]! : 0;
+    for (let k = 0; k < COLS; k++) acc += m[row * COLS + k]! * w[out * COLS + k]!;
+    return acc;
+  });
+
+const OPS: Op[] = [
+  [(n, _, i, j) => n[i]!.add(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v + n[j]![e]!)],
+  [(n, _, i, j) => n[i]!.sub(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v - n[j]![e]!)],
+  [(n, _, i, j) => n[i]!.mul(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v * n[j]![e]!)],
+  [(n, l, i) => F.linear(n[i]!, l.w, l.c), (n, l, i) => linear(n[i]!, l.w, l.c)],
+  [(n, l, i) => F.linear(n[i]!, l.w), (n, l, i) => linear(n[i]!, l.w, null)],
+  [(n, _, i) => n[i]!.tanh(), (n, _, i) => map(n[i]!, Math.tanh)],
+  [(n, l, i) => n[i]!.add(l.c), (n, l, i) => map(n[i]!, (v, e) => v + l.c[e % COLS]!)],
+];
+
+/** Node s + 1 is steps[s] = [op, i, j] of nodes i and j; the loss sums the last node and node k. */
+export interface GraphPlan {
+  steps: (readonly [number, number, number])[];
+  k: number;
+}
+
+export function randomPlan(random: () => number): GraphPlan {
+  const steps = Array.from({ length: 2 + Math.floor(random() * 5) }, (_, s) =>
+    [Math.floor(random() * OPS.length), Math.floor(random() * (s + 1)), Math.floor(random() * (s + 1))] as const);
+  return { steps, k: Math.floor(random() * (steps.length + 1)) };
+}
+
+/** Leaf values in [-1, 1] (w in [-0.6, 0.6], c in [-0.5, 0.5], so that the graphs' values stay small). */
+export function randomLeafValues(random: () => number): LeafValues {
+  const values = (n: number, scale: number) => Array.from({ length: n }, () => (random() * 2 - 1) * scale);
+  return { x: values(ROWS * COLS, 1), w: values(COLS * COLS, 0.6), c: values(COLS, 0.5) };
+}
+
+/** The plan's loss on tensors (a scalar with a graph back to the leaves). */
+export function planLoss(plan: GraphPlan, leaves: LeafTensors): Tensor {
+  const nodes: Tensor[] = [leaves.x];
+  for (const [o, i, j] of plan.steps) nodes.push(OPS[o]![0](nodes, leaves, i, j));
+  return nodes.at(-1)!.sum().add(nodes[plan.k]!.sum());
+}
+
+/** The plan's loss in double precision. */
+export function planLossValue(plan: GraphPlan, leaves: LeafValues): number {
+  const nodes: Mat[] = [leaves.x];
+  for (const [o, i, j] of plan.steps) nodes.push(OPS[o]![1](nodes, leaves, i, j));
+  return [...nodes.at(-1)!, ...nodes[plan.k]!].reduce((a, b) => a + b, 0);
+}
