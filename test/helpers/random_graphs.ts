@@ -1,8 +1,10 @@
 // Random expression graphs for autograd tests: on [2, 3] nodes, each node an op of earlier nodes (node 0 is the
 // leaf x), so that leaves and subexpressions feed several ops and an op may take one node twice; the ops include
-// linear layers over a weight leaf w (whose backward may add into a gradient already summed) and a bias leaf c
-// broadcast over rows. The same plan runs on tensors (any device) and, in double precision, on JS numbers.
+// linear layers over a weight leaf w (whose backward may add into a gradient already summed), a bias leaf c
+// broadcast over rows, softmax, and views (narrow, cat) and a reduction whose backwards hand on views of one
+// gradient. The same plan runs on tensors (any device) and, in double precision, on JS numbers.
 import * as F from "../../src/nn/functional.js";
+import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 
 export const ROWS = 2;
@@ -32,6 +34,16 @@ const linear = (m: Mat, w: number[], c: number[] | null): Mat =>
     return acc;
   });
 
+/** Each row's values through f(row) (a function of the row's COLS values). */
+const rows = (m: Mat, f: (row: number[]) => number[]): Mat =>
+  Array.from({ length: ROWS }, (_, r) => f(m.slice(r * COLS, r * COLS + COLS))).flat();
+const softmax = (row: number[]): number[] => {
+  const top = Math.max(...row);
+  const e = row.map((v) => Math.exp(v - top));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+};
+
 const OPS: Op[] = [
   [(n, _, i, j) => n[i]!.add(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v + n[j]![e]!)],
   [(n, _, i, j) => n[i]!.sub(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v - n[j]![e]!)],
@@ -40,6 +52,13 @@ const OPS: Op[] = [
   [(n, l, i) => F.linear(n[i]!, l.w), (n, l, i) => linear(n[i]!, l.w, null)],
   [(n, _, i) => n[i]!.tanh(), (n, _, i) => map(n[i]!, Math.tanh)],
   [(n, l, i) => n[i]!.add(l.c), (n, l, i) => map(n[i]!, (v, e) => v + l.c[e % COLS]!)],
+  [(n, _, i) => F.softmax(n[i]!, -1), (n, _, i) => rows(n[i]!, softmax)],
+  // the columns rotated left by one: narrow views joined by cat
+  [(n, _, i) => torch.cat([n[i]!.narrow(1, 1, COLS - 1), n[i]!.narrow(1, 0, 1)], 1),
+    (n, _, i) => rows(n[i]!, (row) => [...row.slice(1), row[0]!])],
+  // each row scaled by the sum of node j's row (a reduction kept as a column, broadcast back)
+  [(n, _, i, j) => n[i]!.mul(n[j]!.sum(1, true)),
+    (n, _, i, j) => map(n[i]!, (v, e) => v * n[j]!.slice(Math.floor(e / COLS) * COLS, Math.floor(e / COLS) * COLS + COLS).reduce((a, b) => a + b, 0))],
 ];
 
 /** Node s + 1 is steps[s] = [op, i, j] of nodes i and j; the loss sums the last node and node k. */
