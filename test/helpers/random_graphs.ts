@@ -1,8 +1,9 @@
 // Random expression graphs for autograd tests: on [2, 3] nodes, each node an op of earlier nodes (node 0 is the
 // leaf x), so that leaves and subexpressions feed several ops and an op may take one node twice; the ops include
 // linear layers over a weight leaf w (whose backward may add into a gradient already summed), a bias leaf c
-// broadcast over rows, softmax, and views (narrow, cat) and a reduction whose backwards hand on views of one
-// gradient. The same plan runs on tensors (any device) and, in double precision, on JS numbers.
+// broadcast over rows and also taken by a layer norm as its weight and bias, softmax, and views (narrow, cat) and a
+// reduction whose backwards hand on views of one gradient. The same plan runs on tensors (any device) and, in
+// double precision, on JS numbers.
 import * as F from "../../src/nn/functional.js";
 import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
@@ -44,6 +45,12 @@ const softmax = (row: number[]): number[] => {
   return e.map((v) => v / sum);
 };
 
+const layerNorm = (row: number[], c: number[]): number[] => {
+  const mean = row.reduce((a, b) => a + b, 0) / COLS;
+  const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / COLS;
+  return row.map((v, e) => ((v - mean) / Math.sqrt(variance + 1e-5)) * c[e]! + c[e]!);
+};
+
 const OPS: Op[] = [
   [(n, _, i, j) => n[i]!.add(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v + n[j]![e]!)],
   [(n, _, i, j) => n[i]!.sub(n[j]!), (n, _, i, j) => map(n[i]!, (v, e) => v - n[j]![e]!)],
@@ -56,6 +63,8 @@ const OPS: Op[] = [
   // the columns rotated left by one: narrow views joined by cat
   [(n, _, i) => torch.cat([n[i]!.narrow(1, 1, COLS - 1), n[i]!.narrow(1, 0, 1)], 1),
     (n, _, i) => rows(n[i]!, (row) => [...row.slice(1), row[0]!])],
+  // layer norm with c as both its weight and its bias: two edges of one op to one leaf
+  [(n, l, i) => F.layer_norm(n[i]!, [COLS], l.c, l.c), (n, l, i) => rows(n[i]!, (row) => layerNorm(row, l.c))],
   // each row scaled by the sum of node j's row (a reduction kept as a column, broadcast back)
   [(n, _, i, j) => n[i]!.mul(n[j]!.sum(1, true)),
     (n, _, i, j) => map(n[i]!, (v, e) => v * n[j]!.slice(Math.floor(e / COLS) * COLS, Math.floor(e / COLS) * COLS + COLS).reduce((a, b) => a + b, 0))],
