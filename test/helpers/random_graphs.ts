@@ -1,9 +1,9 @@
 // Random expression graphs for autograd tests: on [2, 3] nodes, each node an op of earlier nodes (node 0 is the
-// leaf x), so that leaves and subexpressions feed several ops and an op may take one node twice; the ops include
-// linear layers over a weight leaf w (whose backward may add into a gradient already summed), a bias leaf c
-// broadcast over rows and also taken by a layer norm as its weight and bias, softmax, and views (narrow, cat) and a
-// reduction whose backwards hand on views of one gradient. The same plan runs on tensors (any device) and, in
-// double precision, on JS numbers.
+// leaf x), so that leaves and subexpressions feed several ops and an op may take one node twice. The ops include
+// linear layers over a weight leaf w (whose backward may add into a gradient already summed) and w's rows looked up
+// by embedding; a bias leaf c broadcast over rows and also taken by a layer norm as its weight and bias; softmax;
+// and views (narrow, cat) and a reduction whose backwards hand on views of one gradient. The same plan runs on
+// tensors (any device) and, in double precision, on JS numbers.
 import * as F from "../../src/nn/functional.js";
 import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
@@ -65,6 +65,9 @@ const OPS: Op[] = [
     (n, _, i) => rows(n[i]!, (row) => [...row.slice(1), row[0]!])],
   // layer norm with c as both its weight and its bias: two edges of one op to one leaf
   [(n, l, i) => F.layer_norm(n[i]!, [COLS], l.c, l.c), (n, l, i) => rows(n[i]!, (row) => layerNorm(row, l.c))],
+  // rows i % COLS and j % COLS of the weight leaf, looked up by embedding (whose backward scatters into its grad)
+  [(_, l, i, j) => F.embedding(torch.tensor([i % COLS, j % COLS]).to(l.w.device), l.w),
+    (_, l, i, j) => [...l.w.slice((i % COLS) * COLS, (i % COLS) * COLS + COLS), ...l.w.slice((j % COLS) * COLS, (j % COLS) * COLS + COLS)]],
   // each row scaled by the sum of node j's row (a reduction kept as a column, broadcast back)
   [(n, _, i, j) => n[i]!.mul(n[j]!.sum(1, true)),
     (n, _, i, j) => map(n[i]!, (v, e) => v * n[j]!.slice(Math.floor(e / COLS) * COLS, Math.floor(e / COLS) * COLS + COLS).reduce((a, b) => a + b, 0))],
