@@ -144,7 +144,10 @@ test("random graphs reusing leaves and subexpressions: the CPU's gradients", { s
         w: torch.tensor(init.w, { dtype: torch.float32 }).reshape([COLS, COLS]).to(device).requires_grad_(),
         c: torch.tensor(init.c, { dtype: torch.float32 }).to(device).requires_grad_(),
       };
-      planLoss(plan, leaves).backward();
+      // every fourth graph runs its backward twice (retain_graph), accumulating into .grad
+      const loss = planLoss(plan, leaves);
+      if (trial % 4 === 0) loss.backward(undefined, { retain_graph: true });
+      loss.backward();
       return leaves;
     };
     const [cpu, cuda] = [run("cpu"), run("cuda")];
