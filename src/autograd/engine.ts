@@ -131,7 +131,7 @@ function countDependencies(root: Node): { dependencies: Map<Node, number>; hooke
     for (const edge of node.next) {
       if (edge === null) continue;
       if ("leaf" in edge) {
-        if (edge.leaf._postAccumulateGradHooks.length > 0) hookedLeaves.set(edge.leaf, (hookedLeaves.get(edge.leaf) ?? 0) + 1);
+        if (edge.leaf._postAccumulateGradHooks?.length) hookedLeaves.set(edge.leaf, (hookedLeaves.get(edge.leaf) ?? 0) + 1);
         continue;
       }
       const seen = dependencies.has(edge.node);
@@ -144,7 +144,7 @@ function countDependencies(root: Node): { dependencies: Map<Node, number>; hooke
 
 /** Runs the leaf's post-accumulate hooks over a copy of their list, so that a hook may remove itself. */
 function runPostAccumulateHooks(leaf: Tensor): void {
-  for (const hook of [...leaf._postAccumulateGradHooks]) hook(leaf);
+  for (const hook of [...(leaf._postAccumulateGradHooks ?? [])]) hook(leaf);
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {

@@ -34,8 +34,8 @@ export class Tensor {
   _gradientSlice = false;
   /** the 16-bit copy autocast's products read instead of casting this tensor (amp/lowp_copy.ts) */
   _lowp: { copy: Tensor; version: number } | null = null;
-  /** register_post_accumulate_grad_hook's hooks, in registration order */
-  _postAccumulateGradHooks: ((param: Tensor) => void)[] = [];
+  /** register_post_accumulate_grad_hook's hooks in registration order; null until one is (no array per tensor) */
+  _postAccumulateGradHooks: ((param: Tensor) => void)[] | null = null;
 
   constructor(
     readonly storage: Storage,
@@ -165,11 +165,12 @@ export class Tensor {
   register_post_accumulate_grad_hook(hook: (param: Tensor) => void): { remove(): void } {
     if (!this.requires_grad) throw new Error("cannot register a hook on a tensor that doesn't require gradient");
     if (!this.is_leaf) throw new Error("post accumulate grad hooks cannot be registered on non-leaf tensors");
-    this._postAccumulateGradHooks.push(hook);
+    const hooks = (this._postAccumulateGradHooks ??= []);
+    hooks.push(hook);
     return {
       remove: () => {
-        const i = this._postAccumulateGradHooks.indexOf(hook);
-        if (i >= 0) this._postAccumulateGradHooks.splice(i, 1);
+        const i = hooks.indexOf(hook);
+        if (i >= 0) hooks.splice(i, 1);
       },
     };
   }
