@@ -16,7 +16,7 @@ import { cudaInfo } from "../../src/backend/cuda.js";
 import { native } from "../../src/backend/native.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { rng } from "../helpers/rng.js";
-import { COLS, ROWS, planLoss, randomLeafValues, randomPlan } from "../helpers/random_graphs.js";
+import { leafTensors, planBackward, randomLeafValues, randomPlan } from "../helpers/random_graphs.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
 import { NO_LAUNCH_TRACE, launches } from "../helpers/launch_trace.js";
 
@@ -138,16 +138,10 @@ test("random graphs reusing leaves and subexpressions: the CPU's gradients", { s
   for (let trial = 0; trial < trials; trial++) {
     const plan = randomPlan(r);
     const init = randomLeafValues(r);
+    // every fourth graph runs its backward twice (retain_graph), accumulating into .grad
     const run = (device: "cpu" | "cuda") => {
-      const leaves = {
-        x: torch.tensor(init.x, { dtype: torch.float32 }).reshape([ROWS, COLS]).to(device).requires_grad_(),
-        w: torch.tensor(init.w, { dtype: torch.float32 }).reshape([COLS, COLS]).to(device).requires_grad_(),
-        c: torch.tensor(init.c, { dtype: torch.float32 }).to(device).requires_grad_(),
-      };
-      // every fourth graph runs its backward twice (retain_graph), accumulating into .grad
-      const loss = planLoss(plan, leaves);
-      if (trial % 4 === 0) loss.backward(undefined, { retain_graph: true });
-      loss.backward();
+      const leaves = leafTensors(init, device);
+      planBackward(plan, leaves, trial % 4 === 0 ? 2 : 1);
       return leaves;
     };
     const [cpu, cuda] = [run("cpu"), run("cuda")];

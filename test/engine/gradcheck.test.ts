@@ -7,7 +7,7 @@ import { dropout_add, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu, packed_linear } from "../../src/ops/matmul.js";
 import { gradcheck, leaf } from "../helpers/gradcheck.js";
 import { rng } from "../helpers/rng.js";
-import { COLS, ROWS, planLoss, planLossValue, randomLeafValues, randomPlan } from "../helpers/random_graphs.js";
+import { leafTensors, planBackward, planLossValue, randomLeafValues, randomPlan } from "../helpers/random_graphs.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 
 const positive = (shape: number[], seed: number) => {
@@ -67,16 +67,10 @@ test("random graphs with linear layers, broadcasting and reused parameters: grad
   for (let trial = 0; trial < 200; trial++) {
     const plan = randomPlan(r);
     const init = randomLeafValues(r);
-    const leaves = {
-      x: torch.tensor(init.x, { dtype: torch.float32 }).reshape([ROWS, COLS]).requires_grad_(),
-      w: torch.tensor(init.w, { dtype: torch.float32 }).reshape([COLS, COLS]).requires_grad_(),
-      c: torch.tensor(init.c, { dtype: torch.float32 }).requires_grad_(),
-    };
+    const leaves = leafTensors(init);
     // every fourth graph runs its backward twice (retain_graph): .grad holds twice the gradient
-    const loss = planLoss(plan, leaves);
     const passes = trial % 4 === 0 ? 2 : 1;
-    if (passes === 2) loss.backward(undefined, { retain_graph: true });
-    loss.backward();
+    planBackward(plan, leaves, passes);
     for (const name of ["x", "w", "c"] as const) {
       const got = leaves[name].grad ? (leaves[name].grad!.flatten().tolist() as number[]) : init[name].map(() => 0);
       init[name].forEach((v, e) => {

@@ -35,9 +35,10 @@ const linear = (m: Mat, w: number[], c: number[] | null): Mat =>
     return acc;
   });
 
+/** Row r of a row-major matrix of COLS columns. */
+const rowOf = (m: number[], r: number): number[] => m.slice(r * COLS, r * COLS + COLS);
 /** Each row's values through f(row) (a function of the row's COLS values). */
-const rows = (m: Mat, f: (row: number[]) => number[]): Mat =>
-  Array.from({ length: ROWS }, (_, r) => f(m.slice(r * COLS, r * COLS + COLS))).flat();
+const rows = (m: Mat, f: (row: number[]) => number[]): Mat => Array.from({ length: ROWS }, (_, r) => f(rowOf(m, r))).flat();
 const softmax = (row: number[]): number[] => {
   const top = Math.max(...row);
   const e = row.map((v) => Math.exp(v - top));
@@ -67,10 +68,10 @@ const OPS: Op[] = [
   [(n, l, i) => F.layer_norm(n[i]!, [COLS], l.c, l.c), (n, l, i) => rows(n[i]!, (row) => layerNorm(row, l.c))],
   // rows i % COLS and j % COLS of the weight leaf, looked up by embedding (whose backward scatters into its grad)
   [(_, l, i, j) => F.embedding(torch.tensor([i % COLS, j % COLS]).to(l.w.device), l.w),
-    (_, l, i, j) => [...l.w.slice((i % COLS) * COLS, (i % COLS) * COLS + COLS), ...l.w.slice((j % COLS) * COLS, (j % COLS) * COLS + COLS)]],
+    (_, l, i, j) => [...rowOf(l.w, i % COLS), ...rowOf(l.w, j % COLS)]],
   // each row scaled by the sum of node j's row (a reduction kept as a column, broadcast back)
   [(n, _, i, j) => n[i]!.mul(n[j]!.sum(1, true)),
-    (n, _, i, j) => map(n[i]!, (v, e) => v * n[j]!.slice(Math.floor(e / COLS) * COLS, Math.floor(e / COLS) * COLS + COLS).reduce((a, b) => a + b, 0))],
+    (n, _, i, j) => map(n[i]!, (v, e) => v * rowOf(n[j]!, Math.floor(e / COLS)).reduce((a, b) => a + b, 0))],
 ];
 
 /** Node s + 1 is steps[s] = [op, i, j] of nodes i and j; the loss sums the last node and node k. */
@@ -91,11 +92,18 @@ export function randomLeafValues(random: () => number): LeafValues {
   return { x: values(ROWS * COLS, 1), w: values(COLS * COLS, 0.6), c: values(COLS, 0.5) };
 }
 
-/** The plan's loss on tensors (a scalar with a graph back to the leaves). */
-export function planLoss(plan: GraphPlan, leaves: LeafTensors): Tensor {
+/** The leaves as float32 tensors on `device` that require gradients. */
+export function leafTensors(values: LeafValues, device: "cpu" | "cuda" = "cpu"): LeafTensors {
+  const leaf = (v: number[], shape: number[]) => torch.tensor(v, { dtype: torch.float32 }).reshape(shape).to(device).requires_grad_();
+  return { x: leaf(values.x, [ROWS, COLS]), w: leaf(values.w, [COLS, COLS]), c: leaf(values.c, [COLS]) };
+}
+
+/** The plan's loss on the leaves, and its backward run `passes` times (retain_graph between them). */
+export function planBackward(plan: GraphPlan, leaves: LeafTensors, passes: number): void {
   const nodes: Tensor[] = [leaves.x];
   for (const [o, i, j] of plan.steps) nodes.push(OPS[o]![0](nodes, leaves, i, j));
-  return nodes.at(-1)!.sum().add(nodes[plan.k]!.sum());
+  const loss = nodes.at(-1)!.sum().add(nodes[plan.k]!.sum());
+  for (let pass = 1; pass <= passes; pass++) loss.backward(undefined, { retain_graph: pass < passes });
 }
 
 /** The plan's loss in double precision. */
