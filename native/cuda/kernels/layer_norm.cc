@@ -442,10 +442,9 @@ static_assert(sizeof(ParamPart) == 32, "ParamPart must match the kernels' declar
 // dw / db's tiles: a row group per 32-row block up to the block's threads, then tiles as wide as the rest allow;
 // no blocks where neither is wanted.
 ParamPart PlanParams(int64_t rows, int64_t cols, uint64_t dw, uint64_t db) {
-  ParamPart p{1, 1, 0, dw, db};
+  ParamPart p{kMinParamColumns, 1, 0, dw, db};
   if (dw == 0 && db == 0) return p;
   const int64_t row_blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  p.tc = kMinParamColumns;
   while (p.groups < kMaxParamGroups && p.groups < row_blocks) p.groups *= 2;
   while (p.tc * p.groups * 2 <= kParamThreads && p.tc < cols) p.tc *= 2;
   p.blocks = std::min(kMaxBlocks, (cols + p.tc - 1) / p.tc);
