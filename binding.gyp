@@ -23,6 +23,7 @@
         "native/cuda/memory.cc",
         "native/cuda/staging.cc",
         "native/cuda/graphs.cc",
+        "native/cuda/events.cc",
         "native/cuda/gemm.cc",
         "native/cuda/kernels/register.cc",
         "native/cuda/kernels/copy.cc",

@@ -1,11 +1,13 @@
 // Where a bert-base training step's time goes on the GPU (bench/gpu-check.sh runs it after the MRPC benchmark;
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
 // between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
-// (as FINETUNE_CUDA_PDL says, then with programmatic dependent launch switched the other way where the GPU has it).
-// The last line printed is one JSON object: milliseconds per part and precision. FINETUNE_BENCH_SMALL=1: a 2-layer
+// (as FINETUNE_CUDA_PDL says, then with programmatic dependent launch switched the other way where the GPU has it),
+// and some kernels of a bf16 step timed back to back inside a CUDA graph (`kernel_us`: Nsight Compute's figures
+// for them, taken one launch at a time from cold caches, leave their cost inside the update's graph unknown).
+// The last line printed is one JSON object: milliseconds per part and precision, microseconds per kernel call. FINETUNE_BENCH_SMALL=1: a 2-layer
 // hidden-128 model, to check the plumbing on the emulated toolkit (test/helpers/fake_cuda).
 import { torch } from "../src/torch.js";
-import { native } from "../src/backend/native.js";
+import { native, DTypeCode } from "../src/backend/native.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { clip_grad_norm_, clip_grad_norm_deferred } from "../src/nn/utils.js";
 import { no_grad } from "../src/autograd/grad_mode.js";
@@ -26,6 +28,58 @@ function time(fn: () => void): number {
   for (let i = 0; i < ITERS; i++) fn();
   torch.cuda.synchronize();
   return Number(((performance.now() - start) / ITERS).toFixed(3));
+}
+
+/** Microseconds per call of `fn`, from CUDA events around replays of a graph of GRAPH_CALLS calls: the kernels'
+ * time back to back, without the host's launches, as inside the Trainer's graphs. */
+function graphMicros(fn: () => void): number {
+  const GRAPH_CALLS = 50, REPLAYS = 5;
+  const graph = new torch.cuda.CUDAGraph();
+  torch.cuda.graph(graph, () => {
+    for (let i = 0; i < GRAPH_CALLS; i++) fn();
+  });
+  graph.replay();
+  const start = new torch.cuda.Event({ enable_timing: true });
+  const end = new torch.cuda.Event({ enable_timing: true });
+  start.record();
+  for (let i = 0; i < REPLAYS; i++) graph.replay();
+  end.record();
+  end.synchronize();
+  graph.reset();
+  return Number(((start.elapsed_time(end) * 1000) / (GRAPH_CALLS * REPLAYS)).toFixed(2));
+}
+
+/** The update's kernels under study (bf16 autocast, batch x tokens rows), each alone, in graphMicros. */
+function kernelMicros(hidden: number, intermediate: number): Record<string, number> {
+  const rows = BATCH * TOKENS;
+  const c = native.cuda;
+  const floats = (n: number) => c.alloc(4 * n);
+  const g = floats(rows * intermediate), pre = c.alloc(2 * rows * intermediate), lowp = c.alloc(2 * rows * intermediate);
+  const sums = floats(intermediate);
+  const x = floats(rows * hidden), residual = floats(rows * hidden), input = floats(rows * hidden), y = floats(rows * hidden);
+  const dy = floats(rows * hidden), dx = floats(rows * hidden), dxDropout = floats(rows * hidden);
+  const mask = c.alloc(rows * hidden), yLowp = c.alloc(2 * rows * hidden);
+  const w = floats(hidden), b = floats(hidden), dw = floats(hidden), db = floats(hidden), mean = floats(rows), rstd = floats(rows);
+  const columnSums = (cols: number, gelu: boolean) => () =>
+    c.castColumnSums(rows, cols, g, 0, gelu ? pre : null, 0, DTypeCode.BF16, DTypeCode.BF16, lowp, sums);
+  const r: Record<string, number> = {
+    [`cast_column_sums_${hidden}`]: graphMicros(columnSums(hidden, false)),
+    [`cast_column_sums_${3 * hidden}`]: graphMicros(columnSums(3 * hidden, false)),
+    [`cast_column_sums_${intermediate}_gelu`]: graphMicros(columnSums(intermediate, true)),
+    [`layer_norm_${hidden}`]: graphMicros(() =>
+      c.layerNormForward(rows, hidden, x, 0, w, 0, b, 0, 1e-12, y, 0, mean, rstd, DTypeCode.BF16, yLowp)),
+    [`dropout_add_layer_norm_${hidden}`]: graphMicros(() =>
+      c.dropoutAddLayerNorm(rows, hidden, 0, 0, 0.1, x, 0, residual, 0, input, mask, w, 0, b, 0, 1e-12, y, 0, mean,
+        rstd, DTypeCode.BF16, yLowp)),
+    [`layer_norm_backward_dropout_${hidden}`]: graphMicros(() =>
+      c.layerNormBackward(rows, hidden, input, 0, dy, 0, w, 0, mean, rstd, dx, 0, dw, db, mask, 1 / 0.9, dxDropout)),
+    // what moving the same bytes costs: a copy of the float32 [rows, hidden] gradient
+    [`copy_${hidden}`]: graphMicros(() => c.copyDeviceToDevice(x, 0, y, 0, 4 * rows * hidden)),
+  };
+  for (const buffer of [g, pre, lowp, sums, x, residual, input, y, dy, dx, dxDropout, mask, yLowp, w, b, dw, db, mean, rstd]) {
+    c.free(buffer);
+  }
+  return r;
 }
 
 function dispose(outputs: object): void {
@@ -115,5 +169,8 @@ for (const precision of ["fp32", "bf16"] as const) {
   results[precision] = r;
   console.log(precision, JSON.stringify(r));
 }
-console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, peak_mem_gb: Number((torch.cuda.max_memory_allocated() / 1e9).toFixed(3)),
+const peak_mem_gb = Number((torch.cuda.max_memory_allocated() / 1e9).toFixed(3));
+const kernel_us = kernelMicros(config.hidden_size, config.intermediate_size);
+console.log("kernels", JSON.stringify(kernel_us));
+console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, kernel_us, peak_mem_gb,
   programmatic_launch: native.cuda.programmaticLaunch() }));

@@ -200,6 +200,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Object cuda = Napi::Object::New(env);
   ft::RegisterCudaMemory(env, cuda);
   ft::RegisterCudaGraphs(env, cuda);
+  ft::RegisterCudaEvents(env, cuda);
   ft::RegisterCudaGemm(env, cuda);
   ft::RegisterCudaKernels(env, cuda);
   exports.Set("cuda", cuda);

@@ -18,9 +18,10 @@ void RegisterRandom(Napi::Env env, Napi::Object exports);
 void RegisterCuda(Napi::Env env, Napi::Object exports);
 
 // native.cuda: the same kernel contract on device handles. The addon creates the `cuda` object once; each family
-// adds its functions to it (native/cuda/memory.cc, graphs.cc, gemm.cc, kernels/register.cc).
+// adds its functions to it (native/cuda/memory.cc, graphs.cc, events.cc, gemm.cc, kernels/register.cc).
 void RegisterCudaMemory(Napi::Env env, Napi::Object cuda);
 void RegisterCudaGraphs(Napi::Env env, Napi::Object cuda);
+void RegisterCudaEvents(Napi::Env env, Napi::Object cuda);
 void RegisterCudaGemm(Napi::Env env, Napi::Object cuda);
 void RegisterCudaKernels(Napi::Env env, Napi::Object cuda);
 

@@ -1,37 +1,11 @@
-// torch.cuda, answered from what the addon's CUDA loader found (native/cuda/): available when the driver, a GPU,
-// NVRTC and cuBLASLt are there; otherwise the loader still reports what it sees, and why not. Memory statistics
-// come from native.cuda's caching allocator.
-import { native, type CudaInfo } from "./native.js";
+// torch.cuda, answered from what the addon's CUDA loader found (cuda_info.ts). Memory statistics come from
+// native.cuda's caching allocator; events and the stream are in cuda_streams.ts.
+import { native } from "./native.js";
+import { cudaInfo, cudaUnavailableReason, requireCuda, requireDevice } from "./cuda_info.js";
+import { Event, Stream, current_stream, default_stream, stream } from "./cuda_streams.js";
 import { default_generator } from "../ops/random.js";
 
-let cached: CudaInfo | undefined;
-
-/** The loader's findings; loading happens on the first call (dlopen, cuInit), not at import. */
-export function cudaInfo(): CudaInfo {
-  cached ??= native.cudaInfo();
-  return cached;
-}
-
-/** Why tensors cannot go to "cuda" here, for error messages. */
-export function cudaUnavailableReason(): string {
-  const info = cudaInfo();
-  return info.available ? "CUDA is available" : info.reason ?? "CUDA is not available";
-}
-
-function requireCuda(what: string): CudaInfo {
-  const info = cudaInfo();
-  if (!info.available) throw new Error(`torch.cuda.${what}: CUDA is not available: ${cudaUnavailableReason()}`);
-  return info;
-}
-
-function requireDevice(what: string, device: number): CudaInfo["devices"][number] {
-  const info = requireCuda(what);
-  const d = info.devices[device];
-  if (!Number.isInteger(device) || d === undefined) {
-    throw new RangeError(`torch.cuda.${what}: invalid device ${device}: use 0..${info.device_count - 1}`);
-  }
-  return d;
-}
+export { cudaInfo, cudaUnavailableReason };
 
 /** torch.cuda.graph_pool_handle(): a memory pool that graphs captured with it share (they must replay in the
  * order they were captured, as in PyTorch). Opaque. */
@@ -134,6 +108,11 @@ function captureGraph<T>(g: CUDAGraph, fn: () => T, options: { pool?: GraphPoolH
 
 export const cuda = {
   CUDAGraph,
+  Event,
+  Stream,
+  current_stream,
+  default_stream,
+  stream,
   graph: captureGraph,
   graph_pool_handle: (): GraphPoolHandle => {
     requireCuda("graph_pool_handle");

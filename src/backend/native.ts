@@ -28,6 +28,8 @@ export const enum UnaryGradOp { GeluErf = 0, GeluTanh = 1, TanhFromOutput = 2, S
 export const enum ReduceOp { Sum = 0, Max = 1, Min = 2 }
 
 type AB = ArrayBuffer;
+/** A driver event from native.cuda.eventCreate: opaque to JS. */
+export type CudaEventHandle = { readonly __brand: "CudaEvent" };
 
 /** A CUDA library the addon opened, or why it could not (every dlopen/dlsym failure and the folders searched). */
 export type CudaLibrary = { path: string; version: string | null } | { error: string };
@@ -315,6 +317,20 @@ export interface CudaAddon extends Kernels {
   /** a new memory pool that several graphs may share (torch.cuda.graph_pool_handle) */
   graphPoolHandle(): number;
   isCurrentStreamCapturing(): boolean;
+
+  // ---- events and the stream (native/cuda/events.cc): torch.cuda.Event and Stream.query
+  /** a new driver event (opaque; destroyed by the garbage collector); `blocking` makes eventSynchronize sleep */
+  eventCreate(enableTiming: boolean, blocking: boolean): CudaEventHandle;
+  /** places the event after the work queued so far (refused during a capture) */
+  eventRecord(event: CudaEventHandle): void;
+  /** whether the work before the event's last record has run */
+  eventQuery(event: CudaEventHandle): boolean;
+  /** waits until the work before the event's last record has run */
+  eventSynchronize(event: CudaEventHandle): void;
+  /** milliseconds between two completed records of events created with timing; throws while one is pending */
+  eventElapsedTime(start: CudaEventHandle, end: CudaEventHandle): number;
+  /** whether all queued work has run (refused during a capture) */
+  streamQuery(): boolean;
   /** Whether kernels launch with programmatic dependent launch (sm_90+, where FINETUNE_CUDA_PDL=1); `on` turns it
    * on (where supported) or off for the launches and captures from now on. */
   programmaticLaunch(on?: boolean): boolean;

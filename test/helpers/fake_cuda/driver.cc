@@ -9,7 +9,8 @@
 // FTEMU_TRACE=1 prints every launch and every host-to-device copy to stderr. FTEMU_DEFER=1 runs queued work only
 // when the host waits for it (a stream or event synchronize, a copy to pageable memory, freeing device memory), as
 // a GPU runs it later than the host queues it: host code that rewrites pinned memory a queued copy has yet to read
-// then copies the wrong bytes.
+// then copies the wrong bytes. An event completes when the work before its record runs, and its time for
+// cuEventElapsedTime is the host's clock then.
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -35,7 +36,7 @@ namespace {
 using CUresult = int;
 using CUdeviceptr = std::uint64_t;
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2, kInvalidImage = 200, kInvalidHandle = 400,
-                   kIllegalState = 401, kNotFound = 500, kIllegalAddress = 700, kLaunchOutOfResources = 701,
+                   kIllegalState = 401, kNotFound = 500, kNotReady = 600, kIllegalAddress = 700, kLaunchOutOfResources = 701,
                    kLaunchFailed = 719, kCaptureUnsupported = 900, kCaptureInvalidated = 901;
 constexpr std::size_t kTotalBytes = std::size_t{80} << 30;
 constexpr std::size_t kReservedBytes = std::size_t{1} << 40;
@@ -162,8 +163,20 @@ bool InPinned(const void* p, std::size_t n) {
 }
 
 struct Event {
+  bool timing = true;    // created without CU_EVENT_DISABLE_TIMING
+  bool recorded = false;
   bool pending = false;  // recorded, and the work before it has not run yet
+  std::chrono::steady_clock::time_point at;  // when the work before its last record had run
 };
+
+// The live events by handle. A queued record holds its event, so that one destroyed before its work ran (the
+// driver allows it) is freed when the record has run.
+std::map<void*, std::shared_ptr<Event>> g_events;
+
+Event* FindEvent(void* e) {
+  auto it = g_events.find(e);
+  return it == g_events.end() ? nullptr : it->second.get();
+}
 
 // A call a real driver refuses during capture; it also ends the capture's usefulness, as on a GPU.
 CUresult RefuseWhileCapturing(const char* what) {
@@ -267,28 +280,54 @@ int cuMemFreeHost(void* p) {
   return 0;
 }
 
-int cuEventCreate(void** e, unsigned) {
-  *e = new Event;
+int cuEventCreate(void** e, unsigned flags) {
+  auto event = std::make_shared<Event>();
+  event->timing = (flags & 0x2) == 0;
+  *e = event.get();
+  g_events[*e] = std::move(event);
   return 0;
 }
 int cuEventRecord(void* e, void* stream) {
-  auto* event = static_cast<Event*>(e);
-  if (event == nullptr) return Fail(kInvalidHandle, "cuEventRecord of a null event");
+  Event* found = FindEvent(e);
+  if (found == nullptr) return Fail(kInvalidHandle, "cuEventRecord of an unknown event");
   if (g_stream.capturing) return RefuseWhileCapturing("cuEventRecord");
+  std::shared_ptr<Event> event = g_events[e];
+  event->recorded = true;
   event->pending = true;
   return Submit(stream, [event] {
     event->pending = false;
+    event->at = std::chrono::steady_clock::now();
     return kSuccess;
   });
 }
+// Work queued on the stream (FTEMU_DEFER) runs only when the host waits: a query sees it pending until then.
+int cuEventQuery(void* e) {
+  Event* event = FindEvent(e);
+  if (event == nullptr) return Fail(kInvalidHandle, "cuEventQuery of an unknown event");
+  return event->pending ? kNotReady : kSuccess;
+}
 int cuEventSynchronize(void* e) {
-  auto* event = static_cast<Event*>(e);
-  if (event == nullptr) return Fail(kInvalidHandle, "cuEventSynchronize of a null event");
+  Event* event = FindEvent(e);
+  if (event == nullptr) return Fail(kInvalidHandle, "cuEventSynchronize of an unknown event");
   return event->pending ? RunQueued() : 0;
 }
-int cuEventDestroy_v2(void* e) {
-  delete static_cast<Event*>(e);
+int cuEventElapsedTime(float* ms, void* start, void* end) {
+  Event *a = FindEvent(start), *b = FindEvent(end);
+  if (a == nullptr || b == nullptr) return Fail(kInvalidHandle, "cuEventElapsedTime of an unknown event");
+  if (!a->timing || !b->timing) return Fail(kInvalidHandle, "cuEventElapsedTime of an event without timing");
+  if (!a->recorded || !b->recorded) return Fail(kInvalidHandle, "cuEventElapsedTime of an event never recorded");
+  if (a->pending || b->pending) return kNotReady;
+  *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
   return 0;
+}
+int cuEventDestroy_v2(void* e) {
+  if (g_events.erase(e) == 0) return Fail(kInvalidHandle, "cuEventDestroy of an unknown event");
+  return 0;
+}
+int cuStreamQuery(void* s) {
+  if (s != &g_stream) return Fail(kInvalidHandle, "cuStreamQuery on an unknown stream");
+  if (g_stream.capturing) return RefuseWhileCapturing("cuStreamQuery");
+  return g_queued.empty() ? kSuccess : kNotReady;
 }
 
 int cuMemAlloc_v2(CUdeviceptr* p, std::size_t n) {
