@@ -305,8 +305,9 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
   const auto start = std::chrono::steady_clock::now();
   const CublasLtApi& a = lt.api;
   Plan plan;
-  // TF32 only concerns float32 operands; 16-bit ones always run on tensor cores.
-  const bool tf32 = k.tf32 && k.abDtype == kF32;
+  // TF32 only concerns float32 operands (16-bit ones always run on tensor cores), on GPUs that have it (sm_80
+  // on): elsewhere allow_tf32 changes nothing, as in PyTorch.
+  const bool tf32 = k.tf32 && k.abDtype == kF32 && cuda::Arch() >= 80;
   CheckLt(env, a.cublasLtMatmulDescCreate(&plan.desc, tf32 ? kComputeF32FastTf32 : kComputeF32, kCudaR32F),
           "cublasLtMatmulDescCreate");
   int32_t opA = k.transB ? kOpT : kOpN, opB = k.transA ? kOpT : kOpN;

@@ -151,6 +151,18 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// memGetInfo(): [free, total] bytes of the device, as the driver counts them (torch.cuda.mem_get_info).
+Napi::Value MemGetInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cuda::EnsureContext(env);
+  size_t free = 0, total = 0;
+  cuda::Check(env, cuda::Api().cuMemGetInfo_v2(&free, &total), "cuMemGetInfo");
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, Napi::Number::New(env, static_cast<double>(free)));
+  result.Set(1u, Napi::Number::New(env, static_cast<double>(total)));
+  return result;
+}
+
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   cuda::EnsureContext(info.Env());
   cuda::Synchronize(info.Env());
@@ -170,6 +182,7 @@ void RegisterCudaMemory(Napi::Env env, Napi::Object cuda) {
   cuda.Set("memoryStats", Napi::Function::New(env, MemoryStatsObject, "memoryStats"));
   cuda.Set("cachedBytes", Napi::Function::New(env, CachedBytes, "cachedBytes"));
   cuda.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
+  cuda.Set("memGetInfo", Napi::Function::New(env, MemGetInfo, "memGetInfo"));
   cuda.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
   cuda.Set("copyHostToDevice", Napi::Function::New(env, CopyHostToDevice, "copyHostToDevice"));
   cuda.Set("copyDeviceToHost", Napi::Function::New(env, CopyDeviceToHost, "copyDeviceToHost"));

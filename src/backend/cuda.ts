@@ -131,6 +131,18 @@ export const cuda = {
   get_device_properties: (device = 0): { name: string; total_memory: number; major: number; minor: number } => ({
     ...requireDevice("get_device_properties", device),
   }),
+  get_device_capability: (device = 0): [number, number] => {
+    const d = requireDevice("get_device_capability", device);
+    return [d.major, d.minor];
+  },
+  // As in PyTorch: with emulation any GPU that holds bfloat16 tensors counts; without, Ampere (8.0) and newer.
+  is_bf16_supported: (including_emulation = true): boolean =>
+    cudaInfo().available && (including_emulation || cudaInfo().devices[0]!.major >= 8),
+  /** [free, total] bytes of the GPU, as the driver counts them (memory finetune's cache holds is not free). */
+  mem_get_info: (device = 0): [number, number] => {
+    requireDevice("mem_get_info", device);
+    return native.cuda.memGetInfo();
+  },
   synchronize: (): void => {
     requireCuda("synchronize");
     native.cuda.synchronize();

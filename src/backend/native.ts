@@ -246,6 +246,8 @@ export interface CudaAddon extends Kernels {
   cachedBytes(): number;
   /** waits for the stream, then returns the cached blocks to the driver */
   emptyCache(): void;
+  /** [free, total] bytes of the device, as the driver counts them */
+  memGetInfo(): [number, number];
   synchronize(): void;
   copyHostToDevice(host: AB, hostByteOffset: number, device: AB, deviceByteOffset: number, nbytes: number): void;
   /** waits for the copy: `host` holds the values on return */

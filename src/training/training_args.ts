@@ -378,7 +378,9 @@ export class TrainingArguments {
     }
     if (this.tf32 !== null) {
       // transformers sets the process-wide TF32 switch here, and refuses tf32 where no GPU can do it
-      if (this.tf32 && this.device.type !== "cuda") throw new Error("--tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7");
+      if (this.tf32 && (this.device.type !== "cuda" || cuda.get_device_capability()[0] < 8)) {
+        throw new Error("--tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7");
+      }
       if (this.device.type === "cuda") backends.cuda.matmul.allow_tf32 = this.tf32;
     }
     if (this.warmup_steps < 0) throw new Error("warmup_steps must be an integer or a float");

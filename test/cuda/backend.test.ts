@@ -263,6 +263,39 @@ test("FINETUNE_CUDA_EXACT_BLOCKS gives each block its own allocation, for memory
   assert.deepEqual(r.emptied, [0, 0]);
 });
 
+const DEVICE_QUERIES_SCRIPT = `
+  import { torch } from ${DIST("torch.js")};
+  import { TrainingArguments } from ${DIST("training/training_args.js")};
+  const r = {};
+  const errorOf = (f) => { try { f(); return null; } catch (e) { return e.constructor.name + ": " + e.message; } };
+  r.capability = torch.cuda.get_device_capability();
+  r.bf16 = [torch.cuda.is_bf16_supported(), torch.cuda.is_bf16_supported(false)];
+  const [free, total] = torch.cuda.mem_get_info();
+  const x = torch.zeros([1 << 20], { device: "cuda" });
+  r.memInfo = [total, free - torch.cuda.mem_get_info()[0]];
+  r.otherDevice = errorOf(() => torch.cuda.get_device_capability(1));
+  r.tf32 = errorOf(() => new TrainingArguments("out", { tf32: true }));
+  r.allowTf32 = torch.backends.cuda.matmul.allow_tf32;
+  r.bf16Args = errorOf(() => new TrainingArguments("out", { bf16: true }));
+  console.log(JSON.stringify(r));
+`;
+
+test("device queries as PyTorch answers them; before Ampere tf32 is refused as transformers refuses it", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  const hopper = runScriptOnFakeCuda(DEVICE_QUERIES_SCRIPT);
+  assert.deepEqual(hopper.capability, [9, 0]);
+  assert.deepEqual(hopper.bf16, [true, true]);
+  assert.deepEqual(hopper.memInfo, [80 * 1024 * MiB, 20 * MiB], "the driver's total, and the 20 MiB segment the 4 MiB tensor took");
+  assert.match(hopper.otherDevice as string, /^RangeError: torch\.cuda\.get_device_capability: invalid device 1: use 0\.\.0/);
+  assert.equal(hopper.tf32, null);
+  assert.equal(hopper.allowTf32, true, "TrainingArguments({ tf32: true }) sets torch.backends.cuda.matmul.allow_tf32");
+  assert.equal(hopper.bf16Args, null);
+  const turing = runScriptOnFakeCuda(DEVICE_QUERIES_SCRIPT, { FTEMU_COMPUTE_CAPABILITY: "7.5" });
+  assert.deepEqual(turing.capability, [7, 5]);
+  assert.deepEqual(turing.bf16, [true, false], "bfloat16 tensors, but no bfloat16 tensor cores");
+  assert.match(turing.tf32 as string, /^Error: --tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1\.7$/);
+  assert.equal(turing.bf16Args, null, "transformers takes torch.cuda.is_bf16_supported()'s word, emulation included");
+});
+
 test("host-to-device copies wait in pinned memory, never rewritten before they run (FTEMU_DEFER)", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
   // FTEMU_DEFER runs queued work only when the host waits, so a staging slot reused too early copies the wrong
   // bytes. 40 copies of 200 KB go round the 4 MiB ring twice before anything waits; a 2 MiB one goes direct.

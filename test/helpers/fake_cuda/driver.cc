@@ -239,9 +239,12 @@ int cuDeviceGetName(char* name, int len, int) {
   std::snprintf(name, static_cast<std::size_t>(len), "%s", "Fake GPU (CPU emulation)");
   return 0;
 }
-// Compute capability 9.0 (attributes 75 and 76); every other attribute reads 0.
+// Compute capability 9.0 (attributes 75 and 76), or FTEMU_COMPUTE_CAPABILITY's ("7.5": an older GPU's); every
+// other attribute reads 0.
 int cuDeviceGetAttribute(int* v, int attribute, int) {
-  *v = attribute == 75 ? 9 : 0;
+  int major = 9, minor = 0;
+  if (const char* cc = std::getenv("FTEMU_COMPUTE_CAPABILITY")) std::sscanf(cc, "%d.%d", &major, &minor);
+  *v = attribute == 75 ? major : attribute == 76 ? minor : 0;
   return 0;
 }
 int cuDeviceTotalMem_v2(std::size_t* bytes, int) {
