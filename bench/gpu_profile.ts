@@ -2,8 +2,9 @@
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
 // between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
 // (as FINETUNE_CUDA_PDL says, then with programmatic dependent launch switched the other way where the GPU has it),
-// and some kernels of a bf16 step timed back to back inside a CUDA graph (`kernel_us`: Nsight Compute's figures
-// for them, taken one launch at a time from cold caches, leave their cost inside the update's graph unknown).
+// and some kernels of a bf16 step, the clipping and AdamW timed back to back inside a CUDA graph (`kernel_us`:
+// Nsight Compute's figures for them, taken one launch at a time from cold caches, leave their cost inside the
+// update's graph unknown).
 // The last line printed is one JSON object: milliseconds per part and precision, microseconds per kernel call. FINETUNE_BENCH_SMALL=1: a 2-layer
 // hidden-128 model, to check the plumbing on the emulated toolkit (test/helpers/fake_cuda).
 import { torch } from "../src/torch.js";
@@ -171,6 +172,16 @@ for (const precision of ["fp32", "bf16"] as const) {
 }
 const peak_mem_gb = Number((torch.cuda.max_memory_allocated() / 1e9).toFixed(3));
 const kernel_us = kernelMicros(config.hidden_size, config.intermediate_size);
+// The update's tail on a bf16 step's gradients, as the Trainer's graphs run it: the clipping's norm and factor, and
+// AdamW applying the factor and writing the weights' 16-bit copies
+const tailOutputs = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => model(batch));
+tailOutputs.loss!.backward();
+dispose(tailOutputs);
+const norm = torch.zeros([], { device: "cuda" });
+const coef = torch.zeros([], { device: "cuda" });
+kernel_us["clip_grad_norm_deferred"] = graphMicros(() => clip_grad_norm_deferred(model.parameters(), 1.0, norm, coef));
+kernel_us["adamw_step_clipped"] = graphMicros(() => optimizer.step_clipped(coef));
+model.zero_grad();
 console.log("kernels", JSON.stringify(kernel_us));
 console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, kernel_us, peak_mem_gb,
   programmatic_launch: native.cuda.programmaticLaunch() }));
