@@ -46,6 +46,7 @@ export class Event {
 
   /** Records the event on `stream` (the current stream when omitted). */
   record(stream?: Stream): void {
+    requireCuda("Event.record");
     checkStream("Event.record", stream ?? current_stream());
     this.#handle ??= native.cuda.eventCreate(this.enable_timing, this.blocking);
     native.cuda.eventRecord(this.#handle);
@@ -53,6 +54,7 @@ export class Event {
 
   /** Makes the work queued next on `stream` wait for this event: already so on the one stream. */
   wait(stream?: Stream): void {
+    requireCuda("Event.wait");
     checkStream("Event.wait", stream ?? current_stream());
   }
 
