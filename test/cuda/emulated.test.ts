@@ -55,6 +55,12 @@ test("the GPU tests pass on the emulated CUDA toolkit", { skip: SKIP, timeout: 9
         const gpu = nodeTest(GPU_TEST_FILES, { FINETUNE_CUDA_EXACT_BLOCKS: "1" });
         assert.equal(gpu.count("skipped"), 0, `GPU tests skipped on the emulator:\n${gpu.tail}`);
         assert.ok(gpu.count("pass") >= GPU_TEST_FILES.length, gpu.tail);
+        // A GPU before Ampere (sm_75, a T4's): 16-bit attention on the CUDA-core kernels and no programmatic launch
+        // (its test skips), eager, under autocast and in graphs.
+        const turingFiles = ["attention_parity", "amp_parity", "graphs_parity"].map((name) =>
+          path.join(REPO_ROOT, "dist/test/cuda", `${name}.test.js`));
+        const turing = nodeTest(turingFiles, { FINETUNE_CUDA_EXACT_BLOCKS: "1", FTEMU_COMPUTE_CAPABILITY: "7.5" });
+        assert.equal(turing.count("skipped"), 1, `only the programmatic-launch test skips on sm_75:\n${turing.tail}`);
         // The Trainer on the GPU end to end: bf16 autocast on cuBLASLt's bf16 GEMMs, the step captured in CUDA
         // graphs and replayed, against transformers' float32 trajectory (the file's other runs take too long here),
         // with the allocator as on a GPU: blocks cut from shared segments.
