@@ -215,6 +215,7 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
     Check(env, result, "cuMemAlloc");
     b = new Block{p, segment, g_capture_pool, small, true, nullptr, nullptr};
     g_stats.cached += segment;
+    g_stats.reserved_peak = std::max(g_stats.reserved_peak, g_stats.allocated + g_stats.cached);
     ++g_stats.segments;
     ++g_stats.segments_allocated;
   }
@@ -255,6 +256,7 @@ MemoryStats GetMemoryStats() {
 void ResetPeakMemory() {
   std::lock_guard<std::mutex> lock(g_mutex);
   g_stats.peak = g_stats.allocated;
+  g_stats.reserved_peak = g_stats.allocated + g_stats.cached;
 }
 
 bool Capturing() { return g_capture_pool != 0; }

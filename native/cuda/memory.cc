@@ -132,7 +132,8 @@ Napi::Value MemoryStatsObject(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   const std::pair<const char*, size_t> entries[] = {
       {"allocated_bytes.all.current", s.allocated}, {"allocated_bytes.all.peak", s.peak},
-      {"reserved_bytes.all.current", s.allocated + s.cached}, {"segment.all.current", s.segments},
+      {"reserved_bytes.all.current", s.allocated + s.cached}, {"reserved_bytes.all.peak", s.reserved_peak},
+      {"segment.all.current", s.segments},
       {"segment.all.allocated", s.segments_allocated}, {"segment.all.freed", s.segments_freed},
       {"num_alloc_retries", s.alloc_retries}, {"num_ooms", s.ooms}};
   for (const auto& [key, value] : entries) o.Set(key, Napi::Number::New(env, static_cast<double>(value)));

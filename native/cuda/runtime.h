@@ -79,6 +79,7 @@ struct MemoryStats {
   size_t allocated = 0;
   size_t peak = 0;
   size_t cached = 0;
+  size_t reserved_peak = 0;  // of allocated + cached: the segments held from the driver
   size_t segments = 0;
   size_t segments_allocated = 0;
   size_t segments_freed = 0;

@@ -1,9 +1,10 @@
 // torch.cuda, answered from what the addon's CUDA loader found (cuda_info.ts). Memory statistics come from
 // native.cuda's caching allocator; events and the stream are in cuda_streams.ts.
 import { native } from "./native.js";
-import { cudaInfo, cudaUnavailableReason, requireCuda, requireDevice } from "./cuda_info.js";
+import { cudaInfo, cudaUnavailableReason, requireCuda, requireDevice, requireDeviceZero } from "./cuda_info.js";
 import { Event, Stream, current_stream, default_stream, stream } from "./cuda_streams.js";
 import { default_generator } from "../ops/random.js";
+import type { Device } from "../tensor/device.js";
 
 export { cudaInfo, cudaUnavailableReason };
 
@@ -127,6 +128,8 @@ export const cuda = {
     requireCuda("current_device");
     return 0;
   },
+  /** finetune drives device 0 from each process: setting it is allowed, choosing another is refused. */
+  set_device: (device: number | string | Device): void => requireDeviceZero("set_device", device),
   get_device_name: (device = 0): string => requireDevice("get_device_name", device).name,
   get_device_properties: (device = 0): { name: string; total_memory: number; major: number; minor: number } => ({
     ...requireDevice("get_device_properties", device),
@@ -152,7 +155,8 @@ export const cuda = {
   max_memory_allocated: (): number => (cudaInfo().available ? native.cuda.maxMemoryAllocated() : 0),
   memory_reserved: (): number =>
     cudaInfo().available ? native.cuda.memoryAllocated() + native.cuda.cachedBytes() : 0,
-  /** PyTorch's keys the allocator keeps: allocated_bytes.all.{current,peak}, reserved_bytes.all.current,
+  max_memory_reserved: (): number => (cudaInfo().available ? native.cuda.memoryStats()["reserved_bytes.all.peak"]! : 0),
+  /** PyTorch's keys the allocator keeps: allocated_bytes.all.{current,peak}, reserved_bytes.all.{current,peak},
    * segment.all.{current,allocated,freed} (segments are the driver's allocations), num_alloc_retries, num_ooms. */
   memory_stats: (): Record<string, number> => (cudaInfo().available ? native.cuda.memoryStats() : {}),
   reset_peak_memory_stats: (): void => {

@@ -1,6 +1,7 @@
 // What the addon's CUDA loader found (native/cuda/): available when the driver, a GPU, NVRTC and cuBLASLt are
 // there; otherwise the loader still reports what it sees, and why not. torch.cuda's functions check it here.
 import { native, type CudaInfo } from "./native.js";
+import { Device } from "../tensor/device.js";
 
 let cached: CudaInfo | undefined;
 
@@ -29,4 +30,14 @@ export function requireDevice(what: string, device: number): CudaInfo["devices"]
     throw new RangeError(`torch.cuda.${what}: invalid device ${device}: use 0..${info.device_count - 1}`);
   }
   return d;
+}
+
+/** Requires CUDA and that `device` (undefined or null: the current one) names device 0, which finetune runs on. */
+export function requireDeviceZero(what: string, device: number | string | Device | undefined | null): void {
+  requireCuda(what);
+  if (device === undefined || device === null) return;
+  const d = typeof device === "number" ? new Device("cuda", device) : new Device(device);
+  if (d.type !== "cuda" || (d.index ?? 0) !== 0) {
+    throw new RangeError(`torch.cuda.${what}: invalid device ${String(device)}: finetune runs CUDA work on device 0 ("cuda" or "cuda:0")`);
+  }
 }

@@ -3,18 +3,8 @@
 // waiting for an event or another stream of it has nothing to do. Events time and track that work as PyTorch's do
 // (native/cuda/events.cc).
 import { native, type CudaEventHandle } from "./native.js";
-import { requireCuda } from "./cuda_info.js";
+import { requireCuda, requireDeviceZero } from "./cuda_info.js";
 import { Device } from "../tensor/device.js";
-
-/** The CUDA device `device` names (undefined: the current one), which must be device 0. */
-function checkDevice(what: string, device: number | string | Device | undefined | null): void {
-  requireCuda(what);
-  if (device === undefined || device === null) return;
-  const d = typeof device === "number" ? new Device("cuda", device) : new Device(device);
-  if (d.type !== "cuda" || (d.index ?? 0) !== 0) {
-    throw new RangeError(`torch.cuda.${what}: invalid device ${String(device)}: finetune runs CUDA work on device 0 ("cuda" or "cuda:0")`);
-  }
-}
 
 export interface EventOptions {
   /** whether elapsed_time() can measure from this event (default false, as in PyTorch) */
@@ -137,14 +127,14 @@ function checkStream(what: string, stream: Stream): void {
 
 /** torch.cuda.current_stream(device?): the stream CUDA work is queued on. */
 export function current_stream(device?: number | string | Device | null): Stream {
-  checkDevice("current_stream", device);
+  requireDeviceZero("current_stream", device);
   theStream ??= new Stream(STREAM_TOKEN);
   return theStream;
 }
 
 /** torch.cuda.default_stream(device?): the same stream. */
 export function default_stream(device?: number | string | Device | null): Stream {
-  checkDevice("default_stream", device);
+  requireDeviceZero("default_stream", device);
   return current_stream();
 }
 

@@ -250,8 +250,8 @@ test("the caching allocator cuts blocks from shared segments and merges them whe
   assert.deepEqual(r.afterOom, [512, 2 * MiB], "out of memory, the cache gave back the free 20 MiB segment; the one in use stays");
   assert.deepEqual(r.stats, {
     "allocated_bytes.all.current": 512, "allocated_bytes.all.peak": 19 * MiB + 512, "reserved_bytes.all.current": 2 * MiB,
-    "segment.all.current": 1, "segment.all.allocated": 5, "segment.all.freed": 4, num_alloc_retries: 1, num_ooms: 1,
-  }, "torch.cuda.memory_stats: five segments from the driver, four given back (one by the retry after out of memory)");
+    "reserved_bytes.all.peak": 34 * MiB, "segment.all.current": 1, "segment.all.allocated": 5, "segment.all.freed": 4, num_alloc_retries: 1, num_ooms: 1,
+  }, "torch.cuda.memory_stats: five segments from the driver, four given back (one by the retry after out of memory); 34 MiB reserved at most, with the 19 MiB block");
 });
 
 test("FINETUNE_CUDA_EXACT_BLOCKS gives each block its own allocation, for memory checkers", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
@@ -273,6 +273,14 @@ const DEVICE_QUERIES_SCRIPT = `
   const [free, total] = torch.cuda.mem_get_info();
   const x = torch.zeros([1 << 20], { device: "cuda" });
   r.memInfo = [total, free - torch.cuda.mem_get_info()[0]];
+  x.dispose();
+  torch.cuda.empty_cache();
+  r.reserved = [torch.cuda.memory_reserved(), torch.cuda.max_memory_reserved()];
+  torch.cuda.reset_peak_memory_stats();
+  r.reservedAfterReset = torch.cuda.max_memory_reserved();
+  torch.cuda.set_device(0);
+  torch.cuda.set_device("cuda:0");
+  r.setOther = errorOf(() => torch.cuda.set_device(1));
   r.otherDevice = errorOf(() => torch.cuda.get_device_capability(1));
   r.tf32 = errorOf(() => new TrainingArguments("out", { tf32: true }));
   r.allowTf32 = torch.backends.cuda.matmul.allow_tf32;
@@ -286,6 +294,9 @@ test("device queries as PyTorch answers them; before Ampere tf32 is refused as t
   assert.deepEqual(hopper.bf16, [true, true]);
   assert.deepEqual(hopper.memInfo, [80 * 1024 * MiB, 20 * MiB], "the driver's total, and the 20 MiB segment the 4 MiB tensor took");
   assert.match(hopper.otherDevice as string, /^RangeError: torch\.cuda\.get_device_capability: invalid device 1: use 0\.\.0/);
+  assert.deepEqual(hopper.reserved, [0, 20 * MiB], "empty_cache gave the segment back; the peak keeps it");
+  assert.equal(hopper.reservedAfterReset, 0, "reset_peak_memory_stats starts the reserved peak from what is held");
+  assert.match(hopper.setOther as string, /^RangeError: torch\.cuda\.set_device: invalid device 1: finetune runs CUDA work on device 0/);
   assert.equal(hopper.tf32, null);
   assert.equal(hopper.allowTf32, true, "TrainingArguments({ tf32: true }) sets torch.backends.cuda.matmul.allow_tf32");
   assert.equal(hopper.bf16Args, null);
