@@ -32,12 +32,6 @@ struct EventApi {
   CUresult (*cuStreamQuery)(CUstream stream) = nullptr;
 };
 
-template <typename Fn>
-bool Resolve(const char* name, Fn& fn) {
-  fn = reinterpret_cast<Fn>(cuda::DriverSymbol(name));
-  return fn != nullptr;
-}
-
 // The entry points, resolved on first use; a driver lacking one makes every event call throw.
 const EventApi& Api(Napi::Env env) {
   static EventApi api;
@@ -45,10 +39,10 @@ const EventApi& Api(Napi::Env env) {
   cuda::EnsureContext(env);
   if (!complete) {
     EventApi a;
-    complete = Resolve("cuEventCreate", a.cuEventCreate) && Resolve("cuEventRecord", a.cuEventRecord) &&
-               Resolve("cuEventQuery", a.cuEventQuery) && Resolve("cuEventSynchronize", a.cuEventSynchronize) &&
-               Resolve("cuEventElapsedTime", a.cuEventElapsedTime) &&
-               Resolve("cuEventDestroy_v2", a.cuEventDestroy_v2) && Resolve("cuStreamQuery", a.cuStreamQuery);
+    complete = cuda::ResolveDriverSymbol("cuEventCreate", a.cuEventCreate) && cuda::ResolveDriverSymbol("cuEventRecord", a.cuEventRecord) &&
+               cuda::ResolveDriverSymbol("cuEventQuery", a.cuEventQuery) && cuda::ResolveDriverSymbol("cuEventSynchronize", a.cuEventSynchronize) &&
+               cuda::ResolveDriverSymbol("cuEventElapsedTime", a.cuEventElapsedTime) &&
+               cuda::ResolveDriverSymbol("cuEventDestroy_v2", a.cuEventDestroy_v2) && cuda::ResolveDriverSymbol("cuStreamQuery", a.cuStreamQuery);
     if (!complete) throw Napi::Error::New(env, "the CUDA driver lacks the event functions (cuEventElapsedTime ...)");
     api = a;
   }
@@ -59,7 +53,7 @@ constexpr napi_type_tag kEventTag = {0x7a1c3e5b9d2f4a60ull, 0x8e4b2d6f1c3a5e79ul
 
 struct Event {
   CUevent handle = nullptr;
-  EventApi api;
+  CUresult (*destroy)(CUevent event) = nullptr;  // for the finalizer, which must not throw
 };
 
 Event& EventArg(const Napi::CallbackInfo& info, int index) {
@@ -82,7 +76,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   const EventApi& api = Api(env);
   const bool timing = GetBool(info, 0, "enableTiming");
   const bool blocking = GetBool(info, 1, "blocking");
-  auto* event = new Event{nullptr, api};
+  auto* event = new Event{nullptr, api.cuEventDestroy_v2};
   const unsigned flags = (timing ? 0 : kEventDisableTiming) | (blocking ? kEventBlockingSync : 0);
   const CUresult result = api.cuEventCreate(&event->handle, flags);
   if (result != cuda::kCudaSuccess) {
@@ -90,7 +84,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
     cuda::Check(env, result, "cuEventCreate");
   }
   auto external = Napi::External<Event>::New(env, event, [](Napi::Env, Event* e) {
-    e->api.cuEventDestroy_v2(e->handle);
+    e->destroy(e->handle);
     delete e;
   });
   external.TypeTag(&kEventTag);

@@ -54,13 +54,9 @@ std::string ErrorText(CUresult result) {
 
 template <typename Fn>
 bool ResolveDriver(const char* name, Fn& fn, std::string& error) {
-  void* symbol = DriverSymbol(name);
-  if (symbol == nullptr) {
-    error = GetCuda().cuda.path + " lacks " + name + ": update the NVIDIA driver";
-    return false;
-  }
-  fn = reinterpret_cast<Fn>(symbol);
-  return true;
+  if (ResolveDriverSymbol(name, fn)) return true;
+  error = GetCuda().cuda.path + " lacks " + name + ": update the NVIDIA driver";
+  return false;
 }
 
 void StartRuntime() {
@@ -107,7 +103,7 @@ void StartRuntime() {
   // Letting each kernel's launch overlap the end of the one before (griddepcontrol needs sm_90) is opt-in: on an
   // H100 it made the bf16 BERT update replayed from a CUDA graph slower, 4.49 ms against 4.37 (README).
   const char* pdl = std::getenv("FINETUNE_CUDA_PDL");
-  a.cuLaunchKernelEx = reinterpret_cast<decltype(a.cuLaunchKernelEx)>(DriverSymbol("cuLaunchKernelEx"));
+  ResolveDriverSymbol("cuLaunchKernelEx", a.cuLaunchKernelEx);
   r.programmatic_supported = r.arch >= 90 && a.cuLaunchKernelEx != nullptr;
   r.programmatic = r.programmatic_supported &&
                    pdl != nullptr && (std::strcmp(pdl, "1") == 0 || std::strcmp(pdl, "true") == 0);

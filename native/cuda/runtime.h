@@ -45,6 +45,12 @@ CUstream Stream();
 
 // The driver's entry point `name`, or null where the driver lacks it.
 void* DriverSymbol(const char* name);
+// DriverSymbol(name) as `fn`'s type; whether the driver has it.
+template <typename Fn>
+bool ResolveDriverSymbol(const char* name, Fn& fn) {
+  fn = reinterpret_cast<Fn>(DriverSymbol(name));
+  return fn != nullptr;
+}
 
 // Throws a JS Error "<what> failed: error N (text)" unless `result` is success.
 void Check(Napi::Env env, CUresult result, const char* what);

@@ -48,19 +48,13 @@ struct Ring {
 
 Ring g_ring;
 
-template <typename Fn>
-bool Resolve(const char* name, Fn& fn) {
-  fn = reinterpret_cast<Fn>(DriverSymbol(name));
-  return fn != nullptr;
-}
-
 // Pinned memory is an optimisation: a driver without it, or a machine out of lockable memory, copies directly.
 void StartRing() {
   Ring& r = g_ring;
   r.tried = true;
   StagingApi& a = r.api;
-  if (!Resolve("cuMemHostAlloc", a.cuMemHostAlloc) || !Resolve("cuEventCreate", a.cuEventCreate) ||
-      !Resolve("cuEventRecord", a.cuEventRecord) || !Resolve("cuEventSynchronize", a.cuEventSynchronize))
+  if (!ResolveDriverSymbol("cuMemHostAlloc", a.cuMemHostAlloc) || !ResolveDriverSymbol("cuEventCreate", a.cuEventCreate) ||
+      !ResolveDriverSymbol("cuEventRecord", a.cuEventRecord) || !ResolveDriverSymbol("cuEventSynchronize", a.cuEventSynchronize))
     return;
   void* memory = nullptr;
   if (a.cuMemHostAlloc(&memory, kRingBytes, 0) == kCudaSuccess) r.memory = static_cast<char*>(memory);

@@ -291,10 +291,10 @@ int cuEventCreate(void** e, unsigned flags) {
   return 0;
 }
 int cuEventRecord(void* e, void* stream) {
-  Event* found = FindEvent(e);
-  if (found == nullptr) return Fail(kInvalidHandle, "cuEventRecord of an unknown event");
+  auto it = g_events.find(e);
+  if (it == g_events.end()) return Fail(kInvalidHandle, "cuEventRecord of an unknown event");
   if (g_stream.capturing) return RefuseWhileCapturing("cuEventRecord");
-  std::shared_ptr<Event> event = g_events[e];
+  std::shared_ptr<Event> event = it->second;
   event->recorded = true;
   event->pending = true;
   return Submit(stream, [event] {
