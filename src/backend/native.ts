@@ -289,13 +289,27 @@ export interface CudaAddon extends Kernels {
    * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it) */
   clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number, coef?: AB, coefOff?: number): void;
   /** writes adamwDevice's scalars for one step: [-lr / (1 - beta1^step), sqrt(1 - beta2^step),
-   * 1 - lr * weightDecays[i]...] as float32, computed as `adamw` computes them (a copy on the stream) */
+   * 1 - lr * weightDecays[i]...] as float32, computed as `adamw` computes them, then the step as int32 (a copy on
+   * the stream): weightDecays.length + 3 values */
   adamwScalars(scalars: AB, lr: number, beta1: number, beta2: number, step: number, weightDecays: number[]): void;
   /** `adamw` with the step's scalars read from `scalars` (adamwScalars) when the kernel runs, so that a captured
-   * step follows the learning rate and step count written before each replay */
+   * step follows the learning rate and step count written before each replay. A tensor with a row length
+   * (rowLengths[i] > 0, at least 32, dividing its size) updates only the rows whose gradient has a nonzero value,
+   * each first taking the zero-gradient updates of the steps since lastSteps[i][row] (int32 a row, which it
+   * advances), their scalars from `ring` (3 float32 a step, then the last step run as int32, kept by the kernel); the other rows wait for a later
+   * nonzero gradient or adamwCatchUp. The same bits as the dense update; one call's tensors share one weight decay */
   adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
     beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[],
-    gradOffs?: number[], copyOffs?: number[]): void;
+    gradOffs?: number[], copyOffs?: number[], rowLengths?: number[], lastSteps?: (AB | null)[], ring?: AB): void;
+  /** The deferred rows of adamwDevice's tensors (rowLengths[i] > 0) brought to step `target`, the last step
+   * adamwDevice ran, as the dense update would have left them (the 16-bit copies too) */
+  adamwCatchUp(params: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], rowLengths: number[],
+    lastSteps: (AB | null)[], ring: AB, target: number, beta1: number, beta2: number, eps: number,
+    copies?: (AB | null)[], copyDtypes?: DTypeCode[], copyOffs?: number[]): void;
+  /** The rows of one deferred-row tensor named by ids (int64, contiguous from idsOff; rows outside the table
+   * skipped) brought to the last step adamwDevice ran, the ring's last int32 (ring: 3 float32 a step, then it) */
+  adamwCatchUpRows(ids: AB, idsOff: number, n: number, param: AB, exp_avg: AB, exp_avg_sq: AB, cols: number,
+    lastSteps: AB, ring: AB, beta1: number, beta2: number, eps: number, copy?: AB | null, copyDtype?: DTypeCode): void;
 
   // ---- CUDA graphs (native/cuda/graphs.cc). While a capture is under way the stream records instead of running;
   // copies to or from the host, synchronize, emptyCache and allocations the cache cannot serve throw "... is not

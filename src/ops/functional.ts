@@ -1,6 +1,7 @@
 // torch.nn.functional: softmax, layer_norm, embedding, dropout and the losses, each a fused native forward with
 // its own backward (tested against the composed version and by finite differences).
 import { Tensor } from "../tensor/tensor.js";
+import { catchUpRows } from "./deferred_rows.js";
 import { bool, float32, int64 } from "../tensor/dtype.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
@@ -182,6 +183,7 @@ export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | nul
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be 2-D [num_embeddings, embedding_dim], got ${formatShape(weight.shape)}`);
   const [V, D] = weight.shape;
   const idx = ids.dtype === int64 && ids.is_contiguous() ? ids : convertContiguous(ids, int64);
+  catchUpRows(weight, idx);
   const w = f32(weight);
   const n = ids.numel();
   const out = Tensor.empty([...ids.shape, D], float32, weight.device);

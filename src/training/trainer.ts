@@ -13,6 +13,8 @@ import { fromFlat } from "../tensor/creation.js";
 import { bfloat16, float16, int64, type DType } from "../tensor/dtype.js";
 import { Generator, default_generator } from "../ops/random.js";
 import type { Optimizer } from "../optim/optimizer.js";
+import type { AdamW } from "../optim/adamw.js";
+import { Embedding } from "../nn/layers.js";
 import type { LambdaLR } from "../optim/lr_scheduler.js";
 import { DataLoader, type DataSource } from "../data/dataloader.js";
 import { RandomSampler, SequentialSampler, sizeOf, type Sized } from "../data/samplers.js";
@@ -23,6 +25,7 @@ import { TrainingArguments } from "./training_args.js";
 import {
   CallbackHandler,
   DefaultFlowCallback,
+  EarlyStoppingCallback,
   PrinterCallback,
   ProgressCallback,
   type CallbackLike,
@@ -344,7 +347,11 @@ export class Trainer {
     }
     checkWritable(this.args.output_dir);
     if (resume !== null) loadModelWeights(this.model, resume);
-    return this._inner_training_loop(resume);
+    try {
+      return await this._inner_training_loop(resume);
+    } finally {
+      this._end_deferred_rows();
+    }
   }
 
   private async _inner_training_loop(resume: string | null): Promise<TrainOutput> {
@@ -477,6 +484,7 @@ export class Trainer {
       graphStep.dispose();
       this._graph_step = null;
     }
+    this._end_deferred_rows();
 
     if (args.load_best_model_at_end && this.state.best_model_checkpoint !== null && fs.existsSync(this.state.best_model_checkpoint)) {
       loadModelWeights(model, this.state.best_model_checkpoint);
@@ -510,6 +518,7 @@ export class Trainer {
     if (this.scaler || this.training_step !== Trainer.prototype.training_step) return null;
     if (!useCudaGraphs(this.args.device, GA, optimizer)) return null;
     const model = this.model;
+    this._defer_embedding_rows(optimizer);
     return this._graph_step = new CudaGraphStep(model, optimizer, this.args.device, this.args.max_grad_norm, (inputs, addLoss) => {
       model.train();
       const [loss, outputs] = this.compute_loss_context_manager(() => this.compute_loss(model, inputs, true));
@@ -517,6 +526,36 @@ export class Trainer {
       loss.backward();
       disposeOutputs(outputs, loss);
     });
+  }
+
+  /**
+   * With CUDA graphs, AdamW defers the zero-gradient rows of the model's embedding tables (optim/adamw.ts). Their
+   * rows are behind between catch-ups, which the Trainer makes before it evaluates, predicts or saves and when
+   * training ends; so only where no callback of the user's could read the weights during training (the built-in
+   * callbacks do not). FINETUNE_CUDA_DEFER_ROWS=0: never; =1: with any callbacks.
+   */
+  private _defer_embedding_rows(optimizer: Optimizer): void {
+    const setting = process.env["FINETUNE_CUDA_DEFER_ROWS"];
+    if (setting === "0" || setting === "false") return;
+    const builtIn = new Set<unknown>([DefaultFlowCallback, ProgressCallback, PrinterCallback, EarlyStoppingCallback]);
+    const anyCallbacks = setting === "1" || setting === "true";
+    if (!anyCallbacks && !this.callback_handler.callbacks.every((cb) => builtIn.has(cb.constructor))) return;
+    const defer = (optimizer as Partial<AdamW>).defer_zero_gradient_rows;
+    if (typeof defer !== "function") return;
+    const tables = [...this.model.modules()].filter((m): m is Embedding => m instanceof Embedding).map((m) => m.weight);
+    const held = new Set(optimizer.param_groups.flatMap((g) => g.params));
+    defer.call(optimizer, tables.filter((w) => held.has(w)));
+  }
+
+  /** Brings the weights AdamW's deferred rows hold back up to date (before they are read). */
+  private _catch_up_deferred_rows(): void {
+    (this.optimizer as Partial<AdamW> | null)?.catch_up?.();
+  }
+
+  /** Catches up and ends the deferral (at the end of train(), or when it throws). */
+  private _end_deferred_rows(): void {
+    const optimizer = this.optimizer as Partial<AdamW> | null;
+    if (typeof optimizer?.defer_zero_gradient_rows === "function") optimizer.defer_zero_gradient_rows([]);
   }
 
   /** The loss summed on the GPU since the last read added to tr_loss, and the latest gradient norm. */
@@ -600,6 +639,7 @@ export class Trainer {
 
   /** model.safetensors + config.json, the tokenizer's files and training_args.json, in `output_dir`. */
   save_model(output_dir: string | null = null): void {
+    this._catch_up_deferred_rows();
     const dir = output_dir ?? this.args.output_dir;
     fs.mkdirSync(dir, { recursive: true });
     if (typeof this.model.save_pretrained !== "function") {
@@ -654,6 +694,7 @@ export class Trainer {
   // ---- evaluation and prediction
 
   async evaluate(eval_dataset: TrainDataset | null = null, options: { metric_key_prefix?: string } = {}): Promise<Metrics> {
+    this._catch_up_deferred_rows();
     const prefix = options.metric_key_prefix ?? "eval";
     const dataloader = this.get_eval_dataloader(eval_dataset);
     const start = performance.now();
@@ -667,6 +708,7 @@ export class Trainer {
   }
 
   async predict(test_dataset: TrainDataset, options: { metric_key_prefix?: string } = {}): Promise<PredictionOutput> {
+    this._catch_up_deferred_rows();
     const prefix = options.metric_key_prefix ?? "test";
     const dataloader = this.get_eval_dataloader(test_dataset, "test");
     const start = performance.now();

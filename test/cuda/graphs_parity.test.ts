@@ -139,6 +139,50 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
   step.dispose();
 });
 
+test("CudaGraphStep with AdamW deferring the embeddings' zero-gradient rows: behind until catch_up(), then the dense update's bits", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const batches = [0, 1, 0, 1, 0].map((i) => goldenBatch(i));
+  const run = async (defer: boolean) => {
+    const model = await tinyBert();
+    const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+    const e = model.bert.embeddings;
+    if (defer) optimizer.defer_zero_gradient_rows([e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight]);
+    const step = new CudaGraphStep(model, optimizer, new Device("cuda"), 1.0, (inputs, addLoss) => {
+      const loss = model(inputs).loss!;
+      addLoss(loss);
+      loss.backward();
+      loss.dispose();
+    });
+    for (const b of batches) step.step(b);
+    return { model, optimizer, step };
+  };
+  const dense = await run(false);
+  const deferred = await run(true);
+  assert.equal(deferred.step.graph_count, 2);
+  const words = (m: BertForSequenceClassification) => m.bert.embeddings.word_embeddings.weight.cpu().data() as Float32Array;
+  const [behind, current] = [words(deferred.model), words(dense.model)];
+  const ids = (b: Record<string, Tensor>) => [...(b["input_ids"]!.data() as BigInt64Array)].map(Number);
+  const used = new Set(batches.flatMap(ids));
+  // the last batch's tokens (but padding_idx's, whose gradient is zero) took the last step; rows of no batch wait
+  const last = new Set(ids(batches[batches.length - 1]!).filter((r) => r !== deferred.model.config.pad_token_id));
+  const dim = deferred.model.config.hidden_size;
+  let rowsBehind = 0;
+  for (let r = 0; r < current.length / dim; r++) {
+    const same = behind.subarray(r * dim, (r + 1) * dim).every((x, i) => Object.is(x, current[r * dim + i]));
+    if (last.has(r)) assert.ok(same, `row ${r} of the last batch is current`);
+    if (!used.has(r)) assert.ok(!same, `row ${r}, of no batch, is behind`);
+    if (!same) rowsBehind++;
+  }
+  assert.ok(rowsBehind >= current.length / dim - used.size, `${rowsBehind} rows behind`);
+  deferred.optimizer.catch_up();
+  assertSameParams(deferred.model, dense.model, 0);
+  const states = (o: AdamW) => [...o.state.values()].flatMap((s) => [s["exp_avg"] as Tensor, s["exp_avg_sq"] as Tensor]);
+  const want = states(dense.optimizer);
+  states(deferred.optimizer).forEach((t, i) => assert.deepEqual(t.cpu().data(), want[i]!.cpu().data(), `state tensor ${i}`));
+  dense.step.dispose();
+  deferred.step.dispose();
+});
+
 test("CudaGraphStep where the driver cannot capture programmatic launches: it turns them off, warns, and captures plain ones", {
   skip: ((NEEDS_GPU || process.env["FINETUNE_CUDA_EMULATED"] !== "1") && "the emulated toolkit refuses such captures on request; a GPU does not") ||
     (torch.cuda.get_device_capability()[0] < 9 && "programmatic dependent launch needs sm_90"),

@@ -817,7 +817,7 @@ test("adamw and adamwDevice write the parameters' 16-bit copies as the CPU's ada
   const cpuCopies = sizes.map((n, i) => (i === 1 ? null : native.alloc(n * 2, true)));
   const devCopies = () => sizes.map((n, i) => (i === 1 ? null : d.alloc(n * 2)));
   const eagerCopies = devCopies(), deviceCopies = devCopies();
-  const scalars = d.alloc((sizes.length + 2) * 4);
+  const scalars = d.alloc((sizes.length + 3) * 4);
   for (const step of [1, 2]) {
     native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, cpuCopies, dtypes);
     native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, eagerCopies, dtypes);
@@ -854,7 +854,7 @@ test("adamw and adamwDevice write 16-bit copies at element offsets (copyOffs: ro
   const dtypes: DTypeCode[] = [2, 2, 2];
   const { p, g, m, v, eager, device, gd } = adamwInputs(d, sizes, 130);
   const cpuPacked = native.alloc(total * 2, true), eagerPacked = d.alloc(total * 2), devicePacked = d.alloc(total * 2);
-  const scalars = d.alloc((sizes.length + 2) * 4);
+  const scalars = d.alloc((sizes.length + 3) * 4);
   const three = <T>(x: T) => [x, x, x];
   for (const step of [1, 2]) {
     native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, step, three(cpuPacked), dtypes, undefined, offs);
@@ -871,6 +871,74 @@ test("adamw and adamwDevice write 16-bit copies at element offsets (copyOffs: ro
   assert.throws(() => native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, 3, three(eagerPacked), dtypes, undefined, past), /copies\[2\]/);
   assert.throws(() => native.adamw(bufs(p), bufs(g), bufs(m), bufs(v), sizes, wds, 1e-3, 0.9, 0.999, 1e-8, 3, three(cpuPacked), dtypes, undefined, past), /copies\[2\]/);
   assert.throws(() => native.cuda.adamw(eager[0], gd, eager[1], eager[2], sizes, wds, 1e-3, 0.9, 0.999, 1e-8, 3, three(eagerPacked), dtypes, undefined, [0, 1]), /copyOffs/);
+}));
+
+test("adamwDevice's deferred rows and adamwCatchUp give the dense update's bits", { skip: SKIP }, withDevice((d) => {
+  // a [rows, 40] table whose rows straddle the 4096-value chunks (rows 102 to 204 start in the second), a dense
+  // tensor beside it, and a 16-bit copy of the table that the deferred rows keep current too
+  const rows = 205, cols = 40, sizes = [rows * cols, 300];
+  const wds = [0.1, 0.1];
+  const dtypes: DTypeCode[] = [2, 2];
+  const { g, dense, deferred, copies } = (() => {
+    const inputs = adamwInputs(d, sizes, 230);
+    const copy = () => [d.alloc(sizes[0]! * 2), null];
+    return { g: inputs.g, dense: inputs.eager, deferred: inputs.device, copies: [copy(), copy()] };
+  })();
+  const last = d.put(new Int32Array(rows));
+  // 8 steps, then the last step run: step 9 writes over step 1's entry, which no row needs by then
+  const ring = d.alloc((3 * 8 + 1) * 4);
+  const [denseScalars, deferredScalars] = [d.alloc(5 * 4), d.alloc(5 * 4)];
+  const rowsOf = (step: number) => (r: number) => (r * 7 + step) % 5 === 0 || r === 204;
+  for (let step = 1; step <= 9; step++) {
+    // this step's gradient: nonzero in a fifth of the rows (and the last), a NaN in row 3 at step 4
+    const table = new Float32Array(g[0]!);
+    for (let r = 0; r < rows; r++) if (!rowsOf(step)(r)) table.fill(step % 2 ? 0 : -0, r * cols, (r + 1) * cols);
+    if (step === 4) table[3 * cols + 5] = NaN;
+    const grads = [d.put(table), d.put(g[1]!)];
+    for (const deferring of [false, true]) {
+      const [scalars, [pd, md, vd], cs] = deferring ? [deferredScalars, deferred, copies[1]!] : [denseScalars, dense, copies[0]!];
+      native.cuda.adamwScalars(scalars, 1e-3, 0.9, 0.999, step, wds);
+      native.cuda.adamwDevice(pd!, grads, md!, vd!, sizes, scalars, 0.9, 0.999, 1e-8, undefined, undefined, cs, dtypes, undefined,
+        undefined, deferring ? [cols, 0] : undefined, deferring ? [last, null] : undefined, deferring ? ring : undefined);
+    }
+    // rows with a nonzero gradient are current; the others wait
+    const [pDense, pDeferred] = [d.f32(dense[0]![0]!, sizes[0]!), d.f32(deferred[0]![0]!, sizes[0]!)];
+    for (let r = 0; r < rows; r++) {
+      if (!(rowsOf(step)(r) || (step === 4 && r === 3))) continue;
+      assertSameFloats(pDeferred.subarray(r * cols, (r + 1) * cols), pDense.subarray(r * cols, (r + 1) * cols), `step ${step} row ${r}`);
+    }
+    assertSameFloats(d.f32(deferred[0]![1]!, 300), d.f32(dense[0]![1]!, 300), `step ${step} dense tensor`);
+    if (step === 5) {
+      const lastSteps = new Int32Array(d.get(last, rows * 4));
+      assert.equal(lastSteps[204], 5);
+      assert.equal(lastSteps[3], 4, "the NaN gradient counts as nonzero");
+    }
+  }
+  assert.equal(new Int32Array(d.get(ring, (3 * 8 + 1) * 4))[3 * 8], 9, "the ring's last step");
+  // a lookup's rows (repeated, and one outside the table, which is skipped) are brought to step 9 first
+  const ids = [7, 7, 150, 205, 150, 0];
+  native.cuda.adamwCatchUpRows(d.put(BigInt64Array.from(ids.map(BigInt))), 0, ids.length, deferred[0]![0]!, deferred[1]![0]!,
+    deferred[2]![0]!, cols, last, ring, 0.9, 0.999, 1e-8, copies[1]![0]!, 2);
+  const [pDense, pDeferred] = [d.f32(dense[0]![0]!, sizes[0]!), d.f32(deferred[0]![0]!, sizes[0]!)];
+  for (const r of [7, 150, 0]) {
+    assertSameFloats(pDeferred.subarray(r * cols, (r + 1) * cols), pDense.subarray(r * cols, (r + 1) * cols), `looked-up row ${r}`);
+  }
+  const catchUp = () => native.cuda.adamwCatchUp(deferred[0]!, deferred[1]!, deferred[2]!, sizes, [cols, 0], [last, null], ring, 9,
+    0.9, 0.999, 1e-8, copies[1]!, dtypes);
+  catchUp();
+  catchUp();  // rows already at the target are left alone
+  for (const [k, name] of [[0, "param"], [1, "exp_avg"], [2, "exp_avg_sq"]] as const) {
+    assertSameFloats(d.f32(deferred[k]![0]!, sizes[0]!), d.f32(dense[k]![0]!, sizes[0]!), `caught-up ${name}`);
+  }
+  assertBitsEqual(new Uint16Array(d.get(copies[1]![0]!, sizes[0]! * 2)), new Uint16Array(d.get(copies[0]![0]!, sizes[0]! * 2)), "the 16-bit copy");
+  assert.deepEqual([...new Int32Array(d.get(last, rows * 4))], new Array(rows).fill(9));
+  const run = (lengths: number[], lasts: (AB | null)[]) => () =>
+    native.cuda.adamwDevice(deferred[0]!, deferred[0]!, deferred[1]!, deferred[2]!, sizes, deferredScalars, 0.9, 0.999, 1e-8,
+      undefined, undefined, undefined, undefined, undefined, undefined, lengths, lasts, ring);
+  assert.throws(run([16, 0], [last, null]), /\(rowLengths\)\[0\] = 16 must be at least 32/);
+  assert.throws(run([48, 0], [last, null]), /divide the tensor's 8200 elements/);
+  assert.throws(run([cols, 0], [null, null]), /lastSteps.*must be a CUDA device buffer/);
+  assert.throws(run([cols, 0], [d.alloc(8), null]), /lastSteps\[0\]/);
 }));
 
 // ---- random numbers

@@ -161,8 +161,11 @@ struct Slot {
   int64_t size;
   float scalar;  // per-tensor scalar (AdamW: 1 - lr * weight_decay)
   int32_t code = 0;  // per-tensor code (AdamW: the copy's dtype, kF16 or kBF16)
+  // AdamW with deferred rows: the step each row was last brought to (int32 a row) and the row length; 0 for none
+  uint64_t last_steps = 0;
+  int64_t row_length = 0;
 };
-static_assert(sizeof(Slot) == 56, "Slot must match the kernels' declaration");
+static_assert(sizeof(Slot) == 72, "Slot must match the kernels' declaration");
 
 struct TensorList {
   std::vector<Slot> slots;
@@ -195,7 +198,7 @@ inline TensorList GetList(const Napi::CallbackInfo& info) {
   return MakeTensorList(std::move(slots));
 }
 
-// The list in device memory: the slots, then the block starts (8-byte aligned after 56-byte slots). Scratch
+// The list in device memory: the slots, then the block starts (8-byte aligned after 72-byte slots). Scratch
 // memory written by a copy on the stream; while capturing a CUDA graph, the graph's constants (a captured copy
 // would read the host vector again at every replay).
 class DeviceTensorList {

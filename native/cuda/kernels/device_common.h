@@ -301,12 +301,15 @@ __device__ __forceinline__ float DropoutGrad(float g, bool keep, float scale) { 
 #define FT_CHUNK 4096
 
 // The host's kernels::Slot: one tensor of a list (AdamW: param, grad, exp_avg, exp_avg_sq, the param's 16-bit
-// copy or 0), its scalar and its code (AdamW: the copy's dtype, DT_F16 or DT_BF16).
+// copy or 0), its scalar and its code (AdamW: the copy's dtype, DT_F16 or DT_BF16); AdamW's deferred rows: the
+// step each row was last brought to (int32 a row) and the row length, 0 for none.
 struct Slot {
   uint64 data[5];
   int64 size;
   float scalar;
   int32 code;
+  uint64 last_steps;
+  int64 row_length;
 };
 
 __device__ __forceinline__ int FindTensor(const int64* first_block, int count, int64 block) {
