@@ -2,7 +2,8 @@
 // writes each parameter's 16-bit copy, where it has one (autocast's, amp/autocast_weight.ts), with the new values.
 // On CUDA, embedding tables may defer their zero-gradient rows (defer_zero_gradient_rows): a batch touches a few
 // hundred of bert-base's 30,522 word rows, and the dense update of the others moves 0.7 GB a step for values that
-// only decay; deferred, each row catches up, to the same bits, when its gradient is next nonzero or at catch_up().
+// only decay; deferred, each row catches up, to the same bits, before a lookup reads it, when its gradient is next
+// nonzero, or at catch_up().
 import { Tensor } from "../tensor/tensor.js";
 import { float32, int32 } from "../tensor/dtype.js";
 import { checkSameDevice } from "../backend/kernels.js";
@@ -22,6 +23,8 @@ export interface AdamWOptions {
 }
 
 const ONE_STEP_COUNT = "AdamW: a step captured in a CUDA graph needs every parameter of a group at the same step count";
+const DEFERRED_STEP_COUNT =
+  "AdamW: deferred zero-gradient rows need every parameter of a group at the same step count (defer_zero_gradient_rows([]) ends them)";
 /** Steps the ring of deferred rows' scalars holds: rows are brought up to date at least this often. */
 const RING_STEPS = 4096;
 /** Rows shorter than this are updated densely (the kernel's bound). */
@@ -60,8 +63,8 @@ export class AdamW extends Optimizer {
   /**
    * finetune-specific: on CUDA, the rows of these 2-D parameters (embedding tables, [rows, dim]) whose gradient is
    * zero in a step are not updated then: each catches up on the zero-gradient updates it missed, to the bits the
-   * dense update would have written, when its gradient is next nonzero, at least every 4096 steps, and at
-   * catch_up(), which state_dict() calls. Until then those rows of the parameters and their exp_avg / exp_avg_sq
+   * dense update would have written, before an embedding lookup reads it, when its gradient is next nonzero, at
+   * least every 4096 steps, and at catch_up(), which state_dict() calls. Until then those rows of the parameters and their exp_avg / exp_avg_sq
    * are behind: call catch_up() before reading them (the Trainer does before evaluating and saving). An empty list
    * ends it (after catching up). Set it before the first step a CUDA graph captures, and keep it while the graph
    * replays.
@@ -135,6 +138,7 @@ export class AdamW extends Optimizer {
       const capturing = group.params[0]?.device.type === "cuda" && native.cuda.isCurrentStreamCapturing();
       const byStep = this.#stepGroups(group, !capturing);
       if (capturing && byStep.size > 1) throw new Error(ONE_STEP_COUNT);
+      if (byStep.size > 1 && group.params.some((p) => this.#deferred.has(p))) throw new Error(DEFERRED_STEP_COUNT);
       for (const [step, params] of byStep) {
         if (capturing) this.#captured.set(group, params);
         const states = params.map((p) => this.state.get(p)!);
