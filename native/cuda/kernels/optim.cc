@@ -103,6 +103,20 @@ __device__ __forceinline__ void CatchUp(AdamWStep s, const RingEntry* ring, int 
   }
 }
 
+// Element e of p, m, v (and the 16-bit copy) brought from step `from` to `to` with zero gradients and then, where g
+// is given, through this step's update with g[e]; stored back.
+__device__ __forceinline__ void CatchUpElement(const AdamWStep& s, const RingEntry* ring, int ring_steps, int from,
+                                               int to, const float* g, int64 e, float* p, float* m, float* v,
+                                               uint16* copy, int copy_code) {
+  float pi = p[e], mi = m[e], vi = v[e];
+  CatchUp(s, ring, ring_steps, from, to, pi, mi, vi);
+  if (g != 0) AdamWElement(s, g[e], pi, mi, vi);
+  p[e] = pi;
+  m[e] = mi;
+  v[e] = vi;
+  if (copy != 0) copy[e] = F32ToLowp(pi, copy_code);
+}
+
 // The rows of a deferred-row tensor that start in the chunk at `begin` (rows of at least 32 values: at most
 // DEFERRED_ROWS of them). With `step` > 0 (ft_adamw_device) the rows with a nonzero gradient catch up to step - 1
 // and take this step; with step == 0 (ft_adamw_catch_up) the rows behind `target` catch up to it. A row's last step
@@ -136,15 +150,7 @@ __device__ void DeferredRowsChunk(const Slot& slot, int64 begin, const AdamWStep
   const int upto = step > 0 ? step - 1 : target;
   int i = first_row;
   for (int64 e = e0 + threadIdx.x, c = first_col; e < e1; e += blockDim.x) {
-    if (taken[i]) {
-      float pi = p[e], mi = m[e], vi = v[e];
-      CatchUp(s, ring, ring_steps, last[i] + 1, upto, pi, mi, vi);
-      if (step > 0) AdamWElement(s, g[e], pi, mi, vi);
-      p[e] = pi;
-      m[e] = mi;
-      v[e] = vi;
-      if (copy != 0) copy[e] = F32ToLowp(pi, slot.code);
-    }
+    if (taken[i]) CatchUpElement(s, ring, ring_steps, last[i] + 1, upto, step > 0 ? g : 0, e, p, m, v, copy, slot.code);
     for (c += blockDim.x; c >= cols; c -= cols) ++i;
   }
   __syncthreads();
@@ -213,13 +219,7 @@ extern "C" __global__ void ft_adamw_catch_up_rows(const int64* ids, int64 n, int
     __syncthreads();  // `from` serves the next id
     if (first > target) continue;
     for (int64 c = threadIdx.x; c < cols; c += blockDim.x) {
-      const int64 e = r * cols + c;
-      float pi = p[e], mi = m[e], vi = v[e];
-      CatchUp(s, ring, ring_steps, first, target, pi, mi, vi);
-      p[e] = pi;
-      m[e] = mi;
-      v[e] = vi;
-      if (copy != 0) copy[e] = F32ToLowp(pi, copy_code);
+      CatchUpElement(s, ring, ring_steps, first, target, 0, r * cols + c, p, m, v, copy, copy_code);
     }
   }
 }
@@ -290,6 +290,17 @@ StepScalars StepScalarsAt(const Napi::CallbackInfo& info, int lr_index, int step
 }
 
 float Decay(double lr, double weight_decay) { return static_cast<float>(1.0 - lr * weight_decay); }
+
+// beta1, beta2 and eps at arguments index.. as the kernels take them (rounded once from double, as on the CPU).
+struct Moments {
+  float one_minus_beta1, beta2, one_minus_beta2, eps;
+};
+Moments MomentsAt(const Napi::CallbackInfo& info, int index) {
+  const double beta1 = GetNumber(info, index, "beta1");
+  const double beta2 = GetNumber(info, index + 1, "beta2");
+  return Moments{static_cast<float>(1.0 - beta1), static_cast<float>(beta2), static_cast<float>(1.0 - beta2),
+                 static_cast<float>(GetNumber(info, index + 2, "eps"))};
+}
 
 // The optional argument `index`: each parameter's 16-bit copy or null, sizes[i] elements of the dtype given at
 // index + 1 from the element offsets at argument offs_index (copyOffs); written to the slots (data[4], code).
@@ -380,25 +391,19 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   TensorList list = Lists(info, sizes, 11);
   const std::vector<double> weight_decays = WeightDecays(info, 5, sizes.size());
   const double lr = GetNumber(info, 6, "lr");
-  const double beta1 = GetNumber(info, 7, "beta1");
-  const double beta2 = GetNumber(info, 8, "beta2");
-  const double eps = GetNumber(info, 9, "eps");
+  Moments b = MomentsAt(info, 7);
   StepScalars step = StepScalarsAt(info, 6, 10);
   for (size_t i = 0; i < sizes.size(); ++i) list.slots[i].scalar = Decay(lr, weight_decays[i]);
-  float one_minus_beta1 = static_cast<float>(1.0 - beta1);
-  float beta2_f = static_cast<float>(beta2);
-  float one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  float eps_f = static_cast<float>(eps);
 
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();
   DeviceTensorList device(env, list);
   uint64_t slots_ptr = device.slots(), first_block = device.first_block();
   int count = device.count();
-  void* args[] = {&slots_ptr,       &first_block,        &count,
-                  &blocks,          &one_minus_beta1,    &beta2_f,
-                  &one_minus_beta2, &step.neg_step_size, &step.bias_correction2_sqrt,
-                  &eps_f};
+  void* args[] = {&slots_ptr,         &first_block,        &count,
+                  &blocks,            &b.one_minus_beta1,  &b.beta2,
+                  &b.one_minus_beta2, &step.neg_step_size, &step.bias_correction2_sqrt,
+                  &b.eps};
   Launch(env, Kernel(env, "ft_adamw"), RowGrid(blocks), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
@@ -415,11 +420,11 @@ Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
   Napi::Value wd = info[5];
   const std::vector<double> weight_decays =
       WeightDecays(info, 5, wd.IsArray() ? wd.As<Napi::Array>().Length() : 0);
-  const double count = GetNumber(info, 4, "step");
-  if (count > INT32_MAX) throw Napi::RangeError::New(env, ArgName(4, "step") + " must be below 2^31");
+  const double step_count = GetNumber(info, 4, "step");
+  if (step_count > INT32_MAX) throw Napi::RangeError::New(env, ArgName(4, "step") + " must be below 2^31");
   std::vector<float> values{step.neg_step_size, step.bias_correction2_sqrt};
   for (double w : weight_decays) values.push_back(Decay(lr, w));
-  const int32_t step_bits = static_cast<int32_t>(count);
+  const int32_t step_bits = static_cast<int32_t>(step_count);
   values.push_back(0.0f);
   std::memcpy(&values.back(), &step_bits, sizeof(step_bits));
   const uint64_t at = DeviceElements<float>(info, buffer, 0, static_cast<int64_t>(values.size()), "scalars");
@@ -442,20 +447,15 @@ Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   if (deferred >= 0) ring = RingAt(info, 17);
   uint64_t scalars = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "scalars"), 0,
                                            static_cast<int64_t>(sizes.size()) + 3, "scalars");
-  const double beta1 = GetNumber(info, 6, "beta1");
-  const double beta2 = GetNumber(info, 7, "beta2");
-  float one_minus_beta1 = static_cast<float>(1.0 - beta1);
-  float beta2_f = static_cast<float>(beta2);
-  float one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  float eps_f = static_cast<float>(GetNumber(info, 8, "eps"));
+  Moments b = MomentsAt(info, 6);
   uint64_t clip = info.Length() > 9 && !info[9].IsUndefined() ? DeviceOperandAt<float>(info, 9, "clip", "clipOff", 1) : 0;
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();
   DeviceTensorList device(env, list);
   uint64_t slots_ptr = device.slots(), first_block = device.first_block();
   int count = device.count();
-  void* args[] = {&slots_ptr, &first_block, &count,   &blocks,          &one_minus_beta1, &beta2_f, &one_minus_beta2,
-                  &scalars,   &eps_f,       &clip,    &ring.ptr,        &ring.ring_steps, &deferred};
+  void* args[] = {&slots_ptr, &first_block, &count, &blocks,   &b.one_minus_beta1, &b.beta2,        &b.one_minus_beta2,
+                  &scalars,   &b.eps,       &clip,  &ring.ptr, &ring.ring_steps,   &deferred};
   Launch(env, Kernel(env, "ft_adamw_device"), RowGrid(blocks), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
@@ -474,15 +474,12 @@ Napi::Value AdamWCatchUp(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < sizes.size(); ++i) slots[i] = Slot{{params[i], 0, exp_avgs[i], exp_avg_sqs[i], 0}, sizes[i], 0.0f};
   SetCopies(info, 11, 13, sizes, slots);
   if (SetDeferredRows(info, 4, slots) < 0) return env.Undefined();
-  const Ring ring = RingAt(info, 6);
+  Ring ring = RingAt(info, 6);
   const double target_number = GetNumber(info, 7, "target");
   if (!(target_number >= 0 && target_number <= INT32_MAX && target_number == static_cast<int32_t>(target_number)))
     throw Napi::RangeError::New(env, ArgName(7, "target") + " must be a step count (an integer from 0 to 2^31 - 1)");
   int target = static_cast<int>(target_number);
-  float one_minus_beta1 = static_cast<float>(1.0 - GetNumber(info, 8, "beta1"));
-  float beta2_f = static_cast<float>(GetNumber(info, 9, "beta2"));
-  float one_minus_beta2 = static_cast<float>(1.0 - GetNumber(info, 9, "beta2"));
-  float eps_f = static_cast<float>(GetNumber(info, 10, "eps"));
+  Moments b = MomentsAt(info, 8);
   // Dense tensors take no blocks
   std::vector<Slot> deferred;
   for (const Slot& s : slots) if (s.row_length > 0) deferred.push_back(s);
@@ -492,10 +489,8 @@ Napi::Value AdamWCatchUp(const Napi::CallbackInfo& info) {
   DeviceTensorList device(env, list);
   uint64_t slots_ptr = device.slots(), first_block = device.first_block();
   int count = device.count();
-  uint64_t ring_ptr = ring.ptr;
-  int ring_steps = ring.ring_steps;
-  void* args[] = {&slots_ptr, &first_block, &count,    &blocks,     &one_minus_beta1, &beta2_f,
-                  &one_minus_beta2, &eps_f, &ring_ptr, &ring_steps, &target};
+  void* args[] = {&slots_ptr,         &first_block, &count,    &blocks,          &b.one_minus_beta1, &b.beta2,
+                  &b.one_minus_beta2, &b.eps,       &ring.ptr, &ring.ring_steps, &target};
   Launch(env, Kernel(env, "ft_adamw_catch_up"), RowGrid(blocks), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
@@ -516,11 +511,8 @@ Napi::Value AdamWCatchUpRows(const Napi::CallbackInfo& info) {
   uint64_t p = DeviceElements<float>(info, GetDeviceBuffer(info, 3, "param"), 0, numel, "param");
   uint64_t m = DeviceElements<float>(info, GetDeviceBuffer(info, 4, "exp_avg"), 0, numel, "exp_avg");
   uint64_t v = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "exp_avg_sq"), 0, numel, "exp_avg_sq");
-  const Ring ring = RingAt(info, 8);
-  float one_minus_beta1 = static_cast<float>(1.0 - GetNumber(info, 9, "beta1"));
-  float beta2_f = static_cast<float>(GetNumber(info, 10, "beta2"));
-  float one_minus_beta2 = static_cast<float>(1.0 - GetNumber(info, 10, "beta2"));
-  float eps_f = static_cast<float>(GetNumber(info, 11, "eps"));
+  Ring ring = RingAt(info, 8);
+  Moments b = MomentsAt(info, 9);
   uint64_t copy = 0;
   int copy_code = kBF16;
   if (info.Length() > 12 && !info[12].IsNull() && !info[12].IsUndefined()) {
@@ -530,10 +522,8 @@ Napi::Value AdamWCatchUpRows(const Napi::CallbackInfo& info) {
     copy = DeviceElements<uint16_t>(info, GetDeviceBuffer(info, 12, "copy"), 0, numel, "copy");
   }
   if (n == 0) return env.Undefined();
-  uint64_t ring_ptr = ring.ptr;
-  int ring_steps = ring.ring_steps;
-  void* args[] = {&ids, &n, &rows, &cols, &p, &m, &v, &copy, &copy_code, &last, &ring_ptr, &ring_steps,
-                  &one_minus_beta1, &beta2_f, &one_minus_beta2, &eps_f};
+  void* args[] = {&ids, &n, &rows, &cols, &p, &m, &v, &copy, &copy_code, &last, &ring.ptr, &ring.ring_steps,
+                  &b.one_minus_beta1, &b.beta2, &b.one_minus_beta2, &b.eps};
   Launch(env, Kernel(env, "ft_adamw_catch_up_rows"), RowGrid(n), Blocks(kThreads), 0, args);
   return env.Undefined();
 }
