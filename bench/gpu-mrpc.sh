@@ -19,11 +19,11 @@ SHARED=${FINETUNE_SHARED:-../shared}
 timeout -k 10 60 node dist/bench/gpu_mrpc.js prepare "$WORK" > "$OUT/prepare.txt" 2>&1
 echo "prepare: rc=$? $(tail -1 "$OUT/prepare.txt")"
 # finetune compiles its kernels with NVRTC at their first use and caches them on disk (FINETUNE_CACHE), with the
-# GEMM algorithms cuBLASLt's heuristic chose, once per machine: done here before the timed runs (about 30 s from
-# cold on an H200), no variant's epoch includes it.
+# GEMM algorithms chosen for each shape family (timed among cuBLASLt's choices), once per machine: done here before
+# the timed runs (about 30 s from cold on an H200), no variant's epoch includes it.
 # Without a GPU there is nothing to compile.
 if nvidia-smi > /dev/null 2>&1; then
-  for precision in fp32 bf16; do timeout -k 10 90 node dist/bench/gpu_profile.js once $precision > /dev/null 2>&1; done
+  for precision in fp32 tf32 bf16; do timeout -k 10 90 node dist/bench/gpu_profile.js once $precision > /dev/null 2>&1; done
 fi
 statuses=()
 variant() {

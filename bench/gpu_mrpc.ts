@@ -109,12 +109,16 @@ class OrderedTrainer extends Trainer {
 }
 
 /** Host seconds loading kernel modules, building GEMM plans and inside cublasLtMatmul (which loads each of its
- * kernels at first use), how many modules and heuristic queries, and the GEMM algorithms read from the disk cache. */
+ * kernels at first use), how many modules and heuristic queries, the GEMM algorithms read from the disk cache and
+ * the families whose algorithm was timed among cuBLASLt's choices. */
 type CudaCounters = {
   module_load_s: number; modules_loaded: number; gemm_plan_s: number; gemm_matmul_s: number; gemm_heuristics: number; gemm_disk_algos: number;
+  gemm_autotuned: number;
 };
 
-const NO_COUNTS: CudaCounters = { module_load_s: 0, modules_loaded: 0, gemm_plan_s: 0, gemm_matmul_s: 0, gemm_heuristics: 0, gemm_disk_algos: 0 };
+const NO_COUNTS: CudaCounters = {
+  module_load_s: 0, modules_loaded: 0, gemm_plan_s: 0, gemm_matmul_s: 0, gemm_heuristics: 0, gemm_disk_algos: 0, gemm_autotuned: 0,
+};
 
 /** The process's CUDA counters so far (zeros without CUDA): the first step's parts are their growth. */
 function cudaCounters(): CudaCounters {
@@ -122,7 +126,8 @@ function cudaCounters(): CudaCounters {
   const kernels = native.cuda.kernelStats();
   const gemm = native.cuda.gemmStats();
   return { module_load_s: kernels.module_load_s, modules_loaded: kernels.modules_loaded, gemm_plan_s: gemm.plan_s,
-    gemm_matmul_s: gemm.matmul_s, gemm_heuristics: gemm.heuristic_queries, gemm_disk_algos: gemm.disk_algos };
+    gemm_matmul_s: gemm.matmul_s, gemm_heuristics: gemm.heuristic_queries, gemm_disk_algos: gemm.disk_algos,
+    gemm_autotuned: gemm.autotuned };
 }
 
 /**
@@ -163,7 +168,7 @@ class StepTimer extends TrainerCallback {
           module_load_s: round(after.module_load_s - b.module_load_s, 3), modules_loaded: after.modules_loaded - b.modules_loaded,
           gemm_plan_s: round(after.gemm_plan_s - b.gemm_plan_s, 3),
           gemm_matmul_s: round(after.gemm_matmul_s - b.gemm_matmul_s, 3), gemm_heuristics: after.gemm_heuristics - b.gemm_heuristics,
-          gemm_disk_algos: after.gemm_disk_algos - b.gemm_disk_algos,
+          gemm_disk_algos: after.gemm_disk_algos - b.gemm_disk_algos, gemm_autotuned: after.gemm_autotuned - b.gemm_autotuned,
         };
       }
     }

@@ -6,6 +6,7 @@
 // graph node, and a replay's events are not the timing events the user holds.
 #include <napi.h>
 
+#include <functional>
 #include <string>
 
 #include "common/args.h"
@@ -138,6 +139,32 @@ Napi::Value StreamQuery(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+double cuda::StreamMilliseconds(Napi::Env env, const std::function<void()>& work) {
+  const EventApi& api = ft::Api(env);
+  ForbidDuringCapture(env, "timing work on the CUDA stream");
+  CUevent start = nullptr, end = nullptr;
+  CUresult result = api.cuEventCreate(&start, kEventBlockingSync);
+  if (result == kCudaSuccess) result = api.cuEventCreate(&end, kEventBlockingSync);
+  const auto destroy = [&] {
+    if (start != nullptr) api.cuEventDestroy_v2(start);
+    if (end != nullptr) api.cuEventDestroy_v2(end);
+  };
+  float ms = 0;
+  try {
+    Check(env, result, "cuEventCreate");
+    Check(env, api.cuEventRecord(start, Stream()), "cuEventRecord");
+    work();
+    Check(env, api.cuEventRecord(end, Stream()), "cuEventRecord");
+    Check(env, api.cuEventSynchronize(end), "cuEventSynchronize");
+    Check(env, api.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime");
+  } catch (...) {
+    destroy();
+    throw;
+  }
+  destroy();
+  return ms;
+}
 
 void RegisterCudaEvents(Napi::Env env, Napi::Object cuda) {
   cuda.Set("eventCreate", Napi::Function::New(env, Create, "eventCreate"));

@@ -12,7 +12,9 @@
 #include <dlfcn.h>
 #include <napi.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -193,7 +195,7 @@ std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_family_algos;
 // algorithm, and how many families took theirs from the on-disk cache (gemmStats).
 struct GemmHostTime {
   double plan_seconds = 0, matmul_seconds = 0;
-  int64_t heuristic_queries = 0, disk_algos = 0;
+  int64_t heuristic_queries = 0, disk_algos = 0, autotuned = 0;
 };
 GemmHostTime g_host_time;
 
@@ -216,7 +218,8 @@ const std::string& AlgoFilePath() {
     const cuda::CudaState& s = cuda::GetCuda();
     const std::string id = (s.devices.empty() ? std::string() : s.devices[0].name) + '\0' +
                            std::to_string(cuda::Arch()) + '\0' + s.cublas_lt.version +
-                           '\0' + std::to_string(sizeof(AlgoRecord)) + '\0' + std::to_string(kWorkspaceBytes);
+                           '\0' + std::to_string(sizeof(AlgoRecord)) + '\0' + std::to_string(kWorkspaceBytes) +
+                           "\0timed";
     return cuda::CachePath("gemm-algos", id, ".bin");
   }();
   return path;
@@ -272,8 +275,10 @@ cublasLtMatrixLayout_t LtLayout(Napi::Env env, const CublasLtApi& a, int type, u
   return layout;
 }
 
-// cuBLASLt's first choice for the plan's problem with `k`'s alignments and a workspace of up to kWorkspaceBytes.
-cublasLtMatmulHeuristicResult_t Heuristic(Napi::Env env, Lt& lt, const PlanKey& k, const Plan& plan) {
+// cuBLASLt's choices for the plan's problem with `k`'s alignments and a workspace of up to kWorkspaceBytes, best
+// first, at most `requested` (at least one).
+std::vector<cublasLtMatmulHeuristicResult_t> Heuristics(Napi::Env env, Lt& lt, const PlanKey& k, const Plan& plan,
+                                                        int requested) {
   const CublasLtApi& a = lt.api;
   cublasLtMatmulPreference_t pref = nullptr;
   CheckLt(env, a.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
@@ -283,23 +288,87 @@ cublasLtMatmulHeuristicResult_t Heuristic(Napi::Env env, Lt& lt, const PlanKey& 
   cublasStatus_t status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMaxWorkspace, &workspace, sizeof(workspace));
   for (int i = 0; i < 4 && status == kCublasSuccess; ++i)
     status = a.cublasLtMatmulPreferenceSetAttribute(pref, kPrefMinAlignmentA + i, &align[i], sizeof(uint32_t));
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(requested));
   int returned = 0;
   if (status == kCublasSuccess)
-    status = a.cublasLtMatmulAlgoGetHeuristic(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result,
-                                              &returned);
+    status = a.cublasLtMatmulAlgoGetHeuristic(lt.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, requested,
+                                              results.data(), &returned);
   a.cublasLtMatmulPreferenceDestroy(pref);
   CheckLt(env, status, "cublasLtMatmulAlgoGetHeuristic");
   if (returned == 0)
     throw Napi::Error::New(env, "cuBLASLt has no algorithm for sgemm M=" + std::to_string(k.M) + " N=" +
                                     std::to_string(k.N) + " K=" + std::to_string(k.K) +
                                     " batch=" + std::to_string(k.batch));
-  return result;
+  results.resize(static_cast<size_t>(returned));
+  return results;
+}
+
+// Where a GEMM call's operands are, for timing candidate algorithms on them: A, B, the bias (0 for none), and the
+// bytes C spans from its start.
+struct Operands {
+  uint64_t a, b, bias;
+  size_t c_bytes;
+};
+
+// A new family's algorithm is the fastest on the GPU of cuBLASLt's first kAutotuneCandidates choices, each timed
+// over kAutotuneRuns runs after one untimed run (cuBLASLt loads a kernel's module at its first use), writing to
+// scratch memory the size of C; candidates needing more workspace than the first choice or the workspace already
+// held are left out, so that tuning never grows the memory a step keeps. The heuristic ranks by a model of the GPU,
+// and BERT's GEMMs are short (hundreds of tokens), where tile shapes and waves decide. FINETUNE_CUDA_GEMM_AUTOTUNE=0
+// keeps the first choice, as does a plan built during a CUDA graph capture (nothing runs then).
+constexpr int kAutotuneCandidates = 8;
+constexpr int kAutotuneRuns = 5;
+
+bool AutotuneEnabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("FINETUNE_CUDA_GEMM_AUTOTUNE");
+    return v == nullptr || (std::strcmp(v, "0") != 0 && std::strcmp(v, "false") != 0);
+  }();
+  return enabled;
+}
+
+cublasLtMatmulHeuristicResult_t Fastest(Napi::Env env, Lt& lt, const PlanKey& k, const Plan& plan,
+                                        const std::vector<cublasLtMatmulHeuristicResult_t>& candidates,
+                                        const Operands& ops) {
+  const CublasLtApi& a = lt.api;
+  const size_t workspace_cap = std::max(candidates[0].workspaceSize, lt.workspace.bytes);
+  size_t workspace_bytes = 0;
+  for (const auto& c : candidates)
+    if (c.workspaceSize <= workspace_cap) workspace_bytes = std::max(workspace_bytes, c.workspaceSize);
+  cuda::ScratchBuffer out(env, ops.c_bytes);
+  cuda::ScratchBuffer workspace(env, workspace_bytes);
+  if (k.bias)
+    CheckLt(env, a.cublasLtMatmulDescSetAttribute(plan.desc, kDescBiasPointer, &ops.bias, sizeof(ops.bias)),
+            "setting the bias pointer");
+  const float alpha = 1.0f, beta = 0.0f;
+  size_t best = 0;
+  double best_ms = 0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const cublasLtMatmulHeuristicResult_t& c = candidates[i];
+    if (c.workspaceSize > workspace_cap) continue;
+    const auto run = [&] {
+      return a.cublasLtMatmul(lt.handle, plan.desc, &alpha, reinterpret_cast<const void*>(ops.b), plan.a,
+                              reinterpret_cast<const void*>(ops.a), plan.b, &beta, reinterpret_cast<void*>(out.ptr()),
+                              plan.c, reinterpret_cast<void*>(out.ptr()), plan.c, &c.algo,
+                              reinterpret_cast<void*>(workspace.ptr()), c.workspaceSize, cuda::Stream());
+    };
+    if (run() != kCublasSuccess) continue;  // (the first choice always runs: the call's own GEMM will)
+    bool ran = true;
+    const double ms = cuda::StreamMilliseconds(env, [&] {
+      for (int r = 0; r < kAutotuneRuns && ran; ++r) ran = run() == kCublasSuccess;
+    });
+    if (ran && (i == 0 || ms < best_ms)) {
+      best = i;
+      best_ms = ms;
+    }
+  }
+  ++g_host_time.autotuned;
+  return candidates[best];
 }
 
 // Builds the column-major problem: cuBLASLt's A is our B (op transB, m = N), its B is our A (op transA, n = M).
 // Descriptors of a plan that fails half-way are not freed: this only fails on a broken cuBLASLt.
-const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
+const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k, const Operands& ops) {
   auto it = g_plans.find(k);
   if (it != g_plans.end()) return it->second;
   const auto start = std::chrono::steady_clock::now();
@@ -346,7 +415,10 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k) {
     g_family_algos.emplace(family, plan.algo);
     g_disk_algos.erase(stored);
   } else {
-    const cublasLtMatmulHeuristicResult_t chosen = Heuristic(env, lt, k, plan);
+    const bool tune = reusable == g_family_algos.end() && AutotuneEnabled() && !cuda::Capturing();
+    const auto candidates = Heuristics(env, lt, k, plan, tune ? kAutotuneCandidates : 1);
+    const cublasLtMatmulHeuristicResult_t chosen =
+        tune && candidates.size() > 1 ? Fastest(env, lt, k, plan, candidates, ops) : candidates[0];
     plan.algo = chosen.algo;
     plan.workspace = chosen.workspaceSize;
     ++g_host_time.heuristic_queries;
@@ -429,7 +501,7 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   k.alignA = Alignment(pa, batched ? k.strideA : 0, ab_size);
   k.alignB = Alignment(pb, batched ? k.strideB : 0, ab_size);
   k.alignC = Alignment(pc, batched ? k.strideC : 0, c_size);
-  const Plan& plan = GetPlan(env, lt, k);
+  const Plan& plan = GetPlan(env, lt, k, Operands{pa, pb, pbias, static_cast<size_t>(g.extC) * c_size});
   const uint64_t workspace = Workspace(env, lt, plan.workspace);
   // The pointer is the call's, set on the plan's descriptor before each use (graphs capture it with the launch).
   if (k.bias)
@@ -447,9 +519,10 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos}: since the process started, the host seconds
-// spent building plans and inside cublasLtMatmul, the plans that took a new algorithm from cuBLASLt's heuristic,
-// and the families whose algorithm came from the on-disk cache.
+// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos, autotuned}: since the process started, the host
+// seconds spent building plans (timing candidates included) and inside cublasLtMatmul, the plans that took a new
+// algorithm from cuBLASLt's heuristic, the families whose algorithm came from the on-disk cache, and the families
+// whose algorithm was the fastest of several timed.
 Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
@@ -458,6 +531,7 @@ Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   out.Set("matmul_s", Napi::Number::New(env, g_host_time.matmul_seconds));
   out.Set("heuristic_queries", Napi::Number::New(env, static_cast<double>(g_host_time.heuristic_queries)));
   out.Set("disk_algos", Napi::Number::New(env, static_cast<double>(g_host_time.disk_algos)));
+  out.Set("autotuned", Napi::Number::New(env, static_cast<double>(g_host_time.autotuned)));
   return out;
 }
 

@@ -36,6 +36,7 @@ struct Runtime {
   RuntimeApi api;
   CUcontext context = nullptr;
   CUstream stream = nullptr;
+  CUdeviceptr tickets = 0;
   int arch = 0;
   bool programmatic_supported = false;  // sm_90+ and a driver with cuLaunchKernelEx
   bool programmatic = false;            // launches use programmatic dependent launch (ProgrammaticLaunch)
@@ -93,7 +94,9 @@ void StartRuntime() {
     return;
   }
   if ((result = a.cuCtxSetCurrent(r.context)) != kCudaSuccess ||
-      (result = a.cuStreamCreate(&r.stream, kStreamNonBlocking)) != kCudaSuccess) {
+      (result = a.cuStreamCreate(&r.stream, kStreamNonBlocking)) != kCudaSuccess ||
+      (result = a.cuMemAlloc_v2(&r.tickets, kTicketWords * sizeof(uint32_t))) != kCudaSuccess ||
+      (result = a.cuMemsetD8Async(r.tickets, 0, kTicketWords * sizeof(uint32_t), r.stream)) != kCudaSuccess) {
     r.error = "could not start CUDA on device 0: " + ErrorText(result);
     return;
   }
@@ -386,6 +389,8 @@ void EnsureContext(Napi::Env env) {
 }
 
 CUstream Stream() { return g_runtime.stream; }
+
+CUdeviceptr Tickets() { return g_runtime.tickets; }
 
 void* DriverSymbol(const char* name) { return dlsym(GetCuda().cuda.handle, name); }
 

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,15 @@ void EnsureContext(Napi::Env env);
 
 // The one stream all work is queued on (valid after EnsureContext).
 CUstream Stream();
+
+// The GPU's milliseconds for the work `work` queues on the stream (waits for it; not during a capture).
+double StreamMilliseconds(Napi::Env env, const std::function<void()>& work);
+
+// kTicketWords 32-bit words of device memory, zeroed on the stream when the context is made (so before any CUDA
+// graph capture), for kernels whose blocks count themselves finished there, the last one then finishing the
+// launch's work (layer_norm.cc's column sums); each launch leaves its words at 0 (valid after EnsureContext).
+constexpr int kTicketWords = 128;
+CUdeviceptr Tickets();
 
 // The driver's entry point `name`, or null where the driver lacks it.
 void* DriverSymbol(const char* name);

@@ -3,16 +3,53 @@
 // has no such thing: its autocast casts every operand again. The copy is valid while the tensor's memory has not
 // been written in place since (Storage.version, bumped by copy_, fill_, add_ and the other in-place methods); it
 // lives as long as the tensor, or, when a graph node saved it, until backward() releases it.
+//
+// Gradients have them too: a linear layer's backward reads its output's gradient in 16 bits (its GEMMs' operand)
+// and sums its columns (the bias gradient), so the op that takes that output says so (readsGradientAs), and where
+// its backward's kernel can, it writes the gradient's 16-bit copy and column sums in the pass that writes the
+// gradient (dropout_add_layer_norm), sparing the linear layer a launch that reads it all again.
 import type { DType } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
 
+/** A tensor's 16-bit copy, the storage version it holds, and the column sums its kernel also wrote, if any. */
+export interface LowpEntry {
+  copy: Tensor;
+  version: number;
+  column_sums: Tensor | null;
+}
+
 /**
  * Records `copy` (same shape, a 16-bit dtype; contiguous, or with t's strides and offset: a view's copy is the same
- * view of its base's, ops/view.ts) as `t`'s values now; `t` owns it from here on.
+ * view of its base's, ops/view.ts) as `t`'s values now, with `column_sums` (float32, t's last dim: the sums of the
+ * float32 values over every other dim) where the kernel also wrote them; `t` owns both from here on.
  */
-export function attachLowpCopy(t: Tensor, copy: Tensor): void {
-  if (t._lowp && t._lowp.copy !== copy) releaseLowpCopy(t._lowp.copy);
-  t._lowp = { copy, version: t.storage.version };
+export function attachLowpCopy(t: Tensor, copy: Tensor, column_sums: Tensor | null = null): void {
+  if (t._lowp) {
+    if (t._lowp.copy !== copy) releaseLowpCopy(t._lowp.copy);
+    t._lowp.column_sums?.dispose();
+  }
+  t._lowp = { copy, version: t.storage.version, column_sums };
+}
+
+/** The column sums attached with `t`'s 16-bit copy while it holds t's values, handed over (the caller disposes them), else null. */
+export function takeColumnSums(t: Tensor): Tensor | null {
+  const entry = t._lowp;
+  if (!entry || entry.column_sums === null || lowpCopyOf(t, entry.copy.dtype) === null) return null;
+  const sums = entry.column_sums;
+  entry.column_sums = null;
+  return sums;
+}
+
+const gradientDtypes = new WeakMap<Tensor, DType>();
+
+/** Records that the backward of the op which made `t` reads t's gradient in the 16-bit `dtype`, with its column sums. */
+export function readsGradientAs(t: Tensor, dtype: DType): void {
+  gradientDtypes.set(t, dtype);
+}
+
+/** The 16-bit dtype the backward of the op which made `t` reads t's gradient in, where it said (readsGradientAs). */
+export function gradientDtypeOf(t: Tensor): DType | null {
+  return gradientDtypes.get(t) ?? null;
 }
 
 /** `t`'s 16-bit copy in `dtype` when it still holds t's values, else null. */
@@ -29,6 +66,12 @@ export function lowpCopyOf(t: Tensor, dtype: DType): Tensor | null {
 export function releaseLowpCopy(copy: Tensor): void {
   if (copy._savedCount > 0) copy._graphOwned = true;
   else copy.dispose();
+}
+
+/** A dying tensor's copy (releaseLowpCopy) and column sums. */
+export function releaseLowpEntry(entry: LowpEntry): void {
+  releaseLowpCopy(entry.copy);
+  entry.column_sums?.dispose();
 }
 
 /**

@@ -38,8 +38,11 @@ export function withScope<T>(fn: () => T): T {
   }
   stack.pop();
   const keep = collectTensors(result);
-  // a kept tensor's 16-bit copy (amp/lowp_copy.ts) lives as long as it does
-  for (const t of [...keep]) if (t._lowp) keep.add(t._lowp.copy);
+  // a kept tensor's 16-bit copy and column sums (amp/lowp_copy.ts) live as long as it does
+  for (const t of [...keep]) {
+    if (t._lowp) keep.add(t._lowp.copy);
+    if (t._lowp?.column_sums) keep.add(t._lowp.column_sums);
+  }
   closeScope(scope, keep);
   return result;
 }

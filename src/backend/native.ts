@@ -210,10 +210,13 @@ export interface CudaAddon extends Kernels {
   layerNormForward(rows: number, cols: number, x: AB, xOff: number, w: AB | null, wOff: number, b: AB | null,
     bOff: number, eps: number, y: AB, yOff: number, mean: AB, rstd: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
   /** layerNormBackward; with `mask` (uint8, numel) `dxDropout` (float32, numel) also receives mask ? dx * dropoutScale
-   * : 0, the backward of the dropout whose output (plus a residual) was x (dropout_add_layer_norm) */
+   * : 0, the backward of the dropout whose output (plus a residual) was x (dropout_add_layer_norm), and with
+   * `dxDropoutSums` (float32, cols) that gradient's column sums, and its copy rounded to `lowpDtype` in `dxDropoutLowp`
+   * (numel), which a linear layer's backward reads (its bias gradient and GEMM operand). Returns whether it wrote
+   * those two (not for rows over 1024 values) */
   layerNormBackward(rows: number, cols: number, x: AB, xOff: number, dy: AB, dyOff: number, w: AB | null,
     wOff: number, mean: AB, rstd: AB, dx: AB, dxOff: number, dw: AB | null, db: AB | null, mask?: AB | null,
-    dropoutScale?: number, dxDropout?: AB | null): void;
+    dropoutScale?: number, dxDropout?: AB | null, lowpDtype?: DTypeCode, dxDropoutLowp?: AB, dxDropoutSums?: AB): boolean;
   /** layerNormForward of input = dropout(x) + residual, which it writes to `input` (float32) with the keep bits to `mask`
    * (uint8), drawn as dropoutAdd(rows * cols, seed, offset, p, ...) draws them; rows of at most 1024 values */
   dropoutAddLayerNorm(rows: number, cols: number, seed: number, offset: number, p: number, x: AB, xOff: number, residual: AB,
@@ -228,8 +231,8 @@ export interface CudaAddon extends Kernels {
   /** dropout; `yLowp` also receives y rounded to `lowpDtype` (n elements from offset 0; null for none) */
   dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
     mask: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
-  /** y (float32) = GELU(pre) of n 16-bit values of `dtype`, and yLowp (n values from offset 0) = y rounded to it */
-  geluLowp(n: number, pre: AB, preOff: number, dtype: DTypeCode, y: AB, yOff: number, yLowp: AB): void;
+  /** y = GELU(pre) rounded to `dtype`, pre and y n 16-bit values of it */
+  geluLowp(n: number, pre: AB, preOff: number, dtype: DTypeCode, y: AB, yOff: number): void;
   /** device memory from the caching allocator, zero-filled unless `zero` is false */
   alloc(nbytes: number, zero?: boolean): AB;
   /** returns the memory to the cache now (stream order makes reuse safe); a second call is a no-op */
@@ -280,10 +283,11 @@ export interface CudaAddon extends Kernels {
     dvOff: number, dvStrides: number[]): void;
   /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;
    * pre float32 or 16-bit of `preDtype`, null for none), is written to `lowp` rounded to `lowpDtype` (F16 or BF16),
-   * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g and pre
-   * are contiguous [rows, cols] from their offsets, lowp [rows, cols] and sums [cols] from offset 0 */
+   * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g (float32,
+   * or of the 16-bit `gDtype`) and pre are contiguous [rows, cols] from their offsets, lowp [rows, cols] and sums
+   * [cols] from offset 0 */
   castColumnSums(rows: number, cols: number, g: AB, gOff: number, pre: AB | null, preOff: number, preDtype: DTypeCode,
-    lowpDtype: DTypeCode, lowp: AB, sums: AB): void;
+    lowpDtype: DTypeCode, lowp: AB, sums: AB, gDtype?: DTypeCode): void;
   /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
    * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU. With
    * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it) */
@@ -358,8 +362,9 @@ export interface CudaAddon extends Kernels {
   getAllowTf32(): boolean;
   /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, the plans
    * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K, within
-   * a factor of 4), and the shape families whose algorithm an earlier process's heuristic chose (the disk cache) */
-  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number };
+   * a factor of 4), the shape families whose algorithm an earlier process chose (the disk cache), and the families
+   * whose algorithm was the fastest of cuBLASLt's first choices timed on the GPU (FINETUNE_CUDA_GEMM_AUTOTUNE=0: none) */
+  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number; autotuned: number };
   /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) into dsts[i] from dstOffs[i], rounded to dtypes[i]
    * (float16 or bfloat16) or copied (float32), in one launch */
   castMany(bufs: AB[], offs: number[], sizes: number[], dsts: AB[], dstOffs: number[], dtypes: DTypeCode[]): void;

@@ -276,13 +276,11 @@ export function biasGeluInto(h: Tensor, bias: Tensor): Tensor {
 
 /**
  * GELU of a contiguous 16-bit CUDA tensor `pre` (linear_gelu under autocast: the product and bias written in 16
- * bits, as PyTorch's autocast writes them) as a float32 tensor carrying its 16-bit copy for the next product.
+ * bits, as PyTorch's autocast writes them) in pre's dtype, as PyTorch's autocast has it, for the next product.
  */
 export function geluOfLowp(pre: Tensor): Tensor {
-  const y = Tensor.empty(pre.shape, float32, pre.device);
-  const copy = Tensor.empty(pre.shape, pre.dtype, pre.device);
-  native.cuda.geluLowp(pre.numel(), pre.buffer, pre.offset, pre.dtype.code, y.buffer, 0, copy.buffer);
-  attachLowpCopy(y, copy);
+  const y = Tensor.empty(pre.shape, pre.dtype, pre.device);
+  native.cuda.geluLowp(pre.numel(), pre.buffer, pre.offset, pre.dtype.code, y.buffer, 0);
   return y;
 }
 

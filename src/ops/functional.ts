@@ -2,10 +2,10 @@
 // its own backward (tested against the composed version and by finite differences).
 import { Tensor } from "../tensor/tensor.js";
 import { catchUpRows } from "./deferred_rows.js";
-import { bool, float32, int64 } from "../tensor/dtype.js";
+import { bool, float32, int64, type DType } from "../tensor/dtype.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
-import { native } from "../backend/native.js";
-import { attachLowpCopy } from "../amp/lowp_copy.js";
+import { native, type Kernels } from "../backend/native.js";
+import { attachLowpCopy, gradientDtypeOf } from "../amp/lowp_copy.js";
 import { emptyLowpCopy } from "./lowp_output.js";
 import { normDim, numelOf, sameShape, formatShape } from "../tensor/shape.js";
 import { convertContiguous, zeros } from "../tensor/creation.js";
@@ -86,7 +86,9 @@ export function layer_norm(x: Tensor, normalized_shape: readonly number[], weigh
 
 /**
  * The dropout of dropout_add_layer_norm: the layer norm's input is dropout(x) + residual, with this mask and scale.
- * With `draw` that input and the mask are still to be written, by the layer norm's own kernel.
+ * With `draw` that input and the mask are still to be written, by the layer norm's own kernel. With
+ * `gradientDtype` the backward of x's op reads x's gradient in that 16-bit dtype, with its column sums, which the
+ * backward's kernel writes beside it where it can (amp/lowp_copy.ts).
  */
 interface DropoutBranch {
   x: Tensor;
@@ -94,6 +96,7 @@ interface DropoutBranch {
   mask: Tensor;
   scale: number;
   draw: { seed: number; offset: number; p: number } | null;
+  gradientDtype: DType | null;
 }
 
 /**
@@ -151,7 +154,7 @@ function layerNormNode(x: Tensor, normalized_shape: readonly number[], weight: T
     const backwardArgs = [rows, cols, xs.t.buffer, xs.t.offset, gy.t.buffer, gy.t.offset, wf ? wf.t.buffer : null,
       wf ? wf.t.offset : 0, meanT.buffer, rstd.buffer, dx.buffer, 0, dw ? dw.buffer : null, db ? db.buffer : null] as const;
     const dropped = branch?.x.requires_grad ? Tensor.empty(x.shape, float32, x.device) : null;
-    if (branch) native.cuda.layerNormBackward(...backwardArgs, dropped && branch.mask.buffer, branch.scale, dropped?.buffer);
+    if (branch) layerNormBackwardDropped(backwardArgs, branch, dropped);
     else backendFor(dx).layerNormBackward(...backwardArgs);
     release(gy);
     release(xs);
@@ -171,6 +174,28 @@ function layerNormNode(x: Tensor, normalized_shape: readonly number[], weight: T
     }
   }
   return result;
+}
+
+/**
+ * dropout_add_layer_norm's backward kernel, which also writes `dropped` (x's gradient, where x needs one) and, where
+ * x's op asked (DropoutBranch.gradientDtype) and the kernel can, its 16-bit copy and column sums, attached to it.
+ */
+function layerNormBackwardDropped(args: Readonly<Parameters<Kernels["layerNormBackward"]>>, branch: DropoutBranch,
+  dropped: Tensor | null): void {
+  const dtype = dropped && branch.gradientDtype;
+  if (!dropped || !dtype) {
+    native.cuda.layerNormBackward(...args, dropped && branch.mask.buffer, branch.scale, dropped?.buffer);
+    return;
+  }
+  const cols = dropped.shape[dropped.ndim - 1]!;
+  const copy = Tensor.empty(dropped.shape, dtype, dropped.device);
+  const sums = Tensor.empty([cols], float32, dropped.device);
+  if (native.cuda.layerNormBackward(...args, branch.mask.buffer, branch.scale, dropped.buffer, dtype.code, copy.buffer, sums.buffer)) {
+    attachLowpCopy(dropped, copy, sums);
+  } else {
+    copy.dispose();
+    sums.dispose();
+  }
 }
 
 // ---- embedding
@@ -305,7 +330,7 @@ export function dropout_add_layer_norm(x: Tensor, residual: Tensor, p: number, t
     ({ y: input, mask } = dropoutForward(x, residual, p, generator));
   }
   try {
-    return layerNormNode(input, normalized_shape, weight, bias, eps, { x, residual, mask, scale, draw });
+    return layerNormNode(input, normalized_shape, weight, bias, eps, { x, residual, mask, scale, draw, gradientDtype: gradientDtypeOf(x) });
   } catch (e) {
     input.dispose();
     mask.dispose();

@@ -5,7 +5,7 @@
 import { Tensor } from "../tensor/tensor.js";
 import { DType, float32 } from "../tensor/dtype.js";
 import { autocastOperandDtype } from "../amp/autocast_mode.js";
-import { lowpCopyOf } from "../amp/lowp_copy.js";
+import { lowpCopyOf, readsGradientAs, takeColumnSums } from "../amp/lowp_copy.js";
 import { autocastPackedWeights, autocastWeight } from "../amp/autocast_weight.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { broadcastShapes, broadcastStrides, contiguousStrides, formatShape, numelOf, sameShape } from "../tensor/shape.js";
@@ -229,8 +229,9 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   checkLinear(x, weight, bias);
   const { xs, ws } = linearOperands(x, weight);
   const result = linearResult(linearForward(xs, ws, bias), x, xs);
-  const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias?.requires_grad ?? false };
+  const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias?.requires_grad ?? false, x_dtype: x.dtype };
   record(result, "Addmm", [x, weight, bias], (g, into) => linearBackward(g, null, xs.detach(), ws.detach(), needs, into[0]), [xs, ws]);
+  if (result.requires_grad && gradientReadIn(xs) !== null) readsGradientAs(result, xs.dtype);
   releaseCopies(result, [[xs, x], [ws, weight]]);
   return result;
 }
@@ -281,7 +282,7 @@ export function packedProduct(x: Tensor, weights: readonly Tensor[], biases: rea
   const kept = read !== float32 && needsGrad(x, ...weights, ...biases) ? ws : null;
   if (!kept) ws.dispose();
   const versions = weights.map((w) => w.storage.version);
-  const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad) };
+  const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad), x_dtype: x.dtype };
   return {
     y,
     backward: (g, into) => {
@@ -351,7 +352,7 @@ export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
     y = biasGeluInto(pre, bias);
   }
   const result = linearResult(y, x, xs);
-  const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad };
+  const needs = { x: x.requires_grad, weight: weight.requires_grad, bias: bias.requires_grad, x_dtype: x.dtype };
   const out = record(result, "LinearGelu", [x, weight, bias], (g, into) => linearBackward(g, pre, xs.detach(), ws.detach(), needs, into[0]),
     [xs, ws, pre]);
   if (!out.requires_grad) pre.dispose();
@@ -359,21 +360,32 @@ export function linear_gelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
   return out;
 }
 
+/** What a linear layer's backward computes: the gradients wanted, and the dtype of x (whose gradient takes it). */
+interface LinearNeeds {
+  x: boolean;
+  weight: boolean;
+  bias: boolean;
+  x_dtype: DType;
+}
+
 /**
  * Gradients of x, W and b from g = dL/dy, or for linear_gelu from g and the saved pre-activation (the gradient at
  * the product then is dh = g * GELU'(pre)); the GEMMs read it in the dtype of the saved operands xs and ws. With
- * `into` (the engine's sum so far of x's other gradients, BackwardFn) x's gradient is added to it by the GEMM.
+ * `into` (the engine's sum so far of x's other gradients, BackwardFn) x's gradient is added to it by the GEMM. On
+ * CUDA, where x is of the GEMMs' 16-bit dtype (linear_gelu's output under autocast), the GEMM writes x's gradient
+ * in it, as PyTorch's does, instead of float32 that the engine would then cast.
  */
-function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, needs: { x: boolean; weight: boolean; bias: boolean },
+function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, needs: LinearNeeds,
   into: Tensor | null = null): (Tensor | null)[] {
   const [outF, inF] = ws.shape;
   const rows = numelOf(xs.shape.slice(0, -1));
-  const { gr, db } = productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
+  const { gr, db, owned } = productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
   const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
   if (needs.x) {
-    const accumulate = into !== null && sameShape(into.shape, xs.shape);
-    dx = accumulate ? into : Tensor.empty(xs.shape, float32, xs.device);
+    const dxDtype = xs.device.type === "cuda" && xs.dtype !== float32 && needs.x_dtype === xs.dtype ? xs.dtype : float32;
+    const accumulate = dxDtype === float32 && into !== null && sameShape(into.shape, xs.shape);
+    dx = accumulate ? into : Tensor.empty(xs.shape, dxDtype, xs.device);
     const dx2d = dx._view([rows, inF], [inF, 1], 0);
     gemmInto(gr2d, false, ws, false, dx2d, accumulate ? 1 : 0);
     dx2d.dispose();
@@ -386,27 +398,39 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
     xs2d.dispose();
   }
   gr2d.dispose();
-  if (gr !== g) gr.dispose();
+  if (owned) gr.dispose();
   return [dx, dw, db];
 }
 
+/** The 16-bit dtype a linear layer's backward reads its output's gradient in, on CUDA under autocast (operands xs), else null. */
+function gradientReadIn(xs: Tensor): DType | null {
+  return xs.device.type === "cuda" && xs.dtype !== float32 ? xs.dtype : null;
+}
+
 /**
- * The gradient at a linear layer's product (g, or g * GELU'(pre)) contiguous in `read`, as its GEMMs read it,
- * and when `needsBias` the bias gradient: the column sums of that gradient in float32, not of its 16-bit copy.
- * Under autocast on CUDA one kernel reads g once for all of it.
+ * The gradient at a linear layer's product (g, or g * GELU'(pre)) contiguous in `read`, as its GEMMs read it
+ * (`owned`: made here, for the caller to dispose), and when `needsBias` the bias gradient: the column sums of that
+ * gradient in float32, not of its 16-bit copy. Under autocast on CUDA one kernel reads g once for all of it, or the
+ * kernel that wrote g wrote them too (amp/lowp_copy.ts).
  */
-function productGradAndBiasGrad(g: Tensor, pre: Tensor | null, read: DType, cols: number, needsBias: boolean): { gr: Tensor; db: Tensor | null } {
+function productGradAndBiasGrad(g: Tensor, pre: Tensor | null, read: DType, cols: number, needsBias: boolean): { gr: Tensor; db: Tensor | null; owned: boolean } {
   const rows = g.numel() / cols;
+  const written = pre === null ? lowpCopyOf(g, read) : null;
+  if (written?.is_contiguous()) {
+    const db = needsBias ? takeColumnSums(g) : null;
+    if (db !== null || !needsBias) return { gr: written, db, owned: false };
+  }
   if (g.device.type === "cuda" && read !== float32) {
-    const gf = contiguousAs(g, float32);
+    // float32, or a 16-bit gradient as it is (linear_gelu's under autocast)
+    const gIn = g.dtype !== float32 && g.is_contiguous() ? g : contiguousAs(g, float32);
     const gr = Tensor.empty(g.shape, read, g.device);
     const sums = Tensor.empty([cols], float32, g.device);
-    native.cuda.castColumnSums(rows, cols, gf.buffer, gf.offset, pre?.buffer ?? null, pre?.offset ?? 0,
-      (pre ?? gf).dtype.code, read.code, gr.buffer, sums.buffer);
-    if (gf !== g) gf.dispose();
-    if (needsBias) return { gr, db: sums };
+    native.cuda.castColumnSums(rows, cols, gIn.buffer, gIn.offset, pre?.buffer ?? null, pre?.offset ?? 0,
+      (pre ?? gIn).dtype.code, read.code, gr.buffer, sums.buffer, gIn.dtype.code);
+    if (gIn !== g) gIn.dispose();
+    if (needsBias) return { gr, db: sums, owned: true };
     sums.dispose();
-    return { gr, db: null };
+    return { gr, db: null, owned: true };
   }
   const dh = pre ? rawUnaryGrad(UnaryGradOp.GeluErf, pre, g) : g;
   const gr = contiguousAs(dh, read);
@@ -419,5 +443,5 @@ function productGradAndBiasGrad(g: Tensor, pre: Tensor | null, read: DType, cols
     if (gf !== dh && gf !== gr) gf.dispose();
   }
   if (dh !== g && dh !== gr) dh.dispose();
-  return { gr, db };
+  return { gr, db, owned: gr !== g };
 }

@@ -9,7 +9,7 @@ import { backward as runBackward, type BackwardOptions } from "../autograd/engin
 import { contiguousStrides, formatShape } from "./shape.js";
 import * as ops from "../ops/index.js";
 import { formatTensor } from "./format.js";
-import { releaseLowpCopy } from "../amp/lowp_copy.js";
+import { releaseLowpEntry, type LowpEntry } from "../amp/lowp_copy.js";
 import type { IndexSpec } from "../ops/view.js";
 
 const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release());
@@ -33,7 +33,7 @@ export class Tensor {
    */
   _gradientSlice = false;
   /** the 16-bit copy autocast's products read instead of casting this tensor (amp/lowp_copy.ts) */
-  _lowp: { copy: Tensor; version: number } | null = null;
+  _lowp: LowpEntry | null = null;
   /** register_post_accumulate_grad_hook's hooks in registration order; null until one is (no array per tensor) */
   _postAccumulateGradHooks: ((param: Tensor) => void)[] | null = null;
 
@@ -139,7 +139,7 @@ export class Tensor {
     this._disposed = true;
     finalizer.unregister(this);
     this.storage.release();
-    if (this._lowp) releaseLowpCopy(this._lowp.copy);
+    if (this._lowp) releaseLowpEntry(this._lowp);
     this._lowp = null;
   }
 

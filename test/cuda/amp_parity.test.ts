@@ -50,12 +50,13 @@ test("autocast products and gradients on CUDA equal the CPU's from the same 16-b
       if (name !== "linear_gelu") within(cuda[i]!, cpu[i]!, 1e-4, `${dtype} ${name}`);
     });
     // On CUDA linear_gelu's GEMM adds the bias rounded to 16 bits and writes the pre-activation in 16 bits, as
-    // PyTorch's autocast does, and GELU is taken of that: the CPU's GELU of the same rounded values, give or take a
-    // 16-bit rounding the two GEMMs' different summation orders may tip the other way.
+    // PyTorch's autocast does, and GELU is taken of that, in 16 bits: the CPU's GELU of the same rounded values,
+    // rounded, give or take a 16-bit rounding the two GEMMs' different summation orders may tip the other way.
     const low = (t: Tensor) => t.to(dtype).float();
     const pre = low(torch.autocast("cpu", { dtype }, () => F.linear(x, w, low(b))));
-    within(cuda[1]!, F.gelu(pre), dtype === torch.bfloat16 ? 2 ** -8 : 2 ** -11, `${dtype} linear_gelu of the 16-bit pre-activation`);
-    assert.ok(maxAbsDiff(cuda[1]!.cpu(), cpu[1]!) > 1e-4 * Math.max(1, maxAbs(cpu[1]!)), `${dtype}: linear_gelu of the float32 pre-activation`);
+    assert.equal(cuda[1]!.dtype, dtype, `${dtype}: linear_gelu's result is in the 16-bit dtype, as PyTorch's GELU under autocast`);
+    within(cuda[1]!.float(), low(F.gelu(pre)), dtype === torch.bfloat16 ? 2 ** -7 : 2 ** -10, `${dtype} linear_gelu of the 16-bit pre-activation`);
+    assert.ok(maxAbsDiff(cuda[1]!.float().cpu(), cpu[1]!) > 1e-4 * Math.max(1, maxAbs(cpu[1]!)), `${dtype}: linear_gelu of the float32 pre-activation`);
   }
 });
 
@@ -83,13 +84,13 @@ test("under autocast, layer_norm, linear_gelu and dropout write their results' 1
       const viaCopy = F.linear(h, w, b);
       assert.ok(lowpCopyOf(h, dtype), `${dtype}: linear released the copy its input owns`);
       assert.deepEqual(viaCopy.cpu().data(), F.linear(h.clone(), w, b).cpu().data(), `${dtype}: linear on the copy`);
+      // linear_gelu's result is itself 16-bit, as PyTorch's GELU under autocast
       const z = linear_gelu(h, w, b);
-      exactCopy(z, dtype, `${dtype} linear_gelu`);
+      assert.equal(z.dtype, dtype, `${dtype} linear_gelu`);
       // dropout's copy, four values at a time and (an odd count) one at a time
       exactCopy(F.dropout(h, 0.25), dtype, `${dtype} dropout`);
       exactCopy(F.dropout(torch.randn([3, 7], { generator: g }).cuda(), 0.25), dtype, `${dtype} dropout of 21 values`);
-      exactCopy(linear_gelu(h, w.narrow(0, 0, 38), b.narrow(0, 0, 38).contiguous()), dtype, `${dtype} linear_gelu of 38 features`);
-      assert.deepEqual(F.linear(z, w2, b2).cpu().data(), F.linear(z.clone(), w2, b2).cpu().data(), `${dtype}: linear on linear_gelu's copy`);
+      assert.equal(linear_gelu(h, w.narrow(0, 0, 38), b.narrow(0, 0, 38).contiguous()).dtype, dtype, `${dtype} linear_gelu of 38 features`);
       // a view carries the same view of the copy; a product reads it only where that view is contiguous
       const hT = h.transpose(0, 1);
       assert.ok(lowpCopyOf(hT, dtype), `${dtype}: the transposed view has no copy`);
@@ -146,13 +147,16 @@ test("castColumnSums reads a linear layer's gradient once: the cast and column s
     const grad = torch.randn([rows, cols], { generator: g }).mul(3).cuda();
     const pre32 = torch.randn([rows, cols], { generator: g }).mul(2).cuda();
     for (const dtype of [torch.bfloat16, torch.float16]) {
-      for (const pre of [null, pre32, pre32.to(torch.bfloat16), pre32.to(torch.float16)]) {
-        const label = `[${rows}, ${cols}] ${dtype}, pre ${pre?.dtype ?? "none"}`;
-        const dh = pre ? rawUnaryGrad(UnaryGradOp.GeluErf, pre.float(), grad) : grad;
+      // the gradient in float32, or 16-bit (linear_gelu's under autocast)
+      for (const [pre, g16] of [[null, false], [pre32, false], [pre32.to(torch.bfloat16), false], [pre32.to(torch.float16), false],
+        [pre32.to(dtype), true]] as const) {
+        const label = `[${rows}, ${cols}] ${dtype}, pre ${pre?.dtype ?? "none"}${g16 ? `, gradient ${dtype}` : ""}`;
+        const g = g16 ? grad.to(dtype) : grad;
+        const dh = pre ? rawUnaryGrad(UnaryGradOp.GeluErf, pre.float(), g.float()) : g;
         const lowp = torch.empty([rows, cols], { dtype, device: "cuda" });
         const sums = torch.empty([cols], { device: "cuda" });
-        native.cuda.castColumnSums(rows, cols, grad.buffer, grad.offset, pre?.buffer ?? null, pre?.offset ?? 0, (pre ?? grad).dtype.code,
-          dtype.code, lowp.buffer, sums.buffer);
+        native.cuda.castColumnSums(rows, cols, g.buffer, g.offset, pre?.buffer ?? null, pre?.offset ?? 0, (pre ?? g).dtype.code,
+          dtype.code, lowp.buffer, sums.buffer, g.dtype.code);
         assert.deepEqual(lowp.cpu().float().data(), dh.to(dtype).cpu().float().data(), `${label}: the 16-bit gradient`);
         const expected = dh.sum(0);
         if (cols >= 8) assert.deepEqual(sums.cpu().data(), expected.cpu().data(), `${label}: the column sums`);
@@ -163,6 +167,13 @@ test("castColumnSums reads a linear layer's gradient once: the cast and column s
   }
   assert.throws(() => native.cuda.castColumnSums(4, 4, torch.empty([4, 3], { device: "cuda" }).buffer, 0, null, 0, torch.float32.code,
     torch.bfloat16.code, torch.empty([16], { dtype: torch.bfloat16, device: "cuda" }).buffer, torch.empty([4], { device: "cuda" }).buffer), RangeError);
+  // a 16-bit gradient of 16 values is 32 bytes; an integer dtype is no gradient's
+  const [g16, lowp16, sums4] = [torch.empty([4, 4], { dtype: torch.bfloat16, device: "cuda" }),
+    torch.empty([16], { dtype: torch.bfloat16, device: "cuda" }), torch.empty([4], { device: "cuda" })];
+  assert.throws(() => native.cuda.castColumnSums(4, 8, g16.buffer, 0, null, 0, torch.bfloat16.code, torch.bfloat16.code,
+    torch.empty([32], { dtype: torch.bfloat16, device: "cuda" }).buffer, torch.empty([8], { device: "cuda" }).buffer, torch.bfloat16.code), RangeError);
+  assert.throws(() => native.cuda.castColumnSums(4, 4, g16.buffer, 0, null, 0, torch.bfloat16.code, torch.bfloat16.code,
+    lowp16.buffer, sums4.buffer, torch.int64.code), /\(gDtype\) must be float32, float16 or bfloat16/);
 });
 
 test("castColumnSums looks GELU' up by the 16-bit pre-activation's bits: a graph captured before the table exists evaluates it, to the same bits", { skip: SKIP }, () => {
@@ -209,22 +220,26 @@ test("under autocast on CUDA linear_gelu saves its pre-activation in 16 bits: gr
     const g = new torch.Generator().manual_seed(13);
     const [x, w, b, gz] = [torch.randn([37, 24], { generator: g }), torch.randn([44, 24], { generator: g }).mul(0.3),
       torch.randn([44], { generator: g }), torch.randn([37, 44], { generator: g })];
-    const [xd, wd, bd] = [x, w, b].map((t) => t.cuda().requires_grad_()) as [Tensor, Tensor, Tensor];
-    const z = torch.autocast("cuda", { dtype }, () => linear_gelu(xd, wd, bd));
-    z.backward(gz.cuda());
-    // the reference, on the CPU from the same 16-bit operands and bias: dh = gz * GELU'(pre rounded), its products
-    // in float32
-    const low = (t: Tensor) => t.to(dtype).float();
-    const pre = torch.matmul(low(x), low(w).t()).add(low(b));
-    const expect = (rounded: boolean) => {
-      const dh = rawUnaryGrad(UnaryGradOp.GeluErf, rounded ? low(pre) : pre, gz);
-      return [torch.matmul(low(dh), low(w)), torch.matmul(low(dh).t(), low(x)), dh.sum(0)];
-    };
-    const got = [xd.grad!, wd.grad!, bd.grad!];
-    expect(true).forEach((e, i) => within(got[i]!, e, 1e-4, `${dtype} ${["dx", "dW", "db"][i]}`));
-    // and not the float32 pre-activation's gradients: the test tells the two apart
-    const unrounded = expect(false);
-    assert.ok(got.some((t, i) => maxAbsDiff(t.cpu(), unrounded[i]!) > 1e-4 * Math.max(1, maxAbs(unrounded[i]!))), `${dtype}: gradients of the float32 pre-activation`);
+    // the incoming gradient in float32, and in 16 bits as the next linear layer's backward writes it under autocast
+    for (const incoming of [gz, gz.to(dtype)]) {
+      const label = `${dtype}, incoming ${incoming.dtype}`;
+      const [xd, wd, bd] = [x, w, b].map((t) => t.cuda().requires_grad_()) as [Tensor, Tensor, Tensor];
+      const z = torch.autocast("cuda", { dtype }, () => linear_gelu(xd, wd, bd));
+      z.backward(incoming.cuda());
+      // the reference, on the CPU from the same 16-bit operands and bias: dh = gz * GELU'(pre rounded), its
+      // products in float32
+      const low = (t: Tensor) => t.to(dtype).float();
+      const pre = torch.matmul(low(x), low(w).t()).add(low(b));
+      const expect = (rounded: boolean) => {
+        const dh = rawUnaryGrad(UnaryGradOp.GeluErf, rounded ? low(pre) : pre, incoming.float());
+        return [torch.matmul(low(dh), low(w)), torch.matmul(low(dh).t(), low(x)), dh.sum(0)];
+      };
+      const got = [xd.grad!, wd.grad!, bd.grad!];
+      expect(true).forEach((e, i) => within(got[i]!, e, 1e-4, `${label} ${["dx", "dW", "db"][i]}`));
+      // and not the float32 pre-activation's gradients: the test tells the two apart
+      const unrounded = expect(false);
+      assert.ok(got.some((t, i) => maxAbsDiff(t.cpu(), unrounded[i]!) > 1e-4 * Math.max(1, maxAbs(unrounded[i]!))), `${label}: gradients of the float32 pre-activation`);
+    }
   }
 });
 

@@ -1,7 +1,8 @@
-// native/cuda/gemm.cc's plans: the algorithms cuBLASLt's heuristic chose outlive the process in the disk cache, so
-// a later process's first GEMMs skip the heuristic (a stale or damaged file costs queries, never a wrong product),
-// and the workspace is what the chosen algorithms need. Against the emulating fake toolkit, whose cuBLASLt refuses
-// any algorithm its heuristic did not make, and a workspace smaller than the algorithm needs.
+// native/cuda/gemm.cc's plans: a new family's algorithm is the fastest of cuBLASLt's first choices, timed on the
+// GPU; the chosen algorithms outlive the process in the disk cache, so a later process's first GEMMs skip the
+// heuristic (a stale or damaged file costs queries, never a wrong product), and the workspace is what the chosen
+// algorithms need. Against the emulating fake toolkit, whose cuBLASLt offers three algorithms (the last needing a
+// workspace) and refuses any its heuristic did not make, and a workspace smaller than the algorithm needs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -42,8 +43,8 @@ const PRODUCT = `
 `;
 
 /** Runs `script` (PRODUCT's prelude, then code printing one JSON line) against the emulating fake in `home`. */
-function runScript(home: string, script: string): unknown {
-  const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
+function runScript(home: string, script: string, extraEnv: NodeJS.ProcessEnv = {}): unknown {
+  const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache"), ...extraEnv };
   delete env.FINETUNE_DISABLE_CUDA;
   return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", PRODUCT + script], { env, encoding: "utf8", timeout: 60_000 }));
 }
@@ -94,4 +95,25 @@ test("the GEMM workspace is what the plans' algorithms need: none for most, grow
   assert.deepEqual(r["long"], { grew: 16384, err: 0 }, "the fake's split-K algorithm needs 16 KiB");
   assert.deepEqual(r["again"], { grew: 0, err: 0 }, "the workspace serves later plans that need no more");
   assert.deepEqual(r["shortAfter"], { grew: 0, err: 0 });
+});
+
+test("a new family's algorithm is the fastest of cuBLASLt's choices timed on the GPU, without growing the workspace; not in a capture, nor with FINETUNE_CUDA_GEMM_AUTOTUNE=0", { skip: SKIP }, () => {
+  const script = `
+    const r = {};
+    r.tuned = product(24, 12, 16);
+    r.reused = product(40, 12, 16);
+    const [da, db, dc] = [c.alloc(64 * 4), c.alloc(64 * 4), c.alloc(64 * 4)];
+    const graph = c.graphCaptureBegin(0);
+    c.sgemm(false, false, 2, 2, 3, 1, da, 0, 3, 0, db, 0, 2, 0, 0, dc, 0, 2, 0, 1);
+    c.graphCaptureEnd(graph);
+    const s = c.gemmStats();
+    r.stats = { autotuned: s.autotuned, queries: s.heuristic_queries };
+    console.log(JSON.stringify(r));
+  `;
+  for (const [setting, autotuned] of [[undefined, 1], ["0", 0]] as const) {
+    const r = withFakeCuda((home) => runScript(home, script, { FINETUNE_CUDA_GEMM_AUTOTUNE: setting }), { emulate: true });
+    assert.deepEqual(r, {
+      tuned: { grew: 0, err: 0 }, reused: { grew: 0, err: 0 }, stats: { autotuned, queries: 2 },
+    }, `FINETUNE_CUDA_GEMM_AUTOTUNE=${setting}: the first family timed, the captured one not; no workspace kept for the choice`);
+  }
 });

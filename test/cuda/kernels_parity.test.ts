@@ -418,27 +418,26 @@ test("biasGelu: the 16-bit copy of y, rounded as the casts round", { skip: SKIP 
 }));
 
 // linear_gelu under autocast: GELU of the 16-bit pre-activation its GEMM wrote, looked up in a table by the value's
-// bits: the bits unary GELU gives for the same values, over every 16-bit pattern, and the copy as the casts round.
-test("geluLowp: every 16-bit value's GELU as unary GELU computes it, and its 16-bit copy", { skip: SKIP }, withDevice((d) => {
+// bits: the bits unary GELU gives for the same values, over every 16-bit pattern, rounded as the casts round.
+test("geluLowp: every 16-bit value's GELU as unary GELU computes it, rounded to 16 bits", { skip: SKIP }, withDevice((d) => {
   const n = 65536;
   const bits = new Uint16Array(native.alloc(n * 2, false), 0, n).map((_, i) => i);
   const preDev = d.put(new Uint8Array(bits.buffer));
   for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
     // every pattern four at a time (8-byte aligned), and some one at a time
     for (const [offset, count] of [[0, n], [16001, 999]] as const) {
-      const yDev = d.alloc(count * 4), yLowp = d.alloc(count * 2);
-      native.cuda.geluLowp(count, preDev, offset, code, yDev, 0, yLowp);
+      const yDev = d.alloc(count * 2);
+      native.cuda.geluLowp(count, preDev, offset, code, yDev, 0);
       const wide = d.alloc(count * 4), expected = d.alloc(count * 4), rounded = d.alloc(count * 2);
       native.cuda.copy([count], preDev, code, offset, [1], wide, 0, 0, [1]);
       native.cuda.unary(UnaryOp.GeluErf, 0, [count], wide, 0, [1], expected, 0, [1]);
-      assertBitsEqual(d.f32(yDev, count), d.f32(expected, count), `${name} offset ${offset}: y`);
-      native.cuda.copy([count], yDev, 0, 0, [1], rounded, code, 0, [1]);
-      assertBitsEqual(new Uint16Array(d.get(yLowp, count * 2)), new Uint16Array(d.get(rounded, count * 2)), `${name} offset ${offset}: y's copy`);
+      native.cuda.copy([count], expected, 0, 0, [1], rounded, code, 0, [1]);
+      assertBitsEqual(new Uint16Array(d.get(yDev, count * 2)), new Uint16Array(d.get(rounded, count * 2)), `${name} offset ${offset}: y`);
     }
   }
   const any = d.alloc(64);
-  assert.throws(() => native.cuda.geluLowp(8, any, 0, 0 as DTypeCode, any, 0, any), /must be float16 or bfloat16/);
-  assert.throws(() => native.cuda.geluLowp(40, any, 0, 2 as DTypeCode, any, 0, any), RangeError);
+  assert.throws(() => native.cuda.geluLowp(8, any, 0, 0 as DTypeCode, any, 0), /must be float16 or bfloat16/);
+  assert.throws(() => native.cuda.geluLowp(40, any, 0, 2 as DTypeCode, any, 0), RangeError);
 }));
 
 // ---- reductions
@@ -649,6 +648,50 @@ test("layerNormBackward dw, db identical to the CPU across row-block counts; eit
         assertClose(d.f32(dxDev, rows * cols), dx, 1e-4, 1e-5, `layerNorm dx [${rows},${cols}] over ${over}`);
       }
     }
+  }));
+
+// dropout_add_layer_norm's backward also writes dropout's gradient for the linear layer before it, with that
+// layer's 16-bit operand and bias gradient: row blocks in one cluster, in several (440 rows: 110 blocks, 7
+// clusters), more rows than the launch has warps (5000), rows not a multiple of 4 values (scalar loads), none.
+test("layerNormBackward writes dropout's gradient, its 16-bit copy and its column sums in one launch", { skip: SKIP },
+  withDevice((d) => {
+    const BF16 = 2 as DTypeCode;
+    for (const [rows, cols] of [[440, 768], [5000, 64], [3, 33], [70, 130], [0, 16]]) {
+      const n = rows * cols, label = `[${rows},${cols}]`;
+      const r = rng(rows + cols);
+      const put = (a: Float32Array | Uint8Array) => (a.length > 0 ? d.put(a) : d.alloc(4));
+      const [xDev, dyDev, wDev] = [randomF32(n, rows + 1, 3), randomF32(n, cols + 2), randomF32(cols, 5)].map(put);
+      const meanDev = put(hostF32(rows, (i) => (i % 5) * 0.25 - 0.5)), rstdDev = put(hostF32(rows, (i) => 0.5 + (i % 7) * 0.125));
+      const maskDev = put(Uint8Array.from({ length: n }, () => (r() < 0.9 ? 1 : 0)));
+      const out = () => d.alloc(Math.max(n, 1) * 4);
+      const [dx, dxd, dx2, dxd2] = [out(), out(), out(), out()];
+      const args = [rows, cols, xDev, 0, dyDev, 0, wDev, 0, meanDev, rstdDev] as const;
+      assert.equal(native.cuda.layerNormBackward(...args, dx, 0, null, null, maskDev, 1 / 0.9, dxd), false, label);
+      const lowp = d.alloc(Math.max(n, 1) * 2), sums = [d.alloc(cols * 4), d.alloc(cols * 4)];
+      for (const s of sums) {
+        assert.equal(native.cuda.layerNormBackward(...args, dx2, 0, null, null, maskDev, 1 / 0.9, dxd2, BF16, lowp, s), true, label);
+      }
+      assertBitsEqual(new Uint32Array(d.get(dx2, n * 4)), new Uint32Array(d.get(dx, n * 4)), `${label}: dx`);
+      const dropped = d.f32(dxd, n);
+      assertBitsEqual(new Uint32Array(d.get(dxd2, n * 4)), new Uint32Array(dropped.buffer), `${label}: dropout's gradient`);
+      const rounded = d.alloc(Math.max(n, 1) * 2);
+      if (n > 0) native.cuda.copy([n], dxd, 0, 0, [1], rounded, BF16, 0, [1]);
+      assertBitsEqual(new Uint16Array(d.get(lowp, n * 2)), new Uint16Array(d.get(rounded, n * 2)), `${label}: its bfloat16 copy`);
+      const expected = new Float32Array(cols);
+      for (let c = 0; c < cols; c++) {
+        let sum = 0;
+        for (let i = 0; i < rows; i++) sum += dropped[i * cols + c]!;
+        expected[c] = sum;
+      }
+      // both calls: every launch leaves its tickets at 0 for the next
+      for (const s of sums) assertSameFloats(d.f32(s, cols), expected, `${label}: its column sums`);
+    }
+    const any = d.alloc(64 * 4), mask = d.alloc(64), sums = d.alloc(8 * 4);
+    const head = [8, 8, any, 0, any, 0, null, 0, any, any, any, 0, null, null] as const;
+    assert.throws(() => native.cuda.layerNormBackward(...head, null, 1, null, BF16, d.alloc(128), sums), TypeError);
+    assert.throws(() => native.cuda.layerNormBackward(...head, mask, 1, any, BF16, null as unknown as AB, sums), TypeError);
+    assert.throws(() => native.cuda.layerNormBackward(...head, mask, 1, any, BF16, d.alloc(126), sums), RangeError);
+    assert.throws(() => native.cuda.layerNormBackward(...head, mask, 1, any, 0 as DTypeCode, d.alloc(128), sums), RangeError);
   }));
 
 test("layerNormBackward sums dw / db in the launch that writes dx, and apart first where dx overwrites dy", { skip: NO_TRACE }, () => {

@@ -321,6 +321,54 @@ test("dropout_add_layer_norm: one graph node on CUDA, whose layer-norm backward 
   assert.equal(off.grad_fn?.name(), "NativeLayerNormBackward0");
 });
 
+test("under autocast, dropout_add_layer_norm's backward writes the 16-bit gradient and the bias gradient that the linear layer before it reads", { skip: SKIP }, () => {
+  const seeded = () => new torch.Generator().manual_seed(4);
+  const bits = (t: Tensor | null) => Array.from(new Uint32Array(new Float32Array(t!.cpu().data() as Float32Array).buffer));
+  for (const dtype of [torch.bfloat16, torch.float16]) {
+    // 150 rows: the launch's row blocks in three clusters
+    const leaves = [randn([3, 50, 64]), randn([96, 64], 0.1), randn([96]), randn([3, 50, 96]), randn([96]), randn([96])];
+    const upstream = randn([3, 50, 96]).to("cuda");
+    const run = (fused: boolean) => {
+      const [x, w, b, r, lnw, lnb] = leaves.map((t) => t.to("cuda").requires_grad_());
+      const y = torch.autocast("cuda", { dtype }, () => {
+        const h = F.linear(x!, w!, b!);
+        return fused
+          ? dropout_add_layer_norm(h, r!, 0.1, true, [96], lnw!, lnb!, 1e-12, seeded())
+          : F.layer_norm(dropout_add(h, r!, 0.1, true, seeded()), [96], lnw!, lnb!, 1e-12);
+      });
+      y.backward(upstream);
+      return [x, w, b, r, lnw, lnb].map((t) => t!.grad);
+    };
+    const fused = run(true);
+    const composed = run(false);
+    // the same 16-bit gradient in the GEMMs: dx and dW to the bit; the bias gradient summed in another order
+    for (const [i, name] of [[0, "x"], [1, "weight"], [3, "residual"], [4, "layer norm weight"], [5, "layer norm bias"]] as const) {
+      assert.deepEqual(bits(fused[i]!), bits(composed[i]!), `${dtype}: the gradient of the ${name}`);
+    }
+    assertClose(fused[2]!, composed[2]!.cpu(), 1e-6, `${dtype}: the bias gradient`);
+  }
+});
+
+test("a BERT layer's two dropout_add_layer_norm backward kernels spare the linear layers before them a cast_column_sums each", { skip: NO_TRACE }, () => {
+  const castsPerStep = (layers: number) => launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { BertConfig, BertForSequenceClassification } = await import(dist + "/models/index.js");
+    const config = new BertConfig({ vocab_size: 50, hidden_size: 32, num_hidden_layers: ${layers}, num_attention_heads: 2,
+      intermediate_size: 64, max_position_embeddings: 16 });
+    const model = new BertForSequenceClassification(config).to("cuda");
+    const input_ids = torch.randint(0, 50, [4, 12]).to("cuda");
+    const labels = torch.tensor([0, 1, 1, 0]).to("cuda");
+    const step = () => torch.autocast("cuda", { dtype: torch.bfloat16 }, () => model.forward({ input_ids, labels }).loss).backward();
+    step();
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    step();
+    torch.cuda.synchronize();
+  `).filter((k) => k === "ft_cast_column_sums").length;
+  // per layer: the intermediate layer's (GELU') and the query/key/value's; not the attention output's nor the output's
+  assert.equal(castsPerStep(2) - castsPerStep(1), 2);
+});
+
 test("cross_entropy's mean on CUDA: one kernel, the bits of the sum times 1 / the count; all targets ignored is NaN", { skip: SKIP }, () => {
   for (const N of [8, 1000]) {
     const logits = randn([N, 5]).to("cuda");

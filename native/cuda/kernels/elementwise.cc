@@ -259,28 +259,26 @@ struct alignas(2 * W) Halves {
   uint16 v[W];
 };
 
-// y = GELU(pre) for a 16-bit pre-activation of dtype dt (linear_gelu under autocast: its product and bias written in
-// 16 bits by the GEMM), and y_lowp = y rounded to dt, for the next product. GELU is looked up by pre's bits in
-// `table` (ft_gelu_table's), which evaluating erf and exp per element would take compute-bound; null: computed,
-// the same value. W = 4: n a multiple of four, pre and y_lowp 8-byte, y 16-byte aligned.
+// y = GELU(pre) rounded to dt, for a 16-bit pre-activation of dtype dt (linear_gelu under autocast: its product and
+// bias written in 16 bits by the GEMM; y in 16 bits as PyTorch's autocast has it, read by the next product). GELU is
+// looked up by pre's bits in `table` (ft_gelu_table's), which evaluating erf and exp per element would take
+// compute-bound; null: computed, the same value. W = 4: n a multiple of four, pre and y 8-byte aligned.
 template <int W>
-__device__ __forceinline__ void GeluLowp(int64 n, const uint16* pre, int dt, const float* table, float* y,
-                                         uint16* y_lowp) {
+__device__ __forceinline__ void GeluLowp(int64 n, const uint16* pre, int dt, const float* table, uint16* y) {
   for (int64 i = GlobalThread() * W; i < n; i += GridThreads() * W) {
     const Halves<W> h = *(const Halves<W>*)(pre + i);
     Floats<W> o;
 #pragma unroll
     for (int j = 0; j < W; ++j) o.v[j] = table != 0 ? table[h.v[j]] : GeluErf(LowpToF32(h.v[j], dt));
-    *(Floats<W>*)(y + i) = o;
-    StoreLowp<W>(y_lowp + i, dt, o);
+    StoreLowp<W>(y + i, dt, o);
   }
 }
 
-extern "C" __global__ void ft_gelu_lowp(int64 n, const uint16* pre, int dt, const float* table, float* y,
-                                        uint16* y_lowp, int vector) {
+extern "C" __global__ void ft_gelu_lowp(int64 n, const uint16* pre, int dt, const float* table, uint16* y,
+                                        int vector) {
   AwaitPriorGrid();
-  if (vector) GeluLowp<4>(n, pre, dt, table, y, y_lowp);
-  else GeluLowp<1>(n, pre, dt, table, y, y_lowp);
+  if (vector) GeluLowp<4>(n, pre, dt, table, y);
+  else GeluLowp<1>(n, pre, dt, table, y);
 }
 )CUDA";
 
@@ -433,8 +431,7 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// geluLowp(n, pre, preOff, dtype, y, yOff, yLowp): y (float32) = GELU(pre), pre n 16-bit values of `dtype`, and
-// yLowp (n values of dtype from offset 0) = y rounded to it.
+// geluLowp(n, pre, preOff, dtype, y, yOff): y = GELU(pre) rounded to `dtype`, pre and y n 16-bit values of it.
 Napi::Value GeluLowp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -442,14 +439,12 @@ Napi::Value GeluLowp(const Napi::CallbackInfo& info) {
   uint64_t pre = DeviceOperandAt<uint16_t>(info, 1, "pre", "preOff", n);
   int dt = LowpDtypeAt(info, 3);
   if (dt < 0) throw Napi::TypeError::New(env, ArgName(3, "dtype") + " must be float16 or bfloat16");
-  uint64_t y = DeviceOperandAt<float>(info, 4, "y", "yOff", n);
-  uint64_t y_lowp = LowpOutputAt(info, 6, "yLowp", dt, n);
-  if (y_lowp == 0) throw Napi::TypeError::New(env, ArgName(6, "yLowp") + " must be a CUDA device buffer");
+  uint64_t y = DeviceOperandAt<uint16_t>(info, 4, "y", "yOff", n);
   if (n == 0) return env.Undefined();
   static LowpTables gelu;
   uint64_t table = LowpTable(env, gelu, dt, Kernel, "ft_gelu_table");
-  int vector = n % 4 == 0 && Aligned({{pre, 8}, {y, 16}, {y_lowp, 8}});
-  void* args[] = {&n, &pre, &dt, &table, &y, &y_lowp, &vector};
+  int vector = n % 4 == 0 && Aligned({{pre, 8}, {y, 8}});
+  void* args[] = {&n, &pre, &dt, &table, &y, &vector};
   Launch(env, Kernel(env, "ft_gelu_lowp"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
   return env.Undefined();
 }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "common/args.h"
@@ -298,12 +299,31 @@ __device__ __forceinline__ void ParamColumns(int64 rows, int64 cols, int tc, int
   }
 }
 
-// StoreShare of dropout's backward (DropoutGrad) of the row's gradient (dropout_add_layer_norm); keep holds the
-// row's mask bytes, read four at a time where V == 4.
+// dropout_add_layer_norm's backward beside dx: dropout's backward of dx (mask ? dx * scale : 0) goes to dxd and,
+// where not null, rounded to the 16-bit dtype lowp_dt to lowp (the GEMMs' operand of the linear layer whose output
+// the dropout took), and its column sums (that layer's bias gradient) to sums. The sums add, in double, each warp's
+// rows in order, a block's warps in order, the blocks of a cluster of SUM_CLUSTER in order (the cluster's last
+// block to finish, partial[block] then cluster_partial[cluster]) and the clusters in order (the last cluster to
+// finish): the same bits whichever block finishes last. tickets counts the finished blocks of each cluster, then
+// the finished clusters, and is left at 0.
+struct DroppedGrad {
+  const uint8* mask;
+  float scale;
+  float* dxd;
+  uint16* lowp;
+  int lowp_dt;
+  float* sums;
+  double* partial;
+  double* cluster_partial;
+  unsigned int* tickets;
+};
+
+#define SUM_CLUSTER 16
+
+// A lane's share of a row replaced by its dropout backward (DropoutGrad); keep holds the row's mask bytes, read
+// four at a time where V == 4.
 template <int V>
-__device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, float scale, int cols, int lane,
-                                                  const float (&in)[32]) {
-  float out[32];
+__device__ __forceinline__ void DroppedShare(const uint8* keep, float scale, int cols, int lane, float (&v)[32]) {
 #pragma unroll
   for (int j = 0; j < 32 / V; ++j) {
     const int k = (j * 32 + lane) * V;
@@ -313,19 +333,77 @@ __device__ __forceinline__ void StoreDroppedShare(float* p, const uint8* keep, f
       else keeps.v[0] = keep[k];
     }
 #pragma unroll
-    for (int i = 0; i < V; ++i) out[j * V + i] = k < cols ? DropoutGrad(in[j * V + i], keeps.v[i], scale) : 0.0f;
+    for (int i = 0; i < V; ++i) v[j * V + i] = k < cols ? DropoutGrad(v[j * V + i], keeps.v[i], scale) : 0.0f;
   }
-  StoreShare<V>(p, cols, lane, out);
+}
+
+// Adds a lane's share of a row to its warp's column sums (`sums`: a double per column, in shared memory).
+template <int V>
+__device__ __forceinline__ void AddShare(double* sums, int cols, int lane, const float (&in)[32]) {
+#pragma unroll
+  for (int j = 0; j < 32 / V; ++j) {
+    const int k = (j * 32 + lane) * V;
+    if (k < cols) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) sums[k + i] += (double)in[j * V + i];
+    }
+  }
+}
+
+// `count` partial rows of `cols` doubles (row i at p + i * cols) added in row order per column into out (or, for
+// the last level, rounded into sums); all of the block's threads, columns spread over them.
+__device__ __forceinline__ void AddPartials(const double* p, int count, int cols, double* out, float* sums) {
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    const volatile double* column = p + c;
+    double s = column[0];
+    for (int i = 1; i < count; ++i) s += column[i * cols];
+    if (out != 0) out[c] = s;
+    else sums[c] = (float)s;
+  }
+}
+
+// Whether this block is the last of `expected` to take a ticket from *ticket (which it then leaves at 0): after
+// the block's writes, so that the last one sees everyone's. `last`: a flag in shared memory.
+__device__ __forceinline__ bool LastToFinish(unsigned int* ticket, unsigned int expected, bool& last) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(ticket, 1u) == expected - 1;
+    if (last) *ticket = 0;
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// The column sums of DroppedGrad from each warp's (warp_sums: LN_ROW_WARPS rows of cols doubles), block `block` of
+// `blocks`; `last`: a flag in shared memory.
+__device__ void FinishDroppedSums(int cols, int64 block, int64 blocks, const double* warp_sums, const DroppedGrad& d,
+                                  bool& last) {
+  __syncthreads();
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    double s = warp_sums[c];
+    for (int w = 1; w < LN_ROW_WARPS; ++w) s += warp_sums[w * cols + c];
+    d.partial[block * cols + c] = s;
+  }
+  const int cluster = (int)(block / SUM_CLUSTER), first = cluster * SUM_CLUSTER;
+  const int members = min(SUM_CLUSTER, (int)blocks - first);
+  const int clusters = ((int)blocks + SUM_CLUSTER - 1) / SUM_CLUSTER;
+  if (!LastToFinish(d.tickets + cluster, (unsigned int)members, last)) return;
+  AddPartials(d.partial + (int64)first * cols, members, cols, d.cluster_partial + (int64)cluster * cols, 0);
+  if (!LastToFinish(d.tickets + clusters, (unsigned int)clusters, last)) return;
+  AddPartials(d.cluster_partial, clusters, cols, 0, d.sums);
 }
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; one warp per row,
 // g and xhat kept in registers between the sums and dx. Each lane writes only the values it read, so dx may
-// alias dy. With dxd (not null) dropout's backward of dx goes there too (mask, scale: the forward's dropout).
-// Block `block` of `blocks` takes rows block * LN_ROW_WARPS + warp, and on.
+// alias dy. With d.dxd (not null) dropout's backward of dx goes there too (DroppedGrad), and with d.sums each
+// warp adds its rows of it to its row of warp_sums (LN_ROW_WARPS rows of cols doubles, shared). Block `block` of
+// `blocks` takes rows block * LN_ROW_WARPS + warp, and on.
 template <int V>
 __device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const float* x, const float* dy, const float* w,
-                                                 const float* mean, const float* rstd, float* dx, const uint8* mask,
-                                                 float scale, float* dxd, int64 block, int64 blocks) {
+                                                 const float* mean, const float* rstd, float* dx, const DroppedGrad& d,
+                                                 double* warp_sums, int64 block, int64 blocks) {
   const int lane = threadIdx.x & 31;
   float ws[32];
   if (w != 0) LoadShare<V>(w, cols, lane, ws);
@@ -349,7 +427,12 @@ __device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const flo
 #pragma unroll
     for (int e = 0; e < 32; ++e) g[e] = (g[e] - a - xh[e] * c) * rs;
     StoreShare<V>(dx + r * cols, cols, lane, g);
-    if (dxd != 0) StoreDroppedShare<V>(dxd + r * cols, mask + r * cols, scale, cols, lane, g);
+    if (d.dxd != 0) {
+      DroppedShare<V>(d.mask + r * cols, d.scale, cols, lane, g);
+      StoreShare<V>(d.dxd + r * cols, cols, lane, g);
+      if (d.lowp != 0) StoreLowpShare<V>(d.lowp + r * cols, cols, lane, d.lowp_dt, g);
+      if (d.sums != 0) AddShare<V>(warp_sums + (threadIdx.x >> 5) * cols, cols, lane, g);
+    }
   }
 }
 
@@ -361,20 +444,28 @@ struct ParamPart {
 };
 
 // The launch's first p.blocks blocks compute dw / db (ParamColumns), the others dx (BackwardWarpRows, rows of at
-// most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0, x, dy, w, dx, dxd 16-byte
-// aligned and mask 4-byte aligned.
+// most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0, x, dy, w, dx, d.dxd 16-byte
+// aligned, d.mask 4-byte and d.lowp 8-byte aligned. With d.sums the dynamic shared memory holds LN_ROW_WARPS * cols
+// doubles.
 extern "C" __global__ __launch_bounds__(LN_ROW_WARPS * 32) void ft_layer_norm_backward_warp(
     int64 rows, int64 cols, int vec, const float* x, const float* dy, const float* w, const float* mean,
-    const float* rstd, float* dx, const uint8* mask, float scale, float* dxd, ParamPart p) {
+    const float* rstd, float* dx, DroppedGrad d, ParamPart p) {
   AwaitPriorGrid();
   if (blockIdx.x < p.blocks) {
     __shared__ float part_w[LN_ROW_WARPS * 32], part_b[LN_ROW_WARPS * 32];
     ParamColumns(rows, cols, p.tc, p.groups, blockIdx.x, p.blocks, x, dy, mean, rstd, p.dw, p.db, part_w, part_b);
     return;
   }
+  extern __shared__ double warp_sums[];
+  __shared__ bool last;
   const int64 block = blockIdx.x - p.blocks, blocks = gridDim.x - p.blocks;
-  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd, block, blocks);
-  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, mask, scale, dxd, block, blocks);
+  if (d.sums != 0) {
+    for (int i = threadIdx.x; i < LN_ROW_WARPS * cols; i += blockDim.x) warp_sums[i] = 0.0;
+    __syncthreads();
+  }
+  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, d, warp_sums, block, blocks);
+  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, d, warp_sums, block, blocks);
+  if (d.sums != 0) FinishDroppedSums((int)cols, block, blocks, warp_sums, d, last);
 }
 
 // The same for rows longer than kWarpCols, one block per row.
@@ -539,6 +630,28 @@ Napi::Value DropoutAddLayerNorm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The kernels' `struct DroppedGrad`, member for member.
+struct DroppedGradParams {
+  uint64_t mask;
+  float scale;
+  uint64_t dxd, lowp;
+  int lowp_dt;
+  uint64_t sums, partial, cluster_partial, tickets;
+};
+static_assert(sizeof(DroppedGradParams) == 72, "DroppedGradParams must match the kernels' declaration");
+
+// Row blocks a launch with column sums takes at most (the kernels loop over rows beyond them), in clusters of
+// kSumCluster (SUM_CLUSTER): the tickets are a word per cluster and one for the clusters.
+constexpr int64_t kSumCluster = 16;
+constexpr int64_t kMaxSumClusters = 64;
+static_assert(kMaxSumClusters + 1 <= kTicketWords, "the column sums' tickets must fit the runtime's");
+
+// layerNormBackward(rows, cols, x, xOff, dy, dyOff, w, wOff, mean, rstd, dx, dxOff, dw, db, [mask, dropoutScale,
+// dxDropout, [lowpDtype, dxDropoutLowp, dxDropoutSums]]): native/cpu/layer_norm.cc's layerNormBackward; with
+// `mask` (uint8) dxDropout (float32) also receives mask ? dx * dropoutScale : 0, the backward of the dropout whose
+// output plus a residual was x (dropout_add_layer_norm), and with dxDropoutSums (float32, cols) that gradient's
+// column sums and its 16-bit copy in dxDropoutLowp (both or neither). Returns whether it wrote those two: not for
+// rows longer than 1024 values (false: write them apart).
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -553,35 +666,59 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   uint64_t dx = DeviceOperandAt<float>(info, 10, "dx", "dxOff", numel);
   uint64_t dw = OptionalOutput(info, 12, "dw", cols);
   uint64_t db = OptionalOutput(info, 13, "db", cols);
-  // dropout_add_layer_norm: dxDropout receives mask ? dx * dropoutScale : 0 (the forward's dropout's backward)
-  uint64_t mask = 0, dxd = 0;
-  float scale = 0.0f;
+  DroppedGradParams d{};
   if (info.Length() > 14 && !info[14].IsNull() && !info[14].IsUndefined()) {
-    mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 14, "mask"), 0, numel, "mask");
-    scale = static_cast<float>(GetNumber(info, 15, "dropoutScale"));
-    dxd = DeviceElements<float>(info, GetDeviceBuffer(info, 16, "dxDropout"), 0, numel, "dxDropout");
+    d.mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 14, "mask"), 0, numel, "mask");
+    d.scale = static_cast<float>(GetNumber(info, 15, "dropoutScale"));
+    d.dxd = DeviceElements<float>(info, GetDeviceBuffer(info, 16, "dxDropout"), 0, numel, "dxDropout");
+  }
+  bool extras = info.Length() > 19 && !info[19].IsNull() && !info[19].IsUndefined();
+  if (extras) {
+    if (d.mask == 0) throw Napi::TypeError::New(env, ArgName(19, "dxDropoutSums") + " needs a mask and dxDropout");
+    d.lowp_dt = LowpDtypeAt(info, 17);
+    d.lowp = LowpOutputAt(info, 18, "dxDropoutLowp", d.lowp_dt, numel);
+    if (d.lowp == 0) throw Napi::TypeError::New(env, ArgName(18, "dxDropoutLowp") + " must be a CUDA device buffer beside dxDropoutSums");
+    d.sums = DeviceElements<float>(info, GetDeviceBuffer(info, 19, "dxDropoutSums"), 0, cols, "dxDropoutSums");
   }
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormBackward: cols must be > 0");
   ParamPart params = PlanParams(rows, cols, dw, db);
-  const int64_t row_blocks = WarpRowGrid(rows).x;
-  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{dxd, 16}, {mask, 4}});
-  void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd, &params};
   const size_t bytes = static_cast<size_t>(numel) * sizeof(float);
   // dw / db read every row of x and dy: where dx may overwrite them, they are summed first, alone
   const bool apart = cols > kWarpCols || Overlaps(dx, bytes, x, bytes) || Overlaps(dx, bytes, dy, bytes) ||
-                     Overlaps(dxd, bytes, x, bytes) || Overlaps(dxd, bytes, dy, bytes);
+                     Overlaps(d.dxd, bytes, x, bytes) || Overlaps(d.dxd, bytes, dy, bytes);
   if (params.blocks > 0 && apart) {
+    DroppedGradParams none{};
+    int vec = 0;
+    void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &none, &params};
     Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), Blocks(params.blocks), Blocks(kParamThreads), 0, args);
     params.blocks = 0;
   }
-  if (cols <= kWarpCols) {
-    Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), Blocks(params.blocks + row_blocks),
-           Blocks(kRowWarps * 32), 0, args);
-    return env.Undefined();
+  if (cols > kWarpCols) {
+    void* long_args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx, &d.mask, &d.scale, &d.dxd};
+    Launch(env, Kernel(env, "ft_layer_norm_backward"), RowGrid(rows), RowThreads(cols), 0, long_args);
+    return Napi::Boolean::New(env, false);
   }
-  void* long_args[] = {&rows, &cols, &x, &dy, &w, &mean, &rstd, &dx, &mask, &scale, &dxd};
-  Launch(env, Kernel(env, "ft_layer_norm_backward"), RowGrid(rows), RowThreads(cols), 0, long_args);
-  return env.Undefined();
+  if (extras && rows == 0) {
+    MemsetBytes(env, d.sums, 0, static_cast<size_t>(cols) * sizeof(float));
+    d.sums = d.lowp = 0;
+  }
+  d.tickets = Tickets();
+  int64_t row_blocks = WarpRowGrid(rows).x;
+  size_t shared = 0;
+  std::optional<ScratchBuffer> partial;
+  if (d.sums != 0) {
+    row_blocks = std::min(row_blocks, kSumCluster * kMaxSumClusters);
+    const int64_t clusters = (row_blocks + kSumCluster - 1) / kSumCluster;
+    partial.emplace(env, static_cast<size_t>((row_blocks + clusters) * cols) * sizeof(double));
+    d.partial = partial->ptr();
+    d.cluster_partial = d.partial + static_cast<uint64_t>(row_blocks * cols) * sizeof(double);
+    shared = static_cast<size_t>(kRowWarps * cols) * sizeof(double);
+  }
+  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{d.dxd, 16}, {d.mask, 4}, {d.lowp, 8}});
+  void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &d, &params};
+  Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), Blocks(params.blocks + row_blocks), Blocks(kRowWarps * 32),
+         shared, args);
+  return Napi::Boolean::New(env, extras);
 }
 
 }  // namespace

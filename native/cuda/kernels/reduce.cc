@@ -160,19 +160,20 @@ struct GradAndPre {
   float g, pre;
 };
 
-// A linear layer's incoming gradient g [n, inner] read once for its backward: v = g, or g * GELU'(pre) with the
-// forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt, null for none), is stored to
-// lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the bias gradient) as
-// ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order. With `table` (16-bit
-// pre only: ft_gelu_grad_table's) GELU'(pre) is looked up by pre's bits; `pre` of GradAndPre then holds it.
+// A linear layer's incoming gradient g [n, inner] (float32, or 16-bit of dtype g_dt) read once for its backward:
+// v = g, or g * GELU'(pre) with the forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt,
+// null for none), is stored to lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the
+// bias gradient) as ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order. With
+// `table` (16-bit pre only: ft_gelu_grad_table's) GELU'(pre) is looked up by pre's bits; `pre` of GradAndPre then
+// holds it.
 extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, int64 inner, int64 chunk, int64 chunks,
-                                                                    int tc, int groups, const float* g,
+                                                                    int tc, int groups, const void* g, int g_dt,
                                                                     const void* pre, int pre_dt,
                                                                     const float* table, uint16* lowp, int lowp_dt,
                                                                     double* partial, float* dst) {
   AwaitPriorGrid();
   const auto read = [=](int64 e) {
-    GradAndPre r{g[e], 0.0f};
+    GradAndPre r{g_dt == DT_F32 ? ((const float*)g)[e] : LowpToF32(((const uint16*)g)[e], g_dt), 0.0f};
     if (pre == 0) return r;
     if (pre_dt == DT_F32) r.pre = ((const float*)pre)[e];
     else if (table != 0) r.pre = table[((const uint16*)pre)[e]];
@@ -456,13 +457,22 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// castColumnSums(rows, cols, g, gOff, pre, preOff, preDtype, lowpDtype, lowp, sums, [gDtype]): see
+// ft_cast_column_sums; g is float32, or of the 16-bit gDtype.
 Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   int64_t rows = GetCount(info, 0, "rows");
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
-  uint64_t g = DeviceOperandAt<float>(info, 2, "g", "gOff", numel);
+  int g_dt = kF32;
+  if (info.Length() > 10 && !info[10].IsUndefined()) {
+    g_dt = static_cast<int>(GetInt(info, 10, "gDtype"));
+    if (g_dt != kF32 && g_dt != kF16 && g_dt != kBF16)
+      throw Napi::RangeError::New(env, ArgName(10, "gDtype") + " must be float32, float16 or bfloat16");
+  }
+  uint64_t g = g_dt == kF32 ? DeviceOperandAt<float>(info, 2, "g", "gOff", numel)
+                            : DeviceOperandAt<uint16_t>(info, 2, "g", "gOff", numel);
   int pre_dt = kF32;
   uint64_t pre = 0;
   if (!info[4].IsNull() && !info[4].IsUndefined()) {
@@ -485,8 +495,8 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
   TilePlan plan = PlanColumnTiles(1, rows, cols);
   ScratchBuffer partial(env, plan.PartialBytes(cols));
   uint64_t partial_ptr = partial.ptr();
-  void* args[] = {&rows, &cols, &plan.chunk, &plan.chunks, &plan.tc, &plan.groups, &g, &pre, &pre_dt, &table, &lowp,
-                  &lowp_dt, &partial_ptr, &dst};
+  void* args[] = {&rows, &cols, &plan.chunk, &plan.chunks, &plan.tc, &plan.groups, &g, &g_dt, &pre, &pre_dt, &table,
+                  &lowp, &lowp_dt, &partial_ptr, &dst};
   LaunchColumnTiles(env, "ft_cast_column_sums", plan, 1, cols, args, kSum, partial_ptr, dst);
   return env.Undefined();
 }

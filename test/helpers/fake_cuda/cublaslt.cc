@@ -55,13 +55,17 @@ struct Preference {
 };
 
 // An algorithm for one family of problems. Like a split-K kernel, one for a long reduction (k >= kSplitK, where
-// the preference allows the workspace) needs kSplitKWorkspace bytes of workspace; the others need none.
+// the preference allows the workspace) needs kSplitKWorkspace bytes of workspace; the others need none. The
+// heuristic offers up to kVariants of them, all computing alike; the last needs the workspace for any k (where the
+// preference allows it), so that callers meet a later choice needing more than the first.
 struct Algo {
   std::uint64_t magic;
   std::uint32_t align[4];
   std::uint64_t workspace;
+  std::uint64_t variant;
 };
 constexpr std::uint64_t kSplitK = 4096, kSplitKWorkspace = 16384;
+constexpr int kVariants = 3;
 
 struct HeuristicResult {
   std::uint64_t algo[8];
@@ -263,13 +267,19 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, Desc* d, Layout* a, Layout* b, 
   for (int i = 0; i < 4; ++i) {
     if (pref->align[i] < ElementSize(layouts[i]->type)) return Fail(kInvalidValue, "alignment below the element size");
   }
-  std::memset(results, 0, sizeof(HeuristicResult));
-  const std::uint64_t workspace = k >= kSplitK && pref->workspace >= kSplitKWorkspace ? kSplitKWorkspace : 0;
-  Algo algo{kAlgoMagic, {pref->align[0], pref->align[1], pref->align[2], pref->align[3]}, workspace};
-  std::memcpy(results->algo, &algo, sizeof(algo));
-  results->workspaceSize = workspace;
-  results->wavesCount = 1.0f;
-  *returned = 1;
+  const int count = requested < kVariants ? requested : kVariants;
+  for (int v = 0; v < count; ++v) {
+    HeuristicResult& r = results[v];
+    std::memset(&r, 0, sizeof(HeuristicResult));
+    const bool split = (k >= kSplitK || (v == kVariants - 1 && v > 0)) && pref->workspace >= kSplitKWorkspace;
+    const std::uint64_t workspace = split ? kSplitKWorkspace : 0;
+    Algo algo{kAlgoMagic, {pref->align[0], pref->align[1], pref->align[2], pref->align[3]}, workspace,
+              static_cast<std::uint64_t>(v)};
+    std::memcpy(r.algo, &algo, sizeof(algo));
+    r.workspaceSize = workspace;
+    r.wavesCount = 1.0f;
+  }
+  *returned = count;
   return 0;
 }
 
