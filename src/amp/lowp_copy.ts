@@ -26,7 +26,7 @@ export interface LowpEntry {
 export function attachLowpCopy(t: Tensor, copy: Tensor, column_sums: Tensor | null = null): void {
   if (t._lowp) {
     if (t._lowp.copy !== copy) releaseLowpCopy(t._lowp.copy);
-    t._lowp.column_sums?.dispose();
+    if (t._lowp.column_sums !== column_sums) t._lowp.column_sums?.dispose();
   }
   t._lowp = { copy, version: t.storage.version, column_sums };
 }
