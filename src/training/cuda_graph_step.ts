@@ -10,7 +10,10 @@
 // and under autocast the weights' 16-bit copies (amp/autocast_weight.ts), which captured forwards read and
 // captured AdamW steps rewrite: a copy made during a capture would live in the graph's memory.
 // From then on each new batch shape is captured at its first batch and the capture replayed at once (a capture
-// runs nothing and costs the host about what an eager update does), so no batch pays for an eager warm-up. The
+// runs nothing and costs the host about what an eager update does), so no batch pays for an eager warm-up. A batch
+// with fewer rows than the training batch size (an epoch's last, with dataloader_drop_last false) runs eagerly: it
+// comes at most once an epoch, mostly with a length of its own, where a capture would add instantiating and
+// uploading a graph (~15 ms on an H100) to an update it would not replay. The
 // graphs share one memory pool: an update leaves nothing alive in it (gradients, activations and the loss are
 // freed by its end; the optimizer's state and the weights' copies predate the captures) and replays never
 // overlap, so the pool holds the largest shape's activations, not their sum, until dispose(). Unlike the eager
@@ -76,6 +79,8 @@ export class CudaGraphStep {
     private readonly max_grad_norm: number | null,
     /** forward and backward on device inputs, handing the loss to `addLoss` before disposing it */
     private readonly forwardBackward: (inputs: Batch, addLoss: (loss: Tensor) => void) => void,
+    /** the training batch size: smaller batches run eagerly (null: every shape is captured) */
+    private readonly batch_size: number | null = null,
   ) {
     this.#loss = persistentScalar(device);
     this.#norm = persistentScalar(device);
@@ -91,7 +96,7 @@ export class CudaGraphStep {
       return this.#replay(captured);
     }
     const inputs = toDevice(batch, this.device);
-    if (this.#warm && !this.#eager.has(key)) {
+    if (this.#warm && !this.#eager.has(key) && !this.#partial(batch)) {
       const graph = this.#capture(key, inputs);
       if (graph !== null) {
         // The capture keeps the inputs, which hold this batch, as the graph's static inputs
@@ -149,6 +154,12 @@ export class CudaGraphStep {
       process.emitWarning(`CUDA graph capture failed for the batch shape ${key}, which runs eagerly from now on: ${(e as Error).message}`);
       return null;
     }
+  }
+
+  /** Whether `batch` has fewer rows than the training batch size (its tensors' first dim). */
+  #partial(batch: Batch): boolean {
+    const rows = Object.values(batch).find((v): v is Tensor => v instanceof Tensor && v.ndim > 0)?.shape[0];
+    return this.batch_size !== null && rows !== undefined && rows < this.batch_size;
   }
 
   /** How many batch shapes have a graph. */

@@ -525,7 +525,7 @@ export class Trainer {
       addLoss(loss);
       loss.backward();
       disposeOutputs(outputs, loss);
-    });
+    }, this.args.train_batch_size);
   }
 
   /**

@@ -107,15 +107,15 @@ async function eagerUpdates(batches: Record<string, Tensor>[]): Promise<{ model:
   return { model, loss: sum };
 }
 
-/** The same updates through the Trainer's CudaGraphStep, not yet disposed. */
-async function graphUpdates(batches: Record<string, Tensor>[]): Promise<{ model: BertForSequenceClassification; step: CudaGraphStep }> {
+/** The same updates through the Trainer's CudaGraphStep (with the training batch size, if given), not yet disposed. */
+async function graphUpdates(batches: Record<string, Tensor>[], batch_size: number | null = null): Promise<{ model: BertForSequenceClassification; step: CudaGraphStep }> {
   const model = await tinyBert();
   const step = new CudaGraphStep(model, new AdamW(model.parameters(), { lr: 1e-3 }), new Device("cuda"), 1.0, (inputs, addLoss) => {
     const loss = model(inputs).loss!;
     addLoss(loss);
     loss.backward();
     loss.dispose();
-  });
+  }, batch_size);
   for (const b of batches) step.step(b);
   return { model, step };
 }
@@ -137,6 +137,25 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
   assert.ok(grad_norm !== null && grad_norm > 0);
   assertSameParams(model, eager.model, 1e-5);
   step.dispose();
+});
+
+test("CudaGraphStep runs a batch with fewer rows than the training batch size eagerly, between replays: the eager updates' parameters", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const full = goldenBatch(0);
+  const rows = full["input_ids"]!.shape[0]!;
+  // an epoch's last batch: fewer rows, here also shorter rows than the full batches
+  const last = Object.fromEntries(Object.entries(goldenBatch(1)).map(([k, v]) => [k, v.narrow(0, 0, rows - 1).contiguous()]));
+  const batches = [full, full, last, full, last];
+  const eager = await eagerUpdates(batches);
+  const { model, step } = await graphUpdates(batches, rows);
+  assert.equal(step.graph_count, 1, "the full batches' shape only");
+  const { loss } = step.drain();
+  assert.ok(Math.abs(loss - eager.loss) <= 1e-5 * (1 + Math.abs(eager.loss)), `summed loss ${loss} vs ${eager.loss}`);
+  assertSameParams(model, eager.model, 1e-5);
+  step.dispose();
+  const captured = await graphUpdates(batches);
+  assert.equal(captured.step.graph_count, 2, "without a batch size every shape is captured");
+  captured.step.dispose();
 });
 
 test("CudaGraphStep with AdamW deferring the embeddings' zero-gradient rows: behind until catch_up(), then the dense update's bits", { skip: NEEDS_GPU }, async () => {
