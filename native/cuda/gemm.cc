@@ -219,7 +219,7 @@ const std::string& AlgoFilePath() {
     const std::string id = (s.devices.empty() ? std::string() : s.devices[0].name) + '\0' +
                            std::to_string(cuda::Arch()) + '\0' + s.cublas_lt.version +
                            '\0' + std::to_string(sizeof(AlgoRecord)) + '\0' + std::to_string(kWorkspaceBytes) +
-                           "\0timed";
+                           '\0' + "timed";
     return cuda::CachePath("gemm-algos", id, ".bin");
   }();
   return path;
