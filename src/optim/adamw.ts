@@ -5,7 +5,7 @@
 // only decay; deferred, each row catches up, to the same bits, before a lookup reads it, when its gradient is next
 // nonzero, or at catch_up().
 import { Tensor } from "../tensor/tensor.js";
-import { float32, int32 } from "../tensor/dtype.js";
+import { float32, int32, type DType } from "../tensor/dtype.js";
 import { checkSameDevice } from "../backend/kernels.js";
 import { native } from "../backend/native.js";
 import { Optimizer, type ParamGroup, type ParamsArg } from "./optimizer.js";
@@ -202,8 +202,7 @@ export class AdamW extends Optimizer {
       let last = this.#deferred.get(p) ?? null;
       if (last === null) {
         if (capturing) throw new Error("AdamW: a parameter's first step with deferred rows must run outside a CUDA graph capture");
-        last = Tensor.empty([p.shape[0]!], int32, p.device, true).fill_(step - 1);
-        last._persistent = true;
+        last = persistentZeros(p, [p.shape[0]!], int32).fill_(step - 1);
         this.#deferred.set(p, last);
       }
       return last;
@@ -211,9 +210,7 @@ export class AdamW extends Optimizer {
     let d = this.#deferredGroups.get(group);
     if (d === undefined) {
       if (capturing) throw new Error("AdamW: a group's first step with deferred rows must run outside a CUDA graph capture");
-      const ring = Tensor.empty([3 * RING_STEPS + 1], float32, params[0]!.device, true);
-      ring._persistent = true;
-      d = { ring, floor: step - 1 };
+      d = { ring: persistentZeros(params[0]!, [3 * RING_STEPS + 1]), floor: step - 1 };
       this.#deferredGroups.set(group, d);
     }
     const ring = d.ring;
@@ -302,9 +299,9 @@ function defersRows(p: Tensor): boolean {
   return p.device.type === "cuda" && p.ndim === 2 && p.shape[1]! >= MIN_DEFERRED_ROW;
 }
 
-/** Zeros on p's device and of its dtype, of p's shape unless `shape` is given; kept until the optimizer drops them. */
-function persistentZeros(p: Tensor, shape: readonly number[] = p.shape): Tensor {
-  const t = Tensor.empty(shape, p.dtype, p.device, true);
+/** Zeros on p's device, of p's shape and dtype unless `shape` or `dtype` is given; kept until the optimizer drops them. */
+function persistentZeros(p: Tensor, shape: readonly number[] = p.shape, dtype: DType = p.dtype): Tensor {
+  const t = Tensor.empty(shape, dtype, p.device, true);
   t._persistent = true;
   return t;
 }

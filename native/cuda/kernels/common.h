@@ -104,12 +104,12 @@ std::array<Layout, N> Coalesce(const std::vector<int64_t>& shape,
 }
 
 // The optional 16-bit copy of a kernel's float32 result that autocast's products read (src/amp/lowp_copy.ts):
-// the dtype code (F16 or BF16) at argument `index`, then one or more outputs after it, each a device buffer of
-// `count` 16-bit elements from offset 0, or null / absent for none.
-inline int LowpDtypeAt(const Napi::CallbackInfo& info, int index) {
+// the dtype code (F16 or BF16) at argument `index` (named `name`; -1 where null or absent), then one or more
+// outputs, each a device buffer of `count` 16-bit elements from offset 0, or null / absent for none.
+inline int LowpDtypeAt(const Napi::CallbackInfo& info, int index, const char* name = "lowpDtype") {
   if (info[index].IsNull() || info[index].IsUndefined()) return -1;
-  const int64_t dt = GetInt(info, index, "lowpDtype");
-  if (dt != kF16 && dt != kBF16) throw Napi::RangeError::New(info.Env(), ArgName(index, "lowpDtype") + " must be float16 or bfloat16");
+  const int64_t dt = GetInt(info, index, name);
+  if (dt != kF16 && dt != kBF16) throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be float16 or bfloat16");
   return static_cast<int>(dt);
 }
 

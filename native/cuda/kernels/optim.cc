@@ -513,14 +513,8 @@ Napi::Value AdamWCatchUpRows(const Napi::CallbackInfo& info) {
   uint64_t v = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "exp_avg_sq"), 0, numel, "exp_avg_sq");
   Ring ring = RingAt(info, 8);
   Moments b = MomentsAt(info, 9);
-  uint64_t copy = 0;
-  int copy_code = kBF16;
-  if (info.Length() > 12 && !info[12].IsNull() && !info[12].IsUndefined()) {
-    copy_code = static_cast<int>(GetInt(info, 13, "copyDtype"));
-    if (copy_code != kF16 && copy_code != kBF16)
-      throw Napi::RangeError::New(env, ArgName(13, "copyDtype") + " must be float16 or bfloat16");
-    copy = DeviceElements<uint16_t>(info, GetDeviceBuffer(info, 12, "copy"), 0, numel, "copy");
-  }
+  int copy_code = LowpDtypeAt(info, 13, "copyDtype");
+  uint64_t copy = LowpOutputAt(info, 12, "copy", copy_code, numel);
   if (n == 0) return env.Undefined();
   void* args[] = {&ids, &n, &rows, &cols, &p, &m, &v, &copy, &copy_code, &last, &ring.ptr, &ring.ring_steps,
                   &b.one_minus_beta1, &b.beta2, &b.one_minus_beta2, &b.eps};

@@ -457,6 +457,16 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A float32 or 16-bit operand of `count` elements at arguments index (buffer) and index + 1 (offset), its dtype
+// code at argument dtype_index (float32, float16 or bfloat16), which `dt` receives.
+uint64_t FloatOperandAt(const Napi::CallbackInfo& info, int index, const char* name, const char* off_name,
+                        int dtype_index, const char* dtype_name, int64_t count, int& dt) {
+  dt = static_cast<int>(GetInt(info, dtype_index, dtype_name));
+  if (dt == kF32) return DeviceOperandAt<float>(info, index, name, off_name, count);
+  if (dt == kF16 || dt == kBF16) return DeviceOperandAt<uint16_t>(info, index, name, off_name, count);
+  throw Napi::RangeError::New(info.Env(), ArgName(dtype_index, dtype_name) + " must be float32, float16 or bfloat16");
+}
+
 // castColumnSums(rows, cols, g, gOff, pre, preOff, preDtype, lowpDtype, lowp, sums, [gDtype]): see
 // ft_cast_column_sums; g is float32, or of the 16-bit gDtype.
 Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
@@ -466,21 +476,12 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
   int g_dt = kF32;
-  if (info.Length() > 10 && !info[10].IsUndefined()) {
-    g_dt = static_cast<int>(GetInt(info, 10, "gDtype"));
-    if (g_dt != kF32 && g_dt != kF16 && g_dt != kBF16)
-      throw Napi::RangeError::New(env, ArgName(10, "gDtype") + " must be float32, float16 or bfloat16");
-  }
-  uint64_t g = g_dt == kF32 ? DeviceOperandAt<float>(info, 2, "g", "gOff", numel)
-                            : DeviceOperandAt<uint16_t>(info, 2, "g", "gOff", numel);
+  uint64_t g = info.Length() > 10 && !info[10].IsUndefined()
+                   ? FloatOperandAt(info, 2, "g", "gOff", 10, "gDtype", numel, g_dt)
+                   : DeviceOperandAt<float>(info, 2, "g", "gOff", numel);
   int pre_dt = kF32;
   uint64_t pre = 0;
-  if (!info[4].IsNull() && !info[4].IsUndefined()) {
-    pre_dt = static_cast<int>(GetInt(info, 6, "preDtype"));
-    if (pre_dt == kF32) pre = DeviceOperandAt<float>(info, 4, "pre", "preOff", numel);
-    else if (pre_dt == kF16 || pre_dt == kBF16) pre = DeviceOperandAt<uint16_t>(info, 4, "pre", "preOff", numel);
-    else throw Napi::RangeError::New(env, ArgName(6, "preDtype") + " must be float32, float16 or bfloat16");
-  }
+  if (!info[4].IsNull() && !info[4].IsUndefined()) pre = FloatOperandAt(info, 4, "pre", "preOff", 6, "preDtype", numel, pre_dt);
   int lowp_dt = LowpDtypeAt(info, 7);
   if (lowp_dt < 0) throw Napi::TypeError::New(env, ArgName(7, "lowpDtype") + " must be float16 or bfloat16");
   uint64_t lowp = LowpOutputAt(info, 8, "lowp", lowp_dt, numel);
