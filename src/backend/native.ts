@@ -273,14 +273,18 @@ export interface CudaAddon extends Kernels {
     offset: number, dtype: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
     lowpDtype: number): void;
   /** attentionForward's gradients from its arguments, out (in `dtype`, as q, k and v) and lse, and dout [B, H, S, D]
-   * (float32): dq [B, H, S, D], dk and dv [B, H, T, D] are assigned in float32; out, dout and the gradients are views
-   * with unit stride in D; probabilities are recomputed tile by tile */
+   * (float32): dq [B, H, S, D], dk and dv [B, H, T, D] are assigned in float32, or with `sums` (float32 [3, H, D]) in
+   * the 16-bit `dtype`, sums receiving their column sums over (b, s) (where attentionLowpGradients); out, dout and
+   * the gradients are views with unit stride in D; probabilities are recomputed tile by tile */
   attentionBackward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
     offset: number, dtype: number, out: AB, outOff: number, outStrides: number[], dout: AB, doutOff: number, doutStrides: number[],
     lse: AB, dq: AB, dqOff: number, dqStrides: number[], dk: AB, dkOff: number, dkStrides: number[], dv: AB,
-    dvOff: number, dvStrides: number[]): void;
+    dvOff: number, dvStrides: number[], sums?: AB | null): void;
+  /** Whether attentionBackward writes 16-bit gradients with their column sums for H heads of dim D with operands of
+   * `dtype` on this GPU (the tensor-core kernels') */
+  attentionLowpGradients(dtype: DTypeCode, H: number, D: number): boolean;
   /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;
    * pre float32 or 16-bit of `preDtype`, null for none), is written to `lowp` rounded to `lowpDtype` (F16 or BF16),
    * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g (float32,

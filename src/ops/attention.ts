@@ -104,9 +104,11 @@ export function packed_linear_attention(x: Tensor, weights: readonly Tensor[], b
   for (const view of [q, k, v]) view!.dispose();
   qkv.dispose();
   const result = record(run.y, "ScaledDotProductFlashAttention", [x, ...weights, ...biases], (g, into) => {
-    const [dqkv] = run.backward(g);
-    const grads = product.backward(dqkv!, into);
-    dqkv!.dispose();
+    // the product reads the projection's gradient in 16 bits and sums its columns: where the attention's kernels
+    // write both, it launches nothing to make them
+    const { dqkv, sums } = run.lowpBackward ? run.lowpBackward(g) : { dqkv: run.backward(g)[0]!, sums: null };
+    const grads = product.backward(dqkv, into, sums);
+    dqkv.dispose();
     return grads;
   }, [...run.saved, ...product.saved]);
   if (!result.requires_grad) run.release();
@@ -247,6 +249,12 @@ interface AttentionRun {
   y: Tensor;
   /** [dqkv] where the operands are views of `packed`, else [dq, dk, dv] */
   backward: (g: Tensor) => Tensor[];
+  /**
+   * Where the operands are views of a 16-bit `packed` the kernels take so (attentionLowpGradients): its gradient in
+   * that dtype, as PyTorch's flash attention writes it, and the float32 column sums of the gradient before rounding
+   * (the packed projection's bias gradient), from the same launches. Else null.
+   */
+  lowpBackward: ((g: Tensor) => { dqkv: Tensor; sums: Tensor }) | null;
   saved: Tensor[];
   /** frees what only the backward would read (when no graph node saved it) */
   release: () => void;
@@ -273,22 +281,37 @@ function attentionForward(query: Tensor, key: Tensor, value: Tensor, mask: Tenso
   const saved = lowp ?? out;  // out as the backward reads it, in the operands' dtype
   // A 16-bit packed projection (packed_linear_attention) is autocast's: the result is float32, as under autocast
   const y = query.dtype === float32 || query.dtype === lowpDtype ? out : convertContiguous(out, query.dtype);
+  /** The kernels' gradients from g into the views dq, dk, dv (16-bit, with their column sums, where `sums`). */
+  const backwardInto = (g: Tensor, [dq, dk, dv]: Tensor[], sums: Tensor | null = null) => {
+    const dout = rowsAsArrays(g);
+    native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq!),
+      ...viewArgs(dk!), ...viewArgs(dv!), sums?.buffer ?? null);
+    release(dout);
+  };
+  /** Gradients written into `packed`'s layout: the views' own tensor. */
+  const packedGradient = (dtype: DType, sums: Tensor | null) => (g: Tensor) => {
+    const dqkv = Tensor.empty(packed!.shape, dtype, packed!.device);
+    const views = [0, 1, 2].map((i) => headsView(dqkv, H, D, i));
+    backwardInto(g, views, sums);
+    for (const x of views) x.dispose();
+    return dqkv;
+  };
+  const lowpGradients = packed?.dtype === dtype && dtype !== float32 && native.cuda.attentionLowpGradients(dtype.code, H, D);
   return {
     y,
     backward: (g) => {
-      const dout = rowsAsArrays(g);
-      const dqkv = packed && Tensor.empty(packed.shape, float32, packed.device);
-      const [dq, dk, dv] = dqkv
-        ? [0, 1, 2].map((i) => headsView(dqkv, H, D, i))
-        : [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
-      native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq), ...viewArgs(dk), ...viewArgs(dv));
-      release(dout);
-      if (dqkv) {
-        for (const x of [dq, dk, dv]) x.dispose();
-        return [dqkv];
-      }
-      return [restoreDtype(dq, query.dtype), restoreDtype(dk, key.dtype), restoreDtype(dv, value.dtype)];
+      if (packed) return [packedGradient(float32, null)(g)];
+      const grads = [headsInterleaved(B, H, S, D, query.device), headsInterleaved(B, H, T, D, query.device), headsInterleaved(B, H, T, D, query.device)];
+      backwardInto(g, grads);
+      const [dq, dk, dv] = grads;
+      return [restoreDtype(dq!, query.dtype), restoreDtype(dk!, key.dtype), restoreDtype(dv!, value.dtype)];
     },
+    lowpBackward: lowpGradients
+      ? (g) => {
+        const sums = Tensor.empty([3 * H * D], float32, packed!.device);
+        return { dqkv: packedGradient(dtype, sums)(g), sums };
+      }
+      : null,
     saved: [q.t, k.t, v.t, saved, lse, ...(m ? [m.t] : [])],
     release: () => {
       for (const x of [q, k, v, m]) if (x) release(x);

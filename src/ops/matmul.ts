@@ -255,8 +255,11 @@ export function packed_linear(x: Tensor, weights: readonly Tensor[], biases: rea
 /** A product made without its graph node: its result, the node's backward and saved tensors, and done(). */
 export interface UnrecordedProduct {
   y: Tensor;
-  /** the gradients of x, the weights and the biases from y's (BackwardFn: `into` is x's summed so far) */
-  backward: (g: Tensor, into: readonly (Tensor | null)[]) => (Tensor | null)[];
+  /**
+   * the gradients of x, the weights and the biases from y's (BackwardFn: `into` is x's summed so far); with
+   * `column_sums` (taken over) y's gradient came in the GEMMs' dtype from a kernel that also summed its columns
+   */
+  backward: (g: Tensor, into: readonly (Tensor | null)[], column_sums?: Tensor | null) => (Tensor | null)[];
   saved: Tensor[];
   /** releases what only the backward would read, unless `recorded` (a graph node saved it) */
   done: (recorded: boolean) => void;
@@ -285,14 +288,14 @@ export function packedProduct(x: Tensor, weights: readonly Tensor[], biases: rea
   const needs = { x: x.requires_grad, weight: weights.some((w) => w.requires_grad), bias: biases.some((b) => b.requires_grad), x_dtype: x.dtype };
   return {
     y,
-    backward: (g, into) => {
+    backward: (g, into, column_sums = null) => {
       weights.forEach((w, i) => {
         if (w.storage.version !== versions[i]) {
           throw new Error(`one of the variables needed for gradient computation has been modified by an inplace operation: [${w.dtype} ${formatShape(w.shape)}] is at version ${w.storage.version}; expected version ${versions[i]} instead`);
         }
       });
       const stacked = kept?.detach() ?? stackRowsAs(weights, read);
-      const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs, into[0]);
+      const [dx, dw, db] = linearBackward(g, null, xs.detach(), stacked, needs, into[0], column_sums);
       stacked.dispose();
       return [dx, ...rowsOf(dw, weights), ...rowsOf(db, biases)];
     },
@@ -373,13 +376,16 @@ interface LinearNeeds {
  * the product then is dh = g * GELU'(pre)); the GEMMs read it in the dtype of the saved operands xs and ws. With
  * `into` (the engine's sum so far of x's other gradients, BackwardFn) x's gradient is added to it by the GEMM. On
  * CUDA, where x is of the GEMMs' 16-bit dtype (linear_gelu's output under autocast), the GEMM writes x's gradient
- * in it, as PyTorch's does, instead of float32 that the engine would then cast.
+ * in it, as PyTorch's does, instead of float32 that the engine would then cast. With `column_sums` g came in the
+ * GEMMs' dtype with them (gradientWithSums).
  */
 function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, needs: LinearNeeds,
-  into: Tensor | null = null): (Tensor | null)[] {
+  into: Tensor | null = null, column_sums: Tensor | null = null): (Tensor | null)[] {
   const [outF, inF] = ws.shape;
   const rows = numelOf(xs.shape.slice(0, -1));
-  const { gr, db, owned } = productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
+  const { gr, db, owned } = column_sums
+    ? gradientWithSums(g, column_sums, xs.dtype, needs.bias)
+    : productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
   const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
   if (needs.x) {
@@ -405,6 +411,16 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
 /** The 16-bit dtype a linear layer's backward reads its output's gradient in, on CUDA under autocast (operands xs), else null. */
 function gradientReadIn(xs: Tensor): DType | null {
   return xs.device.type === "cuda" && xs.dtype !== float32 ? xs.dtype : null;
+}
+
+/** A gradient that its kernel wrote as the GEMMs read it, contiguous in `read`, with its column sums (the bias gradient). */
+function gradientWithSums(g: Tensor, column_sums: Tensor, read: DType, needsBias: boolean): { gr: Tensor; db: Tensor | null; owned: boolean } {
+  if (g.dtype !== read || !g.is_contiguous()) {
+    throw new Error(`linear backward: a gradient given with its column sums must be contiguous ${read}, got ${g.dtype} ${formatShape(g.shape)}`);
+  }
+  if (needsBias) return { gr: g, db: column_sums, owned: false };
+  column_sums.dispose();
+  return { gr: g, db: null, owned: false };
 }
 
 /**

@@ -24,6 +24,7 @@ import { BertSelfAttention } from "../../src/models/bert/modeling_bert.js";
 import { AdamW } from "../../src/optim/index.js";
 import type { Node } from "../../src/autograd/node.js";
 import { NO_LAUNCH_TRACE, launches } from "../helpers/launch_trace.js";
+import { native } from "../../src/backend/native.js";
 
 const SKIP = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 // On the CPU emulation of CUDA (test/cuda/emulated.test.ts) every thread of a kernel is run one after another,
@@ -319,6 +320,58 @@ test("packed_linear_attention: packed_qkv_attention(packed_linear(...)) as one n
   const names = ["output", "dx", "dwq", "dwk", "dwv", "dbq", "dbk", "dbv"];
   lowp.forEach((t, i) => assertCloseRelMax(t.cpu(), composed[i]!.cpu(), 1e-2, `bf16 ${names[i]}`));
   assert.ok(maxAbs(lowp[0]!.cpu().sub(plain[0]!.cpu())) > 1e-4, "autocast's output differs from float32's: the operands were rounded");
+});
+
+test("under autocast the attention's kernels write the packed projection's gradient in 16 bits with its bias gradient: the cast's bits, the sums of the float32 values", { skip: SKIP }, () => {
+  const float32Bits = (t: Tensor) => Array.from(new Uint32Array(new Float32Array(t.cpu().data() as Float32Array).buffer));
+  // sizes on and across the kernels' 16-row blocks and 64-row tiles, head dims below and at 64, heads up to 3
+  for (const [B, S, H, D] of [[2, 7, 2, 16], [1, 1, 1, 64], [2, 17, 3, 32], [3, EMULATED ? 67 : 130, 2, 64]] as const) {
+    for (const dtype of [torch.bfloat16, torch.float16]) {
+      const W = H * D;
+      const inputs = [randn([B, S, W], 1), ...[2, 3, 4].map((seed) => randn([W, W], seed).mul(0.2)), ...[5, 6, 7].map((seed) => randn([W], seed))];
+      const upstream = randn([B, H, S, D], 8).to("cuda");
+      const options = { attn_mask: paddingMask(B, S).to("cuda"), dropout_p: 0.1 };
+      /** dx, the weights' and the biases' gradients; with `kernels` false the backward takes the float32 gradient and casts it */
+      const run = (kernels: boolean): Tensor[] => {
+        const leaves = inputs.map((t) => t.to("cuda").requires_grad_(true));
+        const lowpGradients = native.cuda.attentionLowpGradients;
+        if (!kernels) native.cuda.attentionLowpGradients = () => false;
+        try {
+          torch.manual_seed(3);
+          const out = torch.autocast("cuda", { dtype }, () => packed_linear_attention(leaves[0]!, leaves.slice(1, 4), leaves.slice(4), H, options));
+          out.backward(upstream);
+        } finally {
+          native.cuda.attentionLowpGradients = lowpGradients;
+        }
+        return leaves.map((l) => l.grad!.cpu());
+      };
+      const label = `${dtype} [${B}, ${S}, ${H}, ${D}]`;
+      const fused = run(true);
+      const cast = run(false);
+      // the GEMMs read the same 16-bit gradient: dx and dW to the bit
+      for (let i = 0; i < 4; ++i) assert.deepEqual(float32Bits(fused[i]!), float32Bits(cast[i]!), `${label}: gradient ${i}`);
+      for (let i = 4; i < 7; ++i) assertClose(fused[i]!, cast[i]!, 1e-6 * Math.max(1, maxAbs(cast[i]!)), `${label}: bias gradient ${i - 4}`);
+      // the sums' order is fixed (the last block of each head adds them) and the kernels leave their tickets at 0
+      const again = run(true);
+      for (let i = 0; i < 7; ++i) assert.deepEqual(float32Bits(again[i]!), float32Bits(fused[i]!), `${label}: repeated, gradient ${i}`);
+      assert.equal(native.cuda.attentionLowpGradients(dtype.code, H, D), torch.cuda.get_device_capability()[0] >= 8, `${label}: the tensor-core kernels write them`);
+    }
+  }
+  assert.equal(native.cuda.attentionLowpGradients(torch.float32.code, 2, 64), false, "float32 operands: the CUDA-core kernels");
+  assert.equal(native.cuda.attentionLowpGradients(torch.bfloat16.code, 2, 80), false, "head dims over 64: the CUDA-core kernels");
+  assert.equal(native.cuda.attentionLowpGradients(torch.bfloat16.code, 129, 64), false, "more heads than ticket words");
+});
+
+test("attentionBackward refuses 16-bit gradients the kernels cannot write, naming the argument", { skip: SKIP }, () => {
+  const [B, H, S, D] = [1, 1, 4, 8];
+  const t = (dtype = torch.float32) => torch.zeros([B, S, H, D], { dtype, device: "cuda" });
+  const view = (x: Tensor): [ArrayBuffer, number, number[]] => [x.buffer, x.offset, [S * H * D, D, H * D, 1]];
+  const lse = torch.zeros([B, H, S], { device: "cuda" });
+  const sums = torch.zeros([3 * H * D], { device: "cuda" });
+  const [q, k, v, out, dout, dq, dk, dv] = [t(), t(), t(), t(), t(), t(), t(), t()];
+  assert.throws(() => native.cuda.attentionBackward(B, H, S, S, D, ...view(q), ...view(k), ...view(v), null, 0, [0, 0, 0, 0], false,
+    1, 0, 0, 0, torch.float32.code, ...view(out), ...view(dout), lse.buffer, ...view(dq), ...view(dk), ...view(dv), sums.buffer),
+  /argument 39 \(sums\).*16-bit gradients need the tensor-core kernels/);
 });
 
 test("packed_linear keeps its input for the backward, and the stacked weight only in 16 bits", { skip: SKIP }, () => {

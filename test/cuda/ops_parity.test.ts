@@ -365,8 +365,9 @@ test("a BERT layer's two dropout_add_layer_norm backward kernels spare the linea
     step();
     torch.cuda.synchronize();
   `).filter((k) => k === "ft_cast_column_sums").length;
-  // per layer: the intermediate layer's (GELU') and the query/key/value's; not the attention output's nor the output's
-  assert.equal(castsPerStep(2) - castsPerStep(1), 2);
+  // per layer the intermediate layer's (GELU'); not the attention output's nor the output's, nor from sm_80 on (the
+  // tensor-core attention kernels writing its gradient) the query/key/value's
+  assert.equal(castsPerStep(2) - castsPerStep(1), torch.cuda.get_device_capability()[0] >= 8 ? 1 : 2);
 });
 
 test("cross_entropy's mean on CUDA: one kernel, the bits of the sum times 1 / the count; all targets ignored is NaN", { skip: SKIP }, () => {

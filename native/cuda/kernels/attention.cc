@@ -82,12 +82,18 @@ struct Output {
 
 // The backward's other operands: the forward's out, dout, and the gradients dq [B, H, S, D], dk and dv
 // [B, H, T, D], views with unit stride in D; the forward's lse and the delta that the dq kernel stores, contiguous
-// [B, H, S].
+// [B, H, S]. With sums (not null; the tensor-core kernels only) the gradients are 16-bit, in the operands' dtype,
+// as PyTorch's flash attention writes them under autocast, and sums [3, H, D] receives their column sums over
+// (b, s) (a packed query/key/value projection's bias gradient): each block's through `partial`, added by the last
+// block of its head to finish (`tickets`, a word per head, left at 0).
 struct Backward {
   Layout lout, ldout, ldq, ldk, ldv;
   const void* out;
   const float *dout, *lse;
   float *delta, *dq, *dk, *dv;
+  float* sums;
+  double* partial;
+  unsigned int* tickets;
 };
 
 __device__ __forceinline__ int64 RowAt(const Layout& l, int64 b, int64 h, int64 s) {
@@ -859,8 +865,9 @@ __device__ __forceinline__ void SumWarps(float (&r)[2][2][2], const float (&c)[8
   }
 }
 
-// Rows r0 + g + 8 h of this warp's columns of a summed result (SumWarps) to dst (row stride `stride`), rows below
-// `limit`, columns below D, each times scale[h].
+// Rows r0 + g + 8 h of this warp's columns of a summed result (SumWarps) to dst (row stride `stride`; null for
+// none) and, where lowp is not null, rounded to lowp_dtype to lowp at the same offsets: rows below `limit`, columns
+// below D, each times scale[h].
 __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const float (&r)[2][2][2], const float (&scale)[2],
                                              int64 r0, int64 limit, int D, int warp, int lane, uint16* lowp = 0,
                                              int lowp_dtype = DT_BF16) {
@@ -875,8 +882,10 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
       if (d >= D) continue;
       const float x0 = r[h][j][0] * scale[h], x1 = r[h][j][1] * scale[h];
       const int64 at = row * stride + d;
-      dst[at] = x0;
-      dst[at + 1] = x1;
+      if (dst != 0) {
+        dst[at] = x0;
+        dst[at + 1] = x1;
+      }
       if (lowp == 0) continue;
       if (lowp_dtype == FT_ATTN_OPERANDS && ((uint64)(lowp + at) & 3) == 0) {
         *(uint32*)(lowp + at) = Pack(x0, x1);
@@ -886,6 +895,54 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
       }
     }
   }
+}
+
+// A gradient's rows r0 .. r0 + 15 (SumWarps' sums, this warp's columns) of head (b, h) to dst (float32, view l),
+// or with gr.sums in 16 bits there, and their column sums over the rows below `limit` to the block's row of the
+// partials (`kind` of the kernel's: [kinds, H, slots, D], slot b * gridDim.y + blockIdx.y). A column's 16 rows add
+// in double in a fixed order (a lane's two, then across the lanes with its columns by a butterfly, which gives
+// each lane the same bits), as the other column sums do, so the sums do not depend on the schedule.
+__device__ __forceinline__ void StoreGradient(const Backward& gr, float* dst, const Layout& l, int64 H, int64 b,
+                                              int64 h, const float (&r)[2][2][2], int64 r0, int64 limit, int D,
+                                              int kind, int warp, int lane) {
+  const float ones[2] = {1.0f, 1.0f};
+  const int64 at = RowAt(l, b, h, 0);
+  if (gr.sums == 0) {
+    StoreQuarter(dst + at, l.strides[2], r, ones, r0, limit, D, warp, lane);
+    return;
+  }
+  StoreQuarter(0, l.strides[2], r, ones, r0, limit, D, warp, lane, (uint16*)dst + at, FT_ATTN_OPERANDS);
+  const int64 slots = (int64)(gridDim.x / H) * gridDim.y, slot = b * gridDim.y + blockIdx.y;
+  double* row = gr.partial + ((kind * H + h) * slots + slot) * D;
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      double c = 0.0;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        if (r0 + g + 8 * hh < limit) c += (double)r[hh][j][i];
+      }
+      c += __shfl_xor_sync(0xffffffffu, c, 4);
+      c += __shfl_xor_sync(0xffffffffu, c, 8);
+      c += __shfl_xor_sync(0xffffffffu, c, 16);
+      const int d = 16 * warp + 8 * j + 2 * q + i;
+      if (g == 0 && d < D) row[d] = c;
+    }
+  }
+}
+
+// With gr.sums, after the block's StoreGradient calls: the last block of head h to finish adds the partials of
+// the kernel's `kinds` gradients, slot by slot, into sums' rows first_kind .. (the whole block calls it; `last`: a
+// flag in shared memory).
+__device__ __forceinline__ void FinishGradientSums(const Backward& gr, int64 H, int64 h, int D, int first_kind,
+                                                   int kinds, bool& last) {
+  if (gr.sums == 0) return;
+  const int64 slots = (int64)(gridDim.x / H) * gridDim.y;
+  if (!LastToFinish(gr.tickets + h, (unsigned int)slots, last)) return;
+  for (int k = 0; k < kinds; ++k)
+    AddPartials(gr.partial + (k * H + h) * slots * D, (int)slots, D, 0, gr.sums + ((first_kind + k) * H + h) * D);
 }
 
 extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forward_mma(Attention a, Operands o,
@@ -1066,7 +1123,9 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
   const float ones[2] = {1.0f, 1.0f};
   float sum[2][2][2];
   SumWarps(sum, dq, ones, (float*)tiles, warp, lane);
-  StoreQuarter(gr.dq + RowAt(gr.ldq, b, h, 0), gr.ldq.strides[2], sum, ones, sw, a.S, D, warp, lane);
+  StoreGradient(gr, gr.dq, gr.ldq, a.H, b, h, sum, sw, a.S, D, 0, warp, lane);
+  __shared__ bool last;
+  FinishGradientSums(gr, a.H, h, D, 0, 1, last);
 }
 
 // dv = P~^T dout (P~ the kept, rescaled probabilities) and dk = dS^T q, for the block's 16 key rows.
@@ -1129,9 +1188,11 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
   const float ones[2] = {1.0f, 1.0f};
   float sum[2][2][2];
   SumWarps(sum, dk, ones, (float*)tiles, warp, lane);
-  StoreQuarter(gr.dk + RowAt(gr.ldk, b, h, 0), gr.ldk.strides[2], sum, ones, tw, a.T, D, warp, lane);
+  StoreGradient(gr, gr.dk, gr.ldk, a.H, b, h, sum, tw, a.T, D, 0, warp, lane);
   SumWarps(sum, dv, ones, (float*)tiles, warp, lane);
-  StoreQuarter(gr.dv + RowAt(gr.ldv, b, h, 0), gr.ldv.strides[2], sum, ones, tw, a.T, D, warp, lane);
+  StoreGradient(gr, gr.dv, gr.ldv, a.H, b, h, sum, tw, a.T, D, 1, warp, lane);
+  __shared__ bool last;
+  FinishGradientSums(gr, a.H, h, D, 1, 2, last);
 }
 #endif
 )CUDA";
@@ -1179,7 +1240,7 @@ static_assert(sizeof(OutputOperands) == sizeof(Layout) + 32, "OutputOperands mus
 // The kernels' `struct Backward`, member for member.
 struct BackwardOperands {
   Layout lout, ldout, ldq, ldk, ldv;
-  uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0;
+  uint64_t out = 0, dout = 0, lse = 0, delta = 0, dq = 0, dk = 0, dv = 0, sums = 0, partial = 0, tickets = 0;
 };
 
 // The function `name` of the module for operands of `dtype`, its CUDA-core kernels or (`mma`, 16-bit dtypes) its
@@ -1274,16 +1335,26 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// Whether the tensor-core kernels take the call: 16-bit operands, an even head dim up to 64, sm_80 or later, and
-// q, k, v (and the backward's out) read as pairs of elements: 4-byte aligned with even strides.
+// Whether the tensor-core kernels take operands of `dtype` and head dim D on this GPU: 16-bit, an even D up to 64,
+// sm_80 or later.
+bool MmaTakes(int64_t dtype, int64_t D) {
+  return dtype != kF32 && D <= kSmallHeadDim && D % 2 == 0 && Arch() >= kMmaMinArch;
+}
+
+// Whether the tensor-core kernels take the call: MmaTakes, and q, k, v (and the backward's out) read as pairs of
+// elements: 4-byte aligned with even strides.
 bool UseMma(const AttentionArgs& a, std::initializer_list<std::pair<uint64_t, const Layout*>> views) {
-  if (a.dtype == kF32 || a.p.D > kSmallHeadDim || a.p.D % 2 != 0 || Arch() < kMmaMinArch) return false;
+  if (!MmaTakes(a.dtype, a.p.D)) return false;
   for (const auto& [ptr, layout] : views) {
     if (ptr % 4 != 0 || layout->strides[0] % 2 != 0 || layout->strides[1] % 2 != 0 || layout->strides[2] % 2 != 0)
       return false;
   }
   return true;
 }
+
+// Whether the backward writes 16-bit gradients with column sums for these operands: the tensor-core kernels', and
+// a ticket word per head.
+bool LowpGradientsTaken(int64_t dtype, int64_t H, int64_t D) { return MmaTakes(dtype, D) && H <= kTicketWords; }
 
 Dim3 RowBlocks(int64_t bh, int64_t rows, int64_t per_block) {
   Dim3 d;
@@ -1322,26 +1393,43 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 }
 
 // attentionBackward(...shared arguments, out, outOff, outStrides, dout, doutOff, doutStrides, lse, dq, dqOff,
-// dqStrides, dk, dkOff, dkStrides, dv, dvOff, dvStrides): the forward's out (in the operands' dtype) and lse, dout;
-// dq, dk, dv are assigned. out, dout, dq [B, H, S, D] and dk, dv [B, H, T, D] are views with unit stride in D, lse
-// [B, H, S] contiguous; dout and the gradients are float32.
+// dqStrides, dk, dkOff, dkStrides, dv, dvOff, dvStrides, [sums]): the forward's out (in the operands' dtype) and
+// lse, dout; dq, dk, dv are assigned. out, dout, dq [B, H, S, D] and dk, dv [B, H, T, D] are views with unit stride
+// in D, lse [B, H, S] contiguous; dout is float32, and so are the gradients unless `sums` (float32, [3, H, D]) is
+// given: then they are in the operands' 16-bit dtype and sums receives their column sums over (b, s), which needs
+// the tensor-core kernels (attentionLowpGradients).
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   AttentionArgs a = GetAttentionArgs(info);
   const int64_t B = a.B, H = a.p.H, S = a.p.S, T = a.p.T, D = a.p.D, rows = a.BH * S;
+  const bool lowp = info.Length() > 39 && !info[39].IsNull() && !info[39].IsUndefined();
+  const int32_t grad_dtype = lowp ? a.dtype : kF32;
+  if (lowp && !LowpGradientsTaken(a.dtype, H, D))
+    throw Napi::RangeError::New(env, ArgName(39, "sums") + ": 16-bit gradients need the tensor-core kernels (attentionLowpGradients)");
   BackwardOperands g;
   g.out = HeadView(info, 23, "out", {B, H, S, D}, true, &g.lout, a.dtype);
   g.dout = HeadView(info, 26, "dout", {B, H, S, D}, true, &g.ldout);
   g.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 29, "lse"), 0, rows, "lse");
-  g.dq = HeadView(info, 30, "dq", {B, H, S, D}, true, &g.ldq);
-  g.dk = HeadView(info, 33, "dk", {B, H, T, D}, true, &g.ldk);
-  g.dv = HeadView(info, 36, "dv", {B, H, T, D}, true, &g.ldv);
+  g.dq = HeadView(info, 30, "dq", {B, H, S, D}, true, &g.ldq, grad_dtype);
+  g.dk = HeadView(info, 33, "dk", {B, H, T, D}, true, &g.ldk, grad_dtype);
+  g.dv = HeadView(info, 36, "dv", {B, H, T, D}, true, &g.ldv, grad_dtype);
   ScratchBuffer delta(env, static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
   g.delta = delta.ptr();
+  const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}});
+  if (lowp && !mma)
+    throw Napi::RangeError::New(env, "attentionBackward: 16-bit gradients need q, k, v and out 4-byte aligned with even strides");
+  // the dq kernel's partial sums are added before the dk/dv kernel writes its two kinds over them
+  const int64_t slots = std::max(B * ((S + kMmaRows - 1) / kMmaRows), 2 * B * ((T + kMmaRows - 1) / kMmaRows));
+  ScratchBuffer partial(env, lowp ? static_cast<size_t>(slots * H * D) * sizeof(double) : 0);
+  if (lowp) {
+    g.sums = DeviceElements<float>(info, GetDeviceBuffer(info, 39, "sums"), 0, 3 * H * D, "sums");
+    g.partial = partial.ptr();
+    g.tickets = Tickets();
+  }
   void* args[] = {&a.p, &a.o, &g};
   // the dq kernel stores delta, which the dk/dv kernel after it on the stream reads
-  if (UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}})) {
+  if (mma) {
     Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dq_mma", true), RowBlocks(a.BH, S, kMmaRows),
            Blocks(kMmaThreads), 0, args);
     Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dkv_mma", true), RowBlocks(a.BH, T, kMmaRows),
@@ -1355,11 +1443,20 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// attentionLowpGradients(dtype, H, D): whether attentionBackward can write the gradients of H heads of dim D with
+// operands of `dtype` (a dtype code) in 16 bits, with their column sums, on this GPU.
+Napi::Value AttentionLowpGradients(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  return Napi::Boolean::New(env, LowpGradientsTaken(GetInt(info, 0, "dtype"), GetCount(info, 1, "H"), GetCount(info, 2, "D")));
+}
+
 }  // namespace
 
 void RegisterAttention(Napi::Env env, Napi::Object cuda) {
   cuda.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   cuda.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+  cuda.Set("attentionLowpGradients", Napi::Function::New(env, AttentionLowpGradients, "attentionLowpGradients"));
 }
 
 }  // namespace ft::cuda::kernels

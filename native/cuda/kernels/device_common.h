@@ -249,6 +249,43 @@ __device__ double BlockSumDouble(double v, double* scratch) {
 // The maximum ignoring NaN (fmaxf), as the CPU's row maxima with `x > acc ? x : acc`.
 __device__ float BlockMax(float v, float* scratch) { return BlockReduce<float, WarpMax>(v, scratch, -FT_INF); }
 
+// Sums across a launch's blocks without atomics on the values: each block writes its partial and takes a ticket,
+// and the last to finish adds the partials in a fixed order, so the bits do not depend on which block is last.
+// Whether this block is the last of `expected` to take a ticket from *ticket (which it then leaves at 0): after
+// the block's writes, so that the last one sees everyone's. `last`: a flag in shared memory.
+__device__ __forceinline__ bool LastToFinish(unsigned int* ticket, unsigned int expected, bool& last) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(ticket, 1u) == expected - 1;
+    if (last) *ticket = 0;
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// `count` partial rows of `cols` doubles (row i at p + i * cols, written by other blocks) added in row order per
+// column into out (or, for the last level, rounded into sums); all of the block's threads, columns spread over
+// them. A thread loads 8 rows before it adds them, so that their latencies overlap.
+__device__ __forceinline__ void AddPartials(const double* p, int count, int cols, double* out, float* sums) {
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    const volatile double* column = p + c;
+    double s = column[0];
+    for (int i0 = 1; i0 < count; i0 += 8) {
+      double x[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] = i0 + i < count ? column[(int64)(i0 + i) * cols] : 0.0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        if (i0 + i < count) s += x[i];
+      }
+    }
+    if (out != 0) out[c] = s;
+    else sums[c] = (float)s;
+  }
+}
+
 struct Philox4 {
   uint32 x0, x1, x2, x3;
 };

@@ -350,32 +350,6 @@ __device__ __forceinline__ void AddShare(double* sums, int cols, int lane, const
   }
 }
 
-// `count` partial rows of `cols` doubles (row i at p + i * cols) added in row order per column into out (or, for
-// the last level, rounded into sums); all of the block's threads, columns spread over them.
-__device__ __forceinline__ void AddPartials(const double* p, int count, int cols, double* out, float* sums) {
-  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-    const volatile double* column = p + c;
-    double s = column[0];
-    for (int i = 1; i < count; ++i) s += column[i * cols];
-    if (out != 0) out[c] = s;
-    else sums[c] = (float)s;
-  }
-}
-
-// Whether this block is the last of `expected` to take a ticket from *ticket (which it then leaves at 0): after
-// the block's writes, so that the last one sees everyone's. `last`: a flag in shared memory.
-__device__ __forceinline__ bool LastToFinish(unsigned int* ticket, unsigned int expected, bool& last) {
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(ticket, 1u) == expected - 1;
-    if (last) *ticket = 0;
-  }
-  __syncthreads();
-  if (last) __threadfence();
-  return last;
-}
-
 // The column sums of DroppedGrad from each warp's (warp_sums: LN_ROW_WARPS rows of cols doubles), block `block` of
 // `blocks`; `last`: a flag in shared memory.
 __device__ void FinishDroppedSums(int cols, int64 block, int64 blocks, const double* warp_sums, const DroppedGrad& d,
