@@ -65,18 +65,24 @@ function kernelMicros(hidden: number, intermediate: number): Record<string, numb
     c.castColumnSums(rows, cols, g, 0, gelu ? pre : null, 0, DTypeCode.BF16, DTypeCode.BF16, lowp, sums);
   const r: Record<string, number> = {
     [`cast_column_sums_${hidden}`]: graphMicros(columnSums(hidden, false)),
-    [`cast_column_sums_${3 * hidden}`]: graphMicros(columnSums(3 * hidden, false)),
     [`cast_column_sums_${intermediate}_gelu`]: graphMicros(columnSums(intermediate, true)),
-    [`layer_norm_${hidden}`]: graphMicros(() =>
-      c.layerNormForward(rows, hidden, x, 0, w, 0, b, 0, 1e-12, y, 0, mean, rstd, DTypeCode.BF16, yLowp)),
-    [`dropout_add_layer_norm_${hidden}`]: graphMicros(() =>
-      c.dropoutAddLayerNorm(rows, hidden, 0, 0, 0.1, x, 0, residual, 0, input, mask, w, 0, b, 0, 1e-12, y, 0, mean,
-        rstd, DTypeCode.BF16, yLowp)),
-    [`layer_norm_backward_dropout_${hidden}`]: graphMicros(() =>
-      c.layerNormBackward(rows, hidden, input, 0, dy, 0, w, 0, mean, rstd, dx, 0, dw, db, mask, 1 / 0.9, dxDropout)),
     // what moving the same bytes costs: a copy of the float32 [rows, hidden] gradient
     [`copy_${hidden}`]: graphMicros(() => c.copyDeviceToDevice(x, 0, y, 0, 4 * rows * hidden)),
   };
+  // the layer norms as the update runs them (a team of warps a row, at these rows) and with a warp a row
+  const teams = c.rowTeams();
+  for (const [suffix, on] of [["", true], ["_warp", false]] as const) {
+    c.rowTeams(on);
+    r[`layer_norm_${hidden}${suffix}`] = graphMicros(() =>
+      c.layerNormForward(rows, hidden, x, 0, w, 0, b, 0, 1e-12, y, 0, mean, rstd, DTypeCode.BF16, yLowp));
+    r[`dropout_add_layer_norm_${hidden}${suffix}`] = graphMicros(() =>
+      c.dropoutAddLayerNorm(rows, hidden, 0, 0, 0.1, x, 0, residual, 0, input, mask, w, 0, b, 0, 1e-12, y, 0, mean,
+        rstd, DTypeCode.BF16, yLowp));
+    r[`layer_norm_backward_dropout_${hidden}${suffix}`] = graphMicros(() =>
+      c.layerNormBackward(rows, hidden, input, 0, dy, 0, w, 0, mean, rstd, dx, 0, dw, db, mask, 1 / 0.9, dxDropout,
+        DTypeCode.BF16, yLowp, sums));
+  }
+  c.rowTeams(teams);
   for (const buffer of [g, pre, lowp, sums, x, residual, input, y, dy, dx, dxDropout, mask, yLowp, w, b, dw, db, mean, rstd]) {
     c.free(buffer);
   }

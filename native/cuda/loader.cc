@@ -126,7 +126,8 @@ void LoadDriver(CudaState& s, const SearchFolders& folders) {
         (result = api.cuDeviceGetName(name, sizeof(name) - 1, device)) != kCudaSuccess ||
         (result = api.cuDeviceTotalMem_v2(&d.total_memory, device)) != kCudaSuccess ||
         (result = api.cuDeviceGetAttribute(&d.major, kAttributeComputeCapabilityMajor, device)) != kCudaSuccess ||
-        (result = api.cuDeviceGetAttribute(&d.minor, kAttributeComputeCapabilityMinor, device)) != kCudaSuccess) {
+        (result = api.cuDeviceGetAttribute(&d.minor, kAttributeComputeCapabilityMinor, device)) != kCudaSuccess ||
+        (result = api.cuDeviceGetAttribute(&d.multiprocessors, kAttributeMultiprocessorCount, device)) != kCudaSuccess) {
       s.devices.clear();
       s.problem = "the CUDA driver could not describe device " + std::to_string(i) + ": " + ErrorText(api, result) +
                   kDriverFailedHint;

@@ -14,6 +14,7 @@ constexpr CUresult kCudaSuccess = 0;
 constexpr CUresult kCudaErrorNoDevice = 100;
 constexpr int kAttributeComputeCapabilityMajor = 75;
 constexpr int kAttributeComputeCapabilityMinor = 76;
+constexpr int kAttributeMultiprocessorCount = 16;
 // The oldest driver API finetune works with (CUDA 12.0, as cuDriverGetVersion encodes it).
 constexpr int kMinDriverVersion = 12000;
 
@@ -42,6 +43,7 @@ struct Device {
   size_t total_memory = 0;
   int major = 0;
   int minor = 0;
+  int multiprocessors = 0;
 };
 
 struct CudaState {

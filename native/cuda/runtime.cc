@@ -398,6 +398,8 @@ const RuntimeApi& Api() { return g_runtime.api; }
 
 int Arch() { return g_runtime.arch; }
 
+int Multiprocessors() { return GetCuda().devices[0].multiprocessors; }
+
 bool ProgrammaticLaunch() { return g_runtime.programmatic; }
 
 bool SetProgrammaticLaunch(bool on) { return g_runtime.programmatic = on && g_runtime.programmatic_supported; }

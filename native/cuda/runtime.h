@@ -295,4 +295,7 @@ const GraphApi& GetGraphApi(Napi::Env env);
 // The device's compute capability as NVRTC's architecture number (90 for sm_90).
 int Arch();
 
+// Device 0's streaming multiprocessors.
+int Multiprocessors();
+
 }  // namespace ft::cuda

@@ -358,6 +358,9 @@ export interface CudaAddon extends Kernels {
   /** Whether kernels launch with programmatic dependent launch (sm_90+, where FINETUNE_CUDA_PDL=1); `on` turns it
    * on (where supported) or off for the launches and captures from now on. */
   programmaticLaunch(on?: boolean): boolean;
+  /** Whether layer norm rows too few for the SMs take a team of warps each (FINETUNE_CUDA_ROW_TEAMS=0: no); `enabled`
+   * sets it for the launches from now on. */
+  rowTeams(enabled?: boolean): boolean;
   /** since the process started: the kernel modules loaded (compiled by NVRTC or read from its disk cache) and the
    * host seconds that took */
   kernelStats(): { modules_loaded: number; module_load_s: number };

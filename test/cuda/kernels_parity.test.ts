@@ -569,15 +569,16 @@ test("layerNormForward / Backward, with and without affine parameters; dw, db id
     }
   }));
 
-// Rows of at most 1024 values take one warp each, 16 bytes at a time only where cols % 4 == 0 and every operand
-// (x, w, b, y; x, dy, w, dx) starts 16-byte aligned: offsets 1 and 2 take the scalar loads, 4 the vector ones;
-// 132 ends in a partial group of 4 lanes, 130 is not a multiple of 4. Longer rows take a block each. w or b
-// alone, and dx written over dy.
-test("layerNorm one warp per row (vector and scalar loads, offset views), long rows, dx aliasing dy", { skip: SKIP },
+// Rows of at most 1024 values take one warp each, or in the forward where rows are fewer than 16 warps an SM (2112
+// on the emulator's 132 SMs, an H100's) a team of four warps each when the row has values for all four; 16 bytes
+// at a time only where cols % 4 == 0 and every operand (x, w, b, y; x, dy, w, dx) starts 16-byte aligned: offsets 1
+// and 2 take the scalar loads, 4 the vector ones; 132 ends in a partial group of 4 lanes, 130 is not a multiple of
+// 4. Longer rows take a block each. w or b alone, and dx written over dy.
+test("layerNorm one warp or a team of warps per row (vector and scalar loads, offset views), long rows, dx aliasing dy", { skip: SKIP },
   withDevice((d) => {
     const cases: [number, number, number][] = [[70, 768, 0], [70, 768, 1], [9, 768, 4], [5, 33, 0], [7, 1, 0],
       [3, 1, 3], [9, 1024, 0], [2, 1024, 2], [1, 50, 0], [6, 132, 0], [6, 132, 1], [5, 130, 0], [4, 1025, 0],
-      [3, 3000, 1]];
+      [3, 3000, 1], [2112, 392, 0], [2111, 392, 1]];
     /** a device copy of `a` starting `off` floats into its buffer */
     const putAt = (a: Float32Array, off: number): AB => {
       const h = d.alloc((off + a.length) * 4);
@@ -704,8 +705,9 @@ test("layerNormBackward sums dw / db in the launch that writes dx, and apart fir
     console.error("ftemu: begin");
     native.cuda.layerNormBackward(rows, cols, x, 0, dy, 0, null, 0, stats, stats, ${dxOver}, 0, dw, db);
     native.cuda.synchronize();`);
-  assert.deepEqual(trace("dx"), ["ft_layer_norm_backward_warp"]);
-  assert.deepEqual(trace("dy"), ["ft_layer_norm_backward_warp", "ft_layer_norm_backward_warp"]);
+  // 64 rows of 768: a team of warps a row (the dw / db launch apart has no rows)
+  assert.deepEqual(trace("dx"), ["ft_layer_norm_backward_team"]);
+  assert.deepEqual(trace("dy"), ["ft_layer_norm_backward_warp", "ft_layer_norm_backward_team"]);
 });
 
 // ---- embedding and cross-entropy

@@ -290,8 +290,9 @@ test("dropout_add_layer_norm: one graph node on CUDA, whose layer-norm backward 
     return g;
   };
   const bits = (t: Tensor | null | undefined) => Array.from(new Uint32Array(new Float32Array(t!.cpu().data() as Float32Array).buffer));
-  // BERT's rows (vector loads), rows whose length is not a multiple of 4, rows longer than one warp takes
-  for (const [cols, drawn] of [[48, 0], [48, 5], [33, 5], [1100, 0]]) {
+  // a warp a row: short rows (vector loads), rows whose length is not a multiple of 4; a team of warps a row (rows
+  // too few for the SMs): BERT's (vector loads), not a multiple of 4; rows longer than one warp takes
+  for (const [cols, drawn] of [[48, 0], [48, 5], [33, 5], [768, 5], [130, 0], [1100, 0]]) {
     for (const xNeedsGrad of [true, false]) {
       const label = `${cols} columns, ${drawn} drawn before${xNeedsGrad ? "" : ", x without grad"}`;
       const leaves = [randn([5, cols!]), randn([5, cols!]), randn([cols!]), randn([cols!])];

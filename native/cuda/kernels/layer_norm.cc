@@ -2,7 +2,8 @@
 // Statistics accumulate in double (biased variance, rstd = 1 / sqrt(var + eps)). Rows of at most kWarpCols
 // values take one warp each, the row in the lanes' registers (read once, 16 bytes at a time where every row
 // start is 16-byte aligned) and warp-shuffle sums: at bert's [512, 768] a block per row spent its time in two
-// block-wide reductions through shared memory. Longer rows take one block each. The
+// block-wide reductions through shared memory. Where rows are too few for the SMs, each takes a team of four warps
+// instead (four sums through shared memory). Longer rows take one block each. The
 // backward's dw / db are the CPU's two-pass column reduction: per block of 32 rows a float partial sum in row
 // order, then the partials added in block order in double, each step rounded as on the CPU, so dw and db match
 // it to the bit without atomics. One pass of blocks does both steps (the partials stay in shared memory). Rows of
@@ -12,6 +13,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -27,9 +29,11 @@ namespace {
 // Rows per partial sum of dw / db: the CPU's kRowsPerBlock.
 constexpr int64_t kRowsPerBlock = 32;
 // The warp-per-row kernels: the longest row they take (32 registers a lane per row operand) and warps per block
-// (LN_ROW_WARPS; 4 spread bert's 512 rows over 128 of an H100's 132 SMs).
+// (LN_ROW_WARPS; 4 spread bert's 512 rows over 128 of an H100's 132 SMs), which is also the forward's team.
 constexpr int64_t kWarpCols = 1024;
 constexpr int64_t kRowWarps = 4;
+// The warps an SM should have at least before each row takes a single warp (RowTeam).
+constexpr int64_t kTeamWarpsPerSm = 16;
 // dw / db's blocks (ParamColumns), as large as the row blocks they share a launch with: tile columns x row groups
 // (one 32-row block each). A tile of at least 8 columns reads whole 32-byte sectors of each row; tiles widen while
 // the block has threads to spare (bert's [512, 768]: 8 columns x 16 groups, 96 blocks beside 128 row blocks).
@@ -41,14 +45,15 @@ constexpr char kSource[] = R"CUDA(
 #define ROWS_PER_BLOCK 32
 #define LN_ROW_WARPS 4
 
-// A lane's share of a row of `cols` (at most 1024) values: groups of V consecutive values, group j at
-// column (j * 32 + lane) * V, so each load instruction of the warp reads 32 * V consecutive values. V == 4 needs
-// cols % 4 == 0 and p 16-byte aligned. Registers past the row's end are 0.
-template <int V>
-__device__ __forceinline__ void LoadShare(const float* p, int cols, int lane, float (&out)[32]) {
+// A lane's share of a row of `cols` (at most 1024) values, the row split over a team of W warps (1 or
+// LN_ROW_WARPS): groups of V consecutive values, group j at column (j * 32 W + slot) * V, with slot the lane's
+// index in its team (lane + 32 times the warp's), so each load instruction of a team reads 32 W V consecutive
+// values. V == 4 needs cols % 4 == 0 and p 16-byte aligned. Registers past the row's end are 0.
+template <int V, int W = 1>
+__device__ __forceinline__ void LoadShare(const float* p, int cols, int slot, float (&out)[32 / W]) {
 #pragma unroll
-  for (int j = 0; j < 32 / V; ++j) {
-    const int k = (j * 32 + lane) * V;
+  for (int j = 0; j < 32 / (V * W); ++j) {
+    const int k = (j * 32 * W + slot) * V;
     if (k < cols) {
       if constexpr (V == 4) {
         const Float4 t = *(const Float4*)(p + k);
@@ -64,11 +69,11 @@ __device__ __forceinline__ void LoadShare(const float* p, int cols, int lane, fl
   }
 }
 
-template <int V>
-__device__ __forceinline__ void StoreShare(float* p, int cols, int lane, const float (&in)[32]) {
+template <int V, int W = 1>
+__device__ __forceinline__ void StoreShare(float* p, int cols, int slot, const float (&in)[32 / W]) {
 #pragma unroll
-  for (int j = 0; j < 32 / V; ++j) {
-    const int k = (j * 32 + lane) * V;
+  for (int j = 0; j < 32 / (V * W); ++j) {
+    const int k = (j * 32 * W + slot) * V;
     if (k < cols) {
       if constexpr (V == 4) {
         Float4 t;
@@ -84,11 +89,11 @@ __device__ __forceinline__ void StoreShare(float* p, int cols, int lane, const f
 
 // StoreShare's twin for the 16-bit copy of the row (autocast's products read it): the values rounded to dt, four
 // in one 8-byte store.
-template <int V>
-__device__ __forceinline__ void StoreLowpShare(uint16* p, int cols, int lane, int dt, const float (&in)[32]) {
+template <int V, int W = 1>
+__device__ __forceinline__ void StoreLowpShare(uint16* p, int cols, int slot, int dt, const float (&in)[32 / W]) {
 #pragma unroll
-  for (int j = 0; j < 32 / V; ++j) {
-    const int k = (j * 32 + lane) * V;
+  for (int j = 0; j < 32 / (V * W); ++j) {
+    const int k = (j * 32 * W + slot) * V;
     if (k < cols) {
       if constexpr (V == 4) {
         StoreLowp4(p + k, dt, in[j * 4], in[j * 4 + 1], in[j * 4 + 2], in[j * 4 + 3]);
@@ -100,9 +105,9 @@ __device__ __forceinline__ void StoreLowpShare(uint16* p, int cols, int lane, in
 }
 
 // Whether register e of a lane's share holds a value of the row.
-template <int V>
-__device__ __forceinline__ bool InRow(int e, int cols, int lane) {
-  return ((e / V) * 32 + lane) * V < cols;
+template <int V, int W = 1>
+__device__ __forceinline__ bool InRow(int e, int cols, int slot) {
+  return ((e / V) * 32 * W + slot) * V < cols;
 }
 
 // dropout_add_layer_norm's forward: the layer norm's input is dropout(x) + res, made in the same pass.
@@ -116,19 +121,20 @@ struct DropoutAdd {
 
 // A lane's share of row r of dropout(x) + res into v (and d.in, d.mask): element e = r * cols + k drawn and
 // rounded as ft_dropout_add draws and rounds it (word (first + e) & 3 of Philox(key, (first + e) >> 2)).
-template <int V>
-__device__ __forceinline__ void DropoutAddShare(const float* x, const DropoutAdd& d, int64 r, int cols, int lane,
-                                                float (&v)[32]) {
-  float rs[32];
-  LoadShare<V>(x + r * cols, cols, lane, v);
-  LoadShare<V>(d.res + r * cols, cols, lane, rs);
+template <int V, int W>
+__device__ __forceinline__ void DropoutAddShare(const float* x, const DropoutAdd& d, int64 r, int cols, int slot,
+                                                float (&v)[32 / W]) {
+  float rs[32 / W];
+  LoadShare<V, W>(x + r * cols, cols, slot, v);
+  LoadShare<V, W>(d.res + r * cols, cols, slot, rs);
 #pragma unroll
-  for (int j = 0; j < 32 / V; ++j) {
-    const int k = (j * 32 + lane) * V;
+  for (int j = 0; j < 32 / (V * W); ++j) {
+    const int k = (j * 32 * W + slot) * V;
     if (k >= cols) continue;
     const uint64 e0 = d.first + (uint64)(r * cols + k);
     const Philox4 lo = Philox(d.key, e0 >> 2);
-    const Philox4 hi = V > 1 && (e0 & 3) != 0 ? Philox(d.key, (e0 >> 2) + 1) : lo;
+    Philox4 hi = lo;  // a branch: computed as a select, both draws' registers spilled in the team kernel
+    if (V > 1 && (e0 & 3) != 0) hi = Philox(d.key, (e0 >> 2) + 1);
     Bytes4 keeps;
 #pragma unroll
     for (int i = 0; i < V; ++i) {
@@ -139,79 +145,132 @@ __device__ __forceinline__ void DropoutAddShare(const float* x, const DropoutAdd
     if constexpr (V == 4) *(Bytes4*)(d.mask + r * cols + k) = keeps;
     else d.mask[r * cols + k] = keeps.v[0];
   }
-  StoreShare<V>(d.in + r * cols, cols, lane, v);
+  StoreShare<V, W>(d.in + r * cols, cols, slot, v);
 }
 
-// One warp per row. Four double partial sums per lane (register e adds to sum e % 4) keep four additions in
-// flight; w and b are the same columns for every row of a lane, so they are read once. With kDropout the row is
-// dropout(x) + d.res (DropoutAddShare).
-template <int V, bool kDropout = false>
-__device__ __forceinline__ void ForwardWarpRows(int64 rows, int cols, const float* x, const float* w, const float* b,
-                                                float eps, float* y, float* mean, float* rstd, uint16* lowp,
-                                                int lowp_dt, const DropoutAdd& d = DropoutAdd{}) {
-  const int lane = threadIdx.x & 31;
-  float ws[32], bs[32];
-  if (w != 0) LoadShare<V>(w, cols, lane, ws);
-  if (b != 0) LoadShare<V>(b, cols, lane, bs);
-  for (int64 r = (int64)blockIdx.x * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows;
-       r += (int64)gridDim.x * LN_ROW_WARPS) {
-    float v[32];
-    if constexpr (kDropout) DropoutAddShare<V>(x, d, r, cols, lane, v);
-    else LoadShare<V>(x + r * cols, cols, lane, v);
+// The sum of a team's W warp sums `v` (each warp's, from a warp reduction), in warp order, to every lane of the
+// team; `team` (LN_ROW_WARPS values, shared) carries them. The whole block calls it.
+template <int W, typename T>
+__device__ __forceinline__ T TeamSum(T v, T* team) {
+  if constexpr (W == 1) {
+    return v;
+  } else {
+    const int warp = threadIdx.x >> 5, first = warp - warp % W;
+    __syncthreads();  // the team's previous sum is read
+    if ((threadIdx.x & 31) == 0) team[warp] = v;
+    __syncthreads();
+    T s = team[first];
+#pragma unroll
+    for (int i = 1; i < W; ++i) s += team[first + i];
+    return s;
+  }
+}
+
+// A team of W warps per row (1, or LN_ROW_WARPS where rows are too few to keep the SMs' schedulers busy with a
+// warp each: at BERT's 600 rows an H100 then had four warps an SM, each working through its row's loads, sums and
+// stores alone), LN_ROW_WARPS / W rows a block at a time; a team past the last row still takes part in the block's
+// barriers. Four double partial sums per lane (register e adds to sum e % 4) keep four additions in flight; w and
+// b are the same columns for every row of a lane, so they are read once. With kDropout the row is dropout(x) + d.res
+// (DropoutAddShare). `team`: LN_ROW_WARPS doubles, shared.
+template <int V, int W, bool kDropout = false>
+__device__ __forceinline__ void ForwardRows(int64 rows, int cols, const float* x, const float* w, const float* b,
+                                            float eps, float* y, float* mean, float* rstd, uint16* lowp,
+                                            int lowp_dt, double* team, const DropoutAdd& d = DropoutAdd{}) {
+  constexpr int N = 32 / W, kTeams = LN_ROW_WARPS / W;
+  const int warp = threadIdx.x >> 5, slot = (warp % W) * 32 + (threadIdx.x & 31);
+  float ws[N], bs[N];
+  if (w != 0) LoadShare<V, W>(w, cols, slot, ws);
+  if (b != 0) LoadShare<V, W>(b, cols, slot, bs);
+  for (int64 r0 = (int64)blockIdx.x * kTeams; r0 < rows; r0 += (int64)gridDim.x * kTeams) {
+    const int64 r = r0 + warp / W;
+    const bool valid = r < rows;
+    float v[N] = {};
+    if (valid) {
+      if constexpr (kDropout) DropoutAddShare<V, W>(x, d, r, cols, slot, v);
+      else LoadShare<V, W>(x + r * cols, cols, slot, v);
+    }
     double s[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
-    for (int e = 0; e < 32; ++e) {
-      if (InRow<V>(e, cols, lane)) s[e % 4] += v[e];
+    for (int e = 0; e < N; ++e) {
+      if (InRow<V, W>(e, cols, slot)) s[e % 4] += v[e];
     }
-    const double mu = WarpSumDouble((s[0] + s[1]) + (s[2] + s[3])) / cols;
+    const double mu = TeamSum<W>(WarpSumDouble((s[0] + s[1]) + (s[2] + s[3])), team) / cols;
     double q[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
-    for (int e = 0; e < 32; ++e) {
-      if (InRow<V>(e, cols, lane)) {
-        const double d = v[e] - mu;
-        q[e % 4] += d * d;
+    for (int e = 0; e < N; ++e) {
+      if (InRow<V, W>(e, cols, slot)) {
+        const double dv = v[e] - mu;
+        q[e % 4] += dv * dv;
       }
     }
-    const double var = WarpSumDouble((q[0] + q[1]) + (q[2] + q[3])) / cols;
+    const double var = TeamSum<W>(WarpSumDouble((q[0] + q[1]) + (q[2] + q[3])), team) / cols;
+    if (!valid) continue;
     const float m = (float)mu;
     const float rs = (float)(1.0 / sqrt(var + (double)eps));
-    if (lane == 0) {
+    if (slot == 0) {
       mean[r] = m;
       rstd[r] = rs;
     }
 #pragma unroll
-    for (int e = 0; e < 32; ++e) {
+    for (int e = 0; e < N; ++e) {
       float o = __fmul_rn(__fsub_rn(v[e], m), rs);
       if (w != 0) o = __fmul_rn(o, ws[e]);
       if (b != 0) o = __fadd_rn(o, bs[e]);
       v[e] = o;
     }
-    StoreShare<V>(y + r * cols, cols, lane, v);
-    if (lowp != 0) StoreLowpShare<V>(lowp + r * cols, cols, lane, lowp_dt, v);
+    StoreShare<V, W>(y + r * cols, cols, slot, v);
+    if (lowp != 0) StoreLowpShare<V, W>(lowp + r * cols, cols, slot, lowp_dt, v);
   }
 }
 
-// vec: cols % 4 == 0, x, w, b, y 16-byte aligned and lowp 8-byte aligned. lowp (null for none) receives y
-// rounded to the 16-bit dtype lowp_dt. Blocks of LN_ROW_WARPS warps (the bound below).
+// ForwardRows for teams of W warps, 4 values to an access where `vec`.
+template <int W, bool kDropout>
+__device__ __forceinline__ void ForwardTeamRows(int vec, int64 rows, int cols, const float* x, const float* w,
+                                                const float* b, float eps, float* y, float* mean, float* rstd,
+                                                uint16* lowp, int lowp_dt, const DropoutAdd& d) {
+  __shared__ double team_sums[LN_ROW_WARPS];
+  if (vec) ForwardRows<4, W, kDropout>(rows, cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, team_sums, d);
+  else ForwardRows<1, W, kDropout>(rows, cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, team_sums, d);
+}
+
+// The entry points, a warp a row (_warp) and a team of LN_ROW_WARPS a row (_team): apart, each has the registers
+// its own rows need (a team's lanes hold a quarter of a warp's values), so that more of its blocks fit an SM.
+// vec: cols % 4 == 0, x, w, b, y 16-byte aligned and lowp 8-byte aligned. lowp (null for none) receives y rounded
+// to the 16-bit dtype lowp_dt. Blocks of LN_ROW_WARPS warps (the bound below).
 extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_warp(int64 rows, int64 cols, int vec,
                                                                           const float* x, const float* w,
                                                                           const float* b, float eps, float* y,
                                                                           float* mean, float* rstd, uint16* lowp,
                                                                           int lowp_dt) {
   AwaitPriorGrid();
-  if (vec) ForwardWarpRows<4>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
-  else ForwardWarpRows<1>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt);
+  ForwardTeamRows<1, false>(vec, rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, DropoutAdd{});
 }
 
-// ft_layer_norm_forward_warp of dropout(x) + res (DropoutAdd); vec also requires res and in 16-byte aligned and
-// mask 4-byte aligned. base: in a CUDA graph the graph's random base, added to first.
+extern "C" __global__ __launch_bounds__(128) void ft_layer_norm_forward_team(int64 rows, int64 cols, int vec,
+                                                                          const float* x, const float* w,
+                                                                          const float* b, float eps, float* y,
+                                                                          float* mean, float* rstd, uint16* lowp,
+                                                                          int lowp_dt) {
+  AwaitPriorGrid();
+  ForwardTeamRows<LN_ROW_WARPS, false>(vec, rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, DropoutAdd{});
+}
+
+// The same of dropout(x) + res (DropoutAdd); vec also requires res and in 16-byte aligned and mask 4-byte aligned.
+// base: in a CUDA graph the graph's random base, added to first.
 extern "C" __global__ __launch_bounds__(128) void ft_dropout_add_layer_norm_warp(
     int64 rows, int64 cols, int vec, const float* x, DropoutAdd d, const uint64* base, const float* w, const float* b,
     float eps, float* y, float* mean, float* rstd, uint16* lowp, int lowp_dt) {
   AwaitPriorGrid();
   if (base != 0) d.first += *base;
-  if (vec) ForwardWarpRows<4, true>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
-  else ForwardWarpRows<1, true>(rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
+  ForwardTeamRows<1, true>(vec, rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
+}
+
+extern "C" __global__ __launch_bounds__(128) void ft_dropout_add_layer_norm_team(
+    int64 rows, int64 cols, int vec, const float* x, DropoutAdd d, const uint64* base, const float* w, const float* b,
+    float eps, float* y, float* mean, float* rstd, uint16* lowp, int lowp_dt) {
+  AwaitPriorGrid();
+  if (base != 0) d.first += *base;
+  ForwardTeamRows<LN_ROW_WARPS, true>(vec, rows, (int)cols, x, w, b, eps, y, mean, rstd, lowp, lowp_dt, d);
 }
 
 extern "C" __global__ __launch_bounds__(1024) void ft_layer_norm_forward(int64 rows, int64 cols, const float* x, const float* w,
@@ -322,11 +381,11 @@ struct DroppedGrad {
 
 // A lane's share of a row replaced by its dropout backward (DropoutGrad); keep holds the row's mask bytes, read
 // four at a time where V == 4.
-template <int V>
-__device__ __forceinline__ void DroppedShare(const uint8* keep, float scale, int cols, int lane, float (&v)[32]) {
+template <int V, int W>
+__device__ __forceinline__ void DroppedShare(const uint8* keep, float scale, int cols, int slot, float (&v)[32 / W]) {
 #pragma unroll
-  for (int j = 0; j < 32 / V; ++j) {
-    const int k = (j * 32 + lane) * V;
+  for (int j = 0; j < 32 / (V * W); ++j) {
+    const int k = (j * 32 * W + slot) * V;
     Bytes4 keeps = {};
     if (k < cols) {
       if constexpr (V == 4) keeps = *(const Bytes4*)(keep + k);
@@ -338,11 +397,11 @@ __device__ __forceinline__ void DroppedShare(const uint8* keep, float scale, int
 }
 
 // Adds a lane's share of a row to its warp's column sums (`sums`: a double per column, in shared memory).
-template <int V>
-__device__ __forceinline__ void AddShare(double* sums, int cols, int lane, const float (&in)[32]) {
+template <int V, int W>
+__device__ __forceinline__ void AddShare(double* sums, int cols, int slot, const float (&in)[32 / W]) {
 #pragma unroll
-  for (int j = 0; j < 32 / V; ++j) {
-    const int k = (j * 32 + lane) * V;
+  for (int j = 0; j < 32 / (V * W); ++j) {
+    const int k = (j * 32 * W + slot) * V;
     if (k < cols) {
 #pragma unroll
       for (int i = 0; i < V; ++i) sums[k + i] += (double)in[j * V + i];
@@ -369,43 +428,50 @@ __device__ void FinishDroppedSums(int cols, int64 block, int64 blocks, const dou
   AddPartials(d.cluster_partial, clusters, cols, 0, d.sums);
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; one warp per row,
-// g and xhat kept in registers between the sums and dx. Each lane writes only the values it read, so dx may
-// alias dy. With d.dxd (not null) dropout's backward of dx goes there too (DroppedGrad), and with d.sums each
-// warp adds its rows of it to its row of warp_sums (LN_ROW_WARPS rows of cols doubles, shared). Block `block` of
-// `blocks` takes rows block * LN_ROW_WARPS + warp, and on.
-template <int V>
-__device__ __forceinline__ void BackwardWarpRows(int64 rows, int cols, const float* x, const float* dy, const float* w,
-                                                 const float* mean, const float* rstd, float* dx, const DroppedGrad& d,
-                                                 double* warp_sums, int64 block, int64 blocks) {
-  const int lane = threadIdx.x & 31;
-  float ws[32];
-  if (w != 0) LoadShare<V>(w, cols, lane, ws);
-  for (int64 r = block * LN_ROW_WARPS + (threadIdx.x >> 5); r < rows; r += blocks * LN_ROW_WARPS) {
-    const float m = mean[r], rs = rstd[r];
-    float g[32], xh[32];
-    LoadShare<V>(dy + r * cols, cols, lane, g);
-    LoadShare<V>(x + r * cols, cols, lane, xh);
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd; a team of W warps per
+// row as ForwardRows' (`team`: LN_ROW_WARPS floats, shared), g and xhat kept in registers between the sums and dx.
+// Each lane writes only the values it read, so dx may alias dy. With d.dxd (not null) dropout's backward of dx goes
+// there too (DroppedGrad), and with d.sums each warp adds its share of its rows to its row of warp_sums
+// (LN_ROW_WARPS rows of cols doubles, shared). Block `block` of `blocks` takes rows from block * LN_ROW_WARPS / W.
+template <int V, int W>
+__device__ __forceinline__ void BackwardRows(int64 rows, int cols, const float* x, const float* dy, const float* w,
+                                             const float* mean, const float* rstd, float* dx, const DroppedGrad& d,
+                                             double* warp_sums, float* team, int64 block, int64 blocks) {
+  constexpr int N = 32 / W, kTeams = LN_ROW_WARPS / W;
+  const int warp = threadIdx.x >> 5, slot = (warp % W) * 32 + (threadIdx.x & 31);
+  float ws[N];
+  if (w != 0) LoadShare<V, W>(w, cols, slot, ws);
+  for (int64 r0 = block * kTeams; r0 < rows; r0 += blocks * kTeams) {
+    const int64 r = r0 + warp / W;
+    const bool valid = r < rows;
+    float g[N] = {}, xh[N] = {}, m = 0.0f, rs = 0.0f;
+    if (valid) {
+      m = mean[r];
+      rs = rstd[r];
+      LoadShare<V, W>(dy + r * cols, cols, slot, g);
+      LoadShare<V, W>(x + r * cols, cols, slot, xh);
+    }
     float sg[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sgx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-    for (int e = 0; e < 32; ++e) {
+    for (int e = 0; e < N; ++e) {
       if (w != 0) g[e] = g[e] * ws[e];
       xh[e] = (xh[e] - m) * rs;
-      if (InRow<V>(e, cols, lane)) {
+      if (InRow<V, W>(e, cols, slot)) {
         sg[e % 4] += g[e];
         sgx[e % 4] += g[e] * xh[e];
       }
     }
-    const float a = WarpSum((sg[0] + sg[1]) + (sg[2] + sg[3])) / (float)cols;
-    const float c = WarpSum((sgx[0] + sgx[1]) + (sgx[2] + sgx[3])) / (float)cols;
+    const float a = TeamSum<W>(WarpSum((sg[0] + sg[1]) + (sg[2] + sg[3])), team) / (float)cols;
+    const float c = TeamSum<W>(WarpSum((sgx[0] + sgx[1]) + (sgx[2] + sgx[3])), team) / (float)cols;
+    if (!valid) continue;
 #pragma unroll
-    for (int e = 0; e < 32; ++e) g[e] = (g[e] - a - xh[e] * c) * rs;
-    StoreShare<V>(dx + r * cols, cols, lane, g);
+    for (int e = 0; e < N; ++e) g[e] = (g[e] - a - xh[e] * c) * rs;
+    StoreShare<V, W>(dx + r * cols, cols, slot, g);
     if (d.dxd != 0) {
-      DroppedShare<V>(d.mask + r * cols, d.scale, cols, lane, g);
-      StoreShare<V>(d.dxd + r * cols, cols, lane, g);
-      if (d.lowp != 0) StoreLowpShare<V>(d.lowp + r * cols, cols, lane, d.lowp_dt, g);
-      if (d.sums != 0) AddShare<V>(warp_sums + (threadIdx.x >> 5) * cols, cols, lane, g);
+      DroppedShare<V, W>(d.mask + r * cols, d.scale, cols, slot, g);
+      StoreShare<V, W>(d.dxd + r * cols, cols, slot, g);
+      if (d.lowp != 0) StoreLowpShare<V, W>(d.lowp + r * cols, cols, slot, d.lowp_dt, g);
+      if (d.sums != 0) AddShare<V, W>(warp_sums + warp * cols, cols, slot, g);
     }
   }
 }
@@ -417,29 +483,45 @@ struct ParamPart {
   float *dw, *db;
 };
 
-// The launch's first p.blocks blocks compute dw / db (ParamColumns), the others dx (BackwardWarpRows, rows of at
-// most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0, x, dy, w, dx, d.dxd 16-byte
-// aligned, d.mask 4-byte and d.lowp 8-byte aligned. With d.sums the dynamic shared memory holds LN_ROW_WARPS * cols
-// doubles.
-extern "C" __global__ __launch_bounds__(LN_ROW_WARPS * 32) void ft_layer_norm_backward_warp(
-    int64 rows, int64 cols, int vec, const float* x, const float* dy, const float* w, const float* mean,
-    const float* rstd, float* dx, DroppedGrad d, ParamPart p) {
-  AwaitPriorGrid();
+// The launch's first p.blocks blocks compute dw / db (ParamColumns), the others dx (BackwardRows with teams of W
+// warps, rows of at most 1024 values; none where the launch has only p's blocks). vec: cols % 4 == 0, x, dy, w, dx,
+// d.dxd 16-byte aligned, d.mask 4-byte and d.lowp 8-byte aligned. With d.sums the dynamic shared memory holds
+// LN_ROW_WARPS * cols doubles.
+template <int W>
+__device__ __forceinline__ void BackwardLaunch(int64 rows, int64 cols, int vec, const float* x, const float* dy,
+                                               const float* w, const float* mean, const float* rstd, float* dx,
+                                               const DroppedGrad& d, const ParamPart& p) {
   if (blockIdx.x < p.blocks) {
     __shared__ float part_w[LN_ROW_WARPS * 32], part_b[LN_ROW_WARPS * 32];
     ParamColumns(rows, cols, p.tc, p.groups, blockIdx.x, p.blocks, x, dy, mean, rstd, p.dw, p.db, part_w, part_b);
     return;
   }
   extern __shared__ double warp_sums[];
+  __shared__ float team[LN_ROW_WARPS];
   __shared__ bool last;
   const int64 block = blockIdx.x - p.blocks, blocks = gridDim.x - p.blocks;
   if (d.sums != 0) {
     for (int i = threadIdx.x; i < LN_ROW_WARPS * cols; i += blockDim.x) warp_sums[i] = 0.0;
     __syncthreads();
   }
-  if (vec) BackwardWarpRows<4>(rows, (int)cols, x, dy, w, mean, rstd, dx, d, warp_sums, block, blocks);
-  else BackwardWarpRows<1>(rows, (int)cols, x, dy, w, mean, rstd, dx, d, warp_sums, block, blocks);
+  if (vec) BackwardRows<4, W>(rows, (int)cols, x, dy, w, mean, rstd, dx, d, warp_sums, team, block, blocks);
+  else BackwardRows<1, W>(rows, (int)cols, x, dy, w, mean, rstd, dx, d, warp_sums, team, block, blocks);
   if (d.sums != 0) FinishDroppedSums((int)cols, block, blocks, warp_sums, d, last);
+}
+
+// Its entry points, a warp a row and a team of LN_ROW_WARPS a row, as the forward's.
+extern "C" __global__ __launch_bounds__(LN_ROW_WARPS * 32) void ft_layer_norm_backward_warp(
+    int64 rows, int64 cols, int vec, const float* x, const float* dy, const float* w, const float* mean,
+    const float* rstd, float* dx, DroppedGrad d, ParamPart p) {
+  AwaitPriorGrid();
+  BackwardLaunch<1>(rows, cols, vec, x, dy, w, mean, rstd, dx, d, p);
+}
+
+extern "C" __global__ __launch_bounds__(LN_ROW_WARPS * 32) void ft_layer_norm_backward_team(
+    int64 rows, int64 cols, int vec, const float* x, const float* dy, const float* w, const float* mean,
+    const float* rstd, float* dx, DroppedGrad d, ParamPart p) {
+  AwaitPriorGrid();
+  BackwardLaunch<LN_ROW_WARPS>(rows, cols, vec, x, dy, w, mean, rstd, dx, d, p);
 }
 
 // The same for rows longer than kWarpCols, one block per row.
@@ -495,6 +577,26 @@ int Vectorizable(int64_t cols, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 
 // kRowWarps rows per block, capped as RowGrid caps (the kernels loop over rows beyond it).
 Dim3 WarpRowGrid(int64_t rows) { return Blocks(std::min(kMaxRowBlocks, (rows + kRowWarps - 1) / kRowWarps)); }
+
+// Whether rows may take teams of warps: FINETUNE_CUDA_ROW_TEAMS=0 or rowTeams(false) keeps a warp a row, so that a
+// benchmark can time both.
+bool& RowTeamsEnabled() {
+  static bool enabled = [] {
+    const char* v = std::getenv("FINETUNE_CUDA_ROW_TEAMS");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return enabled;
+}
+
+// Whether a row takes a team of kRowWarps warps (the _team kernels): where a warp a row would give the SMs fewer
+// than kTeamWarpsPerSm warps and the row has values for every warp of the team.
+bool RowTeam(int64_t rows, int64_t cols, int vec) {
+  const int64_t team_values = (kRowWarps - 1) * 32 * (vec ? 4 : 1);
+  return RowTeamsEnabled() && rows < kTeamWarpsPerSm * Multiprocessors() && cols > team_values;
+}
+
+// A block a row for teams, else WarpRowGrid.
+Dim3 TeamRowGrid(int64_t rows, bool team) { return team ? Blocks(std::min(kMaxRowBlocks, rows)) : WarpRowGrid(rows); }
 
 // The kernels' `struct ParamPart`, member for member.
 struct ParamPart {
@@ -555,8 +657,10 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   if (cols == 0) throw Napi::RangeError::New(env, "layerNormForward: cols must be > 0");
   if (cols <= kWarpCols) {
     int vec = Vectorizable(cols, x, w, b, y) && Aligned({{lowp, 8}});
+    const bool team = RowTeam(rows, cols, vec);
     void* args[] = {&rows, &cols, &vec, &x, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
-    Launch(env, Kernel(env, "ft_layer_norm_forward_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
+    Launch(env, Kernel(env, team ? "ft_layer_norm_forward_team" : "ft_layer_norm_forward_warp"), TeamRowGrid(rows, team),
+           Blocks(kRowWarps * 32), 0, args);
     return env.Undefined();
   }
   void* args[] = {&rows, &cols, &x, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
@@ -599,8 +703,10 @@ Napi::Value DropoutAddLayerNorm(const Napi::CallbackInfo& info) {
                                          "]: use dropoutAdd and layerNormForward");
   int vec = Vectorizable(cols, x, w, b, y) && Aligned({{d.res, 16}, {d.in, 16}, {d.mask, 4}, {lowp, 8}});
   uint64_t base = CaptureRandomBase(env);
+  const bool team = RowTeam(rows, cols, vec);
   void* args[] = {&rows, &cols, &vec, &x, &d, &base, &w, &b, &eps, &y, &mean, &rstd, &lowp, &lowp_dt};
-  Launch(env, Kernel(env, "ft_dropout_add_layer_norm_warp"), WarpRowGrid(rows), Blocks(kRowWarps * 32), 0, args);
+  Launch(env, Kernel(env, team ? "ft_dropout_add_layer_norm_team" : "ft_dropout_add_layer_norm_warp"),
+         TeamRowGrid(rows, team), Blocks(kRowWarps * 32), 0, args);
   return env.Undefined();
 }
 
@@ -677,7 +783,9 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     d.sums = d.lowp = 0;
   }
   d.tickets = Tickets();
-  int64_t row_blocks = WarpRowGrid(rows).x;
+  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{d.dxd, 16}, {d.mask, 4}, {d.lowp, 8}});
+  const bool team = RowTeam(rows, cols, vec);
+  int64_t row_blocks = TeamRowGrid(rows, team).x;
   size_t shared = 0;
   std::optional<ScratchBuffer> partial;
   if (d.sums != 0) {
@@ -688,16 +796,22 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     d.cluster_partial = d.partial + static_cast<uint64_t>(row_blocks * cols) * sizeof(double);
     shared = static_cast<size_t>(kRowWarps * cols) * sizeof(double);
   }
-  int vec = Vectorizable(cols, x, dy, w, dx) && Aligned({{d.dxd, 16}, {d.mask, 4}, {d.lowp, 8}});
   void* args[] = {&rows, &cols, &vec, &x, &dy, &w, &mean, &rstd, &dx, &d, &params};
-  Launch(env, Kernel(env, "ft_layer_norm_backward_warp"), Blocks(params.blocks + row_blocks), Blocks(kRowWarps * 32),
-         shared, args);
+  Launch(env, Kernel(env, team ? "ft_layer_norm_backward_team" : "ft_layer_norm_backward_warp"),
+         Blocks(params.blocks + row_blocks), Blocks(kRowWarps * 32), shared, args);
   return Napi::Boolean::New(env, extras);
+}
+
+// rowTeams(enabled?): whether layer norm rows may take teams of warps (RowTeamsEnabled), after setting it when given.
+Napi::Value RowTeams(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && !info[0].IsUndefined()) RowTeamsEnabled() = GetBool(info, 0, "enabled");
+  return Napi::Boolean::New(info.Env(), RowTeamsEnabled());
 }
 
 }  // namespace
 
 void RegisterLayerNorm(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("rowTeams", Napi::Function::New(env, RowTeams, "rowTeams"));
   cuda.Set("layerNormForward", Napi::Function::New(env, LayerNormForward, "layerNormForward"));
   cuda.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward, "layerNormBackward"));
   cuda.Set("dropoutAddLayerNorm", Napi::Function::New(env, DropoutAddLayerNorm, "dropoutAddLayerNorm"));

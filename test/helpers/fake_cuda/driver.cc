@@ -244,7 +244,8 @@ int cuDeviceGetName(char* name, int len, int) {
 int cuDeviceGetAttribute(int* v, int attribute, int) {
   int major = 9, minor = 0;
   if (const char* cc = std::getenv("FTEMU_COMPUTE_CAPABILITY")) std::sscanf(cc, "%d.%d", &major, &minor);
-  *v = attribute == 75 ? major : attribute == 76 ? minor : 0;
+  // an H100's 132 multiprocessors, which kernels sizing their grids by the GPU read
+  *v = attribute == 75 ? major : attribute == 76 ? minor : attribute == 16 ? 132 : 0;
   return 0;
 }
 int cuDeviceTotalMem_v2(std::size_t* bytes, int) {
