@@ -49,5 +49,7 @@ variant hf_bf16 120 python3 bench/gpu_mrpc.py "$WORK" "$SHARED/hub" bf16
 FINETUNE_CUDA_GRAPHS=0 variant ft_bf16_eager 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with the embeddings' rows updated densely, to show what deferring them saves
 FINETUNE_CUDA_DEFER_ROWS=0 variant ft_bf16_dense_rows 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
+# Nor bf16 with a warp to each layer norm row, to show what the teams of warps save
+FINETUNE_CUDA_ROW_TEAMS=0 variant ft_bf16_warp_rows 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 rm -rf "$WORK"
 node dist/bench/gpu_mrpc.js report "$OUT" "${statuses[@]}" | tee "$OUT/summary.txt"
