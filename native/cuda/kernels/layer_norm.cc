@@ -804,6 +804,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 
 // rowTeams(enabled?): whether layer norm rows may take teams of warps (RowTeamsEnabled), after setting it when given.
 Napi::Value RowTeams(const Napi::CallbackInfo& info) {
+  EnsureContext(info.Env());
   if (info.Length() > 0 && !info[0].IsUndefined()) RowTeamsEnabled() = GetBool(info, 0, "enabled");
   return Napi::Boolean::New(info.Env(), RowTeamsEnabled());
 }
