@@ -24,6 +24,7 @@
         "native/cuda/staging.cc",
         "native/cuda/graphs.cc",
         "native/cuda/events.cc",
+        "native/cuda/side_stream.cc",
         "native/cuda/gemm.cc",
         "native/cuda/kernels/register.cc",
         "native/cuda/kernels/copy.cc",

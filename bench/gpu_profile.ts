@@ -1,8 +1,8 @@
 // Where a bert-base training step's time goes on the GPU (bench/gpu-check.sh runs it after the MRPC benchmark;
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
 // between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
-// (as FINETUNE_CUDA_PDL says, then with a warp to each layer norm row instead of a team where rows are few, then
-// with programmatic dependent launch switched the other way where the GPU has it),
+// (as FINETUNE_CUDA_PDL says, then with a warp to each layer norm row instead of a team where rows are few, with the
+// side stream's GEMMs and with programmatic dependent launch switched the other way where the GPU has it),
 // and some kernels of a bf16 step, the clipping and AdamW timed back to back inside a CUDA graph (`kernel_us`:
 // Nsight Compute's figures for them, taken one launch at a time from cold caches, leave their cost inside the
 // update's graph unknown).
@@ -170,10 +170,15 @@ for (const precision of ["fp32", "bf16"] as const) {
     return ms;
   };
   r["update_graph_replay"] = replayed();
-  // the same graph with a warp to each layer norm row (native.cuda.rowTeams)
+  // the same graph with a warp to each layer norm row (native.cuda.rowTeams), and with the weight gradients' GEMMs
+  // on the side stream switched the other way (FINETUNE_CUDA_SIDE_STREAM)
   const teams = native.cuda.rowTeams(false);
   r["update_graph_replay_warp_rows"] = replayed();
   native.cuda.rowTeams(teams);
+  const side = native.cuda.sideStreamGemms();
+  native.cuda.sideStreamGemms(!side);
+  r[side ? "update_graph_replay_without_side_stream" : "update_graph_replay_side_stream"] = replayed();
+  native.cuda.sideStreamGemms(side);
   // the same graph with programmatic dependent launch (FINETUNE_CUDA_PDL) the other way, where the GPU has it
   const pdl = native.cuda.programmaticLaunch();
   if (native.cuda.programmaticLaunch(!pdl) !== pdl) {

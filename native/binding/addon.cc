@@ -201,6 +201,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ft::RegisterCudaMemory(env, cuda);
   ft::RegisterCudaGraphs(env, cuda);
   ft::RegisterCudaEvents(env, cuda);
+  ft::RegisterCudaSideStream(env, cuda);
   ft::RegisterCudaGemm(env, cuda);
   ft::RegisterCudaKernels(env, cuda);
   exports.Set("cuda", cuda);

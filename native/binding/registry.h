@@ -22,6 +22,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports);
 void RegisterCudaMemory(Napi::Env env, Napi::Object cuda);
 void RegisterCudaGraphs(Napi::Env env, Napi::Object cuda);
 void RegisterCudaEvents(Napi::Env env, Napi::Object cuda);
+void RegisterCudaSideStream(Napi::Env env, Napi::Object cuda);
 void RegisterCudaGemm(Napi::Env env, Napi::Object cuda);
 void RegisterCudaKernels(Napi::Env env, Napi::Object cuda);
 

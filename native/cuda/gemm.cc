@@ -95,20 +95,22 @@ struct CublasLtApi {
 // The workspace is as large as the largest any plan's algorithm needs (often none: Nsight profiles of BERT's steps
 // on an H100 show no split-K reduction kernels), not the 32 MiB the heuristic may assume, which would count in
 // every step's peak memory. A workspace that grows keeps its old block for the life of the process, as it keeps
-// the current one: a CUDA graph's captured GEMMs still use it.
+// the current one: a CUDA graph's captured GEMMs still use it. GEMMs on the side stream (side_stream.cc) have a
+// workspace of their own, as they may run while the main stream's use the other.
 struct Lt {
   CublasLtApi api;
   cublasLtHandle_t handle = nullptr;
-  cuda::RawBlock workspace;
+  cuda::RawBlock workspace, side_workspace;
   std::vector<cuda::RawBlock> outgrown;
 };
 
-// The workspace, at least `bytes` long (a null address for none).
+// The current stream's workspace, at least `bytes` long (a null address for none).
 uint64_t Workspace(Napi::Env env, Lt& lt, size_t bytes) {
-  if (bytes <= lt.workspace.bytes) return lt.workspace.ptr;
+  cuda::RawBlock& current = cuda::Stream() == cuda::MainStream() ? lt.workspace : lt.side_workspace;
+  if (bytes <= current.bytes) return current.ptr;
   cuda::RawBlock grown = cuda::TakeDeviceMemory(env, bytes);
-  if (lt.workspace.ptr != 0) lt.outgrown.push_back(lt.workspace);
-  lt.workspace = grown;
+  if (current.ptr != 0) lt.outgrown.push_back(current);
+  current = grown;
   return grown.ptr;
 }
 

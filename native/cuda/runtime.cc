@@ -388,7 +388,13 @@ void EnsureContext(Napi::Env env) {
   }
 }
 
-CUstream Stream() { return g_runtime.stream; }
+CUstream g_current_stream = nullptr;  // SetCurrentStream's, null for the main stream
+
+CUstream Stream() { return g_current_stream != nullptr ? g_current_stream : g_runtime.stream; }
+
+CUstream MainStream() { return g_runtime.stream; }
+
+void SetCurrentStream(CUstream stream) { g_current_stream = stream; }
 
 CUdeviceptr Tickets() { return g_runtime.tickets; }
 

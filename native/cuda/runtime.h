@@ -8,7 +8,8 @@
 //
 // Device handles: a device allocation is given to JS as an empty ArrayBuffer (byteLength 0, so JS can never
 // read or write device memory through it) with a DeviceBlock napi_wrap'd onto it. All work goes to one stream,
-// in order, so memory freed into the cache may be reused by the next launch without waiting.
+// in order, so memory freed into the cache may be reused by the next launch without waiting. (The one exception,
+// side_stream.cc's GEMMs, is joined back before anything it reads is freed.)
 #pragma once
 #include <napi.h>
 
@@ -41,8 +42,12 @@ std::string UnusableReason();
 // device 0 current on this thread and creates the stream (once).
 void EnsureContext(Napi::Env env);
 
-// The one stream all work is queued on (valid after EnsureContext).
+// The stream work is queued on (valid after EnsureContext): the main stream, or between side_stream.cc's fork and
+// its return to the main stream, the side stream.
 CUstream Stream();
+// The main stream, and the stream Stream() gives from now on (null: the main stream; side_stream.cc only).
+CUstream MainStream();
+void SetCurrentStream(CUstream stream);
 
 // The GPU's milliseconds for the work `work` queues on the stream (waits for it; not during a capture).
 double StreamMilliseconds(Napi::Env env, const std::function<void()>& work);

@@ -361,6 +361,15 @@ export interface CudaAddon extends Kernels {
   /** Whether layer norm rows too few for the SMs take a team of warps each (FINETUNE_CUDA_ROW_TEAMS=0: no); `enabled`
    * sets it for the launches from now on. */
   rowTeams(enabled?: boolean): boolean;
+  /** Whether a linear layer's backward runs its weight gradient's GEMM on the side stream beside its input
+   * gradient's (FINETUNE_CUDA_SIDE_STREAM=1; off by default); `on` sets it from now on */
+  sideStreamGemms(on?: boolean): boolean;
+  /** The side stream waits for the main stream's work so far and becomes the stream GEMMs go to */
+  sideStreamFork(): void;
+  /** The main stream is the stream GEMMs go to again; the side stream's work still runs beside it */
+  sideStreamMain(): void;
+  /** The main stream waits for the side stream's work and is the stream GEMMs go to */
+  sideStreamJoin(): void;
   /** since the process started: the kernel modules loaded (compiled by NVRTC or read from its disk cache) and the
    * host seconds that took */
   kernelStats(): { modules_loaded: number; module_load_s: number };

@@ -388,20 +388,47 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
     : productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
   const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
+  let inputGradient = () => {};
   if (needs.x) {
     const dxDtype = xs.device.type === "cuda" && xs.dtype !== float32 && needs.x_dtype === xs.dtype ? xs.dtype : float32;
     const accumulate = dxDtype === float32 && into !== null && sameShape(into.shape, xs.shape);
-    dx = accumulate ? into : Tensor.empty(xs.shape, dxDtype, xs.device);
-    const dx2d = dx._view([rows, inF], [inF, 1], 0);
-    gemmInto(gr2d, false, ws, false, dx2d, accumulate ? 1 : 0);
-    dx2d.dispose();
+    const out = accumulate ? into! : Tensor.empty(xs.shape, dxDtype, xs.device);
+    dx = out;
+    inputGradient = () => {
+      const dx2d = out._view([rows, inF], [inF, 1], 0);
+      gemmInto(gr2d, false, ws, false, dx2d, accumulate ? 1 : 0);
+      dx2d.dispose();
+    };
   }
   let dw: Tensor | null = null;
+  let weightGradient = () => {};
   if (needs.weight) {
-    const xs2d = xs._view([rows, inF], [inF, 1], xs.offset);
-    dw = Tensor.empty([outF, inF], float32, xs.device);
-    gemmInto(gr2d, true, xs2d, false, dw, 0);
-    xs2d.dispose();
+    const out = Tensor.empty([outF, inF], float32, xs.device);
+    dw = out;
+    weightGradient = () => {
+      const xs2d = xs._view([rows, inF], [inF, 1], xs.offset);
+      gemmInto(gr2d, true, xs2d, false, out, 0);
+      xs2d.dispose();
+    };
+  }
+  // At a few hundred rows each GEMM has fewer output tiles than a GPU has SMs: with the side stream on
+  // (native/cuda/side_stream.cc), dW's runs there beside dx's, joined before anything they read is freed. Its
+  // operands are read as they are (one dtype, contiguous): a conversion would be main-stream work it did not wait for.
+  if (dx !== null && dw !== null && xs.device.type === "cuda" && gr.dtype === xs.dtype && native.cuda.sideStreamGemms()) {
+    native.cuda.sideStreamFork();
+    try {
+      try {
+        weightGradient();
+      } finally {
+        native.cuda.sideStreamMain();
+      }
+      inputGradient();
+    } finally {
+      native.cuda.sideStreamJoin();
+    }
+  } else {
+    inputGradient();
+    weightGradient();
   }
   gr2d.dispose();
   if (owned) gr.dispose();

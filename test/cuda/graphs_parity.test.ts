@@ -139,6 +139,30 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
   step.dispose();
 });
 
+test("with the side stream on, linear layers' weight-gradient GEMMs run there beside the input gradient's: eager updates and CudaGraphStep's give the main stream's bits", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const batches = [0, 1, 0, 1].map((i) => goldenBatch(i));
+  const main = await eagerUpdates(batches);
+  assert.equal(native.cuda.sideStreamGemms(), process.env.FINETUNE_CUDA_SIDE_STREAM === "1", "off unless FINETUNE_CUDA_SIDE_STREAM=1");
+  const before = native.cuda.sideStreamGemms(true);
+  try {
+    assert.equal(before, true);
+    const side = await eagerUpdates(batches);
+    assertSameParams(side.model, main.model, 0);
+    // captured: the fork and join are the graph's edges (a capture ending with the side stream forked fails)
+    const { model, step } = await graphUpdates(batches);
+    assert.equal(step.graph_count, 2);
+    assertSameParams(model, main.model, 1e-5);
+    step.dispose();
+  } finally {
+    native.cuda.sideStreamGemms(false);
+  }
+  assert.throws(() => native.cuda.sideStreamJoin(), /sideStreamJoin: the side stream is not forked/);
+  native.cuda.sideStreamFork();
+  assert.throws(() => native.cuda.sideStreamFork(), /already forked/);
+  native.cuda.sideStreamJoin();
+});
+
 test("CudaGraphStep runs a batch with fewer rows than the training batch size eagerly, between replays: the eager updates' parameters", { skip: NEEDS_GPU }, async () => {
   torch.backends.cuda.matmul.allow_tf32 = false;
   const full = goldenBatch(0);

@@ -37,7 +37,7 @@ using CUresult = int;
 using CUdeviceptr = std::uint64_t;
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2, kInvalidImage = 200, kInvalidHandle = 400,
                    kIllegalState = 401, kNotFound = 500, kNotReady = 600, kIllegalAddress = 700, kLaunchOutOfResources = 701,
-                   kLaunchFailed = 719, kCaptureUnsupported = 900, kCaptureInvalidated = 901;
+                   kLaunchFailed = 719, kCaptureUnsupported = 900, kCaptureInvalidated = 901, kCaptureUnjoined = 904;
 constexpr std::size_t kTotalBytes = std::size_t{80} << 30;
 constexpr std::size_t kReservedBytes = std::size_t{1} << 40;
 
@@ -112,6 +112,13 @@ struct Graph {
 };
 
 Stream g_stream;
+// A second stream (the addon's side stream, native/cuda/side_stream.cc) is an alias of the first's queue: its work
+// runs in the order it is submitted, which a GPU's order refines. What the fake checks is the discipline: side work
+// only between a fork (the side waits for an event recorded on the main stream) and its join (the main stream waits
+// for one recorded on the side), and no capture ending while the side is forked.
+Stream g_side;
+bool g_side_created = false;
+bool g_side_forked = false;
 int g_context;
 
 bool Deferring() {
@@ -133,6 +140,10 @@ CUresult RunQueued() {
 
 // Runs `op` now, queues it (FTEMU_DEFER), or records it while the stream is captured.
 CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void()> release = {}) {
+  if (stream == &g_side) {
+    if (!g_side_forked) return Fail(kInvalidHandle, "work queued on the side stream before it waited for the main stream (fork)");
+    stream = &g_stream;
+  }
   if (stream != &g_stream) return Fail(kInvalidHandle, "work queued on a stream the fake driver never created");
   auto op = std::make_shared<Op>();
   op->run = std::move(run);
@@ -165,6 +176,7 @@ bool InPinned(const void* p, std::size_t n) {
 struct Event {
   bool timing = true;    // created without CU_EVENT_DISABLE_TIMING
   bool recorded = false;
+  void* stream = nullptr;  // where it was last recorded
   bool pending = false;  // recorded, and the work before it has not run yet
   std::chrono::steady_clock::time_point at;  // when the work before its last record had run
 };
@@ -258,8 +270,27 @@ int cuDevicePrimaryCtxRetain(void** ctx, int) {
 }
 int cuCtxSetCurrent(void* ctx) { return ctx == &g_context ? 0 : Fail(kInvalidValue, "unknown context"); }
 int cuStreamCreate(void** s, unsigned) {
-  *s = &g_stream;
+  // the runtime's main stream first, then side_stream.cc's
+  static bool main_created = false;
+  if (main_created && g_side_created) return Fail(kInvalidValue, "the fake driver has two streams");
+  *s = main_created ? &g_side : &g_stream;
+  (main_created ? g_side_created : main_created) = true;
   return 0;
+}
+// The side stream waits for an event recorded on the main stream (a fork), or the main stream for one recorded on
+// the side (a join); in a capture these are the graph's edges, nothing to run.
+int cuStreamWaitEvent(void* stream, void* e, unsigned) {
+  Event* event = FindEvent(e);
+  if (event == nullptr) return Fail(kInvalidHandle, "cuStreamWaitEvent of an unknown event");
+  if (stream == &g_side && event->stream == &g_stream) {
+    g_side_forked = true;
+    return kSuccess;
+  }
+  if (stream == &g_stream && event->stream == &g_side) {
+    g_side_forked = false;
+    return kSuccess;
+  }
+  return Fail(kInvalidValue, "cuStreamWaitEvent: the fake driver knows a wait of the side stream for the main or of the main for the side");
 }
 int cuStreamSynchronize(void* s) {
   if (s != &g_stream) return Fail(kInvalidHandle, "cuStreamSynchronize on an unknown stream");
@@ -294,8 +325,11 @@ int cuEventCreate(void** e, unsigned flags) {
 int cuEventRecord(void* e, void* stream) {
   auto it = g_events.find(e);
   if (it == g_events.end()) return Fail(kInvalidHandle, "cuEventRecord of an unknown event");
-  if (g_stream.capturing) return RefuseWhileCapturing("cuEventRecord");
   std::shared_ptr<Event> event = it->second;
+  event->stream = stream;
+  // a fork or join inside a capture (events without timing): a dependency, nothing to run
+  if (g_stream.capturing && !event->timing) return stream == &g_stream || stream == &g_side ? kSuccess : Fail(kInvalidHandle, "cuEventRecord on an unknown stream");
+  if (g_stream.capturing) return RefuseWhileCapturing("cuEventRecord");
   event->recorded = true;
   event->pending = true;
   return Submit(stream, [event] {
@@ -534,6 +568,10 @@ int cuStreamEndCapture(void* stream, void** graph) {
   OpList ops = std::move(g_stream.captured);
   g_stream.captured.clear();
   *graph = nullptr;
+  if (g_side_forked) {
+    g_side_forked = false;  // the capture ends anyway, the side stream's captured work with it
+    return Fail(kCaptureUnjoined, "the capture ends with the side stream not joined");
+  }
   if (g_stream.invalidated) return Fail(kCaptureInvalidated, "the capture was invalidated by an unsupported call");
   *graph = new Graph{std::move(ops)};
   return 0;

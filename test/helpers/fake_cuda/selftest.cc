@@ -193,5 +193,31 @@ int main(int argc, char** argv) {
   Expect(cuStreamSynchronize(stream) != 0, "synchronising a capturing stream is refused");
   graph = nullptr;
   Expect(cuEndCapture(stream, &graph) == 901 && graph == nullptr, "the invalidated capture gives no graph");
+
+  // A second stream: its work only between a fork (it waits for an event of the first) and a join (the first
+  // waits for one of it); a capture must not end with it forked.
+  auto cuEventCreate = Get<int (*)(void**, unsigned)>(cuda, "cuEventCreate");
+  auto cuEventRecord = Get<int (*)(void*, void*)>(cuda, "cuEventRecord");
+  auto cuStreamWaitEvent = Get<int (*)(void*, void*, unsigned)>(cuda, "cuStreamWaitEvent");
+  void *side = nullptr, *fork = nullptr, *join = nullptr;
+  Expect(cuStreamCreate(&side, 1) == 0 && side != stream, "a second stream");
+  cuEventCreate(&fork, 2);
+  cuEventCreate(&join, 2);
+  Expect(cuMemset(in, 0, 4, side) != 0, "work on the second stream before a fork is refused");
+  cuBeginCapture(stream, 0);
+  cuEventRecord(fork, stream);
+  cuStreamWaitEvent(side, fork, 0);
+  Expect(cuMemset(in, 1, 4, side) == 0, "forked, the second stream's work is captured");
+  graph = nullptr;
+  Expect(cuEndCapture(stream, &graph) == 904 && graph == nullptr, "a capture ending with the second stream forked fails");
+  cuBeginCapture(stream, 0);
+  cuEventRecord(fork, stream);
+  cuStreamWaitEvent(side, fork, 0);
+  cuMemset(in, 1, 4, side);
+  cuEventRecord(join, side);
+  cuStreamWaitEvent(stream, join, 0);
+  Expect(cuEndCapture(stream, &graph) == 0 && graph != nullptr, "joined, the capture ends with a graph");
+  Expect(cuMemset(in, 0, 4, side) != 0, "after the join, the second stream's work is refused again");
+  cuGraphDestroy(graph);
   return failures;
 }

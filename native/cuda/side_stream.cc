@@ -1,0 +1,119 @@
+// A second stream for work that may run beside the main stream's: a linear layer's backward puts its weight
+// gradient's GEMM there while its input gradient's runs on the main stream (src/ops/matmul.ts). At BERT's few
+// hundred tokens each of those GEMMs has fewer output tiles than a GPU has SMs, so side by side they can share
+// them. Opt-in (FINETUNE_CUDA_SIDE_STREAM=1, or sideStreamGemms(true)) until a GPU run shows it pays.
+//
+// A fork makes the side stream wait for the main stream's work so far and makes it the current stream (runtime.h's
+// Stream(), where launches and GEMMs go); mainStream() makes the main stream current again; a join makes the main
+// stream wait for the side's work. Each fork is joined before anything that either stream's work reads is freed,
+// so the allocator's one-stream order still holds: what the main stream frees after a join, no side work still
+// uses. In a CUDA graph capture the events become the graph's edges (the side stream joins the capture at the fork
+// and leaves it at the join).
+#include <napi.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "common/args.h"
+#include "cuda/runtime.h"
+
+namespace ft {
+namespace {
+
+using cuda::CUresult;
+using cuda::CUstream;
+using CUevent = struct CUevent_st*;
+
+constexpr unsigned kStreamNonBlocking = 0x1;
+constexpr unsigned kEventDisableTiming = 0x2;
+
+struct SideApi {
+  CUresult (*cuEventCreate)(CUevent* event, unsigned flags) = nullptr;
+  CUresult (*cuEventRecord)(CUevent event, CUstream stream) = nullptr;
+  CUresult (*cuStreamWaitEvent)(CUstream stream, CUevent event, unsigned flags) = nullptr;
+};
+
+// The side stream and the fork and join events, made on first use; `forked`: between a fork and its join.
+struct Side {
+  SideApi api;
+  CUstream stream = nullptr;
+  CUevent fork = nullptr, join = nullptr;
+  bool forked = false;
+};
+
+Side& GetSide(Napi::Env env) {
+  static Side side;
+  cuda::EnsureContext(env);
+  if (side.stream == nullptr) {
+    SideApi a;
+    if (!cuda::ResolveDriverSymbol("cuEventCreate", a.cuEventCreate) || !cuda::ResolveDriverSymbol("cuEventRecord", a.cuEventRecord) ||
+        !cuda::ResolveDriverSymbol("cuStreamWaitEvent", a.cuStreamWaitEvent))
+      throw Napi::Error::New(env, "the CUDA driver lacks cuStreamWaitEvent or the event functions: update the NVIDIA driver");
+    CUstream stream = nullptr;
+    cuda::Check(env, cuda::Api().cuStreamCreate(&stream, kStreamNonBlocking), "cuStreamCreate");
+    cuda::Check(env, a.cuEventCreate(&side.fork, kEventDisableTiming), "cuEventCreate");
+    cuda::Check(env, a.cuEventCreate(&side.join, kEventDisableTiming), "cuEventCreate");
+    side.api = a;
+    side.stream = stream;
+  }
+  return side;
+}
+
+bool& GemmsEnabled() {
+  static bool enabled = [] {
+    const char* v = std::getenv("FINETUNE_CUDA_SIDE_STREAM");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return enabled;
+}
+
+// sideStreamGemms(on?): whether linear layers' backward puts the weight gradient's GEMM on the side stream, after
+// setting it when given.
+Napi::Value SideStreamGemms(const Napi::CallbackInfo& info) {
+  cuda::EnsureContext(info.Env());
+  if (info.Length() > 0 && !info[0].IsUndefined()) GemmsEnabled() = GetBool(info, 0, "on");
+  return Napi::Boolean::New(info.Env(), GemmsEnabled());
+}
+
+// sideStreamFork(): the side stream waits for the main stream's work so far and becomes the current stream.
+Napi::Value Fork(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Side& side = GetSide(env);
+  if (side.forked) throw Napi::Error::New(env, "sideStreamFork: the side stream is already forked (join it first)");
+  const CUstream main = cuda::MainStream();
+  cuda::Check(env, side.api.cuEventRecord(side.fork, main), "cuEventRecord");
+  cuda::Check(env, side.api.cuStreamWaitEvent(side.stream, side.fork, 0), "cuStreamWaitEvent");
+  side.forked = true;
+  cuda::SetCurrentStream(side.stream);
+  return env.Undefined();
+}
+
+// sideStreamMain(): the main stream is the current stream again (the side stream's work still runs beside it).
+Napi::Value Main(const Napi::CallbackInfo& info) {
+  cuda::EnsureContext(info.Env());
+  cuda::SetCurrentStream(nullptr);
+  return info.Env().Undefined();
+}
+
+// sideStreamJoin(): the main stream waits for the side stream's work so far and is the current stream.
+Napi::Value Join(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Side& side = GetSide(env);
+  if (!side.forked) throw Napi::Error::New(env, "sideStreamJoin: the side stream is not forked");
+  cuda::SetCurrentStream(nullptr);
+  side.forked = false;
+  cuda::Check(env, side.api.cuEventRecord(side.join, side.stream), "cuEventRecord");
+  cuda::Check(env, side.api.cuStreamWaitEvent(cuda::MainStream(), side.join, 0), "cuStreamWaitEvent");
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterCudaSideStream(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("sideStreamGemms", Napi::Function::New(env, SideStreamGemms, "sideStreamGemms"));
+  cuda.Set("sideStreamFork", Napi::Function::New(env, Fork, "sideStreamFork"));
+  cuda.Set("sideStreamMain", Napi::Function::New(env, Main, "sideStreamMain"));
+  cuda.Set("sideStreamJoin", Napi::Function::New(env, Join, "sideStreamJoin"));
+}
+
+}  // namespace ft
