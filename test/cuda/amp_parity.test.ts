@@ -342,3 +342,41 @@ test("autocast keeps a parameter's 16-bit copy: AdamW writes it, the next forwar
     assert.equal(uncached.weight._lowp, null, `${dtype}: cache_enabled: false keeps no copy`);
   }
 });
+
+test("under bf16 autocast with the side stream on, a BERT layer's backward forks it for each linear layer and gives the main stream's bits", { skip: SKIP }, async () => {
+  const { BertConfig } = await import("../../src/models/bert/configuration_bert.js");
+  const { BertLayer } = await import("../../src/models/bert/modeling_bert.js");
+  const config = new BertConfig({ hidden_size: 64, num_attention_heads: 2, intermediate_size: 128, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 });
+  torch.manual_seed(0);
+  const layer = new BertLayer(config).to("cuda").train();
+  const input = torch.randn([2, 7, 64]).to("cuda");
+  const upstream = torch.randn([2, 7, 64]).to("cuda");
+  const bits = (t: Tensor) => Array.from(new Uint32Array(new Float32Array(t.cpu().data() as Float32Array).buffer));
+  /** the gradients of the input and of every parameter, and how many forks the backward made */
+  const run = (side: boolean): { grads: number[][]; forks: number } => {
+    const fork = native.cuda.sideStreamFork;
+    let forks = 0;
+    native.cuda.sideStreamFork = () => {
+      forks++;
+      fork();
+    };
+    native.cuda.sideStreamGemms(side);
+    try {
+      const hidden = input.clone().requires_grad_(true);
+      const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => layer(hidden, torch.zeros([2, 1, 1, 7]).to("cuda")));
+      out.backward(upstream);
+      const grads = [hidden.grad!, ...layer.parameters().map((p) => p.grad!)].map(bits);
+      layer.zero_grad();
+      return { grads, forks };
+    } finally {
+      native.cuda.sideStreamGemms(false);
+      native.cuda.sideStreamFork = fork;
+    }
+  };
+  const main = run(false);
+  const side = run(true);
+  assert.equal(main.forks, 0);
+  // the query/key/value projection, the attention output, the intermediate and the output layer
+  assert.equal(side.forks, 4);
+  side.grads.forEach((g, i) => assert.deepEqual(g, main.grads[i], `gradient ${i}`));
+});
