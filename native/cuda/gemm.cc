@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -322,10 +321,7 @@ constexpr int kAutotuneCandidates = 8;
 constexpr int kAutotuneRuns = 5;
 
 bool AutotuneEnabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("FINETUNE_CUDA_GEMM_AUTOTUNE");
-    return v == nullptr || (std::strcmp(v, "0") != 0 && std::strcmp(v, "false") != 0);
-  }();
+  static const bool enabled = cuda::EnvSwitch("FINETUNE_CUDA_GEMM_AUTOTUNE", true);
   return enabled;
 }
 

@@ -105,11 +105,9 @@ void StartRuntime() {
   r.arch = dev.major * 10 + dev.minor;
   // Letting each kernel's launch overlap the end of the one before (griddepcontrol needs sm_90) is opt-in: on an
   // H100 it made the bf16 BERT update replayed from a CUDA graph slower, 4.49 ms against 4.37 (README).
-  const char* pdl = std::getenv("FINETUNE_CUDA_PDL");
   ResolveDriverSymbol("cuLaunchKernelEx", a.cuLaunchKernelEx);
   r.programmatic_supported = r.arch >= 90 && a.cuLaunchKernelEx != nullptr;
-  r.programmatic = r.programmatic_supported &&
-                   pdl != nullptr && (std::strcmp(pdl, "1") == 0 || std::strcmp(pdl, "true") == 0);
+  r.programmatic = r.programmatic_supported && EnvSwitch("FINETUNE_CUDA_PDL", false);
 }
 
 // ---- device handles
@@ -405,6 +403,14 @@ const RuntimeApi& Api() { return g_runtime.api; }
 int Arch() { return g_runtime.arch; }
 
 int Multiprocessors() { return GetCuda().devices[0].multiprocessors; }
+
+bool EnvSwitch(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return fallback;
+  if (std::strcmp(v, "1") == 0 || std::strcmp(v, "true") == 0) return true;
+  if (std::strcmp(v, "0") == 0 || std::strcmp(v, "false") == 0) return false;
+  return fallback;
+}
 
 bool ProgrammaticLaunch() { return g_runtime.programmatic; }
 

@@ -303,4 +303,7 @@ int Arch();
 // Device 0's streaming multiprocessors.
 int Multiprocessors();
 
+// An on/off setting from the environment variable `name`: "1" or "true" on, "0" or "false" off, else `fallback`.
+bool EnvSwitch(const char* name, bool fallback);
+
 }  // namespace ft::cuda

@@ -11,9 +11,6 @@
 // and leaves it at the join).
 #include <napi.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "common/args.h"
 #include "cuda/runtime.h"
 
@@ -60,10 +57,7 @@ Side& GetSide(Napi::Env env) {
 }
 
 bool& GemmsEnabled() {
-  static bool enabled = [] {
-    const char* v = std::getenv("FINETUNE_CUDA_SIDE_STREAM");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  static bool enabled = cuda::EnvSwitch("FINETUNE_CUDA_SIDE_STREAM", false);
   return enabled;
 }
 

@@ -210,7 +210,7 @@ export class AdamW extends Optimizer {
     let d = this.#deferredGroups.get(group);
     if (d === undefined) {
       if (capturing) throw new Error("AdamW: a group's first step with deferred rows must run outside a CUDA graph capture");
-      d = { ring: persistentZeros(params[0]!, [3 * RING_STEPS + 1]), floor: step - 1 };
+      d = { ring: persistentZeros(params[0]!, [3 * RING_STEPS + 1], float32), floor: step - 1 };
       this.#deferredGroups.set(group, d);
     }
     const ring = d.ring;

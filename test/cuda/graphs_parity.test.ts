@@ -143,7 +143,7 @@ test("with the side stream on, linear layers' weight-gradient GEMMs run there be
   torch.backends.cuda.matmul.allow_tf32 = false;
   const batches = [0, 1, 0, 1].map((i) => goldenBatch(i));
   const main = await eagerUpdates(batches);
-  assert.equal(native.cuda.sideStreamGemms(), process.env.FINETUNE_CUDA_SIDE_STREAM === "1", "off unless FINETUNE_CUDA_SIDE_STREAM=1");
+  assert.equal(native.cuda.sideStreamGemms(), ["1", "true"].includes(process.env.FINETUNE_CUDA_SIDE_STREAM ?? ""), "off unless FINETUNE_CUDA_SIDE_STREAM=1");
   const before = native.cuda.sideStreamGemms(true);
   try {
     assert.equal(before, true);

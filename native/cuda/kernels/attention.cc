@@ -897,11 +897,14 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
   }
 }
 
+// The blocks of one head in a backward launch: B of gridDim.y row blocks.
+__device__ __forceinline__ int64 HeadBlocks(int64 H) { return (int64)(gridDim.x / H) * gridDim.y; }
+
 // A gradient's rows r0 .. r0 + 15 (SumWarps' sums, this warp's columns) of head (b, h) to dst (float32, view l),
 // or with gr.sums in 16 bits there, and their column sums over the rows below `limit` to the block's row of the
-// partials (`kind` of the kernel's: [kinds, H, slots, D], slot b * gridDim.y + blockIdx.y). A column's 16 rows add
-// in double in a fixed order (a lane's two, then across the lanes with its columns by a butterfly, which gives
-// each lane the same bits), as the other column sums do, so the sums do not depend on the schedule.
+// partials (`kind` of the kernel's: [kinds, H, HeadBlocks(H), D], row b * gridDim.y + blockIdx.y). A column's 16
+// rows add in double in a fixed order (a lane's two, then across the lanes with its columns by a butterfly, which
+// gives each lane the same bits), as the other column sums do, so the sums do not depend on the schedule.
 __device__ __forceinline__ void StoreGradient(const Backward& gr, float* dst, const Layout& l, int64 H, int64 b,
                                               int64 h, const float (&r)[2][2][2], int64 r0, int64 limit, int D,
                                               int kind, int warp, int lane) {
@@ -912,8 +915,7 @@ __device__ __forceinline__ void StoreGradient(const Backward& gr, float* dst, co
     return;
   }
   StoreQuarter(0, l.strides[2], r, ones, r0, limit, D, warp, lane, (uint16*)dst + at, FT_ATTN_OPERANDS);
-  const int64 slots = (int64)(gridDim.x / H) * gridDim.y, slot = b * gridDim.y + blockIdx.y;
-  double* row = gr.partial + ((kind * H + h) * slots + slot) * D;
+  double* row = gr.partial + ((kind * H + h) * HeadBlocks(H) + b * gridDim.y + blockIdx.y) * D;
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
@@ -939,7 +941,7 @@ __device__ __forceinline__ void StoreGradient(const Backward& gr, float* dst, co
 __device__ __forceinline__ void FinishGradientSums(const Backward& gr, int64 H, int64 h, int D, int first_kind,
                                                    int kinds, bool& last) {
   if (gr.sums == 0) return;
-  const int64 slots = (int64)(gridDim.x / H) * gridDim.y;
+  const int64 slots = HeadBlocks(H);
   if (!LastToFinish(gr.tickets + h, (unsigned int)slots, last)) return;
   for (int k = 0; k < kinds; ++k)
     AddPartials(gr.partial + (k * H + h) * slots * D, (int)slots, D, 0, gr.sums + ((first_kind + k) * H + h) * D);
@@ -1419,9 +1421,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}});
   if (lowp && !mma)
     throw Napi::RangeError::New(env, "attentionBackward: 16-bit gradients need q, k, v and out 4-byte aligned with even strides");
-  // the dq kernel's partial sums are added before the dk/dv kernel writes its two kinds over them
-  const int64_t slots = std::max(B * ((S + kMmaRows - 1) / kMmaRows), 2 * B * ((T + kMmaRows - 1) / kMmaRows));
-  ScratchBuffer partial(env, lowp ? static_cast<size_t>(slots * H * D) * sizeof(double) : 0);
+  // a row of D partial sums per block and gradient: the dq kernel's are added before the dk/dv kernel writes its
+  // two gradients' over them
+  const int64_t partial_rows = H * std::max(B * ((S + kMmaRows - 1) / kMmaRows), 2 * B * ((T + kMmaRows - 1) / kMmaRows));
+  ScratchBuffer partial(env, lowp ? static_cast<size_t>(partial_rows * D) * sizeof(double) : 0);
   if (lowp) {
     g.sums = DeviceElements<float>(info, GetDeviceBuffer(info, 39, "sums"), 0, 3 * H * D, "sums");
     g.partial = partial.ptr();

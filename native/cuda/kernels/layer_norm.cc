@@ -13,7 +13,6 @@
 #include <napi.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -581,10 +580,7 @@ Dim3 WarpRowGrid(int64_t rows) { return Blocks(std::min(kMaxRowBlocks, (rows + k
 // Whether rows may take teams of warps: FINETUNE_CUDA_ROW_TEAMS=0 or rowTeams(false) keeps a warp a row, so that a
 // benchmark can time both.
 bool& RowTeamsEnabled() {
-  static bool enabled = [] {
-    const char* v = std::getenv("FINETUNE_CUDA_ROW_TEAMS");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static bool enabled = EnvSwitch("FINETUNE_CUDA_ROW_TEAMS", true);
   return enabled;
 }
 
