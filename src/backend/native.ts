@@ -294,8 +294,13 @@ export interface CudaAddon extends Kernels {
     lowpDtype: DTypeCode, lowp: AB, sums: AB, gDtype?: DTypeCode): void;
   /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
    * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU. With
-   * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it) */
-  clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number, coef?: AB, coefOff?: number): void;
+   * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it). A tensor
+   * with `partials` (sumSquaresChunks' of its chunks, from double partialOffs[i]) is not read for the norm */
+  clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number, coef?: AB | null,
+    coefOff?: number, partials?: (AB | null)[], partialOffs?: number[]): void;
+  /** partials[partialsOff + c] (doubles) = the sum of squares of chunk c (4096 elements, the last one shorter) of
+   * the contiguous float32 tensor, as clipGradNorm sums it; queued on the current stream */
+  sumSquaresChunks(buf: AB, off: number, numel: number, partials: AB, partialsOff: number): void;
   /** writes adamwDevice's scalars for one step: [-lr / (1 - beta1^step), sqrt(1 - beta2^step),
    * 1 - lr * weightDecays[i]...] as float32, computed as `adamw` computes them, then the step as int32 (a copy on
    * the stream): weightDecays.length + 3 values */

@@ -5,10 +5,21 @@ import { native } from "./native.js";
 import { Device } from "../tensor/device.js";
 import { cudaInfo, cudaUnavailableReason } from "./cuda.js";
 
+/** Sums of squares of a storage's float32 elements [begin, end), a double per 4096-element chunk (sumSquaresChunks')
+ * in `partials`, valid while the storage is at `version` (ops/chunk_squares.ts). */
+export interface ChunkSquares {
+  partials: Storage;
+  begin: number;
+  end: number;
+  version: number;
+}
+
 export class Storage {
   private refs = 1;
   /** Counts the in-place writes through the public API (copy_, fill_, add_, ...): copies made before are stale. */
   version = 0;
+  /** The clipping's sums of squares of this memory, where its maker summed them (released with it). */
+  #chunkSquares: ChunkSquares | null = null;
 
   private constructor(
     readonly buffer: ArrayBuffer,
@@ -43,6 +54,19 @@ export class Storage {
 
   release(): void {
     if (this.refs === 0) return;
-    if (--this.refs === 0) (this.device.type === "cpu" ? native : native.cuda).free(this.buffer);
+    if (--this.refs > 0) return;
+    this.#chunkSquares?.partials.release();
+    this.#chunkSquares = null;
+    (this.device.type === "cpu" ? native : native.cuda).free(this.buffer);
+  }
+
+  get chunkSquares(): ChunkSquares | null {
+    return this.#chunkSquares;
+  }
+
+  /** Keeps `sums` with this memory (releasing the sums it kept before). */
+  keepChunkSquares(sums: ChunkSquares): void {
+    this.#chunkSquares?.partials.release();
+    this.#chunkSquares = sums;
   }
 }

@@ -1,11 +1,13 @@
 // torch.nn.utils: gradient clipping over all parameters in one pass (one native call for the norm, one to scale;
-// on a GPU one call for both, which never waits for the device).
+// on a GPU one call for both, which never waits for the device, and copies the sums of squares that a gradient's
+// maker already summed: ops/chunk_squares.ts).
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import { native } from "../backend/native.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { fromFlat } from "../tensor/creation.js";
 import { wroteInPlace } from "../amp/lowp_copy.js";
+import { chunkSquaresOf } from "../ops/chunk_squares.js";
 
 /** The gradients of the parameters that have one, checked for the one-pass kernels; `caller` names the user. */
 export function gradsOf(parameters: Iterable<Tensor> | Tensor, caller = "clip_grad_norm_"): Tensor[] {
@@ -71,7 +73,9 @@ export function clip_grad_norm_deferred(parameters: Iterable<Tensor> | Tensor, m
  * the gradients are scaled, or with `coef` the factor is written there and nothing is scaled.
  */
 function clipOnDevice(grads: Tensor[], max_norm: number, norm: Tensor, coef?: Tensor): void {
-  native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm, norm.buffer, norm.offset, coef?.buffer, coef?.offset);
+  const sums = grads.map(chunkSquaresOf);
+  native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm,
+    norm.buffer, norm.offset, coef?.buffer ?? null, coef?.offset ?? 0, sums.map((s) => s?.buffer ?? null), sums.map((s) => s?.offset ?? 0));
   if (!coef) wroteInPlace(grads);
 }
 

@@ -15,6 +15,7 @@ import { restoreDtype } from "./float32_operands.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, geluOfLowp, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
+import { reserveChunkSquares, sumChunkSquares } from "./chunk_squares.js";
 import { stackGroupsAs, stackRowsAs } from "./join.js";
 import { narrow } from "./view.js";
 
@@ -414,11 +415,14 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
   // At a few hundred rows each GEMM has fewer output tiles than a GPU has SMs: with the side stream on
   // (native/cuda/side_stream.cc), dW's runs there beside dx's, joined before anything they read is freed. Its
   // operands are read as they are (one dtype, contiguous): a conversion would be main-stream work it did not wait for.
+  // The side stream also sums dW's squares for the clipping while dW is in the GPU's cache (ops/chunk_squares.ts).
   if (dx !== null && dw !== null && xs.device.type === "cuda" && gr.dtype === xs.dtype && native.cuda.sideStreamGemms()) {
+    reserveChunkSquares(dw);
     native.cuda.sideStreamFork();
     try {
       try {
         weightGradient();
+        sumChunkSquares(dw);
       } finally {
         native.cuda.sideStreamMain();
       }

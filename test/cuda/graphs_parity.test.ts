@@ -17,6 +17,7 @@ import { Device } from "../../src/tensor/device.js";
 import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
 import { lowpCopyOf, wroteInPlace } from "../../src/amp/lowp_copy.js";
+import { chunkSquaresOf } from "../../src/ops/chunk_squares.js";
 
 const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 
@@ -161,6 +162,45 @@ test("with the side stream on, linear layers' weight-gradient GEMMs run there be
   native.cuda.sideStreamFork();
   assert.throws(() => native.cuda.sideStreamFork(), /already forked/);
   native.cuda.sideStreamJoin();
+});
+
+test("with the side stream on, a linear layer's backward sums its weight gradient's squares there: clip_grad_norm_ copies them to the same norm, and reads a gradient written since", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const x = goldenBatch(0, "cuda");
+  const gradsAndNorm = async (side: boolean, beforeClip: (model: BertForSequenceClassification) => void) => {
+    const model = await tinyBert();
+    native.cuda.sideStreamGemms(side);
+    try {
+      const loss = model(x).loss!;
+      loss.backward();
+      loss.dispose();
+    } finally {
+      native.cuda.sideStreamGemms(false);
+    }
+    beforeClip(model);
+    return { model, norm: clip_grad_norm_(model.parameters(), 1.0).item() };
+  };
+  const weights = (model: BertForSequenceClassification) => [...model.named_parameters()].filter(([name]) => name.endsWith(".weight") && name.includes("encoder"));
+  const main = await gradsAndNorm(false, () => {});
+  const side = await gradsAndNorm(true, (model) => {
+    const summed = weights(model).filter(([, p]) => chunkSquaresOf(p.grad!) !== null).map(([name]) => name);
+    // every encoder linear layer's weight but the query/key/value rows of the packed projection's gradient, which at
+    // the tiny model's 32 x 32 are not whole chunks of it (bert-base's 768 x 768 are: kernels_parity)
+    const linear = weights(model).map(([name]) => name).filter((n) => !n.includes("LayerNorm") && !n.includes("attention.self"));
+    assert.deepEqual(summed, linear);
+  });
+  assert.equal(side.norm, main.norm, "the copied sums give the norm's bits");
+  assertSameParams(side.model, main.model, 0);
+  // a gradient written after its sums were taken is read again
+  const double = (model: BertForSequenceClassification) => {
+    const g = Object.fromEntries(model.named_parameters())["bert.encoder.layer.0.intermediate.dense.weight"]!.grad!;
+    g.mul_(2);
+    assert.equal(chunkSquaresOf(g), null);
+  };
+  const mainDoubled = await gradsAndNorm(false, double);
+  const sideDoubled = await gradsAndNorm(true, double);
+  assert.equal(sideDoubled.norm, mainDoubled.norm);
+  assert.ok(sideDoubled.norm > main.norm);
 });
 
 test("CudaGraphStep runs a batch with fewer rows than the training batch size eagerly, between replays: the eager updates' parameters", { skip: NEEDS_GPU }, async () => {

@@ -493,6 +493,33 @@ test("sumSquares and scaleMany over several tensors", { skip: SKIP }, withDevice
   assert.equal(native.cuda.sumSquares([], [], []), 0);
 }));
 
+test("sumSquaresChunks' partials stand in for their tensors in clipGradNorm: the same norm and factor bits, views of a summed range included", { skip: SKIP }, withDevice((d) => {
+  // a packed gradient of three parts (two of 2 chunks, the last one longer and ragged) and a lone ragged tensor
+  const packed = d.put(randomF32(3 * 8192 + 100, 31));
+  const lone = d.put(randomF32(70_000, 32));
+  const bufs = [packed, packed, packed, lone];
+  const offs = [0, 8192, 16384, 0];
+  const sizes = [8192, 8192, 8292, 70_000];
+  const packedSums = d.alloc(7 * 8);
+  const loneSums = d.alloc(19 * 8);
+  native.cuda.sumSquaresChunks(packed, 0, 3 * 8192 + 100, packedSums, 0);
+  native.cuda.sumSquaresChunks(lone, 0, 70_000, loneSums, 1);
+  const clip = (partials?: (AB | null)[], partialOffs?: number[]) => {
+    const out = d.alloc(8);
+    native.cuda.clipGradNorm(bufs, offs, sizes, 1.0, out, 0, out, 1, partials, partialOffs);
+    return [...d.f32(out, 2)];
+  };
+  const read = clip();
+  assert.deepEqual(clip([packedSums, packedSums, packedSums, loneSums], [0, 2, 4, 1]), read);
+  assert.deepEqual(clip([null, packedSums, null, null], [0, 2, 0, 0]), read);
+  // the sums are what they stand for: wrong ones change the norm
+  assert.notDeepEqual(clip([packedSums, packedSums, packedSums, loneSums], [0, 0, 4, 1]), read);
+  assert.throws(() => clip([packedSums, packedSums, packedSums, loneSums], [0, 2, 5, 1]), RangeError);
+  assert.throws(() => clip([packedSums], [0]), /partials/);
+  assert.throws(() => native.cuda.sumSquaresChunks(lone, 0, 70_000, loneSums, 2), RangeError);
+  assert.throws(() => clip([packedSums, packedSums, packedSums, loneSums], [0, 2, 4, 2]), RangeError);
+}));
+
 // ---- softmax family
 
 test("softmax, log-softmax and their backward", { skip: SKIP }, withDevice((d) => {

@@ -283,9 +283,33 @@ __device__ __forceinline__ double Squares(const Float4& f) {
   return ((double)f.v[0] * f.v[0] + (double)f.v[1] * f.v[1]) + ((double)f.v[2] * f.v[2] + (double)f.v[3] * f.v[3]);
 }
 
+// The sum of squares of x[0, len), in double, by one warp (every lane gets it). A lane keeps four 16-byte loads
+// in flight (where x is 16-byte aligned, as whole tensors from the allocator are): fewer bytes in flight left the
+// bus half idle.
+__device__ __forceinline__ double ChunkSquares(const float* x, int64 len, int lane) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  int64 k = lane;
+  if (((uint64)x & 15) == 0) {
+    const Float4* x4 = (const Float4*)x;
+    const int64 len4 = len >> 2;
+    int64 q = lane;
+    for (; q + 96 < len4; q += 128) {
+      const Float4 v0 = x4[q], v1 = x4[q + 32], v2 = x4[q + 64], v3 = x4[q + 96];
+      acc[0] += Squares(v0);
+      acc[1] += Squares(v1);
+      acc[2] += Squares(v2);
+      acc[3] += Squares(v3);
+    }
+    for (; q < len4; q += 32) acc[0] += Squares(x4[q]);
+    k = 4 * len4 + lane;
+  }
+  for (; k < len; k += 32) acc[0] += (double)x[k] * x[k];
+  return WarpSumDouble((acc[0] + acc[1]) + (acc[2] + acc[3]));
+}
+
 // partial[b] = the sum of squares of chunk b, in double. One warp per chunk: a block-wide reduction for every
-// 4096 elements cost more than reading them. A lane keeps four 16-byte loads in flight (where the chunk is
-// 16-byte aligned, as whole tensors from the allocator are): fewer bytes in flight left the bus half idle.
+// 4096 elements cost more than reading them. A tensor whose slot has data[1] (ft_sum_squares_chunks' partials of
+// its chunks, summed earlier) has them copied: the same bits as summing it here.
 extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                           double* partial) {
   AwaitPriorGrid();
@@ -293,27 +317,25 @@ extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_
   for (int64 b = (int64)blockIdx.x * warps + (threadIdx.x >> 5); b < blocks; b += (int64)gridDim.x * warps) {
     int64 begin, end;
     const Slot& slot = ChunkOf(slots, first_block, count, b, begin, end);
-    const float* x = (const float*)slot.data[0] + begin;
-    const int64 len = end - begin;
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    int64 k = lane;
-    if (((uint64)x & 15) == 0) {
-      const Float4* x4 = (const Float4*)x;
-      const int64 len4 = len >> 2;
-      int64 q = lane;
-      for (; q + 96 < len4; q += 128) {
-        const Float4 v0 = x4[q], v1 = x4[q + 32], v2 = x4[q + 64], v3 = x4[q + 96];
-        acc[0] += Squares(v0);
-        acc[1] += Squares(v1);
-        acc[2] += Squares(v2);
-        acc[3] += Squares(v3);
-      }
-      for (; q < len4; q += 32) acc[0] += Squares(x4[q]);
-      k = 4 * len4 + lane;
+    if (slot.data[1] != 0) {
+      if (lane == 0) partial[b] = ((const double*)slot.data[1])[begin / FT_CHUNK];
+      continue;
     }
-    for (; k < len; k += 32) acc[0] += (double)x[k] * x[k];
-    const double sum = WarpSumDouble((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    const double sum = ChunkSquares((const float*)slot.data[0] + begin, end - begin, lane);
     if (lane == 0) partial[b] = sum;
+  }
+}
+
+// partial[c] = the sum of squares of x's chunk c (FT_CHUNK elements, the last one shorter), as ft_sum_squares sums
+// it: a gradient's, while it is fresh (sumSquaresChunks), for the clipping to copy.
+extern "C" __global__ void ft_sum_squares_chunks(const float* x, int64 n, double* partial) {
+  AwaitPriorGrid();
+  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  const int64 chunks = (n + FT_CHUNK - 1) / FT_CHUNK;
+  for (int64 c = (int64)blockIdx.x * warps + (threadIdx.x >> 5); c < chunks; c += (int64)gridDim.x * warps) {
+    const int64 begin = c * FT_CHUNK;
+    const double sum = ChunkSquares(x + begin, min(n - begin, (int64)FT_CHUNK), lane);
+    if (lane == 0) partial[c] = sum;
   }
 }
 
@@ -566,17 +588,51 @@ Napi::Value ScaleMany(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff, [coef, coefOff]): clip_grad_norm_ without leaving the
-// device: the total norm goes to norm[normOff] (float32) and the tensors are scaled when max_norm / (norm + 1e-6)
-// < 1, all queued on the stream, so a CUDA graph can capture it. With `coef` that factor is written to
-// coef[coefOff] instead and nothing is scaled: the optimizer applies it as it reads the gradients (adamwDevice).
+// sumSquaresChunks(buf, off, numel, partials, partialsOff): partials[partialsOff + c] (doubles) = the sum of
+// squares of chunk c of the float32 tensor (ft_sum_squares_chunks), queued on the current stream.
+Napi::Value SumSquaresChunks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t n = GetCount(info, 2, "numel");
+  uint64_t x = DeviceOperandAt<float>(info, 0, "buf", "off", n);
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  uint64_t partial = DeviceOperandAt<double>(info, 3, "partials", "partialsOff", chunks);
+  if (chunks == 0) return env.Undefined();
+  void* args[] = {&x, &n, &partial};
+  Launch(env, Kernel(env, "ft_sum_squares_chunks"), ChunkWarpsGrid(chunks), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
+// The chunk partials some tensors of a clipGradNorm list come with, at arguments index (per tensor a device
+// buffer of doubles, or null) and index + 1 (where each tensor's first partial is, in doubles): slot data[1].
+void SetSquarePartials(const Napi::CallbackInfo& info, int index, TensorList& list) {
+  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
+  std::vector<bool> present;
+  const std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, index, "partials", &present);
+  const std::vector<int64_t> offs = GetIntArray(info, index + 1, "partialOffs");
+  CheckListLength(info, bufs.size(), list.slots.size(), index, "partials");
+  CheckListLength(info, offs.size(), list.slots.size(), index + 1, "partialOffs");
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    if (!present[i]) continue;
+    const std::string name = ArgName(index, "partials") + "[" + std::to_string(i) + "]";
+    const int64_t chunks = list.first_block[i + 1] - list.first_block[i];
+    list.slots[i].data[1] = DeviceElements<double>(info, bufs[i], offs[i], chunks, name.c_str());
+  }
+}
+
+// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff, [coef, coefOff, partials, partialOffs]):
+// clip_grad_norm_ without leaving the device: the total norm goes to norm[normOff] (float32) and the tensors are
+// scaled when max_norm / (norm + 1e-6) < 1, all queued on the stream, so a CUDA graph can capture it. With `coef`
+// that factor is written to coef[coefOff] instead and nothing is scaled: the optimizer applies it as it reads the
+// gradients (adamwDevice). A tensor given partials (sumSquaresChunks') is not read for its norm.
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   TensorList list = GetList(info);
+  SetSquarePartials(info, 8, list);
   float max_norm = static_cast<float>(GetNumber(info, 3, "maxNorm"));
   uint64_t norm = DeviceOperandAt<float>(info, 4, "norm", "normOff", 1);
-  const bool deferred = info.Length() > 6 && !info[6].IsUndefined();
+  const bool deferred = info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull();
   const uint64_t coef_out = deferred ? DeviceOperandAt<float>(info, 6, "coef", "coefOff", 1) : 0;
   int64_t blocks = list.blocks();
   // The partial sums, the total (a double) and the factor (a float) in one scratch block.
@@ -610,6 +666,7 @@ void RegisterReduce(Napi::Env env, Napi::Object cuda) {
   cuda.Set("castColumnSums", Napi::Function::New(env, CastColumnSums, "castColumnSums"));
   cuda.Set("argmax", Napi::Function::New(env, Argmax, "argmax"));
   cuda.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  cuda.Set("sumSquaresChunks", Napi::Function::New(env, SumSquaresChunks, "sumSquaresChunks"));
   cuda.Set("scaleMany", Napi::Function::New(env, ScaleMany, "scaleMany"));
 }
 
