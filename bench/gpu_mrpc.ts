@@ -17,6 +17,7 @@ import { DataCollatorWithPadding } from "../src/data/data_collator.js";
 import { Generator, manual_seed, permutation } from "../src/ops/random.js";
 import { torch } from "../src/torch.js";
 import { native } from "../src/backend/native.js";
+import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
 
@@ -69,6 +70,10 @@ interface VariantResult {
   capture_gemm_matmul_s?: number;
   /** whether kernels launched with programmatic dependent launch (finetune only) */
   programmatic_launch?: boolean;
+  /** the side stream's setting, and per linear layer shape and token class whether its GEMMs ran side by side
+   * (finetune only: ops/side_stream_choice.ts) */
+  side_stream?: string;
+  side_stream_choices?: Record<string, boolean>;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;
@@ -248,6 +253,8 @@ async function train(dir: string, precision: string): Promise<void> {
     capture_gemm_heuristics: timer.capture_stats.gemm_heuristics,
     capture_segments: timer.capture_stats.segments,
     programmatic_launch: torch.cuda.is_available() && native.cuda.programmaticLaunch(),
+    side_stream: torch.cuda.is_available() ? native.cuda.sideStreamGemms() : "off",
+    side_stream_choices: Object.fromEntries(sideStreamChoices()),
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -318,6 +325,8 @@ function report(dir: string, statuses: string[]): void {
     capture_gemm_heuristics: per("capture_gemm_heuristics"),
     capture_segments: per("capture_segments"),
     programmatic_launch: per("programmatic_launch"),
+    side_stream: per("side_stream"),
+    side_stream_choices: per("side_stream_choices"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));
 }

@@ -170,14 +170,17 @@ for (const precision of ["fp32", "bf16"] as const) {
     return ms;
   };
   r["update_graph_replay"] = replayed();
-  // the same graph with a warp to each layer norm row (native.cuda.rowTeams), and with the weight gradients' GEMMs
-  // on the side stream switched the other way (FINETUNE_CUDA_SIDE_STREAM)
+  // the same graph with a warp to each layer norm row (native.cuda.rowTeams), and with every linear layer's weight
+  // gradient GEMM on the side stream and none there (FINETUNE_CUDA_SIDE_STREAM; by default as timed per shape)
   const teams = native.cuda.rowTeams(false);
   r["update_graph_replay_warp_rows"] = replayed();
   native.cuda.rowTeams(teams);
   const side = native.cuda.sideStreamGemms();
-  native.cuda.sideStreamGemms(!side);
-  r[side ? "update_graph_replay_without_side_stream" : "update_graph_replay_side_stream"] = replayed();
+  for (const mode of ["on", "off"] as const) {
+    if (mode === side) continue;
+    native.cuda.sideStreamGemms(mode);
+    r[`update_graph_replay_side_stream_${mode}`] = replayed();
+  }
   native.cuda.sideStreamGemms(side);
   // the same graph with programmatic dependent launch (FINETUNE_CUDA_PDL) the other way, where the GPU has it
   const pdl = native.cuda.programmaticLaunch();

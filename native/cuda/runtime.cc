@@ -404,12 +404,17 @@ int Arch() { return g_runtime.arch; }
 
 int Multiprocessors() { return GetCuda().devices[0].multiprocessors; }
 
-bool EnvSwitch(const char* name, bool fallback) {
+int EnvSetting(const char* name) {
   const char* v = std::getenv(name);
-  if (v == nullptr) return fallback;
-  if (std::strcmp(v, "1") == 0 || std::strcmp(v, "true") == 0) return true;
-  if (std::strcmp(v, "0") == 0 || std::strcmp(v, "false") == 0) return false;
-  return fallback;
+  if (v == nullptr) return -1;
+  if (std::strcmp(v, "1") == 0 || std::strcmp(v, "true") == 0) return 1;
+  if (std::strcmp(v, "0") == 0 || std::strcmp(v, "false") == 0) return 0;
+  return -1;
+}
+
+bool EnvSwitch(const char* name, bool fallback) {
+  const int setting = EnvSetting(name);
+  return setting < 0 ? fallback : setting == 1;
 }
 
 bool ProgrammaticLaunch() { return g_runtime.programmatic; }

@@ -303,7 +303,11 @@ int Arch();
 // Device 0's streaming multiprocessors.
 int Multiprocessors();
 
-// An on/off setting from the environment variable `name`: "1" or "true" on, "0" or "false" off, else `fallback`.
+// An on/off setting from the environment variable `name`: "1" or "true" 1 (on), "0" or "false" 0 (off), else
+// (unset or another value) -1.
+int EnvSetting(const char* name);
+
+// EnvSetting as a bool, `fallback` where it is neither on nor off.
 bool EnvSwitch(const char* name, bool fallback);
 
 }  // namespace ft::cuda

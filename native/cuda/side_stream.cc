@@ -1,7 +1,9 @@
 // A second stream for work that may run beside the main stream's: a linear layer's backward puts its weight
 // gradient's GEMM there while its input gradient's runs on the main stream (src/ops/matmul.ts). At BERT's few
 // hundred tokens each of those GEMMs has fewer output tiles than a GPU has SMs, so side by side they can share
-// them. Opt-in (FINETUNE_CUDA_SIDE_STREAM=1, or sideStreamGemms(true)) until a GPU run shows it pays.
+// them. By default ("auto") a pair of GEMM shapes goes side by side where timing the pair both ways at its first
+// eager run showed it pays (src/ops/side_stream_choice.ts); FINETUNE_CUDA_SIDE_STREAM=1 (or sideStreamGemms("on"))
+// puts every pair there, =0 ("off") none.
 //
 // A fork makes the side stream wait for the main stream's work so far and makes it the current stream (runtime.h's
 // Stream(), where launches and GEMMs go); mainStream() makes the main stream current again; a join makes the main
@@ -56,17 +58,30 @@ Side& GetSide(Napi::Env env) {
   return side;
 }
 
-bool& GemmsEnabled() {
-  static bool enabled = cuda::EnvSwitch("FINETUNE_CUDA_SIDE_STREAM", false);
-  return enabled;
+constexpr const char* kModes[] = {"off", "on", "auto"};
+
+// An index into kModes.
+int& GemmsMode() {
+  static int mode = [] {
+    const int setting = cuda::EnvSetting("FINETUNE_CUDA_SIDE_STREAM");
+    return setting < 0 ? 2 : setting;
+  }();
+  return mode;
 }
 
-// sideStreamGemms(on?): whether linear layers' backward puts the weight gradient's GEMM on the side stream, after
-// setting it when given.
+// sideStreamGemms(mode?): whether linear layers' backward puts the weight gradient's GEMM on the side stream: "on",
+// "off", or "auto" (where it was timed to pay), after setting it when given.
 Napi::Value SideStreamGemms(const Napi::CallbackInfo& info) {
-  cuda::EnsureContext(info.Env());
-  if (info.Length() > 0 && !info[0].IsUndefined()) GemmsEnabled() = GetBool(info, 0, "on");
-  return Napi::Boolean::New(info.Env(), GemmsEnabled());
+  Napi::Env env = info.Env();
+  cuda::EnsureContext(env);
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    const std::string mode = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    int index = 0;
+    while (index < 3 && mode != kModes[index]) ++index;
+    if (index == 3) throw Napi::TypeError::New(env, "sideStreamGemms: mode must be \"on\", \"off\" or \"auto\"");
+    GemmsMode() = index;
+  }
+  return Napi::String::New(env, kModes[GemmsMode()]);
 }
 
 // sideStreamFork(): the side stream waits for the main stream's work so far and becomes the current stream.

@@ -35,6 +35,9 @@ export type CudaEventHandle = { readonly __brand: "CudaEvent" };
 export type CudaLibrary = { path: string; version: string | null } | { error: string };
 
 /** What `cudaInfo()` found (native/cuda/): computed once per process, on the first call. */
+/** native.cuda.sideStreamGemms' settings */
+export type SideStreamMode = "on" | "off" | "auto";
+
 export interface CudaInfo {
   /** a driver, at least one device and finetune's CUDA kernels: false in this build, which has no kernels */
   available: boolean;
@@ -367,8 +370,9 @@ export interface CudaAddon extends Kernels {
    * sets it for the launches from now on. */
   rowTeams(enabled?: boolean): boolean;
   /** Whether a linear layer's backward runs its weight gradient's GEMM on the side stream beside its input
-   * gradient's (FINETUNE_CUDA_SIDE_STREAM=1; off by default); `on` sets it from now on */
-  sideStreamGemms(on?: boolean): boolean;
+   * gradient's: "on" (FINETUNE_CUDA_SIDE_STREAM=1), "off" (=0), or by default "auto", where timing a pair of GEMM
+   * shapes both ways showed it pays (ops/side_stream_choice.ts); `mode` sets it from now on */
+  sideStreamGemms(mode?: SideStreamMode): SideStreamMode;
   /** The side stream waits for the main stream's work so far and becomes the stream GEMMs go to */
   sideStreamFork(): void;
   /** The main stream is the stream GEMMs go to again; the side stream's work still runs beside it */

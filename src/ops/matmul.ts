@@ -16,6 +16,7 @@ import { sumToShape } from "./reduce.js";
 import { biasGeluInto, geluOfLowp, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
 import { reserveChunkSquares, sumChunkSquares } from "./chunk_squares.js";
+import { sideBySide } from "./side_stream_choice.js";
 import { stackGroupsAs, stackRowsAs } from "./join.js";
 import { narrow } from "./view.js";
 
@@ -389,54 +390,69 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
     : productGradAndBiasGrad(g, pre, xs.dtype, outF, needs.bias);
   const gr2d = gr._view([rows, outF], [outF, 1], gr.offset);
   let dx: Tensor | null = null;
-  let inputGradient = () => {};
+  let accumulate = false;
+  /** x's gradient into `out` (beta 1: added to it) */
+  const inputGemm = (out: Tensor, beta: number) => {
+    const dx2d = out._view([rows, inF], [inF, 1], 0);
+    gemmInto(gr2d, false, ws, false, dx2d, beta);
+    dx2d.dispose();
+  };
   if (needs.x) {
     const dxDtype = xs.device.type === "cuda" && xs.dtype !== float32 && needs.x_dtype === xs.dtype ? xs.dtype : float32;
-    const accumulate = dxDtype === float32 && into !== null && sameShape(into.shape, xs.shape);
-    const out = accumulate ? into! : Tensor.empty(xs.shape, dxDtype, xs.device);
-    dx = out;
-    inputGradient = () => {
-      const dx2d = out._view([rows, inF], [inF, 1], 0);
-      gemmInto(gr2d, false, ws, false, dx2d, accumulate ? 1 : 0);
-      dx2d.dispose();
-    };
+    accumulate = dxDtype === float32 && into !== null && sameShape(into.shape, xs.shape);
+    dx = accumulate ? into! : Tensor.empty(xs.shape, dxDtype, xs.device);
   }
-  let dw: Tensor | null = null;
-  let weightGradient = () => {};
-  if (needs.weight) {
-    const out = Tensor.empty([outF, inF], float32, xs.device);
-    dw = out;
-    weightGradient = () => {
-      const xs2d = xs._view([rows, inF], [inF, 1], xs.offset);
-      gemmInto(gr2d, true, xs2d, false, out, 0);
-      xs2d.dispose();
-    };
-  }
-  // At a few hundred rows each GEMM has fewer output tiles than a GPU has SMs: with the side stream on
-  // (native/cuda/side_stream.cc), dW's runs there beside dx's, joined before anything they read is freed. Its
-  // operands are read as they are (one dtype, contiguous): a conversion would be main-stream work it did not wait for.
-  // The side stream also sums dW's squares for the clipping while dW is in the GPU's cache (ops/chunk_squares.ts).
-  if (dx !== null && dw !== null && xs.device.type === "cuda" && gr.dtype === xs.dtype && native.cuda.sideStreamGemms()) {
-    reserveChunkSquares(dw);
-    native.cuda.sideStreamFork();
-    try {
-      try {
-        weightGradient();
-        sumChunkSquares(dw);
-      } finally {
-        native.cuda.sideStreamMain();
-      }
-      inputGradient();
-    } finally {
-      native.cuda.sideStreamJoin();
-    }
+  const dw = needs.weight ? Tensor.empty([outF, inF], float32, xs.device) : null;
+  const weightGemm = () => {
+    const xs2d = xs._view([rows, inF], [inF, 1], xs.offset);
+    gemmInto(gr2d, true, xs2d, false, dw!, 0);
+    xs2d.dispose();
+  };
+  // At a few hundred rows each GEMM has fewer output tiles than a GPU has SMs: on the side stream
+  // (native/cuda/side_stream.cc) dW's runs beside dx's, joined before anything they read is freed, where that pays
+  // (ops/side_stream_choice.ts: timed on scratch outputs, or dx's own where nothing is added to it). Its operands
+  // are read as they are (one dtype, contiguous): a conversion would be main-stream work it did not wait for. The
+  // side stream also sums dW's squares for the clipping while dW is in the GPU's cache (ops/chunk_squares.ts).
+  if (dx !== null && dw !== null && xs.device.type === "cuda" && gr.dtype === xs.dtype) {
+    const out = dx;
+    const trialOutputs: Tensor[] = [];
+    const side = sideBySide(`${outF}x${inF} ${gr.dtype.name} dx ${out.dtype.name}`, rows, (together) => {
+      if (accumulate && trialOutputs.length === 0) trialOutputs.push(Tensor.empty(out.shape, out.dtype, out.device));
+      gemmPair(together, weightGemm, () => inputGemm(trialOutputs[0] ?? out, 0));
+    });
+    for (const t of trialOutputs) t.dispose();
+    if (side) reserveChunkSquares(dw);
+    gemmPair(side, () => {
+      weightGemm();
+      if (side) sumChunkSquares(dw);
+    }, () => inputGemm(out, accumulate ? 1 : 0));
   } else {
-    inputGradient();
-    weightGradient();
+    if (dx !== null) inputGemm(dx, accumulate ? 1 : 0);
+    if (dw !== null) weightGemm();
   }
   gr2d.dispose();
   if (owned) gr.dispose();
   return [dx, dw, db];
+}
+
+/** A linear layer's weight and input gradient GEMMs: side by side, the weight's on the side stream, or in turn. */
+function gemmPair(sideBySide: boolean, weight: () => void, input: () => void): void {
+  if (!sideBySide) {
+    input();
+    weight();
+    return;
+  }
+  native.cuda.sideStreamFork();
+  try {
+    try {
+      weight();
+    } finally {
+      native.cuda.sideStreamMain();
+    }
+    input();
+  } finally {
+    native.cuda.sideStreamJoin();
+  }
 }
 
 /** The 16-bit dtype a linear layer's backward reads its output's gradient in, on CUDA under autocast (operands xs), else null. */

@@ -360,7 +360,8 @@ test("under bf16 autocast with the side stream on, a BERT layer's backward forks
       forks++;
       fork();
     };
-    native.cuda.sideStreamGemms(side);
+    const before = native.cuda.sideStreamGemms();
+    native.cuda.sideStreamGemms(side ? "on" : "off");
     try {
       const hidden = input.clone().requires_grad_(true);
       const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => layer(hidden, torch.zeros([2, 1, 1, 7]).to("cuda")));
@@ -369,7 +370,7 @@ test("under bf16 autocast with the side stream on, a BERT layer's backward forks
       layer.zero_grad();
       return { grads, forks };
     } finally {
-      native.cuda.sideStreamGemms(false);
+      native.cuda.sideStreamGemms(before);
       native.cuda.sideStreamFork = fork;
     }
   };

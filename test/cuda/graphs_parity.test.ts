@@ -18,6 +18,7 @@ import { TINY_BERT_SEQCLS } from "../helpers/paths.js";
 import { goldenBatch } from "../helpers/golden_batches.js";
 import { lowpCopyOf, wroteInPlace } from "../../src/amp/lowp_copy.js";
 import { chunkSquaresOf } from "../../src/ops/chunk_squares.js";
+import { sideBySide, sideStreamChoices } from "../../src/ops/side_stream_choice.js";
 
 const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 
@@ -143,11 +144,14 @@ test("CudaGraphStep (the Trainer's): one eager update, then a capture per shape 
 test("with the side stream on, linear layers' weight-gradient GEMMs run there beside the input gradient's: eager updates and CudaGraphStep's give the main stream's bits", { skip: NEEDS_GPU }, async () => {
   torch.backends.cuda.matmul.allow_tf32 = false;
   const batches = [0, 1, 0, 1].map((i) => goldenBatch(i));
+  const setting = process.env.FINETUNE_CUDA_SIDE_STREAM ?? "";
+  const expected = ["1", "true"].includes(setting) ? "on" : ["0", "false"].includes(setting) ? "off" : "auto";
+  const before = native.cuda.sideStreamGemms();
+  assert.equal(before, expected, "auto unless FINETUNE_CUDA_SIDE_STREAM says on or off");
+  native.cuda.sideStreamGemms("off");
   const main = await eagerUpdates(batches);
-  assert.equal(native.cuda.sideStreamGemms(), ["1", "true"].includes(process.env.FINETUNE_CUDA_SIDE_STREAM ?? ""), "off unless FINETUNE_CUDA_SIDE_STREAM=1");
-  const before = native.cuda.sideStreamGemms(true);
   try {
-    assert.equal(before, true);
+    assert.equal(native.cuda.sideStreamGemms("on"), "on");
     const side = await eagerUpdates(batches);
     assertSameParams(side.model, main.model, 0);
     // captured: the fork and join are the graph's edges (a capture ending with the side stream forked fails)
@@ -156,8 +160,9 @@ test("with the side stream on, linear layers' weight-gradient GEMMs run there be
     assertSameParams(model, main.model, 1e-5);
     step.dispose();
   } finally {
-    native.cuda.sideStreamGemms(false);
+    native.cuda.sideStreamGemms(before);
   }
+  assert.throws(() => native.cuda.sideStreamGemms("sometimes" as "on"), /mode must be "on", "off" or "auto"/);
   assert.throws(() => native.cuda.sideStreamJoin(), /sideStreamJoin: the side stream is not forked/);
   native.cuda.sideStreamFork();
   assert.throws(() => native.cuda.sideStreamFork(), /already forked/);
@@ -169,13 +174,14 @@ test("with the side stream on, a linear layer's backward sums its weight gradien
   const x = goldenBatch(0, "cuda");
   const gradsAndNorm = async (side: boolean, beforeClip: (model: BertForSequenceClassification) => void) => {
     const model = await tinyBert();
-    native.cuda.sideStreamGemms(side);
+    const before = native.cuda.sideStreamGemms();
+    native.cuda.sideStreamGemms(side ? "on" : "off");
     try {
       const loss = model(x).loss!;
       loss.backward();
       loss.dispose();
     } finally {
-      native.cuda.sideStreamGemms(false);
+      native.cuda.sideStreamGemms(before);
     }
     beforeClip(model);
     return { model, norm: clip_grad_norm_(model.parameters(), 1.0).item() };
@@ -201,6 +207,42 @@ test("with the side stream on, a linear layer's backward sums its weight gradien
   const sideDoubled = await gradsAndNorm(true, double);
   assert.equal(sideDoubled.norm, mainDoubled.norm);
   assert.ok(sideDoubled.norm > main.norm);
+});
+
+test("by default (\"auto\") a pair of linear GEMM shapes goes side by side as timed both ways at its first run outside a capture, once per token class; a capture takes the nearest class's choice; the bits are the main stream's", { skip: NEEDS_GPU }, async () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const before = native.cuda.sideStreamGemms();
+  native.cuda.sideStreamGemms("auto");
+  try {
+    const trials: boolean[] = [];
+    const trial = (together: boolean) => trials.push(together);
+    const choice = sideBySide("test pair", 600, trial);
+    // a run each way first, then 8 runs each way, twice
+    assert.equal(trials.length, 2 + 2 * 2 * 8);
+    assert.equal(trials.filter((t) => t).length, trials.length / 2);
+    assert.equal(sideStreamChoices().get("test pair @ 9"), choice);
+    assert.equal(sideBySide("test pair", 700, trial), choice, "the same token class");
+    assert.equal(trials.length, 34, "timed once");
+    const graph = new torch.cuda.CUDAGraph();
+    let captured: boolean | null = null;
+    torch.cuda.graph(graph, () => {
+      captured = sideBySide("test pair", 4000, trial);
+    });
+    graph.reset();
+    assert.equal(captured, choice, "a capture takes the nearest class's choice");
+    assert.equal(trials.length, 34, "nothing timed while capturing");
+    assert.equal(sideStreamChoices().has("test pair @ 12"), false);
+    // the tiny BERT's four linear layer shapes are timed at their first backward, and give the main stream's bits
+    const batches = [0, 1].map((i) => goldenBatch(i));
+    const auto = await eagerUpdates(batches);
+    const shapes = [...sideStreamChoices().keys()].filter((k) => !k.startsWith("test pair"));
+    assert.ok(shapes.length >= 4, shapes.join(", "));
+    native.cuda.sideStreamGemms("off");
+    const main = await eagerUpdates(batches);
+    assertSameParams(auto.model, main.model, 0);
+  } finally {
+    native.cuda.sideStreamGemms(before);
+  }
 });
 
 test("CudaGraphStep runs a batch with fewer rows than the training batch size eagerly, between replays: the eager updates' parameters", { skip: NEEDS_GPU }, async () => {
