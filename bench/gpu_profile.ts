@@ -17,6 +17,7 @@ import { AdamW } from "../src/optim/index.js";
 import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
 import { SHARED_HUB } from "../test/helpers/paths.js";
 import path from "node:path";
+import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
 
 const BATCH = 8;
 const TOKENS = 64;
@@ -205,4 +206,5 @@ kernel_us["adamw_step_clipped"] = graphMicros(() => optimizer.step_clipped(coef)
 model.zero_grad();
 console.log("kernels", JSON.stringify(kernel_us));
 console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, kernel_us, peak_mem_gb,
-  programmatic_launch: native.cuda.programmaticLaunch() }));
+  programmatic_launch: native.cuda.programmaticLaunch(), side_stream: native.cuda.sideStreamGemms(),
+  side_stream_choices: Object.fromEntries(sideStreamChoices()) }));

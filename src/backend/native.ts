@@ -149,8 +149,9 @@ export interface NativeAddon {
   /** dtable[ids[i]] += dy[i] (dtable [V, D] contiguous); rows whose id equals paddingIdx are skipped (-1: none) */
   // With `idsChecked` (the forward checked these ids, unchanged since) CUDA skips the check, a launch and, eagerly,
   // a wait for the GPU: its kernels give out-of-range ids no gradient. The CPU checks regardless.
+  // CUDA only: `touched` (a byte a table row, zeros) gets 1 in every row given a gradient.
   embeddingBackward(n: number, ids: AB, idsOff: number, V: number, D: number, dy: AB, dyOff: number,
-    dtable: AB, paddingIdx: number, idsChecked?: boolean): void;
+    dtable: AB, paddingIdx: number, idsChecked?: boolean, touched?: AB | null): void;
 
   // ---- cross-entropy (native/cpu/cross_entropy.cc); targets int64 [N]; loss[i] = lse_i - logits[i, t_i],
   // 0 where t_i == ignoreIndex; a target outside [0, C) that is not ignoreIndex throws RangeError
@@ -298,9 +299,10 @@ export interface CudaAddon extends Kernels {
   /** clip_grad_norm_ on the device (CUDA only): norm[normOff] = the total 2-norm (float32, as the host path rounds
    * it); the tensors are scaled by max_norm / (norm + 1e-6) when that is below 1; nothing waits for the GPU. With
    * `coef`, that factor goes to coef[coefOff] and nothing is scaled (adamwDevice's `clip` applies it). A tensor
-   * with `partials` (sumSquaresChunks' of its chunks, from double partialOffs[i]) is not read for the norm */
+   * with `partials` (sumSquaresChunks' of its chunks, from double partialOffs[i]) is not read for the norm, one with
+   * `rowFlags` (a byte a row of rowLengths[i] values, 0 where the row is all zeros) only where a row is flagged */
   clipGradNorm(bufs: AB[], offs: number[], sizes: number[], maxNorm: number, norm: AB, normOff: number, coef?: AB | null,
-    coefOff?: number, partials?: (AB | null)[], partialOffs?: number[]): void;
+    coefOff?: number, partials?: (AB | null)[], partialOffs?: number[], rowFlags?: (AB | null)[], rowLengths?: number[]): void;
   /** partials[partialsOff + c] (doubles) = the sum of squares of chunk c (4096 elements, the last one shorter) of
    * the contiguous float32 tensor, as clipGradNorm sums it; queued on the current stream */
   sumSquaresChunks(buf: AB, off: number, numel: number, partials: AB, partialsOff: number): void;
@@ -313,10 +315,13 @@ export interface CudaAddon extends Kernels {
    * (rowLengths[i] > 0, at least 32, dividing its size) updates only the rows whose gradient has a nonzero value,
    * each first taking the zero-gradient updates of the steps since lastSteps[i][row] (int32 a row, which it
    * advances), their scalars from `ring` (3 float32 a step, then the last step run as int32, kept by the kernel); the other rows wait for a later
-   * nonzero gradient or adamwCatchUp. The same bits as the dense update; one call's tensors share one weight decay */
+   * nonzero gradient or adamwCatchUp; with `rowFlags[i]` (a byte a row of the gradient, 0 where it is all zeros)
+   * the flagged rows, no gradient read to find them. The same bits as the dense update; one call's tensors share one
+   * weight decay */
   adamwDevice(params: AB[], grads: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], scalars: AB,
     beta1: number, beta2: number, eps: number, clip?: AB, clipOff?: number, copies?: (AB | null)[], copyDtypes?: DTypeCode[],
-    gradOffs?: number[], copyOffs?: number[], rowLengths?: number[], lastSteps?: (AB | null)[], ring?: AB): void;
+    gradOffs?: number[], copyOffs?: number[], rowLengths?: number[], lastSteps?: (AB | null)[], ring?: AB,
+    rowFlags?: (AB | null)[]): void;
   /** The deferred rows of adamwDevice's tensors (rowLengths[i] > 0) brought to step `target`, the last step
    * adamwDevice ran, as the dense update would have left them (the 16-bit copies too) */
   adamwCatchUp(params: AB[], exp_avgs: AB[], exp_avg_sqs: AB[], sizes: number[], rowLengths: number[],

@@ -5,21 +5,28 @@ import { native } from "./native.js";
 import { Device } from "../tensor/device.js";
 import { cudaInfo, cudaUnavailableReason } from "./cuda.js";
 
-/** Sums of squares of a storage's float32 elements [begin, end), a double per 4096-element chunk (sumSquaresChunks')
- * in `partials`, valid while the storage is at `version` (ops/chunk_squares.ts). */
-export interface ChunkSquares {
-  partials: Storage;
+/**
+ * What a storage's maker knew of its contents, kept with it: `memory` holds an entry per `unit` elements of
+ * [begin, end), true while the storage is at `version` (a write through the public API moves it on).
+ */
+export interface Derived {
+  memory: Storage;
   begin: number;
   end: number;
+  unit: number;
   version: number;
 }
+
+/** The kinds kept: the clipping's sums of squares per chunk (ops/chunk_squares.ts), a gradient's rows that may be
+ * nonzero (ops/row_flags.ts). */
+export type DerivedKind = "chunk squares" | "row flags";
 
 export class Storage {
   private refs = 1;
   /** Counts the in-place writes through the public API (copy_, fill_, add_, ...): copies made before are stale. */
   version = 0;
-  /** The clipping's sums of squares of this memory, where its maker summed them (released with it). */
-  #chunkSquares: ChunkSquares | null = null;
+  /** What its makers knew of this memory's contents (released with it). */
+  #derived: Map<DerivedKind, Derived> | null = null;
 
   private constructor(
     readonly buffer: ArrayBuffer,
@@ -55,18 +62,20 @@ export class Storage {
   release(): void {
     if (this.refs === 0) return;
     if (--this.refs > 0) return;
-    this.#chunkSquares?.partials.release();
-    this.#chunkSquares = null;
+    for (const d of this.#derived?.values() ?? []) d.memory.release();
+    this.#derived = null;
     (this.device.type === "cpu" ? native : native.cuda).free(this.buffer);
   }
 
-  get chunkSquares(): ChunkSquares | null {
-    return this.#chunkSquares;
+  /** What is kept of `kind`, whether still true or not (compare its version), or null. */
+  derived(kind: DerivedKind): Derived | null {
+    return this.#derived?.get(kind) ?? null;
   }
 
-  /** Keeps `sums` with this memory (releasing the sums it kept before). */
-  keepChunkSquares(sums: ChunkSquares): void {
-    this.#chunkSquares?.partials.release();
-    this.#chunkSquares = sums;
+  /** Keeps `d` as what is known of `kind` (releasing what was kept before). */
+  keepDerived(kind: DerivedKind, d: Derived): void {
+    this.#derived ??= new Map();
+    this.#derived.get(kind)?.memory.release();
+    this.#derived.set(kind, d);
   }
 }

@@ -1,6 +1,7 @@
 // torch.nn.utils: gradient clipping over all parameters in one pass (one native call for the norm, one to scale;
-// on a GPU one call for both, which never waits for the device, and copies the sums of squares that a gradient's
-// maker already summed: ops/chunk_squares.ts).
+// on a GPU one call for both, which never waits for the device, copies the sums of squares that a gradient's maker
+// already summed, ops/chunk_squares.ts, and reads only the rows of an embedding's gradient given values,
+// ops/row_flags.ts).
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import { native } from "../backend/native.js";
@@ -8,6 +9,7 @@ import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { fromFlat } from "../tensor/creation.js";
 import { wroteInPlace } from "../amp/lowp_copy.js";
 import { chunkSquaresOf } from "../ops/chunk_squares.js";
+import { rowFlagsOf, scaleKeepingRowFlags } from "../ops/row_flags.js";
 
 /** The gradients of the parameters that have one, checked for the one-pass kernels; `caller` names the user. */
 export function gradsOf(parameters: Iterable<Tensor> | Tensor, caller = "clip_grad_norm_"): Tensor[] {
@@ -74,9 +76,12 @@ export function clip_grad_norm_deferred(parameters: Iterable<Tensor> | Tensor, m
  */
 function clipOnDevice(grads: Tensor[], max_norm: number, norm: Tensor, coef?: Tensor): void {
   const sums = grads.map(chunkSquaresOf);
+  const rowLengths = grads.map((g) => (g.ndim === 2 ? g.shape[1]! : 0));
+  const flags = grads.map((g, i) => (rowLengths[i]! > 0 ? rowFlagsOf(g, rowLengths[i]!) : null));
   native.cuda.clipGradNorm(grads.map((g) => g.buffer), grads.map((g) => g.offset), grads.map((g) => g.numel()), max_norm,
-    norm.buffer, norm.offset, coef?.buffer ?? null, coef?.offset ?? 0, sums.map((s) => s?.buffer ?? null), sums.map((s) => s?.offset ?? 0));
-  if (!coef) wroteInPlace(grads);
+    norm.buffer, norm.offset, coef?.buffer ?? null, coef?.offset ?? 0, sums.map((s) => s?.buffer ?? null), sums.map((s) => s?.offset ?? 0),
+    flags, rowLengths);
+  if (!coef) scaleKeepingRowFlags(grads, () => wroteInPlace(grads));
 }
 
 export function clip_grad_value_(parameters: Iterable<Tensor> | Tensor, clip_value: number): void {

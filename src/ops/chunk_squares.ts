@@ -12,17 +12,17 @@ const CHUNK = 4096;
 /** Memory for the sums of contiguous float32 CUDA tensor `t`, kept with its storage (taken before a side stream's
  * fork, so that the side stream only writes it); the sums are valid once sumChunkSquares ran. */
 export function reserveChunkSquares(t: Tensor): void {
-  const partials = Storage.allocate(Math.ceil(t.numel() / CHUNK) * 8, t.device);
-  t.storage.keepChunkSquares({ partials, begin: t.offset, end: t.offset + t.numel(), version: -1 });
+  const memory = Storage.allocate(Math.ceil(t.numel() / CHUNK) * 8, t.device);
+  t.storage.keepDerived("chunk squares", { memory, begin: t.offset, end: t.offset + t.numel(), unit: CHUNK, version: -1 });
 }
 
 /** Queues the sums of `t`'s chunks on the current stream, into reserveChunkSquares' memory. */
 export function sumChunkSquares(t: Tensor): void {
-  const sums = t.storage.chunkSquares;
+  const sums = t.storage.derived("chunk squares");
   if (sums === null || sums.begin !== t.offset || sums.end !== t.offset + t.numel()) {
     throw new Error("internal error: sumChunkSquares without reserveChunkSquares");
   }
-  native.cuda.sumSquaresChunks(t.buffer, t.offset, t.numel(), sums.partials.buffer, 0);
+  native.cuda.sumSquaresChunks(t.buffer, t.offset, t.numel(), sums.memory.buffer, 0);
   sums.version = t.storage.version;
 }
 
@@ -32,9 +32,9 @@ export function sumChunkSquares(t: Tensor): void {
  * buffer and the index of g's first sum; else null.
  */
 export function chunkSquaresOf(g: Tensor): { buffer: ArrayBuffer; offset: number } | null {
-  const sums = g.storage.chunkSquares;
+  const sums = g.storage.derived("chunk squares");
   if (sums === null || sums.version !== g.storage.version) return null;
   const from = g.offset - sums.begin, end = g.offset + g.numel();
   if (from < 0 || from % CHUNK !== 0 || end > sums.end || (g.numel() % CHUNK !== 0 && end !== sums.end)) return null;
-  return { buffer: sums.partials.buffer, offset: from / CHUNK };
+  return { buffer: sums.memory.buffer, offset: from / CHUNK };
 }

@@ -1,5 +1,6 @@
 // torch.nn.functional: softmax, layer_norm, embedding, dropout and the losses, each a fused native forward with
 // its own backward (tested against the composed version and by finite differences).
+import { keepRowFlags, rowFlagsMemory } from "./row_flags.js";
 import { Tensor } from "../tensor/tensor.js";
 import { catchUpRows } from "./deferred_rows.js";
 import { bool, float32, int64, type DType } from "../tensor/dtype.js";
@@ -223,8 +224,16 @@ export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | nul
   return record(result, "Embedding", [weight], (g) => {
     const gy = f32(g);
     const dtable = zeros([V, D], { device: weight.device });
-    backendFor(dtable).embeddingBackward(n, idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad,
-      idx.storage.version === idsVersion);
+    // on CUDA the kernel also flags the rows it gives values, for the clipping and AdamW (ops/row_flags.ts)
+    const flags = dtable.device.type === "cuda" && weight.dtype === float32 ? rowFlagsMemory(V, dtable.device) : null;
+    try {
+      backendFor(dtable).embeddingBackward(n, idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad,
+        idx.storage.version === idsVersion, flags?.buffer ?? null);
+    } catch (e) {
+      flags?.release();
+      throw e;
+    }
+    if (flags !== null) keepRowFlags(dtable, flags);
     release(gy);
     return [restoreDtype(dtable, weight.dtype)];
   }, [idx]);

@@ -3,7 +3,8 @@
 // On CUDA, embedding tables may defer their zero-gradient rows (defer_zero_gradient_rows): a batch touches a few
 // hundred of bert-base's 30,522 word rows, and the dense update of the others moves 0.7 GB a step for values that
 // only decay; deferred, each row catches up, to the same bits, before a lookup reads it, when its gradient is next
-// nonzero, or at catch_up().
+// nonzero, or at catch_up(). Where embedding's backward flagged the rows it gave values (ops/row_flags.ts), the
+// update reads the flags instead of the whole gradient to find them.
 import { Tensor } from "../tensor/tensor.js";
 import { float32, int32, type DType } from "../tensor/dtype.js";
 import { checkSameDevice } from "../backend/kernels.js";
@@ -12,6 +13,7 @@ import { Optimizer, type ParamGroup, type ParamsArg } from "./optimizer.js";
 import { gradsOf, scaleGrads } from "../nn/utils.js";
 import { lowpCopiesToWrite, wroteInPlace } from "../amp/lowp_copy.js";
 import { setDeferredRows } from "../ops/deferred_rows.js";
+import { rowFlagsOf } from "../ops/row_flags.js";
 
 export interface AdamWOptions {
   lr?: number;
@@ -30,7 +32,7 @@ const RING_STEPS = 4096;
 /** Rows shorter than this are updated densely (the kernel's bound). */
 const MIN_DEFERRED_ROW = 32;
 
-type DeferredArgs = [number[] | undefined, (ArrayBuffer | null)[] | undefined, ArrayBuffer | undefined];
+type DeferredArgs = [number[] | undefined, (ArrayBuffer | null)[] | undefined, ArrayBuffer | undefined, (ArrayBuffer | null)[] | undefined];
 
 /** A group's deferred rows: the ring of step scalars, and the step every row has been brought to at least. */
 interface DeferredGroup {
@@ -196,7 +198,7 @@ export class AdamW extends Optimizer {
    */
   #deferredArgs(group: ParamGroup, params: Tensor[], step: number, capturing: boolean): DeferredArgs {
     const rowLengths = params.map((p) => (this.#deferred.has(p) && defersRows(p) ? p.shape[1]! : 0));
-    if (rowLengths.every((n) => n === 0)) return [undefined, undefined, undefined];
+    if (rowLengths.every((n) => n === 0)) return [undefined, undefined, undefined, undefined];
     const lastSteps = params.map((p, i) => {
       if (rowLengths[i] === 0) return null;
       let last = this.#deferred.get(p) ?? null;
@@ -218,7 +220,9 @@ export class AdamW extends Optimizer {
       const last = lastSteps[i];
       if (last) setDeferredRows(p, (ids) => this.#catchUpRows(group, p, last, ring, ids));
     });
-    return [rowLengths, lastSteps.map((t) => t?.buffer ?? null), ring.buffer];
+    // where the gradient's maker flagged its rows with values (embedding's backward), the kernel reads the flags
+    const flags = params.map((p, i) => (rowLengths[i]! > 0 ? rowFlagsOf(p.grad!, rowLengths[i]!) : null));
+    return [rowLengths, lastSteps.map((t) => t?.buffer ?? null), ring.buffer, flags];
   }
 
   /** The rows of deferred parameter `p` named by `ids` brought to the last step run, before a lookup reads them. */

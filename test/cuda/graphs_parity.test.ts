@@ -19,6 +19,7 @@ import { goldenBatch } from "../helpers/golden_batches.js";
 import { lowpCopyOf, wroteInPlace } from "../../src/amp/lowp_copy.js";
 import { chunkSquaresOf } from "../../src/ops/chunk_squares.js";
 import { sideBySide, sideStreamChoices } from "../../src/ops/side_stream_choice.js";
+import { rowFlagsOf } from "../../src/ops/row_flags.js";
 
 const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
 
@@ -243,6 +244,24 @@ test("by default (\"auto\") a pair of linear GEMM shapes goes side by side as ti
   } finally {
     native.cuda.sideStreamGemms(before);
   }
+});
+
+test("embedding's backward on CUDA flags the rows it gave values, for the clipping and AdamW; clip_grad_norm_'s scaling keeps the flags, another write drops them", { skip: NEEDS_GPU }, async () => {
+  const model = await tinyBert();
+  const x = goldenBatch(0, "cuda");
+  const loss = model(x).loss!;
+  loss.backward();
+  loss.dispose();
+  const params = Object.fromEntries(model.named_parameters());
+  const grad = params["bert.embeddings.word_embeddings.weight"]!.grad!;
+  const D = grad.shape[1]!;
+  assert.notEqual(rowFlagsOf(grad, D), null);
+  assert.equal(rowFlagsOf(grad, D + 1), null, "flags of rows of another length");
+  const norm = clip_grad_norm_(model.parameters(), 1e-3).item();
+  assert.ok(norm > 1e-3, "the gradients were scaled");
+  assert.notEqual(rowFlagsOf(grad, D), null, "scaling keeps zero rows zero");
+  grad.add_(1);
+  assert.equal(rowFlagsOf(grad, D), null);
 });
 
 test("CudaGraphStep runs a batch with fewer rows than the training batch size eagerly, between replays: the eager updates' parameters", { skip: NEEDS_GPU }, async () => {

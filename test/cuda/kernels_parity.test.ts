@@ -520,6 +520,37 @@ test("sumSquaresChunks' partials stand in for their tensors in clipGradNorm: the
   assert.throws(() => clip([packedSums, packedSums, packedSums, loneSums], [0, 2, 4, 2]), RangeError);
 }));
 
+test("clipGradNorm reads only the chunks of a gradient with a flagged row (rowFlags): the norm's bits where unflagged rows are zeros", { skip: SKIP }, withDevice((d) => {
+  // a [300, 768] table gradient with values in a few rows (chunks of 4096 values span 5 or 6 rows) and a dense one
+  const rows = 300, cols = 768;
+  const table = new Float32Array(rows * cols);
+  const touched = [0, 7, 150, 151, 299];
+  const values = randomF32(rows * cols, 40);
+  for (const r of touched) table.set(values.subarray(r * cols, (r + 1) * cols), r * cols);
+  const dense = randomF32(5000, 41);
+  const bufs = [d.put(table), d.put(dense)];
+  const flagsOf = (rs: number[]) => d.put(Uint8Array.from({ length: rows }, (_, r) => Number(rs.includes(r))));
+  const clip = (flags?: (AB | null)[]) => {
+    const out = d.alloc(8);
+    native.cuda.clipGradNorm(bufs, [0, 0], [rows * cols, 5000], 1.0, out, 0, out, 1, undefined, undefined, flags, [cols, 0]);
+    return [...d.f32(out, 2)];
+  };
+  const read = clip();
+  assert.deepEqual(clip([flagsOf(touched), null]), read);
+  assert.deepEqual(clip([flagsOf([...touched, 40, 41, 200]), null]), read, "more rows flagged than hold values");
+  // the unflagged chunks are not read: leaving row 150's flag off drops its squares
+  assert.notDeepEqual(clip([flagsOf([0, 7, 299]), null]), read);
+  assert.throws(() => clip([null, flagsOf(touched)]), /rowFlags\)\[1\]: the tensor has no row length/);
+  assert.throws(() => clip([d.alloc(rows - 1), null]), /rowFlags/);
+  // embedding's backward flags the rows it gives a gradient: repeated ids, the padding row left out
+  const V = 60, D = 40, ids = [3, 9, 3, 0, 59, 9, 12];
+  const flags = d.alloc(V);
+  native.cuda.embeddingBackward(ids.length, d.put(BigInt64Array.from(ids.map(BigInt))), 0, V, D, d.put(randomF32(ids.length * D, 42)), 0,
+    d.alloc(V * D * 4), 12, false, flags);
+  const expected = Array.from({ length: V }, (_, r) => Number([3, 9, 0, 59].includes(r)));
+  assert.deepEqual([...new Uint8Array(d.get(flags, V))], expected);
+}));
+
 // ---- softmax family
 
 test("softmax, log-softmax and their backward", { skip: SKIP }, withDevice((d) => {
@@ -1011,6 +1042,43 @@ test("adamwDevice's deferred rows and adamwCatchUp give the dense update's bits"
   assert.throws(run([48, 0], [last, null]), /divide the tensor's 8200 elements/);
   assert.throws(run([cols, 0], [null, null]), /lastSteps.*must be a CUDA device buffer/);
   assert.throws(run([cols, 0], [d.alloc(8), null]), /lastSteps\[0\]/);
+}));
+
+test("adamwDevice's deferred rows with the gradient's row flags: the flagged rows take the step, no gradient read to find them; the scan's bits", { skip: SKIP }, withDevice((d) => {
+  const rows = 205, cols = 40, sizes = [rows * cols];
+  const wds = [0.1];
+  const scanned = adamwInputs(d, sizes, 260).device, flagged = adamwInputs(d, sizes, 260).device;
+  const [scanLast, flagLast] = [d.put(new Int32Array(rows)), d.put(new Int32Array(rows))];
+  const [scanRing, flagRing] = [d.alloc((3 * 8 + 1) * 4), d.alloc((3 * 8 + 1) * 4)];
+  const scalars = d.alloc(4 * 4);
+  for (let step = 1; step <= 6; step++) {
+    // nonzero rows, and the flags: those rows and a few all-zero ones (a flagged row may hold zeros)
+    const nonzero = (r: number) => (r * 3 + step) % 7 === 0;
+    const table = randomF32(rows * cols, 270 + step, 0.1);
+    for (let r = 0; r < rows; r++) if (!nonzero(r)) table.fill(0, r * cols, (r + 1) * cols);
+    const flags = Uint8Array.from({ length: rows }, (_, r) => Number(nonzero(r) || r % 50 === 1));
+    const grads = [d.put(table)];
+    native.cuda.adamwScalars(scalars, 1e-3, 0.9, 0.999, step, wds);
+    native.cuda.adamwDevice(scanned[0]!, grads, scanned[1]!, scanned[2]!, sizes, scalars, 0.9, 0.999, 1e-8, undefined, undefined,
+      undefined, undefined, undefined, undefined, [cols], [scanLast], scanRing);
+    native.cuda.adamwScalars(scalars, 1e-3, 0.9, 0.999, step, wds);
+    native.cuda.adamwDevice(flagged[0]!, grads, flagged[1]!, flagged[2]!, sizes, scalars, 0.9, 0.999, 1e-8, undefined, undefined,
+      undefined, undefined, undefined, undefined, [cols], [flagLast], flagRing, [d.put(flags)]);
+    const lastSteps = new Int32Array(d.get(flagLast, rows * 4));
+    for (let r = 0; r < rows; r++) if (flags[r]) assert.equal(lastSteps[r], step, `step ${step}: flagged row ${r} took the step`);
+  }
+  for (const [state, last, ring] of [[scanned, scanLast, scanRing], [flagged, flagLast, flagRing]] as const) {
+    native.cuda.adamwCatchUp(state[0]!, state[1]!, state[2]!, sizes, [cols], [last], ring, 6, 0.9, 0.999, 1e-8);
+  }
+  for (const [k, name] of [[0, "param"], [1, "exp_avg"], [2, "exp_avg_sq"]] as const) {
+    assertSameFloats(d.f32(flagged[k]![0]!, sizes[0]!), d.f32(scanned[k]![0]!, sizes[0]!), name);
+  }
+  // flags need deferred rows (a row length), and a byte a row
+  const run = (lengths: number[] | undefined, flags: (AB | null)[]) => () =>
+    native.cuda.adamwDevice(flagged[0]!, flagged[0]!, flagged[1]!, flagged[2]!, sizes, scalars, 0.9, 0.999, 1e-8, undefined, undefined,
+      undefined, undefined, undefined, undefined, lengths, lengths ? [flagLast] : undefined, lengths ? flagRing : undefined, flags);
+  assert.throws(run([0], [d.alloc(rows)]), /rowFlags\)\[0\]: the tensor has no row length/);
+  assert.throws(run([cols], [d.alloc(rows - 1)]), /rowFlags/);
 }));
 
 // ---- random numbers

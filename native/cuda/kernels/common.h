@@ -164,8 +164,10 @@ struct Slot {
   // AdamW with deferred rows: the step each row was last brought to (int32 a row) and the row length; 0 for none
   uint64_t last_steps = 0;
   int64_t row_length = 0;
+  // the gradient's rows that may be nonzero, a byte a row (0: all zeros), where its maker knew them; 0 for none
+  uint64_t row_flags = 0;
 };
-static_assert(sizeof(Slot) == 72, "Slot must match the kernels' declaration");
+static_assert(sizeof(Slot) == 80, "Slot must match the kernels' declaration");
 
 struct TensorList {
   std::vector<Slot> slots;
@@ -196,6 +198,22 @@ inline TensorList GetList(const Napi::CallbackInfo& info) {
     slots[i].size = sizes[i];
   }
   return MakeTensorList(std::move(slots));
+}
+
+// The gradients' row flags at argument `index` (per tensor a device buffer of a byte a row, 0 where the row is all
+// zeros, or null for none; the argument may be absent) for tensors whose slot has its row length: slot row_flags.
+inline void SetRowFlags(const Napi::CallbackInfo& info, int index, std::vector<Slot>& slots) {
+  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
+  std::vector<bool> present;
+  const std::vector<DeviceBuffer> flags = GetDeviceBufferList(info, index, "rowFlags", &present);
+  CheckListLength(info, flags.size(), slots.size(), index, "rowFlags");
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (!present[i]) continue;
+    const std::string label = ArgName(index, "rowFlags") + "[" + std::to_string(i) + "]";
+    if (slots[i].row_length <= 0 || slots[i].size % slots[i].row_length != 0)
+      throw Napi::RangeError::New(info.Env(), label + ": the tensor has no row length that divides it");
+    slots[i].row_flags = DeviceElements<uint8_t>(info, flags[i], 0, slots[i].size / slots[i].row_length, label.c_str());
+  }
 }
 
 // The list in device memory: the slots, then the block starts (8-byte aligned after 72-byte slots). Scratch

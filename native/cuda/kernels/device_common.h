@@ -339,7 +339,9 @@ __device__ __forceinline__ float DropoutGrad(float g, bool keep, float scale) { 
 
 // The host's kernels::Slot: one tensor of a list (AdamW: param, grad, exp_avg, exp_avg_sq, the param's 16-bit
 // copy or 0), its scalar and its code (AdamW: the copy's dtype, DT_F16 or DT_BF16); AdamW's deferred rows: the
-// step each row was last brought to (int32 a row) and the row length, 0 for none.
+// step each row was last brought to (int32 a row) and the row length, 0 for none; row_flags (the clipping and
+// AdamW's deferred rows, where the gradient's maker knew them): a byte a row of the gradient, 0 where the row is
+// all zeros, or 0 for none.
 struct Slot {
   uint64 data[5];
   int64 size;
@@ -347,6 +349,7 @@ struct Slot {
   int32 code;
   uint64 last_steps;
   int64 row_length;
+  uint64 row_flags;
 };
 
 __device__ __forceinline__ int FindTensor(const int64* first_block, int count, int64 block) {

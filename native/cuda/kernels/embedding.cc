@@ -79,16 +79,19 @@ __device__ __forceinline__ float AddRows(float acc, const int64* rows, int k, in
 // Blocks of at most 256 threads over (sorted position p, column chunk); where a run starts at p, each thread
 // takes one column: the dtable entry plus the run's dy rows in token order, stored once. The block stages the
 // run's row offsets in shared memory, a block's worth at a time, so a batch of loads waits on dy alone. Long
-// runs (every token on one id) go 32 rows a batch, the rest (most runs are a few tokens) 8.
+// runs (every token on one id) go 32 rows a batch, the rest (most runs are a few tokens) 8. With `touched` (a byte
+// a table row, zeros) the rows given a gradient are flagged there, for the clipping and AdamW's deferred rows.
 extern "C" __global__ __launch_bounds__(256) void ft_embedding_backward(int64 n, int64 D, const int64* order,
                                                                         const int64* sorted, const int64* run,
-                                                                        const float* dy, float* dtable) {
+                                                                        const float* dy, float* dtable,
+                                                                        unsigned char* touched) {
   AwaitPriorGrid();
   __shared__ int64 rows[256];
   const int stage = blockDim.x;
   for (int64 p = blockIdx.x; p < n; p += gridDim.x) {
     const int64 len = run[p], id = sorted[p];
     if (len == 0) continue;
+    if (touched != 0 && threadIdx.x == 0 && blockIdx.y == 0) touched[id] = 1;
     for (int64 c0 = (int64)blockIdx.y * stage; c0 < D; c0 += (int64)gridDim.y * stage) {
       const int64 c = c0 + threadIdx.x;
       float acc = c < D ? dtable[id * D + c] : 0.0f;
@@ -149,6 +152,9 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   uint64_t dtable =
       DeviceElements<float>(info, GetDeviceBuffer(info, 7, "dtable"), 0, CountProduct(info, V, D, "V * D"), "dtable");
   int64_t padding = GetInt(info, 8, "paddingIdx");
+  uint64_t touched = info.Length() > 10 && !info[10].IsNull() && !info[10].IsUndefined()
+                         ? DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 10, "touched"), 0, V, "touched")
+                         : 0;
   // The forward's check covers ids unchanged since (idsChecked); unchecked, an id out of range gets no gradient
   // (ft_embedding_group gives it no run), so the kernels never write outside dtable either way.
   if (!OptionalFlag(info, 9, "idsChecked")) CheckIds(info, ids, n, V);
@@ -158,7 +164,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   uint64_t order = scratch.ptr(), sorted = order + column, run = sorted + column;
   void* group_args[] = {&n, &V, &padding, &ids, &order, &sorted, &run};
   Launch(env, Kernel(env, "ft_embedding_group"), GridFor(n * 32), Blocks(kThreads), 0, group_args);
-  void* args[] = {&n, &D, &order, &sorted, &run, &dy, &dtable};
+  void* args[] = {&n, &D, &order, &sorted, &run, &dy, &dtable, &touched};
   Dim3 grid = RowGrid(n);
   grid.y = static_cast<unsigned>(std::min<int64_t>(65535, (D + kThreads - 1) / kThreads));
   Launch(env, Kernel(env, "ft_embedding_backward"), grid, Blocks(kThreads), 0, args);

@@ -121,6 +121,8 @@ __device__ __forceinline__ void CatchUpElement(const AdamWStep& s, const RingEnt
 // DEFERRED_ROWS of them). With `step` > 0 (ft_adamw_device) the rows with a nonzero gradient catch up to step - 1
 // and take this step; with step == 0 (ft_adamw_catch_up) the rows behind `target` catch up to it. A row's last step
 // is written after every thread has read it. Threads walk the rows' values keeping their row index (no division).
+// With the gradient's row flags the rows flagged take the step and no gradient is scanned: a flagged row whose
+// gradient is all zeros gets the bits of the zero-gradient updates it would otherwise catch up on later.
 #define DEFERRED_ROWS (FT_CHUNK / 32 + 1)
 __device__ void DeferredRowsChunk(const Slot& slot, int64 begin, const AdamWStep& s, int step, int target,
                                   const RingEntry* ring, int ring_steps) {
@@ -137,9 +139,11 @@ __device__ void DeferredRowsChunk(const Slot& slot, int64 begin, const AdamWStep
   const int64 e0 = r0 * cols, e1 = r1 * cols;
   const int first_row = (int)(threadIdx.x / cols);
   const int64 first_col = threadIdx.x % cols;
-  for (int i = threadIdx.x; i < rows; i += blockDim.x) taken[i] = step > 0 ? 0 : last[i] < target;
+  const unsigned char* flags = (const unsigned char*)slot.row_flags;
+  for (int i = threadIdx.x; i < rows; i += blockDim.x)
+    taken[i] = step > 0 ? flags != 0 && flags[r0 + i] != 0 : last[i] < target;
   __syncthreads();
-  if (step > 0) {
+  if (step > 0 && flags == 0) {
     int i = first_row;
     for (int64 e = e0 + threadIdx.x, c = first_col; e < e1; e += blockDim.x) {
       if (g[e] != 0.0f) taken[i] = 1;
@@ -433,10 +437,11 @@ Napi::Value AdamWScalars(const Napi::CallbackInfo& info) {
 }
 
 // adamwDevice(params, grads, exp_avgs, exp_avg_sqs, sizes, scalars, beta1, beta2, eps, [clip, clipOff, copies,
-// copyDtypes, gradOffs, copyOffs, rowLengths, lastSteps, ring]): adamw with the step's scalars read from `scalars`
-// (adamwScalars) when the kernel runs, and the gradients scaled by the float32 clip factor at clip[clipOff] when it
-// is below 1 (clipGradNorm's factor output). Tensors with a row length defer their zero-gradient rows (the
-// kernels' note above), with `ring`; the tensors of a call share one weight decay.
+// copyDtypes, gradOffs, copyOffs, rowLengths, lastSteps, ring, rowFlags]): adamw with the step's scalars read from
+// `scalars` (adamwScalars) when the kernel runs, and the gradients scaled by the float32 clip factor at clip[clipOff]
+// when it is below 1 (clipGradNorm's factor output). Tensors with a row length defer their zero-gradient rows (the
+// kernels' note above), with `ring`, and with their gradient's row flags (a byte a row) read no gradient to find
+// them; the tensors of a call share one weight decay.
 Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -445,6 +450,7 @@ Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   int deferred = SetDeferredRows(info, 15, list.slots);
   Ring ring{0, 0};
   if (deferred >= 0) ring = RingAt(info, 17);
+  SetRowFlags(info, 18, list.slots);
   uint64_t scalars = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "scalars"), 0,
                                            static_cast<int64_t>(sizes.size()) + 3, "scalars");
   Moments b = MomentsAt(info, 6);

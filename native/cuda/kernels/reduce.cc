@@ -309,7 +309,8 @@ __device__ __forceinline__ double ChunkSquares(const float* x, int64 len, int la
 
 // partial[b] = the sum of squares of chunk b, in double. One warp per chunk: a block-wide reduction for every
 // 4096 elements cost more than reading them. A tensor whose slot has data[1] (ft_sum_squares_chunks' partials of
-// its chunks, summed earlier) has them copied: the same bits as summing it here.
+// its chunks, summed earlier) has them copied, and one with row flags reads only chunks with a flagged row: the
+// same bits as summing it all here.
 extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_block, int count, int64 blocks,
                                           double* partial) {
   AwaitPriorGrid();
@@ -320,6 +321,16 @@ extern "C" __global__ void ft_sum_squares(const Slot* slots, const int64* first_
     if (slot.data[1] != 0) {
       if (lane == 0) partial[b] = ((const double*)slot.data[1])[begin / FT_CHUNK];
       continue;
+    }
+    if (slot.row_flags != 0) {
+      const unsigned char* flags = (const unsigned char*)slot.row_flags;
+      int any = 0;
+      for (int64 r = begin / slot.row_length + lane; r <= (end - 1) / slot.row_length; r += 32) any |= flags[r] != 0;
+      for (int o = 16; o > 0; o >>= 1) any |= __shfl_xor_sync(0xffffffffu, any, o);
+      if (!any) {
+        if (lane == 0) partial[b] = 0.0;  // what summing the chunk's zeros gives
+        continue;
+      }
     }
     const double sum = ChunkSquares((const float*)slot.data[0] + begin, end - begin, lane);
     if (lane == 0) partial[b] = sum;
@@ -620,16 +631,24 @@ void SetSquarePartials(const Napi::CallbackInfo& info, int index, TensorList& li
   }
 }
 
-// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff, [coef, coefOff, partials, partialOffs]):
+// clipGradNorm(bufs, offs, sizes, maxNorm, norm, normOff, [coef, coefOff, partials, partialOffs, rowFlags,
+// rowLengths]):
 // clip_grad_norm_ without leaving the device: the total norm goes to norm[normOff] (float32) and the tensors are
 // scaled when max_norm / (norm + 1e-6) < 1, all queued on the stream, so a CUDA graph can capture it. With `coef`
 // that factor is written to coef[coefOff] instead and nothing is scaled: the optimizer applies it as it reads the
-// gradients (adamwDevice). A tensor given partials (sumSquaresChunks') is not read for its norm.
+// gradients (adamwDevice). A tensor given partials (sumSquaresChunks') is not read for its norm, one given row
+// flags (a byte a row of rowLengths[i] values, 0 where the row is all zeros) only where a row is flagged.
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
   TensorList list = GetList(info);
   SetSquarePartials(info, 8, list);
+  if (info.Length() > 11 && !info[11].IsUndefined()) {
+    const std::vector<int64_t> lengths = GetIntArray(info, 11, "rowLengths");
+    CheckListLength(info, lengths.size(), list.slots.size(), 11, "rowLengths");
+    for (size_t i = 0; i < lengths.size(); ++i) list.slots[i].row_length = lengths[i];
+  }
+  SetRowFlags(info, 10, list.slots);
   float max_norm = static_cast<float>(GetNumber(info, 3, "maxNorm"));
   uint64_t norm = DeviceOperandAt<float>(info, 4, "norm", "normOff", 1);
   const bool deferred = info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull();
