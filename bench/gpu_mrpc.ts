@@ -17,7 +17,7 @@ import { DataCollatorWithPadding } from "../src/data/data_collator.js";
 import { Generator, manual_seed, permutation } from "../src/ops/random.js";
 import { torch } from "../src/torch.js";
 import { native } from "../src/backend/native.js";
-import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
+import { sideStreamChoices, type SideStreamChoice } from "../src/ops/side_stream_choice.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
 
@@ -70,10 +70,10 @@ interface VariantResult {
   capture_gemm_matmul_s?: number;
   /** whether kernels launched with programmatic dependent launch (finetune only) */
   programmatic_launch?: boolean;
-  /** the side stream's setting, and per linear layer shape and token class whether its GEMMs ran side by side
-   * (finetune only: ops/side_stream_choice.ts) */
+  /** the side stream's setting, and per linear layer shape and token class whether its GEMMs ran side by side, with
+   * each way's timed milliseconds a pair (finetune only: ops/side_stream_choice.ts) */
   side_stream?: string;
-  side_stream_choices?: Record<string, boolean>;
+  side_stream_choices?: Record<string, SideStreamChoice>;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;

@@ -14,8 +14,15 @@ const ROUNDS = 2;
 /** How much faster side by side must be. */
 const MARGIN = 0.95;
 
-/** Per layer shape, per token-count class (log2 of the rows, rounded): whether side by side paid. */
-const choices = new Map<string, Map<number, boolean>>();
+/** A timed choice: whether side by side paid, and each way's best milliseconds a pair. */
+export interface SideStreamChoice {
+  side_by_side: boolean;
+  in_turn_ms: number;
+  side_by_side_ms: number;
+}
+
+/** Per layer shape, per token-count class (log2 of the rows, rounded): the timed choice. */
+const choices = new Map<string, Map<number, SideStreamChoice>>();
 
 /**
  * Whether the pair of GEMMs of layer shape `shape` over `rows` rows runs side by side; `trial(sideBySide)` runs the
@@ -25,10 +32,10 @@ export function sideBySide(shape: string, rows: number, trial: (sideBySide: bool
   const mode = native.cuda.sideStreamGemms();
   if (mode !== "auto") return mode === "on";
   const tokenClass = Math.round(Math.log2(Math.max(rows, 1)));
-  const byClass = choices.get(shape) ?? new Map<number, boolean>();
+  const byClass = choices.get(shape) ?? new Map<number, SideStreamChoice>();
   choices.set(shape, byClass);
   const known = byClass.get(tokenClass);
-  if (known !== undefined) return known;
+  if (known !== undefined) return known.side_by_side;
   if (native.cuda.isCurrentStreamCapturing()) return nearest(byClass, tokenClass);
   // the first run of each way loads kernels and plans the GEMMs
   trial(false);
@@ -38,26 +45,26 @@ export function sideBySide(shape: string, rows: number, trial: (sideBySide: bool
     inTurn = Math.min(inTurn, milliseconds(() => trial(false)));
     together = Math.min(together, milliseconds(() => trial(true)));
   }
-  const pays = together < MARGIN * inTurn;
-  byClass.set(tokenClass, pays);
-  return pays;
+  const side_by_side = together < MARGIN * inTurn;
+  byClass.set(tokenClass, { side_by_side, in_turn_ms: inTurn / RUNS, side_by_side_ms: together / RUNS });
+  return side_by_side;
 }
 
-/** The choices made so far, "shape @ class": for tests and benchmarks. */
-export function sideStreamChoices(): Map<string, boolean> {
-  const all = new Map<string, boolean>();
-  for (const [shape, byClass] of choices) for (const [tokenClass, pays] of byClass) all.set(`${shape} @ ${tokenClass}`, pays);
+/** The choices timed so far, "shape @ class": for tests and benchmarks. */
+export function sideStreamChoices(): Map<string, SideStreamChoice> {
+  const all = new Map<string, SideStreamChoice>();
+  for (const [shape, byClass] of choices) for (const [tokenClass, c] of byClass) all.set(`${shape} @ ${tokenClass}`, c);
   return all;
 }
 
 /** The choice timed at the token class nearest `tokenClass` (the smaller one on a tie), or false for none. */
-function nearest(byClass: Map<number, boolean>, tokenClass: number): boolean {
+function nearest(byClass: Map<number, SideStreamChoice>, tokenClass: number): boolean {
   let best: number | null = null;
   for (const c of byClass.keys()) {
     const d = Math.abs(c - tokenClass), bd = best === null ? Infinity : Math.abs(best - tokenClass);
     if (d < bd || (d === bd && c < best!)) best = c;
   }
-  return best === null ? false : byClass.get(best)!;
+  return best === null ? false : byClass.get(best)!.side_by_side;
 }
 
 /** The GPU's milliseconds for RUNS calls of `run`, waiting for them. */
