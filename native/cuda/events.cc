@@ -15,40 +15,14 @@
 namespace ft {
 namespace {
 
+using cuda::CUevent;
 using cuda::CUresult;
 using cuda::CUstream;
-using CUevent = struct CUevent_st*;
+using cuda::EventApi;
 
 constexpr unsigned kEventBlockingSync = 0x1;
 constexpr unsigned kEventDisableTiming = 0x2;
 constexpr CUresult kNotReady = 600;
-
-struct EventApi {
-  CUresult (*cuEventCreate)(CUevent* event, unsigned flags) = nullptr;
-  CUresult (*cuEventRecord)(CUevent event, CUstream stream) = nullptr;
-  CUresult (*cuEventQuery)(CUevent event) = nullptr;
-  CUresult (*cuEventSynchronize)(CUevent event) = nullptr;
-  CUresult (*cuEventElapsedTime)(float* ms, CUevent start, CUevent end) = nullptr;
-  CUresult (*cuEventDestroy_v2)(CUevent event) = nullptr;
-  CUresult (*cuStreamQuery)(CUstream stream) = nullptr;
-};
-
-// The entry points, resolved on first use; a driver lacking one makes every event call throw.
-const EventApi& Api(Napi::Env env) {
-  static EventApi api;
-  static bool complete = false;
-  cuda::EnsureContext(env);
-  if (!complete) {
-    EventApi a;
-    complete = cuda::ResolveDriverSymbol("cuEventCreate", a.cuEventCreate) && cuda::ResolveDriverSymbol("cuEventRecord", a.cuEventRecord) &&
-               cuda::ResolveDriverSymbol("cuEventQuery", a.cuEventQuery) && cuda::ResolveDriverSymbol("cuEventSynchronize", a.cuEventSynchronize) &&
-               cuda::ResolveDriverSymbol("cuEventElapsedTime", a.cuEventElapsedTime) &&
-               cuda::ResolveDriverSymbol("cuEventDestroy_v2", a.cuEventDestroy_v2) && cuda::ResolveDriverSymbol("cuStreamQuery", a.cuStreamQuery);
-    if (!complete) throw Napi::Error::New(env, "the CUDA driver lacks the event functions (cuEventElapsedTime ...)");
-    api = a;
-  }
-  return api;
-}
 
 constexpr napi_type_tag kEventTag = {0x7a1c3e5b9d2f4a60ull, 0x8e4b2d6f1c3a5e79ull};
 
@@ -74,7 +48,7 @@ bool Ready(Napi::Env env, CUresult result, const char* what) {
 // eventCreate(enableTiming, blocking): a new event; `blocking` makes eventSynchronize sleep instead of spinning.
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EventApi& api = Api(env);
+  const EventApi& api = cuda::Events(env);
   const bool timing = GetBool(info, 0, "enableTiming");
   const bool blocking = GetBool(info, 1, "blocking");
   auto* event = new Event{nullptr, api.cuEventDestroy_v2};
@@ -95,7 +69,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
 // eventRecord(event): the event completes once the work queued so far has run.
 Napi::Value Record(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EventApi& api = Api(env);
+  const EventApi& api = cuda::Events(env);
   Event& event = EventArg(info, 0);
   cuda::ForbidDuringCapture(env, "recording a CUDA event");
   cuda::Check(env, api.cuEventRecord(event.handle, cuda::Stream()), "cuEventRecord");
@@ -104,14 +78,14 @@ Napi::Value Record(const Napi::CallbackInfo& info) {
 
 Napi::Value Query(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EventApi& api = Api(env);
+  const EventApi& api = cuda::Events(env);
   Event& event = EventArg(info, 0);
   return Napi::Boolean::New(env, Ready(env, api.cuEventQuery(event.handle), "cuEventQuery"));
 }
 
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EventApi& api = Api(env);
+  const EventApi& api = cuda::Events(env);
   Event& event = EventArg(info, 0);
   cuda::ForbidDuringCapture(env, "waiting for a CUDA event");
   cuda::Check(env, api.cuEventSynchronize(event.handle), "cuEventSynchronize");
@@ -121,7 +95,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 // eventElapsedTime(start, end): milliseconds from start to end, both recorded with timing and completed.
 Napi::Value ElapsedTime(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EventApi& api = Api(env);
+  const EventApi& api = cuda::Events(env);
   Event& start = EventArg(info, 0);
   Event& end = EventArg(info, 1);
   float ms = 0;
@@ -133,15 +107,32 @@ Napi::Value ElapsedTime(const Napi::CallbackInfo& info) {
 // streamQuery(): whether all work queued on the stream has run.
 Napi::Value StreamQuery(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EventApi& api = Api(env);
+  const EventApi& api = cuda::Events(env);
   cuda::ForbidDuringCapture(env, "querying the CUDA stream");
   return Napi::Boolean::New(env, Ready(env, api.cuStreamQuery(cuda::Stream()), "cuStreamQuery"));
 }
 
 }  // namespace
 
+const cuda::EventApi& cuda::Events(Napi::Env env) {
+  static EventApi api;
+  static bool complete = false;
+  EnsureContext(env);
+  if (!complete) {
+    EventApi a;
+    complete = ResolveDriverSymbol("cuEventCreate", a.cuEventCreate) && ResolveDriverSymbol("cuEventRecord", a.cuEventRecord) &&
+               ResolveDriverSymbol("cuEventQuery", a.cuEventQuery) && ResolveDriverSymbol("cuEventSynchronize", a.cuEventSynchronize) &&
+               ResolveDriverSymbol("cuEventElapsedTime", a.cuEventElapsedTime) &&
+               ResolveDriverSymbol("cuEventDestroy_v2", a.cuEventDestroy_v2) && ResolveDriverSymbol("cuStreamQuery", a.cuStreamQuery) &&
+               ResolveDriverSymbol("cuStreamWaitEvent", a.cuStreamWaitEvent);
+    if (!complete) throw Napi::Error::New(env, "the CUDA driver lacks the event functions (cuEventElapsedTime, cuStreamWaitEvent ...): update the NVIDIA driver");
+    api = a;
+  }
+  return api;
+}
+
 double cuda::StreamMilliseconds(Napi::Env env, const std::function<void()>& work) {
-  const EventApi& api = ft::Api(env);
+  const EventApi& api = Events(env);
   ForbidDuringCapture(env, "timing work on the CUDA stream");
   CUevent start = nullptr, end = nullptr;
   CUresult result = api.cuEventCreate(&start, kEventBlockingSync);

@@ -52,6 +52,23 @@ void SetCurrentStream(CUstream stream);
 // The GPU's milliseconds for the work `work` queues on the stream (waits for it; not during a capture).
 double StreamMilliseconds(Napi::Env env, const std::function<void()>& work);
 
+using CUevent = struct CUevent_st*;
+
+// The driver's event and stream-ordering entry points (events.cc, side_stream.cc).
+struct EventApi {
+  CUresult (*cuEventCreate)(CUevent* event, unsigned flags) = nullptr;
+  CUresult (*cuEventRecord)(CUevent event, CUstream stream) = nullptr;
+  CUresult (*cuEventQuery)(CUevent event) = nullptr;
+  CUresult (*cuEventSynchronize)(CUevent event) = nullptr;
+  CUresult (*cuEventElapsedTime)(float* ms, CUevent start, CUevent end) = nullptr;
+  CUresult (*cuEventDestroy_v2)(CUevent event) = nullptr;
+  CUresult (*cuStreamQuery)(CUstream stream) = nullptr;
+  CUresult (*cuStreamWaitEvent)(CUstream stream, CUevent event, unsigned flags) = nullptr;
+};
+
+// EventApi, resolved on first use (after EnsureContext); a driver lacking one of them makes this throw.
+const EventApi& Events(Napi::Env env);
+
 // kTicketWords 32-bit words of device memory, zeroed on the stream when the context is made (so before any CUDA
 // graph capture), for kernels whose blocks count themselves finished there, the last one then finishing the
 // launch's work (layer_norm.cc's column sums); each launch leaves its words at 0 (valid after EnsureContext).

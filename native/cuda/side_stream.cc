@@ -19,22 +19,14 @@
 namespace ft {
 namespace {
 
-using cuda::CUresult;
+using cuda::CUevent;
 using cuda::CUstream;
-using CUevent = struct CUevent_st*;
 
 constexpr unsigned kStreamNonBlocking = 0x1;
 constexpr unsigned kEventDisableTiming = 0x2;
 
-struct SideApi {
-  CUresult (*cuEventCreate)(CUevent* event, unsigned flags) = nullptr;
-  CUresult (*cuEventRecord)(CUevent event, CUstream stream) = nullptr;
-  CUresult (*cuStreamWaitEvent)(CUstream stream, CUevent event, unsigned flags) = nullptr;
-};
-
 // The side stream and the fork and join events, made on first use; `forked`: between a fork and its join.
 struct Side {
-  SideApi api;
   CUstream stream = nullptr;
   CUevent fork = nullptr, join = nullptr;
   bool forked = false;
@@ -42,17 +34,12 @@ struct Side {
 
 Side& GetSide(Napi::Env env) {
   static Side side;
-  cuda::EnsureContext(env);
+  const cuda::EventApi& api = cuda::Events(env);
   if (side.stream == nullptr) {
-    SideApi a;
-    if (!cuda::ResolveDriverSymbol("cuEventCreate", a.cuEventCreate) || !cuda::ResolveDriverSymbol("cuEventRecord", a.cuEventRecord) ||
-        !cuda::ResolveDriverSymbol("cuStreamWaitEvent", a.cuStreamWaitEvent))
-      throw Napi::Error::New(env, "the CUDA driver lacks cuStreamWaitEvent or the event functions: update the NVIDIA driver");
     CUstream stream = nullptr;
     cuda::Check(env, cuda::Api().cuStreamCreate(&stream, kStreamNonBlocking), "cuStreamCreate");
-    cuda::Check(env, a.cuEventCreate(&side.fork, kEventDisableTiming), "cuEventCreate");
-    cuda::Check(env, a.cuEventCreate(&side.join, kEventDisableTiming), "cuEventCreate");
-    side.api = a;
+    cuda::Check(env, api.cuEventCreate(&side.fork, kEventDisableTiming), "cuEventCreate");
+    cuda::Check(env, api.cuEventCreate(&side.join, kEventDisableTiming), "cuEventCreate");
     side.stream = stream;
   }
   return side;
@@ -89,9 +76,9 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Side& side = GetSide(env);
   if (side.forked) throw Napi::Error::New(env, "sideStreamFork: the side stream is already forked (join it first)");
-  const CUstream main = cuda::MainStream();
-  cuda::Check(env, side.api.cuEventRecord(side.fork, main), "cuEventRecord");
-  cuda::Check(env, side.api.cuStreamWaitEvent(side.stream, side.fork, 0), "cuStreamWaitEvent");
+  const cuda::EventApi& api = cuda::Events(env);
+  cuda::Check(env, api.cuEventRecord(side.fork, cuda::MainStream()), "cuEventRecord");
+  cuda::Check(env, api.cuStreamWaitEvent(side.stream, side.fork, 0), "cuStreamWaitEvent");
   side.forked = true;
   cuda::SetCurrentStream(side.stream);
   return env.Undefined();
@@ -111,8 +98,9 @@ Napi::Value Join(const Napi::CallbackInfo& info) {
   if (!side.forked) throw Napi::Error::New(env, "sideStreamJoin: the side stream is not forked");
   cuda::SetCurrentStream(nullptr);
   side.forked = false;
-  cuda::Check(env, side.api.cuEventRecord(side.join, side.stream), "cuEventRecord");
-  cuda::Check(env, side.api.cuStreamWaitEvent(cuda::MainStream(), side.join, 0), "cuStreamWaitEvent");
+  const cuda::EventApi& api = cuda::Events(env);
+  cuda::Check(env, api.cuEventRecord(side.join, side.stream), "cuEventRecord");
+  cuda::Check(env, api.cuStreamWaitEvent(cuda::MainStream(), side.join, 0), "cuStreamWaitEvent");
   return env.Undefined();
 }
 

@@ -1,8 +1,8 @@
 // torch.nn.functional: softmax, layer_norm, embedding, dropout and the losses, each a fused native forward with
 // its own backward (tested against the composed version and by finite differences).
-import { keepRowFlags, rowFlagsMemory } from "./row_flags.js";
 import { Tensor } from "../tensor/tensor.js";
 import { catchUpRows } from "./deferred_rows.js";
+import { keepRowFlags, rowFlagsMemory } from "./row_flags.js";
 import { bool, float32, int64, type DType } from "../tensor/dtype.js";
 import { backendFor, checkSameDevice } from "../backend/kernels.js";
 import { native, type Kernels } from "../backend/native.js";

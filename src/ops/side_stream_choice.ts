@@ -32,8 +32,8 @@ export function sideBySide(shape: string, rows: number, trial: (sideBySide: bool
   const mode = native.cuda.sideStreamGemms();
   if (mode !== "auto") return mode === "on";
   const tokenClass = Math.round(Math.log2(Math.max(rows, 1)));
-  const byClass = choices.get(shape) ?? new Map<number, SideStreamChoice>();
-  choices.set(shape, byClass);
+  let byClass = choices.get(shape);
+  if (byClass === undefined) choices.set(shape, (byClass = new Map()));
   const known = byClass.get(tokenClass);
   if (known !== undefined) return known.side_by_side;
   if (native.cuda.isCurrentStreamCapturing()) return nearest(byClass, tokenClass);
