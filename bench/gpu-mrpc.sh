@@ -51,6 +51,8 @@ FINETUNE_CUDA_GRAPHS=0 variant ft_bf16_eager 60 node dist/bench/gpu_mrpc.js trai
 FINETUNE_CUDA_DEFER_ROWS=0 variant ft_bf16_dense_rows 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with a warp to each layer norm row, to show what the teams of warps save
 FINETUNE_CUDA_ROW_TEAMS=0 variant ft_bf16_warp_rows 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
+# Nor bf16 with the attention as the kernels for blocks of rows, to show what one kernel a head saves
+FINETUNE_CUDA_ATTENTION_HEADS=0 variant ft_bf16_split_attention 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with every weight gradient's GEMM on the side stream, and with none there (by default as timed per
 # layer shape), to show what the choices give
 FINETUNE_CUDA_SIDE_STREAM=1 variant ft_bf16_side_stream 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16

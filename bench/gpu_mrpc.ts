@@ -17,7 +17,9 @@ import { DataCollatorWithPadding } from "../src/data/data_collator.js";
 import { Generator, manual_seed, permutation } from "../src/ops/random.js";
 import { torch } from "../src/torch.js";
 import { native } from "../src/backend/native.js";
-import { sideStreamChoices, type SideStreamChoice } from "../src/ops/side_stream_choice.js";
+import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
+import { attentionHeadChoices } from "../src/ops/attention.js";
+import type { TimedChoice } from "../src/ops/timed_choice.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
 
@@ -70,10 +72,14 @@ interface VariantResult {
   capture_gemm_matmul_s?: number;
   /** whether kernels launched with programmatic dependent launch (finetune only) */
   programmatic_launch?: boolean;
+  /** the attention's whole-head kernels' setting, and per pass, head dim, dtype and size class whether they were taken,
+   * with each way's timed milliseconds a run (finetune only: ops/attention.ts) */
+  attention_heads?: string;
+  attention_head_choices?: Record<string, TimedChoice>;
   /** the side stream's setting, and per linear layer shape and token class whether its GEMMs ran side by side, with
    * each way's timed milliseconds a pair (finetune only: ops/side_stream_choice.ts) */
   side_stream?: string;
-  side_stream_choices?: Record<string, SideStreamChoice>;
+  side_stream_choices?: Record<string, TimedChoice>;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;
@@ -253,6 +259,8 @@ async function train(dir: string, precision: string): Promise<void> {
     capture_gemm_heuristics: timer.capture_stats.gemm_heuristics,
     capture_segments: timer.capture_stats.segments,
     programmatic_launch: torch.cuda.is_available() && native.cuda.programmaticLaunch(),
+    attention_heads: torch.cuda.is_available() ? native.cuda.attentionHeads() : "off",
+    attention_head_choices: Object.fromEntries(attentionHeadChoices()),
     side_stream: torch.cuda.is_available() ? native.cuda.sideStreamGemms() : "off",
     side_stream_choices: Object.fromEntries(sideStreamChoices()),
     train_tokens,
@@ -325,6 +333,8 @@ function report(dir: string, statuses: string[]): void {
     capture_gemm_heuristics: per("capture_gemm_heuristics"),
     capture_segments: per("capture_segments"),
     programmatic_launch: per("programmatic_launch"),
+    attention_heads: per("attention_heads"),
+    attention_head_choices: per("attention_head_choices"),
     side_stream: per("side_stream"),
     side_stream_choices: per("side_stream_choices"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),

@@ -2,8 +2,9 @@
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
 // between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
 // (as FINETUNE_CUDA_PDL says, then with a warp to each layer norm row instead of a team where rows are few, with the
-// side stream's GEMMs and with programmatic dependent launch switched the other way where the GPU has it),
-// and some kernels of a bf16 step, the clipping and AdamW timed back to back inside a CUDA graph (`kernel_us`:
+// attention as kernels for blocks of rows instead of one a head, with the side stream's GEMMs and with programmatic
+// dependent launch switched the other way where the GPU has it), and some kernels of a bf16 step (the attention both
+// ways), the clipping and AdamW timed back to back inside a CUDA graph (`kernel_us`:
 // Nsight Compute's figures for them, taken one launch at a time from cold caches, leave their cost inside the
 // update's graph unknown).
 // The last line printed is one JSON object: milliseconds per part and precision, microseconds per kernel call. FINETUNE_BENCH_SMALL=1: a 2-layer
@@ -13,11 +14,13 @@ import { native, DTypeCode } from "../src/backend/native.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { clip_grad_norm_, clip_grad_norm_deferred } from "../src/nn/utils.js";
 import { no_grad } from "../src/autograd/grad_mode.js";
+import * as F from "../src/nn/functional.js";
 import { AdamW } from "../src/optim/index.js";
 import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
 import { SHARED_HUB } from "../test/helpers/paths.js";
 import path from "node:path";
 import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
+import { attentionHeadChoices } from "../src/ops/attention.js";
 
 const BATCH = 8;
 const TOKENS = 64;
@@ -85,6 +88,24 @@ function kernelMicros(hidden: number, intermediate: number): Record<string, numb
         DTypeCode.BF16, yLowp, sums));
   }
   c.rowTeams(teams);
+  // BERT's attention under autocast (heads [B, H, S, 64], its padding mask and dropout), forward and backward: one
+  // kernel a head each, then the kernels for blocks of rows (native.cuda.attentionHeads)
+  const heads = hidden / 64;
+  const qkv = [0, 1, 2].map(() => torch.randn([BATCH, heads, TOKENS, 64], { device: "cuda" }).to(torch.bfloat16).requires_grad_(true));
+  const padding = torch.zeros([BATCH, 1, 1, TOKENS], { device: "cuda" });
+  const upstream = torch.randn([BATCH, heads, TOKENS, 64], { device: "cuda" });
+  const attention = () => {
+    const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () =>
+      F.scaled_dot_product_attention(qkv[0]!, qkv[1]!, qkv[2]!, { attn_mask: padding, dropout_p: 0.1 }));
+    out.backward(upstream);
+    for (const x of qkv) x.grad = null;
+  };
+  const wholeHeads = c.attentionHeads();
+  for (const [suffix, mode] of [["", "on"], ["_split", "off"]] as const) {
+    c.attentionHeads(mode);
+    r[`attention_forward_backward${suffix}`] = graphMicros(attention);
+  }
+  c.attentionHeads(wholeHeads);
   for (const buffer of [g, pre, lowp, sums, x, residual, input, y, dy, dx, dxDropout, mask, yLowp, w, b, dw, db, mean, rstd]) {
     c.free(buffer);
   }
@@ -173,9 +194,15 @@ for (const precision of ["fp32", "bf16"] as const) {
   r["update_graph_replay"] = replayed();
   // the same graph with a warp to each layer norm row (native.cuda.rowTeams), and with every linear layer's weight
   // gradient GEMM on the side stream and none there (FINETUNE_CUDA_SIDE_STREAM; by default as timed per shape)
-  const teams = native.cuda.rowTeams(false);
+  const teams = native.cuda.rowTeams();
+  native.cuda.rowTeams(false);
   r["update_graph_replay_warp_rows"] = replayed();
   native.cuda.rowTeams(teams);
+  // with the attention as the kernels for blocks of rows (native.cuda.attentionHeads)
+  const wholeHeads = native.cuda.attentionHeads();
+  native.cuda.attentionHeads("off");
+  r["update_graph_replay_split_attention"] = replayed();
+  native.cuda.attentionHeads(wholeHeads);
   const side = native.cuda.sideStreamGemms();
   for (const mode of ["on", "off"] as const) {
     if (mode === side) continue;
@@ -206,5 +233,6 @@ kernel_us["adamw_step_clipped"] = graphMicros(() => optimizer.step_clipped(coef)
 model.zero_grad();
 console.log("kernels", JSON.stringify(kernel_us));
 console.log(JSON.stringify({ batch: BATCH, tokens: TOKENS, ms: results, kernel_us, peak_mem_gb,
-  programmatic_launch: native.cuda.programmaticLaunch(), side_stream: native.cuda.sideStreamGemms(),
+  programmatic_launch: native.cuda.programmaticLaunch(), attention_heads: native.cuda.attentionHeads(),
+  attention_head_choices: Object.fromEntries(attentionHeadChoices()), side_stream: native.cuda.sideStreamGemms(),
   side_stream_choices: Object.fromEntries(sideStreamChoices()) }));

@@ -15,6 +15,8 @@ constexpr CUresult kCudaErrorNoDevice = 100;
 constexpr int kAttributeComputeCapabilityMajor = 75;
 constexpr int kAttributeComputeCapabilityMinor = 76;
 constexpr int kAttributeMultiprocessorCount = 16;
+constexpr int kAttributeMaxSharedPerBlockOptIn = 97;
+constexpr int kFuncAttributeMaxDynamicShared = 8;  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 // The oldest driver API finetune works with (CUDA 12.0, as cuDriverGetVersion encodes it).
 constexpr int kMinDriverVersion = 12000;
 

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <sys/stat.h>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/args.h"
 #include "cuda/launch_config.h"
@@ -40,6 +41,8 @@ struct Runtime {
   int arch = 0;
   bool programmatic_supported = false;  // sm_90+ and a driver with cuLaunchKernelEx
   bool programmatic = false;            // launches use programmatic dependent launch (ProgrammaticLaunch)
+  int opt_in_shared = 0;                // the most dynamic shared memory a block may opt in to, in bytes
+  std::unordered_set<CUfunction> shared_allowed;  // the functions AllowDynamicShared let past 48 KiB
 };
 
 Runtime g_runtime;
@@ -108,6 +111,9 @@ void StartRuntime() {
   ResolveDriverSymbol("cuLaunchKernelEx", a.cuLaunchKernelEx);
   r.programmatic_supported = r.arch >= 90 && a.cuLaunchKernelEx != nullptr;
   r.programmatic = r.programmatic_supported && EnvSwitch("FINETUNE_CUDA_PDL", false);
+  if (ResolveDriverSymbol("cuFuncSetAttribute", a.cuFuncSetAttribute) &&
+      d.cuDeviceGetAttribute(&r.opt_in_shared, kAttributeMaxSharedPerBlockOptIn, device) != kCudaSuccess)
+    r.opt_in_shared = 0;
 }
 
 // ---- device handles
@@ -417,6 +423,24 @@ bool EnvSwitch(const char* name, bool fallback) {
   return setting < 0 ? fallback : setting == 1;
 }
 
+int EnvMode(const char* name) {
+  const int setting = EnvSetting(name);
+  return setting < 0 ? 2 : setting;
+}
+
+Napi::Value ModeSetting(const Napi::CallbackInfo& info, int& mode, const char* function) {
+  static constexpr const char* kModes[] = {"off", "on", "auto"};
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    const std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    int index = 0;
+    while (index < 3 && name != kModes[index]) ++index;
+    if (index == 3) throw Napi::TypeError::New(env, std::string(function) + ": mode must be \"on\", \"off\" or \"auto\"");
+    mode = index;
+  }
+  return Napi::String::New(env, kModes[mode]);
+}
+
 bool ProgrammaticLaunch() { return g_runtime.programmatic; }
 
 bool SetProgrammaticLaunch(bool on) { return g_runtime.programmatic = on && g_runtime.programmatic_supported; }
@@ -546,6 +570,17 @@ CUfunction GetKernel(Napi::Env env, const char* module_name, const std::string& 
                                     function_name + " (is it extern \"C\" __global__?): " + ErrorText(result));
   loaded->functions.emplace(function_name, fn);
   return fn;
+}
+
+bool AllowDynamicShared(CUfunction fn, unsigned bytes) {
+  constexpr unsigned kDefaultShared = 48 * 1024;
+  Runtime& r = g_runtime;
+  if (bytes <= kDefaultShared || r.shared_allowed.count(fn) != 0) return true;
+  if (r.api.cuFuncSetAttribute == nullptr || bytes > static_cast<unsigned>(r.opt_in_shared) ||
+      r.api.cuFuncSetAttribute(fn, kFuncAttributeMaxDynamicShared, static_cast<int>(bytes)) != kCudaSuccess)
+    return false;
+  r.shared_allowed.insert(fn);
+  return true;
 }
 
 void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared_bytes, void** args) {

@@ -215,6 +215,10 @@ struct ModuleLoads {
 };
 ModuleLoads ModuleLoadStats();
 
+// Lets `fn` take `bytes` of dynamic shared memory in its launches: above 48 KiB only where the GPU and the driver
+// allow it (sm_80's 163 KiB a block, sm_90's 227). False where they do not: the caller launches another kernel.
+bool AllowDynamicShared(CUfunction fn, unsigned bytes);
+
 // Queues `fn` on the stream; `args` points to each kernel argument, as cuLaunchKernel wants. A grid with a zero
 // dimension (an empty tensor) launches nothing. Where ProgrammaticLaunch(), the kernel may start while the one
 // before it in the stream finishes: every kernel's first statement is AwaitPriorGrid() (device_common.h).
@@ -298,6 +302,8 @@ struct RuntimeApi {
   // Optional (CUDA 11.8+): launches with attributes, for programmatic dependent launch.
   CUresult (*cuLaunchKernelEx)(const struct LaunchConfigEx* config, CUfunction fn, void** params,
                                void** extra) = nullptr;
+  // Optional: a kernel's attributes, for more than 48 KiB of dynamic shared memory (AllowDynamicShared).
+  CUresult (*cuFuncSetAttribute)(CUfunction fn, int attribute, int value) = nullptr;
 };
 const RuntimeApi& Api();
 
@@ -326,5 +332,13 @@ int EnvSetting(const char* name);
 
 // EnvSetting as a bool, `fallback` where it is neither on nor off.
 bool EnvSwitch(const char* name, bool fallback);
+
+// An "off" / "on" / "auto" setting (0, 1, 2): EnvSetting(name)'s 0 or 1, else 2 ("auto": JavaScript decides by timing
+// both ways, ops/timed_choice.ts).
+int EnvMode(const char* name);
+
+// `mode`'s name, after setting it from info[0] ("on", "off" or "auto") where given; `function` names the caller in
+// the error for another value.
+Napi::Value ModeSetting(const Napi::CallbackInfo& info, int& mode, const char* function);
 
 }  // namespace ft::cuda

@@ -45,30 +45,17 @@ Side& GetSide(Napi::Env env) {
   return side;
 }
 
-constexpr const char* kModes[] = {"off", "on", "auto"};
-
-// An index into kModes.
+// 0 off, 1 on, 2 auto (cuda::ModeSetting).
 int& GemmsMode() {
-  static int mode = [] {
-    const int setting = cuda::EnvSetting("FINETUNE_CUDA_SIDE_STREAM");
-    return setting < 0 ? 2 : setting;
-  }();
+  static int mode = cuda::EnvMode("FINETUNE_CUDA_SIDE_STREAM");
   return mode;
 }
 
 // sideStreamGemms(mode?): whether linear layers' backward puts the weight gradient's GEMM on the side stream: "on",
 // "off", or "auto" (where it was timed to pay), after setting it when given.
 Napi::Value SideStreamGemms(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  cuda::EnsureContext(env);
-  if (info.Length() > 0 && !info[0].IsUndefined()) {
-    const std::string mode = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    int index = 0;
-    while (index < 3 && mode != kModes[index]) ++index;
-    if (index == 3) throw Napi::TypeError::New(env, "sideStreamGemms: mode must be \"on\", \"off\" or \"auto\"");
-    GemmsMode() = index;
-  }
-  return Napi::String::New(env, kModes[GemmsMode()]);
+  cuda::EnsureContext(info.Env());
+  return cuda::ModeSetting(info, GemmsMode(), "sideStreamGemms");
 }
 
 // sideStreamFork(): the side stream waits for the main stream's work so far and becomes the current stream.

@@ -35,8 +35,9 @@ export type CudaEventHandle = { readonly __brand: "CudaEvent" };
 export type CudaLibrary = { path: string; version: string | null } | { error: string };
 
 /** What `cudaInfo()` found (native/cuda/): computed once per process, on the first call. */
-/** native.cuda.sideStreamGemms' settings */
-export type SideStreamMode = "on" | "off" | "auto";
+/** The settings of native.cuda.sideStreamGemms and attentionHeads: "auto" decides by timing both ways
+ * (ops/timed_choice.ts). */
+export type ChoiceMode = "on" | "off" | "auto";
 
 export interface CudaInfo {
   /** a driver, at least one device and finetune's CUDA kernels: false in this build, which has no kernels */
@@ -269,26 +270,37 @@ export interface CudaAddon extends Kernels {
    * (each row's logsumexp; -inf marks a row whose logits are all -inf, which is uniform as in maskedSoftmaxForward)
    * is contiguous. q, k and v are stored in `dtype` (float32, bfloat16 or float16's code); out is float32. Where
    * lowp is not null the kernel also writes out rounded to lowpDtype (bfloat16 or float16's code) there, at lowpOff
-   * with out's strides.
+   * with out's strides. `wholeHeads`: the tensor-core path takes one block a head where attentionHeadKernel says it
+   * can.
    */
   attentionForward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
     offset: number, dtype: number, out: AB, outOff: number, outStrides: number[], lse: AB, lowp: AB | null, lowpOff: number,
-    lowpDtype: number): void;
+    lowpDtype: number, wholeHeads?: boolean): void;
   /** attentionForward's gradients from its arguments, out (in `dtype`, as q, k and v) and lse, and dout [B, H, S, D]
    * (float32): dq [B, H, S, D], dk and dv [B, H, T, D] are assigned in float32, or with `sums` (float32 [3, H, D]) in
    * the 16-bit `dtype`, sums receiving their column sums over (b, s) (where attentionLowpGradients); out, dout and
-   * the gradients are views with unit stride in D; probabilities are recomputed tile by tile */
+   * the gradients are views with unit stride in D; probabilities are recomputed from lse. `wholeHeads`: the
+   * tensor-core path takes one kernel a head where attentionHeadKernel says it can, instead of the dq and dk/dv
+   * kernels */
   attentionBackward(B: number, H: number, S: number, T: number, D: number, q: AB, qOff: number, qStrides: number[],
     k: AB, kOff: number, kStrides: number[], v: AB, vOff: number, vStrides: number[], mask: AB | null,
     maskOff: number, maskStrides: number[], causal: boolean, scale: number, dropoutP: number, seed: number,
     offset: number, dtype: number, out: AB, outOff: number, outStrides: number[], dout: AB, doutOff: number, doutStrides: number[],
     lse: AB, dq: AB, dqOff: number, dqStrides: number[], dk: AB, dkOff: number, dkStrides: number[], dv: AB,
-    dvOff: number, dvStrides: number[], sums?: AB | null): void;
+    dvOff: number, dvStrides: number[], sums?: AB | null, wholeHeads?: boolean): void;
   /** Whether attentionBackward writes 16-bit gradients with their column sums for H heads of dim D with operands of
    * `dtype` on this GPU (the tensor-core kernels') */
   attentionLowpGradients(dtype: DTypeCode, H: number, D: number): boolean;
+  /** Whether attentionForward and attentionBackward can take one kernel a head for S queries and T keys with operands
+   * of `dtype` and head dim D on this GPU: the tensor-core kernels' operands, S and T up to 128, and 159 KiB of shared
+   * memory a block for the backward */
+  attentionHeadKernel(dtype: DTypeCode, D: number, S: number, T: number): boolean;
+  /** Whether the attention takes one kernel a head where it can: "on" (FINETUNE_CUDA_ATTENTION_HEADS=1),
+   * "off" (=0), or by default "auto", where timing a shape both ways showed it pays (ops/attention.ts); `mode` sets
+   * it from now on */
+  attentionHeads(mode?: ChoiceMode): ChoiceMode;
   /** A linear layer's incoming gradient read once for its backward (reduce.cc): v = g, or g * GELU'(pre) (erf GELU;
    * pre float32 or 16-bit of `preDtype`, null for none), is written to `lowp` rounded to `lowpDtype` (F16 or BF16),
    * and sums[c] = the sum over rows of v[r, c], as `reduce` sums the float32 v over its rows, to the bit. g (float32,
@@ -377,7 +389,7 @@ export interface CudaAddon extends Kernels {
   /** Whether a linear layer's backward runs its weight gradient's GEMM on the side stream beside its input
    * gradient's: "on" (FINETUNE_CUDA_SIDE_STREAM=1), "off" (=0), or by default "auto", where timing a pair of GEMM
    * shapes both ways showed it pays (ops/side_stream_choice.ts); `mode` sets it from now on */
-  sideStreamGemms(mode?: SideStreamMode): SideStreamMode;
+  sideStreamGemms(mode?: ChoiceMode): ChoiceMode;
   /** The side stream waits for the main stream's work so far and becomes the stream GEMMs go to */
   sideStreamFork(): void;
   /** The main stream is the stream GEMMs go to again; the side stream's work still runs beside it */

@@ -21,6 +21,7 @@ import { ge, logical_not, masked_fill } from "./elementwise.js";
 import { matmul, packed_linear, packedProduct } from "./matmul.js";
 import { dropout, masked_softmax } from "./functional.js";
 import { f32, release, restoreDtype } from "./float32_operands.js";
+import { TimedChoices, type TimedChoice } from "./timed_choice.js";
 
 export interface ScaledDotProductAttentionOptions {
   /** additive (float) or which keys each query attends (bool, true = attend); broadcastable to [B, H, S, T] */
@@ -233,6 +234,27 @@ function headsView(t: Tensor, H: number, D: number, i: number): Tensor {
   return t._view([B, H, S, D], [S * width, D, width, 1], t.offset + i * H * D);
 }
 
+const headChoices = new TimedChoices(0.95);
+
+/**
+ * Whether the forward or the backward (`pass`) of B * H heads of dim D with operands of `dtype` takes one kernel a
+ * head (native.cuda.attentionHeads): where the kernels take them, by default ("auto") where timing that against the
+ * kernels for blocks of 16 rows showed it at least 5% faster, per pass and size class of the probabilities
+ * (B H S T; ops/timed_choice.ts). `trial(heads)` runs the pass either way: its results are assigned, so the real
+ * run writes them again.
+ */
+function wholeHeads(pass: "forward" | "backward", dtype: DType, BH: number, S: number, T: number, D: number,
+  trial: (heads: boolean) => void): boolean {
+  const mode = native.cuda.attentionHeads();
+  if (mode === "off" || !native.cuda.attentionHeadKernel(dtype.code, D, S, T)) return false;
+  return mode === "on" || headChoices.choose(`${pass} d${D} ${dtype.name}`, BH * S * T, trial);
+}
+
+/** The whole-head kernels' choices timed so far, "pass, head dim and dtype @ size class": for tests and benchmarks. */
+export function attentionHeadChoices(): Map<string, TimedChoice> {
+  return headChoices.entries();
+}
+
 type SharedArgs = [number, number, number, number, number, ArrayBuffer, number, number[], ArrayBuffer, number, number[],
   ArrayBuffer, number, number[], ArrayBuffer | null, number, number[], boolean, number, number, number, number, number];
 
@@ -276,7 +298,9 @@ function attentionForward(query: Tensor, key: Tensor, value: Tensor, mask: Tenso
   const out = headsInterleaved(B, H, S, D, query.device);
   const lse = Tensor.empty([B, H, S], float32, query.device);
   const lowp = lowpDtype && headsInterleaved(B, H, S, D, query.device, lowpDtype);
-  native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer, lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0);
+  const run = (heads: boolean) => native.cuda.attentionForward(...shared, ...viewArgs(out), lse.buffer,
+    lowp ? lowp.buffer : null, lowp ? lowp.offset : 0, lowpDtype ? lowpDtype.code : 0, heads);
+  run(wholeHeads("forward", dtype, B * H, S, T, D, run));
   if (lowp) attachLowpCopy(out, lowp);
   const saved = lowp ?? out;  // out as the backward reads it, in the operands' dtype
   // A 16-bit packed projection (packed_linear_attention) is autocast's: the result is float32, as under autocast
@@ -284,8 +308,9 @@ function attentionForward(query: Tensor, key: Tensor, value: Tensor, mask: Tenso
   /** The kernels' gradients from g into the views dq, dk, dv (16-bit, with their column sums, where `sums`). */
   const backwardInto = (g: Tensor, [dq, dk, dv]: Tensor[], sums: Tensor | null = null) => {
     const dout = rowsAsArrays(g);
-    native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t), lse.buffer, ...viewArgs(dq!),
-      ...viewArgs(dk!), ...viewArgs(dv!), sums?.buffer ?? null);
+    const run = (heads: boolean) => native.cuda.attentionBackward(...shared, ...viewArgs(saved), ...viewArgs(dout.t),
+      lse.buffer, ...viewArgs(dq!), ...viewArgs(dk!), ...viewArgs(dv!), sums?.buffer ?? null, heads);
+    run(wholeHeads("backward", dtype, B * H, S, T, D, run));
     release(dout);
   };
   /** Gradients written into `packed`'s layout: the views' own tensor. */

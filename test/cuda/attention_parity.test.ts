@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import * as F from "../../src/nn/functional.js";
-import { packed_linear_attention, packed_qkv_attention, type ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
+import { attentionHeadChoices, packed_linear_attention, packed_qkv_attention, type ScaledDotProductAttentionOptions } from "../../src/ops/attention.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { assertClose, assertCloseRelMax, maxAbs } from "../helpers/compare.js";
 import { record } from "../../src/ops/record.js";
@@ -167,6 +167,19 @@ function checkLowp(label: string, shape: { B: number; H: number; S: number; T: n
   ["output", "dq", "dk", "dv"].forEach((name, i) => assertCloseRelMax(gpu[i], cpu[i], rtol, `${label} ${dtype} ${name}`));
 }
 
+/** Runs `body` with the tensor-core attention as one kernel a head where it can, then as the kernels for blocks of rows. */
+function forBothBackwards(body: (backward: string) => void): void {
+  const mode = native.cuda.attentionHeads();
+  try {
+    for (const heads of ["on", "off"] as const) {
+      native.cuda.attentionHeads(heads);
+      body(heads === "on" ? "whole-head kernels" : "kernels for blocks of rows");
+    }
+  } finally {
+    native.cuda.attentionHeads(mode);
+  }
+}
+
 // Under autocast, even head dims up to 64 (BERT's) run on the tensor cores where the GPU has them (sm_80 on; the
 // emulator's too): 64-key tiles, 32-row blocks, the probabilities, dS and dout rounded to the operands' dtype for
 // their products. float16's 10-bit mantissa keeps that rounding small enough to catch a single misplaced dropout
@@ -179,11 +192,15 @@ test("16-bit operands: sizes across the tensor-core kernels' tiles, head dims, m
     ["S=T=65 D=64 causal", { B: 1, H: 2, S: 65, T: 65, D: 64 }, { is_causal: true, dropout_p: 0.3 }],
     ["every key of a batch hidden", { B: 2, H: 2, S: 7, T: 33, D: 64 }, { attn_mask: paddingMask(2, 33, true) }],
     ["float [B, H, S, T] mask, head dim 6", { B: 2, H: 2, S: 7, T: 9, D: 6 }, { attn_mask: randn([2, 2, 7, 9], 6), dropout_p: 0.1 }],
+    ["S=128 T=100 D=64: every warp of the whole-head kernels", { B: 2, H: 1, S: 128, T: 100, D: 64 }, { attn_mask: paddingMask(2, 100), dropout_p: 0.1 }],
   ];
-  for (const [label, shape, options] of cases) {
-    checkLowp(label, shape, options, torch.float16, 5e-3, shape.S * 100 + shape.T);
-    checkLowp(label, shape, options, torch.bfloat16, 3e-2, shape.S * 100 + shape.T);
-  }
+  // the forward and the backward as one kernel a head (S and T up to 128) and as the kernels for blocks of rows
+  forBothBackwards((backward) => {
+    for (const [label, shape, options] of cases) {
+      checkLowp(`${label}, ${backward}`, shape, options, torch.float16, 5e-3, shape.S * 100 + shape.T);
+      checkLowp(`${label}, ${backward}`, shape, options, torch.bfloat16, 3e-2, shape.S * 100 + shape.T);
+    }
+  });
 });
 
 test("forward and backward hold no S x T matrix", { skip: SKIP }, () => {
@@ -325,38 +342,40 @@ test("packed_linear_attention: packed_qkv_attention(packed_linear(...)) as one n
 test("under autocast the attention's kernels write the packed projection's gradient in 16 bits with its bias gradient: the cast's bits, the sums of the float32 values", { skip: SKIP }, () => {
   const float32Bits = (t: Tensor) => Array.from(new Uint32Array(new Float32Array(t.cpu().data() as Float32Array).buffer));
   // sizes on and across the kernels' 16-row blocks and 64-row tiles, head dims below and at 64, heads up to 3
-  for (const [B, S, H, D] of [[2, 7, 2, 16], [1, 1, 1, 64], [2, 17, 3, 32], [3, EMULATED ? 67 : 130, 2, 64]] as const) {
-    for (const dtype of [torch.bfloat16, torch.float16]) {
-      const W = H * D;
-      const inputs = [randn([B, S, W], 1), ...[2, 3, 4].map((seed) => randn([W, W], seed).mul(0.2)), ...[5, 6, 7].map((seed) => randn([W], seed))];
-      const upstream = randn([B, H, S, D], 8).to("cuda");
-      const options = { attn_mask: paddingMask(B, S).to("cuda"), dropout_p: 0.1 };
-      /** dx, the weights' and the biases' gradients; with `kernels` false the backward takes the float32 gradient and casts it */
-      const run = (kernels: boolean): Tensor[] => {
-        const leaves = inputs.map((t) => t.to("cuda").requires_grad_(true));
-        const lowpGradients = native.cuda.attentionLowpGradients;
-        if (!kernels) native.cuda.attentionLowpGradients = () => false;
-        try {
-          torch.manual_seed(3);
-          const out = torch.autocast("cuda", { dtype }, () => packed_linear_attention(leaves[0]!, leaves.slice(1, 4), leaves.slice(4), H, options));
-          out.backward(upstream);
-        } finally {
-          native.cuda.attentionLowpGradients = lowpGradients;
-        }
-        return leaves.map((l) => l.grad!.cpu());
-      };
-      const label = `${dtype} [${B}, ${S}, ${H}, ${D}]`;
-      const fused = run(true);
-      const cast = run(false);
-      // the GEMMs read the same 16-bit gradient: dx and dW to the bit
-      for (let i = 0; i < 4; ++i) assert.deepEqual(float32Bits(fused[i]!), float32Bits(cast[i]!), `${label}: gradient ${i}`);
-      for (let i = 4; i < 7; ++i) assertClose(fused[i]!, cast[i]!, 1e-6 * Math.max(1, maxAbs(cast[i]!)), `${label}: bias gradient ${i - 4}`);
-      // the sums' order is fixed (the last block of each head adds them) and the kernels leave their tickets at 0
-      const again = run(true);
-      for (let i = 0; i < 7; ++i) assert.deepEqual(float32Bits(again[i]!), float32Bits(fused[i]!), `${label}: repeated, gradient ${i}`);
-      assert.equal(native.cuda.attentionLowpGradients(dtype.code, H, D), torch.cuda.get_device_capability()[0] >= 8, `${label}: the tensor-core kernels write them`);
+  forBothBackwards((backward) => {
+    for (const [B, S, H, D] of [[2, 7, 2, 16], [1, 1, 1, 64], [2, 17, 3, 32], [3, EMULATED ? 67 : 130, 2, 64]] as const) {
+      for (const dtype of [torch.bfloat16, torch.float16]) {
+        const W = H * D;
+        const inputs = [randn([B, S, W], 1), ...[2, 3, 4].map((seed) => randn([W, W], seed).mul(0.2)), ...[5, 6, 7].map((seed) => randn([W], seed))];
+        const upstream = randn([B, H, S, D], 8).to("cuda");
+        const options = { attn_mask: paddingMask(B, S).to("cuda"), dropout_p: 0.1 };
+        /** dx, the weights' and the biases' gradients; with `kernels` false the backward takes the float32 gradient and casts it */
+        const run = (kernels: boolean): Tensor[] => {
+          const leaves = inputs.map((t) => t.to("cuda").requires_grad_(true));
+          const lowpGradients = native.cuda.attentionLowpGradients;
+          if (!kernels) native.cuda.attentionLowpGradients = () => false;
+          try {
+            torch.manual_seed(3);
+            const out = torch.autocast("cuda", { dtype }, () => packed_linear_attention(leaves[0]!, leaves.slice(1, 4), leaves.slice(4), H, options));
+            out.backward(upstream);
+          } finally {
+            native.cuda.attentionLowpGradients = lowpGradients;
+          }
+          return leaves.map((l) => l.grad!.cpu());
+        };
+        const label = `${dtype} [${B}, ${S}, ${H}, ${D}], ${backward}`;
+        const fused = run(true);
+        const cast = run(false);
+        // the GEMMs read the same 16-bit gradient: dx and dW to the bit
+        for (let i = 0; i < 4; ++i) assert.deepEqual(float32Bits(fused[i]!), float32Bits(cast[i]!), `${label}: gradient ${i}`);
+        for (let i = 4; i < 7; ++i) assertClose(fused[i]!, cast[i]!, 1e-6 * Math.max(1, maxAbs(cast[i]!)), `${label}: bias gradient ${i - 4}`);
+        // the sums' order is fixed (the last block of each head adds them) and the kernels leave their tickets at 0
+        const again = run(true);
+        for (let i = 0; i < 7; ++i) assert.deepEqual(float32Bits(again[i]!), float32Bits(fused[i]!), `${label}: repeated, gradient ${i}`);
+        assert.equal(native.cuda.attentionLowpGradients(dtype.code, H, D), torch.cuda.get_device_capability()[0] >= 8, `${label}: the tensor-core kernels write them`);
+      }
     }
-  }
+  });
   assert.equal(native.cuda.attentionLowpGradients(torch.float32.code, 2, 64), false, "float32 operands: the CUDA-core kernels");
   assert.equal(native.cuda.attentionLowpGradients(torch.bfloat16.code, 2, 80), false, "head dims over 64: the CUDA-core kernels");
   assert.equal(native.cuda.attentionLowpGradients(torch.bfloat16.code, 129, 64), false, "more heads than ticket words");
@@ -557,8 +576,76 @@ test("under autocast BERT's heads run the tensor-core kernels from sm_80 on, the
   `);
   const tensorCores = torch.cuda.get_device_capability()[0] >= 8;
   assert.deepEqual(kernels.filter((k) => k.includes("attention")), tensorCores
-    ? ["ft_attention_forward_mma", "ft_attention_backward_dq_mma", "ft_attention_backward_dkv_mma"]
+    ? ["ft_attention_forward_head_mma", "ft_attention_backward_head_mma"]
     : ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"]);
+});
+
+test("the tensor-core attention takes one kernel a head up to 128 queries and keys, the kernels for blocks of rows beyond or when told", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { native } = await import(dist + "/backend/native.js");
+    const F = await import(dist + "/nn/functional.js");
+    const backward = (S, T) => {
+      const q = torch.randn([1, 1, S, 16]).to("cuda").requires_grad_(true);
+      const kv = [1, 2].map(() => torch.randn([1, 1, T, 16]).to("cuda").requires_grad_(true));
+      const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => F.scaled_dot_product_attention(q, kv[0], kv[1]));
+      out.sum().backward();
+      torch.cuda.synchronize();
+    };
+    console.error("ftemu: begin");
+    backward(128, 128);
+    backward(129, 3);
+    backward(3, 129);
+    native.cuda.attentionHeads("off");
+    backward(128, 128);
+  `);
+  const blocks = torch.cuda.get_device_capability()[0] >= 8
+    ? ["ft_attention_forward_mma", "ft_attention_backward_dq_mma", "ft_attention_backward_dkv_mma"]
+    : ["ft_attention_forward_64", "ft_attention_backward_dq_64", "ft_attention_backward_dkv_64"];
+  const heads = torch.cuda.get_device_capability()[0] >= 8 ? ["ft_attention_forward_head_mma", "ft_attention_backward_head_mma"] : blocks;
+  assert.deepEqual(kernels.filter((k) => k.includes("attention")), [...heads, ...blocks, ...blocks, ...blocks]);
+});
+
+test("by default (\"auto\") the forward and the backward take one kernel a head where timing that against the kernels for blocks of rows showed it 5% faster, once per size class; a capture takes the nearest class's choice", { skip: SKIP }, () => {
+  const mode = native.cuda.attentionHeads();
+  native.cuda.attentionHeads("auto");
+  try {
+    const [B, H, S, D] = [2, 2, 40, 64];
+    /** the backward with T keys, run at once or by the returned function */
+    const backward = (T: number, now = true) => {
+      const q = torch.randn([B, H, S, D]).to("cuda").requires_grad_(true);
+      const kv = [1, 2].map(() => torch.randn([B, H, T, D]).to("cuda").requires_grad_(true));
+      const run = () => {
+        const out = torch.autocast("cuda", { dtype: torch.float16 }, () => F.scaled_dot_product_attention(q, kv[0]!, kv[1]!, { dropout_p: 0.1 }));
+        out.backward(torch.ones_like(out));
+      };
+      if (now) run();
+      return run;
+    };
+    const kind = (pass: string, T: number) => `${pass} d${D} float16 @ ${Math.round(Math.log2(B * H * S * T))}`;
+    const tensorCores = torch.cuda.get_device_capability()[0] >= 8;
+    backward(40);
+    for (const pass of ["forward", "backward"]) {
+      const timed = attentionHeadChoices().get(kind(pass, 40));
+      // before sm_80 the CUDA-core kernels run, with nothing to choose
+      assert.equal(timed !== undefined, tensorCores, [...attentionHeadChoices().keys()].join(", "));
+      if (timed) assert.equal(timed.taken, timed.new_ms < 0.95 * timed.old_ms, JSON.stringify(timed));
+    }
+    const before = attentionHeadChoices().size;
+    backward(44);
+    assert.equal(attentionHeadChoices().size, before, "the same size class: timed once");
+    const graph = new torch.cuda.CUDAGraph();
+    const captured = backward(100, false);
+    torch.cuda.graph(graph, captured);
+    graph.reset();
+    assert.equal(attentionHeadChoices().has(kind("forward", 100)), false, "nothing timed while capturing");
+    assert.equal(native.cuda.attentionHeadKernel(torch.float16.code, D, S, 129), false, "over 128 keys: the dq and dk/dv kernels");
+    assert.equal(native.cuda.attentionHeadKernel(torch.float32.code, D, S, S), false, "float32: the CUDA-core kernels");
+    assert.equal(native.cuda.attentionHeadKernel(torch.float16.code, D, S, S), torch.cuda.get_device_capability()[0] >= 8);
+  } finally {
+    native.cuda.attentionHeads(mode);
+  }
+  assert.throws(() => native.cuda.attentionHeads("sometimes" as "on"), /attentionHeads: mode must be "on", "off" or "auto"/);
 });
 
 test("stackRowsAs / stackGroupsAs cast float32 parts to 16 bits (or copy them) in one launch, bit for bit as cat and a cast", { skip: SKIP }, () => {

@@ -222,8 +222,8 @@ test("by default (\"auto\") a pair of linear GEMM shapes goes side by side as ti
     assert.equal(trials.length, 2 + 2 * 2 * 8);
     assert.equal(trials.filter((t) => t).length, trials.length / 2);
     const timed = sideStreamChoices().get("test pair @ 9")!;
-    assert.equal(timed.side_by_side, choice);
-    assert.equal(choice, timed.side_by_side_ms < 0.95 * timed.in_turn_ms, JSON.stringify(timed));
+    assert.equal(timed.taken, choice);
+    assert.equal(choice, timed.new_ms < 0.95 * timed.old_ms, JSON.stringify(timed));
     assert.equal(sideBySide("test pair", 700, trial), choice, "the same token class");
     assert.equal(trials.length, 34, "timed once");
     const graph = new torch.cuda.CUDAGraph();

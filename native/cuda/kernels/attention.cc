@@ -658,6 +658,15 @@ constexpr char kMmaSource[] = R"CUDA(
 
 typedef uint32 (*TileWords)[FT_MMA_WORDS];
 typedef const uint32 (*TileWordsIn)[FT_MMA_WORDS];
+// A shared tile row of 128 16-bit elements and 4 words of padding (the whole-head kernel's transposed tiles).
+#define FT_MMA_WIDE_WORDS 68
+typedef uint32 (*WideWords)[FT_MMA_WIDE_WORDS];
+
+// T itself, in a context where a template parameter is not deduced (so that a null tile may be passed).
+template <typename T>
+struct Same {
+  typedef T type;
+};
 
 #if FT_ATTN_OPERANDS == DT_F16
 #define FT_MMA_TYPE "f16"
@@ -723,63 +732,88 @@ __device__ __forceinline__ Words4 EightAt(const float* p) {
   return {{Pack(a.v[0], a.v[1]), Pack(a.v[2], a.v[3]), Pack(b.v[0], b.v[1]), Pack(b.v[2], b.v[3])}};
 }
 
-// Rows r0 .. r0 + 63 of a [rows, D] operand into `rows` ([row][column pair]) and `cols` (the transpose,
-// [column][row pair]), either may be null; zeros from row `limit` and column D on.
-// Where every row's start is 16-byte aligned and D a multiple of 8, lane p of warp w reads rows 2 p and 2 p + 1,
-// columns 8 c .. 8 c + 7 for c = w and w + 4, 16 bytes a load, all four loads before any store; each of its words
-// of `cols` then holds both rows, and the warp's 32 words of a column are consecutive (no bank conflicts).
-// Otherwise a warp reads a row's 32 pairs, 8 rows a thread at a time before it stores any.
-template <typename T>
-__device__ __forceinline__ void StoreTile(TileWords rows, TileWords cols, const T* base, int64 stride, int64 r0,
-                                          int64 limit, int D) {
-  if (((uint64)base & 15) == 0 && (stride & 7) == 0 && (D & 7) == 0) {
-    const int p = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    Words4 x[2][2];  // [chunk][row of the pair]
+// Rows r0 .. r0 + 63 of a [rows, D] operand on their way to shared memory, held in registers: LoadTile issues a
+// thread's global loads, PutTile stores them into `rows` ([row][column pair]) and `cols` (the transpose, [column][row
+// pair]), either may be null; zeros from row `limit` and column D on. Apart, so that a kernel issues several tiles'
+// loads before it waits for any. WARPS: the block's warps, all taking part; CP: the row pitch of `cols` in words (a
+// wide tile's cols may start at word 32, for rows 64 .. 127).
+// Where every row's start is 16-byte aligned and D a multiple of 8 (`vec`), lane p of warp w reads rows 2 p and
+// 2 p + 1, columns 8 c .. 8 c + 7 for its warp's chunks c = w, w + WARPS .., 16 bytes a load; each of its words of
+// `cols` then holds both rows, and the warp's 32 words of a column are consecutive (no bank conflicts). Otherwise a
+// warp reads a row's 32 pairs, 64 / WARPS rows a thread.
+template <int WARPS>
+struct TileRegs {
+  static constexpr int kChunks = 8 / WARPS;  // a warp's chunks of 8 columns, where vec
+  uint32 w[8 * kChunks];
+  bool vec;
+};
+
+template <int WARPS, typename T>
+__device__ __forceinline__ void LoadTile(TileRegs<WARPS>& t, const T* base, int64 stride, int64 r0, int64 limit, int D) {
+  const int p = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  t.vec = ((uint64)base & 15) == 0 && (stride & 7) == 0 && (D & 7) == 0;
+  if (t.vec) {
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int c = warp + FT_MMA_WARPS * k;
+    for (int k = 0; k < TileRegs<WARPS>::kChunks; ++k) {
+      const int c = warp + WARPS * k;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const int64 r = r0 + 2 * p + i;
-        x[k][i] = r < limit && 8 * c < D ? EightAt(base + r * stride + 8 * c) : Words4{{0u, 0u, 0u, 0u}};
+        const Words4 x = r < limit && 8 * c < D ? EightAt(base + r * stride + 8 * c) : Words4{{0u, 0u, 0u, 0u}};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) t.w[8 * k + 4 * i + e] = x.w[e];
       }
     }
+    return;
+  }
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int c = warp + FT_MMA_WARPS * k;
+  for (int k = 0; k < 8 * TileRegs<WARPS>::kChunks; ++k) {
+    const int i = threadIdx.x + k * 32 * WARPS, r = i >> 5, c = 2 * (i & 31);
+    t.w[k] = r0 + r < limit && c < D ? PairAt(base, (r0 + r) * stride + c) : 0u;
+  }
+}
+
+template <int WARPS, int CP = FT_MMA_WORDS>
+__device__ __forceinline__ void PutTile(const TileRegs<WARPS>& t, TileWords rows, typename Same<uint32 (*)[CP]>::type cols) {
+  const int p = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (t.vec) {
+#pragma unroll
+    for (int k = 0; k < TileRegs<WARPS>::kChunks; ++k) {
+      const int c = warp + WARPS * k;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        if (rows != 0) *(Words4*)&rows[2 * p + i][4 * c] = x[k][i];
+        if (rows != 0) *(Words4*)&rows[2 * p + i][4 * c] = Words4{{t.w[8 * k + 4 * i], t.w[8 * k + 4 * i + 1],
+                                                                   t.w[8 * k + 4 * i + 2], t.w[8 * k + 4 * i + 3]}};
       }
       if (cols != 0) {
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
-          const uint32 lo = x[k][0].w[e >> 1] >> (16 * (e & 1)) & 0xffffu;
-          const uint32 hi = x[k][1].w[e >> 1] >> (16 * (e & 1)) & 0xffffu;
+          const uint32 lo = t.w[8 * k + (e >> 1)] >> (16 * (e & 1)) & 0xffffu;
+          const uint32 hi = t.w[8 * k + 4 + (e >> 1)] >> (16 * (e & 1)) & 0xffffu;
           cols[8 * c + e][p] = lo | hi << 16;
         }
       }
     }
     return;
   }
-  constexpr int kPerThread = FT_MMA_TILE * 32 / FT_MMA_THREADS;
-  for (int i0 = 0; i0 < kPerThread; i0 += 8) {
-    uint32 w[8];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int i = threadIdx.x + (i0 + k) * FT_MMA_THREADS, r = i >> 5, c = 2 * (i & 31);
-      w[k] = r0 + r < limit && c < D ? PairAt(base, (r0 + r) * stride + c) : 0u;
-    }
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int i = threadIdx.x + (i0 + k) * FT_MMA_THREADS, r = i >> 5, c = 2 * (i & 31);
-      if (rows != 0) rows[r][c >> 1] = w[k];
-      if (cols != 0) {
-        ((uint16*)cols[c])[r] = (uint16)w[k];
-        ((uint16*)cols[c + 1])[r] = (uint16)(w[k] >> 16);
-      }
+  for (int k = 0; k < 8 * TileRegs<WARPS>::kChunks; ++k) {
+    const int i = threadIdx.x + k * 32 * WARPS, r = i >> 5, c = 2 * (i & 31);
+    if (rows != 0) rows[r][c >> 1] = t.w[k];
+    if (cols != 0) {
+      ((uint16*)cols[c])[r] = (uint16)t.w[k];
+      ((uint16*)cols[c + 1])[r] = (uint16)(t.w[k] >> 16);
     }
   }
+}
+
+// LoadTile then PutTile, for a block of FT_MMA_WARPS warps.
+template <typename T>
+__device__ __forceinline__ void StoreTile(TileWords rows, TileWords cols, const T* base, int64 stride, int64 r0,
+                                          int64 limit, int D) {
+  TileRegs<FT_MMA_WARPS> t;
+  LoadTile(t, base, stride, r0, limit, D);
+  PutTile(t, rows, cols);
 }
 
 // c[j] += a times B over the k-steps ks < kst, for the two n8 tiles j of B = w's rows r0 + 8 j .. read as columns
@@ -797,9 +831,10 @@ __device__ __forceinline__ void ProductOfColumns(float (&c)[2][4], const uint32 
 }
 
 // c[j] += a times B for the n8 tiles j < nt of B = w's rows 8 j .. read as columns, over the one k-step of this
-// warp's 16 columns of the tile (words 8 w ..): its share of a product over the tile.
-__device__ __forceinline__ void ProductOverColumns(float (&c)[8][4], const uint32 (&a)[4], TileWordsIn w, int warp,
-                                                   int nt, int lane) {
+// warp's 16 columns of the tile (words 8 w ..): its share of a product over the tile. P: w's row pitch in words.
+template <int P>
+__device__ __forceinline__ void ProductOverColumns(float (&c)[8][4], const uint32 (&a)[4], const uint32 (*w)[P],
+                                                   int warp, int nt, int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -836,6 +871,53 @@ __device__ __forceinline__ void RowKeeps(uint32 (&keep)[2][2], const Attention& 
   }
 }
 
+// One step of the forward's online softmax for a warp's rows sw + g and sw + g + 8 over keys t0 .. t0 + 15 (`keep`:
+// their dropout bits, RowKeeps): s, holding the rows' products with the keys, becomes their kept weights (0 past T
+// or where dropout drops them), rounded into the A fragment pf; the running maxima m, sums l and output acc move to
+// the new maxima first.
+__device__ __forceinline__ void SoftmaxStep(uint32 (&pf)[4], float (&s)[2][4], float (&m)[2], float (&l)[2],
+                                            float (&acc)[8][4], const Attention& a, const Operands& o,
+                                            const MaskLine (&mask)[2], const uint32 (&keep)[2][2], int64 sw, int64 t0,
+                                            int lane) {
+  const int g = lane >> 2, q = lane & 3;
+  float top[2] = {-FT_INF, -FT_INF};
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64 row = sw + g + 8 * (e >> 1), t = t0 + 8 * j + 2 * q + (e & 1);
+      const float z = t < a.T ? Logit(a, s[j][e], o.mask, MaskValue(mask[e >> 1], t), row, t) : -FT_INF;
+      s[j][e] = z;
+      top[e >> 1] = fmaxf(top[e >> 1], z);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
+    top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
+    const float m_new = fmaxf(m[r], top[r]);
+    const float alpha = Rescale(m[r], m_new);
+    l[r] *= alpha;
+    m[r] = m_new;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      acc[j][2 * r] *= alpha;
+      acc[j][2 * r + 1] *= alpha;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = e >> 1;
+      const float p = RunningWeight(s[j][e], m[r], t0 + 8 * j + 2 * q + (e & 1) < a.T);
+      l[r] += p;
+      s[j][e] = p != 0.0f && (keep[r][j] >> (2 * q + (e & 1)) & 1u) ? p : 0.0f;
+    }
+  }
+  PackBlock(pf, s);
+}
+
 // The sum over the block's warps of c (16 x 64; each warp's rows g and g + 8 scaled by its f[0] and f[1]), for
 // this warp's quarter of the columns: r[h][j][i] is row g + 8 h, column 16 w + 8 j + 2 q + i. The whole block
 // calls it; `part` (FT_MMA_PART_FLOATS) may alias tiles that are no longer read.
@@ -865,34 +947,71 @@ __device__ __forceinline__ void SumWarps(float (&r)[2][2][2], const float (&c)[8
   }
 }
 
-// Rows r0 + g + 8 h of this warp's columns of a summed result (SumWarps) to dst (row stride `stride`; null for
-// none) and, where lowp is not null, rounded to lowp_dtype to lowp at the same offsets: rows below `limit`, columns
-// below D, each times scale[h].
-__device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const float (&r)[2][2][2], const float (&scale)[2],
-                                             int64 r0, int64 limit, int D, int warp, int lane, uint16* lowp = 0,
-                                             int lowp_dtype = DT_BF16) {
+// Values x0 and x1 at offsets at and at + 1 of dst (float32; null for none) and, where lowp is not null, rounded to
+// lowp_dtype at the same offsets of lowp: one 4-byte store where aligned and in the operands' dtype.
+__device__ __forceinline__ void StorePair(float* dst, uint16* lowp, int lowp_dtype, int64 at, float x0, float x1) {
+  if (dst != 0) {
+    dst[at] = x0;
+    dst[at + 1] = x1;
+  }
+  if (lowp == 0) return;
+  if (lowp_dtype == FT_ATTN_OPERANDS && ((uint64)(lowp + at) & 3) == 0) {
+    *(uint32*)(lowp + at) = Pack(x0, x1);
+  } else {
+    lowp[at] = F32ToLowp(x0, lowp_dtype);
+    lowp[at + 1] = F32ToLowp(x1, lowp_dtype);
+  }
+}
+
+// Rows r0 + g + 8 h below `limit` of values v[h][j][i] at columns c0 + 8 j + 2 q + i below D (a warp's quarter of
+// SumWarps' sums: J = 2, c0 = 16 w; or its accumulators over every column: J = 8, c0 = 0, Rearranged), each times
+// scale[h], to dst (row stride `stride`; null for none) and, where lowp is not null, rounded to lowp_dtype to lowp
+// at the same offsets.
+template <int J>
+__device__ __forceinline__ void StoreRowPairs(float* dst, uint16* lowp, int lowp_dtype, int64 stride,
+                                              const float (&v)[2][J][2], const float (&scale)[2], int64 r0,
+                                              int64 limit, int c0, int D, int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int64 row = r0 + g + 8 * h;
     if (row >= limit) continue;
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int d = 16 * warp + 8 * j + 2 * q;  // and d + 1, below D with d: D is even
-      if (d >= D) continue;
-      const float x0 = r[h][j][0] * scale[h], x1 = r[h][j][1] * scale[h];
-      const int64 at = row * stride + d;
-      if (dst != 0) {
-        dst[at] = x0;
-        dst[at + 1] = x1;
+    for (int j = 0; j < J; ++j) {
+      const int d = c0 + 8 * j + 2 * q;  // and d + 1, below D with d: D is even
+      if (d < D) StorePair(dst, lowp, lowp_dtype, row * stride + d, v[h][j][0] * scale[h], v[h][j][1] * scale[h]);
+    }
+  }
+}
+
+// A gradient's rows r0 + g + 8 h below `limit` of head (b, h) from v (StoreRowPairs' layout, columns c0 + ..) to dst
+// (float32, view l), or with gr.sums in 16 bits there and their column sums to sums_row[c0 + 8 j + 2 q + i] (below
+// D): in double in a fixed order (a lane's two, then across the lanes with its columns by a butterfly, which gives
+// each lane the same bits), as the other column sums do, so the sums do not depend on the schedule.
+template <int J>
+__device__ __forceinline__ void StoreGradientRows(const Backward& gr, float* dst, const Layout& l, int64 b, int64 h,
+                                                  const float (&v)[2][J][2], int64 r0, int64 limit, int c0, int D,
+                                                  double* sums_row, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+  const int64 at = RowAt(l, b, h, 0);
+  const float ones[2] = {1.0f, 1.0f};
+  StoreRowPairs(gr.sums == 0 ? dst + at : 0, gr.sums == 0 ? 0 : (uint16*)dst + at, FT_ATTN_OPERANDS, l.strides[2], v,
+                ones, r0, limit, c0, D, lane);
+  if (gr.sums == 0) return;
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      double c = 0.0;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        if (r0 + g + 8 * hh < limit) c += (double)v[hh][j][i];
       }
-      if (lowp == 0) continue;
-      if (lowp_dtype == FT_ATTN_OPERANDS && ((uint64)(lowp + at) & 3) == 0) {
-        *(uint32*)(lowp + at) = Pack(x0, x1);
-      } else {
-        lowp[at] = F32ToLowp(x0, lowp_dtype);
-        lowp[at + 1] = F32ToLowp(x1, lowp_dtype);
-      }
+      c += __shfl_xor_sync(0xffffffffu, c, 4);
+      c += __shfl_xor_sync(0xffffffffu, c, 8);
+      c += __shfl_xor_sync(0xffffffffu, c, 16);
+      const int d = c0 + 8 * j + 2 * q + i;
+      if (g == 0 && d < D) sums_row[d] = c;
     }
   }
 }
@@ -900,39 +1019,14 @@ __device__ __forceinline__ void StoreQuarter(float* dst, int64 stride, const flo
 // The blocks of one head in a backward launch: B of gridDim.y row blocks.
 __device__ __forceinline__ int64 HeadBlocks(int64 H) { return (int64)(gridDim.x / H) * gridDim.y; }
 
-// A gradient's rows r0 .. r0 + 15 (SumWarps' sums, this warp's columns) of head (b, h) to dst (float32, view l),
-// or with gr.sums in 16 bits there, and their column sums over the rows below `limit` to the block's row of the
-// partials (`kind` of the kernel's: [kinds, H, HeadBlocks(H), D], row b * gridDim.y + blockIdx.y). A column's 16
-// rows add in double in a fixed order (a lane's two, then across the lanes with its columns by a butterfly, which
-// gives each lane the same bits), as the other column sums do, so the sums do not depend on the schedule.
+// A gradient's rows r0 .. r0 + 15 (SumWarps' sums, this warp's columns) of head (b, h) to dst (StoreGradientRows),
+// their column sums to the block's row of the partials (`kind` of the kernel's: [kinds, H, HeadBlocks(H), D], row
+// b * gridDim.y + blockIdx.y).
 __device__ __forceinline__ void StoreGradient(const Backward& gr, float* dst, const Layout& l, int64 H, int64 b,
                                               int64 h, const float (&r)[2][2][2], int64 r0, int64 limit, int D,
                                               int kind, int warp, int lane) {
-  const float ones[2] = {1.0f, 1.0f};
-  const int64 at = RowAt(l, b, h, 0);
-  if (gr.sums == 0) {
-    StoreQuarter(dst + at, l.strides[2], r, ones, r0, limit, D, warp, lane);
-    return;
-  }
-  StoreQuarter(0, l.strides[2], r, ones, r0, limit, D, warp, lane, (uint16*)dst + at, FT_ATTN_OPERANDS);
-  double* row = gr.partial + ((kind * H + h) * HeadBlocks(H) + b * gridDim.y + blockIdx.y) * D;
-  const int g = lane >> 2, q = lane & 3;
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      double c = 0.0;
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        if (r0 + g + 8 * hh < limit) c += (double)r[hh][j][i];
-      }
-      c += __shfl_xor_sync(0xffffffffu, c, 4);
-      c += __shfl_xor_sync(0xffffffffu, c, 8);
-      c += __shfl_xor_sync(0xffffffffu, c, 16);
-      const int d = 16 * warp + 8 * j + 2 * q + i;
-      if (g == 0 && d < D) row[d] = c;
-    }
-  }
+  double* row = gr.sums == 0 ? 0 : gr.partial + ((kind * H + h) * HeadBlocks(H) + b * gridDim.y + blockIdx.y) * D;
+  StoreGradientRows(gr, dst, l, b, h, r, r0, limit, 16 * warp, D, row, lane);
 }
 
 // With gr.sums, after the block's StoreGradient calls: the last block of head h to finish adds the partials of
@@ -945,6 +1039,38 @@ __device__ __forceinline__ void FinishGradientSums(const Backward& gr, int64 H, 
   if (!LastToFinish(gr.tickets + h, (unsigned int)slots, last)) return;
   for (int k = 0; k < kinds; ++k)
     AddPartials(gr.partial + (k * H + h) * slots * D, (int)slots, D, 0, gr.sums + ((first_kind + k) * H + h) * D);
+}
+
+// Rows sw + g and sw + g + 8's delta = rowsum(dout * out) and lse (0 past S), the warp's 16 rows of head (b, h):
+// lane 2 r + half sums half of row r's products. With `store`, the rows' delta go to gr.delta too.
+__device__ __forceinline__ void RowDeltas(float (&delta)[2], float (&lse)[2], const Attention& a, const Backward& gr,
+                                          int64 b, int64 h, int64 sw, int lane, bool store) {
+  const int64 bh = b * a.H + h, s = sw + (lane >> 1);
+  const int D = a.D;
+  float sum = 0.0f;
+  if (s < a.S) {
+    const int64 ro = RowAt(gr.lout, b, h, s), rd = RowAt(gr.ldout, b, h, s);
+    // 8 columns' loads at a time before their products, so that their latencies overlap
+#pragma unroll
+    for (int d8 = 32 * (lane & 1); d8 < 32 * (lane & 1) + 32; d8 += 8) {
+      float o[8], dout[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        o[i] = d8 + i < D ? LoadAt(gr.out, ro + d8 + i, FT_ATTN_OPERANDS) : 0.0f;
+        dout[i] = d8 + i < D ? gr.dout[rd + d8 + i] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sum += o[i] * dout[i];
+    }
+  }
+  sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+  if (store && s < a.S && (lane & 1) == 0) gr.delta[bh * a.S + s] = sum;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    delta[r] = __shfl_sync(0xffffffffu, sum, 2 * ((lane >> 2) + 8 * r));
+    const int64 row = sw + (lane >> 2) + 8 * r;
+    lse[r] = row < a.S ? gr.lse[bh * a.S + row] : 0.0f;
+  }
 }
 
 extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forward_mma(Attention a, Operands o,
@@ -974,43 +1100,8 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
     if (idle) continue;
     float s[2][4] = {};
     ProductOfColumns(s, qf, tiles[0], 16 * warp, kst, lane);
-    float top[2] = {-FT_INF, -FT_INF};
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64 row = sw + g + 8 * (e >> 1), t = t0 + 16 * warp + 8 * j + 2 * q + (e & 1);
-        const float z = t < a.T ? Logit(a, s[j][e], o.mask, MaskValue(mask[e >> 1], t), row, t) : -FT_INF;
-        s[j][e] = z;
-        top[e >> 1] = fmaxf(top[e >> 1], z);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
-      top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
-      const float m_new = fmaxf(m[r], top[r]);
-      const float alpha = Rescale(m[r], m_new);
-      l[r] *= alpha;
-      m[r] = m_new;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        acc[j][2 * r] *= alpha;
-        acc[j][2 * r + 1] *= alpha;
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = e >> 1, key = 16 * warp + 8 * j + 2 * q + (e & 1);
-        const float p = RunningWeight(s[j][e], m[r], t0 + key < a.T);
-        l[r] += p;
-        s[j][e] = p != 0.0f && (keep[r][j] >> (2 * q + (e & 1)) & 1u) ? p : 0.0f;
-      }
-    }
     uint32 pf[4];
-    PackBlock(pf, s);
+    SoftmaxStep(pf, s, m, l, acc, a, o, mask, keep, sw, t0 + 16 * warp, lane);
     ProductOverColumns(acc, pf, tiles[1], warp, nt, lane);
   }
   // the block's row maxima and sums from the warps', in warp order
@@ -1037,8 +1128,9 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_forwar
   }
   float out[2][2][2];
   SumWarps(out, acc, mine, (float*)tiles, warp, lane);
-  StoreQuarter(y.out + RowAt(y.lo, b, h, 0), y.lo.strides[2], out, scale, sw, a.S, D, warp, lane,
-               y.lowp == 0 ? 0 : y.lowp + RowAt(y.lo, b, h, 0), y.lowp_dtype);
+  const int64 at = RowAt(y.lo, b, h, 0);
+  StoreRowPairs(y.out + at, y.lowp == 0 ? 0 : y.lowp + at, y.lowp_dtype, y.lo.strides[2], out, scale, sw, a.S,
+                16 * warp, D, lane);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64 s = sw + g + 8 * r;
@@ -1057,34 +1149,8 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3, D = a.D;
   const int kst = (D + 15) >> 4, nt = (D + 7) >> 3;
   float delta[2], lse[2];
-  {
-    // lane 2 r + half sums half of row r's products; every warp does, warp 0 stores
-    const int64 s = sw + (lane >> 1);
-    float sum = 0.0f;
-    if (s < a.S) {
-      const int64 ro = RowAt(gr.lout, b, h, s), rd = RowAt(gr.ldout, b, h, s);
-      // 8 columns' loads at a time before their products, so that their latencies overlap
-#pragma unroll
-      for (int d8 = 32 * (lane & 1); d8 < 32 * (lane & 1) + 32; d8 += 8) {
-        float o[8], dout[8];
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          o[i] = d8 + i < D ? LoadAt(gr.out, ro + d8 + i, FT_ATTN_OPERANDS) : 0.0f;
-          dout[i] = d8 + i < D ? gr.dout[rd + d8 + i] : 0.0f;
-        }
-#pragma unroll
-        for (int i = 0; i < 8; ++i) sum += o[i] * dout[i];
-      }
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    if (warp == 0 && s < a.S && (lane & 1) == 0) gr.delta[bh * a.S + s] = sum;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      delta[r] = __shfl_sync(0xffffffffu, sum, 2 * (g + 8 * r));
-      const int64 row = sw + g + 8 * r;
-      lse[r] = row < a.S ? gr.lse[bh * a.S + row] : 0.0f;
-    }
-  }
+  // every warp computes its rows' delta, warp 0 stores them
+  RowDeltas(delta, lse, a, gr, b, h, sw, lane, warp == 0);
   uint32 qf[4][4], df[4][4];
   RowFragments(qf, (const uint16*)o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], sw, a.S, D, lane);
   RowFragments(df, gr.dout + RowAt(gr.ldout, b, h, 0), gr.ldout.strides[2], sw, a.S, D, lane);
@@ -1196,6 +1262,248 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
   __shared__ bool last;
   FinishGradientSums(gr, a.H, h, D, 1, 2, last);
 }
+
+// The whole-head backward, for S and T up to FT_MMA_HEAD_ROWS: one block of FT_MMA_HEAD_WARPS warps a head (b, h)
+// computes each probability, its dropout verdict and dS once, and dq, dk and dv from them, where the dq and dk/dv
+// kernels above each recompute them for their blocks of 16 rows and each block loads the head's other operands
+// again. Warp w first takes query rows 16 w ..: dq = dS k against every key, P~ and dS rounded to the operands'
+// dtype into shared memory, transposed ([key][query]); then key rows 16 w ..: dv = P~^T dout and dk = dS^T q, whose
+// operands are those transposed tiles and q's and dout's columns. The same products in the same dtypes as the
+// kernels above (only float32 summation orders differ), in FT_MMA_HEAD_BYTES of dynamic shared memory.
+#define FT_MMA_HEAD_ROWS 128
+#define FT_MMA_HEAD_WARPS 8
+#define FT_MMA_HEAD_THREADS (32 * FT_MMA_HEAD_WARPS)
+// Its words: the warps' column sums (FT_MMA_HEAD_WARPS x 64 doubles), k's and v's rows (FT_MMA_HEAD_ROWS x
+// FT_MMA_WORDS each), k's, q's and dout's columns (64 x FT_MMA_WIDE_WORDS each), P~ and dS transposed
+// (FT_MMA_HEAD_ROWS x FT_MMA_WIDE_WORDS each): 159 KiB, which sm_80's 163 take. Every operand has its own place, so
+// that the block issues all its global loads at once.
+#define FT_MMA_HEAD_SUM_WORDS (FT_MMA_HEAD_WARPS * 64 * 2)
+#define FT_MMA_HEAD_WORDS                                                                                         \
+  (FT_MMA_HEAD_SUM_WORDS + 2 * FT_MMA_HEAD_ROWS * FT_MMA_WORDS + 3 * 64 * FT_MMA_WIDE_WORDS +                     \
+   2 * FT_MMA_HEAD_ROWS * FT_MMA_WIDE_WORDS)
+#define FT_MMA_HEAD_BYTES (4 * FT_MMA_HEAD_WORDS)
+
+// A warp's accumulators over every column (c[j][2 h + i]: row g + 8 h, column 8 j + 2 q + i) as StoreRowPairs' v.
+__device__ __forceinline__ void Rearranged(float (&v)[2][8][2], const float (&c)[8][4]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      v[h][j][0] = c[j][2 * h];
+      v[h][j][1] = c[j][2 * h + 1];
+    }
+  }
+}
+
+// A gradient's rows r0 .. r0 + 15 of head (b, h) from a warp's accumulators over every column to dst (float32, view
+// l), or with gr.sums in 16 bits there; with gr.sums also the block's column sums over the rows below `limit` to its
+// row of the partials (as StoreGradient's: a column's 16 rows in double in a fixed order, then the warps' sums in
+// warp order through `warp_sums`). The whole block calls it; a warp whose rows all lie past `limit` adds zeros.
+__device__ __forceinline__ void StoreHeadGradient(const Backward& gr, float* dst, const Layout& l, int64 H, int64 b,
+                                                  int64 h, const float (&c)[8][4], int64 r0, int64 limit, int D,
+                                                  int kind, double* warp_sums, int warp, int lane) {
+  float v[2][8][2];
+  Rearranged(v, c);
+  StoreGradientRows(gr, dst, l, b, h, v, r0, limit, 0, D, warp_sums + warp * 64, lane);
+  if (gr.sums == 0) return;
+  __syncthreads();
+  double* row = gr.partial + ((kind * H + h) * HeadBlocks(H) + b * gridDim.y + blockIdx.y) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    double sum = 0.0;
+    for (int w = 0; w < FT_MMA_HEAD_WARPS; ++w) sum += warp_sums[w * 64 + d];
+    row[d] = sum;
+  }
+  __syncthreads();  // warp_sums may be written again
+}
+
+// A head's `rows` rows (up to FT_MMA_HEAD_ROWS) of an operand, loaded as two 64-row tiles (LoadTile; the second
+// only where rows > 64), for PutTile.
+template <typename T>
+__device__ __forceinline__ void LoadHeadRows(TileRegs<FT_MMA_HEAD_WARPS> (&t)[2], const T* base, int64 stride,
+                                             int64 rows, int D) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    if (64 * half < rows) LoadTile(t[half], base, stride, 64 * half, rows, D);
+  }
+}
+
+// Writes the 16 x 16 block x (a warp's rows sw + g + 8 r, keys t0 + 8 j + 2 q + i) transposed into `tile`
+// ([key][query pair]), rounded to the operands' dtype: the lanes with rows g and g ^ 1 swap values, so that each
+// word (two consecutive queries) is one store.
+__device__ __forceinline__ void StoreTransposed(WideWords tile, const float (&x)[2][4], int64 sw, int64 t0, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float other = __shfl_xor_sync(0xffffffffu, x[j][e], 4);
+      const int r = e >> 1;
+      if ((g & 1) != r) continue;
+      const uint32 word = (g & 1) == 0 ? Pack(x[j][e], other) : Pack(other, x[j][e]);
+      tile[t0 + 8 * j + 2 * q + (e & 1)][(sw + (g & ~1) + 8 * r) >> 1] = word;
+    }
+  }
+}
+
+extern "C" __global__ __launch_bounds__(FT_MMA_HEAD_THREADS) void ft_attention_backward_head_mma(Attention a,
+                                                                                             Operands o, Backward gr) {
+  AwaitPriorGrid();
+  ApplyRandomBase(a);
+  extern __shared__ __align__(16) uint32 head_shared[];
+  double* warp_sums = (double*)head_shared;
+  const TileWords krow = (TileWords)(head_shared + FT_MMA_HEAD_SUM_WORDS);
+  const TileWords vrow = krow + FT_MMA_HEAD_ROWS;
+  const WideWords kcol = (WideWords)(vrow + FT_MMA_HEAD_ROWS);
+  const WideWords qcol = kcol + 64, docol = qcol + 64;
+  const WideWords pt = docol + 64, dst = pt + FT_MMA_HEAD_ROWS;
+  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3, D = a.D;
+  const int kst = (D + 15) >> 4, nt = (D + 7) >> 3;
+  const uint16* qb = (const uint16*)o.q + RowAt(o.lq, b, h, 0);
+  const uint16* kb = (const uint16*)o.k + RowAt(o.lk, b, h, 0);
+  const uint16* vb = (const uint16*)o.v + RowAt(o.lv, b, h, 0);
+  const float* db = gr.dout + RowAt(gr.ldout, b, h, 0);
+  // k, v, q and dout in halves of 64 rows, every load issued before the first store
+  TileRegs<FT_MMA_HEAD_WARPS> kt[2], vt[2], qt[2], dt[2];
+  LoadHeadRows(kt, kb, o.lk.strides[2], a.T, D);
+  LoadHeadRows(vt, vb, o.lv.strides[2], a.T, D);
+  LoadHeadRows(qt, qb, o.lq.strides[2], a.S, D);
+  LoadHeadRows(dt, db, gr.ldout.strides[2], a.S, D);
+  // First phase: this warp's query rows against every key.
+  const int64 sw = 16 * warp;
+  const bool queries = sw < a.S;
+  float delta[2], lse[2];
+  uint32 qf[4][4], df[4][4];
+  if (queries) {
+    RowDeltas(delta, lse, a, gr, b, h, sw, lane, false);
+    RowFragments(qf, qb, o.lq.strides[2], sw, a.S, D, lane);
+    RowFragments(df, db, gr.ldout.strides[2], sw, a.S, D, lane);
+  }
+  const MaskLine mask[2] = {QueryMask(a, o, b, h, sw + g), QueryMask(a, o, b, h, sw + g + 8)};
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64 r0 = 64 * half;
+    if (r0 < a.T) {
+      PutTile<FT_MMA_HEAD_WARPS, FT_MMA_WIDE_WORDS>(kt[half], krow + r0, (WideWords)((uint32*)kcol + r0 / 2));
+      PutTile<FT_MMA_HEAD_WARPS>(vt[half], vrow + r0, 0);
+    }
+    if (r0 < a.S) {
+      PutTile<FT_MMA_HEAD_WARPS, FT_MMA_WIDE_WORDS>(qt[half], 0, (WideWords)((uint32*)qcol + r0 / 2));
+      PutTile<FT_MMA_HEAD_WARPS, FT_MMA_WIDE_WORDS>(dt[half], 0, (WideWords)((uint32*)docol + r0 / 2));
+    }
+  }
+  float dq[8][4] = {};
+  __syncthreads();  // the tiles are stored
+  for (int64 t0 = 0; queries && t0 < a.T; t0 += 16) {
+    uint32 keep[2][2];
+    RowKeeps(keep, a, bh, sw, t0, 0, lane);
+    float s[2][4] = {}, dp[2][4] = {}, kept[2][4];
+    ProductOfColumns(s, qf, krow, (int)t0, kst, lane);
+    ProductOfColumns(dp, df, vrow, (int)t0, kst, lane);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1;
+        const int64 row = sw + g + 8 * r, t = t0 + 8 * j + 2 * q + (e & 1);
+        float p_kept = 0.0f, ds = 0.0f;
+        if (row < a.S && t < a.T) {
+          const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskValue(mask[r], t), row, t), lse[r]);
+          const bool keep_e = keep[r][j] >> (2 * q + (e & 1)) & 1u;
+          p_kept = keep_e ? p * a.dscale : 0.0f;
+          ds = ScoreGrad(a, p, keep_e, dp[j][e], delta[r]);
+        }
+        kept[j][e] = p_kept;
+        s[j][e] = ds;
+      }
+    }
+    StoreTransposed(pt, kept, sw, t0, lane);
+    StoreTransposed(dst, s, sw, t0, lane);
+    uint32 sf[4];
+    PackBlock(sf, s);
+    ProductOverColumns(dq, sf, kcol, (int)(t0 >> 4), nt, lane);
+  }
+  StoreHeadGradient(gr, gr.dq, gr.ldq, a.H, b, h, dq, sw, a.S, D, 0, warp_sums, warp, lane);
+  // Second phase: this warp's key rows against every query.
+  __syncthreads();  // P~ and dS are stored
+  const int64 tw = 16 * warp;
+  float dk[8][4] = {}, dv[8][4] = {};
+  const int qst = tw < a.T ? (int)((a.S + 15) >> 4) : 0;
+  for (int ks = 0; ks < qst; ++ks) {
+    uint32 pf[4], sf[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64 t = tw + g + 8 * (i & 1);
+      const int word = 8 * ks + 4 * (i >> 1) + q;
+      pf[i] = pt[t][word];
+      sf[i] = dst[t][word];
+    }
+    ProductOverColumns(dv, pf, docol, ks, nt, lane);
+    ProductOverColumns(dk, sf, qcol, ks, nt, lane);
+  }
+  StoreHeadGradient(gr, gr.dk, gr.ldk, a.H, b, h, dk, tw, a.T, D, 1, warp_sums, warp, lane);
+  StoreHeadGradient(gr, gr.dv, gr.ldv, a.H, b, h, dv, tw, a.T, D, 2, warp_sums, warp, lane);
+  __shared__ bool last;
+  FinishGradientSums(gr, a.H, h, D, 0, 3, last);
+}
+
+// The whole-head forward, for S and T up to FT_MMA_HEAD_ROWS: one block a head (b, h), warp w taking query rows
+// 16 w .. against every key with an online softmax, k's rows and v's columns in shared memory once for the head,
+// where the forward above loads them for each block of 16 rows and splits each tile's keys over its warps, whose
+// partial results it then combines. The same products in the same dtypes (only float32 summation orders differ).
+extern "C" __global__ __launch_bounds__(FT_MMA_HEAD_THREADS) void ft_attention_forward_head_mma(Attention a,
+                                                                                            Operands o, Output y) {
+  AwaitPriorGrid();
+  ApplyRandomBase(a);
+  __align__(16) __shared__ uint32 krow[FT_MMA_HEAD_ROWS][FT_MMA_WORDS];
+  __align__(16) __shared__ uint32 vcol[64][FT_MMA_WIDE_WORDS];
+  const int64 bh = blockIdx.x, b = bh / a.H, h = bh - b * a.H;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3, D = a.D;
+  const int kst = (D + 15) >> 4, nt = (D + 7) >> 3;
+  const uint16* kb = (const uint16*)o.k + RowAt(o.lk, b, h, 0);
+  const uint16* vb = (const uint16*)o.v + RowAt(o.lv, b, h, 0);
+  TileRegs<FT_MMA_HEAD_WARPS> kt[2], vt[2];
+  LoadHeadRows(kt, kb, o.lk.strides[2], a.T, D);
+  LoadHeadRows(vt, vb, o.lv.strides[2], a.T, D);
+  const int64 sw = 16 * warp;
+  uint32 qf[4][4];
+  RowFragments(qf, (const uint16*)o.q + RowAt(o.lq, b, h, 0), o.lq.strides[2], sw, a.S, D, lane);
+  const MaskLine mask[2] = {QueryMask(a, o, b, h, sw + g), QueryMask(a, o, b, h, sw + g + 8)};
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64 r0 = 64 * half;
+    if (r0 < a.T) {
+      PutTile<FT_MMA_HEAD_WARPS>(kt[half], krow + r0, 0);
+      PutTile<FT_MMA_HEAD_WARPS, FT_MMA_WIDE_WORDS>(vt[half], 0, (WideWords)((uint32*)vcol + r0 / 2));
+    }
+  }
+  __syncthreads();
+  if (sw >= a.S) return;
+  float m[2] = {-FT_INF, -FT_INF}, l[2] = {0.0f, 0.0f}, acc[8][4] = {};
+  for (int64 t0 = 0; t0 < a.T; t0 += 16) {
+    uint32 keep[2][2];
+    RowKeeps(keep, a, bh, sw, t0, 0, lane);
+    float s[2][4] = {};
+    ProductOfColumns(s, qf, krow, (int)t0, kst, lane);
+    uint32 pf[4];
+    SoftmaxStep(pf, s, m, l, acc, a, o, mask, keep, sw, t0, lane);
+    ProductOverColumns(acc, pf, vcol, (int)(t0 >> 4), nt, lane);
+  }
+  float scale[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    // the sum is 0 only without keys (T == 0): torch's output is then zeros. A NaN sum passes through.
+    scale[r] = l[r] == 0.0f ? 0.0f : a.dscale / l[r];
+    const int64 row = sw + g + 8 * r;
+    if (q == 0 && row < a.S) y.lse[bh * a.S + row] = m[r] == -FT_INF ? -FT_INF : m[r] + logf(l[r]);
+  }
+  const int64 at = RowAt(y.lo, b, h, 0);
+  float v[2][8][2];
+  Rearranged(v, acc);
+  StoreRowPairs(y.out + at, y.lowp == 0 ? 0 : y.lowp + at, y.lowp_dtype, y.lo.strides[2], v, scale, sw, a.S, 0, D, lane);
+}
 #endif
 )CUDA";
 
@@ -1206,6 +1514,9 @@ constexpr int64_t kForwardRows = 16;
 constexpr int64_t kBackwardRows = 8;
 constexpr int64_t kMmaRows = 16;
 constexpr unsigned kMmaThreads = 128;
+constexpr int64_t kMmaHeadRows = 128;
+constexpr unsigned kMmaHeadThreads = 256;
+constexpr unsigned kMmaHeadSharedBytes = 4 * (8 * 64 * 2 + 2 * 128 * 36 + 3 * 64 * 68 + 2 * 128 * 68);
 constexpr int kMmaMinArch = 80;
 constexpr unsigned kForwardThreads = 128;
 constexpr unsigned kBackwardThreads = 64;
@@ -1358,6 +1669,27 @@ bool UseMma(const AttentionArgs& a, std::initializer_list<std::pair<uint64_t, co
 // a ticket word per head.
 bool LowpGradientsTaken(int64_t dtype, int64_t H, int64_t D) { return MmaTakes(dtype, D) && H <= kTicketWords; }
 
+// Whether the tensor-core backward takes the whole-head kernel where it can: 0 off, 1 on, 2 auto (as JavaScript
+// decides a call by call, ops/attention.ts); FINETUNE_CUDA_ATTENTION_HEADS=1 / 0 for on / off.
+int& HeadsMode() {
+  static int mode = EnvMode("FINETUNE_CUDA_ATTENTION_HEADS");
+  return mode;
+}
+
+// Whether the whole-head kernels take S queries and T keys with operands of `dtype` and head dim D: the
+// tensor-core kernels' dtypes and head dims, and neither side empty nor over kMmaHeadRows.
+bool HeadsTake(int32_t dtype, int64_t D, int64_t S, int64_t T) {
+  return MmaTakes(dtype, D) && S >= 1 && T >= 1 && S <= kMmaHeadRows && T <= kMmaHeadRows;
+}
+
+// The whole-head backward kernel for these operands, or null where it does not take them (HeadsTake) or the GPU
+// lacks the shared memory it needs.
+CUfunction HeadBackwardKernel(Napi::Env env, int32_t dtype, int64_t D, int64_t S, int64_t T) {
+  if (!HeadsTake(dtype, D, S, T)) return nullptr;
+  CUfunction fn = ModuleKernel(env, dtype, "ft_attention_backward_head_mma", true);
+  return AllowDynamicShared(fn, kMmaHeadSharedBytes) ? fn : nullptr;
+}
+
 Dim3 RowBlocks(int64_t bh, int64_t rows, int64_t per_block) {
   Dim3 d;
   d.x = static_cast<unsigned>(bh);
@@ -1365,9 +1697,10 @@ Dim3 RowBlocks(int64_t bh, int64_t rows, int64_t per_block) {
   return d;
 }
 
-// attentionForward(...shared arguments, out, outOff, outStrides, lse, lowp, lowpOff, lowpDtype): out a [B, H, S, D]
-// view with unit stride in D, lse [B, H, S] contiguous; lowp (or null) out's copy in lowpDtype (bfloat16 or float16)
-// at lowpOff with out's strides.
+// attentionForward(...shared arguments, out, outOff, outStrides, lse, lowp, lowpOff, lowpDtype, [wholeHeads]): out a
+// [B, H, S, D] view with unit stride in D, lse [B, H, S] contiguous; lowp (or null) out's copy in lowpDtype (bfloat16
+// or float16) at lowpOff with out's strides. wholeHeads (optional, false): the tensor-core kernels take one block a
+// head where HeadsTake.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -1385,7 +1718,12 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
                                       StridedExtent(info, shape, strides, "lowp"), "lowp");
   }
   void* args[] = {&a.p, &a.o, &y};
-  if (UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}}))
+  const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}});
+  const bool whole_heads = info.Length() > 30 && !info[30].IsUndefined() && GetBool(info, 30, "wholeHeads");
+  if (mma && whole_heads && HeadsTake(a.dtype, D, S, a.p.T))
+    Launch(env, ModuleKernel(env, a.dtype, "ft_attention_forward_head_mma", true), RowBlocks(a.BH, 1, 1),
+           Blocks(kMmaHeadThreads), 0, args);
+  else if (mma)
     Launch(env, ModuleKernel(env, a.dtype, "ft_attention_forward_mma", true), RowBlocks(a.BH, a.p.S, kMmaRows),
            Blocks(kMmaThreads), 0, args);
   else
@@ -1399,7 +1737,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 // lse, dout; dq, dk, dv are assigned. out, dout, dq [B, H, S, D] and dk, dv [B, H, T, D] are views with unit stride
 // in D, lse [B, H, S] contiguous; dout is float32, and so are the gradients unless `sums` (float32, [3, H, D]) is
 // given: then they are in the operands' 16-bit dtype and sums receives their column sums over (b, s), which needs
-// the tensor-core kernels (attentionLowpGradients).
+// the tensor-core kernels (attentionLowpGradients). `wholeHeads` (optional, false): the tensor-core kernels take one
+// kernel a head where it can (attentionHeadKernel), instead of the dq and dk/dv kernels.
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -1421,9 +1760,12 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}});
   if (lowp && !mma)
     throw Napi::RangeError::New(env, "attentionBackward: 16-bit gradients need q, k, v and out 4-byte aligned with even strides");
+  const bool whole_heads = info.Length() > 40 && !info[40].IsUndefined() && GetBool(info, 40, "wholeHeads");
+  const CUfunction head = mma && whole_heads ? HeadBackwardKernel(env, a.dtype, D, S, T) : nullptr;
   // a row of D partial sums per block and gradient: the dq kernel's are added before the dk/dv kernel writes its
-  // two gradients' over them
-  const int64_t partial_rows = H * std::max(B * ((S + kMmaRows - 1) / kMmaRows), 2 * B * ((T + kMmaRows - 1) / kMmaRows));
+  // two gradients' over them; the whole-head kernel's three are a block's each
+  const int64_t partial_rows =
+      H * (head != nullptr ? 3 * B : std::max(B * ((S + kMmaRows - 1) / kMmaRows), 2 * B * ((T + kMmaRows - 1) / kMmaRows)));
   ScratchBuffer partial(env, lowp ? static_cast<size_t>(partial_rows * D) * sizeof(double) : 0);
   if (lowp) {
     g.sums = DeviceElements<float>(info, GetDeviceBuffer(info, 39, "sums"), 0, 3 * H * D, "sums");
@@ -1432,7 +1774,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   }
   void* args[] = {&a.p, &a.o, &g};
   // the dq kernel stores delta, which the dk/dv kernel after it on the stream reads
-  if (mma) {
+  if (head != nullptr) {
+    Launch(env, head, RowBlocks(a.BH, 1, 1), Blocks(kMmaHeadThreads), kMmaHeadSharedBytes, args);
+  } else if (mma) {
     Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dq_mma", true), RowBlocks(a.BH, S, kMmaRows),
            Blocks(kMmaThreads), 0, args);
     Launch(env, ModuleKernel(env, a.dtype, "ft_attention_backward_dkv_mma", true), RowBlocks(a.BH, T, kMmaRows),
@@ -1454,9 +1798,29 @@ Napi::Value AttentionLowpGradients(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, LowpGradientsTaken(GetInt(info, 0, "dtype"), GetCount(info, 1, "H"), GetCount(info, 2, "D")));
 }
 
+// attentionHeads(mode?): whether the tensor-core backward takes the whole-head kernel where it can: "on", "off" or
+// "auto" (HeadsMode), after setting it when given.
+Napi::Value AttentionHeads(const Napi::CallbackInfo& info) {
+  EnsureContext(info.Env());
+  return ModeSetting(info, HeadsMode(), "attentionHeads");
+}
+
+// attentionHeadKernel(dtype, D, S, T): whether the forward's and backward's wholeHeads take one kernel a head for S
+// queries and T keys with operands of `dtype` (a dtype code) and head dim D, on this GPU (where the tensor-core
+// kernels take the call: 4-byte aligned operands with even strides).
+Napi::Value AttentionHeadKernel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  const int32_t dtype = static_cast<int32_t>(GetInt(info, 0, "dtype"));
+  return Napi::Boolean::New(env, HeadBackwardKernel(env, dtype, GetCount(info, 1, "D"), GetCount(info, 2, "S"),
+                                                    GetCount(info, 3, "T")) != nullptr);
+}
+
 }  // namespace
 
 void RegisterAttention(Napi::Env env, Napi::Object cuda) {
+  cuda.Set("attentionHeads", Napi::Function::New(env, AttentionHeads, "attentionHeads"));
+  cuda.Set("attentionHeadKernel", Napi::Function::New(env, AttentionHeadKernel, "attentionHeadKernel"));
   cuda.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   cuda.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   cuda.Set("attentionLowpGradients", Napi::Function::New(env, AttentionLowpGradients, "attentionLowpGradients"));

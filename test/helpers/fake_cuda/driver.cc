@@ -36,7 +36,7 @@ namespace {
 using CUresult = int;
 using CUdeviceptr = std::uint64_t;
 constexpr CUresult kSuccess = 0, kInvalidValue = 1, kOutOfMemory = 2, kInvalidImage = 200, kInvalidHandle = 400,
-                   kIllegalState = 401, kNotFound = 500, kNotReady = 600, kIllegalAddress = 700, kLaunchOutOfResources = 701,
+                   kIllegalState = 401, kNotFound = 500, kNotReady = 600, kIllegalAddress = 700,
                    kLaunchFailed = 719, kCaptureUnsupported = 900, kCaptureInvalidated = 901, kCaptureUnjoined = 904;
 constexpr std::size_t kTotalBytes = std::size_t{80} << 30;
 constexpr std::size_t kReservedBytes = std::size_t{1} << 40;
@@ -201,7 +201,10 @@ CUresult RefuseWhileCapturing(const char* what) {
 struct Function {
   std::string name;
   const ftemu::KernelEntry* entry;
+  unsigned max_dynamic_shared = 48 * 1024;  // cuFuncSetAttribute's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 };
+// The most dynamic shared memory a block may opt in to: an H100's, or an sm_80's, or 64 KiB before.
+unsigned OptInSharedBytes(int major) { return major >= 9 ? 232448 : major == 8 ? 166912 : 65536; }
 unsigned long long g_launches = 0;
 
 bool IsDevicePointer(const void* p) { return InDevice(reinterpret_cast<CUdeviceptr>(p), 1); }
@@ -256,8 +259,10 @@ int cuDeviceGetName(char* name, int len, int) {
 int cuDeviceGetAttribute(int* v, int attribute, int) {
   int major = 9, minor = 0;
   if (const char* cc = std::getenv("FTEMU_COMPUTE_CAPABILITY")) std::sscanf(cc, "%d.%d", &major, &minor);
-  // an H100's 132 multiprocessors, which kernels sizing their grids by the GPU read
-  *v = attribute == 75 ? major : attribute == 76 ? minor : attribute == 16 ? 132 : 0;
+  // an H100's 132 multiprocessors, which kernels sizing their grids by the GPU read, and the shared memory a block
+  // may opt in to (attribute 97)
+  *v = attribute == 75 ? major : attribute == 76 ? minor : attribute == 16 ? 132
+     : attribute == 97 ? static_cast<int>(OptInSharedBytes(major)) : 0;
   return 0;
 }
 int cuDeviceTotalMem_v2(std::size_t* bytes, int) {
@@ -482,6 +487,19 @@ int cuModuleGetFunction(void** fn, void* module, const char* name) {
   return 0;
 }
 
+// Takes CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (8) only, up to the device's opt-in limit.
+int cuFuncSetAttribute(void* f, int attribute, int value) {
+  auto* fn = static_cast<Function*>(f);
+  if (fn == nullptr) return Fail(kInvalidHandle, "cuFuncSetAttribute of a null function");
+  if (attribute != 8) return Fail(kInvalidValue, "cuFuncSetAttribute: the fake driver knows no attribute " + std::to_string(attribute));
+  int major = 0;
+  cuDeviceGetAttribute(&major, 75, 0);
+  if (value < 0 || static_cast<unsigned>(value) > OptInSharedBytes(major))
+    return Fail(kInvalidValue, "cuFuncSetAttribute: " + std::to_string(value) + " bytes of dynamic shared memory");
+  fn->max_dynamic_shared = static_cast<unsigned>(value);
+  return 0;
+}
+
 // cuLaunchKernel, and cuLaunchKernelEx with `programmatic` (programmatic stream serialization).
 static int LaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shared_bytes, void* stream, void** params, void** extra, bool programmatic) {
@@ -497,8 +515,9 @@ static int LaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
   if (bx > 1024 || by > 1024 || bz > 64 || 1ull * bx * by * bz > 1024)
     return Fail(kInvalidValue, what + ": block (" + std::to_string(bx) + ", " + std::to_string(by) + ", " +
                                    std::to_string(bz) + ") exceeds 1024 threads");
-  if (shared_bytes > 48 * 1024)
-    return Fail(kLaunchOutOfResources, what + ": more than 48 KiB of dynamic shared memory");
+  if (shared_bytes > fn->max_dynamic_shared)
+    return Fail(kInvalidValue, what + ": " + std::to_string(shared_bytes) + " bytes of dynamic shared memory, above the " +
+                                   std::to_string(fn->max_dynamic_shared) + " cuFuncSetAttribute allowed");
   void* bound = fn->entry->bind(params);
   const ftemu::KernelEntry* entry = fn->entry;
   std::string name = fn->name;
