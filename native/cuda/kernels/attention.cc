@@ -1755,13 +1755,14 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   g.dq = HeadView(info, 30, "dq", {B, H, S, D}, true, &g.ldq, grad_dtype);
   g.dk = HeadView(info, 33, "dk", {B, H, T, D}, true, &g.ldk, grad_dtype);
   g.dv = HeadView(info, 36, "dv", {B, H, T, D}, true, &g.ldv, grad_dtype);
-  ScratchBuffer delta(env, static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
-  g.delta = delta.ptr();
   const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}});
   if (lowp && !mma)
     throw Napi::RangeError::New(env, "attentionBackward: 16-bit gradients need q, k, v and out 4-byte aligned with even strides");
   const bool whole_heads = info.Length() > 40 && !info[40].IsUndefined() && GetBool(info, 40, "wholeHeads");
   const CUfunction head = mma && whole_heads ? HeadBackwardKernel(env, a.dtype, D, S, T) : nullptr;
+  // the dq kernel's rows' delta for the dk/dv kernel (the whole-head kernel keeps its own)
+  ScratchBuffer delta(env, head != nullptr ? 0 : static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
+  g.delta = delta.ptr();
   // a row of D partial sums per block and gradient: the dq kernel's are added before the dk/dv kernel writes its
   // two gradients' over them; the whole-head kernel's three are a block's each
   const int64_t partial_rows =
