@@ -34,11 +34,11 @@ export type CudaEventHandle = { readonly __brand: "CudaEvent" };
 /** A CUDA library the addon opened, or why it could not (every dlopen/dlsym failure and the folders searched). */
 export type CudaLibrary = { path: string; version: string | null } | { error: string };
 
-/** What `cudaInfo()` found (native/cuda/): computed once per process, on the first call. */
 /** The settings of native.cuda.sideStreamGemms and attentionHeads: "auto" decides by timing both ways
  * (ops/timed_choice.ts). */
 export type ChoiceMode = "on" | "off" | "auto";
 
+/** What `cudaInfo()` found (native/cuda/): computed once per process, on the first call. */
 export interface CudaInfo {
   /** a driver, at least one device and finetune's CUDA kernels: false in this build, which has no kernels */
   available: boolean;

@@ -1269,7 +1269,8 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
 // again. Warp w first takes query rows 16 w ..: dq = dS k against every key, P~ and dS rounded to the operands'
 // dtype into shared memory, transposed ([key][query]); then key rows 16 w ..: dv = P~^T dout and dk = dS^T q, whose
 // operands are those transposed tiles and q's and dout's columns. The same products in the same dtypes as the
-// kernels above (only float32 summation orders differ), in FT_MMA_HEAD_BYTES of dynamic shared memory.
+// kernels above (only float32 summation orders differ), in 4 * FT_MMA_HEAD_WORDS bytes of dynamic shared memory
+// (the host's kMmaHeadSharedBytes).
 #define FT_MMA_HEAD_ROWS 128
 #define FT_MMA_HEAD_WARPS 8
 #define FT_MMA_HEAD_THREADS (32 * FT_MMA_HEAD_WARPS)
@@ -1281,7 +1282,6 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
 #define FT_MMA_HEAD_WORDS                                                                                         \
   (FT_MMA_HEAD_SUM_WORDS + 2 * FT_MMA_HEAD_ROWS * FT_MMA_WORDS + 3 * 64 * FT_MMA_WIDE_WORDS +                     \
    2 * FT_MMA_HEAD_ROWS * FT_MMA_WIDE_WORDS)
-#define FT_MMA_HEAD_BYTES (4 * FT_MMA_HEAD_WORDS)
 
 // A warp's accumulators over every column (c[j][2 h + i]: row g + 8 h, column 8 j + 2 q + i) as StoreRowPairs' v.
 __device__ __forceinline__ void Rearranged(float (&v)[2][8][2], const float (&c)[8][4]) {
@@ -1516,6 +1516,7 @@ constexpr int64_t kMmaRows = 16;
 constexpr unsigned kMmaThreads = 128;
 constexpr int64_t kMmaHeadRows = 128;
 constexpr unsigned kMmaHeadThreads = 256;
+// 4 * FT_MMA_HEAD_WORDS: the whole-head backward's dynamic shared memory.
 constexpr unsigned kMmaHeadSharedBytes = 4 * (8 * 64 * 2 + 2 * 128 * 36 + 3 * 64 * 68 + 2 * 128 * 68);
 constexpr int kMmaMinArch = 80;
 constexpr unsigned kForwardThreads = 128;
