@@ -51,9 +51,12 @@ done
 # Per-kernel times of one step (bench/gpu-ncu.sh), if a minute and a half is left
 [ $((FINETUNE_DEADLINE - $(date +%s))) -gt 90 ] && timeout -k 5 $((FINETUNE_DEADLINE - $(date +%s))) bash bench/gpu-ncu.sh
 # Then, if a minute and a half is still left, where the second update's time goes in the kernels slowest beside
-# PyTorch's: the top layer's bias-gradient column sums with GELU' (3072 columns; an update launches 14, the
-# classifier's and the pooler's first), two dropout_add_layer_norm forwards, two layer norm backwards (dx with
-# dw / db, one launch each), as BERT's 8 x 64 rows take them: a team of warps a row
-[ $((FINETUNE_DEADLINE - $(date +%s))) -gt 90 ] && FINETUNE_NCU_DETAIL="ft_cast_column_sums:16:1 ft_dropout_add_layer_norm_team:24:2 ft_layer_norm_backward_team:25:2" \
+# PyTorch's: the attention's whole-head forward and backward (12 a layer's each an update; taken without timing
+# them against the kernels for blocks of rows, which the profiler's serialised launches would make meaningless), the
+# top layer's bias-gradient column sums with GELU' (3072 columns; an update launches 14, the classifier's and the
+# pooler's first), two dropout_add_layer_norm forwards, two layer norm backwards (dx with dw / db, one launch each),
+# as BERT's 8 x 64 rows take them: a team of warps a row
+[ $((FINETUNE_DEADLINE - $(date +%s))) -gt 90 ] && FINETUNE_CUDA_ATTENTION_HEADS=1 \
+  FINETUNE_NCU_DETAIL="ft_attention_backward_head_mma:12:1 ft_attention_forward_head_mma:12:1 ft_cast_column_sums:16:1 ft_dropout_add_layer_norm_team:24:2 ft_layer_norm_backward_team:25:2" \
   timeout -k 5 $((FINETUNE_DEADLINE - $(date +%s))) bash bench/gpu-ncu.sh
 rm -rf "$FINETUNE_CACHE" "$MRPC_OUT"
