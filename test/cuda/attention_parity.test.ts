@@ -606,6 +606,23 @@ test("the tensor-core attention takes one kernel a head up to 128 queries and ke
   assert.deepEqual(kernels.filter((k) => k.includes("attention")), [...heads, ...blocks, ...blocks, ...blocks]);
 });
 
+test("a GPU that cannot lend a block 159 KiB of shared memory (sm_86's 99) keeps the kernels for blocks of rows", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { native } = await import(dist + "/backend/native.js");
+    const F = await import(dist + "/nn/functional.js");
+    const q = torch.randn([1, 1, 8, 16]).to("cuda").requires_grad_(true);
+    const kv = [1, 2].map(() => torch.randn([1, 1, 8, 16]).to("cuda").requires_grad_(true));
+    console.error("ftemu: begin");
+    if (native.cuda.attentionHeadKernel(torch.bfloat16.code, 16, 8, 8)) throw new Error("the whole-head kernels on sm_86");
+    const out = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => F.scaled_dot_product_attention(q, kv[0], kv[1]));
+    out.sum().backward();
+    torch.cuda.synchronize();
+  `, { FTEMU_COMPUTE_CAPABILITY: "8.6" });
+  assert.deepEqual(kernels.filter((k) => k.includes("attention")),
+    ["ft_attention_forward_mma", "ft_attention_backward_dq_mma", "ft_attention_backward_dkv_mma"]);
+});
+
 test("by default (\"auto\") the forward and the backward take one kernel a head where timing that against the kernels for blocks of rows showed it 5% faster, once per size class; a capture takes the nearest class's choice", { skip: SKIP }, () => {
   const mode = native.cuda.attentionHeads();
   native.cuda.attentionHeads("auto");

@@ -203,8 +203,11 @@ struct Function {
   const ftemu::KernelEntry* entry;
   unsigned max_dynamic_shared = 48 * 1024;  // cuFuncSetAttribute's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 };
-// The most dynamic shared memory a block may opt in to: an H100's, or an sm_80's, or 64 KiB before.
-unsigned OptInSharedBytes(int major) { return major >= 9 ? 232448 : major == 8 ? 166912 : 65536; }
+// The most dynamic shared memory a block may opt in to: an H100's, an A100's (sm_80), the other sm_8x GPUs' (99
+// KiB), or 64 KiB before.
+unsigned OptInSharedBytes(int major, int minor) {
+  return major >= 9 ? 232448 : major == 8 ? (minor == 0 ? 166912 : 101376) : 65536;
+}
 unsigned long long g_launches = 0;
 
 bool IsDevicePointer(const void* p) { return InDevice(reinterpret_cast<CUdeviceptr>(p), 1); }
@@ -262,7 +265,7 @@ int cuDeviceGetAttribute(int* v, int attribute, int) {
   // an H100's 132 multiprocessors, which kernels sizing their grids by the GPU read, and the shared memory a block
   // may opt in to (attribute 97)
   *v = attribute == 75 ? major : attribute == 76 ? minor : attribute == 16 ? 132
-     : attribute == 97 ? static_cast<int>(OptInSharedBytes(major)) : 0;
+     : attribute == 97 ? static_cast<int>(OptInSharedBytes(major, minor)) : 0;
   return 0;
 }
 int cuDeviceTotalMem_v2(std::size_t* bytes, int) {
@@ -492,9 +495,10 @@ int cuFuncSetAttribute(void* f, int attribute, int value) {
   auto* fn = static_cast<Function*>(f);
   if (fn == nullptr) return Fail(kInvalidHandle, "cuFuncSetAttribute of a null function");
   if (attribute != 8) return Fail(kInvalidValue, "cuFuncSetAttribute: the fake driver knows no attribute " + std::to_string(attribute));
-  int major = 0;
+  int major = 0, minor = 0;
   cuDeviceGetAttribute(&major, 75, 0);
-  if (value < 0 || static_cast<unsigned>(value) > OptInSharedBytes(major))
+  cuDeviceGetAttribute(&minor, 76, 0);
+  if (value < 0 || static_cast<unsigned>(value) > OptInSharedBytes(major, minor))
     return Fail(kInvalidValue, "cuFuncSetAttribute: " + std::to_string(value) + " bytes of dynamic shared memory");
   fn->max_dynamic_shared = static_cast<unsigned>(value);
   return 0;
