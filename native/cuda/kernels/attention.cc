@@ -1670,8 +1670,8 @@ bool UseMma(const AttentionArgs& a, std::initializer_list<std::pair<uint64_t, co
 // a ticket word per head.
 bool LowpGradientsTaken(int64_t dtype, int64_t H, int64_t D) { return MmaTakes(dtype, D) && H <= kTicketWords; }
 
-// Whether the tensor-core backward takes the whole-head kernel where it can: 0 off, 1 on, 2 auto (as JavaScript
-// decides a call by call, ops/attention.ts); FINETUNE_CUDA_ATTENTION_HEADS=1 / 0 for on / off.
+// Whether the tensor-core forward and backward take the whole-head kernels where they can: 0 off, 1 on, 2 auto (as
+// JavaScript decides call by call, ops/attention.ts); FINETUNE_CUDA_ATTENTION_HEADS=1 / 0 for on / off.
 int& HeadsMode() {
   static int mode = EnvMode("FINETUNE_CUDA_ATTENTION_HEADS");
   return mode;
@@ -1720,7 +1720,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   }
   void* args[] = {&a.p, &a.o, &y};
   const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}});
-  const bool whole_heads = info.Length() > 30 && !info[30].IsUndefined() && GetBool(info, 30, "wholeHeads");
+  const bool whole_heads = OptionalFlag(info, 30, "wholeHeads");
   if (mma && whole_heads && HeadsTake(a.dtype, D, S, a.p.T))
     Launch(env, ModuleKernel(env, a.dtype, "ft_attention_forward_head_mma", true), RowBlocks(a.BH, 1, 1),
            Blocks(kMmaHeadThreads), 0, args);
@@ -1759,7 +1759,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const bool mma = UseMma(a, {{a.o.q, &a.o.lq}, {a.o.k, &a.o.lk}, {a.o.v, &a.o.lv}, {g.out, &g.lout}});
   if (lowp && !mma)
     throw Napi::RangeError::New(env, "attentionBackward: 16-bit gradients need q, k, v and out 4-byte aligned with even strides");
-  const bool whole_heads = info.Length() > 40 && !info[40].IsUndefined() && GetBool(info, 40, "wholeHeads");
+  const bool whole_heads = OptionalFlag(info, 40, "wholeHeads");
   const CUfunction head = mma && whole_heads ? HeadBackwardKernel(env, a.dtype, D, S, T) : nullptr;
   // the dq kernel's rows' delta for the dk/dv kernel (the whole-head kernel keeps its own)
   ScratchBuffer delta(env, head != nullptr ? 0 : static_cast<size_t>(std::max<int64_t>(rows, 1)) * sizeof(float));
@@ -1800,8 +1800,8 @@ Napi::Value AttentionLowpGradients(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, LowpGradientsTaken(GetInt(info, 0, "dtype"), GetCount(info, 1, "H"), GetCount(info, 2, "D")));
 }
 
-// attentionHeads(mode?): whether the tensor-core backward takes the whole-head kernel where it can: "on", "off" or
-// "auto" (HeadsMode), after setting it when given.
+// attentionHeads(mode?): whether the tensor-core forward and backward take the whole-head kernels where they can:
+// "on", "off" or "auto" (HeadsMode), after setting it when given.
 Napi::Value AttentionHeads(const Napi::CallbackInfo& info) {
   EnsureContext(info.Env());
   return ModeSetting(info, HeadsMode(), "attentionHeads");
