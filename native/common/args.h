@@ -65,10 +65,17 @@ inline bool GetBool(const Napi::CallbackInfo& info, int index, const char* name)
   return v.As<Napi::Boolean>().Value();
 }
 
-// An optional trailing boolean: false where absent or undefined.
+// Whether an optional trailing argument was left out: past the arguments given, or undefined.
+inline bool Omitted(const Napi::CallbackInfo& info, int index) {
+  return info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined();
+}
+
+// Whether an optional operand is none: left out, or null.
+inline bool NoneGiven(const Napi::CallbackInfo& info, int index) { return Omitted(info, index) || info[index].IsNull(); }
+
+// An optional trailing boolean: false where left out.
 inline bool OptionalFlag(const Napi::CallbackInfo& info, int index, const char* name) {
-  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return false;
-  return GetBool(info, index, name);
+  return !Omitted(info, index) && GetBool(info, index, name);
 }
 
 inline std::vector<int64_t> GetIntArray(const Napi::CallbackInfo& info, int index, const char* name) {

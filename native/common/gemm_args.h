@@ -70,19 +70,19 @@ inline GemmArgs DecodeGemmArgs(const Napi::CallbackInfo& info) {
   g.strideC = GetCount(info, 18, "strideC");
   g.batch = GetCount(info, 19, "batch");
   g.abDtype = kF32;
-  if (info.Length() > 20 && !info[20].IsUndefined()) {
+  if (!Omitted(info, 20)) {
     const int64_t dt = GetInt(info, 20, "abDtype");
     if (dt != kF32 && dt != kF16 && dt != kBF16)
       throw Napi::TypeError::New(info.Env(), "sgemm: abDtype must be float32, float16 or bfloat16, got dtype code " +
                                                  std::to_string(dt));
     g.abDtype = static_cast<int>(dt);
   }
-  g.bias = info.Length() > kGemmBias && !info[kGemmBias].IsUndefined();
+  g.bias = !Omitted(info, kGemmBias);
   g.offBias = g.bias ? GetCount(info, kGemmBias + 1, "offBias") : 0;
   if (g.bias && (g.batch != 1 || g.beta != 0.0f))
     throw Napi::TypeError::New(info.Env(), "sgemm: a bias is added only with batch 1 and beta 0");
   g.cDtype = kF32;
-  if (info.Length() > kGemmCDtype && !info[kGemmCDtype].IsUndefined()) {
+  if (!Omitted(info, kGemmCDtype)) {
     const int64_t dt = GetInt(info, kGemmCDtype, "cDtype");
     if (dt != kF32 && (dt != g.abDtype || g.beta != 0.0f))
       throw Napi::TypeError::New(info.Env(), "sgemm: cDtype must be float32, or A and B's 16-bit dtype with beta 0, "

@@ -85,7 +85,7 @@ inline void CheckListLength(const Napi::CallbackInfo& info, size_t got, size_t w
 // parameter's gradient may be its rows of a packed gradient (packed_linear's), and of the 16-bit copies (argument
 // 14), since a parameter's copy may be its rows of a packed copy (amp/autocast_weight.ts).
 inline std::vector<int64_t> OptionalOffsets(const Napi::CallbackInfo& info, int index, const char* name, size_t count) {
-  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return {};
+  if (Omitted(info, index)) return {};
   std::vector<int64_t> offs = GetIntArray(info, index, name);
   CheckListLength(info, offs.size(), count, index, name);
   return offs;

@@ -116,12 +116,12 @@ FT_VECTORIZE void SumBlocks(const float* part, int64_t blocks, int64_t n, int64_
 }
 
 const float* OptionalFloats(const Napi::CallbackInfo& info, int index, const char* name, int64_t count) {
-  if (info[index].IsNull() || info[index].IsUndefined()) return nullptr;
+  if (NoneGiven(info, index)) return nullptr;
   return Elements<float>(info, GetBuffer(info, index, name), GetInt(info, index + 1, name), count, name);
 }
 
 float* OptionalOutput(const Napi::CallbackInfo& info, int index, const char* name, int64_t count) {
-  if (info[index].IsNull() || info[index].IsUndefined()) return nullptr;
+  if (NoneGiven(info, index)) return nullptr;
   return Elements<float>(info, GetBuffer(info, index, name), 0, count, name);
 }
 

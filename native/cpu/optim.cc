@@ -79,7 +79,7 @@ std::vector<float*> Tensors(const Napi::CallbackInfo& info, int index, const cha
 // element offsets (argument 14): the copies' addresses, nullptr where none, and their dtypes.
 std::vector<uint16_t*> Copies(const Napi::CallbackInfo& info, const std::vector<int64_t>& sizes, std::vector<int>* dtypes) {
   std::vector<uint16_t*> out(sizes.size(), nullptr);
-  if (info.Length() <= 11 || info[11].IsUndefined()) return out;
+  if (Omitted(info, 11)) return out;
   std::vector<bool> present;
   const std::vector<Buffer> bufs = GetBufferList(info, 11, "copies", &present);
   CheckListLength(info, bufs.size(), sizes.size(), 11, "copies");

@@ -168,7 +168,7 @@ Napi::Value MaskedSoftmaxForward(const Napi::CallbackInfo& info) {
   const float* s = OperandAt<float>(info, 4, "scores", "sOff", numel);
   const float scale = static_cast<float>(GetNumber(info, 6, "scale"));
   const float* mask = nullptr;
-  if (!info[7].IsNull() && !info[7].IsUndefined())
+  if (!NoneGiven(info, 7))
     mask = OperandAt<float>(info, 7, "mask", "maskOff", CountProduct(info, B, T, "B * T"));
   float* y = OperandAt<float>(info, 9, "y", "yOff", numel);
   if (T == 0) return info.Env().Undefined();

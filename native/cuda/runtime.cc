@@ -431,7 +431,7 @@ int EnvMode(const char* name) {
 Napi::Value ModeSetting(const Napi::CallbackInfo& info, int& mode, const char* function) {
   static constexpr const char* kModes[] = {"off", "on", "auto"};
   Napi::Env env = info.Env();
-  if (info.Length() > 0 && !info[0].IsUndefined()) {
+  if (!Omitted(info, 0)) {
     const std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
     int index = 0;
     while (index < 3 && name != kModes[index]) ++index;

@@ -157,11 +157,17 @@ __device__ __forceinline__ float Prob(const Attention& a, float z, float lse) {
   return lse == -FT_INF ? 1.0f / (float)a.T : FT_ATTN_EXP(z - lse);
 }
 
-// The softmax backward's dS for probability p, dropout's verdict `kept` on it and the row's delta:
-// dP = kept ? (dout . v) * dscale : 0, dS = p (dP - delta) scale.
-__device__ __forceinline__ float ScoreGrad(const Attention& a, float p, bool kept, float dout_v, float delta) {
+// A score's backward, from query s's product with key t (`dot`; `bias` the mask's value), the row's lse and delta,
+// dropout's verdict `kept` on the probability p and dout . v: P~ = kept ? p dscale : 0 (dv's operand) and the
+// softmax backward's dS = p (dP - delta) scale with dP = kept ? (dout . v) dscale : 0.
+struct ScoreGrads {
+  float kept, ds;
+};
+__device__ __forceinline__ ScoreGrads ScoreBackward(const Attention& a, const Operands& o, float dot, float bias,
+                                                    int64 s, int64 t, float lse, bool kept, float dout_v, float delta) {
+  const float p = Prob(a, Logit(a, dot, o.mask, bias, s, t), lse);
   const float dp = kept ? dout_v * a.dscale : 0.0f;
-  return p * (dp - delta) * a.scale;
+  return {kept ? p * a.dscale : 0.0f, p * (dp - delta) * a.scale};
 }
 
 // The forward's online softmax. A key's weight in a row's running sum at maximum m: 0 past the keys (`valid`
@@ -510,10 +516,8 @@ __device__ __forceinline__ void BackwardDq(Attention a, const Operands& o, const
 #pragma unroll
     for (int r = 0; r < FT_ATTN_ROWS; ++r) {
       float ds = 0.0f;
-      if (t < a.T) {
-        const float p = Prob(a, Logit(a, qk[r], o.mask, bias[r], sw + r, t), row_lse[r]);
-        ds = ScoreGrad(a, p, keep >> r & 1u, dov[r], row_delta[r]);
-      }
+      if (t < a.T)
+        ds = ScoreBackward(a, o, qk[r], bias[r], sw + r, t, row_lse[r], keep >> r & 1u, dov[r], row_delta[r]).ds;
       ps[warp][r][lane] = ds;
     }
     __syncthreads();
@@ -576,15 +580,10 @@ __device__ __forceinline__ void BackwardDkv(Attention a, const Operands& o, cons
     }
 #pragma unroll
     for (int r = 0; r < FT_ATTN_ROWS; ++r) {
-      float kept = 0.0f, ds = 0.0f;
-      if (s < a.S) {
-        const float p = Prob(a, Logit(a, qk[r], o.mask, bias[r], s, tw + r), s_lse);
-        const bool keep_r = keep >> r & 1u;
-        kept = keep_r ? p * a.dscale : 0.0f;
-        ds = ScoreGrad(a, p, keep_r, dov[r], s_delta);
-      }
-      pv[warp][r][lane] = kept;
-      pk[warp][r][lane] = ds;
+      ScoreGrads sg{};
+      if (s < a.S) sg = ScoreBackward(a, o, qk[r], bias[r], s, tw + r, s_lse, keep >> r & 1u, dov[r], s_delta);
+      pv[warp][r][lane] = sg.kept;
+      pk[warp][r][lane] = sg.ds;
     }
     __syncthreads();
     AccumulateTile<C>(gv, pv[warp], dos, lane, D);
@@ -1176,11 +1175,10 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
       for (int e = 0; e < 4; ++e) {
         const int r = e >> 1;
         const int64 row = sw + g + 8 * r, t = t0 + 16 * warp + 8 * j + 2 * q + (e & 1);
+        const bool keep_e = keep[r][j] >> (2 * q + (e & 1)) & 1u;
         float ds = 0.0f;
-        if (t < a.T) {
-          const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskValue(mask[r], t), row, t), lse[r]);
-          ds = ScoreGrad(a, p, keep[r][j] >> (2 * q + (e & 1)) & 1u, dp[j][e], delta[r]);
-        }
+        if (t < a.T)
+          ds = ScoreBackward(a, o, s[j][e], MaskValue(mask[r], t), row, t, lse[r], keep_e, dp[j][e], delta[r]).ds;
         s[j][e] = ds;
       }
     }
@@ -1237,14 +1235,11 @@ extern "C" __global__ __launch_bounds__(FT_MMA_THREADS) void ft_attention_backwa
         const int r = e >> 1, col = 16 * warp + 8 * j + 2 * q + (e & 1);
         const int64 t = tw + g + 8 * r, s = s0 + col;
         const bool keep_e = __shfl_sync(0xffffffffu, run, 2 * (col - 16 * warp) + r) >> g & 1u;
-        float kept = 0.0f, ds = 0.0f;
-        if (s < a.S) {
-          const float p = Prob(a, Logit(a, st[j][e], o.mask, MaskValue(mask[r], s), s, t), lse[col]);
-          kept = keep_e ? p * a.dscale : 0.0f;
-          ds = ScoreGrad(a, p, keep_e, dpt[j][e], delta[col]);
-        }
-        st[j][e] = kept;
-        dpt[j][e] = ds;
+        ScoreGrads sg{};
+        if (s < a.S)
+          sg = ScoreBackward(a, o, st[j][e], MaskValue(mask[r], s), s, t, lse[col], keep_e, dpt[j][e], delta[col]);
+        st[j][e] = sg.kept;
+        dpt[j][e] = sg.ds;
       }
     }
     uint32 pf[4];
@@ -1406,15 +1401,12 @@ extern "C" __global__ __launch_bounds__(FT_MMA_HEAD_THREADS) void ft_attention_b
       for (int e = 0; e < 4; ++e) {
         const int r = e >> 1;
         const int64 row = sw + g + 8 * r, t = t0 + 8 * j + 2 * q + (e & 1);
-        float p_kept = 0.0f, ds = 0.0f;
-        if (row < a.S && t < a.T) {
-          const float p = Prob(a, Logit(a, s[j][e], o.mask, MaskValue(mask[r], t), row, t), lse[r]);
-          const bool keep_e = keep[r][j] >> (2 * q + (e & 1)) & 1u;
-          p_kept = keep_e ? p * a.dscale : 0.0f;
-          ds = ScoreGrad(a, p, keep_e, dp[j][e], delta[r]);
-        }
-        kept[j][e] = p_kept;
-        s[j][e] = ds;
+        const bool keep_e = keep[r][j] >> (2 * q + (e & 1)) & 1u;
+        ScoreGrads sg{};
+        if (row < a.S && t < a.T)
+          sg = ScoreBackward(a, o, s[j][e], MaskValue(mask[r], t), row, t, lse[r], keep_e, dp[j][e], delta[r]);
+        kept[j][e] = sg.kept;
+        s[j][e] = sg.ds;
       }
     }
     StoreTransposed(pt, kept, sw, t0, lane);
@@ -1630,7 +1622,7 @@ AttentionArgs GetAttentionArgs(const Napi::CallbackInfo& info) {
   a.o.q = HeadView(info, 5, "q", {a.B, H, S, D}, true, &a.o.lq, a.dtype);
   a.o.k = HeadView(info, 8, "k", {a.B, H, T, D}, true, &a.o.lk, a.dtype);
   a.o.v = HeadView(info, 11, "v", {a.B, H, T, D}, true, &a.o.lv, a.dtype);
-  if (!info[14].IsNull() && !info[14].IsUndefined())
+  if (!NoneGiven(info, 14))
     a.o.mask = HeadView(info, 14, "mask", {a.B, H, S, T}, false, &a.o.lm);
   const DropoutScalars dropout = GetDropoutP(info, 19, "dropoutP");
   a.p.H = H;
@@ -1710,7 +1702,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   OutputOperands y;
   y.out = HeadView(info, 23, "out", {B, H, S, D}, true, &y.lo);
   y.lse = DeviceElements<float>(info, GetDeviceBuffer(info, 26, "lse"), 0, a.BH * S, "lse");
-  if (!info[27].IsNull()) {
+  if (!NoneGiven(info, 27)) {
     y.lowp_dtype = static_cast<int32_t>(GetInt(info, 29, "lowpDtype"));
     if (y.lowp_dtype != kBF16 && y.lowp_dtype != kF16)
       throw Napi::RangeError::New(env, ArgName(29, "lowpDtype") + " must be bfloat16's or float16's code");
@@ -1745,7 +1737,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   EnsureContext(env);
   AttentionArgs a = GetAttentionArgs(info);
   const int64_t B = a.B, H = a.p.H, S = a.p.S, T = a.p.T, D = a.p.D, rows = a.BH * S;
-  const bool lowp = info.Length() > 39 && !info[39].IsNull() && !info[39].IsUndefined();
+  const bool lowp = !NoneGiven(info, 39);
   const int32_t grad_dtype = lowp ? a.dtype : kF32;
   if (lowp && !LowpGradientsTaken(a.dtype, H, D))
     throw Napi::RangeError::New(env, ArgName(39, "sums") + ": 16-bit gradients need the tensor-core kernels (attentionLowpGradients)");

@@ -107,14 +107,14 @@ std::array<Layout, N> Coalesce(const std::vector<int64_t>& shape,
 // the dtype code (F16 or BF16) at argument `index` (named `name`; -1 where null or absent), then one or more
 // outputs, each a device buffer of `count` 16-bit elements from offset 0, or null / absent for none.
 inline int LowpDtypeAt(const Napi::CallbackInfo& info, int index, const char* name = "lowpDtype") {
-  if (info[index].IsNull() || info[index].IsUndefined()) return -1;
+  if (NoneGiven(info, index)) return -1;
   const int64_t dt = GetInt(info, index, name);
   if (dt != kF16 && dt != kBF16) throw Napi::RangeError::New(info.Env(), ArgName(index, name) + " must be float16 or bfloat16");
   return static_cast<int>(dt);
 }
 
 inline uint64_t LowpOutputAt(const Napi::CallbackInfo& info, int index, const char* name, int lowp_dtype, int64_t count) {
-  if (info[index].IsNull() || info[index].IsUndefined()) return 0;
+  if (NoneGiven(info, index)) return 0;
   if (lowp_dtype < 0) throw Napi::TypeError::New(info.Env(), ArgName(index, name) + " needs a lowpDtype");
   return DeviceElements<uint16_t>(info, GetDeviceBuffer(info, index, name), 0, count, name);
 }
@@ -203,7 +203,7 @@ inline TensorList GetList(const Napi::CallbackInfo& info) {
 // The gradients' row flags at argument `index` (per tensor a device buffer of a byte a row, 0 where the row is all
 // zeros, or null for none; the argument may be absent) for tensors whose slot has its row length: slot row_flags.
 inline void SetRowFlags(const Napi::CallbackInfo& info, int index, std::vector<Slot>& slots) {
-  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
+  if (Omitted(info, index)) return;
   std::vector<bool> present;
   const std::vector<DeviceBuffer> flags = GetDeviceBufferList(info, index, "rowFlags", &present);
   CheckListLength(info, flags.size(), slots.size(), index, "rowFlags");

@@ -152,7 +152,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   uint64_t dtable =
       DeviceElements<float>(info, GetDeviceBuffer(info, 7, "dtable"), 0, CountProduct(info, V, D, "V * D"), "dtable");
   int64_t padding = GetInt(info, 8, "paddingIdx");
-  uint64_t touched = info.Length() > 10 && !info[10].IsNull() && !info[10].IsUndefined()
+  uint64_t touched = !NoneGiven(info, 10)
                          ? DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 10, "touched"), 0, V, "touched")
                          : 0;
   // The forward's check covers ids unchanged since (idsChecked); unchecked, an id out of range gets no gradient

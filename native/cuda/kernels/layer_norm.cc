@@ -559,12 +559,12 @@ CUfunction Kernel(Napi::Env env, const char* name) {
 
 // An optional input (null allowed) at `index` with its offset at index + 1; 0 when null.
 uint64_t OptionalFloats(const Napi::CallbackInfo& info, int index, const char* name, int64_t count) {
-  if (info[index].IsNull() || info[index].IsUndefined()) return 0;
+  if (NoneGiven(info, index)) return 0;
   return DeviceOperandAt<float>(info, index, name, name, count);
 }
 
 uint64_t OptionalOutput(const Napi::CallbackInfo& info, int index, const char* name, int64_t count) {
-  if (info[index].IsNull() || info[index].IsUndefined()) return 0;
+  if (NoneGiven(info, index)) return 0;
   return DeviceElements<float>(info, GetDeviceBuffer(info, index, name), 0, count, name);
 }
 
@@ -743,12 +743,12 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   uint64_t dw = OptionalOutput(info, 12, "dw", cols);
   uint64_t db = OptionalOutput(info, 13, "db", cols);
   DroppedGradParams d{};
-  if (info.Length() > 14 && !info[14].IsNull() && !info[14].IsUndefined()) {
+  if (!NoneGiven(info, 14)) {
     d.mask = DeviceElements<uint8_t>(info, GetDeviceBuffer(info, 14, "mask"), 0, numel, "mask");
     d.scale = static_cast<float>(GetNumber(info, 15, "dropoutScale"));
     d.dxd = DeviceElements<float>(info, GetDeviceBuffer(info, 16, "dxDropout"), 0, numel, "dxDropout");
   }
-  bool extras = info.Length() > 19 && !info[19].IsNull() && !info[19].IsUndefined();
+  bool extras = !NoneGiven(info, 19);
   if (extras) {
     if (d.mask == 0) throw Napi::TypeError::New(env, ArgName(19, "dxDropoutSums") + " needs a mask and dxDropout");
     d.lowp_dt = LowpDtypeAt(info, 17);
@@ -801,7 +801,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 // rowTeams(enabled?): whether layer norm rows may take teams of warps (RowTeamsEnabled), after setting it when given.
 Napi::Value RowTeams(const Napi::CallbackInfo& info) {
   EnsureContext(info.Env());
-  if (info.Length() > 0 && !info[0].IsUndefined()) RowTeamsEnabled() = GetBool(info, 0, "enabled");
+  if (!Omitted(info, 0)) RowTeamsEnabled() = GetBool(info, 0, "enabled");
   return Napi::Boolean::New(info.Env(), RowTeamsEnabled());
 }
 

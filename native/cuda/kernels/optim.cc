@@ -310,7 +310,7 @@ Moments MomentsAt(const Napi::CallbackInfo& info, int index) {
 // index + 1 from the element offsets at argument offs_index (copyOffs); written to the slots (data[4], code).
 void SetCopies(const Napi::CallbackInfo& info, int index, int offs_index, const std::vector<int64_t>& sizes,
                std::vector<Slot>& slots) {
-  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
+  if (Omitted(info, index)) return;
   std::vector<bool> present;
   const std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, index, "copies", &present);
   CheckListLength(info, bufs.size(), sizes.size(), index, "copies");
@@ -345,7 +345,7 @@ constexpr int64_t kMinDeferredRow = 32;
 // (lastSteps: per deferred tensor an int32 a row, null for the others), written to the slots. Returns the first
 // deferred tensor's index, or -1 when there is none (the argument absent or all lengths 0).
 int SetDeferredRows(const Napi::CallbackInfo& info, int index, std::vector<Slot>& slots) {
-  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return -1;
+  if (Omitted(info, index)) return -1;
   const std::vector<int64_t> lengths = GetIntArray(info, index, "rowLengths");
   CheckListLength(info, lengths.size(), slots.size(), index, "rowLengths");
   std::vector<bool> present;
@@ -454,7 +454,7 @@ Napi::Value AdamWDevice(const Napi::CallbackInfo& info) {
   uint64_t scalars = DeviceElements<float>(info, GetDeviceBuffer(info, 5, "scalars"), 0,
                                            static_cast<int64_t>(sizes.size()) + 3, "scalars");
   Moments b = MomentsAt(info, 6);
-  uint64_t clip = info.Length() > 9 && !info[9].IsUndefined() ? DeviceOperandAt<float>(info, 9, "clip", "clipOff", 1) : 0;
+  uint64_t clip = Omitted(info, 9) ? 0 : DeviceOperandAt<float>(info, 9, "clip", "clipOff", 1);
   int64_t blocks = list.blocks();
   if (blocks == 0) return env.Undefined();
   DeviceTensorList device(env, list);

@@ -509,12 +509,11 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
   int64_t cols = GetCount(info, 1, "cols");
   const int64_t numel = CountProduct(info, rows, cols, "rows * cols");
   int g_dt = kF32;
-  uint64_t g = info.Length() > 10 && !info[10].IsUndefined()
-                   ? FloatOperandAt(info, 2, "g", "gOff", 10, "gDtype", numel, g_dt)
-                   : DeviceOperandAt<float>(info, 2, "g", "gOff", numel);
+  uint64_t g = Omitted(info, 10) ? DeviceOperandAt<float>(info, 2, "g", "gOff", numel)
+                                 : FloatOperandAt(info, 2, "g", "gOff", 10, "gDtype", numel, g_dt);
   int pre_dt = kF32;
   uint64_t pre = 0;
-  if (!info[4].IsNull() && !info[4].IsUndefined()) pre = FloatOperandAt(info, 4, "pre", "preOff", 6, "preDtype", numel, pre_dt);
+  if (!NoneGiven(info, 4)) pre = FloatOperandAt(info, 4, "pre", "preOff", 6, "preDtype", numel, pre_dt);
   int lowp_dt = LowpDtypeAt(info, 7);
   if (lowp_dt < 0) throw Napi::TypeError::New(env, ArgName(7, "lowpDtype") + " must be float16 or bfloat16");
   uint64_t lowp = LowpOutputAt(info, 8, "lowp", lowp_dt, numel);
@@ -617,7 +616,7 @@ Napi::Value SumSquaresChunks(const Napi::CallbackInfo& info) {
 // The chunk partials some tensors of a clipGradNorm list come with, at arguments index (per tensor a device
 // buffer of doubles, or null) and index + 1 (where each tensor's first partial is, in doubles): slot data[1].
 void SetSquarePartials(const Napi::CallbackInfo& info, int index, TensorList& list) {
-  if (info.Length() <= static_cast<size_t>(index) || info[index].IsUndefined()) return;
+  if (Omitted(info, index)) return;
   std::vector<bool> present;
   const std::vector<DeviceBuffer> bufs = GetDeviceBufferList(info, index, "partials", &present);
   const std::vector<int64_t> offs = GetIntArray(info, index + 1, "partialOffs");
@@ -643,7 +642,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   EnsureContext(env);
   TensorList list = GetList(info);
   SetSquarePartials(info, 8, list);
-  if (info.Length() > 11 && !info[11].IsUndefined()) {
+  if (!Omitted(info, 11)) {
     const std::vector<int64_t> lengths = GetIntArray(info, 11, "rowLengths");
     CheckListLength(info, lengths.size(), list.slots.size(), 11, "rowLengths");
     for (size_t i = 0; i < lengths.size(); ++i) list.slots[i].row_length = lengths[i];
@@ -651,7 +650,7 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   SetRowFlags(info, 10, list.slots);
   float max_norm = static_cast<float>(GetNumber(info, 3, "maxNorm"));
   uint64_t norm = DeviceOperandAt<float>(info, 4, "norm", "normOff", 1);
-  const bool deferred = info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull();
+  const bool deferred = !NoneGiven(info, 6);
   const uint64_t coef_out = deferred ? DeviceOperandAt<float>(info, 6, "coef", "coefOff", 1) : 0;
   int64_t blocks = list.blocks();
   // The partial sums, the total (a double) and the factor (a float) in one scratch block.

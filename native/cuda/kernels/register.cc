@@ -14,7 +14,7 @@ namespace {
 // graph captured from now on follow each other. With a boolean argument, turns that on (where supported) or off.
 Napi::Value ProgrammaticLaunch(const Napi::CallbackInfo& info) {
   cuda::EnsureContext(info.Env());
-  if (info.Length() > 0 && !info[0].IsUndefined()) {
+  if (!Omitted(info, 0)) {
     if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), ArgName(0, "on") + " must be a boolean");
     cuda::SetProgrammaticLaunch(info[0].As<Napi::Boolean>().Value());
   }

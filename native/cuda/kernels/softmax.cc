@@ -144,7 +144,7 @@ Napi::Value MaskedSoftmaxForward(const Napi::CallbackInfo& info) {
       DeviceOperandAt<float>(info, 4, "scores", "sOff", numel);
   float scale = static_cast<float>(GetNumber(info, 6, "scale"));
   uint64_t mask = 0;
-  if (!info[7].IsNull() && !info[7].IsUndefined())
+  if (!NoneGiven(info, 7))
     mask = DeviceOperandAt<float>(info, 7, "mask", "maskOff", CountProduct(info, B, T, "B * T"));
   uint64_t y = DeviceOperandAt<float>(info, 9, "y", "yOff", numel);
   if (T == 0) return env.Undefined();
