@@ -19,7 +19,7 @@ import { torch } from "../src/torch.js";
 import { native } from "../src/backend/native.js";
 import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
 import { attentionHeadChoices } from "../src/ops/attention.js";
-import type { TimedChoice } from "../src/ops/timed_choice.js";
+import { timedChoiceStats, type TimedChoice } from "../src/ops/timed_choice.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
 
@@ -80,6 +80,8 @@ interface VariantResult {
    * each way's timed milliseconds a pair (finetune only: ops/side_stream_choice.ts) */
   side_stream?: string;
   side_stream_choices?: Record<string, TimedChoice>;
+  /** host seconds the epoch spent timing those choices, in the steps that ran eagerly (finetune only) */
+  choice_s?: number;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;
@@ -121,14 +123,16 @@ class OrderedTrainer extends Trainer {
 
 /** Host seconds loading kernel modules, building GEMM plans and inside cublasLtMatmul (which loads each of its
  * kernels at first use), how many modules and heuristic queries, the GEMM algorithms read from the disk cache and
- * the families whose algorithm was timed among cuBLASLt's choices. */
+ * the families whose algorithm was timed among cuBLASLt's choices; the choices between two ways of running some work
+ * timed on the GPU (the side stream's, the attention's: ops/timed_choice.ts) and the host seconds their trials took. */
 type CudaCounters = {
   module_load_s: number; modules_loaded: number; gemm_plan_s: number; gemm_matmul_s: number; gemm_heuristics: number; gemm_disk_algos: number;
-  gemm_autotuned: number;
+  gemm_autotuned: number; choices_timed: number; choice_s: number;
 };
 
 const NO_COUNTS: CudaCounters = {
   module_load_s: 0, modules_loaded: 0, gemm_plan_s: 0, gemm_matmul_s: 0, gemm_heuristics: 0, gemm_disk_algos: 0, gemm_autotuned: 0,
+  choices_timed: 0, choice_s: 0,
 };
 
 /** The process's CUDA counters so far (zeros without CUDA): the first step's parts are their growth. */
@@ -138,7 +142,7 @@ function cudaCounters(): CudaCounters {
   const gemm = native.cuda.gemmStats();
   return { module_load_s: kernels.module_load_s, modules_loaded: kernels.modules_loaded, gemm_plan_s: gemm.plan_s,
     gemm_matmul_s: gemm.matmul_s, gemm_heuristics: gemm.heuristic_queries, gemm_disk_algos: gemm.disk_algos,
-    gemm_autotuned: gemm.autotuned };
+    gemm_autotuned: gemm.autotuned, ...timedChoiceStats() };
 }
 
 /**
@@ -180,6 +184,7 @@ class StepTimer extends TrainerCallback {
           gemm_plan_s: round(after.gemm_plan_s - b.gemm_plan_s, 3),
           gemm_matmul_s: round(after.gemm_matmul_s - b.gemm_matmul_s, 3), gemm_heuristics: after.gemm_heuristics - b.gemm_heuristics,
           gemm_disk_algos: after.gemm_disk_algos - b.gemm_disk_algos, gemm_autotuned: after.gemm_autotuned - b.gemm_autotuned,
+          choices_timed: after.choices_timed - b.choices_timed, choice_s: round(after.choice_s - b.choice_s, 3),
         };
       }
     }
@@ -232,6 +237,7 @@ async function train(dir: string, precision: string): Promise<void> {
   const data_collator = new DataCollatorWithPadding({ tokenizer, pad_to_multiple_of: 8 });
   const trainer: OrderedTrainer = new OrderedTrainer(model, args, { train_dataset: train_rows, eval_dataset: validation, tokenizer, data_collator, callbacks: [timer] });
   const result = await trainer.train();
+  const choice_s = timedChoiceStats().choice_s;
   const metrics = await trainer.evaluate();
   fs.rmSync(output_dir, { recursive: true, force: true });
   const logged = trainer.state.log_history.filter((h) => "loss" in h);
@@ -263,6 +269,7 @@ async function train(dir: string, precision: string): Promise<void> {
     attention_head_choices: Object.fromEntries(attentionHeadChoices()),
     side_stream: torch.cuda.is_available() ? native.cuda.sideStreamGemms() : "off",
     side_stream_choices: Object.fromEntries(sideStreamChoices()),
+    choice_s: round(choice_s, 3),
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -337,6 +344,7 @@ function report(dir: string, statuses: string[]): void {
     attention_head_choices: per("attention_head_choices"),
     side_stream: per("side_stream"),
     side_stream_choices: per("side_stream_choices"),
+    choice_s: per("choice_s"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));
 }

@@ -2,8 +2,8 @@
 // how much memory bandwidth) and on the work's size, so that no default fits every GPU: each kind of work is timed
 // both ways at its first run outside a CUDA graph capture (CUDA events around a few runs each way, twice; the
 // fastest counts) and takes the new way where that was faster by a margin, once per size class (log2 of the size,
-// rounded). Work first met in a capture, where nothing runs, takes the choice timed for the same kind at the
-// nearest size class, or the old way.
+// rounded). Work first met in a capture, where nothing runs, or inside withoutTiming takes the choice timed for the
+// same kind at the nearest size class, or the old way.
 import { native } from "../backend/native.js";
 import { Event } from "../backend/cuda_streams.js";
 
@@ -16,6 +16,31 @@ export interface TimedChoice {
   taken: boolean;
   old_ms: number;
   new_ms: number;
+}
+
+/** Since the process started, over every kind: the choices timed and the host seconds their trials took. */
+const totals = { timed: 0, seconds: 0 };
+
+/** False inside withoutTiming. */
+let timing = true;
+
+/**
+ * Runs `fn` timing no choice: work it meets takes the nearest size class's choice, as in a capture. For work that
+ * runs once (an epoch's last, smaller batch), where the trials would cost more than the faster way could save.
+ */
+export function withoutTiming<T>(fn: () => T): T {
+  const before = timing;
+  timing = false;
+  try {
+    return fn();
+  } finally {
+    timing = before;
+  }
+}
+
+/** The choices timed since the process started and the host seconds that took (waiting for the GPU included). */
+export function timedChoiceStats(): { choices_timed: number; choice_s: number } {
+  return { choices_timed: totals.timed, choice_s: totals.seconds };
 }
 
 export class TimedChoices {
@@ -35,7 +60,8 @@ export class TimedChoices {
     if (byClass === undefined) this.#choices.set(kind, (byClass = new Map()));
     const known = byClass.get(sizeClass);
     if (known !== undefined) return known.taken;
-    if (native.cuda.isCurrentStreamCapturing()) return nearest(byClass, sizeClass);
+    if (!timing || native.cuda.isCurrentStreamCapturing()) return nearest(byClass, sizeClass);
+    const start = performance.now();
     // the first run of each way loads kernels and plans GEMMs
     trial(false);
     trial(true);
@@ -46,6 +72,8 @@ export class TimedChoices {
     }
     const taken = newMs < this.margin * oldMs;
     byClass.set(sizeClass, { taken, old_ms: oldMs / RUNS, new_ms: newMs / RUNS });
+    totals.timed++;
+    totals.seconds += (performance.now() - start) / 1000;
     return taken;
   }
 

@@ -13,8 +13,8 @@
 // runs nothing and costs the host about what an eager update does), so no batch pays for an eager warm-up. A batch
 // with fewer rows than the training batch size (an epoch's last, with dataloader_drop_last false) runs eagerly: it
 // comes at most once an epoch, mostly with a length of its own, where a capture would add instantiating and
-// uploading a graph (~15 ms on an H100) to an update it would not replay. The
-// graphs share one memory pool: an update leaves nothing alive in it (gradients, activations and the loss are
+// uploading a graph (~15 ms on an H100) to an update it would not replay; nor does it time the GPU choices of its
+// sizes (ops/timed_choice.ts' withoutTiming) for work it runs once. The graphs share one memory pool: an update leaves nothing alive in it (gradients, activations and the loss are
 // freed by its end; the optimizer's state and the weights' copies predate the captures) and replays never
 // overlap, so the pool holds the largest shape's activations, not their sum, until dispose(). Unlike the eager
 // loop, a non-finite loss is reported when the loss is read (at logging), after the updates of the steps since
@@ -26,6 +26,7 @@ import { CUDAGraph, cuda, type GraphPoolHandle } from "../backend/cuda.js";
 import { native } from "../backend/native.js";
 import { clip_grad_norm_deferred } from "../nn/utils.js";
 import { no_grad } from "../autograd/grad_mode.js";
+import { withoutTiming } from "../ops/timed_choice.js";
 import type { Module } from "../nn/module.js";
 import type { Optimizer } from "../optim/optimizer.js";
 import type { Batch } from "../data/data_collator.js";
@@ -109,7 +110,9 @@ export class CudaGraphStep {
       }
     }
     try {
-      this.#update(inputs);
+      // a smaller batch comes once an epoch: timing a choice for its sizes would not pay
+      if (this.#partial(batch)) withoutTiming(() => this.#update(inputs));
+      else this.#update(inputs);
     } finally {
       disposeBatch(inputs);
     }

@@ -19,6 +19,7 @@ import { goldenBatch } from "../helpers/golden_batches.js";
 import { lowpCopyOf, wroteInPlace } from "../../src/amp/lowp_copy.js";
 import { chunkSquaresOf } from "../../src/ops/chunk_squares.js";
 import { sideBySide, sideStreamChoices } from "../../src/ops/side_stream_choice.js";
+import { timedChoiceStats, withoutTiming } from "../../src/ops/timed_choice.js";
 import { rowFlagsOf } from "../../src/ops/row_flags.js";
 
 const NEEDS_GPU = !torch.cuda.is_available() && `no CUDA device: ${cudaInfo().reason}`;
@@ -234,6 +235,8 @@ test("by default (\"auto\") a pair of linear GEMM shapes goes side by side as ti
     graph.reset();
     assert.equal(captured, choice, "a capture takes the nearest class's choice");
     assert.equal(trials.length, 34, "nothing timed while capturing");
+    assert.equal(withoutTiming(() => sideBySide("test pair", 4000, trial)), choice, "nor inside withoutTiming");
+    assert.equal(trials.length, 34);
     assert.equal(sideStreamChoices().has("test pair @ 12"), false);
     // the tiny BERT's four linear layer shapes are timed at their first backward, and give the main stream's bits
     const batches = [0, 1].map((i) => goldenBatch(i));
@@ -283,6 +286,21 @@ test("CudaGraphStep runs a batch with fewer rows than the training batch size ea
   const captured = await graphUpdates(batches);
   assert.equal(captured.step.graph_count, 2, "without a batch size every shape is captured");
   captured.step.dispose();
+  // nor does the smaller batch time the GPU choices of its sizes: here a token class of its own for the side stream
+  const mode = native.cuda.sideStreamGemms();
+  native.cuda.sideStreamGemms("auto");
+  try {
+    const one = Object.fromEntries(Object.entries(goldenBatch(1)).map(([k, v]) => [k, v.narrow(0, 0, 1).contiguous()]));
+    const again = await graphUpdates([full, full], rows);
+    const timed = timedChoiceStats().choices_timed;
+    again.step.step(one);
+    assert.equal(timedChoiceStats().choices_timed, timed, "no choice timed for the smaller batch");
+    again.step.dispose();
+    await eagerUpdates([one]);
+    assert.ok(timedChoiceStats().choices_timed > timed, "an eager update of the same batch times its new class");
+  } finally {
+    native.cuda.sideStreamGemms(mode);
+  }
 });
 
 test("CudaGraphStep with AdamW deferring the embeddings' zero-gradient rows: behind until catch_up(), then the dense update's bits", { skip: NEEDS_GPU }, async () => {

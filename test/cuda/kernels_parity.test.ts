@@ -420,12 +420,13 @@ test("biasGelu: the 16-bit copy of y, rounded as the casts round", { skip: SKIP 
 // linear_gelu under autocast: GELU of the 16-bit pre-activation its GEMM wrote, looked up in a table by the value's
 // bits: the bits unary GELU gives for the same values, over every 16-bit pattern, rounded as the casts round.
 test("geluLowp: every 16-bit value's GELU as unary GELU computes it, rounded to 16 bits", { skip: SKIP }, withDevice((d) => {
-  const n = 65536;
-  const bits = new Uint16Array(native.alloc(n * 2, false), 0, n).map((_, i) => i);
+  // every pattern 16 times over (and one more): 2^20 values take bfloat16's hot part of the table from shared memory
+  const n = 65536, large = 16 * n;
+  const bits = new Uint16Array(native.alloc((large + 1) * 2, false), 0, large + 1).map((_, i) => i % n);
   const preDev = d.put(new Uint8Array(bits.buffer));
   for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
-    // every pattern four at a time (8-byte aligned), and some one at a time
-    for (const [offset, count] of [[0, n], [16001, 999]] as const) {
+    // every pattern four at a time (8-byte aligned), and one at a time
+    for (const [offset, count] of [[0, n], [16001, 999], [0, large], [1, large]] as const) {
       const yDev = d.alloc(count * 2);
       native.cuda.geluLowp(count, preDev, offset, code, yDev, 0);
       const wide = d.alloc(count * 4), expected = d.alloc(count * 4), rounded = d.alloc(count * 2);

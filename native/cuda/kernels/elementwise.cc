@@ -262,23 +262,45 @@ struct alignas(2 * W) Halves {
 // y = GELU(pre) rounded to dt, for a 16-bit pre-activation of dtype dt (linear_gelu under autocast: its product and
 // bias written in 16 bits by the GEMM; y in 16 bits as PyTorch's autocast has it, read by the next product). GELU is
 // looked up by pre's bits in `table` (ft_gelu_table's), which evaluating erf and exp per element would take
-// compute-bound; null: computed, the same value. W = 4: n a multiple of four, pre and y 8-byte aligned.
+// compute-bound, with `hot` (bfloat16, large n) mostly in the block's copy of the table's hot part (`hot_part`, which
+// every block fills: the grid is a few blocks an SM); null table: computed, the same value. W = 4: n a multiple of
+// four, pre and y 8-byte aligned. A thread loads FT_GELU_ROUNDS vectors before it looks any up, so that a grid of a
+// few blocks an SM still has enough loads in flight.
+#define FT_GELU_ROUNDS 4
 template <int W>
-__device__ __forceinline__ void GeluLowp(int64 n, const uint16* pre, int dt, const float* table, uint16* y) {
-  for (int64 i = GlobalThread() * W; i < n; i += GridThreads() * W) {
-    const Halves<W> h = *(const Halves<W>*)(pre + i);
-    Floats<W> o;
+__device__ __forceinline__ void GeluLowp(int64 n, const uint16* pre, int dt, const float* table, const float* hot_part,
+                                         bool hot, uint16* y) {
+  const int64 stride = GridThreads() * W;
+  for (int64 i0 = GlobalThread() * W; i0 < n; i0 += stride * FT_GELU_ROUNDS) {
+    Halves<W> h[FT_GELU_ROUNDS];
 #pragma unroll
-    for (int j = 0; j < W; ++j) o.v[j] = table != 0 ? table[h.v[j]] : GeluErf(LowpToF32(h.v[j], dt));
-    StoreLowp<W>(y + i, dt, o);
+    for (int u = 0; u < FT_GELU_ROUNDS; ++u) {
+      if (i0 + u * stride < n) h[u] = *(const Halves<W>*)(pre + i0 + u * stride);
+    }
+#pragma unroll
+    for (int u = 0; u < FT_GELU_ROUNDS; ++u) {
+      if (i0 + u * stride >= n) continue;
+      Floats<W> o;
+#pragma unroll
+      for (int j = 0; j < W; ++j) {
+        const uint16 bits = h[u].v[j];
+        o.v[j] = hot ? HotLookup(hot_part, table, bits) : table != 0 ? table[bits] : GeluErf(LowpToF32(bits, dt));
+      }
+      StoreLowp<W>(y + i0 + u * stride, dt, o);
+    }
   }
 }
 
-extern "C" __global__ void ft_gelu_lowp(int64 n, const uint16* pre, int dt, const float* table, uint16* y,
-                                        int vector) {
+extern "C" __global__ void ft_gelu_lowp(int64 n, const uint16* pre, int dt, const float* table, int hot,
+                                        uint16* y, int vector) {
   AwaitPriorGrid();
-  if (vector) GeluLowp<4>(n, pre, dt, table, y);
-  else GeluLowp<1>(n, pre, dt, table, y);
+  __shared__ float hot_part[2 * FT_HOT_COUNT];
+  if (hot) {
+    LoadHotTable(hot_part, table);
+    __syncthreads();
+  }
+  if (vector) GeluLowp<4>(n, pre, dt, table, hot_part, hot, y);
+  else GeluLowp<1>(n, pre, dt, table, hot_part, hot, y);
 }
 )CUDA";
 
@@ -431,6 +453,11 @@ Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ft_gelu_lowp takes the table's hot part from shared memory from this many elements on (BERT-base's intermediate
+// layer has 1.5 M at 8 x 64 tokens), with this many blocks an SM at most.
+constexpr int64_t kHotGeluElements = int64_t{1} << 20;
+constexpr int64_t kHotGeluBlocksPerSm = 4;
+
 // geluLowp(n, pre, preOff, dtype, y, yOff): y = GELU(pre) rounded to `dtype`, pre and y n 16-bit values of it.
 Napi::Value GeluLowp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -444,8 +471,12 @@ Napi::Value GeluLowp(const Napi::CallbackInfo& info) {
   static LowpTables gelu;
   uint64_t table = LowpTable(env, gelu, dt, Kernel, "ft_gelu_table");
   int vector = n % 4 == 0 && Aligned({{pre, 8}, {y, 8}});
-  void* args[] = {&n, &pre, &dt, &table, &y, &vector};
-  Launch(env, Kernel(env, "ft_gelu_lowp"), ContiguousGrid(n, vector), Blocks(kThreads), 0, args);
+  // each block of a launch this large fills its copy of the hot part of the table: a few blocks an SM
+  int hot = dt == kBF16 && table != 0 && n >= kHotGeluElements;
+  Dim3 grid = ContiguousGrid(n, vector);
+  if (hot) grid = Blocks(std::min<int64_t>(grid.x, kHotGeluBlocksPerSm * Multiprocessors()));
+  void* args[] = {&n, &pre, &dt, &table, &hot, &y, &vector};
+  Launch(env, Kernel(env, "ft_gelu_lowp"), grid, Blocks(kThreads), 0, args);
   return env.Undefined();
 }
 

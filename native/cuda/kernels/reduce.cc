@@ -164,18 +164,25 @@ struct GradAndPre {
 // v = g, or g * GELU'(pre) with the forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt,
 // null for none), is stored to lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the
 // bias gradient) as ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order. With
-// `table` (16-bit pre only: ft_gelu_grad_table's) GELU'(pre) is looked up by pre's bits; `pre` of GradAndPre then
-// holds it.
+// `table` (16-bit pre only: ft_gelu_grad_table's) GELU'(pre) is looked up by pre's bits (bfloat16's mostly in the
+// block's copy of the hot part); `pre` of GradAndPre then holds it.
 extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, int64 inner, int64 chunk, int64 chunks,
                                                                     int tc, int groups, const void* g, int g_dt,
                                                                     const void* pre, int pre_dt,
                                                                     const float* table, uint16* lowp, int lowp_dt,
                                                                     double* partial, float* dst) {
   AwaitPriorGrid();
+  __shared__ float hot_part[2 * FT_HOT_COUNT];
+  const bool hot_table = pre != 0 && table != 0 && pre_dt == DT_BF16;
+  if (hot_table) {
+    LoadHotTable(hot_part, table);
+    __syncthreads();
+  }
   const auto read = [=](int64 e) {
     GradAndPre r{g_dt == DT_F32 ? ((const float*)g)[e] : LowpToF32(((const uint16*)g)[e], g_dt), 0.0f};
     if (pre == 0) return r;
     if (pre_dt == DT_F32) r.pre = ((const float*)pre)[e];
+    else if (hot_table) r.pre = HotLookup(hot_part, table, ((const uint16*)pre)[e]);
     else if (table != 0) r.pre = table[((const uint16*)pre)[e]];
     else r.pre = LowpToF32(((const uint16*)pre)[e], pre_dt);
     return r;
