@@ -53,6 +53,12 @@ FINETUNE_CUDA_DEFER_ROWS=0 variant ft_bf16_dense_rows 60 node dist/bench/gpu_mrp
 FINETUNE_CUDA_ROW_TEAMS=0 variant ft_bf16_warp_rows 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with the attention as the kernels for blocks of rows, to show what one kernel a head saves
 FINETUNE_CUDA_ATTENTION_HEADS=0 variant ft_bf16_split_attention 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
+# Nor bf16 with GEMM tuning free to take 8 MiB more cuBLASLt workspace a stream, for split-K algorithms (its own
+# warm-up first: the disk cache keeps the algorithms tuned under each setting apart), to show what they give and cost
+if nvidia-smi > /dev/null 2>&1; then
+  FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 timeout -k 10 90 node dist/bench/gpu_profile.js once bf16 > /dev/null 2>&1
+fi
+FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 variant ft_bf16_tune_workspace 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with every weight gradient's GEMM on the side stream, and with none there (by default as timed per
 # layer shape), to show what the choices give
 FINETUNE_CUDA_SIDE_STREAM=1 variant ft_bf16_side_stream 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16

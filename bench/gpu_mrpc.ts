@@ -82,6 +82,9 @@ interface VariantResult {
   side_stream_choices?: Record<string, TimedChoice>;
   /** host seconds the epoch spent timing those choices, in the steps that ran eagerly (finetune only) */
   choice_s?: number;
+  /** MB of cuBLASLt workspace the streams held at the end (finetune on CUDA only; FINETUNE_CUDA_GEMM_TUNE_WORKSPACE
+   * lets GEMM tuning take split-K algorithms that need some) */
+  gemm_workspace_mb?: number;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;
@@ -270,6 +273,7 @@ async function train(dir: string, precision: string): Promise<void> {
     side_stream: torch.cuda.is_available() ? native.cuda.sideStreamGemms() : "off",
     side_stream_choices: Object.fromEntries(sideStreamChoices()),
     choice_s: round(choice_s, 3),
+    gemm_workspace_mb: torch.cuda.is_available() ? round(native.cuda.gemmStats().workspace_bytes / 1e6, 3) : 0,
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -345,6 +349,7 @@ function report(dir: string, statuses: string[]): void {
     side_stream: per("side_stream"),
     side_stream_choices: per("side_stream_choices"),
     choice_s: per("choice_s"),
+    gemm_workspace_mb: per("gemm_workspace_mb"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));
 }

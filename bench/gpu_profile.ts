@@ -2,9 +2,10 @@
 // bench/gpu_profile.py measures the same parts in PyTorch): batch 8 x 64 tokens, each part timed on its own
 // between synchronisations, in fp32 and bf16 autocast, then the whole update eager and replayed from a CUDA graph
 // (as FINETUNE_CUDA_PDL says, then with a warp to each layer norm row instead of a team where rows are few, with the
-// attention as kernels for blocks of rows instead of one a head, with the side stream's GEMMs and with programmatic
-// dependent launch switched the other way where the GPU has it), and some kernels of a bf16 step (the attention both
-// ways), the clipping and AdamW timed back to back inside a CUDA graph (`kernel_us`:
+// attention as kernels for blocks of rows instead of one a head, with the GELU kernels' lookups all in global memory,
+// with the side stream's GEMMs and with programmatic dependent launch switched the other way where the GPU has it),
+// and some kernels of a bf16 step (the attention and the GELU kernels both ways), the clipping and AdamW timed back
+// to back inside a CUDA graph (`kernel_us`:
 // Nsight Compute's figures for them, taken one launch at a time from cold caches, leave their cost inside the
 // update's graph unknown).
 // The last line printed is one JSON object: milliseconds per part and precision, microseconds per kernel call. FINETUNE_BENCH_SMALL=1: a 2-layer
@@ -60,7 +61,9 @@ function kernelMicros(hidden: number, intermediate: number): Record<string, numb
   const rows = BATCH * TOKENS;
   const c = native.cuda;
   const floats = (n: number) => c.alloc(4 * n);
-  const g = floats(rows * intermediate), pre = c.alloc(2 * rows * intermediate), lowp = c.alloc(2 * rows * intermediate);
+  const g = floats(rows * intermediate), lowp = c.alloc(2 * rows * intermediate);
+  // the GELU kernels' lookups scatter as a layer's pre-activations do, not as uninitialised memory's bits would
+  const preActivation = torch.randn([rows, intermediate], { device: "cuda" }).to(torch.bfloat16), pre = preActivation.buffer;
   const sums = floats(intermediate);
   const x = floats(rows * hidden), residual = floats(rows * hidden), input = floats(rows * hidden), y = floats(rows * hidden);
   const dy = floats(rows * hidden), dx = floats(rows * hidden), dxDropout = floats(rows * hidden);
@@ -68,12 +71,20 @@ function kernelMicros(hidden: number, intermediate: number): Record<string, numb
   const w = floats(hidden), b = floats(hidden), dw = floats(hidden), db = floats(hidden), mean = floats(rows), rstd = floats(rows);
   const columnSums = (cols: number, gelu: boolean) => () =>
     c.castColumnSums(rows, cols, g, 0, gelu ? pre : null, 0, DTypeCode.BF16, DTypeCode.BF16, lowp, sums);
+  const geluLowp = () => c.geluLowp(rows * intermediate, pre, 0, DTypeCode.BF16, lowp, 0);
   const r: Record<string, number> = {
     [`cast_column_sums_${hidden}`]: graphMicros(columnSums(hidden, false)),
     [`cast_column_sums_${intermediate}_gelu`]: graphMicros(columnSums(intermediate, true)),
+    [`gelu_lowp_${intermediate}`]: graphMicros(geluLowp),
     // what moving the same bytes costs: a copy of the float32 [rows, hidden] gradient
     [`copy_${hidden}`]: graphMicros(() => c.copyDeviceToDevice(x, 0, y, 0, 4 * rows * hidden)),
   };
+  // the GELU kernels with every lookup in the table in global memory (native.cuda.hotTables)
+  const hotTables = c.hotTables();
+  c.hotTables(false);
+  r[`cast_column_sums_${intermediate}_gelu_global`] = graphMicros(columnSums(intermediate, true));
+  r[`gelu_lowp_${intermediate}_global`] = graphMicros(geluLowp);
+  c.hotTables(hotTables);
   // the layer norms as the update runs them (a team of warps a row, at these rows) and with a warp a row
   const teams = c.rowTeams();
   for (const [suffix, on] of [["", true], ["_warp", false]] as const) {
@@ -106,7 +117,8 @@ function kernelMicros(hidden: number, intermediate: number): Record<string, numb
     r[`attention_forward_backward${suffix}`] = graphMicros(attention);
   }
   c.attentionHeads(wholeHeads);
-  for (const buffer of [g, pre, lowp, sums, x, residual, input, y, dy, dx, dxDropout, mask, yLowp, w, b, dw, db, mean, rstd]) {
+  preActivation.dispose();
+  for (const buffer of [g, lowp, sums, x, residual, input, y, dy, dx, dxDropout, mask, yLowp, w, b, dw, db, mean, rstd]) {
     c.free(buffer);
   }
   return r;
@@ -203,6 +215,13 @@ for (const precision of ["fp32", "bf16"] as const) {
   native.cuda.attentionHeads("off");
   r["update_graph_replay_split_attention"] = replayed();
   native.cuda.attentionHeads(wholeHeads);
+  // with the GELU kernels' lookups all in global memory (native.cuda.hotTables; bf16 only has them)
+  if (precision === "bf16") {
+    const hotTables = native.cuda.hotTables();
+    native.cuda.hotTables(false);
+    r["update_graph_replay_global_tables"] = replayed();
+    native.cuda.hotTables(hotTables);
+  }
   const side = native.cuda.sideStreamGemms();
   for (const mode of ["on", "off"] as const) {
     if (mode === side) continue;

@@ -129,8 +129,10 @@ void CheckLt(Napi::Env env, cublasStatus_t status, const char* what) {
     throw Napi::Error::New(env, std::string("cuBLASLt ") + what + " failed with status " + std::to_string(status));
 }
 
+Lt g_lt;
+
 Lt& GetLt(Napi::Env env) {
-  static Lt lt;
+  Lt& lt = g_lt;
   if (lt.handle != nullptr) return lt;
   CublasLtApi& a = lt.api;
   Resolve(env, "cublasLtCreate", a.cublasLtCreate);
@@ -200,6 +202,25 @@ struct GemmHostTime {
 };
 GemmHostTime g_host_time;
 
+// The workspace a timed candidate may take beyond the first choice's and the workspace held:
+// FINETUNE_CUDA_GEMM_TUNE_WORKSPACE MiB (default 0). Split-K algorithms need some; BERT's GEMMs with 768 outputs a
+// token leave most of an H100's SMs idle without splitting K (24 tiles of 128 x 128 at 512 tokens), and each stream
+// holding that much more counts in the step's peak memory.
+size_t TuneWorkspaceBytes(Napi::Env env) {
+  static const int64_t mib = [env] {
+    const char* v = std::getenv("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE");
+    if (v == nullptr || *v == '\0') return int64_t{0};
+    char* end = nullptr;
+    const long long n = std::strtoll(v, &end, 10);
+    if (*end != '\0' || n < 0 || (static_cast<size_t>(n) << 20) > kWorkspaceBytes)
+      throw Napi::RangeError::New(env, std::string("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=") + v +
+                                           ": give the MiB of workspace GEMM tuning may add, an integer from 0 to " +
+                                           std::to_string(kWorkspaceBytes >> 20));
+    return static_cast<int64_t>(n);
+  }();
+  return static_cast<size_t>(mib) << 20;
+}
+
 // The family algorithms outlive the process in the on-disk cache (runtime.h), one file per GPU model, cuBLASLt
 // version and record layout: otherwise each process's first GEMM of a family waits for the heuristic (a bert-base
 // run's 18 queries took 0.15 s of its first step on an H100). An algorithm read back goes through
@@ -214,26 +235,26 @@ static_assert(sizeof(AlgoRecord) == sizeof(PlanKey) + sizeof(cublasLtMatmulAlgo_
 // Families read from the file, not yet used by a plan (they count as disk_algos when one is).
 std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_disk_algos;
 
-const std::string& AlgoFilePath() {
-  static const std::string path = [] {
+const std::string& AlgoFilePath(Napi::Env env) {
+  static const std::string path = [env] {
     const cuda::CudaState& s = cuda::GetCuda();
     const std::string id = (s.devices.empty() ? std::string() : s.devices[0].name) + '\0' +
                            std::to_string(cuda::Arch()) + '\0' + s.cublas_lt.version +
                            '\0' + std::to_string(sizeof(AlgoRecord)) + '\0' + std::to_string(kWorkspaceBytes) +
-                           '\0' + "timed";
+                           '\0' + "timed" + '\0' + std::to_string(TuneWorkspaceBytes(env));
     return cuda::CachePath("gemm-algos", id, ".bin");
   }();
   return path;
 }
 
 // Fills g_disk_algos from the file, once; a file that is not whole records is ignored (and rewritten later).
-void LoadDiskAlgos() {
+void LoadDiskAlgos(Napi::Env env) {
   static bool loaded = false;
   if (loaded) return;
   loaded = true;
   std::string bytes;
-  if (AlgoFilePath().empty() || !cuda::ReadFile(AlgoFilePath(), bytes) || bytes.size() % sizeof(AlgoRecord) != 0)
-    return;
+  const std::string& path = AlgoFilePath(env);
+  if (path.empty() || !cuda::ReadFile(path, bytes) || bytes.size() % sizeof(AlgoRecord) != 0) return;
   for (size_t at = 0; at < bytes.size(); at += sizeof(AlgoRecord)) {
     AlgoRecord r;
     std::memcpy(&r, bytes.data() + at, sizeof(r));
@@ -242,8 +263,8 @@ void LoadDiskAlgos() {
 }
 
 // Rewrites the file with every family algorithm known: this process's and the file's unused ones.
-void SaveDiskAlgos() {
-  if (AlgoFilePath().empty()) return;
+void SaveDiskAlgos(Napi::Env env) {
+  if (AlgoFilePath(env).empty()) return;
   std::string bytes;
   const auto append = [&bytes](const PlanKey& family, const cublasLtMatmulAlgo_t& algo) {
     const AlgoRecord r{family, algo};
@@ -251,7 +272,7 @@ void SaveDiskAlgos() {
   };
   for (const auto& [family, algo] : g_family_algos) append(family, algo);
   for (const auto& [family, algo] : g_disk_algos) append(family, algo);
-  cuda::WriteFileAtomically(AlgoFilePath(), bytes);
+  cuda::WriteFileAtomically(AlgoFilePath(env), bytes);
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -313,10 +334,11 @@ struct Operands {
 
 // A new family's algorithm is the fastest on the GPU of cuBLASLt's first kAutotuneCandidates choices, each timed
 // over kAutotuneRuns runs after one untimed run (cuBLASLt loads a kernel's module at its first use), writing to
-// scratch memory the size of C; candidates needing more workspace than the first choice or the workspace already
-// held are left out, so that tuning never grows the memory a step keeps. The heuristic ranks by a model of the GPU,
-// and BERT's GEMMs are short (hundreds of tokens), where tile shapes and waves decide. FINETUNE_CUDA_GEMM_AUTOTUNE=0
-// keeps the first choice, as does a plan built during a CUDA graph capture (nothing runs then).
+// scratch memory the size of C; candidates needing more workspace than the first choice, the workspace already
+// held and TuneWorkspaceBytes() are left out, so that by default tuning never grows the memory a step keeps. The
+// heuristic ranks by a model of the GPU, and BERT's GEMMs are short (hundreds of tokens), where tile shapes and
+// waves decide. FINETUNE_CUDA_GEMM_AUTOTUNE=0 keeps the first choice, as does a plan built during a CUDA graph
+// capture (nothing runs then).
 constexpr int kAutotuneCandidates = 8;
 constexpr int kAutotuneRuns = 5;
 
@@ -325,11 +347,12 @@ bool AutotuneEnabled() {
   return enabled;
 }
 
+
 cublasLtMatmulHeuristicResult_t Fastest(Napi::Env env, Lt& lt, const PlanKey& k, const Plan& plan,
                                         const std::vector<cublasLtMatmulHeuristicResult_t>& candidates,
                                         const Operands& ops) {
   const CublasLtApi& a = lt.api;
-  const size_t workspace_cap = std::max(candidates[0].workspaceSize, lt.workspace.bytes);
+  const size_t workspace_cap = std::max({candidates[0].workspaceSize, lt.workspace.bytes, TuneWorkspaceBytes(env)});
   size_t workspace_bytes = 0;
   for (const auto& c : candidates)
     if (c.workspaceSize <= workspace_cap) workspace_bytes = std::max(workspace_bytes, c.workspaceSize);
@@ -405,7 +428,7 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k, const Operands& ops
     plan.workspace = checked.workspaceSize;
     return true;
   };
-  LoadDiskAlgos();
+  LoadDiskAlgos(env);
   const auto reusable = g_family_algos.find(family);
   const auto stored = g_disk_algos.find(family);
   if (reusable != g_family_algos.end() && accepts(reusable->second)) {
@@ -426,7 +449,7 @@ const Plan& GetPlan(Napi::Env env, Lt& lt, const PlanKey& k, const Operands& ops
       // (a stored algorithm cuBLASLt refused is replaced by the heuristic's)
       g_disk_algos.erase(family);
       g_family_algos.emplace(family, plan.algo);
-      SaveDiskAlgos();
+      SaveDiskAlgos(env);
     }
   }
   g_host_time.plan_seconds += SecondsSince(start);
@@ -519,10 +542,10 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos, autotuned}: since the process started, the host
-// seconds spent building plans (timing candidates included) and inside cublasLtMatmul, the plans that took a new
-// algorithm from cuBLASLt's heuristic, the families whose algorithm came from the on-disk cache, and the families
-// whose algorithm was the fastest of several timed.
+// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos, autotuned, workspace_bytes}: since the process
+// started, the host seconds spent building plans (timing candidates included) and inside cublasLtMatmul, the plans
+// that took a new algorithm from cuBLASLt's heuristic, the families whose algorithm came from the on-disk cache, the
+// families whose algorithm was the fastest of several timed; and the workspace the streams hold now.
 Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
@@ -532,6 +555,7 @@ Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   out.Set("heuristic_queries", Napi::Number::New(env, static_cast<double>(g_host_time.heuristic_queries)));
   out.Set("disk_algos", Napi::Number::New(env, static_cast<double>(g_host_time.disk_algos)));
   out.Set("autotuned", Napi::Number::New(env, static_cast<double>(g_host_time.autotuned)));
+  out.Set("workspace_bytes", Napi::Number::New(env, static_cast<double>(g_lt.workspace.bytes + g_lt.side_workspace.bytes)));
   return out;
 }
 

@@ -386,6 +386,9 @@ export interface CudaAddon extends Kernels {
   /** Whether layer norm rows too few for the SMs take a team of warps each (FINETUNE_CUDA_ROW_TEAMS=0: no); `enabled`
    * sets it for the launches from now on. */
   rowTeams(enabled?: boolean): boolean;
+  /** Whether the GELU kernels (geluLowp, castColumnSums) look bfloat16 values of magnitude 2^-8 to 2^3 up in a block's
+   * shared-memory copy of that part of their table (FINETUNE_CUDA_HOT_TABLES=0: no); `enabled` sets it from now on */
+  hotTables(enabled?: boolean): boolean;
   /** Whether a linear layer's backward runs its weight gradient's GEMM on the side stream beside its input
    * gradient's: "on" (FINETUNE_CUDA_SIDE_STREAM=1), "off" (=0), or by default "auto", where timing a pair of GEMM
    * shapes both ways showed it pays (ops/side_stream_choice.ts); `mode` sets it from now on */
@@ -405,8 +408,9 @@ export interface CudaAddon extends Kernels {
   /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, the plans
    * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K, within
    * a factor of 4), the shape families whose algorithm an earlier process chose (the disk cache), and the families
-   * whose algorithm was the fastest of cuBLASLt's first choices timed on the GPU (FINETUNE_CUDA_GEMM_AUTOTUNE=0: none) */
-  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number; autotuned: number };
+   * whose algorithm was the fastest of cuBLASLt's first choices timed on the GPU (FINETUNE_CUDA_GEMM_AUTOTUNE=0: none);
+   * and the bytes of cuBLASLt workspace the streams hold now */
+  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number; autotuned: number; workspace_bytes: number };
   /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) into dsts[i] from dstOffs[i], rounded to dtypes[i]
    * (float16 or bfloat16) or copied (float32), in one launch */
   castMany(bufs: AB[], offs: number[], sizes: number[], dsts: AB[], dstOffs: number[], dtypes: DTypeCode[]): void;

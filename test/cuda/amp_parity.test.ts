@@ -183,13 +183,20 @@ test("castColumnSums' GELU' of every bfloat16 pre-activation (the hot part of th
   const ones = torch.ones([1, 65536]);
   const expected = rawUnaryGrad(UnaryGradOp.GeluErf, pre.float(), ones);
   const [preCuda, onesCuda] = [pre.cuda(), ones.cuda()];
-  for (const dtype of [torch.bfloat16, torch.float16]) {
-    const lowp = torch.empty([1, 65536], { dtype, device: "cuda" });
-    const sums = torch.empty([65536], { device: "cuda" });
-    native.cuda.castColumnSums(1, 65536, onesCuda.buffer, onesCuda.offset, preCuda.buffer, preCuda.offset, torch.bfloat16.code,
-      dtype.code, lowp.buffer, sums.buffer);
-    assert.deepEqual(sums.cpu().data(), expected.reshape([65536]).data(), `GELU' of each value, written ${dtype}`);
-    assert.deepEqual(lowp.cpu().float().data(), expected.to(dtype).float().data(), `the ${dtype} copy`);
+  const hotTables = native.cuda.hotTables();
+  try {
+    for (const [hot, dtype] of [[true, torch.bfloat16], [true, torch.float16], [false, torch.bfloat16]] as const) {
+      native.cuda.hotTables(hot);
+      const label = `written ${dtype}${hot ? "" : ", every value from the global table"}`;
+      const lowp = torch.empty([1, 65536], { dtype, device: "cuda" });
+      const sums = torch.empty([65536], { device: "cuda" });
+      native.cuda.castColumnSums(1, 65536, onesCuda.buffer, onesCuda.offset, preCuda.buffer, preCuda.offset, torch.bfloat16.code,
+        dtype.code, lowp.buffer, sums.buffer);
+      assert.deepEqual(sums.cpu().data(), expected.reshape([65536]).data(), `GELU' of each value, ${label}`);
+      assert.deepEqual(lowp.cpu().float().data(), expected.to(dtype).float().data(), `the 16-bit copy, ${label}`);
+    }
+  } finally {
+    native.cuda.hotTables(hotTables);
   }
 });
 

@@ -46,7 +46,8 @@ const PRODUCT = `
 function runScript(home: string, script: string, extraEnv: NodeJS.ProcessEnv = {}): unknown {
   const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache"), ...extraEnv };
   delete env.FINETUNE_DISABLE_CUDA;
-  return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", PRODUCT + script], { env, encoding: "utf8", timeout: 60_000 }));
+  return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", PRODUCT + script],
+    { env, encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] }));
 }
 
 // Two products of one family (M = 24 and 40: the same token-count class)
@@ -116,4 +117,24 @@ test("a new family's algorithm is the fastest of cuBLASLt's choices timed on the
       tuned: { grew: 0, err: 0 }, reused: { grew: 0, err: 0 }, stats: { autotuned, queries: 2 },
     }, `FINETUNE_CUDA_GEMM_AUTOTUNE=${setting}: the first family timed, the captured one not; no workspace kept for the choice`);
   }
+});
+
+test("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE lets tuning take a faster algorithm that needs workspace (split-K), kept in a cache file of its own; a bad value is a clear error", { skip: SKIP }, () => {
+  const script = `
+    const tuned = product(24, 12, 16);
+    console.log(JSON.stringify({ tuned, workspace: c.gemmStats().workspace_bytes }));
+  `;
+  withFakeCuda((home) => {
+    // the fake's split-K algorithm is the fastest here; without the setting tuning leaves it out (it would grow the
+    // workspace), with 1 MiB it takes it, and the algorithms tuned each way are kept apart on disk
+    for (const [setting, grew] of [[undefined, 0], ["1", 16384], [undefined, 0]] as const) {
+      const r = runScript(home, script, { FTEMU_SLOW_PLAIN_GEMMS: "1", FINETUNE_CUDA_GEMM_TUNE_WORKSPACE: setting });
+      assert.deepEqual(r, { tuned: { grew, err: 0 }, workspace: grew }, `FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=${setting}`);
+    }
+    assert.equal(fs.readdirSync(path.join(home, "cache")).filter((f) => f.startsWith("gemm-algos-")).length, 2);
+    for (const bad of ["lots", "-1", "33"]) {
+      assert.throws(() => runScript(home, script, { FINETUNE_CUDA_GEMM_TUNE_WORKSPACE: bad }),
+        new RegExp(`FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=${bad}: give the MiB of workspace GEMM tuning may add, an integer from 0 to 32`));
+    }
+  }, { emulate: true });
 });

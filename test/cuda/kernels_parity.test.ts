@@ -424,17 +424,24 @@ test("geluLowp: every 16-bit value's GELU as unary GELU computes it, rounded to 
   const n = 65536, large = 16 * n;
   const bits = new Uint16Array(native.alloc((large + 1) * 2, false), 0, large + 1).map((_, i) => i % n);
   const preDev = d.put(new Uint8Array(bits.buffer));
-  for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
-    // every pattern four at a time (8-byte aligned), and one at a time
-    for (const [offset, count] of [[0, n], [16001, 999], [0, large], [1, large]] as const) {
-      const yDev = d.alloc(count * 2);
-      native.cuda.geluLowp(count, preDev, offset, code, yDev, 0);
-      const wide = d.alloc(count * 4), expected = d.alloc(count * 4), rounded = d.alloc(count * 2);
-      native.cuda.copy([count], preDev, code, offset, [1], wide, 0, 0, [1]);
-      native.cuda.unary(UnaryOp.GeluErf, 0, [count], wide, 0, [1], expected, 0, [1]);
-      native.cuda.copy([count], expected, 0, 0, [1], rounded, code, 0, [1]);
-      assertBitsEqual(new Uint16Array(d.get(yDev, count * 2)), new Uint16Array(d.get(rounded, count * 2)), `${name} offset ${offset}: y`);
+  const hotTables = native.cuda.hotTables();
+  try {
+    for (const [code, name] of [[2, "bfloat16"], [1, "float16"]] as [DTypeCode, string][]) {
+      // every pattern four at a time (8-byte aligned), and one at a time; the large ones also from the global table
+      for (const [offset, count, hot] of [[0, n, true], [16001, 999, true], [0, large, true], [1, large, true], [0, large, false]] as const) {
+        native.cuda.hotTables(hot);
+        const yDev = d.alloc(count * 2);
+        native.cuda.geluLowp(count, preDev, offset, code, yDev, 0);
+        const wide = d.alloc(count * 4), expected = d.alloc(count * 4), rounded = d.alloc(count * 2);
+        native.cuda.copy([count], preDev, code, offset, [1], wide, 0, 0, [1]);
+        native.cuda.unary(UnaryOp.GeluErf, 0, [count], wide, 0, [1], expected, 0, [1]);
+        native.cuda.copy([count], expected, 0, 0, [1], rounded, code, 0, [1]);
+        assertBitsEqual(new Uint16Array(d.get(yDev, count * 2)), new Uint16Array(d.get(rounded, count * 2)),
+          `${name} offset ${offset} count ${count}${hot ? "" : " (global table)"}: y`);
+      }
     }
+  } finally {
+    native.cuda.hotTables(hotTables);
   }
   const any = d.alloc(64);
   assert.throws(() => native.cuda.geluLowp(8, any, 0, 0 as DTypeCode, any, 0), /must be float16 or bfloat16/);

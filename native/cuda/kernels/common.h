@@ -244,6 +244,13 @@ class DeviceTensorList {
   std::optional<ScratchBuffer> scratch_;
 };
 
+// Whether the GELU kernels copy the hot part of a bfloat16 table into shared memory (device_common.h's
+// LoadHotTable; FINETUNE_CUDA_HOT_TABLES=0: they look every value up in the table in global memory).
+inline bool& HotTablesEnabled() {
+  static bool enabled = EnvSwitch("FINETUNE_CUDA_HOT_TABLES", true);
+  return enabled;
+}
+
 // A float for each bit pattern of a 16-bit dtype (65536 values, 256 KB), one table per dtype, written by the
 // family's kernel `build` (arguments: dtype code, table) at the first call and then kept for the life of the
 // process. 0 while a CUDA graph is being captured before it exists: a captured build would only run at replay (the

@@ -472,7 +472,7 @@ Napi::Value GeluLowp(const Napi::CallbackInfo& info) {
   uint64_t table = LowpTable(env, gelu, dt, Kernel, "ft_gelu_table");
   int vector = n % 4 == 0 && Aligned({{pre, 8}, {y, 8}});
   // each block of a launch this large fills its copy of the hot part of the table: a few blocks an SM
-  int hot = dt == kBF16 && table != 0 && n >= kHotGeluElements;
+  int hot = HotTablesEnabled() && dt == kBF16 && table != 0 && n >= kHotGeluElements;
   Dim3 grid = ContiguousGrid(n, vector);
   if (hot) grid = Blocks(std::min<int64_t>(grid.x, kHotGeluBlocksPerSm * Multiprocessors()));
   void* args[] = {&n, &pre, &dt, &table, &hot, &y, &vector};

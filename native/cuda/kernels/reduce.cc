@@ -164,16 +164,16 @@ struct GradAndPre {
 // v = g, or g * GELU'(pre) with the forward's pre-activation (linear_gelu; pre float32, or 16-bit of dtype pre_dt,
 // null for none), is stored to lowp rounded to lowp_dt (the GEMMs' operand), and dst receives its column sums (the
 // bias gradient) as ft_reduce_column_tiles sums a float32 [1, n, inner]: the same partials in the same order. With
-// `table` (16-bit pre only: ft_gelu_grad_table's) GELU'(pre) is looked up by pre's bits (bfloat16's mostly in the
-// block's copy of the hot part); `pre` of GradAndPre then holds it.
+// `table` (16-bit pre only: ft_gelu_grad_table's) GELU'(pre) is looked up by pre's bits (with `hot`, bfloat16's
+// mostly in the block's copy of the table's hot part); `pre` of GradAndPre then holds it.
 extern "C" __global__ __launch_bounds__(256) void ft_cast_column_sums(int64 n, int64 inner, int64 chunk, int64 chunks,
                                                                     int tc, int groups, const void* g, int g_dt,
                                                                     const void* pre, int pre_dt,
-                                                                    const float* table, uint16* lowp, int lowp_dt,
-                                                                    double* partial, float* dst) {
+                                                                    const float* table, int hot, uint16* lowp,
+                                                                    int lowp_dt, double* partial, float* dst) {
   AwaitPriorGrid();
   __shared__ float hot_part[2 * FT_HOT_COUNT];
-  const bool hot_table = pre != 0 && table != 0 && pre_dt == DT_BF16;
+  const bool hot_table = hot && pre != 0 && table != 0 && pre_dt == DT_BF16;
   if (hot_table) {
     LoadHotTable(hot_part, table);
     __syncthreads();
@@ -535,8 +535,9 @@ Napi::Value CastColumnSums(const Napi::CallbackInfo& info) {
   TilePlan plan = PlanColumnTiles(1, rows, cols);
   ScratchBuffer partial(env, plan.PartialBytes(cols));
   uint64_t partial_ptr = partial.ptr();
+  int hot = HotTablesEnabled();
   void* args[] = {&rows, &cols, &plan.chunk, &plan.chunks, &plan.tc, &plan.groups, &g, &g_dt, &pre, &pre_dt, &table,
-                  &lowp, &lowp_dt, &partial_ptr, &dst};
+                  &hot, &lowp, &lowp_dt, &partial_ptr, &dst};
   LaunchColumnTiles(env, "ft_cast_column_sums", plan, 1, cols, args, kSum, partial_ptr, dst);
   return env.Undefined();
 }

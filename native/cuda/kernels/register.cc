@@ -4,6 +4,7 @@
 
 #include "binding/registry.h"
 #include "common/args.h"
+#include "cuda/kernels/common.h"
 #include "cuda/kernels/register.h"
 #include "cuda/runtime.h"
 
@@ -32,6 +33,14 @@ Napi::Value KernelStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// hotTables(enabled?): whether the GELU kernels take the hot part of their tables from shared memory
+// (HotTablesEnabled), after setting it when given.
+Napi::Value HotTables(const Napi::CallbackInfo& info) {
+  cuda::EnsureContext(info.Env());
+  if (!Omitted(info, 0)) cuda::kernels::HotTablesEnabled() = GetBool(info, 0, "enabled");
+  return Napi::Boolean::New(info.Env(), cuda::kernels::HotTablesEnabled());
+}
+
 }  // namespace
 
 void RegisterCudaKernels(Napi::Env env, Napi::Object cuda) {
@@ -47,6 +56,7 @@ void RegisterCudaKernels(Napi::Env env, Napi::Object cuda) {
   cuda::kernels::RegisterAttention(env, cuda);
   cuda.Set("programmaticLaunch", Napi::Function::New(env, ProgrammaticLaunch, "programmaticLaunch"));
   cuda.Set("kernelStats", Napi::Function::New(env, KernelStats, "kernelStats"));
+  cuda.Set("hotTables", Napi::Function::New(env, HotTables, "hotTables"));
 }
 
 }  // namespace ft

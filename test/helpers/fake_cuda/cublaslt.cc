@@ -7,7 +7,9 @@
 // Everything cuBLASLt would refuse or silently get wrong is an error here, explained on stderr: inconsistent
 // shapes, ld below the row count, unknown attributes, operands outside one live device allocation, an address
 // or batch stride less aligned than the preference promised, an algorithm that did not come from the
-// heuristic, and a workspace smaller than the algorithm needs (Algo).
+// heuristic, and a workspace smaller than the algorithm needs (Algo). FTEMU_SLOW_PLAIN_GEMMS=1 makes every
+// algorithm without a workspace take 2 ms longer, so that timing them finds the split-K one faster.
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "common/half_bits.h"
 
@@ -136,6 +139,7 @@ struct Job {
   float alpha, beta;
   const void *pa, *pb, *pc;
   void* pd;
+  bool slow;  // FTEMU_SLOW_PLAIN_GEMMS and an algorithm without a workspace
 };
 
 // v stored as element i of type `type`, rounded to nearest even where 16-bit (as cuBLASLt's epilogue converts).
@@ -152,6 +156,7 @@ void Store(void* p, int type, std::size_t i, float v) {
 
 int RunJob(void* data) {
   const Job& j = *static_cast<Job*>(data);
+  if (j.slow) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   const bool tf32 = j.d.compute == kCompute32FFastTf32;
   for (std::int32_t batch = 0; batch < j.c.batch; ++batch) {
     const std::size_t oa = batch * j.a.stride, ob = batch * j.b.stride, oc = batch * j.c.stride;
@@ -323,7 +328,8 @@ int cublasLtMatmul(void* handle, Desc* d, const float* alpha, const void* A, Lay
   if (C != D && (c->ld != dd->ld || c->stride != dd->stride))
     return Fail(kNotSupported, "C and D differ in layout");
   if (std::getenv("FTEMU_SKIP")) return kSuccess;  // FTEMU_SKIP (fake_cuda.ts): checked, not run
-  auto* job = new Job{*d, *a, *b, *c, m, n, k, *alpha, *beta, A, B, C, D};
+  const bool slow = algo->workspace == 0 && std::getenv("FTEMU_SLOW_PLAIN_GEMMS") != nullptr;
+  auto* job = new Job{*d, *a, *b, *c, m, n, k, *alpha, *beta, A, B, C, D, slow};
   const int result = ftemu_submit(stream, RunJob, job, [](void* data) { delete static_cast<Job*>(data); });
   if (result == 0) return kSuccess;
   return Fail(kExecutionFailed, "the fake driver refused the work: error " + std::to_string(result));
