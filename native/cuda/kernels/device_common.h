@@ -287,11 +287,11 @@ __device__ __forceinline__ void AddPartials(const double* p, int count, int cols
 }
 
 // The hot part of a bfloat16 lookup table (a float per bit pattern: ft_gelu_table's, ft_gelu_grad_table's) in shared
-// memory: the values of magnitude 2^-8 to 2^3, where a layer's pre-activations almost all lie, the positive ones first
-// (11 KB; 2 * FT_HOT_COUNT floats). Looked up
-// in global memory, a warp's 32 scattered loads cost L1 a wavefront per cache line they touch (up to 32), which can
-// take longer than a kernel's own loads and stores; from shared memory, only their bank conflicts. Other values,
-// and float16's (whose 10-bit mantissas would need eight times the entries), are looked up in the global table.
+// memory: the values of magnitude 2^-8 to 2^3, where a layer's pre-activations almost all lie, the positive ones
+// first (11 KB; 2 * FT_HOT_COUNT floats). Looked up in global memory, a warp's 32 scattered loads cost L1 a wavefront
+// per cache line they touch (up to 32), which can take longer than a kernel's own loads and stores; from shared
+// memory, only their bank conflicts. Other values, and float16's (whose 10-bit mantissas would need eight times the
+// entries), are looked up in the global table.
 #define FT_HOT_FIRST 0x3B80u  // bfloat16's bits of 2^-8
 #define FT_HOT_COUNT 1408     // 11 binades of 128 values
 
