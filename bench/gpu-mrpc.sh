@@ -2,7 +2,8 @@
 # The MRPC benchmark (README, "GPU check"): transformers' Trainer (fp32, bf16) beside finetune's (fp32, tf32, bf16)
 # on one random-initialised bert-base-sized model, one batch order and one tokenisation; batch 8, one epoch, then
 # eval on validation. Each variant is its own process under its own time limit (its log: $OUT/<variant>.txt), so a
-# hang or crash fails that variant alone. The last line printed is one JSON object with every figure.
+# hang or crash fails that variant alone; the warm-ups' logs ($OUT/warmup_*.txt) end with how the GEMM families
+# were tuned. The last line printed is one JSON object with every figure.
 # Run on the device through ../shared/tools/gpu-pack.sh's run.sh:  bash .gpu/run.sh bash bench/gpu-mrpc.sh
 # FINETUNE_BENCH_SMALL=1: a 2-layer hidden-128 model and 16 steps, to check the plumbing on a CPU.
 set -u
@@ -23,7 +24,9 @@ echo "prepare: rc=$? $(tail -1 "$OUT/prepare.txt")"
 # the timed runs (about 30 s from cold on an H200), no variant's epoch includes it.
 # Without a GPU there is nothing to compile.
 if nvidia-smi > /dev/null 2>&1; then
-  for precision in fp32 tf32 bf16; do timeout -k 10 90 node dist/bench/gpu_profile.js once $precision > /dev/null 2>&1; done
+  for precision in fp32 tf32 bf16; do
+    timeout -k 10 90 node dist/bench/gpu_profile.js once $precision > "$OUT/warmup_$precision.txt" 2>&1
+  done
 fi
 statuses=()
 variant() {
@@ -56,7 +59,8 @@ FINETUNE_CUDA_ATTENTION_HEADS=0 variant ft_bf16_split_attention 60 node dist/ben
 # Nor bf16 with GEMM tuning free to take 8 MiB more cuBLASLt workspace a stream, for split-K algorithms (its own
 # warm-up first: the disk cache keeps the algorithms tuned under each setting apart), to show what they give and cost
 if nvidia-smi > /dev/null 2>&1; then
-  FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 timeout -k 10 90 node dist/bench/gpu_profile.js once bf16 > /dev/null 2>&1
+  FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 timeout -k 10 90 node dist/bench/gpu_profile.js once bf16 \
+    > "$OUT/warmup_bf16_tune_workspace.txt" 2>&1
 fi
 FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 variant ft_bf16_tune_workspace 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with every weight gradient's GEMM on the side stream, and with none there (by default as timed per

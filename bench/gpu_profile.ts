@@ -164,6 +164,8 @@ if (process.argv[2] === "once") {
     model.zero_grad();
   }
   torch.cuda.synchronize();
+  // for bench/gpu-mrpc.sh's log: how the GEMM families were tuned (per rank in cuBLASLt's list, the fastest found there)
+  console.log(JSON.stringify({ gemm: native.cuda.gemmStats(), kernels: native.cuda.kernelStats() }));
   process.exit(0);
 }
 

@@ -195,10 +195,12 @@ std::unordered_map<PlanKey, cublasLtMatmulAlgo_t, PlanKeyHash> g_family_algos;
 
 // Host time spent building plans (cuBLASLt's heuristic query) and inside cublasLtMatmul: what a CUDA graph capture
 // of new shapes pays for its GEMMs; how many plans asked the heuristic rather than reusing their family's
-// algorithm, and how many families took theirs from the on-disk cache (gemmStats).
+// algorithm, how many families took theirs from the on-disk cache, how many were tuned and, per rank in cuBLASLt's
+// list, how many tuned families found their fastest there (gemmStats).
 struct GemmHostTime {
   double plan_seconds = 0, matmul_seconds = 0;
   int64_t heuristic_queries = 0, disk_algos = 0, autotuned = 0;
+  std::vector<int64_t> autotune_ranks;
 };
 GemmHostTime g_host_time;
 
@@ -386,6 +388,9 @@ cublasLtMatmulHeuristicResult_t Fastest(Napi::Env env, Lt& lt, const PlanKey& k,
     }
   }
   ++g_host_time.autotuned;
+  std::vector<int64_t>& ranks = g_host_time.autotune_ranks;
+  if (ranks.size() < candidates.size()) ranks.resize(candidates.size());
+  ++ranks[best];
   return candidates[best];
 }
 
@@ -542,10 +547,11 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos, autotuned, workspace_bytes}: since the process
-// started, the host seconds spent building plans (timing candidates included) and inside cublasLtMatmul, the plans
-// that took a new algorithm from cuBLASLt's heuristic, the families whose algorithm came from the on-disk cache, the
-// families whose algorithm was the fastest of several timed; and the workspace the streams hold now.
+// gemmStats(): {plan_s, matmul_s, heuristic_queries, disk_algos, autotuned, autotune_ranks, workspace_bytes}: since
+// the process started, the host seconds spent building plans (timing candidates included) and inside
+// cublasLtMatmul, the plans that took a new algorithm from cuBLASLt's heuristic, the families whose algorithm came
+// from the on-disk cache, the families whose algorithm was the fastest of several timed and how many of those found
+// it at each rank of cuBLASLt's list (whether more candidates could pay); and the workspace the streams hold now.
 Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cuda::EnsureContext(env);
@@ -555,6 +561,10 @@ Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   out.Set("heuristic_queries", Napi::Number::New(env, static_cast<double>(g_host_time.heuristic_queries)));
   out.Set("disk_algos", Napi::Number::New(env, static_cast<double>(g_host_time.disk_algos)));
   out.Set("autotuned", Napi::Number::New(env, static_cast<double>(g_host_time.autotuned)));
+  Napi::Array ranks = Napi::Array::New(env, g_host_time.autotune_ranks.size());
+  for (size_t i = 0; i < g_host_time.autotune_ranks.size(); ++i)
+    ranks.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(g_host_time.autotune_ranks[i])));
+  out.Set("autotune_ranks", ranks);
   out.Set("workspace_bytes", Napi::Number::New(env, static_cast<double>(g_lt.workspace.bytes + g_lt.side_workspace.bytes)));
   return out;
 }

@@ -408,9 +408,13 @@ export interface CudaAddon extends Kernels {
   /** since the process started: the host seconds spent building GEMM plans and inside cublasLtMatmul, the plans
    * that queried cuBLASLt's heuristic (the others reused the algorithm of a shape differing only in M or K, within
    * a factor of 4), the shape families whose algorithm an earlier process chose (the disk cache), and the families
-   * whose algorithm was the fastest of cuBLASLt's first choices timed on the GPU (FINETUNE_CUDA_GEMM_AUTOTUNE=0: none);
-   * and the bytes of cuBLASLt workspace the streams hold now */
-  gemmStats(): { plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number; autotuned: number; workspace_bytes: number };
+   * whose algorithm was the fastest of cuBLASLt's first choices timed on the GPU (FINETUNE_CUDA_GEMM_AUTOTUNE=0: none)
+   * and, per rank in cuBLASLt's list, how many of those found it there; and the bytes of cuBLASLt workspace the
+   * streams hold now */
+  gemmStats(): {
+    plan_s: number; matmul_s: number; heuristic_queries: number; disk_algos: number; autotuned: number; autotune_ranks: number[];
+    workspace_bytes: number;
+  };
   /** bufs[i] (sizes[i] contiguous float32 elements from offs[i]) into dsts[i] from dstOffs[i], rounded to dtypes[i]
    * (float16 or bfloat16) or copied (float32), in one launch */
   castMany(bufs: AB[], offs: number[], sizes: number[], dsts: AB[], dstOffs: number[], dtypes: DTypeCode[]): void;

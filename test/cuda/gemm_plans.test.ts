@@ -108,13 +108,13 @@ test("a new family's algorithm is the fastest of cuBLASLt's choices timed on the
     c.sgemm(false, false, 2, 2, 3, 1, da, 0, 3, 0, db, 0, 2, 0, 0, dc, 0, 2, 0, 1);
     c.graphCaptureEnd(graph);
     const s = c.gemmStats();
-    r.stats = { autotuned: s.autotuned, queries: s.heuristic_queries };
+    r.stats = { autotuned: s.autotuned, queries: s.heuristic_queries, ranked: s.autotune_ranks.reduce((a, b) => a + b, 0) };
     console.log(JSON.stringify(r));
   `;
   for (const [setting, autotuned] of [[undefined, 1], ["0", 0]] as const) {
     const r = withFakeCuda((home) => runScript(home, script, { FINETUNE_CUDA_GEMM_AUTOTUNE: setting }), { emulate: true });
     assert.deepEqual(r, {
-      tuned: { grew: 0, err: 0 }, reused: { grew: 0, err: 0 }, stats: { autotuned, queries: 2 },
+      tuned: { grew: 0, err: 0 }, reused: { grew: 0, err: 0 }, stats: { autotuned, queries: 2, ranked: autotuned },
     }, `FINETUNE_CUDA_GEMM_AUTOTUNE=${setting}: the first family timed, the captured one not; no workspace kept for the choice`);
   }
 });
@@ -122,14 +122,19 @@ test("a new family's algorithm is the fastest of cuBLASLt's choices timed on the
 test("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE lets tuning take a faster algorithm that needs workspace (split-K), kept in a cache file of its own; a bad value is a clear error", { skip: SKIP }, () => {
   const script = `
     const tuned = product(24, 12, 16);
-    console.log(JSON.stringify({ tuned, workspace: c.gemmStats().workspace_bytes }));
+    const s = c.gemmStats();
+    console.log(JSON.stringify({ tuned, workspace: s.workspace_bytes, ranks: s.autotune_ranks }));
   `;
   withFakeCuda((home) => {
-    // the fake's split-K algorithm is the fastest here; without the setting tuning leaves it out (it would grow the
-    // workspace), with 1 MiB it takes it, and the algorithms tuned each way are kept apart on disk
+    // the fake's split-K algorithm (the last of its three) is the fastest here; without the setting tuning leaves it
+    // out (it would grow the workspace) and finds one of the others fastest, with 1 MiB it takes it, and the
+    // algorithms tuned each way are kept apart on disk (the third process tunes nothing)
     for (const [setting, grew] of [[undefined, 0], ["1", 16384], [undefined, 0]] as const) {
-      const r = runScript(home, script, { FTEMU_SLOW_PLAIN_GEMMS: "1", FINETUNE_CUDA_GEMM_TUNE_WORKSPACE: setting });
-      assert.deepEqual(r, { tuned: { grew, err: 0 }, workspace: grew }, `FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=${setting}`);
+      const r = runScript(home, script, { FTEMU_SLOW_PLAIN_GEMMS: "1", FINETUNE_CUDA_GEMM_TUNE_WORKSPACE: setting }) as
+        { tuned: unknown; workspace: number; ranks: number[] };
+      const label = `FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=${setting}`;
+      assert.deepEqual({ tuned: r.tuned, workspace: r.workspace }, { tuned: { grew, err: 0 }, workspace: grew }, label);
+      if (setting === "1") assert.deepEqual(r.ranks, [0, 0, 1], `${label}: the fastest was cuBLASLt's third choice`);
     }
     assert.equal(fs.readdirSync(path.join(home, "cache")).filter((f) => f.startsWith("gemm-algos-")).length, 2);
     for (const bad of ["lots", "-1", "33"]) {
