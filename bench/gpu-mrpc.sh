@@ -22,12 +22,12 @@ echo "prepare: rc=$? $(tail -1 "$OUT/prepare.txt")"
 # finetune compiles its kernels with NVRTC at their first use and caches them on disk (FINETUNE_CACHE), with the
 # GEMM algorithms chosen for each shape family (timed among cuBLASLt's choices), once per machine: done here before
 # the timed runs (about 30 s from cold on an H200), no variant's epoch includes it.
-# Without a GPU there is nothing to compile.
-if nvidia-smi > /dev/null 2>&1; then
-  for precision in fp32 tf32 bf16; do
-    timeout -k 10 90 node dist/bench/gpu_profile.js once $precision > "$OUT/warmup_$precision.txt" 2>&1
-  done
-fi
+# Without a GPU there is nothing to compile. warm_up NAME PRECISION: one precision's, logged to $OUT/warmup_NAME.txt
+warm_up() {
+  nvidia-smi > /dev/null 2>&1 || return 0
+  timeout -k 10 90 node dist/bench/gpu_profile.js once "$2" > "$OUT/warmup_$1.txt" 2>&1
+}
+for precision in fp32 tf32 bf16; do warm_up $precision $precision; done
 statuses=()
 variant() {
   local name=$1 limit=$2
@@ -58,10 +58,7 @@ FINETUNE_CUDA_ROW_TEAMS=0 variant ft_bf16_warp_rows 60 node dist/bench/gpu_mrpc.
 FINETUNE_CUDA_ATTENTION_HEADS=0 variant ft_bf16_split_attention 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with GEMM tuning free to take 8 MiB more cuBLASLt workspace a stream, for split-K algorithms (its own
 # warm-up first: the disk cache keeps the algorithms tuned under each setting apart), to show what they give and cost
-if nvidia-smi > /dev/null 2>&1; then
-  FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 timeout -k 10 90 node dist/bench/gpu_profile.js once bf16 \
-    > "$OUT/warmup_bf16_tune_workspace.txt" 2>&1
-fi
+FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 warm_up bf16_tune_workspace bf16
 FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 variant ft_bf16_tune_workspace 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with every weight gradient's GEMM on the side stream, and with none there (by default as timed per
 # layer shape), to show what the choices give

@@ -214,7 +214,7 @@ size_t TuneWorkspaceBytes(Napi::Env env) {
     if (v == nullptr || *v == '\0') return int64_t{0};
     char* end = nullptr;
     const long long n = std::strtoll(v, &end, 10);
-    if (*end != '\0' || n < 0 || (static_cast<size_t>(n) << 20) > kWorkspaceBytes)
+    if (*end != '\0' || n < 0 || n > static_cast<long long>(kWorkspaceBytes >> 20))
       throw Napi::RangeError::New(env, std::string("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=") + v +
                                            ": give the MiB of workspace GEMM tuning may add, an integer from 0 to " +
                                            std::to_string(kWorkspaceBytes >> 20));
@@ -348,7 +348,6 @@ bool AutotuneEnabled() {
   static const bool enabled = cuda::EnvSwitch("FINETUNE_CUDA_GEMM_AUTOTUNE", true);
   return enabled;
 }
-
 
 cublasLtMatmulHeuristicResult_t Fastest(Napi::Env env, Lt& lt, const PlanKey& k, const Plan& plan,
                                         const std::vector<cublasLtMatmulHeuristicResult_t>& candidates,
@@ -565,7 +564,8 @@ Napi::Value GemmStats(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < g_host_time.autotune_ranks.size(); ++i)
     ranks.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(g_host_time.autotune_ranks[i])));
   out.Set("autotune_ranks", ranks);
-  out.Set("workspace_bytes", Napi::Number::New(env, static_cast<double>(g_lt.workspace.bytes + g_lt.side_workspace.bytes)));
+  const size_t workspace = g_lt.workspace.bytes + g_lt.side_workspace.bytes;
+  out.Set("workspace_bytes", Napi::Number::New(env, static_cast<double>(workspace)));
   return out;
 }
 

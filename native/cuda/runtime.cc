@@ -441,6 +441,11 @@ Napi::Value ModeSetting(const Napi::CallbackInfo& info, int& mode, const char* f
   return Napi::String::New(env, kModes[mode]);
 }
 
+Napi::Value FlagSetting(const Napi::CallbackInfo& info, bool& flag) {
+  if (!Omitted(info, 0)) flag = GetBool(info, 0, "enabled");
+  return Napi::Boolean::New(info.Env(), flag);
+}
+
 bool ProgrammaticLaunch() { return g_runtime.programmatic; }
 
 bool SetProgrammaticLaunch(bool on) { return g_runtime.programmatic = on && g_runtime.programmatic_supported; }

@@ -341,4 +341,7 @@ int EnvMode(const char* name);
 // the error for another value.
 Napi::Value ModeSetting(const Napi::CallbackInfo& info, int& mode, const char* function);
 
+// `flag`, after setting it from info[0] (a boolean, "enabled") where given.
+Napi::Value FlagSetting(const Napi::CallbackInfo& info, bool& flag);
+
 }  // namespace ft::cuda

@@ -14,11 +14,11 @@
 // with fewer rows than the training batch size (an epoch's last, with dataloader_drop_last false) runs eagerly: it
 // comes at most once an epoch, mostly with a length of its own, where a capture would add instantiating and
 // uploading a graph (~15 ms on an H100) to an update it would not replay; nor does it time the GPU choices of its
-// sizes (ops/timed_choice.ts' withoutTiming) for work it runs once. The graphs share one memory pool: an update leaves nothing alive in it (gradients, activations and the loss are
-// freed by its end; the optimizer's state and the weights' copies predate the captures) and replays never
-// overlap, so the pool holds the largest shape's activations, not their sum, until dispose(). Unlike the eager
-// loop, a non-finite loss is reported when the loss is read (at logging), after the updates of the steps since
-// then have been applied.
+// sizes (ops/timed_choice.ts' withoutTiming) for work it runs once. The graphs share one memory pool: an update
+// leaves nothing alive in it (gradients, activations and the loss are freed by its end; the optimizer's state and
+// the weights' copies predate the captures) and replays never overlap, so the pool holds the largest shape's
+// activations, not their sum, until dispose(). Unlike the eager loop, a non-finite loss is reported when the loss is
+// read (at logging), after the updates of the steps since then have been applied.
 import { Tensor } from "../tensor/tensor.js";
 import { float32 } from "../tensor/dtype.js";
 import type { Device } from "../tensor/device.js";

@@ -137,7 +137,8 @@ test("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE lets tuning take a faster algorithm that
       if (setting === "1") assert.deepEqual(r.ranks, [0, 0, 1], `${label}: the fastest was cuBLASLt's third choice`);
     }
     assert.equal(fs.readdirSync(path.join(home, "cache")).filter((f) => f.startsWith("gemm-algos-")).length, 2);
-    for (const bad of ["lots", "-1", "33"]) {
+    // 2^44 MiB would pass a check of the byte count: shifted into bytes it wraps to 0
+    for (const bad of ["lots", "-1", "33", "17592186044416"]) {
       assert.throws(() => runScript(home, script, { FINETUNE_CUDA_GEMM_TUNE_WORKSPACE: bad }),
         new RegExp(`FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=${bad}: give the MiB of workspace GEMM tuning may add, an integer from 0 to 32`));
     }

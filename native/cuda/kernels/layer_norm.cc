@@ -801,8 +801,7 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
 // rowTeams(enabled?): whether layer norm rows may take teams of warps (RowTeamsEnabled), after setting it when given.
 Napi::Value RowTeams(const Napi::CallbackInfo& info) {
   EnsureContext(info.Env());
-  if (!Omitted(info, 0)) RowTeamsEnabled() = GetBool(info, 0, "enabled");
-  return Napi::Boolean::New(info.Env(), RowTeamsEnabled());
+  return FlagSetting(info, RowTeamsEnabled());
 }
 
 }  // namespace

@@ -37,8 +37,7 @@ Napi::Value KernelStats(const Napi::CallbackInfo& info) {
 // (HotTablesEnabled), after setting it when given.
 Napi::Value HotTables(const Napi::CallbackInfo& info) {
   cuda::EnsureContext(info.Env());
-  if (!Omitted(info, 0)) cuda::kernels::HotTablesEnabled() = GetBool(info, 0, "enabled");
-  return Napi::Boolean::New(info.Env(), cuda::kernels::HotTablesEnabled());
+  return cuda::FlagSetting(info, cuda::kernels::HotTablesEnabled());
 }
 
 }  // namespace
