@@ -236,6 +236,13 @@ export interface CudaAddon extends Kernels {
   /** dropout; `yLowp` also receives y rounded to `lowpDtype` (n elements from offset 0; null for none) */
   dropout(n: number, seed: number, offset: number, p: number, x: AB, xOff: number, y: AB, yOff: number,
     mask: AB, lowpDtype?: DTypeCode | null, yLowp?: AB | null): void;
+  /** out [rows, D] = (t0[id0] + t1[id1]) + t2[id2], the sum of three embeddingForward lookups added in that order, in
+   * one launch (the tables' ids checked as embeddingForward checks them); rows = B * S, and table k's ids for row
+   * b * S + s are at idsOff + b * idsBatch + s: idsBatch S (ids [B, S]) or 0 (ids [S], the same for every b) */
+  embeddingSum(rows: number, S: number, D: number, out: AB, outOff: number,
+    ids0: AB, ids0Off: number, ids0Batch: number, V0: number, table0: AB, table0Off: number,
+    ids1: AB, ids1Off: number, ids1Batch: number, V1: number, table1: AB, table1Off: number,
+    ids2: AB, ids2Off: number, ids2Batch: number, V2: number, table2: AB, table2Off: number): void;
   /** y = GELU(pre) rounded to `dtype`, pre and y n 16-bit values of it */
   geluLowp(n: number, pre: AB, preOff: number, dtype: DTypeCode, y: AB, yOff: number): void;
   /** device memory from the caching allocator, zero-filled unless `zero` is false */

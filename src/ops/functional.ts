@@ -14,7 +14,7 @@ import { record } from "./record.js";
 import { no_grad } from "../autograd/grad_mode.js";
 import { default_generator, type Generator } from "./random.js";
 import { add, mul, relu, abs, neg, softplus, sigmoid, sub } from "./elementwise.js";
-import { mean, sum } from "./reduce.js";
+import { mean, sum, sumToShape } from "./reduce.js";
 import { f32, release, restoreDtype } from "./float32_operands.js";
 
 // ---- softmax
@@ -201,42 +201,88 @@ function layerNormBackwardDropped(args: Readonly<Parameters<Kernels["layerNormBa
 
 // ---- embedding
 
-export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | null = null): Tensor {
+/** `ids` as embedding's kernels read them (int64, contiguous), after the argument checks; `weight`'s rows it names made current. */
+function embeddingIds(ids: Tensor, weight: Tensor): Tensor {
   checkSameDevice(ids, weight);
   if (ids.dtype.is_floating_point || ids.dtype === bool) {
     throw new TypeError(`Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; but got ${ids.dtype} instead (while checking arguments for embedding)`);
   }
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be 2-D [num_embeddings, embedding_dim], got ${formatShape(weight.shape)}`);
-  const [V, D] = weight.shape;
   const idx = ids.dtype === int64 && ids.is_contiguous() ? ids : convertContiguous(ids, int64);
   catchUpRows(weight, idx);
+  return idx;
+}
+
+/**
+ * The gradient of `weight` from the gradient `g` of its lookup by `idx` (embeddingIds'): g's rows added into a zero
+ * table in token order, except padding_idx's. The ids are checked again only if written since the forward.
+ */
+function embeddingGradient(g: Tensor, idx: Tensor, idsVersion: number, weight: Tensor, padding_idx: number | null): Tensor {
+  const [V, D] = weight.shape;
+  const pad = padding_idx === null ? -1 : padding_idx < 0 ? padding_idx + V : padding_idx;
+  const gy = f32(g);
+  const dtable = zeros([V, D], { device: weight.device });
+  // on CUDA the kernel also flags the rows it gives values, for the clipping and AdamW (ops/row_flags.ts)
+  const flags = dtable.device.type === "cuda" && weight.dtype === float32 ? rowFlagsMemory(V, dtable.device) : null;
+  try {
+    backendFor(dtable).embeddingBackward(idx.numel(), idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad,
+      idx.storage.version === idsVersion, flags?.buffer ?? null);
+  } catch (e) {
+    flags?.release();
+    throw e;
+  }
+  if (flags !== null) keepRowFlags(dtable, flags);
+  release(gy);
+  return restoreDtype(dtable, weight.dtype);
+}
+
+export function embedding(ids: Tensor, weight: Tensor, padding_idx: number | null = null): Tensor {
+  const idx = embeddingIds(ids, weight);
+  const [V, D] = weight.shape;
   const w = f32(weight);
-  const n = ids.numel();
   const out = Tensor.empty([...ids.shape, D], float32, weight.device);
   try {
-    backendFor(out).embeddingForward(n, idx.buffer, idx.offset, V, D, w.t.buffer, w.t.offset, out.buffer, 0);
+    backendFor(out).embeddingForward(ids.numel(), idx.buffer, idx.offset, V, D, w.t.buffer, w.t.offset, out.buffer, 0);
   } finally {
     release(w);
   }
-  const pad = padding_idx === null ? -1 : padding_idx < 0 ? padding_idx + V : padding_idx;
-  const result = restoreDtype(out, weight.dtype);
   const idsVersion = idx.storage.version;
-  return record(result, "Embedding", [weight], (g) => {
-    const gy = f32(g);
-    const dtable = zeros([V, D], { device: weight.device });
-    // on CUDA the kernel also flags the rows it gives values, for the clipping and AdamW (ops/row_flags.ts)
-    const flags = dtable.device.type === "cuda" && weight.dtype === float32 ? rowFlagsMemory(V, dtable.device) : null;
-    try {
-      backendFor(dtable).embeddingBackward(n, idx.buffer, idx.offset, V, D, gy.t.buffer, gy.t.offset, dtable.buffer, pad,
-        idx.storage.version === idsVersion, flags?.buffer ?? null);
-    } catch (e) {
-      flags?.release();
-      throw e;
-    }
-    if (flags !== null) keepRowFlags(dtable, flags);
-    release(gy);
-    return [restoreDtype(dtable, weight.dtype)];
-  }, [idx]);
+  return record(restoreDtype(out, weight.dtype), "Embedding", [weight],
+    (g) => [embeddingGradient(g, idx, idsVersion, weight, padding_idx)], [idx]);
+}
+
+/**
+ * add(add(embedding(ids[0], weights[0], padding[0]), embedding(ids[1], ...)), embedding(ids[2], ...)): BERT's word,
+ * token type and position embeddings summed (not a PyTorch API). Each ids tensor is [B, S] or [1, S] (broadcast
+ * over the batch). On CUDA, with float32 tables of one width, one kernel does the three lookups and both additions
+ * (the composition's bits; the ids checked as embedding checks them), where the composition launches five kernels
+ * and three checks; elsewhere it is the composition. The gradients are the composition's: a [1, S] lookup's summed
+ * over the batch first.
+ */
+export function embedding_sum(ids: readonly [Tensor, Tensor, Tensor], weights: readonly [Tensor, Tensor, Tensor],
+  padding_idx: readonly [number | null, number | null, number | null]): Tensor {
+  const batch = Math.max(...ids.map((t) => t.shape[0] ?? 1));
+  const seq = ids[0].shape[1];
+  const D = weights[0].shape[1];
+  const fused = weights[0].device.type === "cuda" &&
+    ids.every((t) => t.ndim === 2 && t.shape[1] === seq && (t.shape[0] === batch || t.shape[0] === 1)) &&
+    weights.every((w) => w.ndim === 2 && w.dtype === float32 && w.shape[1] === D && w.is_contiguous());
+  if (!fused) {
+    const looked = ids.map((t, k) => embedding(t, weights[k]!, padding_idx[k]!));
+    return add(add(looked[0]!, looked[1]!), looked[2]!);
+  }
+  const idx = ids.map((t, k) => embeddingIds(t, weights[k]!));
+  const out = Tensor.empty([batch, seq!, D!], float32, weights[0].device);
+  const table = (k: number) => {
+    const t = idx[k]!, w = weights[k]!;
+    return [t.buffer, t.offset, t.shape[0] === batch ? seq! : 0, w.shape[0]!, w.buffer, w.offset] as const;
+  };
+  native.cuda.embeddingSum(batch * seq!, seq!, D!, out.buffer, 0, ...table(0), ...table(1), ...table(2));
+  const versions = idx.map((t) => t.storage.version);
+  return record(out, "EmbeddingSum", [...weights], (g) => weights.map((w, k) => {
+    if (!w.requires_grad) return null;
+    return embeddingGradient(sumToShape(g, [...ids[k]!.shape, D!]), idx[k]!, versions[k]!, w, padding_idx[k]!);
+  }), idx);
 }
 
 // ---- dropout

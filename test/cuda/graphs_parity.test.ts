@@ -458,6 +458,15 @@ test("a bad label in a replayed step throws its RangeError at the next sync; cap
   assert.throws(() => torch.cuda.synchronize(), (e: Error) => e instanceof RangeError &&
     /^cross entropy: target 7 at row 2 is outside \[0, C\) with C = 2 and is not ignore_index -100 \(found by a CUDA graph replay\)$/.test(e.message));
   torch.cuda.synchronize();  // reported once
+  // the embeddings' one kernel records a bad id as the lookups' checks did
+  x.labels!.copy_(torch.tensor([0, 1, 1, 0, 1, 0, 1, 0]));
+  const S = x.input_ids!.shape[1]!;
+  x.input_ids!.select(0, 1).select(0, 2).fill_(30522);
+  optimizer.prepare_replay();
+  g.replay();
+  assert.throws(() => torch.cuda.synchronize(), (e: Error) => e instanceof RangeError &&
+    e.message === `embedding: id 30522 at position ${S + 2} is outside [0, V) with V = 30522 (found by a CUDA graph replay)`);
+  torch.cuda.synchronize();
   g.reset();
   const h = new torch.cuda.CUDAGraph();
   assert.throws(() => torch.cuda.graph(h, () => model(x).loss!.item()), /reading device memory on the host .* is not allowed while capturing a CUDA graph/);

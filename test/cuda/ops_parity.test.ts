@@ -7,7 +7,7 @@ import { torch } from "../../src/torch.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 import * as ops from "../../src/ops/index.js";
 import * as F from "../../src/nn/functional.js";
-import { dropout_add, dropout_add_layer_norm, masked_softmax } from "../../src/ops/functional.js";
+import { dropout_add, dropout_add_layer_norm, embedding_sum, masked_softmax } from "../../src/ops/functional.js";
 import { linear_gelu } from "../../src/ops/matmul.js";
 import { clip_grad_norm_, clip_grad_norm_deferred } from "../../src/nn/utils.js";
 import { AdamW, get_scheduler } from "../../src/optim/index.js";
@@ -231,6 +231,51 @@ test("embedding's and cross_entropy's backward check no ids the forward checked:
   `);
   assert.equal(kernels.filter((k) => k === "ft_first_invalid_index").length, 2, kernels.join(" "));
   assert.ok(kernels.includes("ft_embedding_backward") && kernels.includes("ft_cross_entropy_backward"), kernels.join(" "));
+});
+
+test("embedding_sum on CUDA: the composition's bits, forward and gradients, in one launch with the ids' checks", { skip: SKIP }, () => {
+  const word = torch.tensor([[1, 0, 3, 3, 7], [2, 9, 0, 1, 1]]);
+  const types = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]]);
+  const positions = torch.tensor([[0, 1, 2, 3, 4]]);
+  // D 16 adds four columns an access, D 6 one; the position table is [1, S], broadcast over the batch
+  for (const D of [16, 6]) {
+    const tables = [randn([10, D]), randn([2, D]), randn([6, D])];
+    const upstream = randn([2, 5, D]);
+    const run = (device: string, fused: boolean) => {
+      const ws = tables.map((t) => t.to(device).requires_grad_(true));
+      const ids = [word, types, positions].map((t) => t.to(device));
+      const out = fused
+        ? embedding_sum([ids[0]!, ids[1]!, ids[2]!], [ws[0]!, ws[1]!, ws[2]!], [0, null, null])
+        : ops.add(ops.add(F.embedding(ids[0]!, ws[0]!, 0), F.embedding(ids[1]!, ws[1]!)), F.embedding(ids[2]!, ws[2]!));
+      out.backward(upstream.to(device));
+      return [out, ...ws.map((w) => w.grad!)].map((t) => Array.from(t.cpu().data() as Float32Array));
+    };
+    const composed = run("cuda", false), fused = run("cuda", true), cpu = run("cpu", true);
+    ["forward", "word grad", "type grad", "position grad"].forEach((label, i) => {
+      assert.deepEqual(fused[i], composed[i], `D ${D} ${label}: the composition's bits`);
+      assert.deepEqual(fused[i], cpu[i], `D ${D} ${label}: the CPU's bits`);
+    });
+  }
+  const ws = [randn([10, 4]), randn([2, 4]), randn([6, 4])].map((t) => t.to("cuda"));
+  const bad = torch.tensor([[0, 1, 2, 6, 4]]).to("cuda");
+  assert.throws(() => embedding_sum([word.to("cuda"), types.to("cuda"), bad], [ws[0]!, ws[1]!, ws[2]!], [0, null, null]),
+    (e: Error) => e instanceof RangeError && e.message === "embedding: id 6 at position 3 is outside [0, V) with V = 6");
+});
+
+test("BERT's embeddings on CUDA: one launch for the lookups and additions, each table's ids checked once", { skip: NO_TRACE }, () => {
+  const kernels = launches(`
+    const { torch } = await import(dist + "/torch.js");
+    const { BertConfig, BertModel } = await import(dist + "/models/index.js");
+    const config = new BertConfig({ vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 });
+    const model = new BertModel(config).to("cuda");
+    const ids = torch.tensor([[1, 2, 3], [4, 5, 6]]).to("cuda");
+    torch.cuda.synchronize();
+    console.error("ftemu: begin");
+    model.embeddings(ids, torch.tensor([[0, 0, 1], [0, 1, 1]]).to("cuda"));
+    torch.cuda.synchronize();
+  `);
+  assert.deepEqual(kernels.slice(0, 4), ["ft_first_invalid_index", "ft_first_invalid_index", "ft_first_invalid_index", "ft_embedding_sum"], kernels.join(" "));
+  assert.ok(!kernels.includes("ft_embedding_forward") && !kernels.some((k) => k.startsWith("ft_binary")), kernels.join(" "));
 });
 
 test("ids and targets written in place after the forward are checked again by the backward", { skip: SKIP }, () => {

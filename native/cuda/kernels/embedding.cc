@@ -30,6 +30,59 @@ extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, int64 V, const
   }
 }
 
+// Three lookups added as the composition adds them, (t0[id0] + t1[id1]) + t2[id2] (BERT's word, token type and
+// position embeddings): one launch for three lookups and two additions, with their checks. Row r = b * S + s takes
+// table k's id at ids[b * batch + s] (batch 0: one row of ids for every b). A bad id makes the row NaN, as the
+// lookup's NaN row does the sum; while a CUDA graph is captured (record not null) the first column's thread also
+// records it, as ft_record_invalid_index does. With `vector` a thread adds four columns per access.
+struct SummedTable {
+  const int64* ids;
+  int64 batch, V;
+  const float* table;
+  int64* record;
+};
+
+__device__ __forceinline__ int64 SummedRow(const SummedTable& t, int64 b, int64 s, bool first) {
+  const int64 at = b * t.batch + s, id = t.ids[at];
+  if (id >= 0 && id < t.V) return id;
+  if (first && t.record != 0 && atomicCAS((unsigned long long*)t.record, 0ull, 1ull) == 0ull) {
+    t.record[1] = at;
+    t.record[2] = id;
+  }
+  return -1;
+}
+
+__device__ __forceinline__ Float4 SummedValues(const SummedTable& t, int64 row, int64 D, int64 c, int width) {
+  Float4 x;
+  if (row < 0) {
+    x.v[0] = x.v[1] = x.v[2] = x.v[3] = FT_NAN;
+  } else if (width == 4) {
+    x = *(const Float4*)(t.table + row * D + c);
+  } else {
+    x.v[0] = t.table[row * D + c];
+  }
+  return x;
+}
+
+extern "C" __global__ void ft_embedding_sum(int64 rows, int64 S, int64 D, SummedTable t0, SummedTable t1,
+                                            SummedTable t2, float* out, int vector) {
+  AwaitPriorGrid();
+  const int width = vector ? 4 : 1;
+  const int64 per_row = D / width;
+  for (int64 q = GlobalThread(); q < rows * per_row; q += GridThreads()) {
+    const int64 r = q / per_row, c = (q - r * per_row) * width, b = r / S, s = r - b * S;
+    const bool first = c == 0;
+    const Float4 x0 = SummedValues(t0, SummedRow(t0, b, s, first), D, c, width);
+    const Float4 x1 = SummedValues(t1, SummedRow(t1, b, s, first), D, c, width);
+    const Float4 x2 = SummedValues(t2, SummedRow(t2, b, s, first), D, c, width);
+    Float4 y;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) y.v[j] = __fadd_rn(__fadd_rn(x0.v[j], x1.v[j]), x2.v[j]);
+    if (width == 4) *(Float4*)(out + r * D + c) = y;
+    else out[r * D + c] = y.v[0];
+  }
+}
+
 // The stable sort of the tokens by id, by counting, one warp per token i: its rank is the number of tokens
 // with a smaller id or the same id earlier. order[rank] = i, sorted[rank] = its id, and run[rank] is the id's
 // token count where i is its first token, 0 elsewhere (and for ids that get no gradient: padding, or out of
@@ -141,6 +194,50 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The kernel's `struct SummedTable`, member for member.
+struct SummedTableParams {
+  uint64_t ids;
+  int64_t batch, V;
+  uint64_t table, record;
+};
+static_assert(sizeof(SummedTableParams) == 40, "SummedTableParams must match the kernel's declaration");
+
+// embeddingSum(rows, S, D, out, outOff, then per table k of 3: ids, idsOff, idsBatch, V, table, tableOff): see
+// ft_embedding_sum. idsBatch is S (ids for every row) or 0 (S ids for every b). The ids are checked first as
+// embeddingForward checks them, each table's own (in a capture, recorded by the kernel for the next sync).
+Napi::Value EmbeddingSum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnsureContext(env);
+  int64_t rows = GetCount(info, 0, "rows");
+  int64_t S = GetCount(info, 1, "S");
+  int64_t D = GetCount(info, 2, "D");
+  if (S == 0 || rows % S != 0) throw Napi::RangeError::New(env, "embeddingSum: rows must be a multiple of S (> 0)");
+  uint64_t out = DeviceOperandAt<float>(info, 3, "out", "outOff", CountProduct(info, rows, D, "rows * D"));
+  SummedTableParams tables[3];
+  int64_t id_counts[3];
+  for (int k = 0; k < 3; ++k) {
+    const int at = 5 + 6 * k;
+    const int64_t batch = GetCount(info, at + 2, "idsBatch");
+    if (batch != 0 && batch != S) throw Napi::RangeError::New(env, "embeddingSum: idsBatch must be 0 or S");
+    id_counts[k] = batch == 0 ? S : rows;
+    const uint64_t ids = DeviceOperandAt<int64_t>(info, at, "ids", "idsOff", id_counts[k]);
+    const int64_t V = GetCount(info, at + 3, "V");
+    const uint64_t table = DeviceOperandAt<float>(info, at + 4, "table", "tableOff", CountProduct(info, V, D, "V * D"));
+    tables[k] = SummedTableParams{ids, batch, V, table, 0};
+  }
+  for (int k = 0; k < 3; ++k) {
+    if (Capturing()) tables[k].record = CaptureIndexCheck(env, BadId, tables[k].V, 0);
+    else CheckIndices(env, tables[k].ids, id_counts[k], tables[k].V, 0, false, BadId);
+  }
+  if (rows == 0 || D == 0) return env.Undefined();
+  const bool aligned = D % 4 == 0 && out % 16 == 0 && tables[0].table % 16 == 0 && tables[1].table % 16 == 0 &&
+                       tables[2].table % 16 == 0;
+  int vector = aligned ? 1 : 0;
+  void* args[] = {&rows, &S, &D, &tables[0], &tables[1], &tables[2], &out, &vector};
+  Launch(env, Kernel(env, "ft_embedding_sum"), ContiguousGrid(rows * D, vector), Blocks(kThreads), 0, args);
+  return env.Undefined();
+}
+
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnsureContext(env);
@@ -176,6 +273,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 void RegisterEmbedding(Napi::Env env, Napi::Object cuda) {
   cuda.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward, "embeddingForward"));
   cuda.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
+  cuda.Set("embeddingSum", Napi::Function::New(env, EmbeddingSum, "embeddingSum"));
 }
 
 }  // namespace ft::cuda::kernels

@@ -11,7 +11,7 @@ import { add, gelu, mul, relu, sub, tanh } from "../../ops/elementwise.js";
 import { linear_gelu } from "../../ops/matmul.js";
 import { packed_linear_attention, packedAttentionApplies } from "../../ops/attention.js";
 import { PreTrainedModel } from "../modeling_utils.js";
-import { dropout_add_layer_norm } from "../../ops/functional.js";
+import { dropout_add_layer_norm, embedding_sum } from "../../ops/functional.js";
 import { cuda } from "../../backend/cuda.js";
 import { BertConfig } from "./configuration_bert.js";
 import {
@@ -67,10 +67,11 @@ export class BertEmbeddings extends Module {
     }
     const positions = position_ids ?? this.position_ids.narrow(1, 0, seq);
     const types = token_type_ids ?? this.token_type_ids.narrow(1, 0, seq).expand([batch, seq]);
-    let embeddings = add(this.word_embeddings(input_ids), this.token_type_embeddings(types));
-    embeddings = add(embeddings, this.position_embeddings(positions));
-    embeddings = this.LayerNorm(embeddings);
-    return this.dropout(embeddings);
+    // the three lookups added as transformers adds them ((word + token type) + position), in one kernel on CUDA
+    const tables = [this.word_embeddings, this.token_type_embeddings, this.position_embeddings] as const;
+    const embeddings = embedding_sum([input_ids, types, positions], [tables[0].weight, tables[1].weight, tables[2].weight],
+      [tables[0].padding_idx, tables[1].padding_idx, tables[2].padding_idx]);
+    return this.dropout(this.LayerNorm(embeddings));
   }
 }
 
