@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import * as F from "../../src/nn/functional.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
 import { BertConfig, BertForMaskedLM, BertForSequenceClassification } from "../../src/models/index.js";
 
 const small = (extra: Record<string, unknown> = {}) =>
@@ -49,4 +50,35 @@ test("masked LM: logits over the vocabulary, loss ignoring -100, padding masked 
   const a = out.logits.index(0, [0, 3]).data() as Float32Array;
   const b = again.logits.index(0, [0, 3]).data() as Float32Array;
   assert.ok(a.every((v, i) => Math.abs(v - b[i]) < 1e-5));
+});
+
+test("sequence classification computes the last layer at the first token alone: the logits, loss and gradients of the whole layer", () => {
+  torch.manual_seed(2);
+  // weights large enough that every block moves the logits (at the default 0.02 the residual path drowns the rest)
+  const model = BertForSequenceClassification.from_config(small({ num_hidden_layers: 2, num_labels: 3, initializer_range: 0.5 })) as BertForSequenceClassification;
+  const labels = torch.tensor([2, 0]);
+  const grads = () => [...model.named_parameters()].map(([name, p]) => [name, Array.from(p.grad!.data() as Float32Array)] as const);
+  const out = model({ input_ids, attention_mask, labels });
+  out.loss!.backward();
+  const fast = grads();
+  model.zero_grad();
+  // the same head on the whole last layer
+  const whole = model.bert({ input_ids, attention_mask }, { first_token_only: false });
+  assert.deepEqual(whole.last_hidden_state.shape, [2, 4, 8]);
+  const logits = model.classifier(model.dropout(whole.pooler_output!));
+  const loss = F.cross_entropy(logits, labels);
+  loss.backward();
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, label: string) => {
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-5 * Math.abs(b[i]!) + 1e-7, `${label}[${i}]: ${a[i]} vs ${b[i]}`);
+  };
+  close(out.logits.data() as Float32Array, logits.data() as Float32Array, "logits");
+  close([out.loss!.item()], [loss.item()], "loss");
+  const wholeGrads = grads();
+  fast.forEach(([name, g], i) => close(g, wholeGrads[i]![1], name));
+  assert.deepEqual(model.bert({ input_ids, attention_mask }, { first_token_only: true }).last_hidden_state.shape, [2, 1, 8]);
+  // hidden states asked for (here by the config, as transformers reads it): every layer whole
+  model.config.output_hidden_states = true;
+  const states = model({ input_ids, attention_mask }).hidden_states!;
+  assert.deepEqual(states.map((h: Tensor) => h.shape), [[2, 4, 8], [2, 4, 8], [2, 4, 8]]);
+  close(model.classifier(model.dropout(model.bert.pooler!(states[2]!))).data() as Float32Array, out.logits.data() as Float32Array, "logits with hidden states");
 });

@@ -162,8 +162,11 @@ export class BertAttention extends Module {
     this.output = new BertSelfOutput(config);
   }
 
-  forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
-    return this.output(this.self(hidden, additiveMask), hidden);
+  /** With `firstTokenOnly` the output block takes only the first token's rows: [B, 1, hidden]. */
+  forward(hidden: Tensor, additiveMask: Tensor | null, firstTokenOnly = false): Tensor {
+    const context = this.self(hidden, additiveMask);
+    if (!firstTokenOnly) return this.output(context, hidden);
+    return this.output(context.narrow(1, 0, 1), hidden.narrow(1, 0, 1).contiguous());
   }
 }
 
@@ -202,8 +205,9 @@ export class BertLayer extends Module {
     this.output = new BertOutput(config);
   }
 
-  forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
-    const attention = this.attention(hidden, additiveMask);
+  /** With `firstTokenOnly` everything after the attention runs on the first token's rows alone: [B, 1, hidden]. */
+  forward(hidden: Tensor, additiveMask: Tensor | null, firstTokenOnly = false): Tensor {
+    const attention = this.attention(hidden, additiveMask, firstTokenOnly);
     return this.output(this.intermediate(attention), attention);
   }
 }
@@ -216,11 +220,13 @@ export class BertEncoder extends Module {
     this.layer = new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config)));
   }
 
-  forward(hidden: Tensor, additiveMask: Tensor | null, outputHiddenStates = false): { last_hidden_state: Tensor; hidden_states: Tensor[] | null } {
+  /** With `firstTokenOnly` (not with outputHiddenStates) the last layer gives only the first token's rows. */
+  forward(hidden: Tensor, additiveMask: Tensor | null, outputHiddenStates = false, firstTokenOnly = false): { last_hidden_state: Tensor; hidden_states: Tensor[] | null } {
     const all: Tensor[] = outputHiddenStates ? [hidden] : [];
     let h = hidden;
-    for (const layer of this.layer) {
-      h = layer(h, additiveMask);
+    const last = this.layer.length - 1;
+    for (const [i, layer] of [...this.layer].entries()) {
+      h = layer(h, additiveMask, firstTokenOnly && !outputHiddenStates && i === last);
       if (outputHiddenStates) all.push(h);
     }
     return { last_hidden_state: h, hidden_states: outputHiddenStates ? all : null };
@@ -287,13 +293,19 @@ export class BertModel extends BertPreTrainedModel {
     return this.embeddings.word_embeddings;
   }
 
-  forward(inputsOrIds: ModelInputs | Tensor, options: { output_hidden_states?: boolean } = {}): BaseModelOutputWithPooling {
+  /**
+   * `first_token_only` (finetune's, for heads that read the first token alone): the last layer computes only the
+   * first token's rows after its attention, so last_hidden_state is [B, 1, hidden]; the pooled output is the same.
+   * Ignored where hidden states are output.
+   */
+  forward(inputsOrIds: ModelInputs | Tensor, options: { output_hidden_states?: boolean; first_token_only?: boolean } = {}): BaseModelOutputWithPooling {
     const inputs = toInputs(inputsOrIds);
     const ids = inputs.input_ids;
     if (!ids) throw new Error("You have to specify input_ids");
     if (ids.ndim !== 2) throw new Error(`input_ids must be [batch, seq], got shape [${ids.shape}]`);
     const embedded = this.embeddings(ids, inputs.token_type_ids ?? null, inputs.position_ids ?? null);
-    const out = this.encoder(embedded, additiveAttentionMask(inputs.attention_mask ?? null), options.output_hidden_states ?? inputs.output_hidden_states ?? false);
+    const outputHiddenStates = options.output_hidden_states ?? inputs.output_hidden_states ?? this.config.output_hidden_states;
+    const out = this.encoder(embedded, additiveAttentionMask(inputs.attention_mask ?? null), outputHiddenStates, options.first_token_only ?? false);
     const pooled = this.pooler ? this.pooler(out.last_hidden_state) : null;
     return new BaseModelOutputWithPooling(out.last_hidden_state, pooled, out.hidden_states);
   }
@@ -316,7 +328,8 @@ export class BertForSequenceClassification extends BertPreTrainedModel {
 
   forward(inputsOrIds: ModelInputs | Tensor): SequenceClassifierOutput {
     const inputs = toInputs(inputsOrIds);
-    const out = this.bert(inputs);
+    // The classifier reads the pooler, which reads the first token: the last layer's other rows would be unused work
+    const out = this.bert(inputs, { first_token_only: true });
     const logits = this.classifier(this.dropout(out.pooler_output));
     const labels = inputs.labels ?? null;
     const loss = labels ? this.classificationLoss(logits, labels) : null;
