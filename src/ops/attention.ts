@@ -68,13 +68,17 @@ export function packedAttentionApplies(x: Tensor, headDim: number): boolean {
  * concatenated weights computes them. The fused kernels read q, k and v as views of qkv, and the backward writes
  * their gradients into one tensor, qkv's gradient, where slicing qkv would make autograd scatter three gradients
  * into zeros and add them. Only where packedAttentionApplies; returns [B, H, S, D] as scaled_dot_product_attention.
+ * With `queries` below S only the first `queries` tokens' queries attend (every token's keys and values): [B, H,
+ * queries, D], as the attention of qkv's first `queries` rows of queries would give, the other queries' gradient 0.
  */
-export function packed_qkv_attention(qkv: Tensor, heads: number, options: ScaledDotProductAttentionOptions = {}): Tensor {
+export function packed_qkv_attention(qkv: Tensor, heads: number, options: ScaledDotProductAttentionOptions = {},
+  queries: number = qkv.shape[1] ?? 0): Tensor {
   const D = qkv.shape[2] / (3 * heads);
   if (qkv.ndim !== 3 || !Number.isInteger(D) || !qkv.is_contiguous() || !packedAttentionApplies(qkv, D)) {
     throw new Error(`packed_qkv_attention: expected a contiguous float32 CUDA tensor [B, S, 3 * ${heads} * D] with D <= ${FUSED_MAX_HEAD_DIM}, got ${qkv.dtype} ${formatShape(qkv.shape)} on ${qkv.device}`);
   }
-  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
+  checkQueries(queries, qkv.shape[1]!);
+  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i, i === 0 ? queries : undefined));
   const { mask, p, causal, scale } = checkArguments(q, k, v, options);
   const out = fusedAttention(q, k, v, additive(mask), causal, scale, p, qkv);
   for (const x of [q, k, v]) if (x._savedCount === 0) x.dispose();
@@ -88,18 +92,19 @@ export function packed_qkv_attention(qkv: Tensor, heads: number, options: Scaled
  * attention's gradient of the projection to the product's.
  */
 export function packed_linear_attention(x: Tensor, weights: readonly Tensor[], biases: readonly Tensor[], heads: number,
-  options: ScaledDotProductAttentionOptions = {}): Tensor {
+  options: ScaledDotProductAttentionOptions = {}, queries: number = x.shape[1] ?? 0): Tensor {
   if (x.device.type !== "cuda" || !autocastOperandDtype(x, weights[0] ?? x)) {
-    return packed_qkv_attention(packed_linear(x, weights, biases), heads, options);
+    return packed_qkv_attention(packed_linear(x, weights, biases), heads, options, queries);
   }
   const width = weights.reduce((n, w) => n + w.shape[0]!, 0);
   const D = width / (3 * heads);
   if (x.ndim !== 3 || !Number.isInteger(D) || !fusedApplies(x, D)) {
     throw new Error(`packed_linear_attention: expected x [B, S, in] and weights giving 3 * ${heads} heads of D <= ${FUSED_MAX_HEAD_DIM}, got x ${formatShape(x.shape)} and ${width} output features`);
   }
+  checkQueries(queries, x.shape[1]!);
   const product = packedProduct(x, weights, biases, true);
   const qkv = product.y;
-  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i));
+  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i, i === 0 ? queries : undefined));
   const { mask, p, causal, scale } = checkArguments(q!, k!, v!, options);
   const run = attentionForward(q!, k!, v!, additive(mask), causal, scale, p, qkv);
   for (const view of [q, k, v]) view!.dispose();
@@ -115,6 +120,13 @@ export function packed_linear_attention(x: Tensor, weights: readonly Tensor[], b
   if (!result.requires_grad) run.release();
   product.done(result.requires_grad);
   return result;
+}
+
+/** The packed attentions' `queries`: the first 1 to S tokens' queries attend (the result has that many rows). */
+function checkQueries(queries: number, S: number): void {
+  if (!Number.isInteger(queries) || queries < 1 || queries > S) {
+    throw new RangeError(`packed attention: queries must be an integer from 1 to the ${S} tokens, got ${queries}`);
+  }
 }
 
 /** The options of scaled_dot_product_attention(query, key, value), checked against the operands. */
@@ -203,7 +215,7 @@ function kernelOperands(query: Tensor, key: Tensor, value: Tensor, packed: Tenso
   if (packed) {
     // a 16-bit projection is read as it is (packed_linear_attention); the views are the kernels' own to release
     const copy = packed.dtype === lowp ? packed : convertContiguous(packed, lowp);
-    const [q, k, v] = [0, 1, 2].map((i) => ({ t: headsView(copy, query.shape[1], query.shape[3], i), owned: true }));
+    const [q, k, v] = [0, 1, 2].map((i) => ({ t: headsView(copy, query.shape[1], query.shape[3], i, i === 0 ? query.shape[2] : undefined), owned: true }));
     if (copy !== packed) copy.dispose();
     return { q: q!, k: k!, v: v!, dtype: lowp };
   }
@@ -228,10 +240,13 @@ function headsInterleaved(B: number, H: number, S: number, D: number, device: De
   return view;
 }
 
-/** Projection `i` of a contiguous [B, S, n * H * D] tensor (n projections side by side) as a [B, H, S, D] view. */
-function headsView(t: Tensor, H: number, D: number, i: number): Tensor {
+/**
+ * Projection `i` of a contiguous [B, S, n * H * D] tensor (n projections side by side) as a [B, H, rows, D] view:
+ * its first `rows` tokens (all S by default).
+ */
+function headsView(t: Tensor, H: number, D: number, i: number, rows: number = t.shape[1]!): Tensor {
   const [B, S, width] = t.shape;
-  return t._view([B, H, S, D], [S * width, D, width, 1], t.offset + i * H * D);
+  return t._view([B, H, rows, D], [S * width, D, width, 1], t.offset + i * H * D);
 }
 
 const headChoices = new TimedChoices(0.95);
@@ -313,10 +328,10 @@ function attentionForward(query: Tensor, key: Tensor, value: Tensor, mask: Tenso
     run(wholeHeads("backward", dtype, B * H, S, T, D, run));
     release(dout);
   };
-  /** Gradients written into `packed`'s layout: the views' own tensor. */
+  /** Gradients written into `packed`'s layout: the views' own tensor (zeros for the queries of tokens past S). */
   const packedGradient = (dtype: DType, sums: Tensor | null) => (g: Tensor) => {
-    const dqkv = Tensor.empty(packed!.shape, dtype, packed!.device);
-    const views = [0, 1, 2].map((i) => headsView(dqkv, H, D, i));
+    const dqkv = S < packed!.shape[1]! ? zeros(packed!.shape, { dtype, device: packed!.device }) : Tensor.empty(packed!.shape, dtype, packed!.device);
+    const views = [0, 1, 2].map((i) => headsView(dqkv, H, D, i, i === 0 ? S : undefined));
     backwardInto(g, views, sums);
     for (const x of views) x.dispose();
     return dqkv;

@@ -339,6 +339,34 @@ test("packed_linear_attention: packed_qkv_attention(packed_linear(...)) as one n
   assert.ok(maxAbs(lowp[0]!.cpu().sub(plain[0]!.cpu())) > 1e-4, "autocast's output differs from float32's: the operands were rounded");
 });
 
+test("packed attention of the first queries only: those queries against every token's keys and values, the other queries' gradient 0", { skip: SKIP }, () => {
+  const [B, S, H, D] = [2, 7, 2, 16];
+  const W = H * D;
+  const mask = paddingMask(B, S);
+  const qkv = randn([B, S, 3 * W], 11);
+  const split = (t: Tensor, i: number, rows: number) => t.narrow(2, i * W, W).narrow(1, 0, rows).reshape([B, rows, H, D]).permute([0, 2, 1, 3]);
+  for (const queries of [1, 3]) {
+    const upstream = randn([B, H, queries, D], 12);
+    const cpu = qkv.clone().requires_grad_(true);
+    const expected = F.scaled_dot_product_attention(split(cpu, 0, queries), split(cpu, 1, S), split(cpu, 2, S), { attn_mask: mask });
+    expected.backward(upstream);
+    const gpu = qkv.to("cuda").requires_grad_(true);
+    const out = packed_qkv_attention(gpu, H, { attn_mask: mask.to("cuda") }, queries);
+    assert.deepEqual(out.shape, [B, H, queries, D]);
+    out.backward(upstream.to("cuda"));
+    assertClose(out.detach().cpu(), expected.detach(), 1e-5, `${queries} queries: output`);
+    assertClose(gpu.grad!.cpu(), cpu.grad!, 1e-4, `${queries} queries: gradient`);
+    assert.equal(maxAbs(gpu.grad!.cpu().narrow(2, 0, W).narrow(1, queries, S - queries)), 0, "the other queries' gradient");
+    // under autocast, from the 16-bit projection: the rows of the attention of every query
+    const [x, ...params] = [randn([B, S, W], 13), ...[14, 15, 16].map((seed) => randn([W, W], seed).mul(0.2)), ...[17, 18, 19].map((seed) => randn([W], seed))]
+      .map((t) => t.to("cuda").requires_grad_(true));
+    const attend = (rows: number) => torch.autocast("cuda", { dtype: torch.bfloat16 }, () =>
+      packed_linear_attention(x!, params.slice(0, 3), params.slice(3), H, { attn_mask: mask.to("cuda") }, rows));
+    assertCloseRelMax(attend(queries).detach().cpu(), attend(S).detach().narrow(2, 0, queries).cpu(), 1e-2, `${queries} queries: bf16 output`);
+  }
+  assert.throws(() => packed_qkv_attention(qkv.to("cuda"), H, {}, 0), /queries must be an integer from 1 to the 7 tokens, got 0/);
+});
+
 test("under autocast the attention's kernels write the packed projection's gradient in 16 bits with its bias gradient: the cast's bits, the sums of the float32 values", { skip: SKIP }, () => {
   const float32Bits = (t: Tensor) => Array.from(new Uint32Array(new Float32Array(t.cpu().data() as Float32Array).buffer));
   // sizes on and across the kernels' 16-row blocks and 64-row tiles, head dims below and at 64, heads up to 3

@@ -114,15 +114,20 @@ export class BertSelfAttention extends Module {
     return [this.query, this.key, this.value];
   }
 
-  /** `additiveMask` is [B, 1, 1, T]: the same for every head and query, which keeps the CPU on masked_softmax. */
-  forward(hidden: Tensor, additiveMask: Tensor | null): Tensor {
+  /**
+   * `additiveMask` is [B, 1, 1, T]: the same for every head and query, which keeps the CPU on masked_softmax. With
+   * `firstTokenOnly` only the first token's query attends: [B, 1, hidden].
+   */
+  forward(hidden: Tensor, additiveMask: Tensor | null, firstTokenOnly = false): Tensor {
     const options = { attn_mask: additiveMask, dropout_p: this.training ? this.dropout.p : 0 };
     const layers = this.projections;
-    const attention = this.packs(hidden)
-      ? packed_linear_attention(hidden, layers.map((l) => l.weight), layers.map((l) => l.bias!), this.num_attention_heads, options)
-      : F.scaled_dot_product_attention(this.heads(this.query(hidden)), this.heads(this.key(hidden)), this.heads(this.value(hidden)), options);
     const [b, s] = hidden.shape;
-    return attention.permute([0, 2, 1, 3]).reshape([b, s, this.num_attention_heads * this.attention_head_size]);
+    const queries = firstTokenOnly ? 1 : s!;
+    const attention = this.packs(hidden)
+      ? packed_linear_attention(hidden, layers.map((l) => l.weight), layers.map((l) => l.bias!), this.num_attention_heads, options, queries)
+      : F.scaled_dot_product_attention(this.heads(this.query(hidden.narrow(1, 0, queries))), this.heads(this.key(hidden)),
+        this.heads(this.value(hidden)), options);
+    return attention.permute([0, 2, 1, 3]).reshape([b, queries, this.num_attention_heads * this.attention_head_size]);
   }
 }
 
@@ -162,11 +167,10 @@ export class BertAttention extends Module {
     this.output = new BertSelfOutput(config);
   }
 
-  /** With `firstTokenOnly` the output block takes only the first token's rows: [B, 1, hidden]. */
+  /** With `firstTokenOnly` only the first token's query attends, and the output block takes its row: [B, 1, hidden]. */
   forward(hidden: Tensor, additiveMask: Tensor | null, firstTokenOnly = false): Tensor {
-    const context = this.self(hidden, additiveMask);
-    if (!firstTokenOnly) return this.output(context, hidden);
-    return this.output(context.narrow(1, 0, 1), hidden.narrow(1, 0, 1).contiguous());
+    const context = this.self(hidden, additiveMask, firstTokenOnly);
+    return this.output(context, firstTokenOnly ? hidden.narrow(1, 0, 1).contiguous() : hidden);
   }
 }
 
@@ -205,7 +209,7 @@ export class BertLayer extends Module {
     this.output = new BertOutput(config);
   }
 
-  /** With `firstTokenOnly` everything after the attention runs on the first token's rows alone: [B, 1, hidden]. */
+  /** With `firstTokenOnly` only the first token's query attends and the rest runs on its rows alone: [B, 1, hidden]. */
   forward(hidden: Tensor, additiveMask: Tensor | null, firstTokenOnly = false): Tensor {
     const attention = this.attention(hidden, additiveMask, firstTokenOnly);
     return this.output(this.intermediate(attention), attention);
@@ -295,7 +299,8 @@ export class BertModel extends BertPreTrainedModel {
 
   /**
    * `first_token_only` (finetune's, for heads that read the first token alone): the last layer computes only the
-   * first token's rows after its attention, so last_hidden_state is [B, 1, hidden]; the pooled output is the same.
+   * first token's query and rows after its attention, so last_hidden_state is [B, 1, hidden]; the pooled output is
+   * the same.
    * Ignored where hidden states are output.
    */
   forward(inputsOrIds: ModelInputs | Tensor, options: { output_hidden_states?: boolean; first_token_only?: boolean } = {}): BaseModelOutputWithPooling {
