@@ -56,10 +56,11 @@ FINETUNE_CUDA_DEFER_ROWS=0 variant ft_bf16_dense_rows 60 node dist/bench/gpu_mrp
 FINETUNE_CUDA_ROW_TEAMS=0 variant ft_bf16_warp_rows 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with the attention as the kernels for blocks of rows, to show what one kernel a head saves
 FINETUNE_CUDA_ATTENTION_HEADS=0 variant ft_bf16_split_attention 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
-# Nor bf16 with GEMM tuning free to take 8 MiB more cuBLASLt workspace a stream, for split-K algorithms (its own
-# warm-up first: the disk cache keeps the algorithms tuned under each setting apart), to show what they give and cost
-FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 warm_up bf16_tune_workspace bf16
-FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=8 variant ft_bf16_tune_workspace 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
+# Nor bf16 with GEMM tuning kept to the workspace the first choices need, no split-K algorithms (by default they may
+# take 4 MiB more a stream; its own warm-up first: the disk cache keeps the algorithms tuned under each setting
+# apart), to show what they give and cost
+FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=0 warm_up bf16_no_tune_workspace bf16
+FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=0 variant ft_bf16_no_tune_workspace 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 # Nor bf16 with every weight gradient's GEMM on the side stream, and with none there (by default as timed per
 # layer shape), to show what the choices give
 FINETUNE_CUDA_SIDE_STREAM=1 variant ft_bf16_side_stream 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16

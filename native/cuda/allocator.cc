@@ -186,20 +186,19 @@ CUresult AllocateSegment(Napi::Env env, CUdeviceptr* p, size_t bytes) {
   return result;
 }
 
-}  // namespace
-
-RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
+// A block for `pool`: the capturing graph's (g_capture_pool) or the common cache's (0).
+RawBlock TakeFor(Napi::Env env, size_t bytes, int64_t pool) {
   const size_t size = RoundedRequest(bytes);
   const bool small = size <= kSmallRequest;
   std::lock_guard<std::mutex> lock(g_mutex);
   Block* b = nullptr;
-  if (g_capture_pool != 0) b = BestFit(ListsOf(g_capture_pool), size, small);
+  if (pool != 0) b = BestFit(ListsOf(pool), size, small);
   // Blocks of the common cache are idle: queued work that last used them runs before any replay.
   if (b == nullptr) b = BestFit(g_common, size, small);
   if (b == nullptr) {
     // A capture runs in relaxed mode, where cuMemAlloc is allowed (it is not stream work, so the graph does not
-    // record it): the new segment is the capturing graph's pool's, as PyTorch's private pools grow during a
-    // capture. Emptying the cache on out-of-memory would synchronise: not while capturing.
+    // record it): the new segment is `pool`'s, as PyTorch's private pools grow during a capture. Emptying the
+    // cache on out-of-memory would synchronise: not while capturing.
     size_t segment = SegmentSize(size);
     CUdeviceptr p = 0;
     CUresult result = AllocateSegment(env, &p, segment);
@@ -213,15 +212,21 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) {
                                       " is allocated by finetune. Reduce the batch size or free tensors");
     }
     Check(env, result, "cuMemAlloc");
-    b = new Block{p, segment, g_capture_pool, small, true, nullptr, nullptr};
+    b = new Block{p, segment, pool, small, true, nullptr, nullptr};
     g_stats.cached += segment;
     g_stats.reserved_peak = std::max(g_stats.reserved_peak, g_stats.allocated + g_stats.cached);
     ++g_stats.segments;
     ++g_stats.segments_allocated;
   }
-  TakeBlock(b, size, g_capture_pool);
+  TakeBlock(b, size, pool);
   return RawBlock{b->ptr, b->size};
 }
+
+}  // namespace
+
+RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes) { return TakeFor(env, bytes, g_capture_pool); }
+
+RawBlock TakeCommonMemory(Napi::Env env, size_t bytes) { return TakeFor(env, bytes, 0); }
 
 void GiveDeviceMemory(RawBlock raw) noexcept {
   if (raw.ptr == 0) return;

@@ -205,13 +205,17 @@ struct GemmHostTime {
 GemmHostTime g_host_time;
 
 // The workspace a timed candidate may take beyond the first choice's and the workspace held:
-// FINETUNE_CUDA_GEMM_TUNE_WORKSPACE MiB (default 0). Split-K algorithms need some; BERT's GEMMs with 768 outputs a
-// token leave most of an H100's SMs idle without splitting K (24 tiles of 128 x 128 at 512 tokens), and each stream
-// holding that much more counts in the step's peak memory.
+// FINETUNE_CUDA_GEMM_TUNE_WORKSPACE MiB (default kDefaultTuneWorkspaceMiB). Split-K algorithms need some; BERT's
+// GEMMs with 768 outputs a token leave most of an H100's SMs idle without splitting K (24 tiles of 128 x 128 at 512
+// tokens), and each stream holding that much more counts in the step's peak memory: 4 MiB a stream (two ways of a
+// 600 x 768 product) keeps bench/gpu-mrpc.sh's bf16 peak 9 MB under transformers' at worst. Tuning takes such an
+// algorithm only where it ran faster.
+constexpr int64_t kDefaultTuneWorkspaceMiB = 4;
+
 size_t TuneWorkspaceBytes(Napi::Env env) {
   static const int64_t mib = [env] {
     const char* v = std::getenv("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE");
-    if (v == nullptr || *v == '\0') return int64_t{0};
+    if (v == nullptr || *v == '\0') return kDefaultTuneWorkspaceMiB;
     char* end = nullptr;
     const long long n = std::strtoll(v, &end, 10);
     if (*end != '\0' || n < 0 || n > static_cast<long long>(kWorkspaceBytes >> 20))
@@ -337,7 +341,7 @@ struct Operands {
 // A new family's algorithm is the fastest on the GPU of cuBLASLt's first kAutotuneCandidates choices, each timed
 // over kAutotuneRuns runs after one untimed run (cuBLASLt loads a kernel's module at its first use), writing to
 // scratch memory the size of C; candidates needing more workspace than the first choice, the workspace already
-// held and TuneWorkspaceBytes() are left out, so that by default tuning never grows the memory a step keeps. The
+// held and TuneWorkspaceBytes() are left out, so that tuning grows the memory a step keeps by that much at most. The
 // heuristic ranks by a model of the GPU, and BERT's GEMMs are short (hundreds of tokens), where tile shapes and
 // waves decide. FINETUNE_CUDA_GEMM_AUTOTUNE=0 keeps the first choice, as does a plan built during a CUDA graph
 // capture (nothing runs then).

@@ -1,9 +1,10 @@
 // CUDA graphs (torch.cuda.CUDAGraph): the stream is captured into a graph, instantiated once and replayed with
-// one launch. A graph owns a memory pool (runtime.cc), a constants area for what captured kernels read that
-// the host wrote (tensor lists: a captured host->device copy would read the host buffer again at every
-// replay), and the records of its capture-time index checks. Graphs are numbered; JS holds the numbers.
+// one launch. A graph owns a memory pool (runtime.cc), constants for what captured kernels read that the host
+// wrote (tensor lists: a captured host->device copy would read the host buffer again at every replay), and the
+// records of its capture-time index checks. Graphs are numbered; JS holds the numbers.
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -23,12 +24,19 @@ using cuda::CUgraphExec;
 // CU_STREAM_CAPTURE_MODE_RELAXED: other threads (Node's finalizers, the thread pool) may keep calling CUDA, and
 // the allocator may grow the graph's pool with cuMemAlloc; the copies that wait refuse to run.
 constexpr int kCaptureModeRelaxed = 2;
-// Room for the tensor lists of a step: BERT-large's AdamW list is about 20 KiB.
-constexpr size_t kConstantBytes = size_t{1} << 20;
+// The constants come in chunks of this much, or one of a larger constant's size: a BERT-base step's tensor lists
+// take some tens of KiB, and every graph's constants count in the peak memory for as long as it lives.
+constexpr size_t kConstantChunk = size_t{64} << 10;
 constexpr size_t kConstantAlign = 256;
 
+struct ConstantChunk {
+  cuda::RawBlock block;
+  size_t bytes;  // the block's usable size
+  std::vector<uint8_t> mirror;  // its constants as the host wrote them, uploaded when the capture ends
+};
+
 struct IndexCheck {
-  size_t offset;  // of its record in the constants
+  uint64_t record;  // its device address, in the constants
   cuda::IndexMessage message;
   int64_t limit, allowed;
 };
@@ -36,8 +44,7 @@ struct IndexCheck {
 struct Graph {
   int64_t pool = 0;
   CUgraphExec exec = nullptr;
-  cuda::RawBlock constants;
-  std::vector<uint8_t> mirror;  // the constants as the host wrote them, uploaded when the capture ends
+  std::vector<ConstantChunk> constants;
   std::vector<IndexCheck> checks;
   bool replayed = false;  // since its records were last read
   uint64_t random_base = 0;  // device address of its random base, 0 while no captured kernel draws numbers
@@ -67,7 +74,7 @@ void DestroyGraph(Napi::Env env, int64_t id) {
   Graph& g = it->second;
   cuda::Api().cuStreamSynchronize(cuda::Stream());
   if (g.exec != nullptr) cuda::GetGraphApi(env).cuGraphExecDestroy(g.exec);
-  cuda::GiveDeviceMemory(g.constants);
+  for (const ConstantChunk& c : g.constants) cuda::GiveDeviceMemory(c.block);
   cuda::ReleasePool(g.pool);
   g_graphs.erase(it);
 }
@@ -92,11 +99,8 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   int64_t pool = GetInt(info, 0, "pool");
   if (pool < 0) throw Napi::RangeError::New(env, "graphCaptureBegin: pool must be a pool handle or 0");
   if (pool == 0) pool = cuda::NewPool();
-  // Taken before the pool is switched in: the constants outlive the capture, like the graph.
-  cuda::RawBlock constants = cuda::TakeDeviceMemory(env, kConstantBytes);
   const int64_t id = g_next_graph++;
   Graph& g = g_graphs[id];
-  g.constants = constants;
   g.pool = pool;
   cuda::RetainPool(pool);
   cuda::SetCapturePool(pool);
@@ -124,7 +128,7 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   cuda::CUresult result = api.cuStreamEndCapture(cuda::Stream(), &graph);
   if (result == cuda::kCudaSuccess) {
     try {
-      cuda::CopyHostToDevice(env, g.constants.ptr, g.mirror.data(), g.mirror.size());
+      for (const ConstantChunk& c : g.constants) cuda::CopyHostToDevice(env, c.block.ptr, c.mirror.data(), c.mirror.size());
     } catch (...) {
       api.cuGraphDestroy(graph);
       DestroyGraph(env, id);
@@ -202,22 +206,25 @@ Napi::Value IsCapturing(const Napi::CallbackInfo& info) {
 
 namespace cuda {
 
+size_t AlignConstant(size_t offset) { return (offset + kConstantAlign - 1) / kConstantAlign * kConstantAlign; }
+
 uint64_t CaptureConstant(Napi::Env env, const void* data, size_t bytes) {
   Graph& g = CapturingGraph(env);
-  const size_t offset = (g.mirror.size() + kConstantAlign - 1) / kConstantAlign * kConstantAlign;
-  if (bytes > kConstantBytes || offset > kConstantBytes - bytes)
-    throw Napi::Error::New(env, "the CUDA graph's constants (" + std::to_string(kConstantBytes >> 10) +
-                                    " KiB of tensor lists) are full: capture fewer steps into one graph");
-  g.mirror.resize(offset + bytes);
-  std::memcpy(g.mirror.data() + offset, data, bytes);
-  return g.constants.ptr + offset;
+  if (g.constants.empty() || AlignConstant(g.constants.back().mirror.size()) + bytes > g.constants.back().bytes) {
+    const size_t size = std::max(kConstantChunk, AlignConstant(bytes));
+    g.constants.push_back(ConstantChunk{TakeCommonMemory(env, size), size, {}});
+  }
+  ConstantChunk& c = g.constants.back();
+  const size_t offset = AlignConstant(c.mirror.size());
+  c.mirror.resize(offset + bytes);
+  std::memcpy(c.mirror.data() + offset, data, bytes);
+  return c.block.ptr + offset;
 }
 
 uint64_t CaptureIndexCheck(Napi::Env env, IndexMessage message, int64_t limit, int64_t allowed) {
   const int64_t zeros[3] = {0, 0, 0};
   const uint64_t record = CaptureConstant(env, zeros, sizeof(zeros));
-  Graph& g = CapturingGraph(env);
-  g.checks.push_back(IndexCheck{static_cast<size_t>(record - g.constants.ptr), message, limit, allowed});
+  CapturingGraph(env).checks.push_back(IndexCheck{record, message, limit, allowed});
   return record;
 }
 
@@ -235,7 +242,7 @@ void CheckGraphErrors(Napi::Env env) {
     g.replayed = false;
     for (const IndexCheck& c : g.checks) {
       int64_t record[3] = {};
-      const CUdeviceptr at = g.constants.ptr + c.offset;
+      const CUdeviceptr at = c.record;
       Check(env, Api().cuMemcpyDtoHAsync_v2(record, at, sizeof(record), Stream()), "cuMemcpyDtoHAsync");
       Check(env, Api().cuStreamSynchronize(Stream()), "cuStreamSynchronize");
       if (record[0] == 0) continue;

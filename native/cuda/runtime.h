@@ -105,6 +105,9 @@ struct RawBlock {
   size_t bytes = 0;
 };
 RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes);
+// The same from the common cache even while a capture is under way: for what outlives the capture, as a graph's
+// constants do (TakeDeviceMemory would make them the capture pool's).
+RawBlock TakeCommonMemory(Napi::Env env, size_t bytes);
 // Returns a block to the cache; never throws (finalizers call it).
 void GiveDeviceMemory(RawBlock block) noexcept;
 

@@ -119,22 +119,22 @@ test("a new family's algorithm is the fastest of cuBLASLt's choices timed on the
   }
 });
 
-test("FINETUNE_CUDA_GEMM_TUNE_WORKSPACE lets tuning take a faster algorithm that needs workspace (split-K), kept in a cache file of its own; a bad value is a clear error", { skip: SKIP }, () => {
+test("GEMM tuning may take a faster algorithm that needs workspace (split-K), 4 MiB by default, none with FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=0, each kept in a cache file of its own; a bad value is a clear error", { skip: SKIP }, () => {
   const script = `
     const tuned = product(24, 12, 16);
     const s = c.gemmStats();
     console.log(JSON.stringify({ tuned, workspace: s.workspace_bytes, ranks: s.autotune_ranks }));
   `;
   withFakeCuda((home) => {
-    // the fake's split-K algorithm (the last of its three) is the fastest here; without the setting tuning leaves it
-    // out (it would grow the workspace) and finds one of the others fastest, with 1 MiB it takes it, and the
-    // algorithms tuned each way are kept apart on disk (the third process tunes nothing)
-    for (const [setting, grew] of [[undefined, 0], ["1", 16384], [undefined, 0]] as const) {
+    // the fake's split-K algorithm (the last of its three) is the fastest here; with 0 tuning leaves it out (it
+    // would grow the workspace) and finds one of the others fastest, by default it takes it, and the algorithms
+    // tuned each way are kept apart on disk (the third process tunes nothing)
+    for (const [setting, grew] of [["0", 0], [undefined, 16384], ["0", 0]] as const) {
       const r = runScript(home, script, { FTEMU_SLOW_PLAIN_GEMMS: "1", FINETUNE_CUDA_GEMM_TUNE_WORKSPACE: setting }) as
         { tuned: unknown; workspace: number; ranks: number[] };
       const label = `FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=${setting}`;
       assert.deepEqual({ tuned: r.tuned, workspace: r.workspace }, { tuned: { grew, err: 0 }, workspace: grew }, label);
-      if (setting === "1") assert.deepEqual(r.ranks, [0, 0, 1], `${label}: the fastest was cuBLASLt's third choice`);
+      if (setting === undefined) assert.deepEqual(r.ranks, [0, 0, 1], `${label}: the fastest was cuBLASLt's third choice`);
     }
     assert.equal(fs.readdirSync(path.join(home, "cache")).filter((f) => f.startsWith("gemm-algos-")).length, 2);
     // 2^44 MiB would pass a check of the byte count: shifted into bytes it wraps to 0

@@ -121,17 +121,49 @@ test("a fake driver: capture, the graph's memory pool, replay, reset and what a 
   assert.match(r.nested as string, refused("starting a capture \\(captures do not nest\\)"));
   assert.match(r.resetOther as string, refused("resetting a CUDA graph"));
   assert.equal(r.capturingAfter, false);
-  assert.equal(r.poolBlockCached, 19 << 20, "the pool caches its free blocks (its new 20 MiB segment); the graph's constants (1 MiB) came from the cache");
-  assert.equal(r.cachedWithEager, (19 + 16) << 20, "an eager allocation after the capture does not take the pool's blocks");
+  assert.equal(r.poolBlockCached, 20 << 20, "the pool caches its free blocks (its new 20 MiB segment); the graph has no constants");
+  assert.equal(r.cachedWithEager, (20 + 16) << 20, "an eager allocation after the capture does not take the pool's blocks");
   assert.deepEqual(r.replayed, [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]]);
   assert.equal(r.poolId, true);
-  assert.equal(r.releasedToCache, 1 << 20, "reset gives the graph's constants (1 MiB) to the cache; the pool's block moves there");
+  assert.equal(r.releasedToCache, 0, "reset gives nothing more to the cache: the pool's blocks move there");
   assert.match(r.replayAfterReset as string, /nothing has been captured/);
   assert.match(r.throwing as string, refused("copying host memory to the GPU"));
   assert.equal(r.capturingAfterThrow, false);
   assert.match(r.emptyAfterThrow as string, /nothing has been captured/);
   assert.equal(r.sharedPool, true);
   assert.equal(r.allocatedAtEnd, 2 * 512, "only the two static buffers are left");
+});
+
+test("a graph's constants come in 64 KiB chunks as the capture records them: 300 index checks take two, and a replay reports a bad id recorded in the second", { skip: (NO_CUDA || !HAS_GXX) && "needs g++ and no real CUDA" }, () => {
+  const script = `
+    import { native } from ${DIST("backend/native.js")};
+    import { torch } from ${DIST("torch.js")};
+    const c = native.cuda;
+    const [V, D, lookups] = [4, 4, 300];
+    const ids = c.alloc(8), bad = c.alloc(8), table = c.alloc(V * D * 4), out = c.alloc(D * 4);
+    c.copyHostToDevice(new BigInt64Array([2n]).buffer, 0, ids, 0, 8);
+    c.copyHostToDevice(new BigInt64Array([9n]).buffer, 0, bad, 0, 8);
+    const g = new torch.cuda.CUDAGraph();
+    const before = c.memoryAllocated();
+    // each lookup's index check records a bad id in the graph's constants (256 bytes each, with the alignment)
+    torch.cuda.graph(g, () => {
+      for (let i = 0; i < lookups; i++) c.embeddingForward(1, i === lookups - 1 ? bad : ids, 0, V, D, table, 0, out, 0);
+    });
+    const constants = c.memoryAllocated() - before;
+    g.replay();
+    let error = null;
+    try { torch.cuda.synchronize(); } catch (e) { error = e.constructor.name + ": " + e.message; }
+    g.reset();
+    console.log(JSON.stringify({ constants, error, after: c.memoryAllocated() - before }));
+  `;
+  const r = withFakeCuda((home) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_HOME: home, FINETUNE_CACHE: path.join(home, "cache") };
+    delete env.FINETUNE_DISABLE_CUDA;
+    return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", script], { env, encoding: "utf8", timeout: 120_000 }));
+  }, { emulate: true }) as { constants: number; error: string; after: number };
+  assert.equal(r.constants, 2 * 64 * 1024, "two chunks: 256 checks fill the first");
+  assert.equal(r.error, "RangeError: embedding: id 9 at position 0 is outside [0, V) with V = 4 (found by a CUDA graph replay)");
+  assert.equal(r.after, 0, "reset gives the chunks back");
 });
 
 test("the Trainer steps through graphs only on a GPU, with one batch per update and AdamW, unless turned off", () => {
