@@ -357,7 +357,19 @@ test("packed attention of the first queries only: those queries against every to
     assertClose(out.detach().cpu(), expected.detach(), 1e-5, `${queries} queries: output`);
     assertClose(gpu.grad!.cpu(), cpu.grad!, 1e-4, `${queries} queries: gradient`);
     assert.equal(maxAbs(gpu.grad!.cpu().narrow(2, 0, W).narrow(1, queries, S - queries)), 0, "the other queries' gradient");
-    // under autocast, from the 16-bit projection: the rows of the attention of every query
+    // under autocast (the tensor-core kernels, both backwards): the CPU's attention of those queries on the
+    // operands rounded to bfloat16, and the rows of the attention of every query
+    forBothBackwards((backward) => {
+      const rounded = qkv.to(torch.bfloat16).float().requires_grad_(true);
+      const want = F.scaled_dot_product_attention(split(rounded, 0, queries), split(rounded, 1, S), split(rounded, 2, S), { attn_mask: mask });
+      want.backward(upstream);
+      const leaf = qkv.to("cuda").requires_grad_(true);
+      const got = torch.autocast("cuda", { dtype: torch.bfloat16 }, () => packed_qkv_attention(leaf.mul(1), H, { attn_mask: mask.to("cuda") }, queries));
+      got.backward(upstream.to("cuda"));
+      assertCloseRelMax(got.detach().cpu(), want.detach(), 2e-2, `${queries} queries, ${backward}: bf16 output`);
+      assertCloseRelMax(leaf.grad!.cpu(), rounded.grad!, 2e-2, `${queries} queries, ${backward}: bf16 gradient`);
+      assert.equal(maxAbs(leaf.grad!.cpu().narrow(2, 0, W).narrow(1, queries, S - queries)), 0, `${backward}: the other queries' bf16 gradient`);
+    });
     const [x, ...params] = [randn([B, S, W], 13), ...[14, 15, 16].map((seed) => randn([W, W], seed).mul(0.2)), ...[17, 18, 19].map((seed) => randn([W], seed))]
       .map((t) => t.to("cuda").requires_grad_(true));
     const attend = (rows: number) => torch.autocast("cuda", { dtype: torch.bfloat16 }, () =>
