@@ -264,7 +264,7 @@ export function embedding_sum(ids: readonly [Tensor, Tensor, Tensor], weights: r
   const batch = Math.max(...ids.map((t) => t.shape[0] ?? 1));
   const seq = ids[0].shape[1];
   const D = weights[0].shape[1];
-  const fused = weights[0].device.type === "cuda" &&
+  const fused = weights[0].device.type === "cuda" && seq! > 0 &&
     ids.every((t) => t.ndim === 2 && t.shape[1] === seq && (t.shape[0] === batch || t.shape[0] === 1)) &&
     weights.every((w) => w.ndim === 2 && w.dtype === float32 && w.shape[1] === D && w.is_contiguous());
   if (!fused) {

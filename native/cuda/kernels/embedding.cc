@@ -60,6 +60,7 @@ __device__ __forceinline__ Float4 SummedValues(const SummedTable& t, int64 row, 
     x = *(const Float4*)(t.table + row * D + c);
   } else {
     x.v[0] = t.table[row * D + c];
+    x.v[1] = x.v[2] = x.v[3] = 0.0f;
   }
   return x;
 }

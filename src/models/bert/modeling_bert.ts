@@ -300,8 +300,7 @@ export class BertModel extends BertPreTrainedModel {
   /**
    * `first_token_only` (finetune's, for heads that read the first token alone): the last layer computes only the
    * first token's query and rows after its attention, so last_hidden_state is [B, 1, hidden]; the pooled output is
-   * the same.
-   * Ignored where hidden states are output.
+   * the same. Ignored where hidden states are output.
    */
   forward(inputsOrIds: ModelInputs | Tensor, options: { output_hidden_states?: boolean; first_token_only?: boolean } = {}): BaseModelOutputWithPooling {
     const inputs = toInputs(inputsOrIds);
