@@ -22,6 +22,7 @@ import { attentionHeadChoices } from "../src/ops/attention.js";
 import { timedChoiceStats, type TimedChoice } from "../src/ops/timed_choice.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import type { CudaGraphStep } from "../src/training/cuda_graph_step.js";
+import { Event } from "../src/backend/cuda_streams.js";
 
 const SEED = 42;
 const BATCH = 8;
@@ -85,6 +86,19 @@ interface VariantResult {
   /** MB of cuBLASLt workspace the streams held at the end (finetune on CUDA only; FINETUNE_CUDA_GEMM_TUNE_WORKSPACE
    * lets GEMM tuning take split-K algorithms that need some) */
   gemm_workspace_mb?: number;
+  /**
+   * The GPU's side of the steps, from CUDA events recorded as each step begins and ends on the host (finetune on
+   * CUDA only): a step's interval runs from the GPU reaching its begin event to reaching its end event, so it is
+   * the step's GPU time where the host had queued the step by then, and more where the GPU waited for the host
+   * within the step (a capture, the first step). `gpu_step_ms`: the median interval over the epoch's second half
+   * (the steady step's GPU time); `gpu_capture_steps_s`: the intervals of the steps that captured a graph, summed;
+   * `gpu_between_steps_s`: the time from each step's end to the next one's begin, summed (the GPU waiting for the
+   * host between steps, after the logging steps' waits); `gpu_span_s`: the first step's begin to the last's end.
+   */
+  gpu_step_ms?: number;
+  gpu_capture_steps_s?: number;
+  gpu_between_steps_s?: number;
+  gpu_span_s?: number;
   capture_first_replay_s?: number;
   capture_gemm_heuristics?: number;
   capture_segments?: number;
@@ -168,12 +182,19 @@ class StepTimer extends TrainerCallback {
   /** what the first step spent loading kernel modules and building GEMM plans (finetune on CUDA only) */
   first_step_parts: CudaCounters | null = null;
   #before = NO_COUNTS;
+  /** per step, events recorded as it begins and ends, and whether it captured a graph (CUDA only) */
+  readonly #gpu: { begin: Event; end: Event; captured: boolean }[] = [];
   override on_train_begin(): void {
     this.#before = cudaCounters();
     this.start = performance.now();
   }
   override on_step_begin(): void {
     this.#step_begin = performance.now();
+    if (torch.cuda.is_available()) {
+      const begin = new Event({ enable_timing: true });
+      begin.record();
+      this.#gpu.push({ begin, end: new Event({ enable_timing: true }), captured: false });
+    }
   }
   override on_step_end(): void {
     if (this.first_step_s === null) {
@@ -197,6 +218,11 @@ class StepTimer extends TrainerCallback {
     const graphs = step?.graph_count ?? 0;
     if (step) this.capture_stats = { ...step.capture_stats };
     if (graphs > this.cuda_graphs) this.capture_s += (now - (this.step_ends[this.step_ends.length - 1] ?? this.start)) / 1000;
+    const gpu = this.#gpu[this.#gpu.length - 1];
+    if (gpu) {
+      gpu.end.record();
+      gpu.captured = graphs > this.cuda_graphs;
+    }
     this.step_ends.push(now);
     this.cuda_graphs = graphs;
   }
@@ -205,6 +231,23 @@ class StepTimer extends TrainerCallback {
     const half = Math.floor(t.length / 2);
     return t.length > 1 ? (t[t.length - 1]! - t[half]!) / (t.length - 1 - half) : 0;
   }
+  /** The GPU's side of the steps (VariantResult's gpu_* figures), waiting for the GPU; null without CUDA. */
+  gpu_timeline(): Required<Pick<VariantResult, "gpu_step_ms" | "gpu_capture_steps_s" | "gpu_between_steps_s" | "gpu_span_s">> | null {
+    const steps = this.#gpu;
+    if (steps.length === 0) return null;
+    steps[steps.length - 1]!.end.synchronize();
+    const intervals = steps.map((s) => s.begin.elapsed_time(s.end));
+    const steady = intervals.slice(Math.floor(intervals.length / 2)).sort((a, b) => a - b);
+    let between = 0;
+    for (let i = 1; i < steps.length; i++) between += steps[i - 1]!.end.elapsed_time(steps[i]!.begin);
+    return {
+      gpu_step_ms: round(steady[Math.floor(steady.length / 2)]!, 3),
+      gpu_capture_steps_s: round(intervals.filter((_, i) => steps[i]!.captured).reduce((a, b) => a + b, 0) / 1000, 3),
+      gpu_between_steps_s: round(between / 1000, 3),
+      gpu_span_s: round(steps[0]!.begin.elapsed_time(steps[steps.length - 1]!.end) / 1000, 3),
+    };
+  }
+
   /** The mean host time inside the steps that steady_ms_per_step spans. */
   steady_step_host_ms(): number {
     const steady = this.step_host_ms.slice(Math.floor(this.step_host_ms.length / 2) + 1);
@@ -241,6 +284,7 @@ async function train(dir: string, precision: string): Promise<void> {
   const trainer: OrderedTrainer = new OrderedTrainer(model, args, { train_dataset: train_rows, eval_dataset: validation, tokenizer, data_collator, callbacks: [timer] });
   const result = await trainer.train();
   const choice_s = timedChoiceStats().choice_s;
+  const timeline = timer.gpu_timeline();
   const metrics = await trainer.evaluate();
   fs.rmSync(output_dir, { recursive: true, force: true });
   const logged = trainer.state.log_history.filter((h) => "loss" in h);
@@ -274,6 +318,7 @@ async function train(dir: string, precision: string): Promise<void> {
     side_stream_choices: Object.fromEntries(sideStreamChoices()),
     choice_s: round(choice_s, 3),
     gemm_workspace_mb: torch.cuda.is_available() ? round(native.cuda.gemmStats().workspace_bytes / 1e6, 3) : 0,
+    ...timeline,
     train_tokens,
     device: torch.cuda.is_available() ? torch.cuda.get_device_name(0) : "cpu",
   };
@@ -350,6 +395,10 @@ function report(dir: string, statuses: string[]): void {
     side_stream_choices: per("side_stream_choices"),
     choice_s: per("choice_s"),
     gemm_workspace_mb: per("gemm_workspace_mb"),
+    gpu_step_ms: per("gpu_step_ms"),
+    gpu_capture_steps_s: per("gpu_capture_steps_s"),
+    gpu_between_steps_s: per("gpu_between_steps_s"),
+    gpu_span_s: per("gpu_span_s"),
     failed: Object.fromEntries([...outcomes].flatMap(([n, o]) => (o.ok ? [] : [[n, `rc ${o.rc}: ${o.error}`]]))),
   }));
 }
