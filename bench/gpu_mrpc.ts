@@ -217,11 +217,12 @@ class StepTimer extends TrainerCallback {
     const step = this.graphStep();
     const graphs = step?.graph_count ?? 0;
     if (step) this.capture_stats = { ...step.capture_stats };
-    if (graphs > this.cuda_graphs) this.capture_s += (now - (this.step_ends[this.step_ends.length - 1] ?? this.start)) / 1000;
+    const captured = graphs > this.cuda_graphs;
+    if (captured) this.capture_s += (now - (this.step_ends[this.step_ends.length - 1] ?? this.start)) / 1000;
     const gpu = this.#gpu[this.#gpu.length - 1];
     if (gpu) {
       gpu.end.record();
-      gpu.captured = graphs > this.cuda_graphs;
+      gpu.captured = captured;
     }
     this.step_ends.push(now);
     this.cuda_graphs = graphs;

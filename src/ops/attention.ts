@@ -78,7 +78,7 @@ export function packed_qkv_attention(qkv: Tensor, heads: number, options: Scaled
     throw new Error(`packed_qkv_attention: expected a contiguous float32 CUDA tensor [B, S, 3 * ${heads} * D] with D <= ${FUSED_MAX_HEAD_DIM}, got ${qkv.dtype} ${formatShape(qkv.shape)} on ${qkv.device}`);
   }
   checkQueries(queries, qkv.shape[1]!);
-  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i, i === 0 ? queries : undefined));
+  const [q, k, v] = projectionViews(qkv, heads, D, queries);
   const { mask, p, causal, scale } = checkArguments(q, k, v, options);
   const out = fusedAttention(q, k, v, additive(mask), causal, scale, p, qkv);
   for (const x of [q, k, v]) if (x._savedCount === 0) x.dispose();
@@ -104,10 +104,10 @@ export function packed_linear_attention(x: Tensor, weights: readonly Tensor[], b
   checkQueries(queries, x.shape[1]!);
   const product = packedProduct(x, weights, biases, true);
   const qkv = product.y;
-  const [q, k, v] = [0, 1, 2].map((i) => headsView(qkv, heads, D, i, i === 0 ? queries : undefined));
-  const { mask, p, causal, scale } = checkArguments(q!, k!, v!, options);
-  const run = attentionForward(q!, k!, v!, additive(mask), causal, scale, p, qkv);
-  for (const view of [q, k, v]) view!.dispose();
+  const [q, k, v] = projectionViews(qkv, heads, D, queries);
+  const { mask, p, causal, scale } = checkArguments(q, k, v, options);
+  const run = attentionForward(q, k, v, additive(mask), causal, scale, p, qkv);
+  for (const view of [q, k, v]) view.dispose();
   qkv.dispose();
   const result = record(run.y, "ScaledDotProductFlashAttention", [x, ...weights, ...biases], (g, into) => {
     // the product reads the projection's gradient in 16 bits and sums its columns: where the attention's kernels
@@ -215,7 +215,7 @@ function kernelOperands(query: Tensor, key: Tensor, value: Tensor, packed: Tenso
   if (packed) {
     // a 16-bit projection is read as it is (packed_linear_attention); the views are the kernels' own to release
     const copy = packed.dtype === lowp ? packed : convertContiguous(packed, lowp);
-    const [q, k, v] = [0, 1, 2].map((i) => ({ t: headsView(copy, query.shape[1], query.shape[3], i, i === 0 ? query.shape[2] : undefined), owned: true }));
+    const [q, k, v] = projectionViews(copy, query.shape[1]!, query.shape[3]!, query.shape[2]!).map((t) => ({ t, owned: true }));
     if (copy !== packed) copy.dispose();
     return { q: q!, k: k!, v: v!, dtype: lowp };
   }
@@ -247,6 +247,11 @@ function headsInterleaved(B: number, H: number, S: number, D: number, device: De
 function headsView(t: Tensor, H: number, D: number, i: number, rows: number = t.shape[1]!): Tensor {
   const [B, S, width] = t.shape;
   return t._view([B, H, rows, D], [S * width, D, width, 1], t.offset + i * H * D);
+}
+
+/** The query, key and value heads of a packed [B, S, 3 * H * D] tensor: the queries of its first `queries` tokens. */
+function projectionViews(t: Tensor, H: number, D: number, queries: number): [Tensor, Tensor, Tensor] {
+  return [headsView(t, H, D, 0, queries), headsView(t, H, D, 1), headsView(t, H, D, 2)];
 }
 
 const headChoices = new TimedChoices(0.95);
@@ -331,7 +336,7 @@ function attentionForward(query: Tensor, key: Tensor, value: Tensor, mask: Tenso
   /** Gradients written into `packed`'s layout: the views' own tensor (zeros for the queries of tokens past S). */
   const packedGradient = (dtype: DType, sums: Tensor | null) => (g: Tensor) => {
     const dqkv = S < packed!.shape[1]! ? zeros(packed!.shape, { dtype, device: packed!.device }) : Tensor.empty(packed!.shape, dtype, packed!.device);
-    const views = [0, 1, 2].map((i) => headsView(dqkv, H, D, i, i === 0 ? S : undefined));
+    const views = projectionViews(dqkv, H, D, S);
     backwardInto(g, views, sums);
     for (const x of views) x.dispose();
     return dqkv;

@@ -88,6 +88,16 @@ __device__ __forceinline__ void StridedOffsets(const Layout& a, const Layout& b,
 }
 
 __device__ __forceinline__ int64 GlobalThread() { return (int64)blockIdx.x * blockDim.x + threadIdx.x; }
+
+// A capture-time index check's record (graphs.cc), { state, position, value }: the first thread to find a bad index
+// (not necessarily the lowest position) claims it and writes the rest; state stays set until the host reads and
+// clears it.
+__device__ __forceinline__ void RecordBadIndex(int64* record, int64 position, int64 value) {
+  if (atomicCAS((uint64*)record, 0ull, 1ull) == 0ull) {
+    record[1] = position;
+    record[2] = value;
+  }
+}
 __device__ __forceinline__ int64 GridThreads() { return (int64)gridDim.x * blockDim.x; }
 
 // Every kernel's first statement. The host may launch a kernel while the one before it in the stream is still

@@ -34,7 +34,7 @@ extern "C" __global__ void ft_embedding_forward(int64 n, int64 D, int64 V, const
 // position embeddings): one launch for three lookups and two additions, with their checks. Row r = b * S + s takes
 // table k's id at ids[b * batch + s] (batch 0: one row of ids for every b). A bad id makes the row NaN, as the
 // lookup's NaN row does the sum; while a CUDA graph is captured (record not null) the first column's thread also
-// records it, as ft_record_invalid_index does. With `vector` a thread adds four columns per access.
+// records it (RecordBadIndex). With `vector` a thread adds four columns per access.
 struct SummedTable {
   const int64* ids;
   int64 batch, V;
@@ -45,10 +45,7 @@ struct SummedTable {
 __device__ __forceinline__ int64 SummedRow(const SummedTable& t, int64 b, int64 s, bool first) {
   const int64 at = b * t.batch + s, id = t.ids[at];
   if (id >= 0 && id < t.V) return id;
-  if (first && t.record != 0 && atomicCAS((unsigned long long*)t.record, 0ull, 1ull) == 0ull) {
-    t.record[1] = at;
-    t.record[2] = id;
-  }
+  if (first && t.record != 0) RecordBadIndex(t.record, at, id);
   return -1;
 }
 

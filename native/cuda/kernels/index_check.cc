@@ -25,18 +25,13 @@ extern "C" __global__ void ft_first_invalid_index(int64 n, const int64* ids, int
   }
 }
 
-// record = { state, position, value }: the first thread to find a bad index (not necessarily the lowest
-// position) claims the record and writes it; state stays set until the host reads and clears it.
+// A bad index goes to `record` (RecordBadIndex).
 extern "C" __global__ void ft_record_invalid_index(int64 n, const int64* ids, int64 limit, int64 allowed,
                                                    int has_allowed, int64* record) {
   AwaitPriorGrid();
   for (int64 i = GlobalThread(); i < n; i += GridThreads()) {
     const int64 v = ids[i];
-    if ((v < 0 || v >= limit) && !(has_allowed && v == allowed) &&
-        atomicCAS((uint64*)record, 0ull, 1ull) == 0ull) {
-      record[1] = i;
-      record[2] = v;
-    }
+    if ((v < 0 || v >= limit) && !(has_allowed && v == allowed)) RecordBadIndex(record, i, v);
   }
 }
 )CUDA";
