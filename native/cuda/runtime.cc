@@ -595,7 +595,7 @@ void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared
     LaunchAttribute attribute{};
     attribute.id = kLaunchAttributeProgrammaticStreamSerialization;
     attribute.value.programmatic_stream_serialization = 1;
-    LaunchConfigEx config{grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes, r.stream, &attribute, 1};
+    LaunchConfigEx config{grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes, Stream(), &attribute, 1};
     const CUresult result = r.api.cuLaunchKernelEx(&config, fn, args, nullptr);
     if (result == kCudaSuccess) return;
     // A driver that takes the call but not the attribute: launch as before, from now on.
@@ -604,7 +604,7 @@ void Launch(Napi::Env env, CUfunction fn, Dim3 grid, Dim3 block, unsigned shared
     r.programmatic = r.programmatic_supported = false;
   }
   Check(env,
-        r.api.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes, r.stream, args,
+        r.api.cuLaunchKernel(fn, grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes, Stream(), args,
                              nullptr),
         "cuLaunchKernel");
 }
@@ -633,12 +633,12 @@ void CopyDeviceToHost(Napi::Env env, void* dst, CUdeviceptr src, size_t bytes) {
 
 void CopyDeviceToDevice(Napi::Env env, CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   if (bytes == 0) return;
-  Check(env, g_runtime.api.cuMemcpyDtoDAsync_v2(dst, src, bytes, g_runtime.stream), "cuMemcpyDtoDAsync");
+  Check(env, g_runtime.api.cuMemcpyDtoDAsync_v2(dst, src, bytes, Stream()), "cuMemcpyDtoDAsync");
 }
 
 void MemsetBytes(Napi::Env env, CUdeviceptr dst, uint8_t value, size_t bytes) {
   if (bytes == 0) return;
-  Check(env, g_runtime.api.cuMemsetD8Async(dst, value, bytes, g_runtime.stream), "cuMemsetD8Async");
+  Check(env, g_runtime.api.cuMemsetD8Async(dst, value, bytes, Stream()), "cuMemsetD8Async");
 }
 
 }  // namespace ft::cuda

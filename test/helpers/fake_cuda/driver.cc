@@ -112,13 +112,16 @@ struct Graph {
 };
 
 Stream g_stream;
-// A second stream (the addon's side stream, native/cuda/side_stream.cc) is an alias of the first's queue: its work
-// runs in the order it is submitted, which a GPU's order refines. What the fake checks is the discipline: side work
-// only between a fork (the side waits for an event recorded on the main stream) and its join (the main stream waits
-// for one recorded on the side), and no capture ending while the side is forked.
+// A second stream (the addon's side stream, native/cuda/side_stream.cc) feeds the first's queue as late as a GPU
+// may run it: side work waits until the main stream waits for the side (a join), and then runs (or is recorded)
+// after all the main stream's work queued since the fork. So main-stream work that overwrites memory side work still
+// reads, or that reads what side work writes before the join, gets the wrong bytes here, where a GPU's timing would
+// hide it most of the time. The fake also checks the discipline: side work only after a fork (the side waits for an
+// event recorded on the main stream), and no capture ending before the side's work is joined.
 Stream g_side;
 bool g_side_created = false;
-bool g_side_forked = false;
+bool g_side_forked = false;  // from a fork to the main stream's wait for the side
+OpList g_side_ops;           // side work not yet run or recorded, oldest first
 int g_context;
 
 bool Deferring() {
@@ -138,16 +141,8 @@ CUresult RunQueued() {
   return kSuccess;
 }
 
-// Runs `op` now, queues it (FTEMU_DEFER), or records it while the stream is captured.
-CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void()> release = {}) {
-  if (stream == &g_side) {
-    if (!g_side_forked) return Fail(kInvalidHandle, "work queued on the side stream before it waited for the main stream (fork)");
-    stream = &g_stream;
-  }
-  if (stream != &g_stream) return Fail(kInvalidHandle, "work queued on a stream the fake driver never created");
-  auto op = std::make_shared<Op>();
-  op->run = std::move(run);
-  op->release = std::move(release);
+// Runs main-stream `op` now, queues it (FTEMU_DEFER), or records it while the stream is captured.
+CUresult SubmitMain(std::shared_ptr<Op> op) {
   if (g_stream.capturing) {
     g_stream.captured.push_back(std::move(op));
     return kSuccess;
@@ -157,6 +152,30 @@ CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void(
     return kSuccess;
   }
   return op->run();
+}
+
+// The side stream's work so far, after the main stream's (a join, or a wait for all work).
+CUresult FlushSide() {
+  OpList ops = std::move(g_side_ops);
+  g_side_ops.clear();
+  for (auto& op : ops) {
+    if (CUresult result = SubmitMain(std::move(op)); result != kSuccess) return result;
+  }
+  return kSuccess;
+}
+
+// Work for `stream`: on the main stream SubmitMain's; on the side stream held until a join.
+CUresult Submit(void* stream, std::function<CUresult()> run, std::function<void()> release = {}) {
+  if (stream != &g_stream && stream != &g_side) return Fail(kInvalidHandle, "work queued on a stream the fake driver never created");
+  if (stream == &g_side && !g_side_forked) return Fail(kInvalidHandle, "work queued on the side stream before it waited for the main stream (fork)");
+  auto op = std::make_shared<Op>();
+  op->run = std::move(run);
+  op->release = std::move(release);
+  if (stream == &g_side) {
+    g_side_ops.push_back(std::move(op));
+    return kSuccess;
+  }
+  return SubmitMain(std::move(op));
 }
 
 // ---- pinned host memory (cuMemHostAlloc): copies from it are read when they run, not when they are queued
@@ -296,7 +315,7 @@ int cuStreamWaitEvent(void* stream, void* e, unsigned) {
   }
   if (stream == &g_stream && event->stream == &g_side) {
     g_side_forked = false;
-    return kSuccess;
+    return FlushSide();
   }
   return Fail(kInvalidValue, "cuStreamWaitEvent: the fake driver knows a wait of the side stream for the main or of the main for the side");
 }
@@ -355,6 +374,9 @@ int cuEventQuery(void* e) {
 int cuEventSynchronize(void* e) {
   Event* event = FindEvent(e);
   if (event == nullptr) return Fail(kInvalidHandle, "cuEventSynchronize of an unknown event");
+  if (event->pending && event->stream == &g_side) {
+    if (CUresult result = FlushSide(); result != kSuccess) return result;
+  }
   return event->pending ? RunQueued() : 0;
 }
 int cuEventElapsedTime(float* ms, void* start, void* end) {
@@ -398,7 +420,8 @@ int cuMemAlloc_v2(CUdeviceptr* p, std::size_t n) {
 
 int cuMemFree_v2(CUdeviceptr p) {
   if (g_stream.capturing) return RefuseWhileCapturing("cuMemFree");
-  // A GPU's cuMemFree waits for the work queued before it.
+  // A GPU's cuMemFree waits for the work queued before it, the side stream's too.
+  if (CUresult result = FlushSide(); result != kSuccess) return result;
   if (CUresult result = RunQueued(); result != kSuccess) return result;
   Memory& m = GetMemory();
   std::lock_guard<std::mutex> lock(m.mutex);
@@ -593,6 +616,7 @@ int cuStreamEndCapture(void* stream, void** graph) {
   *graph = nullptr;
   if (g_side_forked) {
     g_side_forked = false;  // the capture ends anyway, the side stream's captured work with it
+    g_side_ops.clear();
     return Fail(kCaptureUnjoined, "the capture ends with the side stream not joined");
   }
   if (g_stream.invalidated) return Fail(kCaptureInvalidated, "the capture was invalidated by an unsupported call");
