@@ -65,5 +65,7 @@ FINETUNE_CUDA_GEMM_TUNE_WORKSPACE=0 variant ft_bf16_no_tune_workspace 60 node di
 # layer shape), to show what the choices give
 FINETUNE_CUDA_SIDE_STREAM=1 variant ft_bf16_side_stream 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 FINETUNE_CUDA_SIDE_STREAM=0 variant ft_bf16_main_stream 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
+# Nor bf16 with every pair on the side stream joined right after it, to show what deferring the joins gives
+FINETUNE_CUDA_SIDE_STREAM=1 FINETUNE_CUDA_DEFER_SIDE_JOIN=0 variant ft_bf16_side_join_now 60 node dist/bench/gpu_mrpc.js train "$WORK" bf16
 rm -rf "$WORK"
 node dist/bench/gpu_mrpc.js report "$OUT" "${statuses[@]}" | tee "$OUT/summary.txt"

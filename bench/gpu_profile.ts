@@ -21,6 +21,7 @@ import { BertConfig, BertForSequenceClassification } from "../src/models/index.j
 import { SHARED_HUB } from "../test/helpers/paths.js";
 import path from "node:path";
 import { sideStreamChoices } from "../src/ops/side_stream_choice.js";
+import { deferSideJoins } from "../src/backend/side_stream.js";
 import { attentionHeadChoices } from "../src/ops/attention.js";
 
 const BATCH = 8;
@@ -230,6 +231,13 @@ for (const precision of ["fp32", "bf16"] as const) {
     native.cuda.sideStreamGemms(mode);
     r[`update_graph_replay_side_stream_${mode}`] = replayed();
   }
+  // every weight gradient's GEMM on the side stream, joined right after its pair (backend/side_stream.ts) instead
+  // of at the next fork
+  native.cuda.sideStreamGemms("on");
+  const deferring = deferSideJoins();
+  deferSideJoins(!deferring);
+  r[`update_graph_replay_side_stream_on_${deferring ? "joined_now" : "joins_deferred"}`] = replayed();
+  deferSideJoins(deferring);
   native.cuda.sideStreamGemms(side);
   // the same graph with programmatic dependent launch (FINETUNE_CUDA_PDL) the other way, where the GPU has it
   const pdl = native.cuda.programmaticLaunch();

@@ -32,6 +32,7 @@ constexpr size_t kSmallSegment = size_t{2} << 20;
 constexpr size_t kMidRequest = size_t{10} << 20;    // below this a large request gets a 20 MiB segment to share
 constexpr size_t kMidSegment = size_t{20} << 20;
 constexpr size_t kSegmentStep = size_t{2} << 20;
+constexpr size_t kJoinBeforeRequest = size_t{32} << 20;
 
 struct Block {
   CUdeviceptr ptr = 0;
@@ -41,6 +42,7 @@ struct Block {
   bool free = false;
   Block* prev = nullptr;  // neighbours in the segment, by address
   Block* next = nullptr;
+  bool side_use = false;  // MarkSideUse's: side-stream work may use it until ReleaseHeldMemory
 };
 
 struct BySize {
@@ -67,6 +69,11 @@ std::unordered_map<CUdeviceptr, Block*> g_live;
 MemoryStats g_stats;
 int64_t g_next_pool = 1;
 int64_t g_capture_pool = 0;
+// HoldFreedMemory: blocks given back while work on another stream may still use them (all, or those marked),
+// counted as allocated until released.
+enum class Holding { kNone, kMarked, kAll };
+Holding g_holding = Holding::kNone;
+std::vector<Block*> g_marked, g_held;
 
 bool ExactBlocks() {
   static const bool exact = [] {
@@ -147,6 +154,14 @@ void ListFree(Block* b) {
   ListsOf(b->pool).For(b->small).insert(b);
 }
 
+// Lists given-back block `b` as free: allocated bytes become cached ones; the caller holds g_mutex.
+void Release(Block* b) {
+  g_stats.allocated -= b->size;
+  g_stats.cached += b->size;
+  b->free = true;
+  ListFree(b);
+}
+
 // Frees the common cache's whole free segments to the driver; the caller holds g_mutex and the stream is idle.
 void ReleaseCached() {
   for (FreeSet* set : {&g_common.small, &g_common.large}) {
@@ -186,10 +201,18 @@ CUresult AllocateSegment(Napi::Env env, CUdeviceptr* p, size_t bytes) {
   return result;
 }
 
+bool HoldsBlocks() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return !g_held.empty();
+}
+
 // A block for `pool`: the capturing graph's (g_capture_pool) or the common cache's (0).
 RawBlock TakeFor(Napi::Env env, size_t bytes, int64_t pool) {
   const size_t size = RoundedRequest(bytes);
   const bool small = size <= kSmallRequest;
+  // Blocks held for deferred side work count as allocated: a large request (the peaks of a step: BERT's word
+  // embeddings' gradient) first makes the join that frees them.
+  if (size >= kJoinBeforeRequest && HoldsBlocks()) JoinDeferredSideWork(env);
   std::lock_guard<std::mutex> lock(g_mutex);
   Block* b = nullptr;
   if (pool != 0) b = BestFit(ListsOf(pool), size, small);
@@ -235,13 +258,39 @@ void GiveDeviceMemory(RawBlock raw) noexcept {
   if (it == g_live.end()) return;
   Block* b = it->second;
   g_live.erase(it);
-  g_stats.allocated -= b->size;
-  g_stats.cached += b->size;
-  b->free = true;
   // Freed during a capture, the block may still be read by captured work: eager code must not reuse it while the
   // graph can replay.
   if (b->pool == 0 && g_capture_pool != 0) b->pool = g_capture_pool;
-  ListFree(b);
+  if (g_holding == Holding::kAll || (g_holding == Holding::kMarked && b->side_use)) {
+    g_held.push_back(b);
+    return;
+  }
+  b->side_use = false;
+  Release(b);
+}
+
+void HoldFreedMemory(bool all) noexcept {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_holding = all ? Holding::kAll : Holding::kMarked;
+}
+
+bool MarkSideUse(CUdeviceptr ptr) noexcept {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_live.find(ptr);
+  if (it == g_live.end()) return false;
+  if (!it->second->side_use) g_marked.push_back(it->second);
+  it->second->side_use = true;
+  return true;
+}
+
+void ReleaseHeldMemory() noexcept {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_holding = Holding::kNone;
+  // marked blocks still live are unmarked; held ones (marked or not) are listed free
+  for (Block* b : g_marked) b->side_use = false;
+  g_marked.clear();
+  for (Block* b : g_held) Release(b);
+  g_held.clear();
 }
 
 void EmptyDeviceCache(Napi::Env env) {

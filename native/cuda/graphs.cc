@@ -81,6 +81,7 @@ void DestroyGraph(Napi::Env env, int64_t id) {
 
 // Ends the capture of graph `id` on error paths: the driver's partial graph is dropped with it.
 void AbortCapture(Napi::Env env, int64_t id) {
+  cuda::ResetSideStream();
   cuda::SetCapturePool(0);
   g_capturing = 0;
   CUgraph partial = nullptr;
@@ -122,6 +123,8 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   if (id != g_capturing || id == 0)
     throw Napi::Error::New(env, "graphCaptureEnd: CUDA graph " + std::to_string(id) + " is not being captured");
   Graph& g = g_graphs.at(id);
+  // side work whose join was deferred is the graph's too
+  cuda::JoinDeferredSideWork(env);
   cuda::SetCapturePool(0);
   g_capturing = 0;
   CUgraph graph = nullptr;

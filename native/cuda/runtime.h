@@ -48,6 +48,11 @@ CUstream Stream();
 // The main stream, and the stream Stream() gives from now on (null: the main stream; side_stream.cc only).
 CUstream MainStream();
 void SetCurrentStream(CUstream stream);
+// side_stream.cc: where its join was deferred, the main stream waits for the side stream's work now (a capture's
+// end calls it, so that the side's work is an edge of the graph); nothing otherwise.
+void JoinDeferredSideWork(Napi::Env env);
+// Forgets the side stream's fork or deferred join (an aborted capture's work is dropped with it).
+void ResetSideStream() noexcept;
 
 // The GPU's milliseconds for the work `work` queues on the stream (waits for it; not during a capture).
 double StreamMilliseconds(Napi::Env env, const std::function<void()>& work);
@@ -110,6 +115,13 @@ RawBlock TakeDeviceMemory(Napi::Env env, size_t bytes);
 RawBlock TakeCommonMemory(Napi::Env env, size_t bytes);
 // Returns a block to the cache; never throws (finalizers call it).
 void GiveDeviceMemory(RawBlock block) noexcept;
+// From a side-stream fork to the join that makes the main stream wait for the side's work (side_stream.cc), blocks
+// given back that side work may still use are held, not reused: every block (`all`), or those marked with
+// MarkSideUse (the block starting at `ptr`; false if there is none). ReleaseHeldMemory ends that: the held blocks
+// are listed free and the marks dropped.
+void HoldFreedMemory(bool all) noexcept;
+bool MarkSideUse(CUdeviceptr ptr) noexcept;
+void ReleaseHeldMemory() noexcept;
 
 // Empties the cache back to the driver (after the stream drains).
 void EmptyDeviceCache(Napi::Env env);
@@ -160,6 +172,29 @@ struct DeviceBuffer {
 // included), Error when the handle was freed. JS null gives {0, 0}, for the arguments the CPU contract lets be
 // null; DeviceElements refuses such a buffer unless the extent is 0.
 DeviceBuffer GetDeviceBuffer(const Napi::CallbackInfo& info, int index, const char* name);
+
+// The device buffers of an array argument (the multi-tensor kernels' lists), checked as GetDeviceBuffer checks
+// one argument. With `present`, entries may be null ({0, 0}): present[i] says whether entry i is a buffer.
+inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& info, int index, const char* name,
+                                                     std::vector<bool>* present = nullptr) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[index];
+  if (!v.IsArray()) throw Napi::TypeError::New(env, ArgName(index, name) + " must be an array of CUDA device buffers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<DeviceBuffer> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const std::string label = ArgName(index, name) + "[" + std::to_string(i) + "]";
+    if (present != nullptr) {
+      present->push_back(!a.Get(i).IsNull());
+      if (!present->back()) continue;
+    }
+    DeviceBlock* block = UnwrapDeviceHandle(env, a[i]);
+    if (block == nullptr) throw Napi::TypeError::New(env, label + " must be a CUDA device buffer (from cuda.alloc)");
+    if (block->released.load()) throw Napi::Error::New(env, label + ": the device memory has been released");
+    out[i] = DeviceBuffer{block->ptr, block->requested};
+  }
+  return out;
+}
 
 // A bounds check like args.h Elements: `offset` and the `extent` elements after it must lie inside the buffer.
 // Returns the device address of element `offset`.

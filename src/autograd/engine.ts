@@ -5,6 +5,7 @@ import { withScope } from "./scope.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { ones_like } from "../tensor/creation.js";
 import { float32 } from "../tensor/dtype.js";
+import { awaitSideWrites, joinDeferredSideWork } from "../backend/side_stream.js";
 
 export interface BackwardOptions {
   gradient?: Tensor;
@@ -32,7 +33,19 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
         runPostAccumulateHooks(root);
         return;
       }
-      runGraph(root.grad_fn, seed, options.retain_graph ?? false);
+      try {
+        runGraph(root.grad_fn, seed, options.retain_graph ?? false);
+      } catch (e) {
+        // (a capture that failed part-way may refuse the join: the capture's abort drops it)
+        try {
+          joinDeferredSideWork();
+        } catch {
+          // the backward's own error says more
+        }
+        throw e;
+      }
+      // what side-stream work wrote (backend/side_stream.ts) is read after the backward: the optimizer, clipping
+      joinDeferredSideWork();
     }),
   );
 }
@@ -73,6 +86,9 @@ function runGraph(rootNode: Node, seed: Tensor, retainGraph: boolean): void {
       // As PyTorch's engine does, an input's gradient takes the input's dtype (a float32 product's gradient
       // reaching a 16-bit tensor, say).
       const dtype = "leaf" in edge ? edge.leaf.dtype : edge.dtype;
+      // Side-stream work may still be writing g: the main stream reads it only after that work, unless g becomes
+      // a leaf's .grad as it is (accumulateLeaf waits where it reads g).
+      if (!("leaf" in edge) || g.dtype !== dtype || hooked) awaitSideWrites(g);
       if (g.dtype !== dtype) {
         const cast = g.to(dtype);
         g.dispose();
@@ -152,11 +168,15 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     // As PyTorch's AccumulateGrad, .grad takes the gradient itself only where nothing else holds its memory: a
     // backward that handed one tensor to several inputs made them share it, and a later accumulation into .grad
     // would change what the others read.
-    const owned = (g.isExclusive() && !g.storage.shared) || g._gradientSlice ? g : g.clone();
+    const exclusive = (g.isExclusive() && !g.storage.shared) || g._gradientSlice;
+    if (!exclusive) awaitSideWrites(g);
+    const owned = exclusive ? g : g.clone();
     if (owned !== g) g.dispose();
     owned._persistent = true;
     leaf.grad = owned;
   } else {
+    awaitSideWrites(g);
+    awaitSideWrites(leaf.grad);
     leaf.grad.add_(g);
     g.dispose();
   }

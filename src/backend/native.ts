@@ -400,12 +400,18 @@ export interface CudaAddon extends Kernels {
    * gradient's: "on" (FINETUNE_CUDA_SIDE_STREAM=1), "off" (=0), or by default "auto", where timing a pair of GEMM
    * shapes both ways showed it pays (ops/side_stream_choice.ts); `mode` sets it from now on */
   sideStreamGemms(mode?: ChoiceMode): ChoiceMode;
-  /** The side stream waits for the main stream's work so far and becomes the stream GEMMs go to */
-  sideStreamFork(): void;
+  /** The side stream waits for the main stream's work so far (a deferred join is made first) and becomes the
+   * stream GEMMs go to; `uses`: the device buffers its work will read or write, the only memory then held when
+   * given back before the join (without it, all of it is) */
+  sideStreamFork(uses?: ArrayBuffer[]): void;
   /** The main stream is the stream GEMMs go to again; the side stream's work still runs beside it */
   sideStreamMain(): void;
-  /** The main stream waits for the side stream's work and is the stream GEMMs go to */
-  sideStreamJoin(): void;
+  /** The main stream is the stream GEMMs go to and waits for the side stream's work so far; with `later` true it
+   * waits at the next fork or join instead (meanwhile memory given back is held, not reused), so that the side's
+   * work also runs beside what the main stream does next. Joins a deferred join when not forked. */
+  sideStreamJoin(later?: boolean): void;
+  /** Whether a join was deferred and not yet made (a capture's end makes it) */
+  sideStreamJoinDeferred(): boolean;
   /** since the process started: the kernel modules loaded (compiled by NVRTC or read from its disk cache) and the
    * host seconds that took */
   kernelStats(): { modules_loaded: number; module_load_s: number };

@@ -16,6 +16,12 @@ export function reserveChunkSquares(t: Tensor): void {
   t.storage.keepDerived("chunk squares", { memory, begin: t.offset, end: t.offset + t.numel(), unit: CHUNK, version: -1 });
 }
 
+/** The memory reserveChunkSquares took for `t`'s sums, if it took any (the side stream's work writes it). */
+export function chunkSquaresMemory(t: Tensor): Storage[] {
+  const sums = t.storage.derived("chunk squares");
+  return sums === null ? [] : [sums.memory];
+}
+
 /** Queues the sums of `t`'s chunks on the current stream, into reserveChunkSquares' memory. */
 export function sumChunkSquares(t: Tensor): void {
   const sums = t.storage.derived("chunk squares");

@@ -15,8 +15,9 @@ import { restoreDtype } from "./float32_operands.js";
 import { sumToShape } from "./reduce.js";
 import { biasGeluInto, geluOfLowp, rawUnaryGrad } from "./elementwise.js";
 import { UnaryGradOp, native } from "../backend/native.js";
-import { reserveChunkSquares, sumChunkSquares } from "./chunk_squares.js";
+import { chunkSquaresMemory, reserveChunkSquares, sumChunkSquares } from "./chunk_squares.js";
 import { sideBySide } from "./side_stream_choice.js";
+import { forkSideStream, joinSideStream, toMainStream } from "../backend/side_stream.js";
 import { stackGroupsAs, stackRowsAs } from "./join.js";
 import { narrow } from "./view.js";
 
@@ -409,10 +410,11 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
     xs2d.dispose();
   };
   // At a few hundred rows each GEMM has fewer output tiles than a GPU has SMs: on the side stream
-  // (native/cuda/side_stream.cc) dW's runs beside dx's, joined before anything they read is freed, where that pays
-  // (ops/side_stream_choice.ts: timed on scratch outputs, or dx's own where nothing is added to it). Its operands
-  // are read as they are (one dtype, contiguous): a conversion would be main-stream work it did not wait for. The
-  // side stream also sums dW's squares for the clipping while dW is in the GPU's cache (ops/chunk_squares.ts).
+  // (native/cuda/side_stream.cc) dW's runs beside dx's where that pays (ops/side_stream_choice.ts: timed on scratch
+  // outputs, or dx's own where nothing is added to it), and beside the main stream's next work until the next fork
+  // or until that work reads dW (backend/side_stream.ts). Its operands are read as they are (one dtype,
+  // contiguous): a conversion would be main-stream work it did not wait for. The side stream also sums dW's squares
+  // for the clipping while dW is in the GPU's cache (ops/chunk_squares.ts).
   if (dx !== null && dw !== null && xs.device.type === "cuda" && gr.dtype === xs.dtype) {
     const out = dx;
     const trialOutputs: Tensor[] = [];
@@ -425,7 +427,7 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
     gemmPair(side, () => {
       weightGemm();
       if (side) sumChunkSquares(dw);
-    }, () => inputGemm(out, accumulate ? 1 : 0));
+    }, () => inputGemm(out, accumulate ? 1 : 0), { uses: [gr, xs, dw, ...chunkSquaresMemory(dw)], output: dw });
   } else {
     if (dx !== null) inputGemm(dx, accumulate ? 1 : 0);
     if (dw !== null) weightGemm();
@@ -435,23 +437,28 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
   return [dx, dw, db];
 }
 
-/** A linear layer's weight and input gradient GEMMs: side by side, the weight's on the side stream, or in turn. */
-function gemmPair(sideBySide: boolean, weight: () => void, input: () => void): void {
+/**
+ * A linear layer's weight and input gradient GEMMs: side by side, the weight's on the side stream, or in turn. Side
+ * by side with `deferred` (every tensor the weight's GEMM uses, and its `output`) the join is deferred
+ * (backend/side_stream.ts).
+ */
+function gemmPair(sideBySide: boolean, weight: () => void, input: () => void,
+  deferred: { uses: readonly { buffer: ArrayBuffer }[]; output: Tensor } | null = null): void {
   if (!sideBySide) {
     input();
     weight();
     return;
   }
-  native.cuda.sideStreamFork();
+  forkSideStream(deferred?.uses);
   try {
     try {
       weight();
     } finally {
-      native.cuda.sideStreamMain();
+      toMainStream();
     }
     input();
   } finally {
-    native.cuda.sideStreamJoin();
+    joinSideStream(deferred?.output ?? null);
   }
 }
 

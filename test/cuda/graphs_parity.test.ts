@@ -211,6 +211,77 @@ test("with the side stream on, a linear layer's backward sums its weight gradien
   assert.ok(sideDoubled.norm > main.norm);
 });
 
+test("a deferred side-stream join: the next fork, a join or a capture's end makes it, and memory given back meanwhile counts as allocated and is not reused until then", { skip: NEEDS_GPU }, () => {
+  const cuda = new Device("cuda");
+  const base = torch.cuda.memory_allocated();
+  const t = Tensor.empty([1 << 18], torch.float32, cuda);
+  const bytes = torch.cuda.memory_allocated() - base;
+  native.cuda.sideStreamFork();
+  native.cuda.sideStreamMain();
+  native.cuda.sideStreamJoin(true);
+  assert.equal(native.cuda.sideStreamJoinDeferred(), true);
+  t.dispose();
+  assert.equal(torch.cuda.memory_allocated(), base + bytes, "held while side work may read it");
+  native.cuda.sideStreamFork();
+  assert.equal(native.cuda.sideStreamJoinDeferred(), false, "the fork made the join");
+  assert.equal(torch.cuda.memory_allocated(), base);
+  native.cuda.sideStreamJoin(true);
+  native.cuda.sideStreamJoin();
+  assert.equal(native.cuda.sideStreamJoinDeferred(), false, "a join makes a deferred one");
+  // with the buffers the side's work uses listed, only theirs are held; a request of 32 MiB or more makes the join
+  const used = Tensor.empty([1 << 18], torch.float32, cuda);
+  const other = Tensor.empty([1 << 18], torch.float32, cuda);
+  native.cuda.sideStreamFork([used.buffer]);
+  native.cuda.sideStreamJoin(true);
+  other.dispose();
+  used.dispose();
+  assert.equal(torch.cuda.memory_allocated(), base + bytes, "the used buffer is held, the other free");
+  const large = Tensor.empty([8 << 20], torch.float32, cuda);
+  assert.equal(native.cuda.sideStreamJoinDeferred(), false, "the large request made the join");
+  assert.equal(torch.cuda.memory_allocated(), base + (32 << 20));
+  large.dispose();
+  assert.throws(() => native.cuda.sideStreamJoin(), /sideStreamJoin: the side stream is not forked/);
+  assert.throws(() => native.cuda.sideStreamJoin("later" as unknown as boolean), /must be a boolean/);
+  const graph = new torch.cuda.CUDAGraph();
+  torch.cuda.graph(graph, () => {
+    native.cuda.sideStreamFork();
+    native.cuda.sideStreamJoin(true);
+  });
+  assert.equal(native.cuda.sideStreamJoinDeferred(), false, "the capture's end made the join, an edge of the graph");
+  graph.replay();
+  graph.reset();
+  torch.cuda.synchronize();
+});
+
+test("with the side stream on, main-stream work that reads a weight gradient still being written waits for it: a weight shared by two layers, a weight made from a parameter, a hook; the main stream's bits", { skip: NEEDS_GPU }, () => {
+  torch.backends.cuda.matmul.allow_tf32 = false;
+  const gradients = (mode: "on" | "off"): number[][] => {
+    const before = native.cuda.sideStreamGemms();
+    native.cuda.sideStreamGemms(mode);
+    try {
+      torch.manual_seed(0);
+      const x = torch.randn([24, 16]).to("cuda").requires_grad_();
+      const shared = torch.randn([16, 16]).to("cuda").requires_grad_();
+      const source = torch.randn([8, 16]).to("cuda").requires_grad_();
+      const hooked = torch.randn([8, 8]).to("cuda").requires_grad_();
+      const seen: number[] = [];
+      hooked.register_post_accumulate_grad_hook((p) => seen.push(p.grad!.sum().item()));
+      // shared: the second layer's gradient is added to the first's .grad; source: its gradient comes through mul;
+      // hooked: its hook reads its .grad
+      const h = torch.nn.functional.linear(torch.nn.functional.linear(x, shared), shared);
+      const y = torch.nn.functional.linear(torch.nn.functional.linear(h, source.mul(2)), hooked);
+      const loss = y.square().sum();
+      loss.backward();
+      return [x, shared, source, hooked].map((p) => Array.from(p.grad!.cpu().data() as Float32Array)).concat([seen]);
+    } finally {
+      native.cuda.sideStreamGemms(before);
+    }
+  };
+  const main = gradients("off");
+  const side = gradients("on");
+  assert.deepEqual(side, main);
+});
+
 test("by default (\"auto\") a pair of linear GEMM shapes goes side by side as timed both ways at its first run outside a capture, once per token class; a capture takes the nearest class's choice; the bits are the main stream's", { skip: NEEDS_GPU }, async () => {
   torch.backends.cuda.matmul.allow_tf32 = false;
   const before = native.cuda.sideStreamGemms();

@@ -130,29 +130,6 @@ uint64_t DeviceView(const Napi::CallbackInfo& info, int index, const char* name,
   return DeviceElements<T>(info, b, off, StridedExtent(info, shape, *strides, name), name);
 }
 
-// The device buffers of an array argument (the multi-tensor kernels' lists), checked as GetDeviceBuffer checks
-// one argument. With `present`, entries may be null ({0, 0}): present[i] says whether entry i is a buffer.
-inline std::vector<DeviceBuffer> GetDeviceBufferList(const Napi::CallbackInfo& info, int index, const char* name,
-                                                     std::vector<bool>* present = nullptr) {
-  Napi::Env env = info.Env();
-  Napi::Value v = info[index];
-  if (!v.IsArray()) throw Napi::TypeError::New(env, ArgName(index, name) + " must be an array of CUDA device buffers");
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<DeviceBuffer> out(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    const std::string label = ArgName(index, name) + "[" + std::to_string(i) + "]";
-    if (present != nullptr) {
-      present->push_back(!a.Get(i).IsNull());
-      if (!present->back()) continue;
-    }
-    DeviceBlock* block = UnwrapDeviceHandle(env, a[i]);
-    if (block == nullptr) throw Napi::TypeError::New(env, label + " must be a CUDA device buffer (from cuda.alloc)");
-    if (block->released.load()) throw Napi::Error::New(env, label + ": the device memory has been released");
-    out[i] = DeviceBuffer{block->ptr, block->requested};
-  }
-  return out;
-}
-
 // A list of contiguous float32 device tensors, as the multi-tensor kernels see it: tensor t owns blocks
 // [first_block[t], first_block[t + 1]) of kChunk elements. Written to device memory as `count` Slots and then
 // count + 1 block starts.
