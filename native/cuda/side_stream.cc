@@ -7,14 +7,13 @@
 //
 // A fork makes the side stream wait for the main stream's work so far and makes it the current stream (runtime.h's
 // Stream(), where launches and GEMMs go); mainStream() makes the main stream current again; a join makes the main
-// stream wait for the side's work. From the fork to the join, blocks given back to the allocator that the side's work
-// uses (those the fork lists, or all) are held, not reused (allocator.cc's HoldFreedMemory), so the allocator's
+// stream wait for the side's work. From the fork to the join, blocks given back to the allocator that the side's
+// work uses (those the fork lists, or all) are held, not reused (allocator.cc's HoldFreedMemory), so the allocator's
 // one-stream order still holds: memory that side work may still use is listed free only once the main stream waits
-// for that work. A join may be deferred
-// (sideStreamJoin(true)): the side's work then also runs beside what the main stream does next, until the next
-// fork, a join, or a capture's end joins it (src/backend/side_stream.ts says when the main stream must wait for
-// what the side wrote). In a CUDA graph capture the events become the graph's edges (the side stream joins the
-// capture at the fork and leaves it at the join).
+// for that work. A join may be deferred (sideStreamJoin(true)): the side's work then also runs beside what the main
+// stream does next, until the next fork, a join, a large allocation or a capture's end makes the join
+// (src/backend/side_stream.ts says when the main stream must wait for what the side wrote). In a CUDA graph capture
+// the events become the graph's edges (the side stream joins the capture at the fork and leaves it at the join).
 #include <napi.h>
 
 #include "common/args.h"

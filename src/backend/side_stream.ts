@@ -2,10 +2,10 @@
 // A linear layer's backward puts its weight gradient's GEMM on the side stream and defers the join: the GEMM then
 // also runs beside what the main stream does next (the attention's backward, a layer norm's), until the next fork
 // makes the main stream wait for it. Meanwhile the memory of what the side's work uses is held when given back, not
-// reused (the addon's allocator), so nothing the side still reads is overwritten; and main-stream work that reads what the side wrote must wait for it
-// first: the autograd engine asks (awaitSideWrites) before it reads a gradient other than by making it a leaf's
-// .grad, and joins at the end of each backward. FINETUNE_CUDA_DEFER_SIDE_JOIN=0 (or deferSideJoins(false)) joins
-// right after each pair instead.
+// reused (the addon's allocator), so nothing the side still reads is overwritten; and main-stream work that reads
+// what the side wrote must wait for it first: the autograd engine asks (awaitSideWrites) before it reads a gradient
+// other than by making it a leaf's .grad, and joins at the end of each backward. FINETUNE_CUDA_DEFER_SIDE_JOIN=0
+// (or deferSideJoins(false)) joins right after each pair instead.
 import { native } from "./native.js";
 import type { Storage } from "./storage.js";
 
