@@ -335,8 +335,10 @@ const COLUMNS = ["samples_per_s", "epoch_s", "first_step_s", "steady_ms_per_step
  */
 function report(dir: string, statuses: string[]): void {
   const rcs = new Map(statuses.map((s) => s.split("=") as [string, string]));
+  // the table's variants first, then the script's others (settings timed against ft_bf16)
+  const names = [...VARIANTS, ...[...rcs.keys()].filter((n) => !(VARIANTS as readonly string[]).includes(n))];
   const outcomes = new Map<string, Outcome>();
-  for (const name of VARIANTS) {
+  for (const name of names) {
     const log = path.join(dir, `${name}.txt`);
     const lines = fs.existsSync(log) ? fs.readFileSync(log, "utf8").trimEnd().split("\n") : [""];
     const last = lines[lines.length - 1]!;
@@ -357,18 +359,19 @@ function report(dir: string, statuses: string[]): void {
     return o.ok ? o.result : null;
   };
 
-  console.log(["variant".padEnd(8), ...COLUMNS.map((c) => c.padStart(16))].join(" "));
+  const width = Math.max(...names.map((n) => n.length));
+  console.log(["variant".padEnd(width), ...COLUMNS.map((c) => c.padStart(16))].join(" "));
   for (const [name, o] of outcomes) {
     const cells = o.ok ? COLUMNS.map((c) => String(o.result[c] === null ? "-" : round(o.result[c]!, 4)).padStart(16)) : [`failed (rc ${o.rc}): ${o.error}`];
-    console.log([name.padEnd(8), ...cells].join(" "));
+    console.log([name.padEnd(width), ...cells].join(" "));
   }
-  const tokens = new Set(VARIANTS.map((n) => ok(n)?.train_tokens).filter((t) => t !== undefined));
+  const tokens = new Set(names.map((n) => ok(n)?.train_tokens).filter((t) => t !== undefined));
   if (tokens.size > 1) console.log(`WARNING: the variants tokenised differently (train tokens ${[...tokens].join(" vs ")}): the comparison is not like for like`);
   const hf_fp32 = ok("hf_fp32");
   const ft_bf16 = ok("ft_bf16");
-  const per = (key: keyof VariantResult) => Object.fromEntries(VARIANTS.map((n) => [n, ok(n)?.[key] ?? null]));
+  const per = (key: keyof VariantResult) => Object.fromEntries(names.map((n) => [n, ok(n)?.[key] ?? null]));
   console.log(JSON.stringify({
-    gpu: VARIANTS.map((n) => ok(n)?.device).find((d) => d !== undefined) ?? null,
+    gpu: names.map((n) => ok(n)?.device).find((d) => d !== undefined) ?? null,
     samples_per_s: per("samples_per_s"),
     speedup_vs_hf_fp32: hf_fp32 && ft_bf16 ? round(ft_bf16.samples_per_s / hf_fp32.samples_per_s, 2) : null,
     epoch_s: per("epoch_s"),
