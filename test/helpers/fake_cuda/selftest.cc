@@ -1,8 +1,11 @@
 // Checks the emulator itself through the driver and NVRTC entry points native.cuda uses: barriers and shuffles,
 // dynamic shared memory, a barrier in divergent code and a host pointer argument (both refused), a race made
-// visible, compile errors in the program log, direction checks on copies, and graph capture and replay.
+// visible, a misaligned vector load (stops the process), compile errors in the program log, direction checks on
+// copies, graph capture and replay, and a second stream's work run at the join.
 // Prints one line per failed check and exits with their count. Usage: selftest <CUDA_HOME>
 #include <dlfcn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -47,6 +50,10 @@ extern "C" __global__ void divergent(float* out) {
   if (threadIdx.x < 16) __syncthreads();
   else out[threadIdx.x] = __shfl_sync(0xffffffffu, 1.0f, 16);
 }
+struct __align__(16) Vector4 {
+  float x, y, z, w;
+};
+extern "C" __global__ void misaligned(const float* in, float* out) { out[0] = ((const Vector4*)(in + 1))->x; }
 extern "C" __global__ void racy(float* out) {
   __shared__ float slot;
   if (threadIdx.x == 0) slot = (float)blockIdx.x;
@@ -115,7 +122,8 @@ int main(int argc, char** argv) {
   nvrtcGetCUBIN(program, image.data());
   void* module = nullptr;
   Expect(cuModuleLoadData(&module, image.data()) == 0, "the module loads");
-  void *reverse = nullptr, *sums = nullptr, *divergent = nullptr, *racy = nullptr;
+  void *reverse = nullptr, *sums = nullptr, *divergent = nullptr, *racy = nullptr, *misaligned = nullptr;
+  cuModuleGetFunction(&misaligned, module, "misaligned");
   cuModuleGetFunction(&reverse, module, "reverse_block");
   cuModuleGetFunction(&sums, module, "warp_sums");
   cuModuleGetFunction(&divergent, module, "divergent");
@@ -163,6 +171,18 @@ int main(int argc, char** argv) {
   bool consistent = true;
   for (int i = 0; i < 64; ++i) consistent = consistent && back[i] == static_cast<float>(i / 32);
   Expect(!consistent, "a read before the writer's barrier sees another value");
+
+  // A 16-byte load at an address 4 bytes past one: a GPU faults, the emulator stops the process (UBSan).
+  const pid_t child = fork();
+  if (child == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    cuLaunch(misaligned, 1, 1, 1, 1, 1, 1, 0, stream, args, nullptr);
+    cuStreamSynchronize(stream);
+    _exit(0);
+  }
+  int child_status = 0;
+  waitpid(child, &child_status, 0);
+  Expect(!(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0), "a misaligned vector load stops the process");
 
   // Capture: work is recorded, not run, until the graph is launched; a synchronisation invalidates a capture.
   float seven = 7.0f;
@@ -219,5 +239,17 @@ int main(int argc, char** argv) {
   Expect(cuEndCapture(stream, &graph) == 0 && graph != nullptr, "joined, the capture ends with a graph");
   Expect(cuMemset(in, 0, 4, side) != 0, "after the join, the second stream's work is refused again");
   cuGraphDestroy(graph);
+  // Outside a capture the second stream's work runs at the join, after the first's since the fork.
+  unsigned char byte = 0;
+  cuEventRecord(fork, stream);
+  cuStreamWaitEvent(side, fork, 0);
+  cuMemset(in, 1, 1, side);
+  cuMemset(in, 2, 1, stream);
+  cuDtoH(&byte, in, 1, stream);
+  Expect(byte == 2, "before the join, the second stream's work has not run");
+  cuEventRecord(join, side);
+  cuStreamWaitEvent(stream, join, 0);
+  cuDtoH(&byte, in, 1, stream);
+  Expect(byte == 1, "at the join, the second stream's work runs after the first's");
   return failures;
 }
