@@ -3,8 +3,9 @@
 // function, which the fake driver's cuModuleGetFunction finds. The "cubin" names that library; g++'s messages
 // are the program log. Libraries go to <CUDA_HOME>/modules (this library is <CUDA_HOME>/lib64/...), named by a
 // hash of source and options, so the processes of one test run share them. Kernels are built with UBSan's alignment
-// check (the process stops with its message): a GPU faults on a vector load or store at an address its width does
-// not divide ("misaligned address", which ends the context), where the CPU would read it without a word.
+// and bounds checks (the process stops with its message): a GPU faults on a vector load or store at an address its
+// width does not divide ("misaligned address", which ends the context), where the CPU would read it without a word,
+// and an index past a shared or local array's end reads or overwrites a neighbour's data on both without one.
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -159,7 +160,7 @@ int nvrtcCompileProgram(Program* p, int num_options, const char* const* options)
     const char* cxx = std::getenv("CXX");
     const std::string command = std::string(cxx != nullptr && *cxx != '\0' ? cxx : "g++") +
                                 " -std=c++20 -O2 -fPIC -shared -w -fno-strict-aliasing " + fp +
-                                " -fsanitize=alignment -fno-sanitize-recover=alignment" +
+                                " -fsanitize=alignment,bounds -fno-sanitize-recover=alignment,bounds" +
                                 " -fvisibility=hidden -fvisibility-inlines-hidden -fno-gnu-unique -o '" + temp + "' '" +
                                 unit + "'";
     const int status = Run(command, p->log);

@@ -1,7 +1,7 @@
 // Checks the emulator itself through the driver and NVRTC entry points native.cuda uses: barriers and shuffles,
 // dynamic shared memory, a barrier in divergent code and a host pointer argument (both refused), a race made
-// visible, a misaligned vector load (stops the process), compile errors in the program log, direction checks on
-// copies, graph capture and replay, and a second stream's work run at the join.
+// visible, a misaligned vector load and an index past a shared array (each stops the process), compile errors in
+// the program log, direction checks on copies, graph capture and replay, and a second stream's work run at the join.
 // Prints one line per failed check and exits with their count. Usage: selftest <CUDA_HOME>
 #include <dlfcn.h>
 #include <sys/wait.h>
@@ -54,6 +54,12 @@ struct __align__(16) Vector4 {
   float x, y, z, w;
 };
 extern "C" __global__ void misaligned(const float* in, float* out) { out[0] = ((const Vector4*)(in + 1))->x; }
+extern "C" __global__ void past_the_end(float* out) {
+  __shared__ float tile[32];
+  tile[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[0] = tile[0];
+}
 extern "C" __global__ void racy(float* out) {
   __shared__ float slot;
   if (threadIdx.x == 0) slot = (float)blockIdx.x;
@@ -123,7 +129,9 @@ int main(int argc, char** argv) {
   void* module = nullptr;
   Expect(cuModuleLoadData(&module, image.data()) == 0, "the module loads");
   void *reverse = nullptr, *sums = nullptr, *divergent = nullptr, *racy = nullptr, *misaligned = nullptr;
+  void* past_the_end = nullptr;
   cuModuleGetFunction(&misaligned, module, "misaligned");
+  cuModuleGetFunction(&past_the_end, module, "past_the_end");
   cuModuleGetFunction(&reverse, module, "reverse_block");
   cuModuleGetFunction(&sums, module, "warp_sums");
   cuModuleGetFunction(&divergent, module, "divergent");
@@ -172,17 +180,22 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 64; ++i) consistent = consistent && back[i] == static_cast<float>(i / 32);
   Expect(!consistent, "a read before the writer's barrier sees another value");
 
-  // A 16-byte load at an address 4 bytes past one: a GPU faults, the emulator stops the process (UBSan).
-  const pid_t child = fork();
-  if (child == 0) {
-    std::freopen("/dev/null", "w", stderr);
-    cuLaunch(misaligned, 1, 1, 1, 1, 1, 1, 0, stream, args, nullptr);
-    cuStreamSynchronize(stream);
-    _exit(0);
-  }
-  int child_status = 0;
-  waitpid(child, &child_status, 0);
-  Expect(!(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0), "a misaligned vector load stops the process");
+  // A 16-byte load at an address 4 bytes past one (a GPU faults), and 64 threads writing a 32-float shared array:
+  // the emulator stops the process (UBSan).
+  const auto stops = [&](void* kernel, unsigned threads, void** kernel_args) {
+    const pid_t child = fork();
+    if (child == 0) {
+      std::freopen("/dev/null", "w", stderr);
+      cuLaunch(kernel, 1, 1, 1, threads, 1, 1, 0, stream, kernel_args, nullptr);
+      cuStreamSynchronize(stream);
+      _exit(0);
+    }
+    int child_status = 0;
+    waitpid(child, &child_status, 0);
+    return !(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
+  };
+  Expect(stops(misaligned, 1, args), "a misaligned vector load stops the process");
+  Expect(stops(past_the_end, 64, out_only), "an index past a shared array stops the process");
 
   // Capture: work is recorded, not run, until the graph is launched; a synchronisation invalidates a capture.
   float seven = 7.0f;
