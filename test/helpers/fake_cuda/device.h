@@ -68,6 +68,7 @@ struct Scheduler {
   void (*body)(void*) = nullptr;
   void* bound = nullptr;
   void* dynamic_shared = nullptr;
+  unsigned dynamic_shared_bytes = 0;
   // Per warp: shuffle values, double-buffered so one barrier per shuffle suffices (a lane writes buffer k % 2
   // again only after every lane passed barrier k + 1, so after it read buffer k).
   unsigned long long shuffle[kMaxThreads / 32][2][32];
@@ -121,8 +122,9 @@ inline void WaitAt(Wait kind) {
   Yield();
 }
 
-// Shared memory (every __shared__ variable is in this section) starts each block as NaNs, as garbage would on
-// a GPU, so a kernel that reads shared memory it did not write in this block does not inherit the last one's.
+// Shared memory (every __shared__ variable is in this section, and the launch's dynamic shared memory) starts each
+// block as NaNs, as garbage would on a GPU, so a kernel that reads shared memory it did not write in this block does
+// not inherit the last one's.
 extern "C" char __start_ftemu_shared[] __attribute__((weak, visibility("hidden")));
 extern "C" char __stop_ftemu_shared[] __attribute__((weak, visibility("hidden")));
 
@@ -136,6 +138,7 @@ inline bool RunBlock(unsigned threads, bool reverse, std::string& error) {
     scheduler.fibers[t].awaited = false;
   }
   if (__start_ftemu_shared != nullptr) memset(__start_ftemu_shared, 0xff, __stop_ftemu_shared - __start_ftemu_shared);
+  if (scheduler.dynamic_shared != nullptr) memset(scheduler.dynamic_shared, 0xff, scheduler.dynamic_shared_bytes);
   for (;;) {
     for (unsigned i = 0; i < threads; ++i) {
       const unsigned t = reverse ? threads - 1 - i : i;
@@ -193,6 +196,7 @@ inline int RunGrid(void (*body)(void*), void* bound, LaunchConfig* c) {
   scheduler.body = body;
   scheduler.bound = bound;
   scheduler.dynamic_shared = c->dynamic_shared;
+  scheduler.dynamic_shared_bytes = c->dynamic_shared_bytes;
   const unsigned long long blocks = 1ull * gridDim.x * gridDim.y * gridDim.z;
   const bool backwards = c->launch_index % 2 == 1;
   for (unsigned long long i = 0; i < blocks; ++i) {

@@ -90,6 +90,23 @@ CUresult Fail(CUresult code, const std::string& detail) {
   return code;
 }
 
+// A launch's dynamic shared memory, ending at a guard page: a kernel that reads or writes past it faults, as a GPU
+// reports an out-of-range shared address. Its start is 16-byte aligned, as a GPU's is.
+void* DynamicShared(std::size_t bytes) {
+  static char* base = nullptr;
+  static std::size_t span = 0;  // bytes before the guard page
+  const std::size_t page = PageSize(), rounded = (bytes + 15) / 16 * 16;
+  if (rounded > span) {
+    if (base != nullptr) munmap(base, span + page);
+    span = (rounded + page - 1) / page * page;
+    void* p = mmap(nullptr, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    base = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+    if (base == nullptr) span = 0;
+    else mprotect(base + span, page, PROT_NONE);
+  }
+  return base == nullptr || bytes == 0 ? nullptr : base + span - rounded;
+}
+
 // ---- the stream and graph capture
 
 struct Op {
@@ -551,9 +568,8 @@ static int LaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
   return Submit(
       stream,
       [=] {
-        std::vector<unsigned char> shared(shared_bytes, 0xff);  // NaNs, as device.h starts static shared memory
-        ftemu::LaunchConfig config{{gx, gy, gz}, {bx, by, bz}, shared.data(), g_launches++, IsDevicePointer, {},
-                                   programmatic};
+        ftemu::LaunchConfig config{{gx, gy, gz}, {bx, by, bz}, DynamicShared(shared_bytes), shared_bytes,
+                                   g_launches++, IsDevicePointer, {}, programmatic};
         const auto start = std::chrono::steady_clock::now();
         const int result = Skipping() ? 0 : entry->run(bound, &config);
         if (std::getenv("FTEMU_TRACE") != nullptr) {

@@ -7,7 +7,8 @@ namespace ftemu {
 struct LaunchConfig {
   unsigned grid[3];
   unsigned block[3];
-  void* dynamic_shared;
+  void* dynamic_shared;  // ends at a guard page (driver.cc)
+  unsigned dynamic_shared_bytes;
   unsigned long long launch_index;
   bool (*is_device_pointer)(const void*);
   char error[512];

@@ -1,7 +1,8 @@
 // Checks the emulator itself through the driver and NVRTC entry points native.cuda uses: barriers and shuffles,
 // dynamic shared memory, a barrier in divergent code and a host pointer argument (both refused), a race made
-// visible, a misaligned vector load and an index past a shared array (each stops the process), compile errors in
-// the program log, direction checks on copies, graph capture and replay, and a second stream's work run at the join.
+// visible, a misaligned vector load, an index past a shared array and a read past the dynamic shared memory (each
+// stops the process), compile errors in the program log, direction checks on copies, graph capture and replay, and a
+// second stream's work run at the join.
 // Prints one line per failed check and exits with their count. Usage: selftest <CUDA_HOME>
 #include <dlfcn.h>
 #include <sys/wait.h>
@@ -59,6 +60,10 @@ extern "C" __global__ void past_the_end(float* out) {
   tile[threadIdx.x] = 1.0f;
   __syncthreads();
   out[0] = tile[0];
+}
+extern "C" __global__ void past_dynamic(float* out) {
+  extern __shared__ float dynamic[];
+  out[0] = dynamic[blockDim.x];
 }
 extern "C" __global__ void racy(float* out) {
   __shared__ float slot;
@@ -129,8 +134,9 @@ int main(int argc, char** argv) {
   void* module = nullptr;
   Expect(cuModuleLoadData(&module, image.data()) == 0, "the module loads");
   void *reverse = nullptr, *sums = nullptr, *divergent = nullptr, *racy = nullptr, *misaligned = nullptr;
-  void* past_the_end = nullptr;
+  void *past_the_end = nullptr, *past_dynamic = nullptr;
   cuModuleGetFunction(&misaligned, module, "misaligned");
+  cuModuleGetFunction(&past_dynamic, module, "past_dynamic");
   cuModuleGetFunction(&past_the_end, module, "past_the_end");
   cuModuleGetFunction(&reverse, module, "reverse_block");
   cuModuleGetFunction(&sums, module, "warp_sums");
@@ -180,13 +186,13 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 64; ++i) consistent = consistent && back[i] == static_cast<float>(i / 32);
   Expect(!consistent, "a read before the writer's barrier sees another value");
 
-  // A 16-byte load at an address 4 bytes past one (a GPU faults), and 64 threads writing a 32-float shared array:
-  // the emulator stops the process (UBSan).
-  const auto stops = [&](void* kernel, unsigned threads, void** kernel_args) {
+  // A 16-byte load at an address 4 bytes past one (a GPU faults), 64 threads writing a 32-float shared array (UBSan)
+  // and a read just past the launch's dynamic shared memory (its guard page): the emulator stops the process.
+  const auto stops = [&](void* kernel, unsigned threads, void** kernel_args, unsigned shared = 0) {
     const pid_t child = fork();
     if (child == 0) {
       std::freopen("/dev/null", "w", stderr);
-      cuLaunch(kernel, 1, 1, 1, threads, 1, 1, 0, stream, kernel_args, nullptr);
+      cuLaunch(kernel, 1, 1, 1, threads, 1, 1, shared, stream, kernel_args, nullptr);
       cuStreamSynchronize(stream);
       _exit(0);
     }
@@ -196,6 +202,7 @@ int main(int argc, char** argv) {
   };
   Expect(stops(misaligned, 1, args), "a misaligned vector load stops the process");
   Expect(stops(past_the_end, 64, out_only), "an index past a shared array stops the process");
+  Expect(stops(past_dynamic, 32, out_only, 32 * sizeof(float)), "a read past the dynamic shared memory stops the process");
 
   // Capture: work is recorded, not run, until the graph is launched; a synchronisation invalidates a capture.
   float seven = 7.0f;
