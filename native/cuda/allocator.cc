@@ -265,7 +265,6 @@ void GiveDeviceMemory(RawBlock raw) noexcept {
     g_held.push_back(b);
     return;
   }
-  b->side_use = false;
   Release(b);
 }
 

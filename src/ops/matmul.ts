@@ -427,7 +427,7 @@ function linearBackward(g: Tensor, pre: Tensor | null, xs: Tensor, ws: Tensor, n
     gemmPair(side, () => {
       weightGemm();
       if (side) sumChunkSquares(dw);
-    }, () => inputGemm(out, accumulate ? 1 : 0), { uses: [gr, xs, dw, ...chunkSquaresMemory(dw)], output: dw });
+    }, () => inputGemm(out, accumulate ? 1 : 0), side ? { uses: [gr, xs, dw, ...chunkSquaresMemory(dw)], output: dw } : null);
   } else {
     if (dx !== null) inputGemm(dx, accumulate ? 1 : 0);
     if (dw !== null) weightGemm();
