@@ -11,6 +11,7 @@ import { backends, cuda } from "./backend/cuda.js";
 import * as nn from "./nn/index.js";
 import { AdamW, SGD, Optimizer, LambdaLR } from "./optim/index.js";
 import * as amp from "./amp/index.js";
+import * as distributed from "./distributed/process_group.js";
 
 function max(t: Tensor): Tensor;
 function max(t: Tensor, dim: number, keepdim?: boolean): { values: Tensor; indices: Tensor };
@@ -34,6 +35,7 @@ export const torch = {
   device: (spec: string | Device, index?: number) => new Device(spec, index),
   cuda,
   backends,
+  distributed,
   nn,
   optim: { AdamW, SGD, Optimizer, lr_scheduler: { LambdaLR } },
 

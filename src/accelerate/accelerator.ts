@@ -1,7 +1,8 @@
-// accelerate.Accelerator for one process: places models and batches on the device, runs models under autocast
-// in mixed precision, scales fp16 losses, and offers the collective calls (gather, reduce, …) that are identities
-// with one process. Several processes need process groups (NCCL, Gloo or MPI), which finetune does not have yet:
-// a launch environment asking for more than one process is refused with a clear error.
+// accelerate.Accelerator: places models and batches on the device, runs models under autocast in mixed precision,
+// scales fp16 losses. Launched as several CPU processes (finetune launch, or mpirun), it joins them in an MPI
+// process group, as accelerate's MULTI_CPU: prepared models start from process 0's weights, backward() averages the
+// gradients over the processes as DistributedDataParallel does, each process runs its share of the batches, and
+// gather / reduce combine tensors across processes. Several GPU processes would need NCCL, which finetune lacks.
 import { Tensor } from "../tensor/tensor.js";
 import { Device } from "../tensor/device.js";
 import { bfloat16, float16, type DType } from "../tensor/dtype.js";
@@ -12,6 +13,10 @@ import { clip_grad_norm_ } from "../nn/utils.js";
 import { Module } from "../nn/module.js";
 import { Optimizer, type OptimizerStateDict, type ParamGroup } from "../optim/optimizer.js";
 import { DataLoader } from "../data/dataloader.js";
+import { launchEnvironment } from "../distributed/launch_environment.js";
+import * as dist from "../distributed/process_group.js";
+import { DataLoaderShard, type GradientState } from "./data_loader.js";
+import { gatherAcross, mapTensors, padAcross } from "./operations.js";
 
 export type MixedPrecision = "no" | "fp16" | "bf16";
 
@@ -32,17 +37,6 @@ export const MIXED_PRECISION: readonly string[] = ["no", "fp16", "bf16"] satisfi
 function envFlag(name: string): boolean {
   const v = process.env[name]?.toLowerCase();
   return v === "1" || v === "true" || v === "yes";
-}
-
-/** Refuses a launch environment of several processes rather than silently training on one of them. */
-function checkSingleProcess(): void {
-  const world = Number(process.env.WORLD_SIZE ?? "1");
-  if (world > 1) {
-    throw new Error(
-      `WORLD_SIZE=${process.env.WORLD_SIZE}: finetune's Accelerator runs one process only (process groups over NCCL, ` +
-        "Gloo or MPI are not implemented yet); launch a single process",
-    );
-  }
 }
 
 /** An optimizer whose step() goes through fp16's loss scaler; everything else is the wrapped optimizer's. */
@@ -89,42 +83,6 @@ export class AcceleratedOptimizer {
   }
 }
 
-/** A DataLoader whose batches arrive on the accelerator's device. */
-export class DataLoaderShard<B = any> implements Iterable<B> {
-  constructor(readonly base_dataloader: DataLoader<B>, readonly device: Device | null) {}
-
-  get length(): number {
-    return this.base_dataloader.length;
-  }
-
-  get batch_size(): number | null {
-    return this.base_dataloader.batch_size;
-  }
-
-  get dataset(): DataLoader<B>["dataset"] {
-    return this.base_dataloader.dataset;
-  }
-
-  *[Symbol.iterator](): Iterator<B> {
-    for (const batch of this.base_dataloader) yield this.device ? send_to_device(batch, this.device) : batch;
-  }
-}
-
-/** `data` with every tensor (in arrays and plain objects too) moved to `device`; the host copies are released. */
-export function send_to_device<T>(data: T, device: Device): T {
-  if (data instanceof Tensor) {
-    if (data.device.equals(device)) return data;
-    const moved = data.to(device);
-    data.dispose();
-    return moved as T;
-  }
-  if (Array.isArray(data)) return data.map((v) => send_to_device(v, device)) as T;
-  if (data !== null && typeof data === "object" && Object.getPrototypeOf(data) === Object.prototype) {
-    return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, send_to_device(v, device)])) as T;
-  }
-  return data;
-}
-
 type Prepared<T> = T extends Optimizer ? AcceleratedOptimizer : T extends DataLoader<infer B> ? DataLoaderShard<B> : T;
 
 export class Accelerator {
@@ -134,14 +92,18 @@ export class Accelerator {
   readonly device_placement: boolean;
   /** fp16's loss scaler; null otherwise */
   readonly scaler: GradScaler | null;
-  readonly distributed_type = "NO";
-  readonly num_processes = 1;
-  readonly process_index = 0;
-  readonly local_process_index = 0;
+  /** "NO" for one process, "MULTI_CPU" for several */
+  readonly distributed_type: "NO" | "MULTI_CPU";
+  readonly num_processes: number;
+  readonly process_index: number;
+  readonly local_process_index: number;
+  /** what gather_for_metrics needs to know of the dataloader iterated last */
+  readonly gradient_state: GradientState = { end_of_dataloader: false, remainder: -1 };
   private readonly optimizers: AcceleratedOptimizer[] = [];
+  private readonly models: Module[] = [];
 
   constructor(options: AcceleratorOptions = {}) {
-    checkSingleProcess();
+    const launch = launchEnvironment();
     const mixed = options.mixed_precision ?? (process.env.ACCELERATE_MIXED_PRECISION as MixedPrecision | undefined) ?? "no";
     if (!MIXED_PRECISION.includes(mixed)) {
       throw new Error(`Accelerator: mixed_precision must be one of ${MIXED_PRECISION.map((m) => `"${m}"`).join(", ")}, got ${JSON.stringify(mixed)}`);
@@ -149,6 +111,19 @@ export class Accelerator {
     this.mixed_precision = mixed;
     const cpu = options.cpu ?? envFlag("ACCELERATE_USE_CPU");
     this.device = !cpu && cuda.is_available() ? new Device("cuda:0") : new Device("cpu");
+    this.num_processes = launch.world_size;
+    this.process_index = launch.rank;
+    this.local_process_index = launch.local_rank;
+    this.distributed_type = launch.world_size > 1 ? "MULTI_CPU" : "NO";
+    if (launch.world_size > 1) {
+      if (this.device.type !== "cpu") {
+        throw new Error(
+          `Accelerator: ${launch.world_size} processes on GPUs need NCCL process groups, which finetune does not have yet; ` +
+            "launch with --cpu (or Accelerator({ cpu: true })) to train on CPU processes, or launch one process",
+        );
+      }
+      if (!dist.is_initialized()) dist.init_process_group("mpi");
+    }
     this.device_placement = options.device_placement ?? true;
     this.gradient_accumulation_steps = options.gradient_accumulation_steps ?? 1;
     if (!Number.isInteger(this.gradient_accumulation_steps) || this.gradient_accumulation_steps < 1) {
@@ -158,19 +133,19 @@ export class Accelerator {
   }
 
   get is_main_process(): boolean {
-    return true;
+    return this.process_index === 0;
   }
 
   get is_local_main_process(): boolean {
-    return true;
+    return this.local_process_index === 0;
   }
 
   get is_last_process(): boolean {
-    return true;
+    return this.process_index === this.num_processes - 1;
   }
 
   get use_distributed(): boolean {
-    return false;
+    return this.num_processes > 1;
   }
 
   /** The 16-bit dtype of mixed precision, null in float32. */
@@ -179,18 +154,27 @@ export class Accelerator {
   }
 
   /** Each object ready for training, in the order given: models on the device (and under autocast in mixed
-   * precision), optimizers stepping through the loss scaler, dataloaders yielding batches on the device. */
-  prepare<T extends unknown[]>(...objects: T): { [K in keyof T]: Prepared<T[K]> } {
-    return objects.map((o) => {
+   * precision), optimizers stepping through the loss scaler, dataloaders yielding batches on the device. As in
+   * Python, one object comes back as itself, not in a list. */
+  prepare<T>(object: T): Prepared<T>;
+  prepare<T extends unknown[]>(...objects: T): { [K in keyof T]: Prepared<T[K]> };
+  prepare(...objects: unknown[]): unknown {
+    const prepared = objects.map((o) => {
       if (o instanceof Module) return this.prepare_model(o);
       if (o instanceof Optimizer) return this.prepare_optimizer(o);
       if (o instanceof DataLoader) return this.prepare_data_loader(o);
       return o;
-    }) as { [K in keyof T]: Prepared<T[K]> };
+    });
+    return prepared.length === 1 ? prepared[0] : prepared;
   }
 
+  /** The model on the device; with several processes, process 0's parameters and buffers on every process. */
   prepare_model<M extends Module>(model: M): M {
     if (this.device_placement) model.to(this.device);
+    if (this.use_distributed) {
+      for (const t of Object.values(model.state_dict())) dist.broadcast(t, 0);
+      this.models.push(model);
+    }
     const dtype = this.autocast_dtype;
     if (dtype) {
       // accelerate wraps forward in autocast the same way, so the loss the model computes is under it too
@@ -207,16 +191,53 @@ export class Accelerator {
   }
 
   prepare_data_loader<B>(dataloader: DataLoader<B>): DataLoaderShard<B> {
-    return new DataLoaderShard(dataloader, this.device_placement && this.device.type !== "cpu" ? this.device : null);
+    const device = this.device_placement && this.device.type !== "cpu" ? this.device : null;
+    return new DataLoaderShard(dataloader, device, { num_processes: this.num_processes, process_index: this.process_index }, this.gradient_state);
   }
 
-  /** loss.backward(), divided over the accumulation steps and scaled in fp16. */
+  /**
+   * loss.backward(), divided over the accumulation steps and scaled in fp16; with several processes, then every
+   * prepared model's gradients averaged over them (each divided by the process count, then summed, as
+   * DistributedDataParallel's default hook), in one all-reduce.
+   */
   backward(loss: Tensor): void {
     const divided = this.gradient_accumulation_steps > 1 ? loss.div(this.gradient_accumulation_steps) : loss;
     const scaled = this.scaler ? this.scaler.scale(divided) : divided;
     scaled.backward();
     if (scaled !== divided) scaled.dispose();
     if (divided !== loss) divided.dispose();
+    if (this.use_distributed) this.average_gradients();
+  }
+
+  /** Averages the prepared models' gradients over the processes; a parameter without one here contributes zeros. */
+  private average_gradients(): void {
+    const params = this.models.flatMap((m) => m.parameters()).filter((p) => p.requires_grad);
+    if (params.length === 0) return;
+    const flat = Tensor.empty([params.reduce((n, p) => n + p.numel(), 0)], params[0]!.dtype, params[0]!.device);
+    let at = 0;
+    for (const p of params) {
+      const part = flat.narrow(0, at, p.numel());
+      if (p.grad) {
+        const values = p.grad.reshape(-1);
+        part.copy_(values);
+        values.dispose();
+      } else {
+        part.zero_();
+      }
+      part.dispose();
+      at += p.numel();
+    }
+    flat.div_(this.num_processes);
+    dist.all_reduce(flat);
+    at = 0;
+    for (const p of params) {
+      const part = flat.narrow(0, at, p.numel()).view([...p.shape]);
+      if (p.grad) p.grad.copy_(part);
+      else p.grad = part.clone();
+      part.dispose();
+      at += p.numel();
+    }
+    flat.dispose();
   }
 
   /** `with accelerator.autocast(): ...` is `accelerator.autocast(() => ...)`. */
@@ -241,26 +262,49 @@ export class Accelerator {
     return this.optimizers.some((o) => o.step_was_skipped);
   }
 
-  // With one process, gathering and reducing return their input.
+  /** Every process's tensors (in arrays and plain objects too), concatenated along the first dim in process
+   * order; a 0-dim tensor gathers to one value a process. With one process, the input itself. */
   gather<T>(input: T): T {
-    return input;
+    return this.use_distributed ? gatherAcross(input) : input;
   }
 
+  /**
+   * gather(), less the samples the last round of batches repeated to give every process a full batch (the
+   * dataloader's remainder): the metrics see each evaluation sample once.
+   */
   gather_for_metrics<T>(input: T): T {
-    return input;
+    const gathered = this.gather(input);
+    const { end_of_dataloader, remainder } = this.gradient_state;
+    if (!this.use_distributed || !end_of_dataloader || remainder <= 0) return gathered;
+    return mapTensors(gathered, (t) => {
+      const kept = t.narrow(0, 0, Math.min(remainder, t.shape[0]!)).clone();
+      t.dispose();
+      return kept;
+    });
   }
 
-  reduce<T>(input: T, _reduction: "sum" | "mean" = "sum"): T {
-    return input;
+  /** The sum (or mean) over the processes of each tensor, as new tensors; with one process, the input itself. */
+  reduce<T>(input: T, reduction: "sum" | "mean" = "sum"): T {
+    if (!this.use_distributed) return input;
+    return mapTensors(input, (t) => {
+      const reduced = t.clone();
+      dist.all_reduce(reduced);
+      if (reduction === "mean") reduced.div_(this.num_processes);
+      return reduced;
+    });
   }
 
-  pad_across_processes<T>(input: T): T {
-    return input;
+  /** Each tensor padded along `dim` with `pad_index` to the largest size any process has there. */
+  pad_across_processes<T>(input: T, options: { dim?: number; pad_index?: number; pad_first?: boolean } = {}): T {
+    return this.use_distributed ? mapTensors(input, (t) => padAcross(t, options.dim ?? 0, options.pad_index ?? 0, options.pad_first ?? false)) : input;
   }
 
-  wait_for_everyone(): void {}
+  /** Waits until every process reaches this point. */
+  wait_for_everyone(): void {
+    if (this.use_distributed) dist.barrier();
+  }
 
-  /** print() on the main process only */
+  /** print() on the local main process only */
   print(...args: unknown[]): void {
     if (this.is_local_main_process) console.log(...args);
   }
@@ -271,3 +315,4 @@ export class Accelerator {
 
   end_training(): void {}
 }
+

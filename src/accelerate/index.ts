@@ -1,3 +1,4 @@
-// accelerate: the Accelerator and its launcher, for one process.
-export { Accelerator, AcceleratedOptimizer, DataLoaderShard, send_to_device, type AcceleratorOptions, type MixedPrecision } from "./accelerator.js";
+// accelerate: the Accelerator, its prepared DataLoader and its launcher.
+export { Accelerator, AcceleratedOptimizer, type AcceleratorOptions, type MixedPrecision } from "./accelerator.js";
+export { DataLoaderShard, send_to_device } from "./data_loader.js";
 export { notebook_launcher, type NotebookLauncherOptions } from "./launchers.js";

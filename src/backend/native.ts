@@ -192,6 +192,29 @@ export interface NativeAddon {
 
   /** The CUDA backend (native/cuda/): the kernel contract above on device handles. */
   cuda: CudaAddon;
+
+  /** The CPU processes' process group on the MPI library loaded at run time (native/distributed/mpi.cc). */
+  mpi: MpiAddon;
+}
+
+/**
+ * native.mpi: MPI's world, every process launched by mpirun. Offsets count bytes; collectives block until every
+ * process calls them, and throw where init() has not run.
+ */
+export interface MpiAddon {
+  /** Whether an MPI library loads (FINETUNE_MPI_LIBRARY, else Open MPI's or MPICH's), and why not; no MPI call. */
+  load(): { available: boolean; reason: string; library: string; implementation: string };
+  /** Initialises MPI once (later calls only read): this process's rank and the world's size. */
+  init(): { rank: number; size: number };
+  /** In place: the sum, max or min (ReduceOp) of `count` elements of `dtype` (F32, I64 or I32) over the world. */
+  allReduce(buffer: AB, byteOffset: number, count: number, dtype: DTypeCode, op: ReduceOp): void;
+  /** Process `root`'s bytes to every process. */
+  broadcast(buffer: AB, byteOffset: number, bytes: number, root: number): void;
+  /** Every process's `bytes` bytes into `recv`, in rank order. */
+  allGather(send: AB, sendByteOffset: number, bytes: number, recv: AB, recvByteOffset: number): void;
+  barrier(): void;
+  /** MPI_Finalize where MPI was initialised; a process joins one world only. */
+  finalize(): void;
 }
 
 /** The kernel entry points, the same on every device (src/backend/kernels.ts picks the device's). */

@@ -37,6 +37,11 @@ function cudaReport(): Record<string, string> {
   };
 }
 
+function mpiText(): string {
+  const mpi = native.mpi.load();
+  return mpi.available ? `${mpi.implementation} (${mpi.library})` : `not available (${mpi.reason})`;
+}
+
 export function envReport(): Record<string, string> {
   const f = native.cpuFeatures();
   const simd = f.avx512f ? `AVX-512${f.avx512bf16 ? " (bf16)" : ""}` : f.avx2 ? "AVX2" : "scalar";
@@ -49,6 +54,7 @@ export function envReport(): Record<string, string> {
     "Compute threads": String(native.getNumThreads()),
     "System RAM": `${(os.totalmem() / 2 ** 30).toFixed(2)} GB`,
     ...cudaReport(),
+    "MPI (several CPU processes)": mpiText(),
     "HF_ENDPOINT": process.env.HF_ENDPOINT ?? "(default)",
     "HF_HOME": process.env.HF_HOME ?? path.join(os.homedir(), ".cache", "huggingface"),
   };

@@ -1,6 +1,7 @@
 // `finetune launch [options] SCRIPT [ARGS...]` (= `accelerate launch`) and `finetune config [default]`
 // (= `accelerate config`): the launcher runs SCRIPT in a child process with the launch environment Accelerator
-// and notebook_launcher read, its defaults taken from accelerate's config file. One process only for now.
+// and notebook_launcher read, its defaults taken from accelerate's config file; several processes are CPU
+// processes started by MPI's launcher (accelerate's MULTI_CPU), which join an MPI process group.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -14,6 +15,7 @@ import {
   type AccelerateConfig,
 } from "../accelerate/config.js";
 import { MIXED_PRECISION, type MixedPrecision } from "../accelerate/accelerator.js";
+import { runProcesses } from "../accelerate/mpirun.js";
 
 const LAUNCH_USAGE =
   "usage: finetune launch [--config_file FILE] [--num_processes N] [--mixed_precision no|fp16|bf16] [--cpu] SCRIPT.js [ARGS...]";
@@ -64,29 +66,28 @@ export async function launchCommand(argv: string[]): Promise<void> {
   const mixed_precision = options.mixed_precision ?? config.mixed_precision;
   if (!Number.isInteger(num_processes) || num_processes < 1) throw new Error(`--num_processes must be a positive integer, got ${num_processes}`);
   if (!MIXED_PRECISION.includes(mixed_precision)) throw new Error(`--mixed_precision must be no, fp16 or bf16, got ${mixed_precision}`);
-  if (num_processes > 1) {
-    throw new Error(
-      `finetune launch: ${num_processes} processes need process groups (NCCL, Gloo or MPI), which finetune does not implement yet; use --num_processes 1`,
-    );
-  }
   if (options.script.endsWith(".ts")) {
     throw new Error(`${options.script} is TypeScript, which Node.js ${process.versions.node} does not run: compile it (tsc) and launch the .js file`);
   }
-  const env = {
-    ...process.env,
-    WORLD_SIZE: "1",
-    RANK: "0",
-    LOCAL_RANK: "0",
-    LOCAL_WORLD_SIZE: "1",
-    ACCELERATE_MIXED_PRECISION: mixed_precision,
-    ACCELERATE_USE_CPU: String(options.cpu || config.use_cpu),
-  };
-  const child = spawn(process.execPath, [options.script, ...options.script_args], { env, stdio: "inherit" });
-  const code = await new Promise<number>((resolve, reject) => {
+  const use_cpu = options.cpu || config.use_cpu;
+  if (num_processes > 1 && !use_cpu && cuda.is_available()) {
+    throw new Error(
+      `finetune launch: ${num_processes} processes on GPUs need NCCL process groups, which finetune does not have yet; ` +
+        "add --cpu to train on CPU processes, or use --num_processes 1",
+    );
+  }
+  const env = { ...process.env, ACCELERATE_MIXED_PRECISION: mixed_precision, ACCELERATE_USE_CPU: String(use_cpu || num_processes > 1) };
+  const command = [process.execPath, options.script, ...options.script_args];
+  process.exitCode = num_processes > 1 ? await runProcesses(num_processes, command, env) : await runOne(command, env);
+}
+
+/** Runs `argv` as the launch's one process; resolves to its exit code. */
+function runOne([command, ...args]: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const child = spawn(command!, args, { env: { ...env, WORLD_SIZE: "1", RANK: "0", LOCAL_RANK: "0", LOCAL_WORLD_SIZE: "1" }, stdio: "inherit" });
+  return new Promise<number>((resolve, reject) => {
     child.on("error", reject);
     child.on("close", (c, signal) => resolve(c ?? (signal ? 1 : 0)));
   });
-  process.exitCode = code;
 }
 
 /**
@@ -108,12 +109,32 @@ async function ask(lines: AsyncIterator<string>, question: string, choices: stri
   }
 }
 
+/** Asks for a positive integer until given one (1 on an empty line). */
+async function askCount(lines: AsyncIterator<string>, question: string): Promise<number> {
+  for (;;) {
+    process.stdout.write(`${question} [1]: `);
+    const next = await lines.next();
+    if (next.done) {
+      process.stdout.write("\n");
+      throw new Error("the input ended before every question was answered; nothing was written");
+    }
+    const answer = next.value.trim();
+    const n = answer === "" ? 1 : Number(answer);
+    if (Number.isInteger(n) && n >= 1) return n;
+    console.log("Please answer a positive integer.");
+  }
+}
+
 async function interactiveConfig(): Promise<AccelerateConfig> {
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
   const lines = rl[Symbol.asyncIterator]();
   try {
     const config = default_config();
     config.use_cpu = (await ask(lines, "Do you want to run your training on CPU only (even if a GPU is available)?", ["no", "yes"])) === "yes";
+    if (config.use_cpu) {
+      config.num_processes = await askCount(lines, "How many CPU processes should be used for distributed training?");
+      if (config.num_processes > 1) config.distributed_type = "MULTI_CPU";
+    }
     config.mixed_precision = (await ask(lines, "Do you wish to use mixed precision?", [...MIXED_PRECISION])) as MixedPrecision;
     return config;
   } finally {

@@ -48,12 +48,15 @@ export class RepoCache {
     const pointer = this.snapshot(commit, file);
     fs.mkdirSync(path.dirname(pointer), { recursive: true });
     const target = path.relative(path.dirname(pointer), this.blob(etag));
-    fs.rmSync(pointer, { force: true });
+    // made under a name of its own, then renamed over the pointer: processes linking the same file at once each
+    // replace it whole, and none writes through another's link into the blob
+    const tmp = `${pointer}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
-      fs.symlinkSync(target, pointer);
+      fs.symlinkSync(target, tmp);
     } catch {
-      fs.copyFileSync(this.blob(etag), pointer); // file systems without symlinks
+      fs.copyFileSync(this.blob(etag), tmp); // file systems without symlinks
     }
+    fs.renameSync(tmp, pointer);
     return pointer;
   }
 

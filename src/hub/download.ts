@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import lockfile from "proper-lockfile";
 import { hf_endpoint, hf_hub_offline, type RepoType } from "./constants.js";
 import { RepoCache } from "./cache.js";
 import { EntryNotFoundError, HfHubError, HubConnectionError, LocalEntryNotFoundError } from "./errors.js";
@@ -20,6 +21,9 @@ export interface DownloadOptions {
 }
 
 const MAX_ATTEMPTS = 5;
+// Waiting for another process's download of the same blob: polls up to about an hour (the holder keeps its lock
+// fresh; one that died leaves it stale after 10 s, and then it is taken over).
+const LOCK_RETRIES = { retries: 3600, factor: 1.2, minTimeout: 50, maxTimeout: 1000 };
 const SHA256 = /^[0-9a-f]{64}$/;
 
 export function hf_hub_url(repo_id: string, filename: string, repo_type: RepoType = "model", revision = "main"): string {
@@ -79,7 +83,13 @@ export async function hf_hub_download(repo_id: string, filename: string, opts: D
   const blob = cache.blob(etag);
   if (!fs.existsSync(blob) || opts.force_download) {
     fs.mkdirSync(path.dirname(blob), { recursive: true });
-    await download_blob(head.url, blob, { size, etag, ctx });
+    // as huggingface_hub's lock file: processes sharing the cache (a launch's) download each blob once, in turn
+    const release = await lockfile.lock(blob, { realpath: false, lockfilePath: `${blob}.lock`, retries: LOCK_RETRIES });
+    try {
+      if (!fs.existsSync(blob) || opts.force_download) await download_blob(head.url, blob, { size, etag, ctx });
+    } finally {
+      await release();
+    }
   }
   return cache.link_snapshot(commit, filename, etag);
 }

@@ -170,7 +170,12 @@ export class ModuleList extends Module {
   }
 }
 
+/** torch.nn.Sequential(*modules): the modules given as arguments, applied in order. */
 export class Sequential extends ModuleList {
+  constructor(...modules: Module[]) {
+    super(modules);
+  }
+
   override forward(input: unknown): unknown {
     let x = input;
     for (const m of this) x = m(x);

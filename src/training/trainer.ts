@@ -61,6 +61,7 @@ import {
 import { createOptimizer, createScheduler } from "./optimizer_setup.js";
 import { CudaGraphStep, useCudaGraphs } from "./cuda_graph_step.js";
 import { metrics_format } from "./metrics_format.js";
+import { launchEnvironment } from "../distributed/launch_environment.js";
 
 /** A model the Trainer can drive: called with a batch, returning at least `logits` and, given labels, `loss`. */
 export type TrainableModel = Module & {
@@ -128,6 +129,14 @@ export class Trainer {
 
   constructor(model: TrainableModel, args?: TrainingArguments | null, options: TrainerOptions = {}) {
     if (!model || typeof model !== "function") throw new TypeError("Trainer needs a model (a Module, e.g. from AutoModelForSequenceClassification.from_pretrained)");
+    const launch = launchEnvironment();
+    if (launch.world_size > 1) {
+      // each process would train the whole model alone and write the same output_dir
+      throw new Error(
+        `Trainer: launched as ${launch.world_size} processes, but finetune's Trainer trains in one; launch one process, ` +
+          "or write the loop with Accelerator, which shares the training between processes",
+      );
+    }
     this.args = args ?? new TrainingArguments("trainer_output");
     set_seed(this.args.seed);
     this.model = model;

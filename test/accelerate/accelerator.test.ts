@@ -53,7 +53,7 @@ test("prepare returns each object ready, in the order given", () => {
 
 test("bf16: the prepared model runs under autocast and trains as the same model under torch.autocast", () => {
   const accelerator = new Accelerator({ cpu: true, mixed_precision: "bf16" });
-  const model = accelerator.prepare(probe())[0];
+  const model = accelerator.prepare(probe());
   const out = model(input());
   assert.deepEqual(model.autocast_seen, [true]);
   const reference = torch.autocast("cpu", () => probe().lin(input()));
@@ -70,8 +70,8 @@ test("fp16: backward scales the loss, the prepared optimizer unscales and skips 
   const plainGrad = plain.lin.weight.grad!.clone();
   plainOpt.step();
 
-  const [model] = accelerator.prepare(probe());
-  const [popt] = accelerator.prepare(new torch.optim.SGD(model.parameters(), { lr: 0.1 }));
+  const model = accelerator.prepare(probe());
+  const popt = accelerator.prepare(new torch.optim.SGD(model.parameters(), { lr: 0.1 }));
   accelerator.backward(model(input()).pow(2).mean());
   // scaling by a power of two is exact, in float32 as in float16
   assert.equal(maxAbsDiff(model.lin.weight.grad!, plainGrad.mul(65536)), 0, "gradients carry the loss scale");
@@ -99,7 +99,7 @@ test("gradient_accumulation_steps divides the loss in backward()", () => {
   assert.ok(maxAbsDiff(b.lin.weight.grad!, a.lin.weight.grad!.div(4)) <= 1e-7);
 });
 
-test("launch environment: mixed precision from it, several processes refused, bad options named", async () => {
+test("launch environment: mixed precision from it, a broken one and bad options named", async () => {
   process.env.ACCELERATE_MIXED_PRECISION = "bf16";
   try {
     assert.equal(new Accelerator({ cpu: true }).mixed_precision, "bf16");
@@ -108,12 +108,15 @@ test("launch environment: mixed precision from it, several processes refused, ba
   }
   assert.equal(await notebook_launcher(() => new Accelerator({ cpu: true }).mixed_precision, { mixed_precision: "fp16", num_processes: 1 }), "fp16");
   assert.equal(process.env.ACCELERATE_MIXED_PRECISION, undefined, "the launcher restores the environment");
-  await assert.rejects(notebook_launcher(() => 0, { num_processes: 2 }), /num_processes=2 needs several processes/);
+  await assert.rejects(notebook_launcher(() => 0, { num_processes: 0 }), /num_processes must be a positive integer, got 0/);
   process.env.WORLD_SIZE = "2";
   try {
-    assert.throws(() => new Accelerator(), /WORLD_SIZE=2: finetune's Accelerator runs one process only/);
+    assert.throws(() => new Accelerator(), /the launch environment has no RANK: set it, or start the processes with finetune launch/);
+    process.env.RANK = "2";
+    assert.throws(() => new Accelerator(), /RANK=2 in the launch environment is not below WORLD_SIZE=2/);
   } finally {
     delete process.env.WORLD_SIZE;
+    delete process.env.RANK;
   }
   assert.throws(() => new Accelerator({ mixed_precision: "fp8" as never }), /mixed_precision must be one of "no", "fp16", "bf16", got "fp8"/);
   assert.throws(() => new Accelerator({ gradient_accumulation_steps: 0 }), /gradient_accumulation_steps must be a positive integer/);

@@ -117,7 +117,7 @@ test("a 16-bit tensor's gradient has its dtype, with and without autocast, as Py
 test("autocast forward and backward release their 16-bit copies", () => {
   const g = gen();
   // a module call is a scope: what it makes and does not return is released when it ends or after backward
-  const layer = new torch.nn.Sequential([new torch.nn.Linear(64, 64), new torch.nn.GELU(), new torch.nn.Linear(64, 64)]);
+  const layer = new torch.nn.Sequential(new torch.nn.Linear(64, 64), new torch.nn.GELU(), new torch.nn.Linear(64, 64));
   const step = () => {
     const x = torch.randn([8, 64], { generator: g });
     const loss = torch.autocast("cpu", () => {

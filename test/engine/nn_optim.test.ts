@@ -10,7 +10,7 @@ import type { Tensor } from "../../src/tensor/tensor.js";
 class Net extends Module {
   fc1 = new Linear(4, 3);
   norm = new LayerNorm(3);
-  head = new Sequential([new ReLU(), new Linear(3, 2, { bias: false })]);
+  head = new Sequential(new ReLU(), new Linear(3, 2, { bias: false }));
 
   forward(x: Tensor): Tensor {
     return this.head(this.norm(this.fc1(x)));

@@ -114,7 +114,7 @@ test("register_post_accumulate_grad_hook: once a backward, after all of the leaf
 test("register_post_accumulate_grad_hook: an optimizer stepping each parameter in the backward equals stepping after it", () => {
   const make = () => {
     torch.manual_seed(5);
-    return new Sequential([new Linear(6, 5), new ReLU(), new Linear(5, 3)]);
+    return new Sequential(new Linear(6, 5), new ReLU(), new Linear(5, 3));
   };
   const input = torch.randn([4, 6]);
   const [after, during] = [make(), make()];
