@@ -38,7 +38,8 @@
         "native/cuda/kernels/random.cc",
         "native/cuda/kernels/attention.cc",
         "native/cuda/kernels/index_check.cc",
-        "native/distributed/mpi.cc"
+        "native/distributed/mpi.cc",
+        "native/distributed/nccl.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

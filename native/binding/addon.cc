@@ -198,6 +198,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ft::RegisterRandom(env, exports);
   ft::RegisterCuda(env, exports);
   ft::RegisterMpi(env, exports);
+  ft::RegisterNccl(env, exports);
   Napi::Object cuda = Napi::Object::New(env);
   ft::RegisterCudaMemory(env, cuda);
   ft::RegisterCudaGraphs(env, cuda);

@@ -18,6 +18,8 @@ void RegisterRandom(Napi::Env env, Napi::Object exports);
 void RegisterCuda(Napi::Env env, Napi::Object exports);
 // native.mpi: the CPU processes' process group on the MPI library loaded at run time (native/distributed/mpi.cc).
 void RegisterMpi(Napi::Env env, Napi::Object exports);
+// native.nccl: the GPU processes' collectives on NCCL loaded at run time (native/distributed/nccl.cc).
+void RegisterNccl(Napi::Env env, Napi::Object exports);
 
 // native.cuda: the same kernel contract on device handles. The addon creates the `cuda` object once; each family
 // adds its functions to it (native/cuda/memory.cc, graphs.cc, events.cc, gemm.cc, kernels/register.cc).

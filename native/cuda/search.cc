@@ -22,9 +22,9 @@ constexpr const char* kTargetLib = "targets/x86_64-linux/lib";
 #endif
 
 // The folders of NVIDIA's Python wheels that hold the libraries we load: CUDA 13 wheels put everything in
-// nvidia/cu13/lib, CUDA 12 ones one folder per package.
+// nvidia/cu13/lib, CUDA 12 ones one folder per package; NCCL has its own.
 constexpr const char* kWheelFolders[] = {"nvidia/cu13/lib", "nvidia/cuda_nvrtc/lib", "nvidia/cublas/lib",
-                                         "nvidia/cuda_runtime/lib"};
+                                         "nvidia/cuda_runtime/lib", "nvidia/nccl/lib"};
 
 std::string Env(const char* name) {
   const char* value = std::getenv(name);

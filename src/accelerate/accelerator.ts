@@ -1,8 +1,8 @@
 // accelerate.Accelerator: places models and batches on the device, runs models under autocast in mixed precision,
-// scales fp16 losses. Launched as several CPU processes (finetune launch, or mpirun), it joins them in an MPI
-// process group, as accelerate's MULTI_CPU: prepared models start from process 0's weights, backward() averages the
-// gradients over the processes as DistributedDataParallel does, each process runs its share of the batches, and
-// gather / reduce combine tensors across processes. Several GPU processes would need NCCL, which finetune lacks.
+// scales fp16 losses. Launched as several processes (finetune launch, or mpirun), it joins them in a process group,
+// as accelerate's MULTI_CPU (MPI) and MULTI_GPU (NCCL, one GPU a process): prepared models start from process 0's
+// weights, backward() averages the gradients over the processes as DistributedDataParallel does, each process runs
+// its share of the batches, and gather / reduce combine tensors across processes.
 import { Tensor } from "../tensor/tensor.js";
 import { Device } from "../tensor/device.js";
 import { bfloat16, float16, type DType } from "../tensor/dtype.js";
@@ -92,8 +92,8 @@ export class Accelerator {
   readonly device_placement: boolean;
   /** fp16's loss scaler; null otherwise */
   readonly scaler: GradScaler | null;
-  /** "NO" for one process, "MULTI_CPU" for several */
-  readonly distributed_type: "NO" | "MULTI_CPU";
+  /** "NO" for one process, "MULTI_CPU" or "MULTI_GPU" for several */
+  readonly distributed_type: "NO" | "MULTI_CPU" | "MULTI_GPU";
   readonly num_processes: number;
   readonly process_index: number;
   readonly local_process_index: number;
@@ -114,16 +114,8 @@ export class Accelerator {
     this.num_processes = launch.world_size;
     this.process_index = launch.rank;
     this.local_process_index = launch.local_rank;
-    this.distributed_type = launch.world_size > 1 ? "MULTI_CPU" : "NO";
-    if (launch.world_size > 1) {
-      if (this.device.type !== "cpu") {
-        throw new Error(
-          `Accelerator: ${launch.world_size} processes on GPUs need NCCL process groups, which finetune does not have yet; ` +
-            "launch with --cpu (or Accelerator({ cpu: true })) to train on CPU processes, or launch one process",
-        );
-      }
-      if (!dist.is_initialized()) dist.init_process_group("mpi");
-    }
+    this.distributed_type = launch.world_size === 1 ? "NO" : this.device.type === "cpu" ? "MULTI_CPU" : "MULTI_GPU";
+    if (launch.world_size > 1 && !dist.is_initialized()) dist.init_process_group(this.device.type === "cpu" ? "mpi" : "nccl");
     this.device_placement = options.device_placement ?? true;
     this.gradient_accumulation_steps = options.gradient_accumulation_steps ?? 1;
     if (!Number.isInteger(this.gradient_accumulation_steps) || this.gradient_accumulation_steps < 1) {

@@ -1,9 +1,9 @@
 // accelerate.notebook_launcher: runs the training function in `num_processes` processes. Inside a launch (finetune
 // launch, mpirun) each process runs it as is; otherwise one process runs it here, and several are this script
-// started again under mpirun, every copy running the function (the whole script runs in each, as under
-// `finetune launch`), while this process waits for them.
+// started again under mpirun (one a GPU where there are enough, else on the CPU), every copy running the function
+// (the whole script runs in each, as under `finetune launch`), while this process waits for them.
 import { launchEnvironment } from "../distributed/launch_environment.js";
-import { runProcesses } from "./mpirun.js";
+import { processDevice, runProcesses } from "./mpirun.js";
 
 export interface NotebookLauncherOptions {
   num_processes?: number | null;
@@ -24,9 +24,10 @@ export async function notebook_launcher<A extends unknown[], R>(
   if (!launched && requested > 1) {
     const script = process.argv[1];
     if (!script) throw new Error("notebook_launcher: several processes re-run this script, and Node.js was given none (node -e?)");
-    const env: NodeJS.ProcessEnv = { ...process.env, ACCELERATE_USE_CPU: "true" };
+    const env: NodeJS.ProcessEnv = { ...process.env };
     if (opts.mixed_precision) env.ACCELERATE_MIXED_PRECISION = opts.mixed_precision;
-    const code = await runProcesses(requested, [process.execPath, ...process.execArgv, script, ...process.argv.slice(2)], env);
+    const device = processDevice(requested, ["1", "true", "yes"].includes(process.env.ACCELERATE_USE_CPU?.toLowerCase() ?? ""));
+    const code = await runProcesses(requested, { node_options: process.execArgv, script, args: process.argv.slice(2) }, env, device);
     if (code !== 0) throw new Error(`notebook_launcher: the ${requested} processes failed (mpirun exited with code ${code})`);
     return undefined;
   }

@@ -1,8 +1,13 @@
-// Starting several CPU processes of one script, as `accelerate launch` does for MULTI_CPU with mpirun: the MPI
-// launcher (FINETUNE_MPIRUN, else mpirun on the PATH) runs `node [node options] script [args]` once a process on
-// this machine; each process finds its rank in the variables mpirun gives it (distributed/launch_environment.ts).
+// Starting several processes of one script on this machine, CPU processes (accelerate's MULTI_CPU) or one a GPU
+// (MULTI_GPU): the MPI launcher (FINETUNE_MPIRUN, else mpirun on the PATH) runs `node [node options]
+// process_entry.js script [args]` once a process; each finds its rank in the variables mpirun gives it
+// (distributed/launch_environment.ts), and process_entry.ts gives it its GPU.
 import { spawn, spawnSync } from "node:child_process";
 import os from "node:os";
+import { fileURLToPath } from "node:url";
+import { cuda } from "../backend/cuda.js";
+
+const ENTRY = fileURLToPath(new URL("./process_entry.js", import.meta.url));
 
 /** Variables of an enclosing launch that would contradict mpirun's (launch_environment.ts reads them first). */
 const LAUNCH_VARIABLES = ["WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"];
@@ -38,10 +43,35 @@ export function mpiProcessEnv(env: NodeJS.ProcessEnv, num_processes: number): No
   return out;
 }
 
-/** Runs `num_processes` copies of `argv` under mpirun with `env`; resolves to the launcher's exit code. */
-export function runProcesses(num_processes: number, argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const { command, args } = mpirunCommand(num_processes, argv);
-  const child = spawn(command, args, { env: mpiProcessEnv(env, num_processes), stdio: "inherit" });
+/** Where `num_processes` processes train: one GPU each where GPUs are used and there are enough, else the CPU. */
+export function processDevice(num_processes: number, use_cpu: boolean): "cpu" | "cuda" {
+  if (use_cpu || !cuda.is_available()) return "cpu";
+  const gpus = cuda.device_count();
+  if (num_processes > gpus) {
+    throw new Error(
+      `${num_processes} processes on GPUs take a GPU each, and ${gpus} ${gpus === 1 ? "is" : "are"} visible here: ` +
+        `use ${gpus} processes, or train on CPU processes (finetune launch --cpu, or ACCELERATE_USE_CPU=1)`,
+    );
+  }
+  return "cuda";
+}
+
+/** What the processes run: node with `node_options`, the script and its arguments. */
+export interface ProcessCommand {
+  node_options: string[];
+  script: string;
+  args: string[];
+}
+
+/**
+ * Runs `num_processes` processes of `command` under mpirun with `env`, on `device` (processDevice's); resolves to
+ * the launcher's exit code.
+ */
+export function runProcesses(num_processes: number, command: ProcessCommand, env: NodeJS.ProcessEnv, device: "cpu" | "cuda"): Promise<number> {
+  const argv = [process.execPath, ...command.node_options, ENTRY, command.script, ...command.args];
+  const { command: launcher, args } = mpirunCommand(num_processes, argv);
+  const childEnv = mpiProcessEnv({ ...env, ACCELERATE_USE_CPU: String(device === "cpu") }, num_processes);
+  const child = spawn(launcher, args, { env: childEnv, stdio: "inherit" });
   return new Promise<number>((resolve, reject) => {
     child.on("error", reject);
     child.on("close", (code, signal) => resolve(code ?? (signal ? 1 : 0)));

@@ -1,7 +1,6 @@
 // accelerate's operations across processes on nested data: gather (every process's tensors concatenated along
 // their first dim, in process order) and pad_across_processes, over the default process group.
 import { Tensor } from "../tensor/tensor.js";
-import { Device } from "../tensor/device.js";
 import { cat } from "../ops/join.js";
 import { full } from "../tensor/creation.js";
 import * as dist from "../distributed/process_group.js";
@@ -48,7 +47,7 @@ function gatherTensor(t: Tensor): Tensor {
   const rows = shapes.map((s) => s[0]!);
   const longest = Math.max(...rows);
   const padded = padTo(input, 0, longest, 0, false);
-  const all = Tensor.empty([rows.length * longest, ...input.shape.slice(1)], input.dtype, new Device("cpu"));
+  const all = Tensor.empty([rows.length * longest, ...input.shape.slice(1)], input.dtype, input.device);
   dist.all_gather_into_tensor(all, padded);
   if (padded !== input) padded.dispose();
   if (input !== t) input.dispose();
@@ -59,10 +58,7 @@ function gatherTensor(t: Tensor): Tensor {
     parts.forEach((p) => p.dispose());
     all.dispose();
   }
-  if (t.device.type === "cpu") return gathered;
-  const moved = gathered.to(t.device);
-  gathered.dispose();
-  return moved;
+  return gathered;
 }
 
 /** accelerate's gather: each tensor in `data` as every process's, concatenated along the first dim. */

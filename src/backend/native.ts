@@ -195,6 +195,30 @@ export interface NativeAddon {
 
   /** The CPU processes' process group on the MPI library loaded at run time (native/distributed/mpi.cc). */
   mpi: MpiAddon;
+
+  /** The GPU processes' collectives on NCCL loaded at run time (native/distributed/nccl.cc). */
+  nccl: NcclAddon;
+}
+
+/**
+ * native.nccl: collectives between processes that each drive one GPU, queued on the current stream. Buffers are
+ * device handles (native.cuda); collectives throw until init() joined the communicator.
+ */
+export interface NcclAddon {
+  /** Whether NCCL loads, and why not; its version (e.g. 22703 for 2.27.3). */
+  load(): { available: boolean; reason: string; library: string; version: number };
+  /** A new communicator id (128 bytes), for process 0 to send to the others. */
+  uniqueId(): ArrayBuffer;
+  /** Joins the communicator `id` names as `rank` of `size` (blocks until every process joins). */
+  init(id: ArrayBuffer, size: number, rank: number): void;
+  /** In place: the sum, max or min of `count` elements of `dtype` at element `offset` over the processes. */
+  allReduce(buffer: AB, offset: number, count: number, dtype: DTypeCode, op: ReduceOp): void;
+  /** Process `root`'s bytes to every process, in place. */
+  broadcast(buffer: AB, byteOffset: number, bytes: number, root: number): void;
+  /** Every process's `bytes` bytes into `recv`, in rank order. */
+  allGather(send: AB, sendByteOffset: number, bytes: number, recv: AB, recvByteOffset: number): void;
+  /** Leaves the communicator. */
+  destroy(): void;
 }
 
 /**

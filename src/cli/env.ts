@@ -42,6 +42,12 @@ function mpiText(): string {
   return mpi.available ? `${mpi.implementation} (${mpi.library})` : `not available (${mpi.reason})`;
 }
 
+function ncclText(): string {
+  const nccl = native.nccl.load();
+  const v = nccl.version;
+  return nccl.available ? `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100} (${nccl.library})` : `not available (${nccl.reason})`;
+}
+
 export function envReport(): Record<string, string> {
   const f = native.cpuFeatures();
   const simd = f.avx512f ? `AVX-512${f.avx512bf16 ? " (bf16)" : ""}` : f.avx2 ? "AVX2" : "scalar";
@@ -54,7 +60,8 @@ export function envReport(): Record<string, string> {
     "Compute threads": String(native.getNumThreads()),
     "System RAM": `${(os.totalmem() / 2 ** 30).toFixed(2)} GB`,
     ...cudaReport(),
-    "MPI (several CPU processes)": mpiText(),
+    "MPI (several processes)": mpiText(),
+    "NCCL (several GPU processes)": ncclText(),
     "HF_ENDPOINT": process.env.HF_ENDPOINT ?? "(default)",
     "HF_HOME": process.env.HF_HOME ?? path.join(os.homedir(), ".cache", "huggingface"),
   };

@@ -1,7 +1,7 @@
 // `finetune launch [options] SCRIPT [ARGS...]` (= `accelerate launch`) and `finetune config [default]`
 // (= `accelerate config`): the launcher runs SCRIPT in a child process with the launch environment Accelerator
-// and notebook_launcher read, its defaults taken from accelerate's config file; several processes are CPU
-// processes started by MPI's launcher (accelerate's MULTI_CPU), which join an MPI process group.
+// and notebook_launcher read, its defaults taken from accelerate's config file; several processes are started by
+// MPI's launcher, one a GPU (accelerate's MULTI_GPU, joined by NCCL) or on the CPU (MULTI_CPU, joined by MPI).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -15,7 +15,7 @@ import {
   type AccelerateConfig,
 } from "../accelerate/config.js";
 import { MIXED_PRECISION, type MixedPrecision } from "../accelerate/accelerator.js";
-import { runProcesses } from "../accelerate/mpirun.js";
+import { processDevice, runProcesses } from "../accelerate/mpirun.js";
 
 const LAUNCH_USAGE =
   "usage: finetune launch [--config_file FILE] [--num_processes N] [--mixed_precision no|fp16|bf16] [--cpu] SCRIPT.js [ARGS...]";
@@ -70,15 +70,11 @@ export async function launchCommand(argv: string[]): Promise<void> {
     throw new Error(`${options.script} is TypeScript, which Node.js ${process.versions.node} does not run: compile it (tsc) and launch the .js file`);
   }
   const use_cpu = options.cpu || config.use_cpu;
-  if (num_processes > 1 && !use_cpu && cuda.is_available()) {
-    throw new Error(
-      `finetune launch: ${num_processes} processes on GPUs need NCCL process groups, which finetune does not have yet; ` +
-        "add --cpu to train on CPU processes, or use --num_processes 1",
-    );
-  }
-  const env = { ...process.env, ACCELERATE_MIXED_PRECISION: mixed_precision, ACCELERATE_USE_CPU: String(use_cpu || num_processes > 1) };
-  const command = [process.execPath, options.script, ...options.script_args];
-  process.exitCode = num_processes > 1 ? await runProcesses(num_processes, command, env) : await runOne(command, env);
+  const env = { ...process.env, ACCELERATE_MIXED_PRECISION: mixed_precision, ACCELERATE_USE_CPU: String(use_cpu) };
+  const command = { node_options: [], script: options.script, args: options.script_args };
+  process.exitCode = num_processes > 1
+    ? await runProcesses(num_processes, command, env, processDevice(num_processes, use_cpu))
+    : await runOne([process.execPath, options.script, ...options.script_args], env);
 }
 
 /** Runs `argv` as the launch's one process; resolves to its exit code. */
@@ -131,10 +127,8 @@ async function interactiveConfig(): Promise<AccelerateConfig> {
   try {
     const config = default_config();
     config.use_cpu = (await ask(lines, "Do you want to run your training on CPU only (even if a GPU is available)?", ["no", "yes"])) === "yes";
-    if (config.use_cpu) {
-      config.num_processes = await askCount(lines, "How many CPU processes should be used for distributed training?");
-      if (config.num_processes > 1) config.distributed_type = "MULTI_CPU";
-    }
+    config.num_processes = await askCount(lines, `How many ${config.use_cpu ? "CPU processes" : "GPU(s)"} should be used for distributed training?`);
+    if (config.num_processes > 1) config.distributed_type = config.use_cpu ? "MULTI_CPU" : "MULTI_GPU";
     config.mixed_precision = (await ask(lines, "Do you wish to use mixed precision?", [...MIXED_PRECISION])) as MixedPrecision;
     return config;
   } finally {
@@ -144,7 +138,7 @@ async function interactiveConfig(): Promise<AccelerateConfig> {
 
 const CONFIG_USAGE = "usage: finetune config [--config_file FILE] | finetune config default [--mixed_precision no|fp16|bf16] [--config_file FILE]";
 
-/** `finetune config` asks (one process: the CPU or the GPU, and mixed precision); `config default` writes defaults. */
+/** `finetune config` asks (the CPU or GPUs, how many processes, mixed precision); `config default` writes defaults. */
 export async function configCommand(argv: string[]): Promise<void> {
   const isDefault = argv[0] === "default";
   const rest = isDefault ? argv.slice(1) : argv;

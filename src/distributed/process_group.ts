@@ -1,9 +1,10 @@
-// torch.distributed for CPU processes: the default process group on MPI (native/distributed/mpi.cc), the one
-// backend finetune has; every collective is the MPI library's. Tensors that are not contiguous or not on the CPU
-// go through a contiguous host copy.
+// torch.distributed: the default process group over the processes a launcher started. Backend "mpi" (CPU
+// processes) runs every collective on the MPI library (native/distributed/mpi.cc); backend "nccl" (one GPU a
+// process) joins through MPI too, then runs the collectives of CUDA tensors on NCCL (native/distributed/nccl.cc), on
+// the stream their kernels run on, and those of CPU tensors and objects on MPI, as PyTorch's "cpu:gloo,cuda:nccl".
+// Tensors that are not contiguous (or, for MPI, not on the CPU) go through a contiguous copy.
 import { native, DTypeCode, ReduceOp as NativeReduceOp } from "../backend/native.js";
 import { Tensor } from "../tensor/tensor.js";
-import { Device } from "../tensor/device.js";
 import { launchEnvironment } from "./launch_environment.js";
 
 /** torch.distributed.ReduceOp */
@@ -11,10 +12,10 @@ export const ReduceOp = { SUM: "sum", MAX: "max", MIN: "min" } as const;
 export type ReduceOpName = (typeof ReduceOp)[keyof typeof ReduceOp];
 
 const NATIVE_OPS: Record<ReduceOpName, NativeReduceOp> = { sum: NativeReduceOp.Sum, max: NativeReduceOp.Max, min: NativeReduceOp.Min };
-const REDUCIBLE = new Set<DTypeCode>([DTypeCode.F32, DTypeCode.I64, DTypeCode.I32]);
-const BACKENDS = ["mpi", "gloo", "nccl"];
+const MPI_REDUCIBLE = new Set<DTypeCode>([DTypeCode.F32, DTypeCode.I64, DTypeCode.I32]);
+const BACKENDS = ["mpi", "nccl", "gloo"];
 
-let world: { rank: number; size: number } | null = null;
+let world: { rank: number; size: number; backend: "mpi" | "nccl" } | null = null;
 
 /** Whether a process group can be made here: whether an MPI library loads. */
 export function is_available(): boolean {
@@ -29,8 +30,9 @@ export function is_gloo_available(): boolean {
   return false;
 }
 
+/** Whether NCCL loads here (the "nccl" backend also needs MPI, through which the processes meet). */
 export function is_nccl_available(): boolean {
-  return false;
+  return native.nccl.load().available;
 }
 
 export function is_initialized(): boolean {
@@ -45,18 +47,23 @@ export interface InitProcessGroupOptions {
 }
 
 /**
- * Joins the launch's processes: backend "mpi" (the default here), over the MPI library mpirun started them with
- * (`finetune launch` does). The world is MPI's; a launch environment (WORLD_SIZE, RANK) saying otherwise is an error.
+ * Joins the launch's processes over the MPI library mpirun started them with (`finetune launch` does): backend
+ * "mpi" for CPU processes; "nccl" for processes that each drive one GPU, whose NCCL communicator is made with an id
+ * process 0 sends the others through MPI. The world is MPI's; a launch environment saying otherwise is an error.
  */
 export function init_process_group(backend: string | null = "mpi", options: InitProcessGroupOptions = {}): void {
   const name = (backend ?? "mpi").toLowerCase();
-  if (!BACKENDS.includes(name)) throw new Error(`init_process_group: unknown backend ${JSON.stringify(backend)}; finetune has "mpi"`);
-  if (name !== "mpi") {
-    throw new Error(`init_process_group: the ${name} backend is not part of finetune; use backend "mpi" on CPU processes started by finetune launch or mpirun`);
+  if (!BACKENDS.includes(name)) throw new Error(`init_process_group: unknown backend ${JSON.stringify(backend)}; finetune has "mpi" and "nccl"`);
+  if (name === "gloo") {
+    throw new Error('init_process_group: the gloo backend is not part of finetune; use backend "mpi" on CPU processes (or "nccl" on GPUs) started by finetune launch or mpirun');
   }
   if (world !== null) throw new Error("init_process_group: trying to initialize the default process group twice");
   const mpi = native.mpi.load();
-  if (!mpi.available) throw new Error(`init_process_group("mpi"): ${mpi.reason}`);
+  if (!mpi.available) throw new Error(`init_process_group("${name}"): ${mpi.reason}`);
+  if (name === "nccl") {
+    const nccl = native.nccl.load();
+    if (!nccl.available) throw new Error(`init_process_group("nccl"): ${nccl.reason}`);
+  }
   const launch = launchEnvironment();
   const joined = native.mpi.init();
   const expected = { world_size: options.world_size ?? launch.world_size, rank: options.rank ?? launch.rank };
@@ -66,7 +73,12 @@ export function init_process_group(backend: string | null = "mpi", options: Init
         `rank ${expected.rank} of ${expected.world_size}: start every process with finetune launch (or mpirun)`,
     );
   }
-  world = joined;
+  if (name === "nccl") {
+    const id = joined.rank === 0 ? native.nccl.uniqueId() : new ArrayBuffer(128);
+    native.mpi.broadcast(id, 0, 128, 0);
+    native.nccl.init(id, joined.size, joined.rank);
+  }
+  world = { ...joined, backend: name as "mpi" | "nccl" };
   // A process leaving MPI must finalize it; one that fails does not, so that mpirun stops the others instead of
   // every process waiting in MPI_Finalize for the one that is gone.
   process.once("exit", (code) => {
@@ -74,7 +86,12 @@ export function init_process_group(backend: string | null = "mpi", options: Init
   });
 }
 
-function requireWorld(): { rank: number; size: number } {
+/** The backend of the default process group: "mpi" or "nccl". */
+export function get_backend(): string {
+  return requireWorld().backend;
+}
+
+function requireWorld(): { rank: number; size: number; backend: "mpi" | "nccl" } {
   if (world === null) throw new Error("Default process group has not been initialized, please make sure to call init_process_group.");
   return world;
 }
@@ -87,51 +104,68 @@ export function get_world_size(): number {
   return requireWorld().size;
 }
 
-/** Runs `fn` on a contiguous host tensor with t's values, and copies its values back into t where `writeBack`. */
-function onHost(t: Tensor, writeBack: boolean, fn: (host: Tensor) => void): void {
+/** Whether the collectives on `t` go to NCCL: a CUDA tensor in an "nccl" group. */
+function onNccl(t: Tensor): boolean {
+  return world!.backend === "nccl" && t.device.type === "cuda";
+}
+
+/**
+ * Runs `fn` on a contiguous tensor with t's values, on t's device where the collective runs there (NCCL), else on
+ * the host, and copies its values back into t where `writeBack`.
+ */
+function onDense(t: Tensor, writeBack: boolean, fn: (dense: Tensor) => void): void {
   const dense = t.is_contiguous() ? t : t.contiguous();
-  const host = dense.device.type === "cpu" ? dense : dense.cpu();
+  const placed = onNccl(t) || dense.device.type === "cpu" ? dense : dense.cpu();
   try {
-    fn(host);
-    if (writeBack && host !== t) t.copy_(host);
+    fn(placed);
+    if (writeBack && placed !== t) t.copy_(placed);
   } finally {
-    if (host !== dense) host.dispose();
+    if (placed !== dense) placed.dispose();
     if (dense !== t) dense.dispose();
   }
 }
 
-/** In place: every process's tensor combined by `op` (ReduceOp.SUM by default); float32, int64 or int32. */
+const byteOffset = (t: Tensor) => t.offset * t.dtype.itemsize;
+
+/** In place: every process's tensor combined by `op` (ReduceOp.SUM by default); float32, int64 or int32 (and 16-bit
+ * floats on NCCL). */
 export function all_reduce(tensor: Tensor, op: ReduceOpName = ReduceOp.SUM): void {
   requireWorld();
-  if (!REDUCIBLE.has(tensor.dtype.code)) throw new TypeError(`all_reduce: a ${tensor.dtype.name} tensor; MPI reduces float32, int64 and int32 tensors`);
   if (!(op in NATIVE_OPS)) throw new Error(`all_reduce: op must be ReduceOp.SUM, MAX or MIN, got ${JSON.stringify(op)}`);
-  onHost(tensor, true, (h) => native.mpi.allReduce(h.buffer, h.offset * h.dtype.itemsize, h.numel(), h.dtype.code, NATIVE_OPS[op]));
+  if (onNccl(tensor)) {
+    onDense(tensor, true, (d) => native.nccl.allReduce(d.buffer, d.offset, d.numel(), d.dtype.code, NATIVE_OPS[op]));
+    return;
+  }
+  if (!MPI_REDUCIBLE.has(tensor.dtype.code)) throw new TypeError(`all_reduce: a ${tensor.dtype.name} tensor; MPI reduces float32, int64 and int32 tensors`);
+  onDense(tensor, true, (h) => native.mpi.allReduce(h.buffer, byteOffset(h), h.numel(), h.dtype.code, NATIVE_OPS[op]));
 }
 
 /** In place: process `src`'s tensor on every process. */
 export function broadcast(tensor: Tensor, src: number): void {
   const { size } = requireWorld();
   if (!Number.isInteger(src) || src < 0 || src >= size) throw new RangeError(`broadcast: src must be a rank below ${size}, got ${src}`);
-  onHost(tensor, true, (h) => native.mpi.broadcast(h.buffer, h.offset * h.dtype.itemsize, h.numel() * h.dtype.itemsize, src));
+  const bytes = tensor.numel() * tensor.dtype.itemsize;
+  onDense(tensor, true, (d) => (onNccl(d) ? native.nccl : native.mpi).broadcast(d.buffer, byteOffset(d), bytes, src));
 }
 
-/** `output` (world_size times `input`'s elements, its dtype): every process's `input` in rank order. */
+/** `output` (world_size times `input`'s elements, its dtype and device): every process's `input` in rank order. */
 export function all_gather_into_tensor(output: Tensor, input: Tensor): void {
   const { size } = requireWorld();
   if (output.dtype !== input.dtype) throw new TypeError(`all_gather_into_tensor: output is ${output.dtype.name}, input ${input.dtype.name}`);
+  if (!output.device.equals(input.device)) throw new TypeError(`all_gather_into_tensor: output is on ${output.device}, input on ${input.device}`);
   if (output.numel() !== size * input.numel()) {
     throw new RangeError(`all_gather_into_tensor: output has ${output.numel()} elements; ${size} processes of ${input.numel()} need ${size * input.numel()}`);
   }
   const bytes = input.numel() * input.dtype.itemsize;
-  onHost(input, false, (send) =>
-    onHost(output, true, (recv) => native.mpi.allGather(send.buffer, send.offset * send.dtype.itemsize, bytes, recv.buffer, recv.offset * recv.dtype.itemsize)));
+  onDense(input, false, (send) =>
+    onDense(output, true, (recv) => (onNccl(recv) ? native.nccl : native.mpi).allGather(send.buffer, byteOffset(send), bytes, recv.buffer, byteOffset(recv))));
 }
 
 /** Fills `tensor_list` (one tensor a process, each `tensor`'s shape) with every process's `tensor`. */
 export function all_gather(tensor_list: Tensor[], tensor: Tensor): void {
   const { size } = requireWorld();
   if (tensor_list.length !== size) throw new RangeError(`all_gather: tensor_list has ${tensor_list.length} tensors for ${size} processes`);
-  const gathered = Tensor.empty([size, ...tensor.shape], tensor.dtype, new Device("cpu"));
+  const gathered = Tensor.empty([size, ...tensor.shape], tensor.dtype, tensor.device);
   try {
     all_gather_into_tensor(gathered, tensor);
     tensor_list.forEach((t, i) => {
@@ -150,9 +184,10 @@ export function barrier(): void {
   native.mpi.barrier();
 }
 
-/** Leaves the process group (MPI_Finalize): this process cannot join another. */
+/** Leaves the process group (and MPI: this process cannot join another). */
 export function destroy_process_group(): void {
   requireWorld();
+  native.nccl.destroy();
   native.mpi.finalize();
   world = null;
 }

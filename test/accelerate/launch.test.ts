@@ -44,6 +44,12 @@ test("finetune config default writes accelerate's JSON once; finetune config ask
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /Please answer one of no, yes/);
   assert.match(run.stdout, /How many CPU processes should be used for distributed training\? \[1\]: Please answer a positive integer/);
+  const home3 = tmpHome();
+  run = await finetune(["config"], home3, "no\n4\nbf16\n");
+  assert.equal(run.code, 0, run.stderr);
+  const gpus = YAML.parse(fs.readFileSync(path.join(home3, "accelerate", "default_config.yaml"), "utf8")) as Record<string, unknown>;
+  assert.deepEqual([gpus.use_cpu, gpus.num_processes, gpus.distributed_type], [false, 4, "MULTI_GPU"]);
+  fs.rmSync(home3, { recursive: true, force: true });
   const yaml = YAML.parse(fs.readFileSync(path.join(home2, "accelerate", "default_config.yaml"), "utf8")) as Record<string, unknown>;
   assert.equal(yaml.use_cpu, true);
   assert.equal(yaml.num_processes, 2);

@@ -12,6 +12,7 @@ import path from "node:path";
 import { torch } from "../../src/torch.js";
 import { REPO_ROOT } from "../helpers/paths.js";
 import { HAS_GXX, withFakeCuda } from "../helpers/fake_cuda.js";
+import { NO_MPI } from "../helpers/mpi.js";
 
 const GPU_TEST_FILES = ["ops_parity", "kernels_parity", "attention_parity", "amp_parity", "graphs_parity"].map((name) =>
   path.join(REPO_ROOT, "dist/test/cuda", `${name}.test.js`),
@@ -66,6 +67,11 @@ test("the GPU tests pass on the emulated CUDA toolkit", { skip: SKIP, timeout: 9
         // with the allocator as on a GPU: blocks cut from shared segments.
         const trainer = nodeTest(["--test-name-pattern=^bf16: the golden", path.join(REPO_ROOT, "dist/test/training/trainer_mixed_precision.test.js")]);
         assert.equal(trainer.count("pass"), 1, trainer.tail);
+        // Two GPU processes under finetune launch, on two fake GPUs whose NCCL runs on MPI (where MPI is installed)
+        if (!NO_MPI) {
+          const multi = nodeTest([path.join(REPO_ROOT, "dist/test/cuda/multi_gpu.test.js")]);
+          assert.equal(multi.count("pass"), 2, multi.tail);
+        }
         // Each kernel module was compiled once (and then read from the disk cache by the later files).
         assert.ok(fs.readdirSync(cache).some((f) => f.endsWith(".cubin")), "compiled kernels are cached");
       } finally {

@@ -22,12 +22,16 @@ test("launchEnvironment reads torchrun's, Open MPI's and MPICH's variables; none
   assert.throws(() => launchEnvironment({ WORLD_SIZE: "two" }), /WORLD_SIZE=two in the launch environment: expected an integer >= 1/);
 });
 
-test("without init_process_group the collectives say so as torch does; backends other than mpi are refused by name", () => {
+test("without init_process_group the collectives say so as torch does; gloo and unknown backends are refused, nccl without NCCL says what to install", () => {
   assert.equal(dist.is_initialized(), false);
   assert.throws(() => dist.get_rank(), /Default process group has not been initialized, please make sure to call init_process_group/);
   assert.throws(() => dist.barrier(), /Default process group has not been initialized/);
-  assert.throws(() => dist.init_process_group("nccl"), /the nccl backend is not part of finetune; use backend "mpi"/);
-  assert.throws(() => dist.init_process_group("tcp"), /unknown backend "tcp"; finetune has "mpi"/);
+  assert.throws(() => dist.init_process_group("gloo"), /the gloo backend is not part of finetune; use backend "mpi" on CPU processes \(or "nccl" on GPUs\)/);
+  assert.throws(() => dist.init_process_group("tcp"), /unknown backend "tcp"; finetune has "mpi" and "nccl"/);
+  if (!dist.is_nccl_available()) {
+    assert.throws(() => dist.init_process_group("nccl"), /init_process_group\("nccl"\): NCCL \(libnccl.so.2\) was not found: install it/);
+  }
+  assert.equal(dist.is_initialized(), false, "a refused call leaves no process group");
 });
 
 test("MPI collectives across 3 processes: all_reduce (sum, max, min; float32, int64; a strided view), broadcast, all_gather, objects", { skip: NO_MPI }, () => {
@@ -95,7 +99,7 @@ test("without an MPI library: is_available() is false, init_process_group and fi
     const { envReport } = await import(${src} + "/cli/env.js");
     let error = "";
     try { d.init_process_group("mpi"); } catch (e) { error = e.message; }
-    console.log(JSON.stringify({ available: d.is_available(), error, env: envReport()["MPI (several CPU processes)"] }));
+    console.log(JSON.stringify({ available: d.is_available(), error, env: envReport()["MPI (several processes)"] }));
   `], { env: { ...process.env, FINETUNE_MPI_LIBRARY: "libmpi-missing.so.7" }, encoding: "utf8" });
   assert.equal(run.status, 0, run.stderr);
   const r = JSON.parse(run.stdout) as { available: boolean; error: string; env: string };

@@ -3,7 +3,8 @@
 // of the process and checks every copy's direction and bounds (driver.cc). By default NVRTC and cuBLASLt only
 // report their versions, so kernels fail to compile with a clear error; with `emulate` they run: the fake NVRTC
 // builds kernel sources with g++ against a CPU model of the CUDA built-ins (nvrtc.cc, device.h) and the fake
-// cuBLASLt multiplies on the CPU (cublaslt.cc), so native.cuda runs end to end. With FTEMU_SKIP=1 in the
+// cuBLASLt multiplies on the CPU (cublaslt.cc), so native.cuda runs end to end, and the fake NCCL does its
+// collectives on the processes' MPI world (nccl.cc). With FTEMU_SKIP=1 in the
 // environment of the process using it, device-side work (launches, GEMMs, device-to-device copies) is checked
 // and then not done: the host side (the caching allocator, CUDA graphs, the JS
 // around each op) runs as on a GPU, fast, for bench/gpu_memory.ts and host profiles. With FTEMU_DEFER=1 queued work
@@ -51,6 +52,8 @@ export function withFakeCuda<T>(body: (home: string) => T, options: FakeCudaOpti
       gxx([path.join(SOURCES, "nvrtc.cc"), "-ldl", "-o", nvrtc]);
       // Linked to the fake libcuda (found next to it) for its stream and its device memory checks.
       gxx([path.join(SOURCES, "cublaslt.cc"), `-I${path.join(REPO_ROOT, "native")}`, libcuda, "-Wl,-rpath,$ORIGIN", "-o", cublasLt]);
+      // NCCL's calls on the processes' MPI world, queued on the fake stream
+      gxx([path.join(SOURCES, "nccl.cc"), `-I${path.join(REPO_ROOT, "native")}`, libcuda, "-Wl,-rpath,$ORIGIN", "-ldl", "-o", path.join(lib64, "libnccl.so.2")]);
     } else {
       gxx(["-x", "c++", "-", "-o", nvrtc], VERSION_ONLY_NVRTC);
       gxx(["-x", "c++", "-", "-o", cublasLt], VERSION_ONLY_CUBLASLT);

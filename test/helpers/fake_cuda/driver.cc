@@ -1,4 +1,4 @@
-// The fake libcuda.so.1: one device whose memory is a separate reserved address range of this process, one
+// The fake libcuda.so.1: a device (or FTEMU_DEVICE_COUNT alike, one used) whose memory is a separate reserved address range of this process, one
 // stream on which all work runs synchronously (or is recorded while the stream is captured into a graph), and
 // modules that are shared libraries built by the fake NVRTC (nvrtc.cc, device.h).
 //
@@ -267,7 +267,25 @@ int ftemu_submit(void* stream, int (*run)(void*), void* data, void (*release)(vo
       stream, [run, data] { return run(data); }, [release, data] { release(data); });
 }
 
-int cuInit(unsigned) { return 0; }
+// FTEMU_DEVICE_COUNT (default 1) identical devices, of which CUDA_VISIBLE_DEVICES lists those this process sees
+// (up to the first entry that names none, as the driver reads it); a process uses device 0 of what it sees.
+int VisibleDevices() {
+  const char* count_env = std::getenv("FTEMU_DEVICE_COUNT");
+  const int count = count_env != nullptr ? std::atoi(count_env) : 1;
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (visible == nullptr) return count;
+  int seen = 0;
+  for (const char* p = visible; *p != '\0';) {
+    char* end = nullptr;
+    const long index = std::strtol(p, &end, 10);
+    if (end == p || index < 0 || index >= count) break;
+    ++seen;
+    p = *end == ',' ? end + 1 : end;
+    if (*end != ',') break;
+  }
+  return seen;
+}
+int cuInit(unsigned) { return VisibleDevices() == 0 ? 100 : 0; }  // CUDA_ERROR_NO_DEVICE
 int cuDriverGetVersion(int* v) {
   *v = 13000;
   return 0;
@@ -281,11 +299,11 @@ int cuGetErrorString(int code, const char** s) {
   return 0;
 }
 int cuDeviceGetCount(int* n) {
-  *n = 1;
+  *n = VisibleDevices();
   return 0;
 }
 int cuDeviceGet(int* d, int ordinal) {
-  if (ordinal != 0) return Fail(kInvalidValue, "only device 0 exists");
+  if (ordinal < 0 || ordinal >= VisibleDevices()) return Fail(kInvalidValue, "no such device");
   *d = ordinal;
   return 0;
 }
