@@ -15,6 +15,7 @@ import { Optimizer, type OptimizerStateDict, type ParamGroup } from "../optim/op
 import { DataLoader } from "../data/dataloader.js";
 import { launchEnvironment } from "../distributed/launch_environment.js";
 import * as dist from "../distributed/process_group.js";
+import { average_gradients } from "../distributed/gradients.js";
 import { DataLoaderShard, type GradientState } from "./data_loader.js";
 import { gatherAcross, mapTensors, padAcross } from "./operations.js";
 
@@ -198,38 +199,7 @@ export class Accelerator {
     scaled.backward();
     if (scaled !== divided) scaled.dispose();
     if (divided !== loss) divided.dispose();
-    if (this.use_distributed) this.average_gradients();
-  }
-
-  /** Averages the prepared models' gradients over the processes; a parameter without one here contributes zeros. */
-  private average_gradients(): void {
-    const params = this.models.flatMap((m) => m.parameters()).filter((p) => p.requires_grad);
-    if (params.length === 0) return;
-    const flat = Tensor.empty([params.reduce((n, p) => n + p.numel(), 0)], params[0]!.dtype, params[0]!.device);
-    let at = 0;
-    for (const p of params) {
-      const part = flat.narrow(0, at, p.numel());
-      if (p.grad) {
-        const values = p.grad.reshape(-1);
-        part.copy_(values);
-        values.dispose();
-      } else {
-        part.zero_();
-      }
-      part.dispose();
-      at += p.numel();
-    }
-    flat.div_(this.num_processes);
-    dist.all_reduce(flat);
-    at = 0;
-    for (const p of params) {
-      const part = flat.narrow(0, at, p.numel()).view([...p.shape]);
-      if (p.grad) p.grad.copy_(part);
-      else p.grad = part.clone();
-      part.dispose();
-      at += p.numel();
-    }
-    flat.dispose();
+    if (this.use_distributed) average_gradients(this.models.flatMap((m) => m.parameters()));
   }
 
   /** `with accelerator.autocast(): ...` is `accelerator.autocast(() => ...)`. */

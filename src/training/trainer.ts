@@ -61,7 +61,10 @@ import {
 import { createOptimizer, createScheduler } from "./optimizer_setup.js";
 import { CudaGraphStep, useCudaGraphs } from "./cuda_graph_step.js";
 import { metrics_format } from "./metrics_format.js";
-import { launchEnvironment } from "../distributed/launch_environment.js";
+import * as dist from "../distributed/process_group.js";
+import { average_gradients } from "../distributed/gradients.js";
+import { epochBatches, gatherEvalBatch, meanAcross, shardLength } from "./data_parallel.js";
+import { shardBatches } from "../accelerate/data_loader.js";
 
 /** A model the Trainer can drive: called with a batch, returning at least `logits` and, given labels, `loss`. */
 export type TrainableModel = Module & {
@@ -129,15 +132,9 @@ export class Trainer {
 
   constructor(model: TrainableModel, args?: TrainingArguments | null, options: TrainerOptions = {}) {
     if (!model || typeof model !== "function") throw new TypeError("Trainer needs a model (a Module, e.g. from AutoModelForSequenceClassification.from_pretrained)");
-    const launch = launchEnvironment();
-    if (launch.world_size > 1) {
-      // each process would train the whole model alone and write the same output_dir
-      throw new Error(
-        `Trainer: launched as ${launch.world_size} processes, but finetune's Trainer trains in one; launch one process, ` +
-          "or write the loop with Accelerator, which shares the training between processes",
-      );
-    }
     this.args = args ?? new TrainingArguments("trainer_output");
+    // Launched as several processes, they train together (data_parallel.ts), one GPU each or on the CPU
+    if (this.args.world_size > 1 && !dist.is_initialized()) dist.init_process_group(this.args.device.type === "cpu" ? "mpi" : "nccl");
     set_seed(this.args.seed);
     this.model = model;
     // transformers places the model on args.device; on the CPU there is nothing to move.
@@ -367,8 +364,9 @@ export class Trainer {
     const args = this.args;
     const train_dataloader = this.get_train_dataloader();
     const GA = args.gradient_accumulation_steps;
-    const total_train_batch_size = args.train_batch_size * GA;
-    const len_dataloader = train_dataloader.length;
+    const world = args.world_size;
+    const total_train_batch_size = args.train_batch_size * GA * world;
+    const len_dataloader = world > 1 ? shardLength(train_dataloader.length, args.dataloader_drop_last, world) : train_dataloader.length;
     if (len_dataloader === 0) {
       throw new Error(`The training dataset gives no batch (${sizeOf(train_dataloader.dataset as Sized)} rows, batch size ${args.train_batch_size}, drop_last ${args.dataloader_drop_last})`);
     }
@@ -411,8 +409,8 @@ export class Trainer {
     Object.assign(this.callback_handler, { model, optimizer, lr_scheduler: scheduler, train_dataloader });
     this.state.max_steps = max_steps;
     this.state.num_train_epochs = num_train_epochs;
-    this.state.is_local_process_zero = true;
-    this.state.is_world_process_zero = true;
+    this.state.is_local_process_zero = args.local_process_index === 0;
+    this.state.is_world_process_zero = args.process_index === 0;
 
     let tr_loss = 0;
     this._total_loss_scalar = 0;
@@ -429,7 +427,9 @@ export class Trainer {
       const steps_in_epoch = len_dataloader;
       this.control = this.callback_handler.on_epoch_begin(args, this.state, this.control);
       this._epoch_sampler_state = this.train_generator.get_state();
-      const batches = train_dataloader.index_batches();
+      const batches = world > 1
+        ? epochBatches(train_dataloader, this.train_generator, { num_processes: world, process_index: args.process_index })
+        : train_dataloader.index_batches();
       const skip = steps_trained_in_current_epoch;
       for (let i = 0; i < skip; i++) batches.next();
       if (rng) {
@@ -460,6 +460,7 @@ export class Trainer {
           }
           if (j < group - 1) this.control = this.callback_handler.on_substep_end(args, this.state, this.control);
         }
+        if (world > 1) average_gradients(model.parameters());
         if (graphStep === null && args.max_grad_norm !== null && args.max_grad_norm > 0) {
           // clipping sees the true gradients: fp16's are unscaled first (step() then does not unscale again)
           this.scaler?.unscale_(optimizer);
@@ -498,7 +499,7 @@ export class Trainer {
     if (args.load_best_model_at_end && this.state.best_model_checkpoint !== null && fs.existsSync(this.state.best_model_checkpoint)) {
       loadModelWeights(model, this.state.best_model_checkpoint);
     }
-    this._total_loss_scalar += tr_loss;
+    this._total_loss_scalar += world > 1 ? meanAcross(tr_loss, world) : tr_loss;
     const train_loss = this._total_loss_scalar / Math.max(this.state.global_step, 0.001);
     const metrics: Metrics = speed_metrics("train", start_time, num_train_samples, this.state.max_steps);
     metrics["total_flos"] = this.state.total_flos;
@@ -525,7 +526,8 @@ export class Trainer {
     // fp16's loss scaler reads every step's gradients on the host to decide whether to step: no graph for it.
     // A subclass's own training_step would be bypassed by a replay: it keeps the eager loop.
     if (this.scaler || this.training_step !== Trainer.prototype.training_step) return null;
-    if (!useCudaGraphs(this.args.device, GA, optimizer)) return null;
+    // the gradients' average across processes runs between backward and clipping, outside what a graph holds
+    if (this.args.world_size > 1 || !useCudaGraphs(this.args.device, GA, optimizer)) return null;
     const model = this.model;
     this._defer_embedding_rows(optimizer);
     return this._graph_step = new CudaGraphStep(model, optimizer, this.args.device, this.args.max_grad_norm, (inputs, addLoss) => {
@@ -598,6 +600,8 @@ export class Trainer {
   /** After each step and epoch: log the running loss, evaluate and save as the control asks. */
   private async _maybe_log_save_evaluate(tr_loss: number, grad_norm: number | null, learning_rate: number | null): Promise<number> {
     if (this.control.should_log && this.state.global_step > this._globalstep_last_logged) {
+      const world = this.args.world_size;
+      if (world > 1) tr_loss = meanAcross(tr_loss, world);
       const logs: Record<string, number> = { loss: tr_loss / (this.state.global_step - this._globalstep_last_logged) };
       if (grad_norm !== null) logs["grad_norm"] = grad_norm;
       logs["learning_rate"] = learning_rate ?? this._get_learning_rate();
@@ -649,6 +653,8 @@ export class Trainer {
   /** model.safetensors + config.json, the tokenizer's files and training_args.json, in `output_dir`. */
   save_model(output_dir: string | null = null): void {
     this._catch_up_deferred_rows();
+    // with several processes the first writes, as transformers' should_save
+    if (!this.args.should_save) return;
     const dir = output_dir ?? this.args.output_dir;
     fs.mkdirSync(dir, { recursive: true });
     if (typeof this.model.save_pretrained !== "function") {
@@ -667,6 +673,12 @@ export class Trainer {
       const best = path.join(run_dir, `${PREFIX_CHECKPOINT_DIR}-${this.state.best_global_step}`);
       if (this.state.best_global_step === this.state.global_step || fs.existsSync(best)) this.state.best_model_checkpoint = best;
     }
+    if (this.args.should_save) this._write_checkpoint(final);
+    // the others go on once it is written (load_best_model_at_end reads it)
+    if (this.args.world_size > 1) dist.barrier();
+  }
+
+  private _write_checkpoint(final: string): void {
     writeFolderAtomically(final, (dir) => {
       this.save_model(dir);
       if (!this.args.save_only_model) {
@@ -681,7 +693,7 @@ export class Trainer {
       for (const cb of this.statefulCallbacks()) this.state.stateful_callbacks[cb.constructor.name] = cb.state();
       this.state.save_to_json(path.join(dir, TRAINER_STATE_NAME));
     });
-    this._rotate_checkpoints(run_dir);
+    this._rotate_checkpoints(path.dirname(final));
   }
 
   /** Keeps the newest save_total_limit checkpoints, and always the best one. */
@@ -728,34 +740,60 @@ export class Trainer {
     return { predictions: output.predictions, label_ids: output.label_ids ?? fromFlat([], [0], int64), metrics: output.metrics };
   }
 
-  /** Runs the model over a dataloader without gradients; losses are averaged per example. */
+  /**
+   * Runs the model over a dataloader without gradients; losses are averaged per example. With several processes
+   * each runs its share of the batches and every process gets every sample's logits, labels and loss.
+   */
   async evaluation_loop(dataloader: DataLoader<Batch>, prediction_loss_only: boolean, metric_key_prefix = "eval"): Promise<EvalLoopOutput> {
     const model = this.model;
     model.eval();
     this.callback_handler.eval_dataloader = dataloader;
+    const world = this.args.world_size;
     const logits: Tensor[] = [];
     const labels: Tensor[] = [];
     let loss_sum = 0;
     let loss_count = 0;
     let num_samples = 0;
-    for (const batch of dataloader) {
+    const batches = world > 1
+      ? shardBatches([...dataloader.index_batches()], dataloader.batch_size!, dataloader.drop_last, { num_processes: world, process_index: this.args.process_index })
+      : [...dataloader.index_batches()];
+    // the samples of the last round that are not repeats (accelerate's remainder)
+    const remainder = sizeOf(dataloader.dataset as Sized) % (dataloader.batch_size! * world);
+    for (const [index, indices] of batches.entries()) {
+      const batch = dataloader.fetch(indices);
       const inputs = this._prepare_inputs(batch);
       disposeMoved(batch, inputs);
-      const batch_size = findBatchSize(inputs);
-      num_samples += batch_size;
+      let batch_size = findBatchSize(inputs);
       const has_labels = this.label_names.every((k) => inputs[k] !== undefined);
       const outputs = no_grad(() => this.compute_loss_context_manager(() => model(inputs))) as Record<string, unknown>;
       const loss = outputs["loss"];
-      if (has_labels && loss instanceof Tensor) {
-        loss_sum += loss.item() * batch_size;
+      let batch_loss = has_labels && loss instanceof Tensor ? loss.item() : null;
+      const output_logits = outputs["logits"];
+      let batch_logits = !prediction_loss_only && output_logits instanceof Tensor ? output_logits.detach() : null;
+      const input_labels = has_labels && this.label_names.length === 1 ? inputs[this.label_names[0]!] : undefined;
+      let batch_labels = !prediction_loss_only && input_labels instanceof Tensor ? input_labels : null;
+      for (const [k, v] of Object.entries(outputs)) if (v instanceof Tensor && v !== output_logits) v.dispose();
+      if (output_logits instanceof Tensor && batch_logits === null) output_logits.dispose();
+      for (const v of Object.values(inputs)) if (v !== batch_labels) v.dispose();
+      if (world > 1) {
+        const gathered = gatherEvalBatch(batch_logits, batch_labels, batch_loss, batch_size, index === batches.length - 1, remainder);
+        [batch_logits, batch_labels, batch_size] = [gathered.logits, gathered.labels, gathered.samples];
+        if (gathered.losses) {
+          const summed = gathered.losses.sum();
+          loss_sum += summed.item();
+          loss_count += batch_size;
+          summed.dispose();
+          gathered.losses.dispose();
+          batch_loss = null;
+        }
+      }
+      num_samples += batch_size;
+      if (batch_loss !== null) {
+        loss_sum += batch_loss * batch_size;
         loss_count += batch_size;
       }
-      const batch_logits = outputs["logits"];
-      if (!prediction_loss_only && batch_logits instanceof Tensor) logits.push(batch_logits.detach());
-      const batch_labels = has_labels && this.label_names.length === 1 ? inputs[this.label_names[0]!] : undefined;
-      if (!prediction_loss_only && batch_labels) labels.push(batch_labels);
-      for (const [k, v] of Object.entries(outputs)) if (v instanceof Tensor && !(k === "logits" && !prediction_loss_only)) v.dispose();
-      for (const v of Object.values(inputs)) if (v !== batch_labels || prediction_loss_only) v.dispose();
+      if (batch_logits) logits.push(batch_logits);
+      if (batch_labels) labels.push(batch_labels);
       this.control = this.callback_handler.on_prediction_step(this.args, this.state, this.control);
       await yieldToEventLoop();
     }

@@ -1,4 +1,5 @@
 // transformers' TrainingArguments (v5 names and defaults), with its __post_init__ derivations and checks.
+import { launchEnvironment } from "../distributed/launch_environment.js";
 import { SCHEDULER_TYPES } from "../optim/schedules.js";
 import { floatRepr, pyRepr } from "../util/pyformat.js";
 import { Device } from "../tensor/device.js";
@@ -397,6 +398,29 @@ export class TrainingArguments {
   /** The device the Trainer puts the model and batches on: the GPU when CUDA is available, unless use_cpu. */
   get device(): Device {
     return !this.use_cpu && cuda.is_available() ? new Device("cuda:0") : new Device("cpu");
+  }
+
+  /** The processes training together (the launch's; 1 for a process on its own). */
+  get world_size(): number {
+    return launchEnvironment().world_size;
+  }
+
+  get process_index(): number {
+    return launchEnvironment().rank;
+  }
+
+  get local_process_index(): number {
+    return launchEnvironment().local_rank;
+  }
+
+  /** Whether this process logs: the first of its machine, as transformers' default (log_on_each_node). */
+  get should_log(): boolean {
+    return this.local_process_index === 0;
+  }
+
+  /** Whether this process writes checkpoints and the model: the first of all. */
+  get should_save(): boolean {
+    return this.process_index === 0;
   }
 
   /** One process drives one device. */

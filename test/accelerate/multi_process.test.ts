@@ -1,7 +1,7 @@
 // The Accelerator over several CPU processes (MPI): each process's share of the batches as accelerate's
 // BatchSamplerShard gives it, gradients averaged as DistributedDataParallel averages them (two processes train to
 // the parameters one process reaches on the batches joined), gather_for_metrics seeing each sample once, and the
-// `finetune launch` path.
+// `finetune launch` path. The Trainer's: test/training/trainer_multi_process.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -71,8 +71,9 @@ test("two processes train as one on the joined batches: process 0's weights, ave
   assert.ok(p0 && p1, run.stderr);
   assert.deepEqual([p0.type, p0.n, p0.main, p1.main, p0.batches], ["MULTI_CPU", 2, true, false, 4]);
   assert.deepEqual(p0.shared, p1.shared, "both processes hold the same weights, to the bit");
+  const alone = p0.alone.flat();
   p0.shared.flat().forEach((v: number, i: number) => {
-    const want = p0.alone.flat()[i] as number;
+    const want = alone[i] as number;
     assert.ok(Math.abs(v - want) <= 1e-5 * (1 + Math.abs(want)), `parameter value ${i}: ${v} against ${want} in one process`);
   });
 });
@@ -104,16 +105,16 @@ test("shuffled batches: every process draws process 0's order; gather_for_metric
   assert.deepEqual([p0.padded, p1.padded], [[1, -1], [1, 1]]);
 });
 
-test("finetune launch --num_processes 2 starts the script twice under mpirun, threads shared; the Trainer refuses several processes", { skip: NO_MPI }, () => {
+test("finetune launch --num_processes 2 starts the script twice under mpirun, threads shared; the Trainer's arguments see the launch", { skip: NO_MPI }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-launch-"));
   try {
     const script = path.join(dir, "show.mjs");
     fs.writeFileSync(script, [
       `const { Accelerator, Trainer, nn } = await import(${JSON.stringify(path.join(REPO_ROOT, "dist", "src", "index.js"))});`,
       "const a = new Accelerator();",
-      "let refused = '';",
-      "try { new Trainer(new nn.Linear(2, 2)); } catch (e) { refused = e.message; }",
-      "console.log(JSON.stringify({ rank: a.process_index, n: a.num_processes, mp: a.mixed_precision, args: process.argv.slice(2), refused, threads: process.env.OMP_NUM_THREADS }));",
+      "const t = new Trainer(new nn.Linear(2, 2));",
+      "const trainer = [t.args.world_size, t.args.process_index, t.args.should_save, t.state.is_world_process_zero];",
+      "console.log(JSON.stringify({ rank: a.process_index, n: a.num_processes, mp: a.mixed_precision, args: process.argv.slice(2), trainer, threads: process.env.OMP_NUM_THREADS }));",
     ].join("\n"));
     const cli = path.join(REPO_ROOT, "dist", "src", "cli", "main.js");
     const env: NodeJS.ProcessEnv = { ...process.env, HF_HOME: path.join(dir, "hf"), FINETUNE_DISABLE_CUDA: "1" };
@@ -122,7 +123,7 @@ test("finetune launch --num_processes 2 starts the script twice under mpirun, th
     assert.equal(run.status, 0, run.stderr);
     const reports = run.stdout.trim().split("\n").map((l) => JSON.parse(l)).sort((a, b) => a.rank - b.rank);
     assert.deepEqual(reports.map((r) => [r.rank, r.n, r.mp, r.args]), [[0, 2, "bf16", ["--x", "1"]], [1, 2, "bf16", ["--x", "1"]]]);
-    assert.match(reports[0].refused, /Trainer: launched as 2 processes, but finetune's Trainer trains in one/);
+    assert.deepEqual(reports.map((r) => r.trainer.slice(0, 3)), [[2, 0, true], [2, 1, false]], "the Trainer's arguments see the launch");
     assert.equal(reports[0].threads, String(Math.max(1, Math.floor(os.availableParallelism() / 2))), "each process its share of the cores");
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 // Several GPU processes (accelerate's MULTI_GPU): `finetune launch` gives each process the GPU of its local rank,
 // the Accelerator joins them in an "nccl" process group (met through MPI), and backward() averages the gradients
-// with NCCL on the GPUs: two processes train as one on the batches they make together. On a machine with two GPUs
-// or more, or on the emulated toolkit (two fake GPUs, whose NCCL runs on MPI: test/helpers/fake_cuda/nccl.cc).
+// with NCCL on the GPUs: two processes train as one on the batches they make together, with the Accelerator and with
+// the Trainer. On a machine with two GPUs or more, or on the emulated toolkit (two fake GPUs, whose NCCL runs on
+// MPI: test/helpers/fake_cuda/nccl.cc).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -13,6 +14,7 @@ import { cudaInfo } from "../../src/backend/cuda.js";
 import { is_nccl_available } from "../../src/distributed/process_group.js";
 import { NO_MPI } from "../helpers/mpi.js";
 import { REPO_ROOT } from "../helpers/paths.js";
+import { TRAINER_WORKER } from "../helpers/trainer_worker.js";
 
 const EMULATED = process.env.FINETUNE_CUDA_EMULATED === "1";
 const SKIP =
@@ -21,18 +23,18 @@ const SKIP =
   (!EMULATED && torch.cuda.device_count() < 2 && "one GPU: two GPU processes need two");
 
 /** Runs `lines` (an ES module; `dist` is dist/src) under `finetune launch --num_processes 2`; each process's JSON lines. */
-function launch2(lines: string[]): Record<string, any>[] {
+function launch2(lines: string[], extraEnv: Record<string, string> = {}): Record<string, any>[] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-multi-gpu-"));
   try {
     const script = path.join(dir, "worker.mjs");
     fs.writeFileSync(script, [`const dist = ${JSON.stringify(path.join(REPO_ROOT, "dist/src"))};`, ...lines].join("\n"));
-    const env: NodeJS.ProcessEnv = { ...process.env, HF_HOME: path.join(dir, "hf") };
+    const env: NodeJS.ProcessEnv = { ...process.env, HF_HOME: path.join(dir, "hf"), ...extraEnv };
     if (EMULATED) env.FTEMU_DEVICE_COUNT = "2";
     delete env.CUDA_VISIBLE_DEVICES;
     const run = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist/src/cli/main.js"), "launch", "--num_processes", "2", script],
       { env, encoding: "utf8", timeout: 600_000 });
     assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
-    return run.stdout.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, any>).sort((a, b) => a.rank - b.rank);
+    return run.stdout.trim().split("\n").filter((l) => l.startsWith('{"')).map((l) => JSON.parse(l) as Record<string, any>).sort((a, b) => a.rank - b.rank);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -94,8 +96,29 @@ test("two GPU processes train as one on the joined batches: process 0's weights,
   ]);
   assert.ok(p0 && p1);
   assert.deepEqual(p0.shared, p1.shared, "both processes hold the same weights, to the bit");
+  const alone = p0.alone.flat();
   p0.shared.flat().forEach((v: number, i: number) => {
-    const want = p0.alone.flat()[i] as number;
+    const want = alone[i] as number;
     assert.ok(Math.abs(v - want) <= 1e-5 * (1 + Math.abs(want)), `parameter value ${i}: ${v} against ${want} in one process`);
   });
+});
+
+test("two GPU processes under the Trainer: the losses and evaluation of one CPU process of twice the batch", { skip: SKIP }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-multi-gpu-trainer-"));
+  try {
+    launch2(TRAINER_WORKER.split("\n"), { BATCH: "4", OUT: path.join(dir, "two") });
+    const script = path.join(dir, "alone.mjs");
+    fs.writeFileSync(script, `const dist = ${JSON.stringify(path.join(REPO_ROOT, "dist/src"))};\n${TRAINER_WORKER}`);
+    const alone = spawnSync(process.execPath, [script], { env: { ...process.env, BATCH: "8", OUT: path.join(dir, "one"), FINETUNE_DISABLE_CUDA: "1" }, encoding: "utf8" });
+    assert.equal(alone.status, 0, alone.stderr);
+    const report = (run: string, rank: number) => JSON.parse(fs.readFileSync(path.join(dir, `${run}.${rank}.json`), "utf8"));
+    const [one, p0, p1] = [report("one", 0), report("two", 0), report("two", 1)];
+    assert.deepEqual([p0.world, p0.steps], [2, 8]);
+    assert.deepEqual(p0.parameters, p1.parameters, "both GPU processes hold the same weights, to the bit");
+    p0.logged.forEach((v: number, i: number) => assert.ok(Math.abs(v - one.logged[i]) <= 1e-4, `logged loss ${i}: ${v} against ${one.logged[i]} on the CPU`));
+    assert.deepEqual(p0.evals.map((e: number[]) => e.slice(1)), one.evals.map((e: number[]) => e.slice(1)), "accuracy over the 16 samples, each once");
+    assert.equal(p0.predictions.length, 14);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

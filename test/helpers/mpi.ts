@@ -21,9 +21,9 @@ export const NO_MPI: string | false = why();
 
 /**
  * Runs `source` (an ES module; `dist` is the path of dist/src in it) as `n` processes under mpirun; each process's
- * stdout lines that parse as JSON objects with a `rank` are returned in rank order, with the exit code and stderr.
+ * stdout lines that parse as JSON objects with a `rank` are returned in rank order, with the exit code and output.
  */
-export function runMpi(n: number, source: string, env: Record<string, string> = {}): { code: number | null; reports: Record<string, any>[]; stderr: string } {
+export function runMpi(n: number, source: string, env: Record<string, string> = {}): { code: number | null; reports: Record<string, any>[]; stdout: string; stderr: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-mpi-"));
   try {
     const script = path.join(dir, "worker.mjs");
@@ -39,7 +39,7 @@ export function runMpi(n: number, source: string, env: Record<string, string> = 
       }
     });
     reports.sort((a, b) => a.rank - b.rank);
-    return { code: run.status, reports, stderr: `${run.stderr}${run.error ? `\n${run.error.message}` : ""}` };
+    return { code: run.status, reports, stdout: run.stdout, stderr: `${run.stderr}${run.error ? `\n${run.error.message}` : ""}` };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
