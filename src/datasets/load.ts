@@ -87,8 +87,12 @@ function is_prepared(p: Prepared): boolean {
   return fs.existsSync(path.join(p.dir, "dataset_info.json"));
 }
 
-/** Writes every split to a temporary folder and renames it into place, so a failure leaves nothing. */
-function write_prepared(target: Prepared, info: Pick<DatasetInfoFile, "dataset_name" | "config_name">, tables: Record<string, arrow.Table>, features: Features): void {
+/**
+ * Writes every split to a temporary folder and renames it into place, so a failure leaves nothing. Where another
+ * process (a launch's) prepared the same folder meanwhile, its copy stays, since that process may be reading it;
+ * `replace` (force_redownload) replaces it.
+ */
+function write_prepared(target: Prepared, info: Pick<DatasetInfoFile, "dataset_name" | "config_name">, tables: Record<string, arrow.Table>, features: Features, replace: boolean): void {
   const tmp = `${target.dir}.incomplete-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
   fs.mkdirSync(tmp, { recursive: true });
   try {
@@ -98,9 +102,18 @@ function write_prepared(target: Prepared, info: Pick<DatasetInfoFile, "dataset_n
       splits[split] = { name: split, num_examples: table.numRows };
     }
     fs.writeFileSync(path.join(tmp, "dataset_info.json"), JSON.stringify({ ...info, features: features_to_json(features), splits }, null, 2));
+    if (!replace && is_prepared(target)) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      return;
+    }
     fs.rmSync(target.dir, { recursive: true, force: true });
     fs.renameSync(tmp, target.dir);
   } catch (err) {
+    if (!replace && is_prepared(target)) {
+      // renamed into place by another process between the check and the rename
+      fs.rmSync(tmp, { recursive: true, force: true });
+      return;
+    }
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
@@ -170,7 +183,7 @@ async function prepare_local(
   const target = { dir: path.join(cache_root, builder, `default-${key}`, "0.0.0", key), name: builder };
   if (is_prepared(target) && options.download_mode !== "force_redownload") return target;
   const { tables, features } = await build_tables(split_files, builder, builder_options, options.features ?? undefined);
-  write_prepared(target, { dataset_name: builder, config_name: "default" }, tables, features);
+  write_prepared(target, { dataset_name: builder, config_name: "default" }, tables, features, options.download_mode === "force_redownload");
   return target;
 }
 
@@ -277,10 +290,10 @@ async function prepare_hub(
   if (options.data_files || options.data_dir) {
     const custom = hash_value(data_files);
     const alt = { dir: path.join(folder, `${key}-${custom}`, "0.0.0", info.sha), name: target.name };
-    write_prepared(alt, { dataset_name: target.name, config_name: key }, tables, features);
+    write_prepared(alt, { dataset_name: target.name, config_name: key }, tables, features, !reuse);
     return alt;
   }
-  write_prepared(target, { dataset_name: target.name, config_name: config.config_name }, tables, features);
+  write_prepared(target, { dataset_name: target.name, config_name: config.config_name }, tables, features, !reuse);
   return target;
 }
 

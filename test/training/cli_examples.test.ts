@@ -70,6 +70,17 @@ test("examples/course-trainer.ts runs unchanged", async () => {
   fs.rmSync(run.cwd, { recursive: true, force: true });
 });
 
+test("examples/course-trainer.ts under finetune launch --num_processes 2: two CPU processes train, the first prints and saves", { skip: NO_MPI }, async () => {
+  const run = await runNode("src/cli/main.js", ["launch", "--num_processes", "2", "--cpu", path.join(REPO_ROOT, "dist/examples/course-trainer.js")]);
+  assert.equal(run.code, 0, run.stderr);
+  const stdout = run.stdout.replace(/\x1b\[[0-9;]*m/g, "");
+  // the whole script runs in each process: each prints the predictions gathered from both, every validation row once
+  assert.equal(stdout.match(/\[ 32, 2 \] \[ 32 \]/g)?.length, 2, stdout);
+  assert.equal(stdout.match(/eval_f1/g)?.length, 3, "three epochs' evaluations, logged by the first process only");
+  assert.ok(fs.existsSync(path.join(run.cwd, "test-trainer", "checkpoint-12", "trainer_state.json")), "8 batches an epoch over 2 processes: 4 steps, 12 in all");
+  fs.rmSync(run.cwd, { recursive: true, force: true });
+});
+
 test("examples/course-loop.ts runs unchanged", async () => {
   const run = await runNode("examples/course-loop.js", []);
   assert.equal(run.code, 0, run.stderr);
