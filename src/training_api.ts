@@ -60,6 +60,7 @@ export {
 export {
   Accelerator,
   AcceleratedOptimizer,
+  AcceleratedScheduler,
   DataLoaderShard,
   send_to_device,
   notebook_launcher,

@@ -12,6 +12,7 @@ import { GradScaler, scaledOptimizerStep } from "../amp/grad_scaler.js";
 import { clip_grad_norm_ } from "../nn/utils.js";
 import { Module } from "../nn/module.js";
 import { Optimizer, type OptimizerStateDict, type ParamGroup } from "../optim/optimizer.js";
+import { LambdaLR } from "../optim/lr_scheduler.js";
 import { DataLoader } from "../data/dataloader.js";
 import { launchEnvironment } from "../distributed/launch_environment.js";
 import * as dist from "../distributed/process_group.js";
@@ -40,12 +41,19 @@ function envFlag(name: string): boolean {
   return v === "1" || v === "true" || v === "yes";
 }
 
-/** An optimizer whose step() goes through fp16's loss scaler; everything else is the wrapped optimizer's. */
+/**
+ * An optimizer whose step() goes through fp16's loss scaler and, with zero_grad(), waits on the steps accumulate()
+ * accumulates over; everything else is the wrapped optimizer's.
+ */
 export class AcceleratedOptimizer {
   /** true when the last step() was skipped for inf/NaN gradients (the scale went down) */
   step_was_skipped = false;
 
-  constructor(readonly optimizer: Optimizer, private readonly scaler: GradScaler | null) {}
+  constructor(
+    readonly optimizer: Optimizer,
+    private readonly scaler: GradScaler | null,
+    private readonly gradient_state: GradientState = { sync_gradients: true, end_of_dataloader: false, remainder: -1 },
+  ) {}
 
   get param_groups(): ParamGroup[] {
     return this.optimizer.param_groups;
@@ -64,11 +72,11 @@ export class AcceleratedOptimizer {
   }
 
   step(): void {
-    this.step_was_skipped = !scaledOptimizerStep(this.scaler, this.optimizer);
+    if (this.gradient_state.sync_gradients) this.step_was_skipped = !scaledOptimizerStep(this.scaler, this.optimizer);
   }
 
   zero_grad(set_to_none = true): void {
-    this.optimizer.zero_grad(set_to_none);
+    if (this.gradient_state.sync_gradients) this.optimizer.zero_grad(set_to_none);
   }
 
   state_dict(): OptimizerStateDict {
@@ -84,7 +92,44 @@ export class AcceleratedOptimizer {
   }
 }
 
-type Prepared<T> = T extends Optimizer ? AcceleratedOptimizer : T extends DataLoader<infer B> ? DataLoaderShard<B> : T;
+/**
+ * A learning-rate scheduler that steps with its optimizers, as accelerate's AcceleratedScheduler: not on the steps
+ * accumulate() accumulates over nor where fp16's scaler skipped the step, and once a process on the others (the
+ * schedule counts the batches of one process, while each step trains on one of every process).
+ */
+export class AcceleratedScheduler {
+  constructor(
+    readonly scheduler: LambdaLR,
+    private readonly optimizers: AcceleratedOptimizer[],
+    private readonly gradient_state: GradientState,
+    private readonly num_processes: number,
+  ) {}
+
+  step(): void {
+    if (!this.gradient_state.sync_gradients || this.optimizers.some((o) => o.step_was_skipped)) return;
+    for (let i = 0; i < this.num_processes; i++) this.scheduler.step();
+  }
+
+  get_last_lr(): number[] {
+    return this.scheduler.get_last_lr();
+  }
+
+  get_lr(): number[] {
+    return this.scheduler.get_lr();
+  }
+
+  state_dict(): ReturnType<LambdaLR["state_dict"]> {
+    return this.scheduler.state_dict();
+  }
+
+  load_state_dict(state: Parameters<LambdaLR["load_state_dict"]>[0]): void {
+    this.scheduler.load_state_dict(state);
+  }
+}
+
+type Prepared<T> = T extends Optimizer
+  ? AcceleratedOptimizer
+  : T extends LambdaLR ? AcceleratedScheduler : T extends DataLoader<infer B> ? DataLoaderShard<B> : T;
 
 export class Accelerator {
   readonly device: Device;
@@ -99,7 +144,9 @@ export class Accelerator {
   readonly process_index: number;
   readonly local_process_index: number;
   /** what gather_for_metrics needs to know of the dataloader iterated last */
-  readonly gradient_state: GradientState = { end_of_dataloader: false, remainder: -1 };
+  readonly gradient_state: GradientState = { sync_gradients: true, end_of_dataloader: false, remainder: -1 };
+  /** micro-batches accumulate() has seen since the last sync */
+  private accumulated = 0;
   private readonly optimizers: AcceleratedOptimizer[] = [];
   private readonly models: Module[] = [];
 
@@ -155,6 +202,7 @@ export class Accelerator {
     const prepared = objects.map((o) => {
       if (o instanceof Module) return this.prepare_model(o);
       if (o instanceof Optimizer) return this.prepare_optimizer(o);
+      if (o instanceof LambdaLR) return this.prepare_scheduler(o);
       if (o instanceof DataLoader) return this.prepare_data_loader(o);
       return o;
     });
@@ -178,9 +226,14 @@ export class Accelerator {
   }
 
   prepare_optimizer(optimizer: Optimizer): AcceleratedOptimizer {
-    const wrapped = new AcceleratedOptimizer(optimizer, this.scaler);
+    const wrapped = new AcceleratedOptimizer(optimizer, this.scaler, this.gradient_state);
     this.optimizers.push(wrapped);
     return wrapped;
+  }
+
+  prepare_scheduler(scheduler: LambdaLR): AcceleratedScheduler {
+    const stepping = this.optimizers.filter((o) => o.optimizer === scheduler.optimizer);
+    return new AcceleratedScheduler(scheduler, stepping, this.gradient_state, this.num_processes);
   }
 
   prepare_data_loader<B>(dataloader: DataLoader<B>): DataLoaderShard<B> {
@@ -199,7 +252,29 @@ export class Accelerator {
     scaled.backward();
     if (scaled !== divided) scaled.dispose();
     if (divided !== loss) divided.dispose();
-    if (this.use_distributed) average_gradients(this.models.flatMap((m) => m.parameters()));
+    if (this.use_distributed && this.gradient_state.sync_gradients) average_gradients(this.models.flatMap((m) => m.parameters()));
+  }
+
+  /** Whether this step syncs: the optimizer steps and the gradients are averaged over the processes. */
+  get sync_gradients(): boolean {
+    return this.gradient_state.sync_gradients;
+  }
+
+  /**
+   * `with accelerator.accumulate(model): ...` is `accelerator.accumulate(model, () => ...)`: runs one micro-batch's
+   * step, which syncs on every gradient_accumulation_steps-th call and at the dataloader's end; the others only add
+   * to this process's gradients: the prepared optimizer and scheduler wait, and backward() skips the all-reduce,
+   * as DistributedDataParallel's no_sync (the sync's average covers what accumulated).
+   */
+  accumulate<T>(_models: Module | Module[], fn: () => T): T {
+    if (this.gradient_state.end_of_dataloader) {
+      this.accumulated = 0;
+      this.gradient_state.sync_gradients = true;
+    } else {
+      this.accumulated += 1;
+      this.gradient_state.sync_gradients = this.accumulated % this.gradient_accumulation_steps === 0;
+    }
+    return fn();
   }
 
   /** `with accelerator.autocast(): ...` is `accelerator.autocast(() => ...)`. */

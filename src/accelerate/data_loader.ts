@@ -11,8 +11,11 @@ import { RandomSampler } from "../data/samplers.js";
 import { default_generator } from "../ops/random.js";
 import { broadcast_object_list } from "../distributed/process_group.js";
 
-/** accelerate's GradientState, as far as gathering for metrics needs it. */
+/** accelerate's GradientState: whether this step syncs gradients, and what gathering for metrics needs. */
 export interface GradientState {
+  /** false on the steps accumulate() accumulates over: the optimizer and a prepared scheduler wait, and the
+   * gradients stay this process's own */
+  sync_gradients: boolean;
   /** whether the batch a dataloader yielded last was its last one */
   end_of_dataloader: boolean;
   /** samples of that last round over all processes that are not repeats (0: no repeats) */
@@ -71,7 +74,7 @@ export class DataLoaderShard<B = any> implements Iterable<B> {
     readonly base_dataloader: DataLoader<B>,
     readonly device: Device | null,
     private readonly shard: Shard = { num_processes: 1, process_index: 0 },
-    private readonly state: GradientState = { end_of_dataloader: false, remainder: -1 },
+    private readonly state: GradientState = { sync_gradients: true, end_of_dataloader: false, remainder: -1 },
   ) {
     if (shard.num_processes > 1 && base_dataloader.batch_size === null) {
       throw new Error("Accelerator.prepare: a DataLoader without batch_size cannot be shared between processes; give it a batch_size");

@@ -6,7 +6,8 @@ import { torch } from "../../src/torch.js";
 import { Module } from "../../src/nn/module.js";
 import { Linear } from "../../src/nn/layers.js";
 import { DataLoader } from "../../src/data/dataloader.js";
-import { get_scheduler } from "../../src/optim/index.js";
+import { AdamW, get_scheduler } from "../../src/optim/index.js";
+import * as F from "../../src/nn/functional.js";
 import { Accelerator, AcceleratedOptimizer, DataLoaderShard, notebook_launcher } from "../../src/accelerate/index.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import { maxAbsDiff } from "../helpers/compare.js";
@@ -97,6 +98,39 @@ test("gradient_accumulation_steps divides the loss in backward()", () => {
   const b = probe();
   new Accelerator({ cpu: true, gradient_accumulation_steps: 4 }).backward(b(input()).sum());
   assert.ok(maxAbsDiff(b.lin.weight.grad!, a.lin.weight.grad!.div(4)) <= 1e-7);
+});
+
+test("accumulate(): the optimizer and a prepared scheduler step on every second micro-batch and at the dataloader's end, as one step on the batches joined", () => {
+  const rows = (n: number) => Array.from({ length: n }, (_, i) => ({ x: [Math.sin(i), Math.cos(i), i / 10], y: (i % 3) / 3 }));
+  const train = (rows: object[], batch_size: number, accumulation: number) => {
+    torch.manual_seed(5);
+    const model = new torch.nn.Sequential(new torch.nn.Linear(3, 4), new torch.nn.Tanh(), new torch.nn.Linear(4, 1));
+    const optimizer = new AdamW(model.parameters(), { lr: 0.1 });
+    const scheduler = get_scheduler("linear", { optimizer, num_warmup_steps: 0, num_training_steps: 10 });
+    const accelerator = new Accelerator({ cpu: true, gradient_accumulation_steps: accumulation });
+    const [m, opt, dl, sched] = accelerator.prepare(model, optimizer, new DataLoader(rows, { batch_size }), scheduler);
+    const syncs: boolean[] = [];
+    for (let epoch = 0; epoch < 2; epoch++) {
+      for (const batch of dl) {
+        accelerator.accumulate(m, () => {
+          accelerator.backward(F.mse_loss(m(batch.x).squeeze(-1), batch.y.float()));
+          syncs.push(accelerator.sync_gradients);
+          opt.step();
+          sched.step();
+          opt.zero_grad();
+        });
+      }
+    }
+    return { params: [...model.parameters()].flatMap((p) => [...(p.data() as Float32Array)]), lr: sched.get_last_lr()[0], syncs };
+  };
+  // 12 samples: micro-batches of 2 accumulated in pairs take the steps of batches of 4, epoch after epoch
+  const accumulated = train(rows(12), 2, 2);
+  const joined = train(rows(12), 4, 1);
+  assert.deepEqual(accumulated.syncs, [false, true, false, true, false, true, false, true, false, true, false, true]);
+  assert.equal(accumulated.lr, joined.lr, "the scheduler stepped once a sync: 6 steps");
+  accumulated.params.forEach((v, i) => assert.ok(Math.abs(v - joined.params[i]!) <= 1e-6, `parameter value ${i}: ${v} against ${joined.params[i]}`));
+  // 10 samples: the fifth micro-batch ends the dataloader and syncs alone; the next epoch counts afresh
+  assert.deepEqual(train(rows(10), 2, 2).syncs, [false, true, false, true, true, false, true, false, true, true]);
 });
 
 test("launch environment: mixed precision from it, a broken one and bad options named", async () => {

@@ -78,6 +78,49 @@ test("two processes train as one on the joined batches: process 0's weights, ave
   });
 });
 
+test("two processes accumulating two micro-batches of 2 take the steps of one process on batches of 8", { skip: NO_MPI }, () => {
+  const run = runMpi(2, `
+    const { torch, nn, AdamW, Accelerator, DataLoader } = await import(dist + "/index.js");
+    const data = Array.from({ length: 16 }, (_, i) => ({ x: [Math.sin(i), Math.cos(3 * i), i / 16], y: (i % 5) / 5 }));
+    const train = (accelerator, batch_size) => {
+      torch.manual_seed(10);
+      const model = new nn.Sequential(new nn.Linear(3, 8), new nn.Tanh(), new nn.Linear(8, 1));
+      const optimizer = new AdamW(model.parameters(), { lr: 0.05 });
+      const [m, opt, dl] = accelerator.prepare(model, optimizer, new DataLoader(data, { batch_size }));
+      for (const batch of dl) {
+        accelerator.accumulate(m, () => {
+          accelerator.backward(torch.nn.functional.mse_loss(m(batch.x).squeeze(-1), batch.y.float()));
+          opt.step();
+          opt.zero_grad();
+        });
+      }
+      return [...m.parameters()].flatMap((p) => [...p.data()]);
+    };
+    const shared = train(new Accelerator({ gradient_accumulation_steps: 2 }), 2);
+    console.log(JSON.stringify({ rank: torch.distributed.get_rank(), shared }));
+  `);
+  assert.equal(run.code, 0, run.stderr);
+  const [p0, p1] = run.reports;
+  assert.ok(p0 && p1, run.stderr);
+  assert.deepEqual(p0.shared, p1.shared, "the same weights on both, to the bit");
+  const alone = runMpi(1, `
+    const { torch, nn, AdamW, DataLoader } = await import(dist + "/index.js");
+    const data = Array.from({ length: 16 }, (_, i) => ({ x: [Math.sin(i), Math.cos(3 * i), i / 16], y: (i % 5) / 5 }));
+    torch.manual_seed(10);
+    const model = new nn.Sequential(new nn.Linear(3, 8), new nn.Tanh(), new nn.Linear(8, 1));
+    const opt = new AdamW(model.parameters(), { lr: 0.05 });
+    for (const batch of new DataLoader(data, { batch_size: 8 })) {
+      torch.nn.functional.mse_loss(model(batch.x).squeeze(-1), batch.y.float()).backward();
+      opt.step();
+      opt.zero_grad();
+    }
+    console.log(JSON.stringify({ rank: 0, params: [...model.parameters()].flatMap((p) => [...p.data()]) }));
+  `);
+  assert.equal(alone.code, 0, alone.stderr);
+  const expected = alone.reports[0]!.params as number[];
+  p0.shared.forEach((v: number, i: number) => assert.ok(Math.abs(v - expected[i]!) <= 1e-5 * (1 + Math.abs(expected[i]!)), `parameter value ${i}: ${v} against ${expected[i]}`));
+});
+
 test("shuffled batches: every process draws process 0's order; gather_for_metrics sees each evaluation sample once, in order", { skip: NO_MPI }, () => {
   const run = runMpi(2, `
     const { torch, Accelerator, DataLoader } = await import(dist + "/index.js");
