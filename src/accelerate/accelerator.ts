@@ -17,8 +17,8 @@ import { DataLoader } from "../data/dataloader.js";
 import { launchEnvironment } from "../distributed/launch_environment.js";
 import * as dist from "../distributed/process_group.js";
 import { average_gradients } from "../distributed/gradients.js";
-import { DataLoaderShard, type GradientState } from "./data_loader.js";
-import { gatherAcross, mapTensors, padAcross } from "./operations.js";
+import { DataLoaderShard, newGradientState, type GradientState } from "./data_loader.js";
+import { gatherAcross, gatherForMetrics, mapTensors, padAcross } from "./operations.js";
 
 export type MixedPrecision = "no" | "fp16" | "bf16";
 
@@ -36,7 +36,8 @@ export interface AcceleratorOptions {
 /** accelerate's mixed_precision values */
 export const MIXED_PRECISION: readonly string[] = ["no", "fp16", "bf16"] satisfies MixedPrecision[];
 
-function envFlag(name: string): boolean {
+/** Whether the environment variable `name` is set to 1, true or yes. */
+export function envFlag(name: string): boolean {
   const v = process.env[name]?.toLowerCase();
   return v === "1" || v === "true" || v === "yes";
 }
@@ -52,7 +53,7 @@ export class AcceleratedOptimizer {
   constructor(
     readonly optimizer: Optimizer,
     private readonly scaler: GradScaler | null,
-    private readonly gradient_state: GradientState = { sync_gradients: true, end_of_dataloader: false, remainder: -1 },
+    private readonly gradient_state: GradientState = newGradientState(),
   ) {}
 
   get param_groups(): ParamGroup[] {
@@ -144,7 +145,7 @@ export class Accelerator {
   readonly process_index: number;
   readonly local_process_index: number;
   /** what gather_for_metrics needs to know of the dataloader iterated last */
-  readonly gradient_state: GradientState = { sync_gradients: true, end_of_dataloader: false, remainder: -1 };
+  readonly gradient_state: GradientState = newGradientState();
   /** micro-batches accumulate() has seen since the last sync */
   private accumulated = 0;
   private readonly optimizers: AcceleratedOptimizer[] = [];
@@ -310,14 +311,8 @@ export class Accelerator {
    * dataloader's remainder): the metrics see each evaluation sample once.
    */
   gather_for_metrics<T>(input: T): T {
-    const gathered = this.gather(input);
     const { end_of_dataloader, remainder } = this.gradient_state;
-    if (!this.use_distributed || !end_of_dataloader || remainder <= 0) return gathered;
-    return mapTensors(gathered, (t) => {
-      const kept = t.narrow(0, 0, Math.min(remainder, t.shape[0]!)).clone();
-      t.dispose();
-      return kept;
-    });
+    return this.use_distributed ? gatherForMetrics(input, end_of_dataloader, remainder) : input;
   }
 
   /** The sum (or mean) over the processes of each tensor, as new tensors; with one process, the input itself. */

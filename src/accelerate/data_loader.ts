@@ -4,12 +4,12 @@
 // so that every process runs the same number of full batches, and gather_for_metrics drops those repeats again
 // (the state's remainder). A shuffling sampler draws the same order on every process: its generator's state is
 // process 0's at the start of each epoch, as accelerate synchronises it.
-import { Tensor } from "../tensor/tensor.js";
 import { Device } from "../tensor/device.js";
 import { DataLoader } from "../data/dataloader.js";
 import { RandomSampler } from "../data/samplers.js";
 import { default_generator } from "../ops/random.js";
 import { broadcast_object_list } from "../distributed/process_group.js";
+import { mapTensors } from "./operations.js";
 
 /** accelerate's GradientState: whether this step syncs gradients, and what gathering for metrics needs. */
 export interface GradientState {
@@ -22,6 +22,11 @@ export interface GradientState {
   remainder: number;
 }
 
+/** A GradientState before any step: syncing, no dataloader seen. */
+export function newGradientState(): GradientState {
+  return { sync_gradients: true, end_of_dataloader: false, remainder: -1 };
+}
+
 /** This process's place among the processes that share a dataloader's batches. */
 export interface Shard {
   num_processes: number;
@@ -30,17 +35,38 @@ export interface Shard {
 
 /** `data` with every tensor (in arrays and plain objects too) moved to `device`; the host copies are released. */
 export function send_to_device<T>(data: T, device: Device): T {
-  if (data instanceof Tensor) {
-    if (data.device.equals(device)) return data;
-    const moved = data.to(device);
-    data.dispose();
-    return moved as T;
+  return mapTensors(data, (t) => {
+    if (t.device.equals(device)) return t;
+    const moved = t.to(device);
+    t.dispose();
+    return moved;
+  });
+}
+
+/** Batches a process runs an epoch of `batches` shared by `num_processes` (DataLoaderShard's length). */
+export function shardLength(batches: number, drop_last: boolean, num_processes: number): number {
+  return drop_last ? Math.floor(batches / num_processes) : Math.ceil(batches / num_processes);
+}
+
+/**
+ * Process `shard.process_index`'s index batches of one epoch of `loader`: a shuffling sampler's order drawn as
+ * process 0 draws it (its generator's state sent to the others first, as accelerate synchronises it), then this
+ * process's share (shardBatches).
+ */
+export function processBatches(loader: DataLoader<unknown>, shard: Shard): number[][] {
+  if (shard.num_processes === 1) return [...loader.index_batches()];
+  if (loader.sampler instanceof RandomSampler) {
+    const generator = loader.sampler.generator ?? default_generator;
+    const state = [generator.get_state()];
+    broadcast_object_list(state, 0);
+    generator.set_state(state[0] as { seed: number; offset: number });
   }
-  if (Array.isArray(data)) return data.map((v) => send_to_device(v, device)) as T;
-  if (data !== null && typeof data === "object" && Object.getPrototypeOf(data) === Object.prototype) {
-    return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, send_to_device(v, device)])) as T;
-  }
-  return data;
+  return shardBatches([...loader.index_batches()], loader.batch_size!, loader.drop_last, shard);
+}
+
+/** The samples of `loader`'s last round over `num_processes` that are not repeats (0: the rounds are whole). */
+export function lastRoundRemainder(loader: DataLoader<unknown>, num_processes: number): number {
+  return loader.sampler.length % ((loader.batch_size ?? 1) * num_processes);
 }
 
 /**
@@ -74,7 +100,7 @@ export class DataLoaderShard<B = any> implements Iterable<B> {
     readonly base_dataloader: DataLoader<B>,
     readonly device: Device | null,
     private readonly shard: Shard = { num_processes: 1, process_index: 0 },
-    private readonly state: GradientState = { sync_gradients: true, end_of_dataloader: false, remainder: -1 },
+    private readonly state: GradientState = newGradientState(),
   ) {
     if (shard.num_processes > 1 && base_dataloader.batch_size === null) {
       throw new Error("Accelerator.prepare: a DataLoader without batch_size cannot be shared between processes; give it a batch_size");
@@ -83,10 +109,7 @@ export class DataLoaderShard<B = any> implements Iterable<B> {
 
   /** Batches this process runs an epoch. */
   get length(): number {
-    const n = this.shard.num_processes;
-    const batches = this.base_dataloader.length;
-    if (n === 1) return batches;
-    return this.base_dataloader.drop_last ? Math.floor(batches / n) : Math.ceil(batches / n);
+    return shardLength(this.base_dataloader.length, this.base_dataloader.drop_last, this.shard.num_processes);
   }
 
   get batch_size(): number | null {
@@ -106,23 +129,10 @@ export class DataLoaderShard<B = any> implements Iterable<B> {
     return this.base_dataloader.dataset;
   }
 
-  /** This process's index lists for one epoch. */
-  private epochBatches(): number[][] {
-    const base = this.base_dataloader;
-    if (this.shard.num_processes === 1) return [...base.index_batches()];
-    if (base.sampler instanceof RandomSampler) {
-      const generator = base.sampler.generator ?? default_generator;
-      const state = [generator.get_state()];
-      broadcast_object_list(state, 0);
-      generator.set_state(state[0] as { seed: number; offset: number });
-    }
-    return shardBatches([...base.index_batches()], base.batch_size!, base.drop_last, this.shard);
-  }
-
   *[Symbol.iterator](): Iterator<B> {
-    const batches = this.epochBatches();
+    const batches = processBatches(this.base_dataloader, this.shard);
     this.state.end_of_dataloader = false;
-    this.state.remainder = this.total_dataset_length % this.total_batch_size;
+    this.state.remainder = lastRoundRemainder(this.base_dataloader, this.shard.num_processes);
     for (let i = 0; i < batches.length; i++) {
       const batch = this.base_dataloader.fetch(batches[i]!);
       this.state.end_of_dataloader = i === batches.length - 1;

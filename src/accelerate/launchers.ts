@@ -4,6 +4,7 @@
 // (the whole script runs in each, as under `finetune launch`), while this process waits for them.
 import { launchEnvironment } from "../distributed/launch_environment.js";
 import { processDevice, runProcesses } from "./mpirun.js";
+import { envFlag } from "./accelerator.js";
 
 export interface NotebookLauncherOptions {
   num_processes?: number | null;
@@ -26,7 +27,7 @@ export async function notebook_launcher<A extends unknown[], R>(
     if (!script) throw new Error("notebook_launcher: several processes re-run this script, and Node.js was given none (node -e?)");
     const env: NodeJS.ProcessEnv = { ...process.env };
     if (opts.mixed_precision) env.ACCELERATE_MIXED_PRECISION = opts.mixed_precision;
-    const device = processDevice(requested, ["1", "true", "yes"].includes(process.env.ACCELERATE_USE_CPU?.toLowerCase() ?? ""));
+    const device = processDevice(requested, envFlag("ACCELERATE_USE_CPU"));
     const code = await runProcesses(requested, { node_options: process.execArgv, script, args: process.argv.slice(2) }, env, device);
     if (code !== 0) throw new Error(`notebook_launcher: the ${requested} processes failed (mpirun exited with code ${code})`);
     return undefined;

@@ -71,7 +71,12 @@ export function runProcesses(num_processes: number, command: ProcessCommand, env
   const argv = [process.execPath, ...command.node_options, ENTRY, command.script, ...command.args];
   const { command: launcher, args } = mpirunCommand(num_processes, argv);
   const childEnv = mpiProcessEnv({ ...env, ACCELERATE_USE_CPU: String(device === "cpu") }, num_processes);
-  const child = spawn(launcher, args, { env: childEnv, stdio: "inherit" });
+  return runToExit(launcher, args, childEnv);
+}
+
+/** Runs `command` with `args` and `env` on this process's terminal; resolves to its exit code (1 if a signal ended it). */
+export function runToExit(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const child = spawn(command, args, { env, stdio: "inherit" });
   return new Promise<number>((resolve, reject) => {
     child.on("error", reject);
     child.on("close", (code, signal) => resolve(code ?? (signal ? 1 : 0)));

@@ -66,6 +66,21 @@ export function gatherAcross<T>(data: T): T {
   return mapTensors(data, gatherTensor);
 }
 
+/**
+ * accelerate's gather_for_metrics: gatherAcross, less, where `last` (the dataloader's last batch), the samples its
+ * last round repeated to give every process a full batch (`remainder`: those that are not repeats; 0: none).
+ */
+export function gatherForMetrics<T>(data: T, last: boolean, remainder: number): T {
+  const gathered = gatherAcross(data);
+  if (!last || remainder <= 0) return gathered;
+  return mapTensors(gathered, (t) => {
+    if (t.shape[0]! <= remainder) return t;
+    const kept = t.narrow(0, 0, remainder).clone();
+    t.dispose();
+    return kept;
+  });
+}
+
 /** accelerate's pad_across_processes for one tensor: padded along `dim` to the largest size of any process. */
 export function padAcross(t: Tensor, dim: number, pad_index: number, pad_first: boolean): Tensor {
   const d = dim < 0 ? dim + t.ndim : dim;

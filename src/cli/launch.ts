@@ -2,7 +2,6 @@
 // (= `accelerate config`): the launcher runs SCRIPT in a child process with the launch environment Accelerator
 // and notebook_launcher read, its defaults taken from accelerate's config file; several processes are started by
 // MPI's launcher, one a GPU (accelerate's MULTI_GPU, joined by NCCL) or on the CPU (MULTI_CPU, joined by MPI).
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
@@ -15,7 +14,7 @@ import {
   type AccelerateConfig,
 } from "../accelerate/config.js";
 import { MIXED_PRECISION, type MixedPrecision } from "../accelerate/accelerator.js";
-import { processDevice, runProcesses } from "../accelerate/mpirun.js";
+import { processDevice, runProcesses, runToExit } from "../accelerate/mpirun.js";
 
 const LAUNCH_USAGE =
   "usage: finetune launch [--config_file FILE] [--num_processes N] [--mixed_precision no|fp16|bf16] [--cpu] SCRIPT.js [ARGS...]";
@@ -79,11 +78,7 @@ export async function launchCommand(argv: string[]): Promise<void> {
 
 /** Runs `argv` as the launch's one process; resolves to its exit code. */
 function runOne([command, ...args]: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const child = spawn(command!, args, { env: { ...env, WORLD_SIZE: "1", RANK: "0", LOCAL_RANK: "0", LOCAL_WORLD_SIZE: "1" }, stdio: "inherit" });
-  return new Promise<number>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (c, signal) => resolve(c ?? (signal ? 1 : 0)));
-  });
+  return runToExit(command!, args, { ...env, WORLD_SIZE: "1", RANK: "0", LOCAL_RANK: "0", LOCAL_WORLD_SIZE: "1" });
 }
 
 /**

@@ -104,6 +104,11 @@ export function get_world_size(): number {
   return requireWorld().size;
 }
 
+/** Throws unless `src` is a rank of the world (MPI's default error handler would end the whole job on another). */
+function checkRank(what: string, src: number, size: number): void {
+  if (!Number.isInteger(src) || src < 0 || src >= size) throw new RangeError(`${what}: src must be a rank below ${size}, got ${src}`);
+}
+
 /** Whether the collectives on `t` go to NCCL: a CUDA tensor in an "nccl" group. */
 function onNccl(t: Tensor): boolean {
   return world!.backend === "nccl" && t.device.type === "cuda";
@@ -142,8 +147,7 @@ export function all_reduce(tensor: Tensor, op: ReduceOpName = ReduceOp.SUM): voi
 
 /** In place: process `src`'s tensor on every process. */
 export function broadcast(tensor: Tensor, src: number): void {
-  const { size } = requireWorld();
-  if (!Number.isInteger(src) || src < 0 || src >= size) throw new RangeError(`broadcast: src must be a rank below ${size}, got ${src}`);
+  checkRank("broadcast", src, requireWorld().size);
   const bytes = tensor.numel() * tensor.dtype.itemsize;
   onDense(tensor, true, (d) => (onNccl(d) ? native.nccl : native.mpi).broadcast(d.buffer, byteOffset(d), bytes, src));
 }
@@ -195,7 +199,7 @@ export function destroy_process_group(): void {
 /** Process `src`'s values of `object_list` (JSON-serialisable) on every process, in place. */
 export function broadcast_object_list(object_list: unknown[], src = 0): void {
   const { rank, size } = requireWorld();
-  if (!Number.isInteger(src) || src < 0 || src >= size) throw new RangeError(`broadcast_object_list: src must be a rank below ${size}, got ${src}`);
+  checkRank("broadcast_object_list", src, size);
   const encoded = rank === src ? new TextEncoder().encode(JSON.stringify(object_list)) : new Uint8Array(0);
   const length = new Float64Array([encoded.length]);
   native.mpi.broadcast(length.buffer, 0, 8, src);

@@ -63,8 +63,8 @@ import { CudaGraphStep, useCudaGraphs } from "./cuda_graph_step.js";
 import { metrics_format } from "./metrics_format.js";
 import * as dist from "../distributed/process_group.js";
 import { average_gradients } from "../distributed/gradients.js";
-import { epochBatches, gatherEvalBatch, meanAcross, shardLength } from "./data_parallel.js";
-import { shardBatches } from "../accelerate/data_loader.js";
+import { gatherEvalBatch, meanAcross } from "./data_parallel.js";
+import { lastRoundRemainder, processBatches, shardLength } from "../accelerate/data_loader.js";
 
 /** A model the Trainer can drive: called with a batch, returning at least `logits` and, given labels, `loss`. */
 export type TrainableModel = Module & {
@@ -428,7 +428,7 @@ export class Trainer {
       this.control = this.callback_handler.on_epoch_begin(args, this.state, this.control);
       this._epoch_sampler_state = this.train_generator.get_state();
       const batches = world > 1
-        ? epochBatches(train_dataloader, this.train_generator, { num_processes: world, process_index: args.process_index })
+        ? processBatches(train_dataloader, { num_processes: world, process_index: args.process_index }).values()
         : train_dataloader.index_batches();
       const skip = steps_trained_in_current_epoch;
       for (let i = 0; i < skip; i++) batches.next();
@@ -754,11 +754,8 @@ export class Trainer {
     let loss_sum = 0;
     let loss_count = 0;
     let num_samples = 0;
-    const batches = world > 1
-      ? shardBatches([...dataloader.index_batches()], dataloader.batch_size!, dataloader.drop_last, { num_processes: world, process_index: this.args.process_index })
-      : [...dataloader.index_batches()];
-    // the samples of the last round that are not repeats (accelerate's remainder)
-    const remainder = sizeOf(dataloader.dataset as Sized) % (dataloader.batch_size! * world);
+    const batches = processBatches(dataloader, { num_processes: world, process_index: this.args.process_index });
+    const remainder = lastRoundRemainder(dataloader, world);
     for (const [index, indices] of batches.entries()) {
       const batch = dataloader.fetch(indices);
       const inputs = this._prepare_inputs(batch);
@@ -772,8 +769,7 @@ export class Trainer {
       let batch_logits = !prediction_loss_only && output_logits instanceof Tensor ? output_logits.detach() : null;
       const input_labels = has_labels && this.label_names.length === 1 ? inputs[this.label_names[0]!] : undefined;
       let batch_labels = !prediction_loss_only && input_labels instanceof Tensor ? input_labels : null;
-      for (const [k, v] of Object.entries(outputs)) if (v instanceof Tensor && v !== output_logits) v.dispose();
-      if (output_logits instanceof Tensor && batch_logits === null) output_logits.dispose();
+      for (const v of Object.values(outputs)) if (v instanceof Tensor && (v !== output_logits || batch_logits === null)) v.dispose();
       for (const v of Object.values(inputs)) if (v !== batch_labels) v.dispose();
       if (world > 1) {
         const gathered = gatherEvalBatch(batch_logits, batch_labels, batch_loss, batch_size, index === batches.length - 1, remainder);

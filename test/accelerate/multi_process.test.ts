@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { shardBatches } from "../../src/accelerate/data_loader.js";
-import { NO_MPI, runMpi } from "../helpers/mpi.js";
+import { NO_MPI, assertCloseValues, runMpi } from "../helpers/mpi.js";
 import { REPO_ROOT } from "../helpers/paths.js";
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -71,11 +71,7 @@ test("two processes train as one on the joined batches: process 0's weights, ave
   assert.ok(p0 && p1, run.stderr);
   assert.deepEqual([p0.type, p0.n, p0.main, p1.main, p0.batches], ["MULTI_CPU", 2, true, false, 4]);
   assert.deepEqual(p0.shared, p1.shared, "both processes hold the same weights, to the bit");
-  const alone = p0.alone.flat();
-  p0.shared.flat().forEach((v: number, i: number) => {
-    const want = alone[i] as number;
-    assert.ok(Math.abs(v - want) <= 1e-5 * (1 + Math.abs(want)), `parameter value ${i}: ${v} against ${want} in one process`);
-  });
+  assertCloseValues(p0.shared.flat(), p0.alone.flat(), 1e-5, "parameter value");
 });
 
 test("two processes accumulating two micro-batches of 2 take the steps of one process on batches of 8", { skip: NO_MPI }, () => {
@@ -117,8 +113,7 @@ test("two processes accumulating two micro-batches of 2 take the steps of one pr
     console.log(JSON.stringify({ rank: 0, params: [...model.parameters()].flatMap((p) => [...p.data()]) }));
   `);
   assert.equal(alone.code, 0, alone.stderr);
-  const expected = alone.reports[0]!.params as number[];
-  p0.shared.forEach((v: number, i: number) => assert.ok(Math.abs(v - expected[i]!) <= 1e-5 * (1 + Math.abs(expected[i]!)), `parameter value ${i}: ${v} against ${expected[i]}`));
+  assertCloseValues(p0.shared, alone.reports[0]!.params, 1e-5, "parameter value");
 });
 
 test("shuffled batches: every process draws process 0's order; gather_for_metrics sees each evaluation sample once, in order", { skip: NO_MPI }, () => {

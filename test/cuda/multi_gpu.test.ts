@@ -12,9 +12,9 @@ import path from "node:path";
 import { torch } from "../../src/torch.js";
 import { cudaInfo } from "../../src/backend/cuda.js";
 import { is_nccl_available } from "../../src/distributed/process_group.js";
-import { NO_MPI } from "../helpers/mpi.js";
+import { NO_MPI, assertCloseValues } from "../helpers/mpi.js";
 import { REPO_ROOT } from "../helpers/paths.js";
-import { TRAINER_WORKER } from "../helpers/trainer_worker.js";
+import { TRAINER_WORKER, runTrainerAlone, trainerReport } from "../helpers/trainer_worker.js";
 
 const EMULATED = process.env.FINETUNE_CUDA_EMULATED === "1";
 const SKIP =
@@ -96,23 +96,15 @@ test("two GPU processes train as one on the joined batches: process 0's weights,
   ]);
   assert.ok(p0 && p1);
   assert.deepEqual(p0.shared, p1.shared, "both processes hold the same weights, to the bit");
-  const alone = p0.alone.flat();
-  p0.shared.flat().forEach((v: number, i: number) => {
-    const want = alone[i] as number;
-    assert.ok(Math.abs(v - want) <= 1e-5 * (1 + Math.abs(want)), `parameter value ${i}: ${v} against ${want} in one process`);
-  });
+  assertCloseValues(p0.shared.flat(), p0.alone.flat(), 1e-5, "parameter value");
 });
 
 test("two GPU processes under the Trainer: the losses and evaluation of one CPU process of twice the batch", { skip: SKIP }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-multi-gpu-trainer-"));
   try {
     launch2(TRAINER_WORKER.split("\n"), { BATCH: "4", OUT: path.join(dir, "two") });
-    const script = path.join(dir, "alone.mjs");
-    fs.writeFileSync(script, `const dist = ${JSON.stringify(path.join(REPO_ROOT, "dist/src"))};\n${TRAINER_WORKER}`);
-    const alone = spawnSync(process.execPath, [script], { env: { ...process.env, BATCH: "8", OUT: path.join(dir, "one"), FINETUNE_DISABLE_CUDA: "1" }, encoding: "utf8" });
-    assert.equal(alone.status, 0, alone.stderr);
-    const report = (run: string, rank: number) => JSON.parse(fs.readFileSync(path.join(dir, `${run}.${rank}.json`), "utf8"));
-    const [one, p0, p1] = [report("one", 0), report("two", 0), report("two", 1)];
+    runTrainerAlone(dir, { FINETUNE_DISABLE_CUDA: "1" });
+    const [one, p0, p1] = [trainerReport(dir, "one", 0), trainerReport(dir, "two", 0), trainerReport(dir, "two", 1)];
     assert.deepEqual([p0.world, p0.steps], [2, 8]);
     assert.deepEqual(p0.parameters, p1.parameters, "both GPU processes hold the same weights, to the bit");
     p0.logged.forEach((v: number, i: number) => assert.ok(Math.abs(v - one.logged[i]) <= 1e-4, `logged loss ${i}: ${v} against ${one.logged[i]} on the CPU`));

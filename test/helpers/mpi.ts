@@ -1,5 +1,6 @@
 // MPI processes for tests: whether they can be started (an MPI library the addon loads and a launcher), and a
 // script run as several processes under mpirun.
+import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -18,6 +19,12 @@ function why(): string | false {
 
 /** Why a test that starts MPI processes skips, or false where it runs. */
 export const NO_MPI: string | false = why();
+
+/** Asserts every value of `got` (a flat list) lies within rtol * (1 + |want|) of `want`'s value at its index. */
+export function assertCloseValues(got: number[], want: number[], rtol: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: ${got.length} values against ${want.length}`);
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) <= rtol * (1 + Math.abs(want[i]!)), `${what} ${i}: ${v} against ${want[i]} in one process`));
+}
 
 /**
  * Runs `source` (an ES module; `dist` is the path of dist/src in it) as `n` processes under mpirun; each process's

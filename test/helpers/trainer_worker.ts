@@ -1,5 +1,10 @@
 // A Trainer run the multi-process tests compare across launches (test/training/trainer_multi_process.test.ts, and
-// on GPUs test/cuda/multi_gpu.test.ts).
+// on GPUs test/cuda/multi_gpu.test.ts): the script, its one-process run, and what a run wrote.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { REPO_ROOT } from "./paths.js";
 
 /**
  * Trains the tiny BERT on the synthetic pair task with per-device batch BATCH into OUT; writes what it reached to
@@ -30,3 +35,17 @@ fs.writeFileSync(process.env.OUT + "." + args.process_index + ".json", JSON.stri
   checkpoints: fs.readdirSync(process.env.OUT).sort() }));
 `;
 
+
+/** What the run into `dir`/`run` wrote as process `rank`. */
+export function trainerReport(dir: string, run: string, rank: number): Record<string, any> {
+  return JSON.parse(fs.readFileSync(path.join(dir, `${run}.${rank}.json`), "utf8")) as Record<string, any>;
+}
+
+/** TRAINER_WORKER as one process of batch 8 into `dir`/one, with `env` added; its stdout, once it passed. */
+export function runTrainerAlone(dir: string, env: Record<string, string> = {}): string {
+  const script = path.join(dir, "alone.mjs");
+  fs.writeFileSync(script, `const dist = ${JSON.stringify(path.join(REPO_ROOT, "dist/src"))};\n${TRAINER_WORKER}`);
+  const alone = spawnSync(process.execPath, [script], { env: { ...process.env, BATCH: "8", OUT: path.join(dir, "one"), ...env }, encoding: "utf8" });
+  assert.equal(alone.status, 0, alone.stderr);
+  return alone.stdout;
+}
