@@ -1,6 +1,7 @@
 // `npm run bench:engine`: GEMM against OpenBLAS (bench/gemm.ts), then the training step (forward + backward +
 // AdamW) of a bert-base-sized and an L4/H256 BERT classifier at batch 8 x sequence 67: ms per step, achieved
-// GFLOP/s, resident memory. The last line is one JSON object with the figures.
+// GFLOP/s, resident memory, and PyTorch's step on the same weights and batch in the same thread count
+// (bench/torch_step.py, where a python3 with torch is found). The last line is one JSON object with the figures.
 import { SHARED_HUB } from "../test/helpers/paths.js";
 import fs from "node:fs";
 import path from "node:path";
@@ -8,9 +9,11 @@ import { benchGemm } from "./gemm.js";
 import { torch } from "../src/torch.js";
 import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
 import { AdamW } from "../src/optim/index.js";
+import { batchLists, findTorchPython, NO_TORCH, TorchBaseline } from "./torch_baseline.js";
 
 const BATCH = 8;
 const SEQ = 67;
+const WINDOWS = 3;
 const BERT_BASE_CONFIG = path.join(SHARED_HUB, "models", "google-bert", "bert-base-uncased", "config.json");
 
 /** Multiply-add FLOPs of one training step: matmuls forward, twice that backward. */
@@ -26,17 +29,38 @@ function rssMb(): number {
   return process.memoryUsage().rss / 2 ** 20;
 }
 
-function benchStep(label: string, config: BertConfig, steps: number): { ms: number; gflops: number } {
+interface StepResult {
+  ms: number;
+  gflops: number;
+  torch_ms: number;
+}
+
+/** finetune's step and PyTorch's, in alternating windows of `steps` steps after a first step each: the best window of
+ * each side. */
+function benchStep(label: string, config: BertConfig, steps: number, python: string | undefined): StepResult {
   torch.manual_seed(0);
   const model = BertForSequenceClassification.from_config(config);
-  model.train();
-  const optimizer = new AdamW(model.parameters(), { lr: 2e-5 });
   const batch = {
     input_ids: torch.randint(0, config.vocab_size, [BATCH, SEQ]),
     attention_mask: torch.ones([BATCH, SEQ], { dtype: torch.int64 }),
     token_type_ids: torch.zeros([BATCH, SEQ], { dtype: torch.int64 }),
     labels: torch.randint(0, 2, [BATCH]),
   };
+  const reference = python === undefined ? undefined : new TorchBaseline(python, model, {
+    lr: 2e-5, weight_decay: 0.01, max_grad_norm: null, linear_schedule_steps: null,
+  }, torch.get_num_threads());
+  const lists = batchLists(batch);
+  const torchEvalLoss = reference?.evalLoss(lists);
+  model.eval();
+  const evalLoss = torch.no_grad(() => {
+    const out = model(batch);
+    const loss = out.loss.item();
+    out.loss.dispose();
+    out.logits.dispose();
+    return loss;
+  });
+  model.train();
+  const optimizer = new AdamW(model.parameters(), { lr: 2e-5 });
   const step = () => {
     const out = model(batch);
     out.loss.backward();
@@ -46,21 +70,32 @@ function benchStep(label: string, config: BertConfig, steps: number): { ms: numb
     out.logits.dispose();
   };
   step();
+  reference?.steps([lists], 1);
   const rssBefore = rssMb();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < steps; i++) step();
-  const ms = Number(process.hrtime.bigint() - start) / 1e6 / steps;
+  let ms = Infinity;
+  let torchMs = Infinity;
+  for (let window = 0; window < WINDOWS; window++) {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < steps; i++) step();
+    ms = Math.min(ms, Number(process.hrtime.bigint() - start) / 1e6 / steps);
+    if (reference !== undefined) torchMs = Math.min(torchMs, reference.steps([lists], steps) / steps);
+  }
   const gflops = stepFlops(config) / (ms / 1000) / 1e9;
-  console.log(`${label}: ${ms.toFixed(1)} ms/step, ${gflops.toFixed(1)} GFLOP/s, RSS ${rssBefore.toFixed(0)} -> ${rssMb().toFixed(0)} MB over ${steps} steps`);
-  return { ms, gflops };
+  const against = reference === undefined
+    ? NO_TORCH
+    : `${reference.describe()} ${torchMs.toFixed(1)} ms/step: ${(torchMs / ms).toFixed(2)}x; ` +
+      `eval loss on the batch ${evalLoss.toFixed(6)} vs ${torchEvalLoss!.toFixed(6)}`;
+  reference?.close();
+  console.log(`${label}: ${ms.toFixed(1)} ms/step, ${gflops.toFixed(1)} GFLOP/s, RSS ${rssBefore.toFixed(0)} -> ${rssMb().toFixed(0)} MB over ${WINDOWS * steps} steps; ${against}`);
+  return { ms, gflops, torch_ms: reference === undefined ? NaN : torchMs };
 }
 
 const gemm = await benchGemm();
-console.log(`\nTraining step (forward + backward + AdamW), batch ${BATCH} x seq ${SEQ}, ${torch.get_num_threads()} threads` +
-  " (PyTorch 2.11 on a 2-thread Xeon: bert-base 2095 ms, L4/H256 125 ms)");
+const python = findTorchPython();
+console.log(`\nTraining step (forward + backward + AdamW), batch ${BATCH} x seq ${SEQ}, ${torch.get_num_threads()} threads, the best of ${WINDOWS} windows, finetune's and PyTorch's in turn`);
 const baseConfig = new BertConfig({ ...JSON.parse(fs.readFileSync(BERT_BASE_CONFIG, "utf8")), num_labels: 2 });
-const l4 = benchStep("L4/H256  ", new BertConfig({ num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024, num_labels: 2 }), 20);
-const base = benchStep("bert-base", baseConfig, 6);
+const l4 = benchStep("L4/H256  ", new BertConfig({ num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024, num_labels: 2 }), 20, python);
+const base = benchStep("bert-base", baseConfig, 6, python);
 const peakRss = process.resourceUsage().maxRSS / 1024;
 console.log(`bert-base step at ${((100 * base.gflops) / gemm.gemm_peak_gflops).toFixed(0)}% of the measured GEMM peak; peak RSS ${peakRss.toFixed(0)} MB`);
 console.log(JSON.stringify({
@@ -69,7 +104,11 @@ console.log(JSON.stringify({
   gemm_vs_openblas: round(gemm.gemm_vs_openblas, 3),
   bert_base_step_ms: round(base.ms),
   bert_base_gflops: round(base.gflops),
+  bert_base_torch_step_ms: round(base.torch_ms),
+  bert_base_vs_torch: round(base.torch_ms / base.ms, 3),
   l4h256_step_ms: round(l4.ms),
+  l4h256_torch_step_ms: round(l4.torch_ms),
+  l4h256_vs_torch: round(l4.torch_ms / l4.ms, 3),
   peak_rss_mb: round(peakRss),
 }));
 

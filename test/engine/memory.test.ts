@@ -57,3 +57,18 @@ test("backward releases the activations a module call saved", () => {
   assert.ok(held - before >= 32 * 64 * 4 && held - before < 2 * 32 * 64 * 4, `the graph holds one activation before backward (${held - before} bytes)`);
   assert.ok(after - before <= 64, `after backward only the loss itself remains (${after - before} bytes)`);
 });
+
+test("a request takes a cached block up to 1.5 times its size, so shorter batches reuse longer ones' memory", () => {
+  const MB = 2 ** 20;
+  native.emptyCache();
+  native.free(native.alloc(40 * MB, false));
+  assert.equal(native.cachedBytes(), 40 * MB);
+  const shorter = native.alloc(30 * MB, false);
+  assert.equal(native.cachedBytes(), 0, "a 30 MB request takes the cached 40 MB block");
+  native.free(shorter);
+  assert.equal(native.cachedBytes(), 40 * MB, "the block returns to the cache at its own size");
+  const muchShorter = native.alloc(20 * MB, false);
+  assert.equal(native.cachedBytes(), 40 * MB, "a block over 1.5 times the request stays cached");
+  native.free(muchShorter);
+  native.emptyCache();
+});
