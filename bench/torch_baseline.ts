@@ -108,7 +108,8 @@ export class TorchBaseline {
     Atomics.wait(this.state, 0, WAITING);
     if (Atomics.load(this.state, 0) === EXITED) {
       fs.rmSync(this.workDir, { recursive: true, force: true });
-      throw new Error(`bench/torch_step.py exited (code ${this.state[1]}) before answering; its error is above`);
+      void this.worker.terminate();
+      throw new Error(`bench/torch_step.py exited (code ${this.state[1]}) before answering; its error output says why`);
     }
     return JSON.parse(new TextDecoder().decode(this.reply.slice(0, this.state[1])));
   }
@@ -129,11 +130,13 @@ function serve(): void {
     reply.set(bytes);
     wake(REPLIED, bytes.length);
   });
-  child.on("exit", (code) => wake(EXITED, code ?? -1));
+  child.on("exit", (code) => {
+    wake(EXITED, code ?? -1);
+    parentPort!.close();
+  });
   parentPort!.on("message", (message: string | null) => {
     if (message === null) {
       child.stdin.end();
-      parentPort!.close();
     } else {
       child.stdin.write(`${message}\n`);
     }
