@@ -38,11 +38,14 @@ export interface TorchInfo {
   blas: string[];
 }
 
-export const NO_TORCH = "PyTorch: no python3 with torch (apt-get install python3-torch, or set FINETUNE_BENCH_PYTHON)";
+export const NO_TORCH = process.env.FINETUNE_BENCH_PYTHON
+  ? `PyTorch: FINETUNE_BENCH_PYTHON (${process.env.FINETUNE_BENCH_PYTHON}) does not import torch`
+  : "PyTorch: no python3 with torch (apt-get install python3-torch, or set FINETUNE_BENCH_PYTHON)";
 
-/** The first of FINETUNE_BENCH_PYTHON, python3 and the system's python3 that imports torch. */
+/** FINETUNE_BENCH_PYTHON where set, else the first of python3 and the system's python3, if it imports torch. */
 export function findTorchPython(): string | undefined {
-  const candidates = [process.env.FINETUNE_BENCH_PYTHON, "python3", "/usr/bin/python3"].filter((c): c is string => !!c);
+  const chosen = process.env.FINETUNE_BENCH_PYTHON;
+  const candidates = chosen ? [chosen] : ["python3", "/usr/bin/python3"];
   return candidates.find((python) => spawnSync(python, ["-c", "import torch"], { stdio: "ignore" }).status === 0);
 }
 
