@@ -1,7 +1,8 @@
 // `npm run bench:engine`: GEMM against OpenBLAS (bench/gemm.ts), then the training step (forward + backward +
-// AdamW) of a bert-base-sized and an L4/H256 BERT classifier at batch 8 x sequence 67: ms per step, achieved
-// GFLOP/s, resident memory, and PyTorch's step on the same weights and batch in the same thread count
-// (bench/torch_step.py, where a python3 with torch is found). The last line is one JSON object with the figures.
+// AdamW) of an L4/H256 and a bert-base-sized BERT classifier (float32, and bert-base under bfloat16 autocast) at
+// batch 8 x sequence 67: ms per step, achieved GFLOP/s, resident memory, and PyTorch's step on the same weights and
+// batch in the same thread count (bench/torch_step.py, where a python3 with torch is found). The last line is one
+// JSON object with the figures.
 import { SHARED_HUB } from "../test/helpers/paths.js";
 import fs from "node:fs";
 import path from "node:path";
@@ -36,8 +37,8 @@ interface StepResult {
 }
 
 /** finetune's step and PyTorch's, in alternating windows of `steps` steps after a first step each: the best window of
- * each side. */
-function benchStep(label: string, config: BertConfig, steps: number, python: string | undefined): StepResult {
+ * each side. With `bf16` both run the forward under bfloat16 autocast. */
+function benchStep(label: string, config: BertConfig, steps: number, python: string | undefined, bf16 = false): StepResult {
   torch.manual_seed(0);
   const model = BertForSequenceClassification.from_config(config);
   const batch = {
@@ -47,7 +48,7 @@ function benchStep(label: string, config: BertConfig, steps: number, python: str
     labels: torch.randint(0, 2, [BATCH]),
   };
   const reference = python === undefined ? undefined : new TorchBaseline(python, model, {
-    lr: 2e-5, weight_decay: 0.01, max_grad_norm: null, linear_schedule_steps: null,
+    lr: 2e-5, weight_decay: 0.01, max_grad_norm: null, linear_schedule_steps: null, bf16,
   }, torch.get_num_threads());
   const lists = batchLists(batch);
   const torchEvalLoss = reference?.evalLoss(lists);
@@ -62,7 +63,7 @@ function benchStep(label: string, config: BertConfig, steps: number, python: str
   model.train();
   const optimizer = new AdamW(model.parameters(), { lr: 2e-5 });
   const step = () => {
-    const out = model(batch);
+    const out = bf16 ? torch.autocast("cpu", { dtype: torch.bfloat16 }, () => model(batch)) : model(batch);
     out.loss.backward();
     optimizer.step();
     optimizer.zero_grad();
@@ -96,6 +97,7 @@ console.log(`\nTraining step (forward + backward + AdamW), batch ${BATCH} x seq 
 const baseConfig = new BertConfig({ ...JSON.parse(fs.readFileSync(BERT_BASE_CONFIG, "utf8")), num_labels: 2 });
 const l4 = benchStep("L4/H256  ", new BertConfig({ num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024, num_labels: 2 }), 20, python);
 const base = benchStep("bert-base", baseConfig, 6, python);
+const baseBf16 = benchStep("bert-base bf16", baseConfig, 6, python, true);
 const peakRss = process.resourceUsage().maxRSS / 1024;
 console.log(`bert-base step at ${((100 * base.gflops) / gemm.gemm_peak_gflops).toFixed(0)}% of the measured GEMM peak; peak RSS ${peakRss.toFixed(0)} MB`);
 console.log(JSON.stringify({
@@ -106,6 +108,9 @@ console.log(JSON.stringify({
   bert_base_gflops: round(base.gflops),
   bert_base_torch_step_ms: round(base.torch_ms),
   bert_base_vs_torch: round(base.torch_ms / base.ms, 3),
+  bert_base_bf16_step_ms: round(baseBf16.ms),
+  bert_base_bf16_torch_step_ms: round(baseBf16.torch_ms),
+  bert_base_bf16_vs_torch: round(baseBf16.torch_ms / baseBf16.ms, 3),
   l4h256_step_ms: round(l4.ms),
   l4h256_torch_step_ms: round(l4.torch_ms),
   l4h256_vs_torch: round(l4.torch_ms / l4.ms, 3),

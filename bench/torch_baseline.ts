@@ -29,6 +29,8 @@ export interface TorchSettings {
   weight_decay: number;
   max_grad_norm: number | null;
   linear_schedule_steps: number | null;
+  /** the forward under torch.autocast("cpu", dtype=torch.bfloat16) */
+  bf16: boolean;
 }
 
 export interface TorchInfo {

@@ -3,7 +3,8 @@ MRPC): the same steps on the weights and the batches finetune trains on, in the 
 bench/torch_baseline.ts so that the two sides' steps alternate and a slower machine slows both alike.
 usage: python3 bench/torch_step.py WORK_DIR THREADS
 WORK_DIR holds config.json and model.safetensors (finetune's save_pretrained) and settings.json (the optimizer's
-learning rate and weight decay, the Trainer's clipping norm or null, the linear schedule's steps or null). The first
+learning rate and weight decay, the Trainer's clipping norm or null, the linear schedule's steps or null, whether the
+forward runs under bfloat16 autocast). The first
 line printed describes this torch; then each request line read, a JSON object, gets one JSON line back:
 {"op": "eval", "batch": B} -> {"loss": evaluation-mode loss on B}; {"op": "steps", "batches": [B...], "count": N}
 -> {"ms": time of N training steps, step i on batch i modulo their number}.
@@ -183,7 +184,8 @@ scheduler = None if schedule_steps is None else \
 
 
 def step(batch):
-    loss = model(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings["bf16"]):
+        loss = model(batch)
     loss.backward()
     if settings["max_grad_norm"] is not None:
         nn.utils.clip_grad_norm_(model.parameters(), settings["max_grad_norm"])

@@ -88,7 +88,7 @@ async function bench(label: string, config: Record<string, unknown>, steps: numb
   });
   const reference = python === undefined ? undefined : new TorchBaseline(python, model, {
     lr: args.learning_rate, weight_decay: args.weight_decay, max_grad_norm: args.max_grad_norm,
-    linear_schedule_steps: args.lr_scheduler_type === "linear" ? args.max_steps : null,
+    linear_schedule_steps: args.lr_scheduler_type === "linear" ? args.max_steps : null, bf16: false,
   }, torch.get_num_threads());
   const trainer = new TimedTrainer(model, args, timer, reference);
   trainer.remove_callback(trainer.callback_handler.callbacks.find((cb) => cb.constructor.name === "PrinterCallback")!);

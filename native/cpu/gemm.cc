@@ -1,4 +1,6 @@
-// float32 GEMM: C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, row-major, batched.
+// float32 GEMM: C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, row-major, batched. On CPUs with AVX512-BF16, A and
+// B may also be bfloat16 (autocast's operands), multiplied by the dot-product instruction: pairs of products summed
+// in float32, twice the float32 kernel's multiply-adds an instruction.
 //
 // BLIS-style: op(B) is packed into NR-wide k-major panels, op(A) into MR-tall k-major panels (zero-padded, so
 // the micro-kernel never branches on edges until it stores), and a register-blocked micro-kernel computes an
@@ -30,18 +32,22 @@
 #include "cpu/threadpool.h"
 
 #define FT_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define FT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")))
 #define FT_AVX2 __attribute__((target("avx2,fma")))
 
 namespace ft {
 namespace {
 
+// A and B are float32, or bfloat16 (A16 and B16 set, A and B null) for the bfloat16 kernel.
 struct Problem {
   bool transA, transB;
   int64_t M, N, K;
   float alpha, beta;
   const float* A;
+  const uint16_t* A16;
   int64_t lda, strideA;
   const float* B;
+  const uint16_t* B16;
   int64_t ldb, strideB;
   float* C;
   int64_t ldc, strideC;
@@ -54,15 +60,19 @@ struct Mat {
   int64_t K;
   float alpha, beta;
   const float* A;
+  const uint16_t* A16;
   int64_t lda;
   const float* B;
+  const uint16_t* B16;
   int64_t ldb;
   float* C;
   int64_t ldc;
 };
 
 Mat MatOf(const Problem& p, int64_t b) {
-  return Mat{p.transA, p.transB, p.K, p.alpha, p.beta, p.A + b * p.strideA, p.lda, p.B + b * p.strideB, p.ldb,
+  return Mat{p.transA, p.transB, p.K, p.alpha, p.beta,
+             p.A ? p.A + b * p.strideA : nullptr, p.A16 ? p.A16 + b * p.strideA : nullptr, p.lda,
+             p.B ? p.B + b * p.strideB : nullptr, p.B16 ? p.B16 + b * p.strideB : nullptr, p.ldb,
              p.C + b * p.strideC, p.ldc};
 }
 
@@ -162,6 +172,25 @@ FT_AVX512 inline void LoadTransposed(const float* src, int64_t ld, int64_t rows,
 
 // ---- micro-kernels: acc = Apanel (kc x MR) . Bpanel (kc x NR); C[:mr, :nr] = alpha * acc + beta * C.
 
+// C[:mr, :nr] = alpha * acc + beta * C for a tile of MR rows of NV vectors of 16 columns.
+template <int MR, int NV>
+FT_AVX512 inline void StoreTile(const __m512 (&acc)[MR][NV], float* c, int64_t ldc, float alpha, float beta, int mr,
+                                int nr) {
+  __mmask16 mask[NV];
+  for (int v = 0; v < NV; ++v) mask[v] = Mask16(nr - 16 * v);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; ++i) {
+    if (i >= mr) break;
+    float* row = c + i * ldc;
+    for (int v = 0; v < NV; ++v) {
+      __m512 r = _mm512_mul_ps(va, acc[i][v]);
+      if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], row + 16 * v), r);
+      _mm512_mask_storeu_ps(row + 16 * v, mask[v], r);
+    }
+  }
+}
+
 // AVX-512: 14 x 32 keeps 28 accumulators + 2 B vectors + 1 broadcast in the 32 zmm registers; 28 independent
 // FMA chains cover the 4-cycle latency of Zen 5's two 512-bit FMA pipes. Each k step reads 128 bytes of B and
 // 56 of A per 14 cycles, which L2 sustains, so kc may exceed what fits L1: a deep kc (576: one block for
@@ -196,19 +225,7 @@ struct Avx512Kernel {
       if (!kRowsA) a += sa;
       b += sb;
     }
-    __mmask16 mask[NV];
-    for (int v = 0; v < NV; ++v) mask[v] = Mask16(nr - 16 * v);
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 14
-    for (int i = 0; i < MR; ++i) {
-      if (i >= mr) break;
-      float* row = c + i * ldc;
-      for (int v = 0; v < NV; ++v) {
-        __m512 r = _mm512_mul_ps(va, acc[i][v]);
-        if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], row + 16 * v), r);
-        _mm512_mask_storeu_ps(row + 16 * v, mask[v], r);
-      }
-    }
+    StoreTile<MR, NV>(acc, c, ldc, alpha, beta, mr, nr);
   }
 
   template <bool kRowsA>
@@ -306,6 +323,99 @@ struct Avx512Kernel {
         }
       }
     }
+  }
+};
+
+// AVX512-BF16: the AVX-512 kernel's 14 x 32 tile, with pairs of k. A packed panel holds, for each pair of k
+// (2p, 2p + 1) and row i, one 32-bit word: op(A)[i, 2p] in its low half, op(A)[i, 2p + 1] in its high half; a B
+// panel the same words for its NR columns. VDPBF16PS then adds both products of a word pair to a float32 lane. A
+// panel of kc values takes (kc + 1) / 2 words a row, an odd kc's last word padded with zero, in the room the
+// drivers give a float32 panel (kc floats a row).
+struct Bf16Kernel {
+  static constexpr int MR = 14, NR = 32, MC = 448, KC = 576, NC = 3072;
+
+  template <int NV>
+  FT_AVX512BF16 static void Tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                 float beta, int mr, int nr) {
+    for (int i = 0; i < mr; ++i) __builtin_prefetch(c + i * ldc, 1, 3), __builtin_prefetch(c + i * ldc + 16, 1, 3);
+    __m512 acc[MR][NV];
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    const int32_t* aw = reinterpret_cast<const int32_t*>(a);
+    const int32_t* bw = reinterpret_cast<const int32_t*>(b);
+    for (int64_t p = 0, pairs = (kc + 1) / 2; p < pairs; ++p) {
+      __m512bh bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(bw + 16 * v);
+#pragma GCC unroll 14
+      for (int i = 0; i < MR; ++i) {
+        const __m512bh ai = (__m512bh)_mm512_set1_epi32(aw[i]);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
+      }
+      aw += MR;
+      bw += NR;
+    }
+    StoreTile<MR, NV>(acc, c, ldc, alpha, beta, mr, nr);
+  }
+
+  FT_AVX512BF16 static void Run(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                float beta, int mr, int nr) {
+    if (nr > 16) {
+      Tile<2>(kc, a, b, c, ldc, alpha, beta, mr, nr);
+    } else {
+      Tile<1>(kc, a, b, c, ldc, alpha, beta, mr, nr);
+    }
+  }
+
+  static bool IsSmall(const Mat&, int64_t, int64_t) { return false; }
+  static void Small(const Mat&, int64_t, int64_t) {}
+
+  // Panels of `width` (MR or NR) rows of op(X), rows r0 .. r0 + n, k in [pc, pc + kc), each `width` * kc floats
+  // apart, where op(X)[r, k] = X[k * ld + r] if trans, else X[r * ld + k]. Nothing past the block's values is read.
+  FT_AVX512BF16 static void PackPanels(const uint16_t* x, int64_t ld, bool trans, int64_t r0, int64_t n, int64_t pc,
+                                       int64_t kc, int width, float* dst) {
+    const int64_t whole = kc / 2;  // pairs of two values of the block; an odd kc adds a last value alone
+    for (int64_t i0 = 0; i0 < n; i0 += width, dst += width * kc) {
+      int32_t* w = reinterpret_cast<int32_t*>(dst);
+      const int64_t rows = std::min<int64_t>(width, n - i0);
+      for (int h = 0; h < width; h += 16) {
+        const __mmask16 live = Mask16(rows - h), lanes = Mask16(width - h);
+        const int64_t r = r0 + i0 + h;
+        if (trans) {
+          // The pair's values are two rows of X: their 16-bit values interleave into words.
+          for (int64_t p = 0; p * 2 < kc; ++p) {
+            const uint16_t* row = x + (pc + 2 * p) * ld + r;
+            const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, row));
+            const __m512i hi = p < whole ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, row + ld)) : _mm512_setzero_si512();
+            _mm512_mask_storeu_epi32(w + p * width + h, lanes, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+          }
+        } else {
+          // The pair is one 32-bit word of a row of X, gathered from the 16 rows (64-bit offsets, in values).
+          const __m512i step = _mm512_set1_epi64(ld * 8);
+          __m512i lowRows = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(ld));
+          __m512i highRows = _mm512_add_epi64(lowRows, step);
+          const uint16_t* base = x + r * ld + pc;
+          for (int64_t p = 0; p < whole; ++p) {
+            const __m256i a0 = _mm512_mask_i64gather_epi32(_mm256_setzero_si256(), static_cast<__mmask8>(live), lowRows, base, 2);
+            const __m256i a1 = _mm512_mask_i64gather_epi32(_mm256_setzero_si256(), static_cast<__mmask8>(live >> 8), highRows, base, 2);
+            _mm512_mask_storeu_epi32(w + p * width + h, lanes, _mm512_inserti64x4(_mm512_castsi256_si512(a0), a1, 1));
+            lowRows = _mm512_add_epi64(lowRows, _mm512_set1_epi64(2));
+            highRows = _mm512_add_epi64(highRows, _mm512_set1_epi64(2));
+          }
+          for (int i = 0; whole * 2 < kc && i < 16 && h + i < width; ++i)
+            w[whole * width + h + i] = i < rows - h ? base[i * ld + 2 * whole] : 0;
+        }
+      }
+    }
+  }
+
+  static void PackA(const Mat& g, int64_t ic, int64_t mc, int64_t pc, int64_t kc, float* dst) {
+    PackPanels(g.A16, g.lda, g.transA, ic, mc, pc, kc, MR, dst);
+  }
+
+  // op(B)'s columns are the rows of op(B)^T, which is B read with the opposite transpose.
+  static void PackB(const Mat& g, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* dst) {
+    PackPanels(g.B16, g.ldb, !g.transB, jc, nc, pc, kc, NR, dst);
   }
 };
 
@@ -605,7 +715,9 @@ void RunGemm(const Problem& p) {
 
 void Sgemm(const Problem& p) {
   const CpuFeatures& f = GetCpuFeatures();
-  if (f.avx512f) {
+  if (p.A16 != nullptr) {
+    RunGemm<Bf16Kernel>(p);
+  } else if (f.avx512f) {
     RunGemm<Avx512Kernel>(p);
   } else if (f.avx2 && f.fma) {
     RunGemm<Avx2Kernel>(p);
@@ -618,8 +730,9 @@ void Sgemm(const Problem& p) {
 
 Problem DecodeGemm(const Napi::CallbackInfo& info) {
   const GemmArgs g = DecodeGemmArgs(info);
-  if (g.abDtype != kF32 || g.cDtype != kF32)
-    throw Napi::TypeError::New(info.Env(), "sgemm: the CPU kernels read and write float32 only; convert 16-bit A and B to float32 first");
+  const bool bf16 = g.abDtype == kBF16 && GetCpuFeatures().avx512bf16;
+  if ((g.abDtype != kF32 && !bf16) || g.cDtype != kF32)
+    throw Napi::TypeError::New(info.Env(), "sgemm: the CPU kernels read float32 (or bfloat16 on CPUs with AVX512-BF16) and write float32; convert 16-bit A and B to float32 first");
   const Buffer a = GetBuffer(info, kGemmA, "A");
   const Buffer b = GetBuffer(info, kGemmB, "B");
   const Buffer c = GetBuffer(info, kGemmC, "C");
@@ -631,10 +744,12 @@ Problem DecodeGemm(const Napi::CallbackInfo& info) {
   p.K = g.K;
   p.alpha = g.alpha;
   p.beta = g.beta;
-  p.A = Elements<float>(info, a, g.offA, g.extA, "A");
+  p.A = bf16 ? nullptr : Elements<float>(info, a, g.offA, g.extA, "A");
+  p.A16 = bf16 ? Elements<uint16_t>(info, a, g.offA, g.extA, "A") : nullptr;
   p.lda = g.lda;
   p.strideA = g.strideA;
-  p.B = Elements<float>(info, b, g.offB, g.extB, "B");
+  p.B = bf16 ? nullptr : Elements<float>(info, b, g.offB, g.extB, "B");
+  p.B16 = bf16 ? Elements<uint16_t>(info, b, g.offB, g.extB, "B") : nullptr;
   p.ldb = g.ldb;
   p.strideB = g.strideB;
   p.C = Elements<float>(info, c, g.offC, g.extC, "C");
@@ -681,6 +796,7 @@ Napi::Value OpenBlasAvailableJs(const Napi::CallbackInfo& info) {
 
 Napi::Value OpenBlasSgemmJs(const Napi::CallbackInfo& info) {
   const Problem p = DecodeGemm(info);
+  if (p.A16 != nullptr) throw Napi::TypeError::New(info.Env(), "openblasSgemm: A and B must be float32");
   const CblasSgemm fn = LoadOpenBlas();
   if (fn == nullptr)
     throw Napi::Error::New(info.Env(),

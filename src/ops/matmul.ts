@@ -3,7 +3,7 @@
 // copied. Inside torch.autocast the operands are read in 16 bits and the products written in float32
 // (amp/autocast_mode.ts); their graph nodes then save the 16-bit operands, half the memory of the float32 ones.
 import { Tensor } from "../tensor/tensor.js";
-import { DType, float32 } from "../tensor/dtype.js";
+import { DType, bfloat16, float32 } from "../tensor/dtype.js";
 import { autocastOperandDtype } from "../amp/autocast_mode.js";
 import { lowpCopyOf, readsGradientAs, takeColumnSums } from "../amp/lowp_copy.js";
 import { autocastPackedWeights, autocastWeight } from "../amp/autocast_weight.js";
@@ -73,15 +73,23 @@ function releaseCopy(copy: Tensor, original: Tensor): void {
   if (copy !== original && original._lowp?.copy !== copy) copy.dispose();
 }
 
+const CPU_READS_BF16 = native.cpuFeatures().avx512bf16;
+
+/** Whether the GEMM kernels of a's device read its 16-bit dtype themselves. */
+function readsLowp(a: Tensor): boolean {
+  return a.device.type === "cuda" || (a.dtype === bfloat16 && CPU_READS_BF16);
+}
+
 /**
  * out[..., M, N] (contiguous float32, written or accumulated with beta) = op(a) @ op(b) (+ bias, of out's dtype)
  * over broadcast batch dims. On CUDA with 16-bit a and b, out may be of their dtype (beta 0): the float32 result
  * rounded. `ta`/`tb` ask for the transpose of the stored matrix.
  */
 function gemmInto(a: Tensor, ta: boolean, b: Tensor, tb: boolean, out: Tensor, beta: number, bias: Tensor | null = null): void {
-  // cuBLASLt reads 16-bit operands itself (on tensor cores); the CPU kernels read float32, into which 16-bit
-  // values widen exactly, so both accumulate the same products in float32.
-  const read = a.dtype === b.dtype && a.dtype !== float32 && a.device.type === "cuda" ? a.dtype : float32;
+  // cuBLASLt reads 16-bit operands itself (on tensor cores), and so do the CPU kernels bfloat16 on CPUs with
+  // AVX512-BF16; elsewhere they read float32, into which 16-bit values widen exactly. All accumulate the same
+  // products in float32.
+  const read = a.dtype === b.dtype && a.dtype !== float32 && readsLowp(a) ? a.dtype : float32;
   const A = operand(a, read);
   const B = operand(b, read);
   const transA = A.trans !== ta;

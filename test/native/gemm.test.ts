@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import { rng as unitRng } from "../helpers/rng.js";
 import assert from "node:assert/strict";
-import { native } from "../../src/backend/native.js";
+import { DTypeCode, native } from "../../src/backend/native.js";
 
 type GemmFn = typeof native.sgemm;
 
@@ -290,6 +290,62 @@ test("sgemm rejects bad arguments with JS errors before touching memory", () => 
   native.free(gone);
   assert.throws(() => call({ 6: gone }), RangeError);
   for (const buf of [A, B, C]) native.free(buf);
+});
+
+/** Rounds l's A and B to bfloat16 in place (to nearest, ties to even) and returns their bfloat16 copies, so that
+ * check() reads the values the bfloat16 kernel multiplies. */
+function toBf16(l: Laid): { A16: ArrayBuffer; B16: ArrayBuffer } {
+  const convert = (buf: ArrayBuffer) => {
+    const bits = new Uint32Array(buf);
+    const out = native.alloc(Math.max(1, bits.length) * 2);
+    const half = new Uint16Array(out);
+    for (let i = 0; i < bits.length; i++) {
+      const rounded = (bits[i]! + 0x7fff + ((bits[i]! >>> 16) & 1)) >>> 16;
+      half[i] = rounded;
+      bits[i] = rounded << 16;
+    }
+    return out;
+  };
+  return { A16: convert(l.A), B16: convert(l.B) };
+}
+
+const BF16_KERNEL = native.cpuFeatures().avx512bf16;
+const NO_BF16 = "no AVX512-BF16 on this CPU: ops widen bfloat16 operands to float32 for the float32 kernel";
+
+test("bfloat16 A and B (AVX512-BF16) match the reference at edge sizes, odd K, every transpose, blocks and batches", (t) => {
+  if (!BF16_KERNEL) return t.skip(NO_BF16);
+  const rand = rng(9);
+  const cases: Array<[number, number, number, number]> = [
+    [1, 1, 1, 1], [7, 17, 63, 1], [17, 7, 65, 1], [63, 65, 129, 1], [14, 32, 1, 1], [29, 48, 33, 1], [15, 16, 2, 1],
+    [600, 700, 530, 1], [353, 1100, 301, 1], [1000, 37, 600, 1], [67, 67, 64, 24], [5, 9, 3, 7],
+  ];
+  let n = 0;
+  for (const [M, N, K, batch] of cases) {
+    for (const [transA, transB] of TRANS) {
+      const [alpha, beta] = SCALARS[n++ % SCALARS.length]!;
+      const c: Case = { transA, transB, M, N, K, alpha, beta, batch, pad: n % 3, offset: n % 4 };
+      const l = layOut(c, rand);
+      const { A16, B16 } = toBf16(l);
+      native.sgemm(transA, transB, M, N, K, alpha, A16, l.off, l.lda, l.strideA, B16, l.off, l.ldb, l.strideB, beta,
+        l.C, l.off, l.ldc, l.strideC, batch, DTypeCode.BF16);
+      check(c, l, `bf16 ${name(c)}`, M * N > 5000 ? 800 : undefined, rand);
+      release(l);
+      native.free(A16);
+      native.free(B16);
+    }
+  }
+});
+
+test("bfloat16 operands: their buffers are bounded as bfloat16 elements, and the output stays float32", (t) => {
+  if (!BF16_KERNEL) return t.skip(NO_BF16);
+  const M = 4, N = 5, K = 6;
+  const A16 = native.alloc(M * K * 2), B16 = native.alloc(K * N * 2), C = native.alloc(M * N * 4);
+  const call = (a: ArrayBuffer, cDtype?: DTypeCode) => () =>
+    native.sgemm(false, false, M, N, K, 1, a, 0, K, 0, B16, 0, N, 0, 0, C, 0, N, 0, 1, DTypeCode.BF16, undefined, undefined, cDtype);
+  assert.doesNotThrow(call(A16));
+  assert.throws(call(native.alloc(M * K * 2 - 2)), RangeError);
+  assert.throws(call(A16, DTypeCode.BF16), /write float32/);
+  for (const buf of [A16, B16, C]) native.free(buf);
 });
 
 test("openblasSgemm computes the same contract when OpenBLAS is installed", (t) => {
