@@ -10,7 +10,7 @@ import { benchGemm } from "./gemm.js";
 import { torch } from "../src/torch.js";
 import { BertConfig, BertForSequenceClassification } from "../src/models/index.js";
 import { AdamW } from "../src/optim/index.js";
-import { batchLists, findTorchPython, NO_TORCH, TorchBaseline } from "./torch_baseline.js";
+import { batchLists, figure, findTorchPython, NO_TORCH, TorchBaseline } from "./torch_baseline.js";
 
 const BATCH = 8;
 const SEQ = 67;
@@ -101,22 +101,18 @@ const baseBf16 = benchStep("bert-base bf16", baseConfig, 6, python, true);
 const peakRss = process.resourceUsage().maxRSS / 1024;
 console.log(`bert-base step at ${((100 * base.gflops) / gemm.gemm_peak_gflops).toFixed(0)}% of the measured GEMM peak; peak RSS ${peakRss.toFixed(0)} MB`);
 console.log(JSON.stringify({
-  gemm_peak_gflops: round(gemm.gemm_peak_gflops),
-  openblas_peak_gflops: round(gemm.openblas_peak_gflops),
-  gemm_vs_openblas: round(gemm.gemm_vs_openblas, 3),
-  bert_base_step_ms: round(base.ms),
-  bert_base_gflops: round(base.gflops),
-  bert_base_torch_step_ms: round(base.torch_ms),
-  bert_base_vs_torch: round(base.torch_ms / base.ms, 3),
-  bert_base_bf16_step_ms: round(baseBf16.ms),
-  bert_base_bf16_torch_step_ms: round(baseBf16.torch_ms),
-  bert_base_bf16_vs_torch: round(baseBf16.torch_ms / baseBf16.ms, 3),
-  l4h256_step_ms: round(l4.ms),
-  l4h256_torch_step_ms: round(l4.torch_ms),
-  l4h256_vs_torch: round(l4.torch_ms / l4.ms, 3),
-  peak_rss_mb: round(peakRss),
+  gemm_peak_gflops: figure(gemm.gemm_peak_gflops),
+  openblas_peak_gflops: figure(gemm.openblas_peak_gflops),
+  gemm_vs_openblas: figure(gemm.gemm_vs_openblas, 3),
+  bert_base_step_ms: figure(base.ms),
+  bert_base_gflops: figure(base.gflops),
+  bert_base_torch_step_ms: figure(base.torch_ms),
+  bert_base_vs_torch: figure(base.torch_ms / base.ms, 3),
+  bert_base_bf16_step_ms: figure(baseBf16.ms),
+  bert_base_bf16_torch_step_ms: figure(baseBf16.torch_ms),
+  bert_base_bf16_vs_torch: figure(baseBf16.torch_ms / baseBf16.ms, 3),
+  l4h256_step_ms: figure(l4.ms),
+  l4h256_torch_step_ms: figure(l4.torch_ms),
+  l4h256_vs_torch: figure(l4.torch_ms / l4.ms, 3),
+  peak_rss_mb: figure(peakRss),
 }));
-
-function round(v: number, digits = 1): number | null {
-  return Number.isFinite(v) ? Number(v.toFixed(digits)) : null;
-}

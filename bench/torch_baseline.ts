@@ -2,8 +2,9 @@
 // finetune's model on the batches finetune trains on, in a child process with the same thread count. The benchmarks
 // alternate windows of steps of the two sides, so load from elsewhere on the machine falls on both alike (not single
 // steps: each side would then start every step on caches the other evicted and on sleeping threads, which cost
-// finetune's L4/H256 step 10 of its 80 ms). Requests are synchronous (the Trainer's callbacks are): a worker thread talks to the child and wakes the
-// caller through a shared buffer, and reports the child's exit instead of leaving the caller waiting.
+// finetune's L4/H256 step 10 of its 80 ms). Requests are synchronous (the Trainer's callbacks are): a worker thread
+// talks to the child and wakes the caller through a shared buffer, and reports the child's exit instead of leaving
+// the caller waiting.
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -49,6 +50,11 @@ export function findTorchPython(): string | undefined {
   const chosen = process.env.FINETUNE_BENCH_PYTHON;
   const candidates = chosen ? [chosen] : ["python3", "/usr/bin/python3"];
   return candidates.find((python) => spawnSync(python, ["-c", "import torch"], { stdio: "ignore" }).status === 0);
+}
+
+/** A figure for a benchmark's JSON line, rounded: null where it could not be measured (NaN: no baseline found). */
+export function figure(v: number, digits = 1): number | null {
+  return Number.isFinite(v) ? Number(v.toFixed(digits)) : null;
 }
 
 /** A batch as JSON lists, as the child reads it. */

@@ -17,7 +17,7 @@ import type { Batch } from "../src/data/data_collator.js";
 import type { TrainableModel } from "../src/training/trainer.js";
 import { startHub } from "../test/helpers/hub-server.js";
 import { torch } from "../src/torch.js";
-import { batchLists, findTorchPython, NO_TORCH, TorchBaseline, type BatchLists } from "./torch_baseline.js";
+import { batchLists, figure, findTorchPython, NO_TORCH, TorchBaseline, type BatchLists } from "./torch_baseline.js";
 
 const TORCH_WINDOW = 10;
 
@@ -117,14 +117,10 @@ const bert_base = await bench("bert-base", base_config, 20);
 await hub.close();
 console.log(JSON.stringify({
   bert_base_samples_per_s: Number(bert_base.samples_per_s.toFixed(3)),
-  bert_base_torch_samples_per_s: round(bert_base.torch_samples_per_s),
-  bert_base_vs_torch: round(bert_base.samples_per_s / bert_base.torch_samples_per_s),
+  bert_base_torch_samples_per_s: figure(bert_base.torch_samples_per_s, 3),
+  bert_base_vs_torch: figure(bert_base.samples_per_s / bert_base.torch_samples_per_s, 3),
   l4h256_samples_per_s: Number(l4h256.samples_per_s.toFixed(3)),
-  l4h256_torch_samples_per_s: round(l4h256.torch_samples_per_s),
-  l4h256_vs_torch: round(l4h256.samples_per_s / l4h256.torch_samples_per_s),
+  l4h256_torch_samples_per_s: figure(l4h256.torch_samples_per_s, 3),
+  l4h256_vs_torch: figure(l4h256.samples_per_s / l4h256.torch_samples_per_s, 3),
   overhead_share: Number(((bert_base.overhead_share + l4h256.overhead_share) / 2).toFixed(4)),
 }));
-
-function round(v: number): number | null {
-  return Number.isFinite(v) ? Number(v.toFixed(3)) : null;
-}
