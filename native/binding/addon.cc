@@ -26,14 +26,25 @@ namespace {
 // block of its size or up to kMaxOversize times it, so that a batch shorter than one seen before reuses the
 // longer batch's blocks: in a shuffled epoch only the longest batch so far then needs fresh pages (a new
 // length's activations took about 90,000 faults, 40% of a bert-base step, each time a size was new). The
-// cache holds at most kMaxCachedBytes; beyond that blocks go back to the OS at once. Thread-safe: finalizers
-// may run on another thread.
+// cache holds at most kMaxCachedBytes; beyond that blocks go back to the OS at once.
 constexpr size_t kAlignment = 64;
 constexpr size_t kMaxCachedBytes = size_t{4} << 30;
 constexpr double kMaxOversize = 1.5;
 
+// V8 counts every ArrayBuffer's bytes as external memory and starts a full collection whenever that count has grown
+// by some 64 MB since the last one. A training step's activations, which their scopes free and the collector never
+// needs to, then took a collection every step and its concurrent marking a fifth of the CPU (a 4-layer model's
+// Trainer step: 110 against 84 ms; whether V8 fell into that state depended on when its first collection came).
+// So a block that the program freed itself (`free`) and that comes back from the cache is taken off V8's count
+// while it lives again: memory the program frees itself does not call for collections. A block the collector
+// freed (a finalizer) is counted again when reused, so memory only the collector frees still calls for them.
+struct CachedBlock {
+  void* data;
+  bool freed_explicitly;
+};
+
 std::mutex g_cache_mutex;
-std::multimap<size_t, void*> g_free_blocks;
+std::multimap<size_t, CachedBlock> g_free_blocks;
 size_t g_cached_bytes = 0;
 std::atomic<int64_t> g_live_bytes{0};
 
@@ -57,26 +68,23 @@ void* NewBlock(size_t size) {
   return block;
 }
 
-/** A block of at least `size` bytes: a cached one (whose size replaces `size`) or a new one. */
-void* TakeBlock(size_t& size) {
-  {
-    std::lock_guard<std::mutex> lock(g_cache_mutex);
-    auto it = g_free_blocks.lower_bound(size);
-    if (it != g_free_blocks.end() && static_cast<double>(it->first) <= static_cast<double>(size) * kMaxOversize) {
-      void* block = it->second;
-      size = it->first;
-      g_free_blocks.erase(it);
-      g_cached_bytes -= size;
-      return block;
-    }
-  }
-  return NewBlock(size);
+/** A block of at least `size` bytes: a cached one (whose size replaces `size`) or, with data null, none. */
+CachedBlock TakeCachedBlock(size_t& size) {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  auto it = g_free_blocks.lower_bound(size);
+  if (it == g_free_blocks.end() || static_cast<double>(it->first) > static_cast<double>(size) * kMaxOversize)
+    return CachedBlock{nullptr, false};
+  CachedBlock block = it->second;
+  size = it->first;
+  g_free_blocks.erase(it);
+  g_cached_bytes -= size;
+  return block;
 }
 
-void GiveBlock(void* block, size_t size) {
+void GiveBlock(CachedBlock block, size_t size) {
   std::lock_guard<std::mutex> lock(g_cache_mutex);
   if (g_cached_bytes + size > kMaxCachedBytes) {
-    std::free(block);
+    std::free(block.data);
     return;
   }
   g_free_blocks.emplace(size, block);
@@ -85,7 +93,7 @@ void GiveBlock(void* block, size_t size) {
 
 void EmptyCache() {
   std::lock_guard<std::mutex> lock(g_cache_mutex);
-  for (auto& [size, block] : g_free_blocks) std::free(block);
+  for (auto& [size, block] : g_free_blocks) std::free(block.data);
   g_free_blocks.clear();
   g_cached_bytes = 0;
 }
@@ -93,18 +101,23 @@ void EmptyCache() {
 struct HostBlock {
   void* data;
   size_t bytes;
+  /** The bytes taken off V8's count while the block lives (its buffer's length, or 0). */
+  int64_t uncounted;
   std::atomic<bool> released{false};
 };
 
-void ReleaseBlock(HostBlock* block) {
+// V8 takes a buffer's bytes off its count itself when the buffer is detached or collected; the bytes this block
+// took off are given back. N-API runs an external buffer's finalizer on the JS thread, so it may adjust the count.
+void ReleaseBlock(Napi::Env env, HostBlock* block, bool explicitly) {
   if (!block->released.exchange(true)) {
-    GiveBlock(block->data, block->bytes);
+    GiveBlock(CachedBlock{block->data, explicitly}, block->bytes);
     g_live_bytes -= static_cast<int64_t>(block->bytes);
+    if (block->uncounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, block->uncounted);
   }
 }
 
-void FinalizeBlock(Napi::Env, void*, HostBlock* block) {
-  ReleaseBlock(block);
+void FinalizeBlock(Napi::Env env, void*, HostBlock* block) {
+  ReleaseBlock(env, block, false);
   delete block;
 }
 
@@ -123,7 +136,8 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "can't allocate memory: you tried to allocate " + std::to_string(bytes) +
                                          " bytes, more than this machine's " + std::to_string(physical) + " bytes of RAM");
   size_t size = RoundedSize(bytes == 0 ? 1 : bytes);
-  void* data = TakeBlock(size);
+  CachedBlock cached = TakeCachedBlock(size);
+  void* data = cached.data != nullptr ? cached.data : NewBlock(size);
   if (data == nullptr) {
     EmptyCache();
     data = NewBlock(size);
@@ -131,10 +145,12 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   if (data == nullptr)
     throw Napi::Error::New(env, "out of host memory allocating " + std::to_string(bytes) + " bytes");
   if (zero) std::memset(data, 0, bytes);
-  auto* block = new HostBlock{data, size};
+  const int64_t uncounted = cached.freed_explicitly ? static_cast<int64_t>(bytes) : 0;
+  auto* block = new HostBlock{data, size, uncounted};
   g_live_bytes += static_cast<int64_t>(size);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, bytes, FinalizeBlock, block);
   napi_wrap(env, ab, block, nullptr, nullptr, nullptr);
+  if (uncounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -uncounted);
   return ab;
 }
 
@@ -147,7 +163,7 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   if (napi_unwrap(env, ab, &raw) != napi_ok || raw == nullptr)
     throw Napi::TypeError::New(env, "free(buffer): not a buffer allocated by alloc()");
   auto* block = static_cast<HostBlock*>(raw);
-  ReleaseBlock(block);
+  ReleaseBlock(env, block, true);
   ab.Detach();
   return env.Undefined();
 }

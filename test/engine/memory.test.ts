@@ -1,6 +1,7 @@
 // A training loop keeps its memory flat: activations are released by backward(), intermediates of module
 // calls when the call returns, gradients by zero_grad() — none of it waits for the garbage collector.
 import { test } from "node:test";
+import { constants, PerformanceObserver } from "node:perf_hooks";
 import assert from "node:assert/strict";
 import { torch } from "../../src/torch.js";
 import { native } from "../../src/backend/native.js";
@@ -71,4 +72,48 @@ test("a request takes a cached block up to 1.5 times its size, so shorter batche
   assert.equal(native.cachedBytes(), 40 * MB, "a block over 1.5 times the request stays cached");
   native.free(muchShorter);
   native.emptyCache();
+});
+
+/** The full (mark-compact) collections V8 runs while `work` does. */
+async function majorCollections(work: () => Promise<void> | void): Promise<number> {
+  let count = 0;
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) count++;
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  await work();
+  // Node reports collections to observers from a later turn of the event loop
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  observer.disconnect();
+  return count;
+}
+
+test("memory the program frees itself does not make V8 collect garbage", async () => {
+  const MB = 2 ** 20;
+  native.emptyCache();
+  // Each round holds 80 MB at once, as a step's activations do: V8 counted it as new external memory every time
+  // and ran a full collection every round or two.
+  const collections = await majorCollections(() => {
+    for (let round = 0; round < 200; round++) {
+      const blocks = Array.from({ length: 20 }, () => native.alloc(4 * MB, false));
+      for (const block of blocks) native.free(block);
+    }
+  });
+  native.emptyCache();
+  assert.ok(collections <= 5, `${collections} full collections for memory freed by free()`);
+});
+
+test("memory only the garbage collector frees is still collected", async () => {
+  const MB = 2 ** 20;
+  native.emptyCache();
+  let peak = 0;
+  // 5 GB allocated and dropped without free(): V8 must keep collecting it, from fresh or recycled blocks alike
+  // (had recycled blocks gone uncounted, each collection would let the next run up to twice as far).
+  for (let i = 0; i < 2500; i++) {
+    new Uint8Array(native.alloc(2 * MB, false))[0] = 1;
+    peak = Math.max(peak, native.liveBytes());
+    if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+  }
+  native.emptyCache();
+  assert.ok(peak < 768 * MB, `${(peak / MB).toFixed(0)} MB held at once by buffers nobody freed`);
 });
