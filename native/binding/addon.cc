@@ -26,7 +26,8 @@ namespace {
 // block of its size or up to kMaxOversize times it, so that a batch shorter than one seen before reuses the
 // longer batch's blocks: in a shuffled epoch only the longest batch so far then needs fresh pages (a new
 // length's activations took about 90,000 faults, 40% of a bert-base step, each time a size was new). The
-// cache holds at most kMaxCachedBytes; beyond that blocks go back to the OS at once.
+// cache holds at most kMaxCachedBytes; beyond that blocks go back to the OS at once. Thread-safe: every worker
+// thread that loads the addon shares the cache.
 constexpr size_t kAlignment = 64;
 constexpr size_t kMaxCachedBytes = size_t{4} << 30;
 constexpr double kMaxOversize = 1.5;
@@ -106,13 +107,20 @@ struct HostBlock {
   std::atomic<bool> released{false};
 };
 
+// Moves V8's external-memory count by `delta` bytes. The count only guides the collector, and a finalizer must not
+// throw, so a failure (an environment being torn down) is ignored.
+void AdjustV8Count(Napi::Env env, int64_t delta) {
+  int64_t adjusted = 0;
+  napi_adjust_external_memory(env, delta, &adjusted);
+}
+
 // V8 takes a buffer's bytes off its count itself when the buffer is detached or collected; the bytes this block
 // took off are given back. N-API runs an external buffer's finalizer on the JS thread, so it may adjust the count.
 void ReleaseBlock(Napi::Env env, HostBlock* block, bool explicitly) {
   if (!block->released.exchange(true)) {
     GiveBlock(CachedBlock{block->data, explicitly}, block->bytes);
     g_live_bytes -= static_cast<int64_t>(block->bytes);
-    if (block->uncounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, block->uncounted);
+    if (block->uncounted != 0) AdjustV8Count(env, block->uncounted);
   }
 }
 
@@ -150,7 +158,7 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   g_live_bytes += static_cast<int64_t>(size);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, bytes, FinalizeBlock, block);
   napi_wrap(env, ab, block, nullptr, nullptr, nullptr);
-  if (uncounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -uncounted);
+  if (uncounted != 0) AdjustV8Count(env, -uncounted);
   return ab;
 }
 
