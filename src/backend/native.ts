@@ -59,8 +59,11 @@ export interface NativeAddon {
   // ---- memory and machine (native/binding/addon.cc)
   /** 64-byte aligned, zero-filled unless `zero` is false (then uninitialised); owned by the addon until `free` */
   alloc(nbytes: number, zero?: boolean): AB;
-  /** returns the memory to the addon's cache now and detaches the buffer; a second call is a no-op */
-  free(buf: AB): void;
+  /**
+   * returns the memory to the addon's cache now and detaches the buffer; a second call is a no-op. `collected`: the
+   * garbage collector found the buffer's owner unreachable (its memory then still counts for V8 when reused)
+   */
+  free(buf: AB, collected?: boolean): void;
   /** bytes held by live tensors */
   liveBytes(): number;
   /** freed bytes kept for reuse */

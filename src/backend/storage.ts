@@ -59,12 +59,15 @@ export class Storage {
     return this;
   }
 
-  release(): void {
+  /** Drops one reference; the last frees the memory. `collected`: the garbage collector dropped it (a tensor's
+   * FinalizationRegistry), so the host allocator keeps the memory counted for V8 (native/binding/addon.cc). */
+  release(collected = false): void {
     if (this.refs === 0) return;
     if (--this.refs > 0) return;
-    for (const d of this.#derived?.values() ?? []) d.memory.release();
+    for (const d of this.#derived?.values() ?? []) d.memory.release(collected);
     this.#derived = null;
-    (this.device.type === "cpu" ? native : native.cuda).free(this.buffer);
+    if (this.device.type === "cpu") native.free(this.buffer, collected);
+    else native.cuda.free(this.buffer);
   }
 
   /** What is kept of `kind`, whether still true or not (compare its version), or null. */

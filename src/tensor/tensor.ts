@@ -12,7 +12,7 @@ import { formatTensor } from "./format.js";
 import { releaseLowpEntry, type LowpEntry } from "../amp/lowp_copy.js";
 import type { IndexSpec } from "../ops/view.js";
 
-const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release());
+const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release(true));
 
 export type Scalar = number;
 export type TensorOrScalar = Tensor | number;

@@ -101,19 +101,30 @@ test("memory the program frees itself does not make V8 collect garbage", async (
   });
   native.emptyCache();
   assert.ok(collections <= 5, `${collections} full collections for memory freed by free()`);
+  const buffer = native.alloc(64, false);
+  assert.throws(() => native.free(buffer, 1 as unknown as boolean), /free\(buffer, collected = false\): collected must be a boolean/);
+  native.free(buffer);
+  assert.equal(buffer.byteLength, 0, "free() detaches the buffer");
 });
 
 test("memory only the garbage collector frees is still collected", async () => {
   const MB = 2 ** 20;
-  native.emptyCache();
-  let peak = 0;
-  // 5 GB allocated and dropped without free(): V8 must keep collecting it, from fresh or recycled blocks alike
-  // (had recycled blocks gone uncounted, each collection would let the next run up to twice as far).
-  for (let i = 0; i < 2500; i++) {
-    new Uint8Array(native.alloc(2 * MB, false))[0] = 1;
-    peak = Math.max(peak, native.liveBytes());
-    if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+  // 5 GB allocated and dropped without free() or dispose(): V8 must keep collecting it, from fresh or recycled blocks
+  // alike (had recycled blocks gone uncounted, each collection would let the next run up to twice as far). Buffers
+  // are freed by their own finalizers, tensors by the tensors' FinalizationRegistry.
+  const dropped = {
+    buffers: () => new Uint8Array(native.alloc(2 * MB, false))[0] = 1,
+    tensors: () => torch.zeros([512, 1024]),
+  };
+  for (const [kind, drop] of Object.entries(dropped)) {
+    native.emptyCache();
+    let peak = 0;
+    for (let i = 0; i < 2500; i++) {
+      drop();
+      peak = Math.max(peak, native.liveBytes());
+      if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.ok(peak < 768 * MB, `${(peak / MB).toFixed(0)} MB held at once by ${kind} nobody freed`);
   }
   native.emptyCache();
-  assert.ok(peak < 768 * MB, `${(peak / MB).toFixed(0)} MB held at once by buffers nobody freed`);
 });
