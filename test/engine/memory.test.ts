@@ -92,7 +92,7 @@ test("memory the program frees itself does not make V8 collect garbage", async (
   const MB = 2 ** 20;
   native.emptyCache();
   // Each round holds 80 MB at once, as a step's activations do: V8 counted it as new external memory every time
-  // and ran a full collection every round or two.
+  // and ran a full collection every few rounds (43 in the 200).
   const collections = await majorCollections(() => {
     for (let round = 0; round < 200; round++) {
       const blocks = Array.from({ length: 20 }, () => native.alloc(4 * MB, false));
