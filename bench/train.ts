@@ -1,5 +1,5 @@
-// Training benchmark: the Trainer on MRPC train (batch 8) on the CPU, with a bert-base-sized and an L4/H256
-// random-initialised model. A full bert-base epoch takes about an hour on a small CPU, so each model runs a
+// Training benchmark: the Trainer on MRPC train (batch 8) on the CPU, with a bert-base-sized (float32, then with
+// bf16: true) and an L4/H256 random-initialised model. A full bert-base epoch takes about an hour on a small CPU, so each model runs a
 // fixed number of steps and the epoch time is extrapolated from them. Timers around the phases split each
 // step into forward+backward, clipping+optimizer, and the rest (data reading, collation, logging, callbacks).
 // Where a python3 with torch is found, PyTorch trains a copy of each model on the same batches with the Trainer's
@@ -79,16 +79,16 @@ class TimedTrainer extends Trainer {
 
 const python = findTorchPython();
 
-async function bench(label: string, config: Record<string, unknown>, steps: number) {
+async function bench(label: string, config: Record<string, unknown>, steps: number, bf16 = false) {
   const model = new BertForSequenceClassification(new BertConfig({ ...config, num_labels: 2 }));
   const timer = new PhaseTimer();
   const output_dir = fs.mkdtempSync(path.join(os.tmpdir(), "finetune-bench-train-"));
   const args = new TrainingArguments(output_dir, {
-    per_device_train_batch_size: 8, num_train_epochs: 1, max_steps: steps + 1, save_strategy: "no", logging_steps: 10, disable_tqdm: true,
+    per_device_train_batch_size: 8, num_train_epochs: 1, max_steps: steps + 1, save_strategy: "no", logging_steps: 10, disable_tqdm: true, bf16,
   });
   const reference = python === undefined ? undefined : new TorchBaseline(python, model, {
     lr: args.learning_rate, weight_decay: args.weight_decay, max_grad_norm: args.max_grad_norm,
-    linear_schedule_steps: args.lr_scheduler_type === "linear" ? args.max_steps : null, bf16: false,
+    linear_schedule_steps: args.lr_scheduler_type === "linear" ? args.max_steps : null, bf16,
   }, torch.get_num_threads());
   const trainer = new TimedTrainer(model, args, timer, reference);
   trainer.remove_callback(trainer.callback_handler.callbacks.find((cb) => cb.constructor.name === "PrinterCallback")!);
@@ -114,11 +114,15 @@ async function bench(label: string, config: Record<string, unknown>, steps: numb
 
 const l4h256 = await bench("L4/H256", { ...base_config, num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024 }, 100);
 const bert_base = await bench("bert-base", base_config, 20);
+const bert_base_bf16 = await bench("bert-base bf16", base_config, 20, true);
 await hub.close();
 console.log(JSON.stringify({
   bert_base_samples_per_s: Number(bert_base.samples_per_s.toFixed(3)),
   bert_base_torch_samples_per_s: figure(bert_base.torch_samples_per_s, 3),
   bert_base_vs_torch: figure(bert_base.samples_per_s / bert_base.torch_samples_per_s, 3),
+  bert_base_bf16_samples_per_s: Number(bert_base_bf16.samples_per_s.toFixed(3)),
+  bert_base_bf16_torch_samples_per_s: figure(bert_base_bf16.torch_samples_per_s, 3),
+  bert_base_bf16_vs_torch: figure(bert_base_bf16.samples_per_s / bert_base_bf16.torch_samples_per_s, 3),
   l4h256_samples_per_s: Number(l4h256.samples_per_s.toFixed(3)),
   l4h256_torch_samples_per_s: figure(l4h256.torch_samples_per_s, 3),
   l4h256_vs_torch: figure(l4h256.samples_per_s / l4h256.torch_samples_per_s, 3),
