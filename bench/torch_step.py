@@ -4,8 +4,8 @@ bench/torch_baseline.ts so that the two sides' steps alternate and a slower mach
 usage: python3 bench/torch_step.py WORK_DIR THREADS
 WORK_DIR holds config.json and model.safetensors (finetune's save_pretrained) and settings.json (the optimizer's
 learning rate and weight decay, the Trainer's clipping norm or null, the linear schedule's steps or null, whether the
-forward runs under bfloat16 autocast). The first
-line printed describes this torch; then each request line read, a JSON object, gets one JSON line back:
+forward runs under bfloat16 autocast). The first line printed describes this torch; then each request line read, a
+JSON object, gets one JSON line back:
 {"op": "eval", "batch": B} -> {"loss": evaluation-mode loss on B}; {"op": "steps", "batches": [B...], "count": N}
 -> {"ms": time of N training steps, step i on batch i modulo their number}.
 
@@ -199,14 +199,15 @@ def answer(reply):
     sys.stdout.flush()
 
 
+def tensors(batch):
+    return {key: torch.tensor(value) for key, value in batch.items()}
+
+
 capability = [line.split(":", 1)[1].strip() for line in torch.__config__.show().splitlines() if "CPU capability" in line]
 with open("/proc/self/maps") as maps:
     blas = sorted({os.path.dirname(line.split()[-1]) for line in maps if "blas" in os.path.basename(line.split()[-1])})
 answer({"torch_version": torch.__version__, "threads": torch.get_num_threads(),
         "cpu_capability": capability[0] if capability else None, "blas": blas})
-def tensors(batch):
-    return {key: torch.tensor(value) for key, value in batch.items()}
-
 
 for line in sys.stdin:
     request = json.loads(line)

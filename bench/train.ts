@@ -1,6 +1,6 @@
 // Training benchmark: the Trainer on MRPC train (batch 8) on the CPU, with a bert-base-sized (float32, then with
-// bf16: true) and an L4/H256 random-initialised model. A full bert-base epoch takes about an hour on a small CPU, so each model runs a
-// fixed number of steps and the epoch time is extrapolated from them. Timers around the phases split each
+// bf16: true) and an L4/H256 random-initialised model. A full bert-base epoch takes about an hour on a small CPU,
+// so each model runs a fixed number of steps and the epoch time is extrapolated from them. Timers around the phases split each
 // step into forward+backward, clipping+optimizer, and the rest (data reading, collation, logging, callbacks).
 // Where a python3 with torch is found, PyTorch trains a copy of each model on the same batches with the Trainer's
 // optimizer, clipping and schedule (bench/torch_baseline.ts): after the first step and then after every

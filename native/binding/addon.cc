@@ -172,13 +172,13 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "free(buffer): buffer must be an ArrayBuffer");
   if (!Omitted(info, 1) && !info[1].IsBoolean())
     throw Napi::TypeError::New(env, "free(buffer, collected = false): collected must be a boolean");
+  const bool collected = !Omitted(info, 1) && info[1].As<Napi::Boolean>().Value();
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
   if (ab.IsDetached()) return env.Undefined();  // only free() detaches: already released
   void* raw = nullptr;
   if (napi_unwrap(env, ab, &raw) != napi_ok || raw == nullptr)
     throw Napi::TypeError::New(env, "free(buffer): not a buffer allocated by alloc()");
   auto* block = static_cast<HostBlock*>(raw);
-  const bool collected = !Omitted(info, 1) && info[1].As<Napi::Boolean>().Value();
   ReleaseBlock(env, block, !collected);
   ab.Detach();
   return env.Undefined();

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import { rng as unitRng } from "../helpers/rng.js";
+import { bf16ToNumber, numberToBf16 } from "../helpers/half_bits.js";
 import assert from "node:assert/strict";
 import { DTypeCode, native } from "../../src/backend/native.js";
 
@@ -296,13 +297,12 @@ test("sgemm rejects bad arguments with JS errors before touching memory", () => 
  * check() reads the values the bfloat16 kernel multiplies. */
 function toBf16(l: Laid): { A16: ArrayBuffer; B16: ArrayBuffer } {
   const convert = (buf: ArrayBuffer) => {
-    const bits = new Uint32Array(buf);
-    const out = native.alloc(Math.max(1, bits.length) * 2);
+    const values = new Float32Array(buf);
+    const out = native.alloc(Math.max(1, values.length) * 2);
     const half = new Uint16Array(out);
-    for (let i = 0; i < bits.length; i++) {
-      const rounded = (bits[i]! + 0x7fff + ((bits[i]! >>> 16) & 1)) >>> 16;
-      half[i] = rounded;
-      bits[i] = rounded << 16;
+    for (let i = 0; i < values.length; i++) {
+      half[i] = numberToBf16(values[i]!);
+      values[i] = bf16ToNumber(half[i]!);
     }
     return out;
   };
